@@ -1,0 +1,123 @@
+"""Duplicate detection for RADIUS requests (RFC 5080 §2.2.2).
+
+A request is identified by the NAS's source address and port, the Identifier and the
+Request Authenticator (:class:`RequestKey`). Guarantee: while a request is being
+decided, retransmissions of it are not processed again; once its reply exists, a
+retransmission gets the very same octets for ``ttl`` seconds without reaching the
+handler — so a lost Access-Accept is re-sent, never turned into a replay refusal.
+
+Two layers: :class:`ReplyCache` in this process (always), and an optional
+:class:`SharedReplyCache` (e.g. a table in the shared store) so that a retransmission
+that a load balancer or SO_REUSEPORT steers to another instance gets the same answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class RequestKey:
+    host: str
+    port: int
+    identifier: int
+    authenticator: bytes
+
+    def digest(self) -> bytes:
+        """A fixed-size, unambiguous key for a shared store (SHA-256 of the fields)."""
+        host = self.host.encode()
+        return hashlib.sha256(
+            len(host).to_bytes(1, "big")
+            + host
+            + self.port.to_bytes(2, "big")
+            + self.identifier.to_bytes(1, "big")
+            + self.authenticator
+        ).digest()
+
+
+class SharedReplyCache(Protocol):
+    """Replies shared between instances. Both calls are bounded by the server's timeout;
+    a failure is logged and the request is processed as if there were no shared layer."""
+
+    async def load_reply(self, key: RequestKey) -> bytes | None: ...
+
+    async def save_reply(self, key: RequestKey, reply: bytes, ttl: float) -> None: ...
+
+
+class Pending(Enum):
+    """A cached request that has no reply to send (yet)."""
+
+    IN_FLIGHT = "in_flight"
+    """Being decided now."""
+    HELD = "held"
+    """Decided, but its reply waits out the reject delay: sending it now would skip it."""
+
+
+@dataclass(slots=True)
+class _Entry:
+    reply: bytes | None
+    send_at: float
+    expires: float
+
+
+class ReplyCache:
+    """In-process duplicate cache, bounded in size; time comes from the caller."""
+
+    def __init__(self, *, ttl: float = 10.0, max_entries: int = 100_000) -> None:
+        self._ttl: Final = ttl
+        self._max_entries: Final = max_entries
+        self._entries: dict[RequestKey, _Entry] = {}
+        # (expiry, key) in completion order; expiry grows with it since ttl is fixed.
+        self._expiry: deque[tuple[float, RequestKey]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def lookup(self, key: RequestKey, now: float) -> bytes | Pending | None:
+        """The reply to re-send, a reason to stay silent, or None for a new request."""
+        self._expire(now)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.reply is None:
+            return Pending.IN_FLIGHT
+        if entry.expires <= now:
+            # Expiry order follows completion order only up to the reject delay.
+            del self._entries[key]
+            return None
+        if now < entry.send_at:
+            return Pending.HELD
+        return entry.reply
+
+    def begin(self, key: RequestKey) -> None:
+        """Mark a request as being decided."""
+        self._entries[key] = _Entry(reply=None, send_at=0.0, expires=float("inf"))
+
+    def complete(self, key: RequestKey, reply: bytes, send_at: float) -> None:
+        """Record the reply, re-sendable from ``send_at`` until ``send_at + ttl``."""
+        expires = send_at + self._ttl
+        self._entries[key] = _Entry(reply=reply, send_at=send_at, expires=expires)
+        self._expiry.append((expires, key))
+        while len(self._expiry) > self._max_entries:
+            oldest_expiry, oldest = self._expiry.popleft()
+            entry = self._entries.get(oldest)
+            if entry is not None and entry.expires == oldest_expiry:
+                del self._entries[oldest]
+
+    def forget(self, key: RequestKey) -> None:
+        """Drop a request that got no reply, so a retransmission is decided afresh."""
+        entry = self._entries.get(key)
+        if entry is not None and entry.reply is None:
+            del self._entries[key]
+
+    def _expire(self, now: float) -> None:
+        expiry = self._expiry
+        while expiry and expiry[0][0] <= now:
+            expires, key = expiry.popleft()
+            entry = self._entries.get(key)
+            if entry is not None and entry.expires == expires:
+                del self._entries[key]

@@ -1,0 +1,500 @@
+"""The RADIUS authentication listener: UDP sockets, admission, duplicates, replies.
+
+Per datagram, in this order: the source address must belong to a configured client
+(else dropped as ``unknown_client``); at least a header; the client's rate limit;
+Status-Server is answered at once with an Access-Accept (RFC 5997, Message-Authenticator
+required); a retransmission of a request being decided is not processed again, and
+one whose reply exists gets the same octets back (RFC 5080); beyond ``max_in_flight``
+requests being decided, new ones are dropped as ``overload``; then one strict parse
+with Message-Authenticator verification, the Message-Authenticator policy of the
+client, and one task per request that asks the handler.
+
+Guarantees:
+
+- No exception escapes ``datagram_received``, and garbage gets no reply.
+- A handler fault, a timeout or :data:`~mfad.radius.handler.NO_REPLY` sends nothing
+  (the NAS fails over); nothing but a handler's Decision.accept produces an
+  Access-Accept to an Access-Request.
+- Access-Rejects leave after ``reject_delay`` through ``loop.call_later``: the
+  waiting holds no task and no in-flight slot, and a retransmission during the wait
+  does not get the reject early.
+- Without ``reuse_port`` no socket option lets another process bind the same port:
+  a second daemon fails with :class:`RadiusBindError` instead of silently sharing it.
+- ``aclose()`` stops admitting packets, lets requests being decided finish for at
+  most ``drain_timeout`` seconds, cancels the rest, sends the rejects still waiting
+  out their delay, then closes the sockets.
+
+Nothing here logs a secret, a password or packet contents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, cast
+
+from mfad.radius.attributes import Attr
+from mfad.radius.cache import ReplyCache, RequestKey, SharedReplyCache
+from mfad.radius.clients import ClientTable, RadiusClient
+from mfad.radius.codec import (
+    HEADER_LENGTH,
+    PacketFault,
+    RadiusCode,
+    RadiusRequest,
+    code_name,
+    decode_request,
+    encode_reply,
+)
+from mfad.radius.errors import RadiusBindError, RadiusConfigError, RadiusEncodeError
+from mfad.radius.handler import NoReply, Outcome, RadiusHandler
+from mfad.radius.limits import TokenBuckets
+from mfad.radius.metrics import DropReason, NullMetrics, RadiusMetrics
+
+log = logging.getLogger("mfad.radius")
+
+Address = tuple[Any, ...]
+"""A socket address as asyncio reports it: (host, port) or (host, port, flow, scope)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RadiusServerSettings:
+    """Listener settings; every value has a safe default."""
+
+    listen: tuple[tuple[str, int], ...] = (("127.0.0.1", 1812),)
+    """IP literals and ports; port 0 picks a free port (tests)."""
+    reuse_port: bool = False
+    """Set SO_REUSEPORT so N worker processes share the port; never for a single process."""
+    max_in_flight: int = 1024
+    """Requests being decided at once; more are dropped as ``overload``."""
+    client_rate: float = 1000.0
+    """Packets per second per client (0 = unlimited)."""
+    client_burst: int = 2000
+    reject_delay: float = 1.0
+    """Seconds an Access-Reject waits (FreeRADIUS ``reject_delay``): slows guessing."""
+    handler_timeout: float = 5.0
+    """Past this the NAS has retransmitted or given up; the request gets no reply."""
+    duplicate_ttl: float = 10.0
+    """Seconds a reply is re-sent for retransmissions (a NAS retries for ~3 x 3 s)."""
+    max_cached_replies: int = 100_000
+    shared_cache_timeout: float = 0.5
+    receive_buffer: int = 4 * 1024 * 1024
+    """SO_RCVBUF asked for (the kernel may cap it): absorbs bursts while the loop is busy."""
+    drain_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        problems = [
+            name
+            for name, ok in (
+                ("listen", bool(self.listen)),
+                ("max_in_flight", self.max_in_flight >= 1),
+                ("client_rate", self.client_rate >= 0),
+                ("client_burst", self.client_burst >= 1),
+                ("reject_delay", 0 <= self.reject_delay <= 10),
+                ("handler_timeout", self.handler_timeout > 0),
+                ("duplicate_ttl", self.duplicate_ttl > 0),
+                ("max_cached_replies", self.max_cached_replies >= 1),
+                ("shared_cache_timeout", self.shared_cache_timeout > 0),
+                ("drain_timeout", self.drain_timeout >= 0),
+            )
+            if not ok
+        ]
+        if problems:
+            raise RadiusConfigError("invalid RADIUS server settings: " + ", ".join(problems))
+        for host, port in self.listen:
+            _ip_family(host)
+            if not 0 <= port <= 65535:
+                raise RadiusConfigError(f"RADIUS listen port out of range: {port}")
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """``"0.0.0.0:1812"`` or ``"[::1]:1812"`` to ``(host, port)``; hosts are IP literals."""
+    host, sep, port = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not port.isdigit():
+        raise RadiusConfigError(f"RADIUS listen address must be host:port, got {text!r}")
+    _ip_family(host)
+    number = int(port)
+    if number > 65535:
+        raise RadiusConfigError(f"RADIUS listen port out of range in {text!r}")
+    return host, number
+
+
+def message_authenticator_problem(request: RadiusRequest, client: RadiusClient) -> bool:
+    """True when policy says a request lacking Message-Authenticator must be dropped.
+
+    RFC 5997 requires it on Status-Server and RFC 3579 with EAP-Message; the client
+    may require it (the default); and with ``limit_proxy_state`` a request carrying
+    Proxy-State needs it (the FreeRADIUS BlastRADIUS mitigation for old NASes).
+    """
+    if request.has_message_authenticator:
+        return False
+    return (
+        request.code is RadiusCode.STATUS_SERVER
+        or client.require_message_authenticator
+        or request.has(Attr.EAP_MESSAGE)
+        or (client.limit_proxy_state and request.has(Attr.PROXY_STATE))
+    )
+
+
+class RadiusProtocol(asyncio.DatagramProtocol):
+    """One bound socket of a :class:`RadiusServer`; everything else is the server's."""
+
+    def __init__(self, server: RadiusServer) -> None:
+        self._server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        try:
+            self._server.receive(self, data, addr)
+        except Exception:
+            # A bug, not an input: keep serving, and say so loudly (without the packet).
+            log.exception("RADIUS datagram from %s could not be handled", addr[0])
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors for earlier replies (port unreachable …): nothing to do.
+        log.debug("RADIUS socket error: %s", exc)
+
+    def send(self, packet: bytes, addr: Address) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.sendto(packet, addr)
+        self._server.metrics.packet_sent(code_name(packet[0]))
+
+
+class RadiusServer:
+    """The RADIUS listener service: ``start()``/``run()`` and ``aclose()``."""
+
+    def __init__(
+        self,
+        settings: RadiusServerSettings,
+        clients: ClientTable,
+        handler: RadiusHandler,
+        *,
+        metrics: RadiusMetrics | None = None,
+        shared_cache: SharedReplyCache | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings: Final = settings
+        self.clients: Final = clients
+        self.metrics: Final[RadiusMetrics] = metrics if metrics is not None else NullMetrics()
+        self._handler = handler
+        self._shared = shared_cache
+        self._clock = clock
+        self._cache = ReplyCache(ttl=settings.duplicate_ttl, max_entries=settings.max_cached_replies)
+        self._limiter = TokenBuckets(rate=settings.client_rate, burst=settings.client_burst)
+        self._listeners: list[RadiusProtocol] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._delayed: dict[int, tuple[asyncio.TimerHandle, RadiusProtocol, bytes, Address]] = {}
+        self._next_delayed = 0
+        self._in_flight = 0
+        self._accepting = False
+        self._closing = False
+        self._closed = asyncio.Event()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The bound (host, port) of each listener, in ``settings.listen`` order."""
+        bound = []
+        for listener in self._listeners:
+            if listener.transport is not None:
+                name = listener.transport.get_extra_info("sockname")
+                bound.append((str(name[0]), int(name[1])))
+        return bound
+
+    def protocol(self) -> RadiusProtocol:
+        """A protocol feeding this server, for a transport the caller provides."""
+        self._accepting = not self._closing
+        return RadiusProtocol(self)
+
+    async def start(self) -> None:
+        """Bind every listen address, or none (raises :class:`RadiusBindError`)."""
+        if self._listeners or self._closing:
+            return
+        self._warn_about_clients()
+        loop = asyncio.get_running_loop()
+        sockets: list[socket.socket] = []
+        try:
+            for host, port in self.settings.listen:
+                sockets.append(_open_socket(host, port, self.settings))
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
+        for sock in sockets:
+            _, protocol = await loop.create_datagram_endpoint(lambda: RadiusProtocol(self), sock=sock)
+            self._listeners.append(protocol)
+        self._accepting = True
+        log.info("RADIUS listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
+
+    async def run(self) -> None:
+        """Serve until :meth:`aclose` is called."""
+        await self.start()
+        await self._closed.wait()
+
+    async def aclose(self) -> None:
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        self._accepting = False
+        try:
+            if self._tasks:
+                _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.drain_timeout)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    log.warning("RADIUS shutdown cancelled %d requests still being decided", len(pending))
+                    await asyncio.gather(*pending, return_exceptions=True)
+            for handle, listener, packet, addr in list(self._delayed.values()):
+                handle.cancel()
+                listener.send(packet, addr)
+            self._delayed.clear()
+        finally:
+            for listener in self._listeners:
+                if listener.transport is not None:
+                    listener.transport.close()
+            self._closed.set()
+
+    # The per-datagram path. Synchronous up to the task, so garbage costs no task.
+
+    def receive(self, listener: RadiusProtocol, data: bytes, addr: Address) -> None:
+        metrics = self.metrics
+        metrics.packet_received(code_name(data[0]) if data else "other")
+        if not self._accepting:
+            metrics.packet_dropped(DropReason.SHUTDOWN)
+            return
+        host = addr[0]
+        client = self.clients.lookup(host)
+        if client is None:
+            self._drop(DropReason.UNKNOWN_CLIENT, host, None)
+            return
+        if len(data) < HEADER_LENGTH:
+            self._drop(DropReason.MALFORMED, host, client, PacketFault.TOO_SHORT)
+            return
+        now = self._clock()
+        if not self._limiter.allow(client.name, now):
+            self._drop(DropReason.RATE_LIMITED, host, client)
+            return
+        if data[0] == RadiusCode.STATUS_SERVER:
+            self._answer_status(listener, data, addr, client)
+            return
+        key = RequestKey(host, addr[1], data[1], data[4:HEADER_LENGTH])
+        cached = self._cache.lookup(key, now)
+        if cached is not None:
+            self._drop(DropReason.DUPLICATE, host, client)
+            if isinstance(cached, bytes):
+                listener.send(cached, addr)
+            return
+        if self._in_flight >= self.settings.max_in_flight:
+            self._drop(DropReason.OVERLOAD, host, client)
+            return
+        request = self._admit(data, host, client)
+        if request is None:
+            return
+        self._cache.begin(key)
+        self._in_flight += 1
+        task = asyncio.get_running_loop().create_task(
+            self._decide(listener, request, client, key, addr, now)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _admit(self, data: bytes, host: str, client: RadiusClient) -> RadiusRequest | None:
+        request = decode_request(data, client.secret)
+        if isinstance(request, PacketFault):
+            if request is PacketFault.BAD_AUTHENTICATOR:
+                self._drop(DropReason.BAD_AUTHENTICATOR, host, client)
+            else:
+                self._drop(DropReason.MALFORMED, host, client, request)
+            return None
+        if message_authenticator_problem(request, client):
+            self._drop(DropReason.MISSING_MESSAGE_AUTHENTICATOR, host, client)
+            return None
+        return request
+
+    def _answer_status(
+        self, listener: RadiusProtocol, data: bytes, addr: Address, client: RadiusClient
+    ) -> None:
+        request = self._admit(data, addr[0], client)
+        if request is not None:
+            listener.send(encode_reply(request, RadiusCode.ACCESS_ACCEPT, client.secret), addr)
+
+    async def _decide(
+        self,
+        listener: RadiusProtocol,
+        request: RadiusRequest,
+        client: RadiusClient,
+        key: RequestKey,
+        addr: Address,
+        received_at: float,
+    ) -> None:
+        try:
+            answer = await self._answer(request, client, key, received_at)
+        except BaseException:
+            # Cancelled at shutdown: a retransmission to another server must be decided afresh.
+            self._cache.forget(key)
+            raise
+        finally:
+            self._in_flight -= 1
+        if answer is None:
+            self._cache.forget(key)
+            return
+        packet, send_at = answer
+        delay = send_at - self._clock()
+        if delay <= 0:
+            listener.send(packet, addr)
+            return
+        ident = self._next_delayed
+        self._next_delayed += 1
+        handle = asyncio.get_running_loop().call_later(delay, self._send_delayed, ident)
+        self._delayed[ident] = (handle, listener, packet, addr)
+
+    async def _answer(
+        self, request: RadiusRequest, client: RadiusClient, key: RequestKey, received_at: float
+    ) -> tuple[bytes, float] | None:
+        """The reply and when to send it, or None for silence (already counted)."""
+        if self._shared is not None:
+            shared = await self._load_shared(key)
+            if shared is not None:
+                self._drop(DropReason.DUPLICATE, key.host, client)
+                now = self._clock()
+                self._cache.complete(key, shared, now)
+                return shared, now
+        try:
+            async with asyncio.timeout(self.settings.handler_timeout):
+                decision = await self._handler(request, client)
+        except TimeoutError:
+            self._drop(DropReason.TIMEOUT, key.host, client)
+            return None
+        except Exception:
+            log.exception("RADIUS handler failed (client %s, id %d)", client.name, request.identifier)
+            self.metrics.packet_dropped(DropReason.HANDLER_ERROR)
+            return None
+        if isinstance(decision, NoReply):
+            self._drop(DropReason.NO_REPLY, key.host, client)
+            return None
+        try:
+            packet = encode_reply(request, decision.code, client.secret, decision.encoded)
+        except RadiusEncodeError as exc:
+            log.error("RADIUS reply for client %s cannot be encoded: %s", client.name, exc)
+            self.metrics.packet_dropped(DropReason.HANDLER_ERROR)
+            return None
+        now = self._clock()
+        send_at = now + (self.settings.reject_delay if decision.outcome is Outcome.REJECT else 0.0)
+        self._cache.complete(key, packet, send_at)
+        if self._shared is not None:
+            await self._save_shared(key, packet)
+        self.metrics.reply_decided(client.mode, decision.outcome)
+        self.metrics.request_latency(now - received_at)
+        return packet, send_at
+
+    async def _load_shared(self, key: RequestKey) -> bytes | None:
+        assert self._shared is not None
+        try:
+            async with asyncio.timeout(self.settings.shared_cache_timeout):
+                return await self._shared.load_reply(key)
+        except Exception as exc:  # a cache fault must not decide the request
+            log.warning("shared RADIUS reply cache lookup failed: %s", type(exc).__name__)
+            return None
+
+    async def _save_shared(self, key: RequestKey, packet: bytes) -> None:
+        assert self._shared is not None
+        try:
+            async with asyncio.timeout(self.settings.shared_cache_timeout):
+                await self._shared.save_reply(key, packet, self.settings.duplicate_ttl)
+        except Exception as exc:
+            log.warning("shared RADIUS reply cache save failed: %s", type(exc).__name__)
+
+    def _send_delayed(self, ident: int) -> None:
+        entry = self._delayed.pop(ident, None)
+        if entry is not None:
+            _, listener, packet, addr = entry
+            listener.send(packet, addr)
+
+    def _drop(
+        self,
+        reason: DropReason,
+        host: str,
+        client: RadiusClient | None,
+        fault: PacketFault | None = None,
+    ) -> None:
+        self.metrics.packet_dropped(reason)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "RADIUS packet from %s (client %s) dropped: %s%s",
+                host,
+                client.name if client is not None else "-",
+                reason.value,
+                f" ({fault.value})" if fault is not None else "",
+            )
+
+    def _warn_about_clients(self) -> None:
+        for client in self.clients:
+            if client.require_message_authenticator:
+                continue
+            if client.limit_proxy_state:
+                log.warning(
+                    "RADIUS client %s does not require Message-Authenticator (old NAS); "
+                    "requests with Proxy-State still need it",
+                    client.name,
+                )
+            else:
+                log.error(
+                    "RADIUS client %s requires neither Message-Authenticator nor limits "
+                    "Proxy-State: forged Access-Accepts are possible (BlastRADIUS)",
+                    client.name,
+                )
+
+
+def _ip_family(host: str) -> socket.AddressFamily:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise RadiusConfigError(f"RADIUS listen host must be an IP address, got {host!r}") from None
+    return socket.AF_INET if address.version == 4 else socket.AF_INET6
+
+
+def _open_socket(host: str, port: int, settings: RadiusServerSettings) -> socket.socket:
+    family = _ip_family(host)
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            # "::" must not also take IPv4: listen lists say which families they want.
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if settings.reuse_port:
+            option = getattr(socket, "SO_REUSEPORT", None)
+            if option is None:
+                raise RadiusConfigError("reuse_port needs SO_REUSEPORT, which this system lacks")
+            sock.setsockopt(socket.SOL_SOCKET, option, 1)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, settings.receive_buffer)
+        except OSError:
+            log.debug("RADIUS receive buffer of %d octets refused", settings.receive_buffer)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise RadiusBindError(
+                exc.errno, f"cannot bind RADIUS listener {host}:{port}: {exc.strerror}"
+            ) from None
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
