@@ -1,0 +1,974 @@
+# mypy: disable-error-code=type-arg
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Method(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    METHOD_UNSPECIFIED: _ClassVar[Method]
+    METHOD_TOTP: _ClassVar[Method]
+    METHOD_EMAIL: _ClassVar[Method]
+    METHOD_PASSKEY: _ClassVar[Method]
+    METHOD_U2F: _ClassVar[Method]
+
+class DeviceState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DEVICE_STATE_UNSPECIFIED: _ClassVar[DeviceState]
+    DEVICE_STATE_PENDING: _ClassVar[DeviceState]
+    DEVICE_STATE_ACTIVE: _ClassVar[DeviceState]
+
+class SignInOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SIGN_IN_OUTCOME_UNSPECIFIED: _ClassVar[SignInOutcome]
+    SIGN_IN_OUTCOME_ALLOWED: _ClassVar[SignInOutcome]
+    SIGN_IN_OUTCOME_SECOND_FACTOR_REQUIRED: _ClassVar[SignInOutcome]
+    SIGN_IN_OUTCOME_ENROLMENT_REQUIRED: _ClassVar[SignInOutcome]
+    SIGN_IN_OUTCOME_REFUSED: _ClassVar[SignInOutcome]
+
+class VerifyOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VERIFY_OUTCOME_UNSPECIFIED: _ClassVar[VerifyOutcome]
+    VERIFY_OUTCOME_ACCEPTED: _ClassVar[VerifyOutcome]
+    VERIFY_OUTCOME_REFUSED: _ClassVar[VerifyOutcome]
+
+class StepUpOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STEP_UP_OUTCOME_UNSPECIFIED: _ClassVar[StepUpOutcome]
+    STEP_UP_OUTCOME_VERIFIED: _ClassVar[StepUpOutcome]
+    STEP_UP_OUTCOME_CHALLENGE_STARTED: _ClassVar[StepUpOutcome]
+    STEP_UP_OUTCOME_REFUSED: _ClassVar[StepUpOutcome]
+
+class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLE_UNSPECIFIED: _ClassVar[Role]
+    ROLE_ADMIN: _ClassVar[Role]
+    ROLE_SERVICE: _ClassVar[Role]
+    ROLE_PORTAL: _ClassVar[Role]
+
+class MfaRequired(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MFA_REQUIRED_UNSPECIFIED: _ClassVar[MfaRequired]
+    MFA_REQUIRED_ALL: _ClassVar[MfaRequired]
+    MFA_REQUIRED_ENROLLED: _ClassVar[MfaRequired]
+    MFA_REQUIRED_OFF: _ClassVar[MfaRequired]
+
+class SessionScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SESSION_SCOPE_UNSPECIFIED: _ClassVar[SessionScope]
+    SESSION_SCOPE_FULL: _ClassVar[SessionScope]
+    SESSION_SCOPE_ENROLMENT: _ClassVar[SessionScope]
+METHOD_UNSPECIFIED: Method
+METHOD_TOTP: Method
+METHOD_EMAIL: Method
+METHOD_PASSKEY: Method
+METHOD_U2F: Method
+DEVICE_STATE_UNSPECIFIED: DeviceState
+DEVICE_STATE_PENDING: DeviceState
+DEVICE_STATE_ACTIVE: DeviceState
+SIGN_IN_OUTCOME_UNSPECIFIED: SignInOutcome
+SIGN_IN_OUTCOME_ALLOWED: SignInOutcome
+SIGN_IN_OUTCOME_SECOND_FACTOR_REQUIRED: SignInOutcome
+SIGN_IN_OUTCOME_ENROLMENT_REQUIRED: SignInOutcome
+SIGN_IN_OUTCOME_REFUSED: SignInOutcome
+VERIFY_OUTCOME_UNSPECIFIED: VerifyOutcome
+VERIFY_OUTCOME_ACCEPTED: VerifyOutcome
+VERIFY_OUTCOME_REFUSED: VerifyOutcome
+STEP_UP_OUTCOME_UNSPECIFIED: StepUpOutcome
+STEP_UP_OUTCOME_VERIFIED: StepUpOutcome
+STEP_UP_OUTCOME_CHALLENGE_STARTED: StepUpOutcome
+STEP_UP_OUTCOME_REFUSED: StepUpOutcome
+ROLE_UNSPECIFIED: Role
+ROLE_ADMIN: Role
+ROLE_SERVICE: Role
+ROLE_PORTAL: Role
+MFA_REQUIRED_UNSPECIFIED: MfaRequired
+MFA_REQUIRED_ALL: MfaRequired
+MFA_REQUIRED_ENROLLED: MfaRequired
+MFA_REQUIRED_OFF: MfaRequired
+SESSION_SCOPE_UNSPECIFIED: SessionScope
+SESSION_SCOPE_FULL: SessionScope
+SESSION_SCOPE_ENROLMENT: SessionScope
+
+class ClientInfo(_message.Message):
+    __slots__ = ("ip", "user_agent")
+    IP_FIELD_NUMBER: _ClassVar[int]
+    USER_AGENT_FIELD_NUMBER: _ClassVar[int]
+    ip: str
+    user_agent: str
+    def __init__(self, ip: _Optional[str] = ..., user_agent: _Optional[str] = ...) -> None: ...
+
+class UserSession(_message.Message):
+    __slots__ = ("token", "scope", "expires_at")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    scope: SessionScope
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, token: _Optional[str] = ..., scope: _Optional[_Union[SessionScope, str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RememberedToken(_message.Message):
+    __slots__ = ("token", "expires_at")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, token: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ChallengeDetails(_message.Message):
+    __slots__ = ("challenge_id", "method", "masked_email", "resend_after", "request_options_json", "expires_at")
+    CHALLENGE_ID_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    MASKED_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    RESEND_AFTER_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_OPTIONS_JSON_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    challenge_id: str
+    method: Method
+    masked_email: str
+    resend_after: _timestamp_pb2.Timestamp
+    request_options_json: str
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, challenge_id: _Optional[str] = ..., method: _Optional[_Union[Method, str]] = ..., masked_email: _Optional[str] = ..., resend_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_options_json: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Device(_message.Message):
+    __slots__ = ("id", "method", "name", "state", "created_at", "last_used_at", "security_level", "email", "passkey", "u2f")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_AT_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    PASSKEY_FIELD_NUMBER: _ClassVar[int]
+    U2F_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    method: Method
+    name: str
+    state: DeviceState
+    created_at: _timestamp_pb2.Timestamp
+    last_used_at: _timestamp_pb2.Timestamp
+    security_level: int
+    email: EmailDetails
+    passkey: PasskeyDetails
+    u2f: U2fDetails
+    def __init__(self, id: _Optional[str] = ..., method: _Optional[_Union[Method, str]] = ..., name: _Optional[str] = ..., state: _Optional[_Union[DeviceState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., security_level: _Optional[int] = ..., email: _Optional[_Union[EmailDetails, _Mapping]] = ..., passkey: _Optional[_Union[PasskeyDetails, _Mapping]] = ..., u2f: _Optional[_Union[U2fDetails, _Mapping]] = ...) -> None: ...
+
+class EmailDetails(_message.Message):
+    __slots__ = ("address",)
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    def __init__(self, address: _Optional[str] = ...) -> None: ...
+
+class PasskeyDetails(_message.Message):
+    __slots__ = ("backup_eligible", "backup_state", "aaguid")
+    BACKUP_ELIGIBLE_FIELD_NUMBER: _ClassVar[int]
+    BACKUP_STATE_FIELD_NUMBER: _ClassVar[int]
+    AAGUID_FIELD_NUMBER: _ClassVar[int]
+    backup_eligible: bool
+    backup_state: bool
+    aaguid: str
+    def __init__(self, backup_eligible: _Optional[bool] = ..., backup_state: _Optional[bool] = ..., aaguid: _Optional[str] = ...) -> None: ...
+
+class U2fDetails(_message.Message):
+    __slots__ = ("app_id",)
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    def __init__(self, app_id: _Optional[str] = ...) -> None: ...
+
+class TotpProvisioning(_message.Message):
+    __slots__ = ("device_id", "otpauth_uri", "secret_base32", "qr_png", "qr_svg", "issuer", "account_name", "digits", "period_seconds", "expires_at")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    OTPAUTH_URI_FIELD_NUMBER: _ClassVar[int]
+    SECRET_BASE32_FIELD_NUMBER: _ClassVar[int]
+    QR_PNG_FIELD_NUMBER: _ClassVar[int]
+    QR_SVG_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_NAME_FIELD_NUMBER: _ClassVar[int]
+    DIGITS_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    otpauth_uri: str
+    secret_base32: str
+    qr_png: bytes
+    qr_svg: str
+    issuer: str
+    account_name: str
+    digits: int
+    period_seconds: int
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, device_id: _Optional[str] = ..., otpauth_uri: _Optional[str] = ..., secret_base32: _Optional[str] = ..., qr_png: _Optional[bytes] = ..., qr_svg: _Optional[str] = ..., issuer: _Optional[str] = ..., account_name: _Optional[str] = ..., digits: _Optional[int] = ..., period_seconds: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class EmailCodeSent(_message.Message):
+    __slots__ = ("device_id", "masked_email", "resend_after", "expires_at")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    MASKED_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    RESEND_AFTER_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    masked_email: str
+    resend_after: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, device_id: _Optional[str] = ..., masked_email: _Optional[str] = ..., resend_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PasskeyRegistration(_message.Message):
+    __slots__ = ("registration_id", "creation_options_json", "expires_at")
+    REGISTRATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATION_OPTIONS_JSON_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    registration_id: str
+    creation_options_json: str
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, registration_id: _Optional[str] = ..., creation_options_json: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DeviceList(_message.Message):
+    __slots__ = ("devices", "lockout_risk")
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    LOCKOUT_RISK_FIELD_NUMBER: _ClassVar[int]
+    devices: _containers.RepeatedCompositeFieldContainer[Device]
+    lockout_risk: bool
+    def __init__(self, devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., lockout_risk: _Optional[bool] = ...) -> None: ...
+
+class BeginSignInRequest(_message.Message):
+    __slots__ = ("username", "password", "remembered_token", "client")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    REMEMBERED_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    password: str
+    remembered_token: str
+    client: ClientInfo
+    def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ..., remembered_token: _Optional[str] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
+
+class BeginSignInResponse(_message.Message):
+    __slots__ = ("outcome", "challenge_id", "methods", "challenge_expires_at", "session", "remembered", "username")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGE_ID_FIELD_NUMBER: _ClassVar[int]
+    METHODS_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    REMEMBERED_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    outcome: SignInOutcome
+    challenge_id: str
+    methods: _containers.RepeatedScalarFieldContainer[Method]
+    challenge_expires_at: _timestamp_pb2.Timestamp
+    session: UserSession
+    remembered: RememberedToken
+    username: str
+    def __init__(self, outcome: _Optional[_Union[SignInOutcome, str]] = ..., challenge_id: _Optional[str] = ..., methods: _Optional[_Iterable[_Union[Method, str]]] = ..., challenge_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., session: _Optional[_Union[UserSession, _Mapping]] = ..., remembered: _Optional[_Union[RememberedToken, _Mapping]] = ..., username: _Optional[str] = ...) -> None: ...
+
+class StartChallengeRequest(_message.Message):
+    __slots__ = ("challenge_id", "method", "client")
+    CHALLENGE_ID_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    challenge_id: str
+    method: Method
+    client: ClientInfo
+    def __init__(self, challenge_id: _Optional[str] = ..., method: _Optional[_Union[Method, str]] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
+
+class StartChallengeResponse(_message.Message):
+    __slots__ = ("challenge",)
+    CHALLENGE_FIELD_NUMBER: _ClassVar[int]
+    challenge: ChallengeDetails
+    def __init__(self, challenge: _Optional[_Union[ChallengeDetails, _Mapping]] = ...) -> None: ...
+
+class CompleteChallengeRequest(_message.Message):
+    __slots__ = ("challenge_id", "method", "code", "assertion_json", "remember_device", "client")
+    CHALLENGE_ID_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    ASSERTION_JSON_FIELD_NUMBER: _ClassVar[int]
+    REMEMBER_DEVICE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    challenge_id: str
+    method: Method
+    code: str
+    assertion_json: str
+    remember_device: bool
+    client: ClientInfo
+    def __init__(self, challenge_id: _Optional[str] = ..., method: _Optional[_Union[Method, str]] = ..., code: _Optional[str] = ..., assertion_json: _Optional[str] = ..., remember_device: _Optional[bool] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
+
+class CompleteChallengeResponse(_message.Message):
+    __slots__ = ("outcome", "username", "session", "remembered")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    REMEMBERED_FIELD_NUMBER: _ClassVar[int]
+    outcome: SignInOutcome
+    username: str
+    session: UserSession
+    remembered: RememberedToken
+    def __init__(self, outcome: _Optional[_Union[SignInOutcome, str]] = ..., username: _Optional[str] = ..., session: _Optional[_Union[UserSession, _Mapping]] = ..., remembered: _Optional[_Union[RememberedToken, _Mapping]] = ...) -> None: ...
+
+class VerifyCodeRequest(_message.Message):
+    __slots__ = ("username", "code", "method", "client")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    code: str
+    method: Method
+    client: ClientInfo
+    def __init__(self, username: _Optional[str] = ..., code: _Optional[str] = ..., method: _Optional[_Union[Method, str]] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
+
+class VerifyCodeResponse(_message.Message):
+    __slots__ = ("outcome",)
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    outcome: VerifyOutcome
+    def __init__(self, outcome: _Optional[_Union[VerifyOutcome, str]] = ...) -> None: ...
+
+class VerifySensitiveRequest(_message.Message):
+    __slots__ = ("username", "operation", "method", "challenge_id", "code", "assertion_json", "client")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    ASSERTION_JSON_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    operation: str
+    method: Method
+    challenge_id: str
+    code: str
+    assertion_json: str
+    client: ClientInfo
+    def __init__(self, username: _Optional[str] = ..., operation: _Optional[str] = ..., method: _Optional[_Union[Method, str]] = ..., challenge_id: _Optional[str] = ..., code: _Optional[str] = ..., assertion_json: _Optional[str] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
+
+class VerifySensitiveResponse(_message.Message):
+    __slots__ = ("outcome", "challenge", "verified_at", "valid_until")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGE_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_AT_FIELD_NUMBER: _ClassVar[int]
+    VALID_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    outcome: StepUpOutcome
+    challenge: ChallengeDetails
+    verified_at: _timestamp_pb2.Timestamp
+    valid_until: _timestamp_pb2.Timestamp
+    def __init__(self, outcome: _Optional[_Union[StepUpOutcome, str]] = ..., challenge: _Optional[_Union[ChallengeDetails, _Mapping]] = ..., verified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., valid_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListDevicesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListDevicesResponse(_message.Message):
+    __slots__ = ("devices",)
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    devices: DeviceList
+    def __init__(self, devices: _Optional[_Union[DeviceList, _Mapping]] = ...) -> None: ...
+
+class BeginTotpBindingRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class BeginTotpBindingResponse(_message.Message):
+    __slots__ = ("provisioning",)
+    PROVISIONING_FIELD_NUMBER: _ClassVar[int]
+    provisioning: TotpProvisioning
+    def __init__(self, provisioning: _Optional[_Union[TotpProvisioning, _Mapping]] = ...) -> None: ...
+
+class ConfirmTotpBindingRequest(_message.Message):
+    __slots__ = ("device_id", "code", "client")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    code: str
+    client: ClientInfo
+    def __init__(self, device_id: _Optional[str] = ..., code: _Optional[str] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
+
+class ConfirmTotpBindingResponse(_message.Message):
+    __slots__ = ("device", "devices")
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    device: Device
+    devices: DeviceList
+    def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., devices: _Optional[_Union[DeviceList, _Mapping]] = ...) -> None: ...
+
+class BeginEmailBindingRequest(_message.Message):
+    __slots__ = ("address", "client")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    client: ClientInfo
+    def __init__(self, address: _Optional[str] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
+
+class BeginEmailBindingResponse(_message.Message):
+    __slots__ = ("sent",)
+    SENT_FIELD_NUMBER: _ClassVar[int]
+    sent: EmailCodeSent
+    def __init__(self, sent: _Optional[_Union[EmailCodeSent, _Mapping]] = ...) -> None: ...
+
+class ConfirmEmailBindingRequest(_message.Message):
+    __slots__ = ("device_id", "code", "client")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    code: str
+    client: ClientInfo
+    def __init__(self, device_id: _Optional[str] = ..., code: _Optional[str] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
+
+class ConfirmEmailBindingResponse(_message.Message):
+    __slots__ = ("device", "devices")
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    device: Device
+    devices: DeviceList
+    def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., devices: _Optional[_Union[DeviceList, _Mapping]] = ...) -> None: ...
+
+class BeginPasskeyBindingRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class BeginPasskeyBindingResponse(_message.Message):
+    __slots__ = ("registration",)
+    REGISTRATION_FIELD_NUMBER: _ClassVar[int]
+    registration: PasskeyRegistration
+    def __init__(self, registration: _Optional[_Union[PasskeyRegistration, _Mapping]] = ...) -> None: ...
+
+class CompletePasskeyBindingRequest(_message.Message):
+    __slots__ = ("registration_id", "credential_json", "client")
+    REGISTRATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_JSON_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    registration_id: str
+    credential_json: str
+    client: ClientInfo
+    def __init__(self, registration_id: _Optional[str] = ..., credential_json: _Optional[str] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
+
+class CompletePasskeyBindingResponse(_message.Message):
+    __slots__ = ("device", "devices")
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    device: Device
+    devices: DeviceList
+    def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., devices: _Optional[_Union[DeviceList, _Mapping]] = ...) -> None: ...
+
+class BeginU2FUpgradeRequest(_message.Message):
+    __slots__ = ("device_id", "name")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    name: str
+    def __init__(self, device_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class BeginU2FUpgradeResponse(_message.Message):
+    __slots__ = ("registration",)
+    REGISTRATION_FIELD_NUMBER: _ClassVar[int]
+    registration: PasskeyRegistration
+    def __init__(self, registration: _Optional[_Union[PasskeyRegistration, _Mapping]] = ...) -> None: ...
+
+class CompleteU2FUpgradeRequest(_message.Message):
+    __slots__ = ("registration_id", "credential_json", "client")
+    REGISTRATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_JSON_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    registration_id: str
+    credential_json: str
+    client: ClientInfo
+    def __init__(self, registration_id: _Optional[str] = ..., credential_json: _Optional[str] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
+
+class CompleteU2FUpgradeResponse(_message.Message):
+    __slots__ = ("device", "retired_device_id", "devices")
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    RETIRED_DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    device: Device
+    retired_device_id: str
+    devices: DeviceList
+    def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., retired_device_id: _Optional[str] = ..., devices: _Optional[_Union[DeviceList, _Mapping]] = ...) -> None: ...
+
+class UnbindRequest(_message.Message):
+    __slots__ = ("device_id", "client")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    client: ClientInfo
+    def __init__(self, device_id: _Optional[str] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
+
+class UnbindResponse(_message.Message):
+    __slots__ = ("devices",)
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    devices: DeviceList
+    def __init__(self, devices: _Optional[_Union[DeviceList, _Mapping]] = ...) -> None: ...
+
+class RememberedDevice(_message.Message):
+    __slots__ = ("id", "label", "created_at", "last_used_at", "expires_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    label: str
+    created_at: _timestamp_pb2.Timestamp
+    last_used_at: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., label: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListRememberedRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListRememberedResponse(_message.Message):
+    __slots__ = ("remembered",)
+    REMEMBERED_FIELD_NUMBER: _ClassVar[int]
+    remembered: _containers.RepeatedCompositeFieldContainer[RememberedDevice]
+    def __init__(self, remembered: _Optional[_Iterable[_Union[RememberedDevice, _Mapping]]] = ...) -> None: ...
+
+class RevokeRememberedRequest(_message.Message):
+    __slots__ = ("id", "all")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    all: bool
+    def __init__(self, id: _Optional[str] = ..., all: _Optional[bool] = ...) -> None: ...
+
+class RevokeRememberedResponse(_message.Message):
+    __slots__ = ("revoked",)
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    revoked: int
+    def __init__(self, revoked: _Optional[int] = ...) -> None: ...
+
+class User(_message.Message):
+    __slots__ = ("id", "username", "disabled", "has_password", "created_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_FIELD_NUMBER: _ClassVar[int]
+    HAS_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    username: str
+    disabled: bool
+    has_password: bool
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., username: _Optional[str] = ..., disabled: _Optional[bool] = ..., has_password: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateUserRequest(_message.Message):
+    __slots__ = ("username", "password")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    password: str
+    def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
+
+class CreateUserResponse(_message.Message):
+    __slots__ = ("user",)
+    USER_FIELD_NUMBER: _ClassVar[int]
+    user: User
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ...) -> None: ...
+
+class ListUsersRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "username_prefix")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    username_prefix: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., username_prefix: _Optional[str] = ...) -> None: ...
+
+class ListUsersResponse(_message.Message):
+    __slots__ = ("users", "next_page_token")
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    users: _containers.RepeatedCompositeFieldContainer[User]
+    next_page_token: str
+    def __init__(self, users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetUserRequest(_message.Message):
+    __slots__ = ("username",)
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    def __init__(self, username: _Optional[str] = ...) -> None: ...
+
+class GetUserResponse(_message.Message):
+    __slots__ = ("user", "devices", "lockout")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    LOCKOUT_FIELD_NUMBER: _ClassVar[int]
+    user: User
+    devices: DeviceList
+    lockout: Lockout
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., devices: _Optional[_Union[DeviceList, _Mapping]] = ..., lockout: _Optional[_Union[Lockout, _Mapping]] = ...) -> None: ...
+
+class DisableUserRequest(_message.Message):
+    __slots__ = ("username", "reason")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    reason: str
+    def __init__(self, username: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DisableUserResponse(_message.Message):
+    __slots__ = ("user",)
+    USER_FIELD_NUMBER: _ClassVar[int]
+    user: User
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ...) -> None: ...
+
+class EnableUserRequest(_message.Message):
+    __slots__ = ("username", "reason")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    reason: str
+    def __init__(self, username: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class EnableUserResponse(_message.Message):
+    __slots__ = ("user",)
+    USER_FIELD_NUMBER: _ClassVar[int]
+    user: User
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ...) -> None: ...
+
+class SetPasswordRequest(_message.Message):
+    __slots__ = ("username", "password")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    password: str
+    def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
+
+class SetPasswordResponse(_message.Message):
+    __slots__ = ("remembered_revoked",)
+    REMEMBERED_REVOKED_FIELD_NUMBER: _ClassVar[int]
+    remembered_revoked: int
+    def __init__(self, remembered_revoked: _Optional[int] = ...) -> None: ...
+
+class AdminListDevicesRequest(_message.Message):
+    __slots__ = ("username",)
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    def __init__(self, username: _Optional[str] = ...) -> None: ...
+
+class AdminListDevicesResponse(_message.Message):
+    __slots__ = ("devices",)
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    devices: DeviceList
+    def __init__(self, devices: _Optional[_Union[DeviceList, _Mapping]] = ...) -> None: ...
+
+class UnbindDeviceRequest(_message.Message):
+    __slots__ = ("username", "device_id", "reason")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    device_id: str
+    reason: str
+    def __init__(self, username: _Optional[str] = ..., device_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class UnbindDeviceResponse(_message.Message):
+    __slots__ = ("devices",)
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    devices: DeviceList
+    def __init__(self, devices: _Optional[_Union[DeviceList, _Mapping]] = ...) -> None: ...
+
+class BindTotpRequest(_message.Message):
+    __slots__ = ("username", "name")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    name: str
+    def __init__(self, username: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class BindTotpResponse(_message.Message):
+    __slots__ = ("provisioning",)
+    PROVISIONING_FIELD_NUMBER: _ClassVar[int]
+    provisioning: TotpProvisioning
+    def __init__(self, provisioning: _Optional[_Union[TotpProvisioning, _Mapping]] = ...) -> None: ...
+
+class ConfirmTotpRequest(_message.Message):
+    __slots__ = ("username", "device_id", "code")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    device_id: str
+    code: str
+    def __init__(self, username: _Optional[str] = ..., device_id: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
+
+class ConfirmTotpResponse(_message.Message):
+    __slots__ = ("device", "devices")
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    device: Device
+    devices: DeviceList
+    def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., devices: _Optional[_Union[DeviceList, _Mapping]] = ...) -> None: ...
+
+class BindEmailRequest(_message.Message):
+    __slots__ = ("username", "address")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    address: str
+    def __init__(self, username: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
+
+class BindEmailResponse(_message.Message):
+    __slots__ = ("sent",)
+    SENT_FIELD_NUMBER: _ClassVar[int]
+    sent: EmailCodeSent
+    def __init__(self, sent: _Optional[_Union[EmailCodeSent, _Mapping]] = ...) -> None: ...
+
+class ConfirmEmailRequest(_message.Message):
+    __slots__ = ("username", "device_id", "code")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    device_id: str
+    code: str
+    def __init__(self, username: _Optional[str] = ..., device_id: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
+
+class ConfirmEmailResponse(_message.Message):
+    __slots__ = ("device", "devices")
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    device: Device
+    devices: DeviceList
+    def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., devices: _Optional[_Union[DeviceList, _Mapping]] = ...) -> None: ...
+
+class ImportU2FRequest(_message.Message):
+    __slots__ = ("username", "name", "key_handle", "public_key", "app_id", "counter")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KEY_HANDLE_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    COUNTER_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    name: str
+    key_handle: bytes
+    public_key: bytes
+    app_id: str
+    counter: int
+    def __init__(self, username: _Optional[str] = ..., name: _Optional[str] = ..., key_handle: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., app_id: _Optional[str] = ..., counter: _Optional[int] = ...) -> None: ...
+
+class ImportU2FResponse(_message.Message):
+    __slots__ = ("device", "devices")
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    device: Device
+    devices: DeviceList
+    def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., devices: _Optional[_Union[DeviceList, _Mapping]] = ...) -> None: ...
+
+class Policy(_message.Message):
+    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method")
+    MFA_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_METHODS_FIELD_NUMBER: _ClassVar[int]
+    SELF_SERVICE_FIELD_NUMBER: _ClassVar[int]
+    REMEMBER_DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REMEMBER_DAYS_FIELD_NUMBER: _ClassVar[int]
+    SENSITIVE_REAUTH_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_BACKUP_METHOD_FIELD_NUMBER: _ClassVar[int]
+    mfa_required: MfaRequired
+    allowed_methods: _containers.RepeatedScalarFieldContainer[Method]
+    self_service: bool
+    remember_device: bool
+    remember_days: int
+    sensitive_reauth_seconds: int
+    require_backup_method: bool
+    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Iterable[_Union[Method, str]]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ...) -> None: ...
+
+class GetPolicyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetPolicyResponse(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: Policy
+    def __init__(self, policy: _Optional[_Union[Policy, _Mapping]] = ...) -> None: ...
+
+class MethodSet(_message.Message):
+    __slots__ = ("methods",)
+    METHODS_FIELD_NUMBER: _ClassVar[int]
+    methods: _containers.RepeatedScalarFieldContainer[Method]
+    def __init__(self, methods: _Optional[_Iterable[_Union[Method, str]]] = ...) -> None: ...
+
+class SetPolicyRequest(_message.Message):
+    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method")
+    MFA_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_METHODS_FIELD_NUMBER: _ClassVar[int]
+    SELF_SERVICE_FIELD_NUMBER: _ClassVar[int]
+    REMEMBER_DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REMEMBER_DAYS_FIELD_NUMBER: _ClassVar[int]
+    SENSITIVE_REAUTH_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_BACKUP_METHOD_FIELD_NUMBER: _ClassVar[int]
+    mfa_required: MfaRequired
+    allowed_methods: MethodSet
+    self_service: bool
+    remember_device: bool
+    remember_days: int
+    sensitive_reauth_seconds: int
+    require_backup_method: bool
+    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Union[MethodSet, _Mapping]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ...) -> None: ...
+
+class SetPolicyResponse(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: Policy
+    def __init__(self, policy: _Optional[_Union[Policy, _Mapping]] = ...) -> None: ...
+
+class Lockout(_message.Message):
+    __slots__ = ("username", "locked", "locked_until", "hard_locked", "consecutive_failures", "lockouts")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    LOCKED_FIELD_NUMBER: _ClassVar[int]
+    LOCKED_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    HARD_LOCKED_FIELD_NUMBER: _ClassVar[int]
+    CONSECUTIVE_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    LOCKOUTS_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    locked: bool
+    locked_until: _timestamp_pb2.Timestamp
+    hard_locked: bool
+    consecutive_failures: int
+    lockouts: int
+    def __init__(self, username: _Optional[str] = ..., locked: _Optional[bool] = ..., locked_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hard_locked: _Optional[bool] = ..., consecutive_failures: _Optional[int] = ..., lockouts: _Optional[int] = ...) -> None: ...
+
+class GetLockoutRequest(_message.Message):
+    __slots__ = ("username",)
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    def __init__(self, username: _Optional[str] = ...) -> None: ...
+
+class GetLockoutResponse(_message.Message):
+    __slots__ = ("lockout",)
+    LOCKOUT_FIELD_NUMBER: _ClassVar[int]
+    lockout: Lockout
+    def __init__(self, lockout: _Optional[_Union[Lockout, _Mapping]] = ...) -> None: ...
+
+class ResetLockoutRequest(_message.Message):
+    __slots__ = ("username",)
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    def __init__(self, username: _Optional[str] = ...) -> None: ...
+
+class ResetLockoutResponse(_message.Message):
+    __slots__ = ("lockout",)
+    LOCKOUT_FIELD_NUMBER: _ClassVar[int]
+    lockout: Lockout
+    def __init__(self, lockout: _Optional[_Union[Lockout, _Mapping]] = ...) -> None: ...
+
+class AuditEvent(_message.Message):
+    __slots__ = ("id", "at", "event", "outcome", "username", "method", "protocol", "source", "actor", "reason", "detail")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    at: _timestamp_pb2.Timestamp
+    event: str
+    outcome: str
+    username: str
+    method: str
+    protocol: str
+    source: str
+    actor: str
+    reason: str
+    detail: str
+    def __init__(self, id: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event: _Optional[str] = ..., outcome: _Optional[str] = ..., username: _Optional[str] = ..., method: _Optional[str] = ..., protocol: _Optional[str] = ..., source: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class QueryAuditRequest(_message.Message):
+    __slots__ = ("username", "event", "outcome", "since", "until", "page_size", "page_token")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    event: str
+    outcome: str
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    page_size: int
+    page_token: str
+    def __init__(self, username: _Optional[str] = ..., event: _Optional[str] = ..., outcome: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class QueryAuditResponse(_message.Message):
+    __slots__ = ("events", "next_page_token")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
+    next_page_token: str
+    def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class CallerToken(_message.Message):
+    __slots__ = ("id", "name", "role", "created_at", "revoked")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    role: Role
+    created_at: _timestamp_pb2.Timestamp
+    revoked: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked: _Optional[bool] = ...) -> None: ...
+
+class CreateCallerTokenRequest(_message.Message):
+    __slots__ = ("name", "role")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    role: Role
+    def __init__(self, name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ...) -> None: ...
+
+class CreateCallerTokenResponse(_message.Message):
+    __slots__ = ("caller_token", "token")
+    CALLER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    caller_token: CallerToken
+    token: str
+    def __init__(self, caller_token: _Optional[_Union[CallerToken, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+
+class ListCallerTokensRequest(_message.Message):
+    __slots__ = ("include_revoked",)
+    INCLUDE_REVOKED_FIELD_NUMBER: _ClassVar[int]
+    include_revoked: bool
+    def __init__(self, include_revoked: _Optional[bool] = ...) -> None: ...
+
+class ListCallerTokensResponse(_message.Message):
+    __slots__ = ("caller_tokens",)
+    CALLER_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    caller_tokens: _containers.RepeatedCompositeFieldContainer[CallerToken]
+    def __init__(self, caller_tokens: _Optional[_Iterable[_Union[CallerToken, _Mapping]]] = ...) -> None: ...
+
+class RevokeCallerTokenRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RevokeCallerTokenResponse(_message.Message):
+    __slots__ = ("caller_token",)
+    CALLER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    caller_token: CallerToken
+    def __init__(self, caller_token: _Optional[_Union[CallerToken, _Mapping]] = ...) -> None: ...
