@@ -57,6 +57,9 @@ from mfad.radius.metrics import DropReason, NullMetrics, RadiusMetrics
 
 log = logging.getLogger("mfad.radius")
 
+_SOCKET_CLOSE_TIMEOUT: Final = 2.0
+"""Closing a UDP transport takes one loop iteration; this only bounds a broken loop."""
+
 Address = tuple[Any, ...]
 """A socket address as asyncio reports it: (host, port) or (host, port, flow, scope)."""
 
@@ -148,12 +151,14 @@ class RadiusProtocol(asyncio.DatagramProtocol):
     def __init__(self, server: RadiusServer) -> None:
         self._server = server
         self.transport: asyncio.DatagramTransport | None = None
+        self.lost = asyncio.Event()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self.lost.set()
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         try:
@@ -270,6 +275,10 @@ class RadiusServer:
             for listener in self._listeners:
                 if listener.transport is not None:
                     listener.transport.close()
+            # The port is free only once the transports have really let go of it.
+            async with asyncio.timeout(_SOCKET_CLOSE_TIMEOUT):
+                for listener in self._listeners:
+                    await listener.lost.wait()
             self._closed.set()
 
     # The per-datagram path. Synchronous up to the task, so garbage costs no task.

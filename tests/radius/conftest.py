@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from radius_peers import loopback_clients
+from radius_peers import StartServer, loopback_clients
 
 from mfad.radius import (
     ClientTable,
@@ -16,9 +16,6 @@ from mfad.radius import (
     RadiusServer,
     RadiusServerSettings,
 )
-
-StartServer = Callable[..., Awaitable[RadiusServer]]
-
 
 @pytest.fixture
 async def start_server() -> AsyncIterator[StartServer]:

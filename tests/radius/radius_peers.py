@@ -13,7 +13,7 @@ import hmac
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,9 @@ from mfad.radius import (
 from mfad.radius.attributes import DICTIONARY
 
 SECRET = b"test-shared-secret-0123"
+
+StartServer = Callable[..., Awaitable[RadiusServer]]
+"""The ``start_server`` fixture: ``await start_server(handler, clients=..., **settings)``."""
 CODE = "123456"
 
 
@@ -126,6 +129,10 @@ def check_reply(request: AuthPacket, raw: bytes) -> CheckedReply:
 class _Collector(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set_result(None)
 
     def datagram_received(self, data: bytes, addr: tuple[object, ...]) -> None:
         self.queue.put_nowait(data)
@@ -140,12 +147,16 @@ class UdpNas:
     sent: list[bytes] = field(default_factory=list)
 
     @classmethod
-    async def connect(cls, host: str, port: int) -> UdpNas:
+    async def connect(cls, host: str, port: int, *, local_port: int = 0) -> UdpNas:
         loop = asyncio.get_running_loop()
         transport, collector = await loop.create_datagram_endpoint(
-            _Collector, remote_addr=(host, port)
+            _Collector, local_addr=(host, local_port), remote_addr=(host, port)
         )
         return cls(transport=transport, collector=collector)
+
+    @property
+    def port(self) -> int:
+        return int(self.transport.get_extra_info("sockname")[1])
 
     def send(self, data: bytes) -> None:
         self.sent.append(data)
@@ -166,6 +177,12 @@ class UdpNas:
 
     def close(self) -> None:
         self.transport.close()
+
+    async def aclose(self) -> None:
+        """Close and wait until the socket is really gone (its port free again)."""
+        self.transport.close()
+        async with asyncio.timeout(2):
+            await self.collector.lost
 
 
 @dataclass
@@ -232,6 +249,7 @@ def counters(server: RadiusServer) -> CountingMetrics:
 __all__ = [
     "CODE",
     "SECRET",
+    "StartServer",
     "AccessRequest",
     "CheckedReply",
     "DemoPolicy",
