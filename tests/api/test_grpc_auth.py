@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import Any
+
 import grpc
 import grpc.aio
 import pytest
@@ -19,9 +22,9 @@ VERIFY = pb.VerifyCodeRequest(username="alice", code=VALID_CODE)
 TIMEOUT = 5.0
 
 
-async def status_of(call: object) -> grpc.StatusCode:
+async def status_of(call: Awaitable[object]) -> grpc.StatusCode:
     try:
-        await call  # type: ignore[misc]
+        await call
     except grpc.aio.AioRpcError as exc:
         return exc.code()
     return grpc.StatusCode.OK
@@ -94,6 +97,7 @@ async def test_role_table(
     server = await start_server()
     metadata = bearer(token) + (("x-mfad-session", SESSION),)
     async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+        call: Awaitable[object]
         if service == "Authentication":
             call = pb_grpc.AuthenticationStub(channel).VerifyCode(VERIFY, metadata=metadata, timeout=TIMEOUT)
         elif service == "Enrollment":
@@ -212,8 +216,8 @@ async def test_metrics_count_calls_by_method_and_code(start_server: StartServer)
             pb.GetPolicyRequest(), metadata=bearer(SERVICE_TOKEN), timeout=TIMEOUT
         )
         assert await status_of(admin) is grpc.StatusCode.PERMISSION_DENIED
-        bogus = channel.unary_unary("/mfad.v1.Nope/Nothing")(b"", timeout=TIMEOUT)
-        assert await status_of(bogus) is grpc.StatusCode.UNIMPLEMENTED
+        bogus: Any = channel.unary_unary("/mfad.v1.Nope/Nothing")
+        assert await status_of(bogus(b"", timeout=TIMEOUT)) is grpc.StatusCode.UNIMPLEMENTED
 
     def count(method: str, code: str) -> float | None:
         return registry.get_sample_value("mfad_grpc_requests_total", {"method": method, "code": code})
