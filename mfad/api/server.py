@@ -190,9 +190,11 @@ class GrpcServer:
         for name in self.health_names:
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         credentials = await asyncio.to_thread(self._credentials) if s.tls else None
-        addresses = []
-        for address in s.listen:
-            addresses.append(self._bind(server, address, credentials))
+        try:
+            addresses = [self._bind(server, address, credentials) for address in s.listen]
+        except ListenError:
+            await server.stop(None)  # release the addresses already bound
+            raise
         await server.start()
         self._server = server
         self._addresses = tuple(addresses)

@@ -48,3 +48,50 @@ def test_every_enum_has_an_unspecified_zero() -> None:
     for enum in mfad_pb2.DESCRIPTOR.enum_types_by_name.values():
         zero = enum.values_by_number[0].name
         assert zero.endswith("_UNSPECIFIED"), f"{enum.name}: zero value {zero}"
+
+
+def test_contract_is_documented(tmp_path: Path) -> None:
+    """Every message, field, RPC, enum and non-zero enum value carries a comment."""
+    import importlib.resources
+
+    from google.protobuf import descriptor_pb2
+
+    out = tmp_path / "descriptors.pb"
+    include = importlib.resources.files("grpc_tools") / "_proto"
+    subprocess.run(
+        [
+            sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT / 'proto'}", f"-I{include}",
+            "--include_source_info", f"--descriptor_set_out={out}", str(ROOT / "proto/mfad/v1/mfad.proto"),
+        ],
+        check=True,
+        timeout=120,
+    )
+    (fd,) = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file
+    documented = {
+        tuple(loc.path)
+        for loc in fd.source_code_info.location
+        if (loc.leading_comments + loc.trailing_comments).strip()
+    }
+    # Paths per descriptor.proto: 4 message_type, 2 field; 5 enum_type, 2 value; 6 service, 2 method.
+    missing = [m.name for i, m in enumerate(fd.message_type) if (4, i) not in documented]
+    missing += [
+        f"{m.name}.{f.name}"
+        for i, m in enumerate(fd.message_type)
+        for j, f in enumerate(m.field)
+        if (4, i, 2, j) not in documented
+    ]
+    missing += [e.name for i, e in enumerate(fd.enum_type) if (5, i) not in documented]
+    missing += [
+        v.name
+        for i, e in enumerate(fd.enum_type)
+        for j, v in enumerate(e.value)
+        if v.number != 0 and (5, i, 2, j) not in documented
+    ]
+    missing += [s.name for i, s in enumerate(fd.service) if (6, i) not in documented]
+    missing += [
+        f"{s.name}.{m.name}"
+        for i, s in enumerate(fd.service)
+        for j, m in enumerate(s.method)
+        if (6, i, 2, j) not in documented
+    ]
+    assert not missing, f"undocumented in mfad.proto: {missing}"

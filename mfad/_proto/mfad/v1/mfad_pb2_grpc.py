@@ -982,7 +982,8 @@ class AdminServicer:
     """
 
     def CreateUser(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Creates an end user (no devices yet).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -1009,7 +1010,8 @@ class AdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def EnableUser(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Lets a disabled user sign in again.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -1022,7 +1024,8 @@ class AdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListDevices(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Any user's devices and lock-out risk.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -1042,7 +1045,8 @@ class AdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ConfirmTotp(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Activates the pending TOTP device with a code from the app.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -1055,7 +1059,8 @@ class AdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ConfirmEmail(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Activates the pending security email with the mailed code.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -1068,7 +1073,8 @@ class AdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetPolicy(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The global MFA policy in effect.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -1082,7 +1088,8 @@ class AdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetLockout(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A user's failure counters and lock-out.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -1109,13 +1116,15 @@ class AdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListCallerTokens(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Caller tokens (never their secrets).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RevokeCallerToken(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Revokes a caller token at once.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
