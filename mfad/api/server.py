@@ -189,11 +189,18 @@ class GrpcServer:
         )
         for name in self.health_names:
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        credentials = await asyncio.to_thread(self._credentials) if s.tls else None
+        credentials = None
+        if s.tls:
+            # Local files; the bound only keeps a stuck mount from stalling start-up.
+            async with asyncio.timeout(10.0):
+                credentials = await asyncio.to_thread(self._credentials)
         try:
             addresses = [self._bind(server, address, credentials) for address in s.listen]
         except ListenError:
-            await server.stop(None)  # release the addresses already bound
+            # grpc releases bound ports only when a started server stops; the
+            # moment in between serves nothing that skips the interceptor.
+            await server.start()
+            await server.stop(None)
             raise
         await server.start()
         self._server = server

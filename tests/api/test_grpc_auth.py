@@ -234,3 +234,20 @@ async def test_metrics_count_calls_by_method_and_code(start_server: StartServer)
         for s in metric.samples
     }
     assert "mfad.v1.Nope/Nothing" not in methods
+
+
+async def test_credentials_never_reach_the_log(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="mfad")
+    server = await start_server()
+    secret = "wrong-token-must-not-be-logged"
+    async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+        auth = pb_grpc.AuthenticationStub(channel)
+        await status_of(auth.VerifyCode(VERIFY, metadata=bearer(secret), timeout=TIMEOUT))
+        await status_of(auth.VerifyCode(VERIFY, metadata=bearer(SERVICE_TOKEN), timeout=TIMEOUT))
+        await status_of(
+            pb_grpc.AdminStub(channel).GetPolicy(pb.GetPolicyRequest(), metadata=bearer(SERVICE_TOKEN), timeout=TIMEOUT)
+        )
+    assert caplog.records, "the refusals should be logged"
+    assert secret not in caplog.text and SERVICE_TOKEN not in caplog.text

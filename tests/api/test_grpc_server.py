@@ -237,3 +237,52 @@ async def test_aclose_is_idempotent_and_safe_before_start(tokens: TokenTable) ->
     server = GrpcServer(GrpcServerSettings(listen=("127.0.0.1:0",)), services=[], authenticator=tokens, readiness=always_ready)
     await server.aclose()
     await server.aclose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_failed_bind_releases_the_addresses_already_bound(start_server: StartServer) -> None:
+    first = await start_server()
+    port = free_port()
+    with pytest.raises(ListenError):
+        await start_server(listen=(f"127.0.0.1:{port}", first.addresses[0]))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))  # free again: nothing half-started holds it
+
+
+def ipv6_loopback_available() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback on this host")
+async def test_ipv6_loopback_serves(start_server: StartServer) -> None:
+    server = await start_server(listen=("[::1]:0",))
+    (address,) = server.addresses
+    assert address.startswith("[::1]:")
+    async with grpc.aio.insecure_channel(address) as channel:
+        reply = await pb_grpc.AuthenticationStub(channel).VerifyCode(
+            pb.VerifyCodeRequest(username="alice", code=VALID_CODE), metadata=bearer(SERVICE_TOKEN), timeout=TIMEOUT
+        )
+    assert reply.outcome == pb.VERIFY_OUTCOME_ACCEPTED
+
+
+async def test_start_says_it_is_loopback_only_without_tls(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="mfad")
+    server = await start_server()
+    assert any(
+        server.addresses[0] in r.getMessage() and "loopback only" in r.getMessage() for r in caplog.records
+    )
