@@ -127,7 +127,9 @@ def encode_value(name: str, value: AttributeValue) -> tuple[int, bytes]:
     except (ValueError, TypeError, struct.error, OverflowError) as exc:
         raise RadiusEncodeError(f"bad value for RADIUS attribute {name}: {exc}") from None
     if len(octets) > MAX_VALUE_LENGTH:
-        raise RadiusEncodeError(f"value of RADIUS attribute {name} is over {MAX_VALUE_LENGTH} octets")
+        raise RadiusEncodeError(
+            f"value of RADIUS attribute {name} is over {MAX_VALUE_LENGTH} octets"
+        )
     return code, octets
 
 

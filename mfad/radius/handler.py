@@ -76,7 +76,9 @@ class Decision:
         for name, value in self.attributes:
             number, octets = encode_value(name, value)
             if number in RESERVED_IN_REPLIES:
-                raise RadiusEncodeError(f"{attribute_name(number)} is set by the server, not a handler")
+                raise RadiusEncodeError(
+                    f"{attribute_name(number)} is set by the server, not a handler"
+                )
             encoded.append((number, octets))
         object.__setattr__(self, "encoded", tuple(encoded))
 
@@ -125,4 +127,6 @@ class RadiusHandler(Protocol):
     fault never turns into an Access-Accept.
     """
 
-    async def __call__(self, request: RadiusRequest, client: RadiusClient) -> Decision | NoReply: ...
+    async def __call__(
+        self, request: RadiusRequest, client: RadiusClient
+    ) -> Decision | NoReply: ...

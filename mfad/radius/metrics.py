@@ -26,7 +26,7 @@ class DropReason(StrEnum):
     MALFORMED = "malformed"
     BAD_AUTHENTICATOR = "bad_authenticator"
     MISSING_MESSAGE_AUTHENTICATOR = "missing_message_authenticator"
-    """Required and absent, or Proxy-State/EAP-Message without one, or a Status-Server without one."""
+    """Required and absent; or Proxy-State, EAP-Message or Status-Server without one."""
     DUPLICATE = "duplicate"
     """A retransmission: not processed again (answered from the cache when its reply exists)."""
     OVERLOAD = "overload"

@@ -198,7 +198,9 @@ class RadiusServer:
         self._handler = handler
         self._shared = shared_cache
         self._clock = clock
-        self._cache = ReplyCache(ttl=settings.duplicate_ttl, max_entries=settings.max_cached_replies)
+        self._cache = ReplyCache(
+            ttl=settings.duplicate_ttl, max_entries=settings.max_cached_replies
+        )
         self._limiter = TokenBuckets(rate=settings.client_rate, burst=settings.client_burst)
         self._listeners: list[RadiusProtocol] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -243,7 +245,9 @@ class RadiusServer:
                 sock.close()
             raise
         for sock in sockets:
-            _, protocol = await loop.create_datagram_endpoint(lambda: RadiusProtocol(self), sock=sock)
+            _, protocol = await loop.create_datagram_endpoint(
+                lambda: RadiusProtocol(self), sock=sock
+            )
             self._listeners.append(protocol)
         self._accepting = True
         log.info("RADIUS listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
@@ -261,11 +265,15 @@ class RadiusServer:
         self._accepting = False
         try:
             if self._tasks:
-                _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.drain_timeout)
+                _, pending = await asyncio.wait(
+                    set(self._tasks), timeout=self.settings.drain_timeout
+                )
                 for task in pending:
                     task.cancel()
                 if pending:
-                    log.warning("RADIUS shutdown cancelled %d requests still being decided", len(pending))
+                    log.warning(
+                        "RADIUS shutdown cancelled %d requests still being decided", len(pending)
+                    )
                     await asyncio.gather(*pending, return_exceptions=True)
             for handle, listener, packet, addr in list(self._delayed.values()):
                 handle.cancel()
@@ -393,7 +401,9 @@ class RadiusServer:
             self._drop(DropReason.TIMEOUT, key.host, client)
             return None
         except Exception:
-            log.exception("RADIUS handler failed (client %s, id %d)", client.name, request.identifier)
+            log.exception(
+                "RADIUS handler failed (client %s, id %d)", client.name, request.identifier
+            )
             self.metrics.packet_dropped(DropReason.HANDLER_ERROR)
             return None
         if isinstance(decision, NoReply):

@@ -17,6 +17,7 @@ from mfad.radius import (
     RadiusServerSettings,
 )
 
+
 @pytest.fixture
 async def start_server() -> AsyncIterator[StartServer]:
     """``await start_server(handler, clients=..., **settings)`` -> a started RadiusServer.

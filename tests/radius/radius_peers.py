@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import hmac
+import ipaddress
 import os
 import re
 import shutil
@@ -75,9 +75,15 @@ def pyrad_request(
     proxy_states: Sequence[bytes] = (),
     state: bytes | None = None,
     code: int = AccessRequest,
+    authenticator: bytes | None = None,
 ) -> AuthPacket:
+    """An Access-Request (or Status-Server) built by pyrad, independent of mfad's codec."""
     packet = AuthPacket(
-        code=code, id=identifier, secret=secret, authenticator=os.urandom(16), dict=DICTIONARY
+        code=code,
+        id=identifier,
+        secret=secret,
+        authenticator=authenticator if authenticator is not None else os.urandom(16),
+        dict=DICTIONARY,
     )
     if code == AccessRequest:
         packet["User-Name"] = user
@@ -210,7 +216,15 @@ async def radclient(
     assert RADCLIENT is not None, "radclient (freeradius-utils) is needed"
     server = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     process = await asyncio.create_subprocess_exec(
-        RADCLIENT, "-x", "-r", "1", "-t", "1", server, command, secret.decode(),
+        RADCLIENT,
+        "-x",
+        "-r",
+        "1",
+        "-t",
+        "1",
+        server,
+        command,
+        secret.decode(),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

@@ -116,7 +116,13 @@ def test_decisions_validate_and_encode_at_construction() -> None:
         Decision(outcome=Outcome.CHALLENGE, message="no state")
     with pytest.raises(RadiusEncodeError):
         Decision(outcome=Outcome.REJECT, state=b"s")
-    for reserved in ("Message-Authenticator", "Proxy-State", "State", "Reply-Message", "User-Password"):
+    for reserved in (
+        "Message-Authenticator",
+        "Proxy-State",
+        "State",
+        "Reply-Message",
+        "User-Password",
+    ):
         with pytest.raises(RadiusEncodeError):
             Decision.accept(attributes=[(reserved, b"x")])
     with pytest.raises(RadiusEncodeError):

@@ -62,7 +62,9 @@ async def test_challenge_round_trip_carries_state(start_server: StartServer) -> 
     nas.close()
 
 
-async def test_missing_message_authenticator_is_dropped_when_required(start_server: StartServer) -> None:
+async def test_missing_message_authenticator_is_dropped_when_required(
+    start_server: StartServer,
+) -> None:
     policy = DemoPolicy()
     server = await start_server(policy)
     nas = await nas_for(server.addresses[0])
@@ -113,7 +115,9 @@ async def test_limit_proxy_state_drops_proxy_state_without_message_authenticator
     nas.close()
 
 
-async def test_eap_message_without_message_authenticator_is_dropped(start_server: StartServer) -> None:
+async def test_eap_message_without_message_authenticator_is_dropped(
+    start_server: StartServer,
+) -> None:
     server = await start_server(
         DemoPolicy(),
         clients=loopback_clients(require_message_authenticator=False, limit_proxy_state=False),
@@ -140,7 +144,9 @@ async def test_wrong_secret_is_silently_dropped(start_server: StartServer) -> No
 
 async def test_unknown_client_is_dropped_and_counted(start_server: StartServer) -> None:
     policy = DemoPolicy()
-    only_elsewhere = [RadiusClient(name="far", network=parse_network("192.0.2.0/24"), secret=SECRET)]
+    only_elsewhere = [
+        RadiusClient(name="far", network=parse_network("192.0.2.0/24"), secret=SECRET)
+    ]
     server = await start_server(policy, clients=only_elsewhere)
     nas = await nas_for(server.addresses[0])
     nas.send(pyrad_request().RequestPacket())
@@ -169,7 +175,9 @@ async def test_status_server_is_answered_and_needs_message_authenticator(
     nas.close()
 
 
-async def test_retransmission_gets_identical_bytes_without_processing(start_server: StartServer) -> None:
+async def test_retransmission_gets_identical_bytes_without_processing(
+    start_server: StartServer,
+) -> None:
     policy = DemoPolicy()
     server = await start_server(policy)
     nas = await nas_for(server.addresses[0])
@@ -184,7 +192,9 @@ async def test_retransmission_gets_identical_bytes_without_processing(start_serv
     nas.close()
 
 
-async def test_retransmission_while_in_flight_waits_for_the_one_reply(start_server: StartServer) -> None:
+async def test_retransmission_while_in_flight_waits_for_the_one_reply(
+    start_server: StartServer,
+) -> None:
     policy = DemoPolicy(delay=0.4)
     server = await start_server(policy)
     nas = await nas_for(server.addresses[0])
@@ -203,7 +213,9 @@ async def test_retransmission_while_in_flight_waits_for_the_one_reply(start_serv
     nas.close()
 
 
-async def test_same_identifier_with_new_authenticator_is_a_new_request(start_server: StartServer) -> None:
+async def test_same_identifier_with_new_authenticator_is_a_new_request(
+    start_server: StartServer,
+) -> None:
     policy = DemoPolicy()
     server = await start_server(policy)
     nas = await nas_for(server.addresses[0])
@@ -449,7 +461,9 @@ async def test_close_lets_requests_in_flight_answer(start_server: StartServer) -
     nas.close()
 
 
-async def test_close_bounds_the_drain_and_flushes_delayed_rejects(start_server: StartServer) -> None:
+async def test_close_bounds_the_drain_and_flushes_delayed_rejects(
+    start_server: StartServer,
+) -> None:
     slow = DemoPolicy(delay=30.0)
     server = await start_server(slow, drain_timeout=0.2, reject_delay=5.0)
     nas = await nas_for(server.addresses[0])

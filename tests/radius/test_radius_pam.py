@@ -1,0 +1,99 @@
+"""A Linux sign-in through pam_radius_auth (Debian 12: 2.0, no Message-Authenticator),
+driven by pamtester, completing a challenge: password, then the code at the prompt.
+
+pam_radius_auth shows the first Reply-Message of an Access-Challenge as the prompt
+and sends the answer back with the State; pamtester reads both answers from stdin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from radius_peers import CODE, SECRET, DemoPolicy, StartServer, loopback_clients
+
+PAM_MODULE = next(
+    (
+        path
+        for path in (
+            Path("/lib/x86_64-linux-gnu/security/pam_radius_auth.so"),
+            Path("/usr/lib/x86_64-linux-gnu/security/pam_radius_auth.so"),
+            Path("/lib/security/pam_radius_auth.so"),
+            Path("/usr/lib/security/pam_radius_auth.so"),
+        )
+        if path.exists()
+    ),
+    None,
+)
+PAMTESTER = shutil.which("pamtester")
+
+pytestmark = [
+    pytest.mark.skipif(
+        PAM_MODULE is None or PAMTESTER is None,
+        reason="needs pamtester and libpam-radius-auth (scripts/test installs both)",
+    ),
+    pytest.mark.skipif(
+        not os.access("/etc/pam.d", os.W_OK), reason="pamtester reads services from /etc/pam.d only"
+    ),
+]
+
+
+@pytest.fixture
+def pam_service(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A throw-away PAM service using pam_radius_auth with a config file in tmp_path."""
+    name = f"mfad-test-{secrets.token_hex(6)}"
+    conf = tmp_path / "pam_radius_auth.conf"
+    service = Path("/etc/pam.d") / name
+    service.write_text(f"auth required {PAM_MODULE} conf={conf}\naccount required pam_permit.so\n")
+    try:
+        yield name, conf
+    finally:
+        service.unlink(missing_ok=True)
+
+
+async def pamtester(service: str, user: str, answers: list[str]) -> tuple[int, str]:
+    assert PAMTESTER is not None
+    process = await asyncio.create_subprocess_exec(
+        PAMTESTER,
+        "-v",
+        service,
+        user,
+        "authenticate",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    async with asyncio.timeout(30):
+        out, _ = await process.communicate("".join(f"{answer}\n" for answer in answers).encode())
+    assert process.returncode is not None
+    return process.returncode, out.decode(errors="replace")
+
+
+async def test_pam_radius_auth_completes_a_challenge_sign_in(
+    start_server: StartServer, pam_service: tuple[str, Path]
+) -> None:
+    service, conf = pam_service
+    policy = DemoPolicy()
+    # pam_radius_auth 2.0 sends no Message-Authenticator: the per-client override.
+    server = await start_server(
+        policy, clients=loopback_clients(require_message_authenticator=False)
+    )
+    host, port = server.addresses[0]
+    conf.write_text(f"{host}:{port} {SECRET.decode()} 3\n")
+    conf.chmod(0o600)
+
+    code, output = await pamtester(service, "alice", ["pw", CODE])
+    assert code == 0, output
+    assert "successfully authenticated" in output
+    assert "Enter the code from your authenticator app" in output
+    assert [request.has_message_authenticator for request in policy.seen] == [False, False]
+    assert policy.seen[1].state is not None
+
+    code, output = await pamtester(service, "alice", ["pw", "000000"])
+    assert code != 0, output
+    assert "successfully authenticated" not in output
