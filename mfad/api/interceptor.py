@@ -18,7 +18,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -64,8 +64,9 @@ NOT_IMPLEMENTED_MESSAGE = "method not implemented yet"
 class _Call:
     method: str  # "mfad.v1.Admin/CreateUser": a registered method, so a bounded label
     service: str
-    authorization: list[str]
-    session: list[str]
+    # Credentials: kept out of repr so that no log line can carry them.
+    authorization: list[str] = field(repr=False)
+    session: list[str] = field(repr=False)
 
 
 def _metadata_values(metadata: Sequence[tuple[str, str | bytes]] | None, key: str) -> list[str]:

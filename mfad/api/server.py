@@ -172,6 +172,8 @@ class GrpcServer:
         """Bind every address and start serving (health NOT_SERVING until checked)."""
         if self._server is not None:
             return
+        if self._closing.is_set():
+            raise RuntimeError("GrpcServer.start() after aclose()")
         s = self._settings
         server = grpc.aio.server(
             interceptors=[self._interceptor],
@@ -212,7 +214,8 @@ class GrpcServer:
 
     def _credentials(self) -> grpc.ServerCredentials:
         s = self._settings
-        assert s.tls_cert is not None and s.tls_key is not None  # checked in settings
+        if s.tls_cert is None or s.tls_key is None:
+            raise ConfigError(["grpc.tls_cert, grpc.tls_key: both are needed for TLS"])
         try:
             key, cert = s.tls_key.read_bytes(), s.tls_cert.read_bytes()
             ca = s.client_ca.read_bytes() if s.client_ca is not None else None

@@ -286,3 +286,11 @@ async def test_start_says_it_is_loopback_only_without_tls(
     assert any(
         server.addresses[0] in r.getMessage() and "loopback only" in r.getMessage() for r in caplog.records
     )
+
+
+async def test_no_start_after_aclose(tokens: TokenTable) -> None:
+    server = GrpcServer(GrpcServerSettings(listen=("127.0.0.1:0",)), services=[], authenticator=tokens, readiness=always_ready)
+    await server.aclose()
+    with pytest.raises(RuntimeError):
+        await server.run()
+    assert server.addresses == ()
