@@ -12,6 +12,7 @@ from mfad.api.auth import (
     CallerAuthenticator,
     CallerIdentity,
     current_caller,
+    session_of,
 )
 from mfad.api.metrics import GrpcMetrics, NullGrpcMetrics, PrometheusGrpcMetrics
 from mfad.api.server import GrpcServer, GrpcServerSettings, ListenError, ServiceBinding
@@ -30,4 +31,5 @@ __all__ = [
     "PrometheusGrpcMetrics",
     "ServiceBinding",
     "current_caller",
+    "session_of",
 ]

@@ -16,7 +16,9 @@ from collections.abc import Iterable, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
+
+import grpc.aio
 
 from mfad._proto.mfad.v1 import mfad_pb2
 from mfad.core.model import Role
@@ -117,6 +119,16 @@ def session_token(values: list[str]) -> str | None:
     if len(values) != 1 or not _TOKEN.fullmatch(values[0]):
         return None
     return values[0]
+
+
+def session_of(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+    """The call's well-formed ``x-mfad-session`` token, or None (for servicers).
+
+    On Enrollment calls the interceptor has already refused calls without one;
+    whether the token names a live session is the core's to decide.
+    """
+    values = [v for k, v in context.invocation_metadata() or () if k == SESSION_METADATA]
+    return session_token([v for v in values if isinstance(v, str)])
 
 
 def certificate_caller(

@@ -22,7 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mfad._proto.mfad.v1 import mfad_pb2 as pb
 from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
-from mfad.api import Caller, current_caller
+from mfad.api import Caller, current_caller, session_of
 from mfad.core.errors import InvalidInput, Unavailable
 from mfad.core.model import Role
 
@@ -55,6 +55,7 @@ class Observed:
     """What the stub servicers saw; lets tests check what reached servicer code."""
 
     callers: list[Caller] = field(default_factory=list)
+    sessions: list[str | None] = field(default_factory=list)
     slow_entered: asyncio.Event = field(default_factory=asyncio.Event)
     slow_seconds: float = 0.5
 
@@ -98,6 +99,7 @@ class StubEnrollment(pb_grpc.EnrollmentServicer):
         context: grpc.aio.ServicerContext[pb.ListDevicesRequest, pb.ListDevicesResponse],
     ) -> pb.ListDevicesResponse:
         self._observed.callers.append(current_caller())
+        self._observed.sessions.append(session_of(context))
         return pb.ListDevicesResponse(devices=pb.DeviceList(lockout_risk=True))
 
 

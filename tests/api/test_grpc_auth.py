@@ -132,6 +132,7 @@ async def test_portal_enrollment_passes_with_session(start_server: StartServer, 
         )
     assert reply.devices.lockout_risk is True
     assert [c.name for c in observed.callers] == ["portal"]
+    assert observed.sessions == [SESSION]  # handed to the servicer for the core to resolve
 
 
 @pytest.mark.parametrize("session", [None, "", "two words", "x" * 300])
