@@ -136,7 +136,8 @@ async def listener(count: int, in_flight: int) -> None:
     p99 = latencies[int(len(latencies) * 0.99)] * 1000
     print(
         f"listener   : {count / elapsed:>9,.0f} requests/s end to end "
-        f"({decided} decided, {lost.group(1) if lost else '?'} lost, {dict(metrics.dropped) or 'no drops'}; "
+        f"({decided} decided, {lost.group(1) if lost else '?'} lost, "
+        f"{dict(metrics.dropped) or 'no drops'}; "
         f"in-process p50 {p50:.2f} ms, p99 {p99:.2f} ms; radclient -p {in_flight})"
     )
 

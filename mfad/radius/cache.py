@@ -40,8 +40,15 @@ class RequestKey:
 
 
 class SharedReplyCache(Protocol):
-    """Replies shared between instances. Both calls are bounded by the server's timeout;
-    a failure is logged and the request is processed as if there were no shared layer."""
+    """Replies shared between instances (e.g. a table in the store, keyed by
+    :meth:`RequestKey.digest`, rows expiring after ``ttl`` seconds).
+
+    ``load_reply`` is asked for every request this process has not seen; ``save_reply``
+    runs before the reply is sent, so a retransmission that reaches another instance
+    after the NAS missed the reply finds it. Both calls are bounded by the server's
+    ``shared_cache_timeout``; a failure is logged and the request is processed as if
+    there were no shared layer.
+    """
 
     async def load_reply(self, key: RequestKey) -> bytes | None: ...
 

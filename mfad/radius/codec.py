@@ -19,8 +19,10 @@ Guarantees (RFC 2865, RFC 2869, RFC 3579, RFC 5997):
   Message-Authenticator over the reply with the Request Authenticator, then the
   Response Authenticator over the finished packet.
 
-The hot path is written by hand: measured with ``bench/radius_codec.py``, pyrad's
-packet classes do the same work several times slower. pyrad remains the dictionary
+The hot path is written by hand rather than with pyrad's packet classes: measured
+with ``bench/radius_codec.py``, pyrad does the same work about 2.5 times slower, and
+it is laxer (attributes overflowing the packet are cut short, packets up to 8192
+octets pass, invalid UTF-8 in a password is dropped). pyrad remains the dictionary
 parser and, in the tests, an independent check of these encodings.
 """
 

@@ -50,8 +50,8 @@ from mfad.radius.codec import (
     decode_request,
     encode_reply,
 )
-from mfad.radius.errors import RadiusBindError, RadiusConfigError, RadiusEncodeError
-from mfad.radius.handler import NoReply, Outcome, RadiusHandler
+from mfad.radius.errors import RadiusBindError, RadiusConfigError, RadiusEncodeError, RadiusError
+from mfad.radius.handler import Decision, NoReply, Outcome, RadiusHandler
 from mfad.radius.limits import TokenBuckets
 from mfad.radius.metrics import DropReason, NullMetrics, RadiusMetrics
 
@@ -128,8 +128,8 @@ def parse_listen_address(text: str) -> tuple[str, int]:
     return host, number
 
 
-def message_authenticator_problem(request: RadiusRequest, client: RadiusClient) -> bool:
-    """True when policy says a request lacking Message-Authenticator must be dropped.
+def is_missing_message_authenticator(request: RadiusRequest, client: RadiusClient) -> bool:
+    """True when the request lacks a Message-Authenticator that policy requires (drop it).
 
     RFC 5997 requires it on Status-Server and RFC 3579 with EAP-Message; the client
     may require it (the default); and with ``limit_proxy_state`` a request carrying
@@ -232,7 +232,9 @@ class RadiusServer:
 
     async def start(self) -> None:
         """Bind every listen address, or none (raises :class:`RadiusBindError`)."""
-        if self._listeners or self._closing:
+        if self._closing:
+            raise RadiusError("a closed RADIUS server cannot start again")
+        if self._listeners:
             return
         self._warn_about_clients()
         loop = asyncio.get_running_loop()
@@ -341,7 +343,7 @@ class RadiusServer:
             else:
                 self._drop(DropReason.MALFORMED, host, client, request)
             return None
-        if message_authenticator_problem(request, client):
+        if is_missing_message_authenticator(request, client):
             self._drop(DropReason.MISSING_MESSAGE_AUTHENTICATOR, host, client)
             return None
         return request
@@ -408,6 +410,10 @@ class RadiusServer:
             return None
         if isinstance(decision, NoReply):
             self._drop(DropReason.NO_REPLY, key.host, client)
+            return None
+        if not isinstance(decision, Decision):
+            log.error("RADIUS handler returned %s, not a Decision", type(decision).__name__)
+            self.metrics.packet_dropped(DropReason.HANDLER_ERROR)
             return None
         try:
             packet = encode_reply(request, decision.code, client.secret, decision.encoded)

@@ -27,7 +27,7 @@ from mfad.radius import (
     RadiusServerSettings,
 )
 from mfad.radius.codec import RadiusCode, decode_request, encode_request
-from mfad.radius.server import message_authenticator_problem
+from mfad.radius.server import is_missing_message_authenticator
 
 BASES = [
     pyrad_request(authenticator=bytes(range(16))).RequestPacket(),
@@ -109,7 +109,9 @@ class RecordingTransport(asyncio.DatagramTransport):
 def admissible(data: bytes, require_message_authenticator: bool) -> bool:
     [client] = loopback_clients(require_message_authenticator=require_message_authenticator)[:1]
     request = decode_request(data, SECRET)
-    return isinstance(request, RadiusRequest) and not message_authenticator_problem(request, client)
+    return isinstance(request, RadiusRequest) and not is_missing_message_authenticator(
+        request, client
+    )
 
 
 class ErrorRecords(logging.Handler):

@@ -28,6 +28,7 @@ from mfad.radius import (
     Outcome,
     RadiusBindError,
     RadiusClient,
+    RadiusError,
     RadiusRequest,
     RequestKey,
     parse_network,
@@ -494,3 +495,11 @@ async def test_start_warns_about_clients_without_message_authenticator(
         )
     assert "lo4" in caplog.text and "BlastRADIUS" in caplog.text
     assert SECRET.decode() not in caplog.text
+
+
+async def test_a_closed_server_does_not_start_again(start_server: StartServer) -> None:
+    server = await start_server(DemoPolicy())
+    await server.aclose()
+    await server.aclose()  # idempotent
+    with pytest.raises(RadiusError):
+        await server.start()
