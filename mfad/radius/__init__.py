@@ -8,6 +8,7 @@ a verified :class:`~mfad.radius.codec.RadiusRequest` and its
 :class:`~mfad.radius.handler.Decision` or :data:`~mfad.radius.handler.NO_REPLY`.
 """
 
+from mfad.radius.attributes import Attr, AttributeValue
 from mfad.radius.cache import RequestKey, SharedReplyCache
 from mfad.radius.clients import ClientMode, ClientTable, RadiusClient, parse_network
 from mfad.radius.codec import PasswordIssue, RadiusCode, RadiusRequest
@@ -18,6 +19,8 @@ from mfad.radius.server import RadiusServer, RadiusServerSettings, parse_listen_
 
 __all__ = [
     "NO_REPLY",
+    "Attr",
+    "AttributeValue",
     "ClientMode",
     "ClientTable",
     "CountingMetrics",

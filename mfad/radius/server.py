@@ -58,7 +58,7 @@ from mfad.radius.metrics import DropReason, NullMetrics, RadiusMetrics
 log = logging.getLogger("mfad.radius")
 
 _SOCKET_CLOSE_TIMEOUT: Final = 2.0
-"""Closing a UDP transport takes one loop iteration; this only bounds a broken loop."""
+"""Closing a UDP transport or a cancelled task takes a loop iteration; this bounds a stuck one."""
 
 Address = tuple[Any, ...]
 """A socket address as asyncio reports it: (host, port) or (host, port, flow, scope)."""
@@ -246,11 +246,18 @@ class RadiusServer:
             for sock in sockets:
                 sock.close()
             raise
-        for sock in sockets:
-            _, protocol = await loop.create_datagram_endpoint(
-                lambda: RadiusProtocol(self), sock=sock
-            )
-            self._listeners.append(protocol)
+        try:
+            for sock in sockets:
+                _, protocol = await loop.create_datagram_endpoint(
+                    lambda: RadiusProtocol(self), sock=sock
+                )
+                self._listeners.append(protocol)
+        except BaseException:
+            for sock in sockets[len(self._listeners) :]:
+                sock.close()
+            await self._close_listeners()
+            self._listeners.clear()
+            raise
         self._accepting = True
         log.info("RADIUS listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
 
@@ -276,20 +283,27 @@ class RadiusServer:
                     log.warning(
                         "RADIUS shutdown cancelled %d requests still being decided", len(pending)
                     )
-                    await asyncio.gather(*pending, return_exceptions=True)
+                    # A handler that swallows its cancellation must not hold shutdown.
+                    await asyncio.wait(pending, timeout=_SOCKET_CLOSE_TIMEOUT)
             for handle, listener, packet, addr in list(self._delayed.values()):
                 handle.cancel()
                 listener.send(packet, addr)
             self._delayed.clear()
         finally:
-            for listener in self._listeners:
-                if listener.transport is not None:
-                    listener.transport.close()
-            # The port is free only once the transports have really let go of it.
+            await self._close_listeners()
+            self._closed.set()
+
+    async def _close_listeners(self) -> None:
+        for listener in self._listeners:
+            if listener.transport is not None:
+                listener.transport.close()
+        # The port is free only once the transports have really let go of it.
+        try:
             async with asyncio.timeout(_SOCKET_CLOSE_TIMEOUT):
                 for listener in self._listeners:
                     await listener.lost.wait()
-            self._closed.set()
+        except TimeoutError:
+            log.warning("RADIUS sockets did not close within %.0f s", _SOCKET_CLOSE_TIMEOUT)
 
     # The per-datagram path. Synchronous up to the task, so garbage costs no task.
 
