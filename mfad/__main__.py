@@ -1,0 +1,3 @@
+from mfad.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,435 @@
+"""Configuration: one TOML file, ``MFAD_<SECTION>_<KEY>`` environment overrides.
+
+Guarantees: every key has a safe default; unknown or ill-typed keys are refused
+with their full path (``radius.clients[2].secret: must be at least 16
+characters``); every problem is reported at once; secrets can be read from
+files (``secret_file``, ``password_file``) instead of sitting in the TOML.
+Each component receives its own frozen section, never the whole config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mfad.core.errors import ConfigError
+from mfad.core.model import HashAlgorithm, Method, MfaRequired, Policy, Role
+
+Check = Callable[[Any], str | None]
+
+DEFAULT_DATA_DIR = Path("./mfad-data")
+MIN_RADIUS_SECRET = 16
+
+
+def _check(fn: Check) -> dict[str, Check]:
+    return {"check": fn}
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _non_negative(value: Any) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def _between(lo: float, hi: float) -> Callable[[Any], str | None]:
+    return lambda value: None if lo <= value <= hi else f"must be between {lo} and {hi}"
+
+
+def parse_address(text: str, *, default_port: int | None = None) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → (host, port). Raises ValueError with a reason."""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ValueError("IPv6 addresses are written [addr]:port")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            if default_port is None:
+                raise ValueError("must be host:port")
+            host, port_text = text, str(default_port)
+        if ":" in host:
+            raise ValueError("IPv6 addresses are written [addr]:port")
+    if not host:
+        raise ValueError("host is empty")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError("port must be a number from 0 to 65535")
+    return host, int(port_text)
+
+
+def _addresses(value: Any) -> str | None:
+    if not value:
+        return "must list at least one address"
+    for item in value:
+        try:
+            parse_address(item)
+        except ValueError as exc:
+            return f"{item!r}: {exc}"
+    return None
+
+
+def _storage_url(value: Any) -> str | None:
+    if value.startswith("sqlite:///") or value.startswith(("postgresql://", "postgres://")):
+        return None
+    return "must start with sqlite:/// or postgresql://"
+
+
+def _network(value: Any) -> str | None:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return "must be an IP address or CIDR network"
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StorageSettings:
+    url: str = field(default=f"sqlite:///{DEFAULT_DATA_DIR}/mfad.db", metadata=_check(_storage_url))
+    pool_size: int = field(default=10, metadata=_check(_between(1, 200)))
+    timeout_seconds: float = field(default=5.0, metadata=_check(_positive))
+    #: Migrate an older schema at start (a fresh database is always migrated).
+    auto_migrate: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecretsSettings:
+    key_file: str = str(DEFAULT_DATA_DIR / "secrets.key")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PasswordSettings:
+    # argon2id, RFC 9106 second recommended option (64 MiB, t=3, p=4).
+    time_cost: int = field(default=3, metadata=_check(_between(1, 20)))
+    memory_kib: int = field(default=65536, metadata=_check(_between(8, 4 * 1024 * 1024)))
+    parallelism: int = field(default=4, metadata=_check(_between(1, 64)))
+    max_concurrent: int = field(default=2, metadata=_check(_between(1, 64)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RadiusClientSettings:
+    name: str
+    address: str = field(metadata=_check(_network))
+    secret: str | None = field(default=None, repr=False)
+    secret_file: str | None = None
+    mode: Literal["challenge", "append", "otp_only"] | None = None
+    trust_calling_station_id: bool = False
+    require_message_authenticator: bool | None = None
+    limit_proxy_state: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RadiusSettings:
+    listen: list[str] = field(default_factory=lambda: ["127.0.0.1:1812"], metadata=_check(_addresses))
+    mode: Literal["challenge", "append", "otp_only"] = "challenge"
+    require_message_authenticator: bool = True
+    workers: int = field(default=1, metadata=_check(_between(1, 64)))
+    max_in_flight: int = field(default=256, metadata=_check(_positive))
+    client_rate_per_second: float = field(default=500.0, metadata=_check(_positive))
+    reject_delay_seconds: float = field(default=1.0, metadata=_check(_between(0, 10)))
+    challenge_ttl_seconds: int = field(default=120, metadata=_check(_between(10, 3600)))
+    challenge_tries: int = field(default=3, metadata=_check(_between(1, 10)))
+    clients: list[RadiusClientSettings] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GrpcSettings:
+    listen: list[str] = field(default_factory=lambda: ["127.0.0.1:50051"], metadata=_check(_addresses))
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    client_ca: str | None = None
+    #: mTLS: client certificate subject CN → role.
+    client_roles: dict[str, Role] = field(default_factory=dict)
+    max_message_bytes: int = field(default=65536, metadata=_check(_between(1024, 4 * 1024 * 1024)))
+    session_ttl_seconds: int = field(default=900, metadata=_check(_between(60, 86400)))
+    shutdown_grace_seconds: float = field(default=10.0, metadata=_check(_non_negative))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsSettings:
+    listen: list[str] = field(default_factory=lambda: ["127.0.0.1:9812"], metadata=_check(_addresses))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SmtpSettings:
+    host: str = "127.0.0.1"
+    port: int = field(default=25, metadata=_check(_between(1, 65535)))
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password_file: str | None = None
+    sender: str = "mfad@localhost"
+    timeout_seconds: float = field(default=10.0, metadata=_check(_positive))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebauthnSettings:
+    rp_id: str = "localhost"
+    rp_name: str = "mfad"
+    origins: list[str] = field(default_factory=lambda: ["https://localhost"])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TotpSettings:
+    issuer: str = "mfad"
+    digits: Literal[6, 8] = 6
+    period: Literal[30, 60] = 30
+    algorithm: HashAlgorithm = HashAlgorithm.SHA1
+    window: int = field(default=1, metadata=_check(_between(0, 3)))
+    pending_ttl_seconds: int = field(default=600, metadata=_check(_between(60, 86400)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitSettings:
+    max_failures: int = field(default=10, metadata=_check(_between(1, 1000)))
+    lockout_seconds: int = field(default=60, metadata=_check(_positive))
+    lockout_max_seconds: int = field(default=3600, metadata=_check(_positive))
+    #: Consecutive failures after which only an administrator can unlock.
+    hard_lock_after: int = field(default=100, metadata=_check(_positive))
+    source_failures_before_backoff: int = field(default=5, metadata=_check(_positive))
+    source_backoff_seconds: int = field(default=30, metadata=_check(_positive))
+    source_backoff_max_seconds: int = field(default=900, metadata=_check(_positive))
+    #: Token bucket of failures per source (spraying across users); 0 disables it.
+    source_failure_rate: float = field(default=2.0, metadata=_check(_non_negative))
+    source_failure_burst: int = field(default=60, metadata=_check(_positive))
+    challenge_ttl_seconds: int = field(default=300, metadata=_check(_between(10, 3600)))
+    challenge_tries: int = field(default=3, metadata=_check(_between(1, 10)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicySettings:
+    """Initial values only: the live policy is in the store."""
+
+    mfa_required: MfaRequired = MfaRequired.ALL
+    allowed_methods: list[Method] = field(default_factory=lambda: list(Method))
+    self_service: bool = True
+    remember_device: bool = False
+    remember_days: int = field(default=7, metadata=_check(_between(1, 365)))
+    sensitive_reauth_seconds: int = field(default=300, metadata=_check(_between(30, 86400)))
+    require_backup_method: bool = False
+
+    def to_policy(self) -> Policy:
+        return Policy(mfa_required=self.mfa_required, allowed_methods=frozenset(self.allowed_methods),
+                      self_service=self.self_service, remember_device=self.remember_device,
+                      remember_days=self.remember_days,
+                      sensitive_reauth_seconds=self.sensitive_reauth_seconds,
+                      require_backup_method=self.require_backup_method)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoggingSettings:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    secrets: SecretsSettings = field(default_factory=SecretsSettings)
+    passwords: PasswordSettings = field(default_factory=PasswordSettings)
+    radius: RadiusSettings = field(default_factory=RadiusSettings)
+    grpc: GrpcSettings = field(default_factory=GrpcSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    webauthn: WebauthnSettings = field(default_factory=WebauthnSettings)
+    totp: TotpSettings = field(default_factory=TotpSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+
+
+#: TOML keys that are Python keywords or clearer under another field name.
+_KEY_ALIASES = {"from": "sender"}
+_FIELD_ALIASES = {v: k for k, v in _KEY_ALIASES.items()}
+
+
+class _Loader:
+    def __init__(self, base_dir: Path) -> None:
+        self.problems: list[str] = []
+        self.base_dir = base_dir
+
+    def fail(self, path: str, reason: str) -> None:
+        self.problems.append(f"{path}: {reason}")
+
+    def convert(self, path: str, tp: Any, value: Any) -> Any:
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        if origin in (types.UnionType, typing.Union):
+            if value is None and type(None) in args:
+                return None
+            (inner,) = [a for a in args if a is not type(None)]
+            return self.convert(path, inner, value)
+        if origin is Literal:
+            if value in args and type(value) is type(args[args.index(value)]):
+                return value
+            self.fail(path, f"must be one of {', '.join(repr(a) for a in args)}")
+            return None
+        if origin is list:
+            if not isinstance(value, list):
+                self.fail(path, "must be a list")
+                return []
+            items = [self.convert(f"{path}[{i}]", args[0], item) for i, item in enumerate(value)]
+            return [item for item in items if item is not None]
+        if origin is dict:
+            if not isinstance(value, dict):
+                self.fail(path, "must be a table")
+                return {}
+            return {str(k): self.convert(f"{path}.{k}", args[1], v) for k, v in value.items()}
+        if dataclasses.is_dataclass(tp):
+            return self.section(path, tp, value)
+        if isinstance(tp, type) and issubclass(tp, str) and tp is not str:  # StrEnum
+            try:
+                return tp(value)
+            except ValueError:
+                choices = ", ".join(repr(m.value) for m in tp)  # type: ignore[attr-defined]
+                self.fail(path, f"must be one of {choices}")
+                return None
+        if tp is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if tp is bool and not isinstance(value, bool) or tp is not bool and isinstance(value, bool):
+            self.fail(path, f"must be {_type_name(tp)}")
+            return None
+        if not isinstance(value, tp):
+            self.fail(path, f"must be {_type_name(tp)}")
+            return None
+        return value
+
+    def section(self, path: str, cls: Any, raw: Any) -> Any:
+        if not isinstance(raw, Mapping):
+            self.fail(path, "must be a table")
+            return None
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        failed: set[str] = set()
+        for key, value in raw.items():
+            name = _KEY_ALIASES.get(key, key)
+            key_path = f"{path}.{key}" if path else key
+            if name not in fields or key in _FIELD_ALIASES:
+                self.fail(key_path, "unknown key")
+                continue
+            before = len(self.problems)
+            converted = self.convert(key_path, hints[name], value)
+            if len(self.problems) > before and converted is None:
+                failed.add(name)  # keep going with the default so later checks still run
+                continue
+            check = fields[name].metadata.get("check")
+            reason = check(converted) if check is not None and converted is not None else None
+            if reason:
+                self.fail(key_path, reason)
+            values[name] = converted
+        required = [n for n, f in fields.items()
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        for name in required:
+            if name not in values and name not in failed:
+                self.fail(f"{path}.{_FIELD_ALIASES.get(name, name)}" if path else name, "is required")
+        if any(name not in values for name in required):
+            return None
+        return cls(**values)
+
+
+def _type_name(tp: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, str(tp))
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """``MFAD_STORAGE_URL=...`` → {"storage": {"url": ...}}; values parse as TOML when they can."""
+    out: dict[str, dict[str, Any]] = {}
+    sections = {f.name for f in dataclasses.fields(Config)}
+    for name, text in env.items():
+        if not name.startswith("MFAD_"):
+            continue
+        rest = name[5:].lower()
+        section = next((s for s in sections if rest.startswith(s + "_")), None)
+        if section is None:
+            continue
+        key = rest[len(section) + 1:]
+        try:
+            value: Any = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def _read_secret_file(loader: _Loader, path: str, file_name: str) -> str | None:
+    file = Path(file_name)
+    if not file.is_absolute():
+        file = loader.base_dir / file
+    try:
+        return file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        loader.fail(path, f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}")
+        return None
+
+
+def _validate(loader: _Loader, config: Config) -> Config:
+    """Checks that span several keys; resolves ``secret_file`` into ``secret``."""
+    clients = []
+    names: set[str] = set()
+    for i, client in enumerate(config.radius.clients):
+        path = f"radius.clients[{i}]"
+        secret = client.secret
+        if client.secret_file is not None:
+            if secret is not None:
+                loader.fail(f"{path}.secret_file", "give secret or secret_file, not both")
+            secret = _read_secret_file(loader, f"{path}.secret_file", client.secret_file)
+        if secret is None:
+            if client.secret_file is None:
+                loader.fail(f"{path}.secret", "is required (or secret_file)")
+        elif len(secret) < MIN_RADIUS_SECRET:
+            key = "secret_file" if client.secret_file else "secret"
+            loader.fail(f"{path}.{key}", f"must be at least {MIN_RADIUS_SECRET} characters")
+        if client.name in names:
+            loader.fail(f"{path}.name", f"duplicate client name {client.name!r}")
+        names.add(client.name)
+        clients.append(dataclasses.replace(client, secret=secret, secret_file=None))
+    if bool(config.grpc.tls_cert) != bool(config.grpc.tls_key):
+        loader.fail("grpc.tls_key" if config.grpc.tls_cert else "grpc.tls_cert",
+                    "tls_cert and tls_key go together")
+    if config.grpc.client_ca and not config.grpc.tls_cert:
+        loader.fail("grpc.client_ca", "mTLS needs tls_cert and tls_key")
+    if config.limits.lockout_max_seconds < config.limits.lockout_seconds:
+        loader.fail("limits.lockout_max_seconds", "must not be less than limits.lockout_seconds")
+    if not config.policy.allowed_methods:
+        loader.fail("policy.allowed_methods", "must allow at least one method")
+    if not config.webauthn.origins:
+        loader.fail("webauthn.origins", "must list at least one origin")
+    return dataclasses.replace(config, radius=dataclasses.replace(config.radius, clients=clients))
+
+
+def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and freeze the configuration. Raises ConfigError listing every problem."""
+    raw: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if path is not None:
+        file = Path(path)
+        base_dir = file.resolve().parent
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([f"{file}: no such file"]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"{file}: cannot read: {exc}"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{file}: not valid TOML: {exc}"]) from None
+    for section, values in _env_overrides(os.environ if env is None else env).items():
+        target = raw.setdefault(section, {})
+        if isinstance(target, dict):
+            target.update(values)
+    loader = _Loader(base_dir)
+    config = loader.section("", Config, raw)
+    if config is not None:
+        config = _validate(loader, config)
+    if loader.problems:
+        raise ConfigError(loader.problems)
+    assert isinstance(config, Config)
+    return config

@@ -1,0 +1,138 @@
+"""MFA devices: binding, confirming, listing and unbinding.
+
+Guarantees: a TOTP secret is 160 random bits, sealed before it reaches the
+store and shown only in the binding answer; a device counts only once it is
+confirmed with a valid code (a pending device expires after the configured
+ten minutes); a user holds at most one TOTP device; binding, confirming and
+unbinding each write an audit row and revoke the user's remembered devices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from mfad.config import TotpSettings
+from mfad.core import totp
+from mfad.core.clock import Clock
+from mfad.core.errors import InvalidInput, NotFound, PermissionDenied, PreconditionFailed
+from mfad.core.keyring import Keyring, aad_for
+from mfad.core.model import AuditEvent, Device, DeviceId, DeviceState, Method, TotpParams, User
+from mfad.core.policy import PolicyService
+from mfad.core.ports import Store
+from mfad.core.users import UserService
+
+MAX_DEVICE_NAME = 64
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TotpBinding:
+    device: Device
+    uri: str
+    secret_base32: str
+    qr_png: bytes
+    qr_svg: str
+    lockout_risk: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceListing:
+    user: User
+    devices: list[Device]
+    #: Fewer than two method types bound: losing one device locks the user out.
+    lockout_risk: bool
+
+
+def lockout_risk(devices: list[Device]) -> bool:
+    return len({d.method for d in devices if d.is_active}) < 2
+
+
+class DeviceService:
+    def __init__(self, *, store: Store, keyring: Keyring, clock: Clock, users: UserService,
+                 policy: PolicyService, settings: TotpSettings) -> None:
+        self._store = store
+        self._keyring = keyring
+        self._clock = clock
+        self._users = users
+        self._policy = policy
+        self._settings = settings
+
+    async def list(self, username: str) -> DeviceListing:
+        user = await self._users.get(username)
+        devices = await self._store.load_devices(user.id)
+        now = self._clock.now()
+        live = [d for d in devices if d.is_active or (d.expires_at is not None and d.expires_at > now)]
+        return DeviceListing(user=user, devices=live, lockout_risk=lockout_risk(live))
+
+    async def begin_totp(self, username: str, *, name: str = "authenticator app", actor: str | None = None) -> TotpBinding:
+        if not name or len(name) > MAX_DEVICE_NAME or not name.isprintable():
+            raise InvalidInput("name", f"must be 1 to {MAX_DEVICE_NAME} printable characters")
+        if not (await self._policy.current()).allows(Method.TOTP):
+            raise PermissionDenied("the MFA policy does not allow TOTP devices")
+        user = await self._users.get(username)
+        s = self._settings
+        params = TotpParams(digits=s.digits, period=s.period, algorithm=s.algorithm)
+        secret = totp.new_secret()
+        now = self._clock.now()
+
+        def seal(device_id: DeviceId) -> str:
+            return self._keyring.seal(secret, aad_for("devices", "sealed_secret", device_id))
+
+        def audit(device_id: DeviceId) -> list[AuditEvent]:
+            return [AuditEvent(event="device_bind_started", outcome="ok", user_id=user.id, username=user.username,
+                               method="totp", actor=actor, detail=f"device={device_id}")]
+
+        device = await self._store.insert_pending_totp(user.id, name, params, now,
+                                                       now + timedelta(seconds=s.pending_ttl_seconds), seal, audit)
+        uri = totp.provisioning_uri(secret, account=user.username, issuer=s.issuer, params=params)
+        devices = await self._store.load_devices(user.id)
+        return TotpBinding(device=device, uri=uri, secret_base32=totp.base32_secret(secret), qr_png=totp.qr_png(uri),
+                           qr_svg=totp.qr_svg(uri), lockout_risk=lockout_risk(devices))
+
+    async def confirm_totp(self, username: str, device_id: DeviceId, code: str, *, actor: str | None = None) -> Device:
+        """Prove a pending device with a valid code. Refusals raise PreconditionFailed
+        (wrong/expired code) — the binding stays pending and can be retried."""
+        totp.check_code_input(code)
+        user = await self._users.get(username)
+        device = await self._store.load_device(device_id)
+        now = self._clock.now()
+        if device is None or device.user_id != user.id or device.method is not Method.TOTP:
+            raise NotFound("device not found")
+        if device.state is DeviceState.ACTIVE:
+            raise PreconditionFailed("the device is already confirmed")
+        if device.expires_at is None or device.expires_at <= now or device.sealed_secret is None \
+                or device.totp is None:
+            raise PreconditionFailed("the binding expired: start again")
+        key = self._keyring.open_secret(device.sealed_secret, aad_for("devices", "sealed_secret", device.id))
+        found = totp.match_code(key, code, now, device.totp, last_step=device.last_step, drift=0,
+                                window=self._settings.window)
+        if not isinstance(found, totp.TotpMatch):
+            await self._store.append_audit(now, [AuditEvent(
+                event="device_bind_confirmed", outcome="refused", user_id=user.id, username=user.username,
+                method="totp", actor=actor, reason="wrong_code", detail=f"device={device.id}")])
+            raise PreconditionFailed("the code does not match: check the device's clock and try the next code")
+        ok = await self._store.activate_device(device.id, found.step, found.drift, now, [AuditEvent(
+            event="device_bound", outcome="ok", user_id=user.id, username=user.username, method="totp",
+            actor=actor, detail=f"device={device.id}")])
+        if not ok:
+            raise PreconditionFailed("the binding expired or was already confirmed")
+        confirmed = await self._store.load_device(device.id)
+        assert confirmed is not None
+        return confirmed
+
+    async def unbind(self, username: str, device_id: DeviceId, *, actor: str | None,
+                     as_admin: bool, second_factor_at: datetime | None = None) -> Device:
+        """Remove a device. Self-service needs a second factor within the policy's reauth
+        window; an administrator (the lost-device path) does not."""
+        user = await self._users.get(username)
+        now = self._clock.now()
+        if not as_admin:
+            window = (await self._policy.current()).sensitive_reauth_seconds
+            if second_factor_at is None or (now - second_factor_at).total_seconds() > window:
+                raise PermissionDenied("unbinding needs a fresh second factor")
+        device = await self._store.delete_device(device_id, user.id, now, [AuditEvent(
+            event="device_unbound", outcome="ok", user_id=user.id, username=user.username, actor=actor,
+            detail=f"device={device_id} by={'admin' if as_admin else 'user'}")])
+        if device is None:
+            raise NotFound("device not found")
+        return device

@@ -1,0 +1,194 @@
+"""The domain's vocabulary: ids, enums and the immutable records the store returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import NewType
+
+UserId = NewType("UserId", int)
+DeviceId = NewType("DeviceId", int)
+
+
+class Method(StrEnum):
+    PASSKEY = "passkey"
+    TOTP = "totp"
+    EMAIL = "email"
+    U2F = "u2f"
+
+
+#: Security level per method (the product rules): passkey highest, email lowest.
+SECURITY_LEVEL: dict[Method, int] = {
+    Method.PASSKEY: 3,
+    Method.TOTP: 2,
+    Method.U2F: 2,
+    Method.EMAIL: 1,
+}
+
+#: Methods a user may bind while signing in for the first time (never email).
+ENROLMENT_METHODS: frozenset[Method] = frozenset({Method.PASSKEY, Method.TOTP})
+
+#: Methods of which a user may hold at most one device.
+SINGLE_DEVICE_METHODS: frozenset[Method] = frozenset({Method.TOTP, Method.EMAIL})
+
+#: Methods whose response can be typed at a prompt (RADIUS, VerifyCode).
+TYPED_METHODS: frozenset[Method] = frozenset({Method.TOTP, Method.EMAIL})
+
+
+class DeviceState(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+
+
+class MfaRequired(StrEnum):
+    ALL = "all"
+    ENROLLED = "enrolled"
+    OFF = "off"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    SERVICE = "service"
+    PORTAL = "portal"
+
+
+class HashAlgorithm(StrEnum):
+    SHA1 = "SHA1"
+    SHA256 = "SHA256"
+    SHA512 = "SHA512"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class User:
+    id: UserId
+    username: str
+    disabled: bool
+    created_at: datetime
+    password_hash: str | None = field(default=None, repr=False)
+
+    @property
+    def has_password(self) -> bool:
+        return self.password_hash is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TotpParams:
+    digits: int = 6
+    period: int = 30
+    algorithm: HashAlgorithm = HashAlgorithm.SHA1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Device:
+    id: DeviceId
+    user_id: UserId
+    method: Method
+    name: str
+    state: DeviceState
+    created_at: datetime
+    confirmed_at: datetime | None = None
+    last_used_at: datetime | None = None
+    expires_at: datetime | None = None
+    #: AES-GCM sealed secret (TOTP key); never the clear secret.
+    sealed_secret: str | None = field(default=None, repr=False)
+    totp: TotpParams | None = None
+    #: Highest TOTP step ever accepted (the replay guard); -1 before the first.
+    last_step: int = -1
+    #: Remembered clock drift of the authenticator, in steps.
+    drift: int = 0
+
+    @property
+    def security_level(self) -> int:
+        return SECURITY_LEVEL[self.method]
+
+    @property
+    def is_active(self) -> bool:
+        return self.state is DeviceState.ACTIVE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    mfa_required: MfaRequired = MfaRequired.ALL
+    allowed_methods: frozenset[Method] = frozenset(Method)
+    self_service: bool = True
+    remember_device: bool = False
+    remember_days: int = 7
+    sensitive_reauth_seconds: int = 300
+    require_backup_method: bool = False
+
+    def allows(self, method: Method) -> bool:
+        return method in self.allowed_methods
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEvent:
+    """One row of the audit log. ``reason`` is for operators only, never for callers."""
+
+    event: str
+    outcome: str
+    user_id: UserId | None = None
+    username: str | None = None
+    method: str | None = None
+    protocol: str | None = None
+    source: str | None = None
+    reason: str | None = None
+    actor: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditRecord:
+    id: int
+    at: datetime
+    event: AuditEvent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitState:
+    """A user's failure counters, shared by every method, protocol and instance."""
+
+    failures: int = 0
+    total_failures: int = 0
+    lockouts: int = 0
+    locked_until: datetime | None = None
+    hard_locked: bool = False
+    last_wrong_hash: str | None = None
+    #: Failures from the current (user, source) pair since the user's last success.
+    source_failures: int = 0
+    source_blocked_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Challenge:
+    """A sign-in in progress: the first factor passed, a second factor is owed."""
+
+    id_hash: str
+    user_id: UserId
+    purpose: str
+    methods: frozenset[Method]
+    created_at: datetime
+    expires_at: datetime
+    tries_left: int
+    source: str | None
+    protocol: str
+    consumed: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RememberedDevice:
+    series: str
+    user_id: UserId
+    label: str
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallerToken:
+    id: int
+    name: str
+    role: Role
+    created_at: datetime
+    revoked: bool

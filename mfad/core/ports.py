@@ -1,0 +1,157 @@
+"""Interfaces the core declares and the outside implements: the store and metrics.
+
+The store is one interface with two engines (``mfad.store.sqlite`` and
+``mfad.store.postgres``). Its verbs are consistent: ``load_`` reads,
+``insert_``/``update_``/``delete_`` change, ``accept_``/``record_`` apply a
+verification outcome atomically together with its audit rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from mfad.core.model import (
+    AuditEvent,
+    AuditRecord,
+    CallerToken,
+    Challenge,
+    Device,
+    DeviceId,
+    LimitState,
+    Policy,
+    RememberedDevice,
+    Role,
+    TotpParams,
+    User,
+    UserId,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Subject:
+    """What one verification needs, read in one round trip. ``user`` is None when unknown."""
+
+    user: User | None
+    devices: list[Device] = field(default_factory=list)
+    limits: LimitState = field(default_factory=LimitState)
+    #: The source's failure bucket: (tokens, updated_at), None when it has no row yet.
+    bucket: tuple[float, datetime] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitChange:
+    state: LimitState
+    audit: Sequence[AuditEvent] = ()
+    became_locked: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RotateResult:
+    user_id: UserId | None
+    counter: int
+    stolen: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditFilter:
+    user_id: UserId | None = None
+    event: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    before_id: int | None = None
+    limit: int = 100
+
+
+class StoreMetrics(Protocol):
+    def store_operation(self, op: str, seconds: float, ok: bool) -> None: ...
+
+
+class Store(Protocol):
+    engine: str
+
+    async def migrate(self) -> list[int]: ...
+    async def schema_version(self) -> int: ...
+    async def ping(self) -> None: ...
+    async def aclose(self) -> None: ...
+    async def append_audit(self, now: datetime, events: Sequence[AuditEvent]) -> None: ...
+
+    async def create_user(self, username: str, password_hash: str | None, now: datetime,
+                          audit: Callable[[UserId], Sequence[AuditEvent]]) -> User: ...
+    async def load_user(self, user_id: UserId) -> User | None: ...
+    async def load_user_by_name(self, username: str) -> User | None: ...
+    async def list_users(self, after_id: int, limit: int, prefix: str | None = None) -> list[User]: ...
+    async def update_password(self, user_id: UserId, password_hash: str | None, now: datetime,
+                              audit: Sequence[AuditEvent]) -> None: ...
+    async def update_user_disabled(self, user_id: UserId, disabled: bool, now: datetime,
+                                   audit: Sequence[AuditEvent]) -> None: ...
+    async def load_subject(self, user: str | UserId, source: str | None) -> Subject: ...
+
+    async def load_devices(self, user_id: UserId) -> list[Device]: ...
+    async def load_device(self, device_id: DeviceId) -> Device | None: ...
+    async def insert_pending_totp(self, user_id: UserId, name: str, params: TotpParams, now: datetime,
+                                  expires_at: datetime, seal: Callable[[DeviceId], str],
+                                  audit: Callable[[DeviceId], Sequence[AuditEvent]]) -> Device: ...
+    async def activate_device(self, device_id: DeviceId, step: int, drift: int, now: datetime,
+                              audit: Sequence[AuditEvent]) -> bool: ...
+    async def delete_device(self, device_id: DeviceId, user_id: UserId, now: datetime,
+                            audit: Sequence[AuditEvent]) -> Device | None: ...
+    async def delete_expired_pending(self, now: datetime) -> int: ...
+
+    async def accept_totp(self, device_id: DeviceId, user_id: UserId, step: int, drift: int, now: datetime,
+                          challenge_hash: str | None, audit: Sequence[AuditEvent],
+                          remember: RememberedDevice | None = None, remember_hash: str | None = None) -> bool: ...
+    async def record_failure(self, user_id: UserId | None, source: str | None, now: datetime,
+                             change: Callable[[LimitState], LimitChange],
+                             bucket: Callable[[float | None, datetime | None], float] | None,
+                             challenge_hash: str | None, audit: Sequence[AuditEvent]) -> LimitChange | None: ...
+    async def load_limits(self, user_id: UserId) -> LimitState: ...
+    async def reset_limits(self, user_id: UserId, now: datetime, audit: Sequence[AuditEvent]) -> bool: ...
+
+    async def insert_challenge(self, challenge: Challenge, audit: Sequence[AuditEvent]) -> None: ...
+    async def load_challenge(self, id_hash: str) -> Challenge | None: ...
+    async def count_open_challenges(self, now: datetime) -> int: ...
+
+    async def rotate_remembered(self, user_id: UserId, series: str, counter: int, token_hash: str,
+                                new_hash: str, now: datetime, theft_audit: Callable[[UserId], Sequence[AuditEvent]]) -> RotateResult: ...
+    async def list_remembered(self, user_id: UserId, now: datetime) -> list[RememberedDevice]: ...
+    async def delete_remembered(self, user_id: UserId | None, series: str | None, now: datetime,
+                                audit: Callable[[int], Sequence[AuditEvent]]) -> int: ...
+
+    async def load_policy(self) -> Policy | None: ...
+    async def save_policy(self, policy: Policy, now: datetime, audit: Sequence[AuditEvent], *,
+                          only_if_absent: bool = False, revoke_remembered: bool = False) -> bool: ...
+
+    async def insert_caller_token(self, name: str, role: Role, token_hash: str, now: datetime,
+                                  audit: Sequence[AuditEvent]) -> CallerToken: ...
+    async def load_caller_by_hash(self, token_hash: str) -> CallerToken | None: ...
+    async def list_caller_tokens(self) -> list[CallerToken]: ...
+    async def revoke_caller_token(self, name: str, now: datetime, audit: Sequence[AuditEvent]) -> bool: ...
+
+    async def query_audit(self, f: AuditFilter) -> list[AuditRecord]: ...
+
+    async def load_sealed_secrets(self, not_kid: str, limit: int) -> list[tuple[DeviceId, str]]: ...
+    async def update_sealed_secret(self, device_id: DeviceId, old: str, new: str) -> bool: ...
+    async def count_sealed_by_kid(self) -> dict[str, int]: ...
+
+
+class CoreMetrics(Protocol):
+    """What the core reports; the observability package implements it with Prometheus."""
+
+    def verification(self, protocol: str, method: str, result: str, seconds: float) -> None: ...
+    def lockout(self) -> None: ...
+    def rate_limited(self, scope: str) -> None: ...
+
+
+class NullMetrics:
+    def verification(self, protocol: str, method: str, result: str, seconds: float) -> None:
+        pass
+
+    def lockout(self) -> None:
+        pass
+
+    def rate_limited(self, scope: str) -> None:
+        pass

@@ -1,0 +1,85 @@
+"""The core's façade: what transports and the CLI are handed, built from one config.
+
+Each component gets its own settings section; the store and the metrics are
+injected so the core stays free of drivers and transports.
+"""
+
+from __future__ import annotations
+
+from mfad.config import Config
+from mfad.core.callers import CallerService
+from mfad.core.clock import Clock, SystemClock
+from mfad.core.devices import DeviceService
+from mfad.core.errors import NotFound
+from mfad.core.keyring import Keyring, aad_for
+from mfad.core.model import AuditEvent, AuditRecord, LimitState
+from mfad.core.passwords import PasswordHasher
+from mfad.core.policy import PolicyService
+from mfad.core.ports import AuditFilter, CoreMetrics, NullMetrics, Store
+from mfad.core.signin import SignInService
+from mfad.core.users import UserService
+
+
+class Mfa:
+    def __init__(self, *, config: Config, store: Store, keyring: Keyring, clock: Clock | None = None,
+                 metrics: CoreMetrics | None = None, passwords: PasswordHasher | None = None) -> None:
+        self.store = store
+        self.keyring = keyring
+        self.clock = clock or SystemClock()
+        self.metrics = metrics or NullMetrics()
+        p = config.passwords
+        self.passwords = passwords or PasswordHasher(time_cost=p.time_cost, memory_kib=p.memory_kib,
+                                                     parallelism=p.parallelism, max_concurrent=p.max_concurrent)
+        self.policy = PolicyService(store, self.clock, config.policy.to_policy())
+        self.users = UserService(store, self.passwords, self.clock)
+        self.devices = DeviceService(store=store, keyring=keyring, clock=self.clock, users=self.users,
+                                     policy=self.policy, settings=config.totp)
+        self.callers = CallerService(store, self.clock)
+        self.signin = SignInService(store=store, keyring=keyring, clock=self.clock, passwords=self.passwords,
+                                    policy=self.policy, totp_settings=config.totp, limits=config.limits,
+                                    metrics=self.metrics)
+
+    async def start(self) -> None:
+        await self.policy.seed()
+
+    def close(self) -> None:
+        self.passwords.close()
+
+    # --- lock-outs and audit (administration) ------------------------------------------
+    async def lockout(self, username: str) -> LimitState:
+        user = await self.users.get(username)
+        return await self.store.load_limits(user.id)
+
+    async def reset_lockout(self, username: str, *, actor: str | None) -> bool:
+        user = await self.users.get(username)
+        return await self.store.reset_limits(user.id, self.clock.now(), [AuditEvent(
+            event="lockout_reset", outcome="ok", user_id=user.id, username=user.username, actor=actor)])
+
+    async def audit(self, f: AuditFilter) -> list[AuditRecord]:
+        return await self.store.query_audit(f)
+
+    async def audit_for(self, username: str, f: AuditFilter) -> list[AuditRecord]:
+        user = await self.store.load_user_by_name(username)
+        if user is None:
+            raise NotFound("user not found")
+        return await self.store.query_audit(AuditFilter(**{**_fields(f), "user_id": user.id}))
+
+    # --- secrets -------------------------------------------------------------------------
+    async def reencrypt_secrets(self, batch: int = 500) -> int:
+        """Re-seal every secret under the active key; safe while daemons keep running
+        (each row is swapped only if unchanged since it was read)."""
+        done = 0
+        active = self.keyring.active_kid
+        while True:
+            rows = await self.store.load_sealed_secrets(active, batch)
+            if not rows:
+                return done
+            for device_id, sealed in rows:
+                aad = aad_for("devices", "sealed_secret", device_id)
+                fresh = self.keyring.seal(self.keyring.open_secret(sealed, aad), aad)
+                if await self.store.update_sealed_secret(device_id, sealed, fresh):
+                    done += 1
+
+
+def _fields(f: AuditFilter) -> dict[str, object]:
+    return {name: getattr(f, name) for name in f.__slots__}

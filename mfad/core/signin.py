@@ -1,0 +1,400 @@
+"""The sign-in decision: the one entry point both transports call.
+
+``begin`` takes the first factor (or the caller's word that it was checked)
+and answers allowed / second factor required / enrolment required / refused.
+``complete`` verifies a second factor against the challenge ``begin`` issued;
+``verify_code`` does both steps in one call for callers that checked the
+password themselves (RADIUS ``otp_only``, gRPC ``VerifyCode``).
+
+Guarantees:
+- every outcome writes one audit row, in the same transaction as the state it
+  changes (replay guard, counters, challenge, remembered device);
+- refusals look identical to the caller whatever the reason (unknown user,
+  wrong password, wrong code, replay, lock-out); the reason is in ``reason``
+  for the audit log and metrics only;
+- an unknown user costs the same work as a known one (dummy argon2 and TOTP
+  computations) and touches no real user's counters;
+- when the store cannot be written, ``Unavailable`` propagates: never an accept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from mfad.config import LimitSettings, TotpSettings
+from mfad.core import remembered, totp
+from mfad.core.clock import Clock
+from mfad.core.errors import InvalidInput
+from mfad.core.keyring import Keyring, aad_for
+from mfad.core.limits import Block, LimitRules
+from mfad.core.model import (
+    ENROLMENT_METHODS,
+    AuditEvent,
+    Challenge,
+    Device,
+    LimitState,
+    Method,
+    MfaRequired,
+    Policy,
+    RememberedDevice,
+    TotpParams,
+    User,
+    UserId,
+)
+from mfad.core.passwords import PasswordHasher, check_password_input
+from mfad.core.policy import PolicyService
+from mfad.core.ports import CoreMetrics, LimitChange, Store, Subject
+from mfad.core.users import check_username
+
+CHALLENGE_ID_BYTES = 16  # 128-bit bearer ids; only their SHA-256 is stored
+_DUMMY_TOTP_KEY = secrets.token_bytes(totp.SECRET_BYTES)
+
+
+class Outcome(StrEnum):
+    ALLOWED = "allowed"
+    SECOND_FACTOR_REQUIRED = "second_factor_required"
+    ENROLMENT_REQUIRED = "enrolment_required"
+    REFUSED = "refused"
+
+
+class Reason(StrEnum):
+    """Why: for the audit log and metrics only, never for the caller."""
+
+    SECOND_FACTOR = "second_factor"
+    MFA_OFF = "mfa_off"
+    NOT_ENROLLED_ALLOWED = "not_enrolled_allowed"
+    REMEMBERED = "remembered_device"
+    NO_DEVICE = "no_device"
+    UNKNOWN_USER = "unknown_user"
+    DISABLED = "disabled"
+    WRONG_PASSWORD = "wrong_password"
+    WRONG_CODE = "wrong_code"
+    REPLAY = "replay"
+    LOCKED = "locked"
+    HARD_LOCKED = "hard_locked"
+    SOURCE_BACKOFF = "source_backoff"
+    SOURCE_RATE = "source_rate_limited"
+    NO_CHALLENGE = "unknown_challenge"
+    EXPIRED = "expired_challenge"
+    METHOD_NOT_OFFERED = "method_not_offered"
+    ACCEPTED = "accepted"
+
+
+_BLOCK_REASON = {Block.LOCKED: Reason.LOCKED, Block.HARD_LOCKED: Reason.HARD_LOCKED,
+                 Block.SOURCE_BACKOFF: Reason.SOURCE_BACKOFF, Block.SOURCE_RATE: Reason.SOURCE_RATE}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    """Where an attempt comes from: ``source`` is the end client's address as the
+    transport knows it (Calling-Station-Id, the gRPC client info, the peer)."""
+
+    protocol: str
+    source: str | None = None
+    client: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignInResult:
+    outcome: Outcome
+    reason: Reason
+    user: User | None = None
+    challenge_id: str | None = None
+    methods: frozenset[Method] = frozenset()
+    expires_at: datetime | None = None
+    remembered_token: str | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome is Outcome.ALLOWED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyResult:
+    accepted: bool
+    reason: Reason
+    user: User | None = None
+    method: Method | None = None
+    remembered_token: str | None = None
+    #: Tries left on the challenge after a refusal (0 when it is spent or unknown).
+    tries_left: int = 0
+
+
+@dataclass(slots=True)
+class _Pending:
+    """The accept-side context handed to a method verifier."""
+
+    challenge_hash: str | None
+    audit: list[AuditEvent] = field(default_factory=list)
+    remember: RememberedDevice | None = None
+    remember_hash: str | None = None
+    remember_token: str | None = None
+
+
+def challenge_hash(challenge_id: str) -> str:
+    return hashlib.sha256(challenge_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class SignInService:
+    def __init__(self, *, store: Store, keyring: Keyring, clock: Clock, passwords: PasswordHasher,
+                 policy: PolicyService, totp_settings: TotpSettings, limits: LimitSettings,
+                 metrics: CoreMetrics) -> None:
+        self._store = store
+        self._keyring = keyring
+        self._clock = clock
+        self._passwords = passwords
+        self._policy = policy
+        self._totp = totp_settings
+        self._limits = limits
+        self._rules = LimitRules(limits)
+        self._metrics = metrics
+
+    # --- step 1 -------------------------------------------------------------------------
+    async def begin(self, username: str, password: str | None, attempt: Attempt, *,
+                    remembered_token: str | None = None, challenge_ttl: int | None = None,
+                    challenge_tries: int | None = None) -> SignInResult:
+        """First factor → decision. ``password=None`` means the caller checked it already."""
+        check_username(username)
+        if password is not None:
+            check_password_input(password)
+        started = time.perf_counter()
+        subject = await self._store.load_subject(username, attempt.source)
+        now = self._clock.now()
+        user = subject.user
+        if password is not None:
+            ok = await self._passwords.verify(user.password_hash if user else None, password)
+        else:
+            ok = user is not None
+        policy = await self._policy.current()
+
+        refusal = self._refusal(subject, now, password_ok=ok)
+        if refusal is not None:
+            if refusal in (Reason.WRONG_PASSWORD, Reason.UNKNOWN_USER):
+                await self._fail(subject, attempt, now, None, refusal, None, None)
+            else:  # blocked or disabled: refused before anything was proven, nothing to count
+                await self._store.append_audit(now, [self._event("signin", refusal, subject, attempt)])
+            self._metrics.verification(attempt.protocol, "password", "refused", time.perf_counter() - started)
+            return SignInResult(outcome=Outcome.REFUSED, reason=refusal, user=None)
+        assert user is not None
+
+        usable = self._usable_methods(subject.devices, policy)
+        if policy.mfa_required is MfaRequired.OFF or (policy.mfa_required is MfaRequired.ENROLLED
+                                                     and not subject.devices):
+            reason = Reason.MFA_OFF if policy.mfa_required is MfaRequired.OFF else Reason.NOT_ENROLLED_ALLOWED
+            await self._store.append_audit(now, [self._event("signin", reason, subject, attempt, outcome="allowed")])
+            return SignInResult(outcome=Outcome.ALLOWED, reason=reason, user=user)
+
+        if remembered_token and policy.remember_device and usable:
+            rotated = await self._use_remembered(user, remembered_token, attempt, now)
+            if rotated is not None:
+                await self._store.append_audit(now, [self._event("signin", Reason.REMEMBERED, subject, attempt,
+                                                                 outcome="allowed")])
+                return SignInResult(outcome=Outcome.ALLOWED, reason=Reason.REMEMBERED, user=user,
+                                    remembered_token=rotated)
+
+        if not usable:
+            methods = frozenset(m for m in ENROLMENT_METHODS if policy.allows(m))
+            return await self._open_challenge(subject, attempt, now, "enrol", methods, Outcome.ENROLMENT_REQUIRED,
+                                              Reason.NO_DEVICE, challenge_ttl, challenge_tries)
+        return await self._open_challenge(subject, attempt, now, "signin", usable, Outcome.SECOND_FACTOR_REQUIRED,
+                                          Reason.SECOND_FACTOR, challenge_ttl, challenge_tries)
+
+    def _refusal(self, subject: Subject, now: datetime, *, password_ok: bool) -> Reason | None:
+        if subject.user is None:
+            return Reason.UNKNOWN_USER
+        if not password_ok:
+            return Reason.WRONG_PASSWORD
+        block = self._rules.blocked(subject.limits, subject.bucket, now)
+        if block is not None:
+            return _BLOCK_REASON[block]
+        if subject.user.disabled:
+            return Reason.DISABLED
+        return None
+
+    @staticmethod
+    def _usable_methods(devices: Sequence[Device], policy: Policy) -> frozenset[Method]:
+        return frozenset(d.method for d in devices if d.is_active and policy.allows(d.method))
+
+    async def _open_challenge(self, subject: Subject, attempt: Attempt, now: datetime, purpose: str,
+                              methods: frozenset[Method], outcome: Outcome, reason: Reason, ttl: int | None,
+                              tries: int | None) -> SignInResult:
+        assert subject.user is not None
+        challenge_id = secrets.token_urlsafe(CHALLENGE_ID_BYTES)
+        expires = now + timedelta(seconds=ttl or self._limits.challenge_ttl_seconds)
+        challenge = Challenge(id_hash=challenge_hash(challenge_id), user_id=subject.user.id, purpose=purpose,
+                              methods=methods, created_at=now, expires_at=expires,
+                              tries_left=tries or self._limits.challenge_tries, source=attempt.source,
+                              protocol=attempt.protocol)
+        await self._store.insert_challenge(challenge, [self._event("signin", reason, subject, attempt,
+                                                                   outcome=outcome.value)])
+        return SignInResult(outcome=outcome, reason=reason, user=subject.user, challenge_id=challenge_id,
+                            methods=methods, expires_at=expires)
+
+    async def _use_remembered(self, user: User, token_text: str, attempt: Attempt, now: datetime) -> str | None:
+        parsed = remembered.parse(token_text)
+        if parsed is None:
+            return None
+        new_token, new_hash = remembered.next_token(parsed.series, parsed.counter + 1)
+
+        def theft(user_id: UserId) -> Sequence[AuditEvent]:
+            return [AuditEvent(event="remembered_device", outcome="revoked", user_id=user_id, username=user.username,
+                               protocol=attempt.protocol, source=attempt.source,
+                               reason="stale token on a live series: copied token, series revoked")]
+
+        result = await self._store.rotate_remembered(user.id, parsed.series, parsed.counter,
+                                                     remembered.token_hash(parsed.secret), new_hash, now, theft)
+        if result.user_id is None or result.stolen:
+            return None
+        return str(new_token)
+
+    # --- step 2 -------------------------------------------------------------------------
+    async def complete(self, challenge_id: str, method: Method, response: str, attempt: Attempt, *,
+                       remember: bool = False, remember_label: str = "") -> VerifyResult:
+        """Verify the second factor owed by ``challenge_id``."""
+        if not challenge_id or len(challenge_id) > 64:
+            raise InvalidInput("challenge_id", "is not a challenge id")
+        if method in (Method.TOTP, Method.EMAIL):
+            totp.check_code_input(response)
+        started = time.perf_counter()
+        id_hash = challenge_hash(challenge_id)
+        challenge = await self._store.load_challenge(id_hash)
+        now = self._clock.now()
+        if challenge is None or challenge.consumed or challenge.purpose != "signin":
+            return self._refused(Reason.NO_CHALLENGE, method, attempt, started)
+        if now >= challenge.expires_at:
+            return self._refused(Reason.EXPIRED, method, attempt, started)
+        subject = await self._store.load_subject(challenge.user_id, attempt.source)
+        if subject.user is None or method not in challenge.methods:
+            reason = Reason.METHOD_NOT_OFFERED if subject.user else Reason.NO_CHALLENGE
+            await self._fail(subject, attempt, now, method, reason, None, id_hash)
+            return self._refused(reason, method, attempt, started, challenge.tries_left - 1)
+        pending = _Pending(challenge_hash=id_hash)
+        policy = await self._policy.current()
+        if remember and policy.remember_device:
+            self._prepare_remember(pending, subject.user, now, policy, remember_label or attempt.protocol)
+        result = await self._verify(subject, method, response, attempt, now, pending, started)
+        if not result.accepted:
+            return VerifyResult(accepted=False, reason=result.reason, tries_left=max(0, challenge.tries_left - 1))
+        return result
+
+    async def verify_code(self, username: str, code: str, attempt: Attempt) -> VerifyResult:
+        """A typed second factor without a challenge: the caller vouches for the first factor."""
+        check_username(username)
+        totp.check_code_input(code)
+        started = time.perf_counter()
+        subject = await self._store.load_subject(username, attempt.source)
+        now = self._clock.now()
+        if subject.user is None:
+            self._dummy_totp_work(code, now)
+            await self._fail(subject, attempt, now, Method.TOTP, Reason.UNKNOWN_USER, code, None)
+            return self._refused(Reason.UNKNOWN_USER, Method.TOTP, attempt, started)
+        return await self._verify(subject, Method.TOTP, code, attempt, now, _Pending(challenge_hash=None), started)
+
+    def _prepare_remember(self, pending: _Pending, user: User, now: datetime, policy: Policy, label: str) -> None:
+        token, token_hash = remembered.new_series()
+        pending.remember = RememberedDevice(series=token.series, user_id=user.id, label=label[:100], created_at=now,
+                                            expires_at=now + timedelta(days=policy.remember_days), last_used_at=None)
+        pending.remember_hash = token_hash
+        pending.remember_token = str(token)
+
+    async def _verify(self, subject: Subject, method: Method, response: str, attempt: Attempt, now: datetime,
+                      pending: _Pending, started: float) -> VerifyResult:
+        user = subject.user
+        assert user is not None
+        block = self._rules.blocked(subject.limits, subject.bucket, now)
+        if block is None and user.disabled:
+            reason: Reason | None = Reason.DISABLED
+        else:
+            reason = _BLOCK_REASON[block] if block is not None else None
+        if reason is not None:
+            # Refused before verifying; nothing is counted (the attempt proves nothing).
+            self._dummy_totp_work(response, now)
+            await self._store.append_audit(now, [self._event("verify", reason, subject, attempt, method=method)])
+            if block is not None:
+                self._metrics.rate_limited(block.value)
+            return self._refused(reason, method, attempt, started)
+        if method is Method.TOTP:
+            return await self._verify_totp(subject, response, attempt, now, pending, started)
+        # Methods whose verifiers land later refuse as "not offered" rather than guessing.
+        await self._fail(subject, attempt, now, method, Reason.METHOD_NOT_OFFERED, None, pending.challenge_hash)
+        return self._refused(Reason.METHOD_NOT_OFFERED, method, attempt, started)
+
+    async def _verify_totp(self, subject: Subject, code: str, attempt: Attempt, now: datetime, pending: _Pending,
+                           started: float) -> VerifyResult:
+        user = subject.user
+        assert user is not None
+        device = next((d for d in subject.devices if d.method is Method.TOTP and d.is_active), None)
+        policy = await self._policy.current()
+        if device is None or device.totp is None or device.sealed_secret is None or not policy.allows(Method.TOTP):
+            self._dummy_totp_work(code, now)
+            await self._fail(subject, attempt, now, Method.TOTP, Reason.WRONG_CODE, code, pending.challenge_hash)
+            return self._refused(Reason.WRONG_CODE, Method.TOTP, attempt, started)
+        key = self._keyring.open_secret(device.sealed_secret, aad_for("devices", "sealed_secret", device.id))
+        found = totp.match_code(key, code, now, device.totp, last_step=device.last_step, drift=device.drift,
+                                window=self._totp.window)
+        if isinstance(found, totp.TotpMatch):
+            pending.audit.append(self._event("verify", Reason.ACCEPTED, subject, attempt, method=Method.TOTP,
+                                             outcome="accepted"))
+            if await self._store.accept_totp(device.id, user.id, found.step, found.drift, now,
+                                             pending.challenge_hash, pending.audit, pending.remember,
+                                             pending.remember_hash):
+                self._metrics.verification(attempt.protocol, Method.TOTP, "accepted", time.perf_counter() - started)
+                return VerifyResult(accepted=True, reason=Reason.ACCEPTED, user=user, method=Method.TOTP,
+                                    remembered_token=pending.remember_token)
+            reason = Reason.REPLAY  # another request won the race for this step (or the challenge)
+        elif isinstance(found, totp.TotpReplay):
+            reason = Reason.REPLAY
+        else:
+            reason = Reason.WRONG_CODE
+        await self._fail(subject, attempt, now, Method.TOTP, reason, code, pending.challenge_hash)
+        return self._refused(reason, Method.TOTP, attempt, started)
+
+    def _dummy_totp_work(self, code: str, now: datetime) -> None:
+        """The same computation a real verification does, so timing says nothing."""
+        totp.match_code(_DUMMY_TOTP_KEY, code if code.isdigit() else "000000", now,
+                        _DEFAULT_PARAMS, last_step=-1, drift=0, window=self._totp.window)
+
+    # --- failures ------------------------------------------------------------------------
+    async def _fail(self, subject: Subject, attempt: Attempt, now: datetime, method: Method | None, reason: Reason,
+                    code: str | None, id_hash: str | None) -> LimitChange | None:
+        """Count one failure (user counters, source back-off and bucket) with its audit row."""
+        event = self._event("verify" if method else "signin", reason, subject, attempt, method=method)
+        user = subject.user
+        wrong_hash = None
+        if code is not None and user is not None:
+            wrong_hash = self._keyring.mac(f"{user.id}:{code}".encode())
+
+        def change(state: LimitState) -> LimitChange:
+            assert user is not None
+            return self._rules.after_failure(state, now, wrong_hash, user_id=user.id, username=user.username,
+                                             source=attempt.source)
+
+        bucket = self._rules.drain_bucket(now) if self._limits.source_failure_rate > 0 else None
+        applied = await self._store.record_failure(user.id if user else None, attempt.source, now, change, bucket,
+                                                   id_hash, [event])
+        if applied is not None and applied.became_locked:
+            self._metrics.lockout()
+        return applied
+
+    def _event(self, event: str, reason: Reason, subject: Subject, attempt: Attempt, *,
+               method: Method | None = None, outcome: str = "refused") -> AuditEvent:
+        user = subject.user
+        return AuditEvent(event=event, outcome=outcome, user_id=user.id if user else None,
+                          username=user.username if user else None, method=method.value if method else None,
+                          protocol=attempt.protocol, source=attempt.source, reason=reason.value,
+                          actor=attempt.client)
+
+    def _refused(self, reason: Reason, method: Method, attempt: Attempt, started: float,
+                 tries_left: int = 0) -> VerifyResult:
+        result = "locked" if reason in (Reason.LOCKED, Reason.HARD_LOCKED) else reason.value
+        self._metrics.verification(attempt.protocol, method.value, result, time.perf_counter() - started)
+        return VerifyResult(accepted=False, reason=reason, method=method, tries_left=max(0, tries_left))
+
+
+_DEFAULT_PARAMS = TotpParams()

@@ -1,0 +1,611 @@
+"""The store: one implementation of the core's ``Store`` interface over two SQL engines.
+
+Each engine (``sqlite``, ``postgres``) supplies connections, transactions and
+its migrations; the statements below are written in the SQL both dialects share
+(``$n`` parameters are rewritten to ``?n`` for SQLite) and each engine may
+override a statement by name where the dialects differ.
+
+Guarantees:
+- every change that guards security state is one atomic statement or runs in a
+  transaction that holds the row (``FOR UPDATE`` on PostgreSQL, the database
+  write lock on SQLite) — never read-then-write from outside a transaction;
+- every audit row is written in the same transaction as the change it records;
+- times are stored as UNIX epoch seconds (UTC).
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from mfad.core.errors import AlreadyExists, NotFound, PreconditionFailed
+from mfad.core.model import (
+    AuditEvent,
+    AuditRecord,
+    CallerToken,
+    Challenge,
+    Device,
+    DeviceId,
+    DeviceState,
+    HashAlgorithm,
+    LimitState,
+    Method,
+    MfaRequired,
+    Policy,
+    RememberedDevice,
+    Role,
+    TotpParams,
+    User,
+    UserId,
+)
+from mfad.core.ports import AuditFilter, LimitChange, RotateResult, StoreMetrics, Subject
+
+
+class Row(Protocol):
+    def __getitem__(self, key: str) -> Any: ...
+
+
+class Tx(Protocol):
+    async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
+    async def execute(self, sql: str, *args: Any) -> None: ...
+
+
+def ts(when: datetime | None) -> float | None:
+    return None if when is None else when.timestamp()
+
+
+def dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def dt_req(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+USER_COLUMNS = "id, username, password_hash, disabled, created_at"
+DEVICE_COLUMNS = ("id, user_id, method, name, state, created_at, confirmed_at, last_used_at, expires_at, "
+                  "sealed_secret, digits, period, algorithm, last_step, drift")
+CHALLENGE_COLUMNS = "id_hash, user_id, purpose, methods, created_at, expires_at, tries_left, source, protocol, consumed"
+LIMIT_COLUMNS = "failures, total_failures, lockouts, locked_until, hard_locked, last_wrong_hash"
+
+INSERT_AUDIT = ("INSERT INTO audit (at, event, outcome, user_id, username, method, protocol, source, reason, "
+                "actor, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+
+
+def user_from(row: Row) -> User:
+    return User(id=UserId(row["id"]), username=row["username"], disabled=bool(row["disabled"]),
+                created_at=dt_req(row["created_at"]), password_hash=row["password_hash"])
+
+
+def device_from(row: Row) -> Device:
+    method = Method(row["method"])
+    totp = None
+    if method is Method.TOTP:
+        totp = TotpParams(digits=row["digits"], period=row["period"], algorithm=HashAlgorithm(row["algorithm"]))
+    return Device(id=DeviceId(row["id"]), user_id=UserId(row["user_id"]), method=method, name=row["name"],
+                  state=DeviceState(row["state"]), created_at=dt_req(row["created_at"]),
+                  confirmed_at=dt(row["confirmed_at"]), last_used_at=dt(row["last_used_at"]),
+                  expires_at=dt(row["expires_at"]), sealed_secret=row["sealed_secret"], totp=totp,
+                  last_step=row["last_step"], drift=row["drift"])
+
+
+def limits_from(row: Row | None, source_row: Row | None = None) -> LimitState:
+    state = LimitState()
+    if row is not None and row["failures"] is not None:
+        state = LimitState(failures=row["failures"], total_failures=row["total_failures"],
+                           lockouts=row["lockouts"], locked_until=dt(row["locked_until"]),
+                           hard_locked=bool(row["hard_locked"]), last_wrong_hash=row["last_wrong_hash"])
+    if source_row is not None and source_row["s_failures"] is not None:
+        state = LimitState(**{**_asdict(state), "source_failures": source_row["s_failures"],
+                              "source_blocked_until": dt(source_row["s_blocked_until"])})
+    return state
+
+
+def _asdict(state: LimitState) -> dict[str, Any]:
+    return {name: getattr(state, name) for name in state.__slots__}
+
+
+def challenge_from(row: Row) -> Challenge:
+    return Challenge(id_hash=row["id_hash"], user_id=UserId(row["user_id"]), purpose=row["purpose"],
+                     methods=frozenset(Method(m) for m in row["methods"].split(",") if m),
+                     created_at=dt_req(row["created_at"]), expires_at=dt_req(row["expires_at"]),
+                     tries_left=row["tries_left"], source=row["source"], protocol=row["protocol"],
+                     consumed=bool(row["consumed"]))
+
+
+class SqlStore(abc.ABC):
+    """The core's Store over an engine's ``transaction()`` and ``read()`` primitives."""
+
+    engine: str
+    #: Statements whose text differs per dialect, by name (see ``sql``).
+    dialect: dict[str, str] = {}
+
+    def __init__(self, metrics: StoreMetrics | None = None) -> None:
+        self.metrics = metrics
+
+    # --- engine primitives -------------------------------------------------------------
+    @abc.abstractmethod
+    def transaction(self) -> Any:
+        """``async with store.transaction() as tx`` — one atomic unit with the write lock."""
+
+    @abc.abstractmethod
+    def read(self) -> Any:
+        """``async with store.read() as tx`` — a consistent read-only view."""
+
+    @abc.abstractmethod
+    async def migrate(self) -> list[int]: ...
+
+    @abc.abstractmethod
+    async def schema_version(self) -> int: ...
+
+    @abc.abstractmethod
+    async def ping(self) -> None: ...
+
+    @abc.abstractmethod
+    async def aclose(self) -> None: ...
+
+    def sql(self, name: str, default: str) -> str:
+        return self.dialect.get(name, default)
+
+    @asynccontextmanager
+    async def _timed(self, op: str, *, write: bool) -> AsyncIterator[Tx]:
+        start = time.perf_counter()
+        ok = False
+        try:
+            async with (self.transaction() if write else self.read()) as tx:
+                yield tx
+            ok = True
+        finally:
+            if self.metrics is not None:
+                self.metrics.store_operation(op, time.perf_counter() - start, ok)
+
+    @staticmethod
+    async def _audit(tx: Tx, now: datetime, events: Iterable[AuditEvent]) -> None:
+        for e in events:
+            await tx.execute(INSERT_AUDIT, now.timestamp(), e.event, e.outcome, e.user_id, e.username,
+                             e.method, e.protocol, e.source, e.reason, e.actor, e.detail)
+
+    async def append_audit(self, now: datetime, events: Sequence[AuditEvent]) -> None:
+        async with self._timed("append_audit", write=True) as tx:
+            await self._audit(tx, now, events)
+
+    # --- users ---------------------------------------------------------------------------
+    async def create_user(self, username: str, password_hash: str | None, now: datetime,
+                          audit: Callable[[UserId], Sequence[AuditEvent]]) -> User:
+        async with self._timed("create_user", write=True) as tx:
+            if await tx.fetchrow("SELECT id FROM users WHERE username = $1", username):
+                raise AlreadyExists(f"username: {username!r} is taken")
+            row = await tx.fetchrow(
+                "INSERT INTO users (username, password_hash, disabled, created_at, updated_at) "
+                f"VALUES ($1, $2, 0, $3, $3) RETURNING {USER_COLUMNS}", username, password_hash, now.timestamp())
+            assert row is not None
+            user = user_from(row)
+            await self._audit(tx, now, audit(user.id))
+        return user
+
+    async def load_user(self, user_id: UserId) -> User | None:
+        async with self._timed("load_user", write=False) as tx:
+            row = await tx.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE id = $1", user_id)
+        return None if row is None else user_from(row)
+
+    async def load_user_by_name(self, username: str) -> User | None:
+        async with self._timed("load_user", write=False) as tx:
+            row = await tx.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE username = $1", username)
+        return None if row is None else user_from(row)
+
+    async def list_users(self, after_id: int, limit: int, prefix: str | None = None) -> list[User]:
+        async with self._timed("list_users", write=False) as tx:
+            rows = await tx.fetch(
+                f"SELECT {USER_COLUMNS} FROM users WHERE id > $1 AND ($2::text IS NULL OR "
+                "substr(username, 1, length($2::text)) = $2::text) ORDER BY id LIMIT $3",
+                after_id, prefix, limit)
+        return [user_from(r) for r in rows]
+
+    async def update_password(self, user_id: UserId, password_hash: str | None, now: datetime,
+                              audit: Sequence[AuditEvent]) -> None:
+        """Set the password and revoke every remembered device of the user (same transaction)."""
+        async with self._timed("update_password", write=True) as tx:
+            row = await tx.fetchrow("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 "
+                                    "RETURNING id", user_id, password_hash, now.timestamp())
+            if row is None:
+                raise NotFound("user")
+            await tx.execute("DELETE FROM remembered WHERE user_id = $1", user_id)
+            await self._audit(tx, now, audit)
+
+    async def update_user_disabled(self, user_id: UserId, disabled: bool, now: datetime,
+                                   audit: Sequence[AuditEvent]) -> None:
+        async with self._timed("update_user_disabled", write=True) as tx:
+            row = await tx.fetchrow("UPDATE users SET disabled = $2, updated_at = $3 WHERE id = $1 RETURNING id",
+                                    user_id, int(disabled), now.timestamp())
+            if row is None:
+                raise NotFound("user")
+            if disabled:
+                await tx.execute("DELETE FROM remembered WHERE user_id = $1", user_id)
+                await tx.execute("DELETE FROM challenges WHERE user_id = $1", user_id)
+            await self._audit(tx, now, audit)
+
+    # --- the hot path: everything a verification needs, in one read ----------------------
+    async def load_subject(self, user: str | UserId, source: str | None) -> Subject:
+        """The user (by name, or by id when an int), their limit counters for ``source`` and
+        the source's failure bucket."""
+        by = "u.id = $1" if isinstance(user, int) else "u.username = $1"
+        async with self._timed("load_subject", write=False) as tx:
+            row = await tx.fetchrow((
+                "SELECT u.id, u.username, u.password_hash, u.disabled, u.created_at, "
+                "l.failures, l.total_failures, l.lockouts, l.locked_until, l.hard_locked, l.last_wrong_hash, "
+                "s.failures AS s_failures, s.blocked_until AS s_blocked_until, "
+                "b.tokens AS b_tokens, b.updated_at AS b_updated_at "
+                "FROM (SELECT 1 AS one) AS one "
+                f"LEFT JOIN users u ON {by} "
+                "LEFT JOIN user_limits l ON l.user_id = u.id "
+                "LEFT JOIN source_limits s ON s.user_id = u.id AND s.source = $2 "
+                "LEFT JOIN source_buckets b ON b.source = $2"), user, source or "")
+            assert row is not None
+            devices: list[Device] = []
+            user = None
+            if row["id"] is not None:
+                user = user_from(row)
+                devices = [device_from(r) for r in await tx.fetch(
+                    f"SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = $1 ORDER BY id", user.id)]
+        bucket = None if row["b_tokens"] is None else (row["b_tokens"], dt_req(row["b_updated_at"]))
+        return Subject(user=user, devices=devices, limits=limits_from(row, row), bucket=bucket)
+
+    # --- devices -------------------------------------------------------------------------
+    async def load_devices(self, user_id: UserId) -> list[Device]:
+        async with self._timed("load_devices", write=False) as tx:
+            rows = await tx.fetch(f"SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = $1 ORDER BY id", user_id)
+        return [device_from(r) for r in rows]
+
+    async def load_device(self, device_id: DeviceId) -> Device | None:
+        async with self._timed("load_device", write=False) as tx:
+            row = await tx.fetchrow(f"SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1", device_id)
+        return None if row is None else device_from(row)
+
+    async def insert_pending_totp(self, user_id: UserId, name: str, params: TotpParams, now: datetime,
+                                  expires_at: datetime, seal: Callable[[DeviceId], str],
+                                  audit: Callable[[DeviceId], Sequence[AuditEvent]]) -> Device:
+        """A new pending TOTP device. A previous *pending* one is replaced (the user restarted
+        the binding); an *active* one refuses with PreconditionFailed ("one of each")."""
+        async with self._timed("insert_pending_totp", write=True) as tx:
+            existing = await tx.fetchrow(
+                "SELECT id, state, expires_at FROM devices WHERE user_id = $1 AND method = 'totp'", user_id)
+            if existing is not None:
+                if existing["state"] == DeviceState.ACTIVE:
+                    raise PreconditionFailed("the user already has a TOTP device: unbind it first")
+                await tx.execute("DELETE FROM devices WHERE id = $1", existing["id"])
+            row = await tx.fetchrow(
+                "INSERT INTO devices (user_id, method, name, state, created_at, expires_at, digits, period, "
+                "algorithm) VALUES ($1, 'totp', $2, 'pending', $3, $4, $5, $6, $7) RETURNING id",
+                user_id, name, now.timestamp(), expires_at.timestamp(), params.digits, params.period,
+                params.algorithm.value)
+            assert row is not None
+            device_id = DeviceId(row["id"])
+            # The AAD binds the ciphertext to this row id, known only after the insert.
+            await tx.execute("UPDATE devices SET sealed_secret = $2 WHERE id = $1", device_id, seal(device_id))
+            await self._audit(tx, now, audit(device_id))
+            out = await tx.fetchrow(f"SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1", device_id)
+        assert out is not None
+        return device_from(out)
+
+    async def activate_device(self, device_id: DeviceId, step: int, drift: int, now: datetime,
+                              audit: Sequence[AuditEvent]) -> bool:
+        """Pending and unexpired → active with its first accepted step; revokes remembered devices."""
+        async with self._timed("activate_device", write=True) as tx:
+            row = await tx.fetchrow(
+                "UPDATE devices SET state = 'active', confirmed_at = $2, last_used_at = $2, expires_at = NULL, "
+                "last_step = $3, drift = $4 WHERE id = $1 AND state = 'pending' AND expires_at > $2 "
+                "AND last_step < $3 RETURNING user_id", device_id, now.timestamp(), step, drift)
+            if row is None:
+                return False
+            await tx.execute("DELETE FROM remembered WHERE user_id = $1", row["user_id"])
+            await self._audit(tx, now, audit)
+        return True
+
+    async def delete_device(self, device_id: DeviceId, user_id: UserId, now: datetime,
+                            audit: Sequence[AuditEvent]) -> Device | None:
+        """Unbind; revokes the user's remembered devices. None when no such device of that user."""
+        async with self._timed("delete_device", write=True) as tx:
+            row = await tx.fetchrow(f"DELETE FROM devices WHERE id = $1 AND user_id = $2 RETURNING {DEVICE_COLUMNS}",
+                                    device_id, user_id)
+            if row is None:
+                return None
+            await tx.execute("DELETE FROM remembered WHERE user_id = $1", user_id)
+            await self._audit(tx, now, audit)
+        return device_from(row)
+
+    async def delete_expired_pending(self, now: datetime) -> int:
+        async with self._timed("delete_expired_pending", write=True) as tx:
+            rows = await tx.fetch("DELETE FROM devices WHERE state = 'pending' AND expires_at <= $1 RETURNING id",
+                                  now.timestamp())
+            await tx.execute("DELETE FROM challenges WHERE expires_at <= $1", now.timestamp() - 3600)
+        return len(rows)
+
+    # --- verification outcomes -------------------------------------------------------------
+    async def accept_totp(self, device_id: DeviceId, user_id: UserId, step: int, drift: int, now: datetime,
+                          challenge_hash: str | None, audit: Sequence[AuditEvent],
+                          remember: RememberedDevice | None = None, remember_hash: str | None = None) -> bool:
+        """The replay guard: only a step greater than the last accepted one wins, atomically.
+
+        In the same transaction: the challenge (if any) is consumed, the user's
+        failure counters are reset, a remembered device may be created, and the
+        audit row written. False (and nothing written) when the step or the
+        challenge was already used — the caller lost a race or saw a replay.
+        """
+        async with self._timed("accept_totp", write=True) as tx:
+            row = await tx.fetchrow(
+                "UPDATE devices SET last_step = $2, drift = $3, last_used_at = $4 "
+                "WHERE id = $1 AND state = 'active' AND last_step < $2 RETURNING id",
+                device_id, step, drift, now.timestamp())
+            if row is None:
+                return False
+            if challenge_hash is not None and not await self._consume_challenge(tx, challenge_hash, now):
+                raise _Rollback()
+            await self._after_success(tx, user_id, now, audit, remember, remember_hash)
+        return True
+
+    async def _after_success(self, tx: Tx, user_id: UserId, now: datetime, audit: Sequence[AuditEvent],
+                             remember: RememberedDevice | None, remember_hash: str | None) -> None:
+        await tx.execute("DELETE FROM user_limits WHERE user_id = $1 AND failures + total_failures > 0 "
+                         "AND hard_locked = 0", user_id)
+        await tx.execute("DELETE FROM source_limits WHERE user_id = $1", user_id)
+        if remember is not None and remember_hash is not None:
+            await self._insert_remembered(tx, remember, remember_hash)
+        await self._audit(tx, now, audit)
+
+    @staticmethod
+    async def _consume_challenge(tx: Tx, challenge_hash: str, now: datetime) -> bool:
+        row = await tx.fetchrow("UPDATE challenges SET consumed = 1 WHERE id_hash = $1 AND consumed = 0 "
+                                "AND expires_at > $2 RETURNING id_hash", challenge_hash, now.timestamp())
+        return row is not None
+
+    async def record_failure(self, user_id: UserId | None, source: str | None, now: datetime,
+                             change: Callable[[LimitState], LimitChange],
+                             bucket: Callable[[float | None, datetime | None], float] | None,
+                             challenge_hash: str | None, audit: Sequence[AuditEvent]) -> LimitChange | None:
+        """Apply ``change`` to the user's counters under the row lock; write ``audit`` and the
+        change's own audit rows (a lock-out) in the same transaction.
+
+        Also drains one token from the source's failure bucket (``bucket`` maps the
+        stored level and time to the new level) and spends one try of the challenge.
+        Returns the applied change (None for an unknown user: no user counter touched).
+        """
+        async with self._timed("record_failure", write=True) as tx:
+            if bucket is not None and source:
+                b = await tx.fetchrow(f"SELECT tokens, updated_at FROM source_buckets WHERE source = $1"
+                                      f"{self.sql('lock', ' FOR UPDATE')}", source)
+                level = bucket(None if b is None else b["tokens"], None if b is None else dt(b["updated_at"]))
+                await tx.execute("INSERT INTO source_buckets (source, tokens, updated_at) VALUES ($1, $2, $3) "
+                                 "ON CONFLICT (source) DO UPDATE SET tokens = excluded.tokens, "
+                                 "updated_at = excluded.updated_at", source, level, now.timestamp())
+            if challenge_hash is not None:
+                await tx.execute("UPDATE challenges SET tries_left = tries_left - 1, "
+                                 "consumed = CASE WHEN tries_left <= 1 THEN 1 ELSE consumed END "
+                                 "WHERE id_hash = $1 AND consumed = 0", challenge_hash)
+            await self._audit(tx, now, audit)
+            if user_id is None:
+                return None
+            await tx.execute("INSERT INTO user_limits (user_id, updated_at) VALUES ($1, $2) "
+                             "ON CONFLICT (user_id) DO NOTHING", user_id, now.timestamp())
+            row = await tx.fetchrow(f"SELECT {LIMIT_COLUMNS} FROM user_limits WHERE user_id = $1"
+                                    f"{self.sql('lock', ' FOR UPDATE')}", user_id)
+            srow = None
+            if source:
+                srow = await tx.fetchrow("SELECT failures AS s_failures, blocked_until AS s_blocked_until "
+                                         "FROM source_limits WHERE user_id = $1 AND source = $2"
+                                         f"{self.sql('lock', ' FOR UPDATE')}", user_id, source)
+            applied = change(limits_from(row, srow))
+            s = applied.state
+            await tx.execute(
+                "UPDATE user_limits SET failures = $2, total_failures = $3, lockouts = $4, locked_until = $5, "
+                "hard_locked = $6, last_wrong_hash = $7, updated_at = $8 WHERE user_id = $1",
+                user_id, s.failures, s.total_failures, s.lockouts, ts(s.locked_until), int(s.hard_locked),
+                s.last_wrong_hash, now.timestamp())
+            if source:
+                await tx.execute(
+                    "INSERT INTO source_limits (user_id, source, failures, blocked_until, updated_at) "
+                    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, source) DO UPDATE SET "
+                    "failures = excluded.failures, blocked_until = excluded.blocked_until, "
+                    "updated_at = excluded.updated_at",
+                    user_id, source, s.source_failures, ts(s.source_blocked_until), now.timestamp())
+            await self._audit(tx, now, applied.audit)
+        return applied
+
+    async def load_limits(self, user_id: UserId) -> LimitState:
+        async with self._timed("load_limits", write=False) as tx:
+            row = await tx.fetchrow(f"SELECT {LIMIT_COLUMNS} FROM user_limits WHERE user_id = $1", user_id)
+        return limits_from(row)
+
+    async def reset_limits(self, user_id: UserId, now: datetime, audit: Sequence[AuditEvent]) -> bool:
+        async with self._timed("reset_limits", write=True) as tx:
+            row = await tx.fetchrow("DELETE FROM user_limits WHERE user_id = $1 RETURNING user_id", user_id)
+            await tx.execute("DELETE FROM source_limits WHERE user_id = $1", user_id)
+            await self._audit(tx, now, audit)
+        return row is not None
+
+    # --- challenges ------------------------------------------------------------------------
+    async def insert_challenge(self, challenge: Challenge, audit: Sequence[AuditEvent]) -> None:
+        async with self._timed("insert_challenge", write=True) as tx:
+            await tx.execute(
+                f"INSERT INTO challenges ({CHALLENGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)",
+                challenge.id_hash, challenge.user_id, challenge.purpose,
+                ",".join(sorted(challenge.methods)), challenge.created_at.timestamp(),
+                challenge.expires_at.timestamp(), challenge.tries_left, challenge.source, challenge.protocol)
+            await self._audit(tx, challenge.created_at, audit)
+
+    async def load_challenge(self, id_hash: str) -> Challenge | None:
+        async with self._timed("load_challenge", write=False) as tx:
+            row = await tx.fetchrow(f"SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE id_hash = $1", id_hash)
+        return None if row is None else challenge_from(row)
+
+    async def count_open_challenges(self, now: datetime) -> int:
+        async with self._timed("count_open_challenges", write=False) as tx:
+            row = await tx.fetchrow("SELECT count(*) AS n FROM challenges WHERE consumed = 0 AND expires_at > $1",
+                                    now.timestamp())
+        return int(row["n"]) if row else 0
+
+    # --- remembered devices --------------------------------------------------------------
+    @staticmethod
+    async def _insert_remembered(tx: Tx, r: RememberedDevice, token_hash: str) -> None:
+        await tx.execute(
+            "INSERT INTO remembered (series, user_id, token_hash, counter, label, created_at, expires_at, "
+            "last_used_at) VALUES ($1, $2, $3, 1, $4, $5, $6, NULL)", r.series, r.user_id, token_hash, r.label,
+            r.created_at.timestamp(), r.expires_at.timestamp())
+
+    async def rotate_remembered(self, user_id: UserId, series: str, counter: int, token_hash: str,
+                                new_hash: str, now: datetime, theft_audit: Callable[[UserId], Sequence[AuditEvent]]) -> RotateResult:
+        """Swap the series' current token for the next one, atomically.
+
+        A live series whose presented token is not the current one means the token
+        was copied: the whole series is revoked (and audited) in the same transaction.
+        """
+        async with self._timed("rotate_remembered", write=True) as tx:
+            row = await tx.fetchrow(
+                "UPDATE remembered SET token_hash = $4, counter = counter + 1, last_used_at = $5 "
+                "WHERE series = $1 AND counter = $2 AND token_hash = $3 AND expires_at > $5 AND user_id = $6 "
+                "RETURNING user_id, counter", series, counter, token_hash, new_hash, now.timestamp(), user_id)
+            if row is not None:
+                return RotateResult(user_id=UserId(row["user_id"]), counter=row["counter"], stolen=False)
+            live = await tx.fetchrow("DELETE FROM remembered WHERE series = $1 AND expires_at > $2 "
+                                     "AND user_id = $3 RETURNING user_id", series, now.timestamp(), user_id)
+            if live is None:
+                return RotateResult(user_id=None, counter=0, stolen=False)
+            await self._audit(tx, now, theft_audit(UserId(live["user_id"])))
+            return RotateResult(user_id=UserId(live["user_id"]), counter=0, stolen=True)
+
+    async def list_remembered(self, user_id: UserId, now: datetime) -> list[RememberedDevice]:
+        async with self._timed("list_remembered", write=False) as tx:
+            rows = await tx.fetch("SELECT series, user_id, label, created_at, expires_at, last_used_at FROM remembered "
+                                  "WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at", user_id,
+                                  now.timestamp())
+        return [RememberedDevice(series=r["series"], user_id=UserId(r["user_id"]), label=r["label"],
+                                 created_at=dt_req(r["created_at"]), expires_at=dt_req(r["expires_at"]),
+                                 last_used_at=dt(r["last_used_at"])) for r in rows]
+
+    async def delete_remembered(self, user_id: UserId | None, series: str | None, now: datetime,
+                                audit: Callable[[int], Sequence[AuditEvent]]) -> int:
+        """Revoke one series of a user, all of a user's, or (both None) everybody's."""
+        async with self._timed("delete_remembered", write=True) as tx:
+            rows = await tx.fetch(
+                "DELETE FROM remembered WHERE ($1::bigint IS NULL OR user_id = $1::bigint) "
+                "AND ($2::text IS NULL OR series = $2::text) RETURNING series", user_id, series)
+            await self._audit(tx, now, audit(len(rows)))
+        return len(rows)
+
+    # --- policy ------------------------------------------------------------------------------
+    async def load_policy(self) -> Policy | None:
+        async with self._timed("load_policy", write=False) as tx:
+            row = await tx.fetchrow("SELECT * FROM policy WHERE id = 1")
+        if row is None:
+            return None
+        return Policy(mfa_required=MfaRequired(row["mfa_required"]),
+                      allowed_methods=frozenset(Method(m) for m in row["allowed_methods"].split(",") if m),
+                      self_service=bool(row["self_service"]), remember_device=bool(row["remember_device"]),
+                      remember_days=row["remember_days"], sensitive_reauth_seconds=row["sensitive_reauth_seconds"],
+                      require_backup_method=bool(row["require_backup_method"]))
+
+    async def save_policy(self, policy: Policy, now: datetime, audit: Sequence[AuditEvent], *,
+                          only_if_absent: bool = False, revoke_remembered: bool = False) -> bool:
+        conflict = "DO NOTHING" if only_if_absent else (
+            "DO UPDATE SET mfa_required = excluded.mfa_required, allowed_methods = excluded.allowed_methods, "
+            "self_service = excluded.self_service, remember_device = excluded.remember_device, "
+            "remember_days = excluded.remember_days, sensitive_reauth_seconds = excluded.sensitive_reauth_seconds, "
+            "require_backup_method = excluded.require_backup_method, updated_at = excluded.updated_at")
+        async with self._timed("save_policy", write=True) as tx:
+            row = await tx.fetchrow(
+                "INSERT INTO policy (id, mfa_required, allowed_methods, self_service, remember_device, "
+                "remember_days, sensitive_reauth_seconds, require_backup_method, updated_at) "
+                f"VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) {conflict} RETURNING id",
+                policy.mfa_required.value, ",".join(sorted(policy.allowed_methods)), int(policy.self_service),
+                int(policy.remember_device), policy.remember_days, policy.sensitive_reauth_seconds,
+                int(policy.require_backup_method), now.timestamp())
+            if row is None:
+                return False
+            if revoke_remembered:
+                await tx.execute("DELETE FROM remembered")
+            await self._audit(tx, now, audit)
+        return True
+
+    # --- caller tokens -----------------------------------------------------------------------
+    async def insert_caller_token(self, name: str, role: Role, token_hash: str, now: datetime,
+                                  audit: Sequence[AuditEvent]) -> CallerToken:
+        async with self._timed("insert_caller_token", write=True) as tx:
+            if await tx.fetchrow("SELECT id FROM caller_tokens WHERE name = $1 AND revoked = 0", name):
+                raise AlreadyExists(f"name: a token named {name!r} exists; revoke it first")
+            await tx.execute("DELETE FROM caller_tokens WHERE name = $1", name)
+            row = await tx.fetchrow("INSERT INTO caller_tokens (name, role, token_hash, created_at) "
+                                    "VALUES ($1, $2, $3, $4) RETURNING id, name, role, created_at, revoked",
+                                    name, role.value, token_hash, now.timestamp())
+            assert row is not None
+            await self._audit(tx, now, audit)
+        return _caller_from(row)
+
+    async def load_caller_by_hash(self, token_hash: str) -> CallerToken | None:
+        async with self._timed("load_caller", write=False) as tx:
+            row = await tx.fetchrow("SELECT id, name, role, created_at, revoked FROM caller_tokens "
+                                    "WHERE token_hash = $1", token_hash)
+        return None if row is None else _caller_from(row)
+
+    async def list_caller_tokens(self) -> list[CallerToken]:
+        async with self._timed("list_caller_tokens", write=False) as tx:
+            rows = await tx.fetch("SELECT id, name, role, created_at, revoked FROM caller_tokens ORDER BY id")
+        return [_caller_from(r) for r in rows]
+
+    async def revoke_caller_token(self, name: str, now: datetime, audit: Sequence[AuditEvent]) -> bool:
+        async with self._timed("revoke_caller_token", write=True) as tx:
+            row = await tx.fetchrow("UPDATE caller_tokens SET revoked = 1 WHERE name = $1 AND revoked = 0 "
+                                    "RETURNING id", name)
+            if row is None:
+                return False
+            await self._audit(tx, now, audit)
+        return True
+
+    # --- audit -------------------------------------------------------------------------------
+    async def query_audit(self, f: AuditFilter) -> list[AuditRecord]:
+        async with self._timed("query_audit", write=False) as tx:
+            rows = await tx.fetch(
+                "SELECT * FROM audit WHERE ($1::bigint IS NULL OR id < $1::bigint) "
+                "AND ($2::bigint IS NULL OR user_id = $2::bigint) AND ($3::text IS NULL OR event = $3::text) "
+                "AND ($4::text IS NULL OR outcome = $4::text) AND ($5::float8 IS NULL OR at >= $5::float8) "
+                "AND ($6::float8 IS NULL OR at < $6::float8) ORDER BY id DESC LIMIT $7",
+                f.before_id, f.user_id, f.event, f.outcome, ts(f.since), ts(f.until), f.limit)
+        return [AuditRecord(id=r["id"], at=dt_req(r["at"]), event=AuditEvent(
+            event=r["event"], outcome=r["outcome"], user_id=r["user_id"], username=r["username"],
+            method=r["method"], protocol=r["protocol"], source=r["source"], reason=r["reason"],
+            actor=r["actor"], detail=r["detail"])) for r in rows]
+
+    # --- secrets rotation ----------------------------------------------------------------
+    async def load_sealed_secrets(self, not_kid: str, limit: int) -> list[tuple[DeviceId, str]]:
+        async with self._timed("load_sealed_secrets", write=False) as tx:
+            rows = await tx.fetch("SELECT id, sealed_secret FROM devices WHERE sealed_secret IS NOT NULL "
+                                  "AND substr(sealed_secret, 1, length($1::text) + 1) <> $1::text || ':' "
+                                  "ORDER BY id LIMIT $2", not_kid, limit)
+        return [(DeviceId(r["id"]), r["sealed_secret"]) for r in rows]
+
+    async def update_sealed_secret(self, device_id: DeviceId, old: str, new: str) -> bool:
+        async with self._timed("update_sealed_secret", write=True) as tx:
+            row = await tx.fetchrow("UPDATE devices SET sealed_secret = $3 WHERE id = $1 AND sealed_secret = $2 "
+                                    "RETURNING id", device_id, old, new)
+        return row is not None
+
+    async def count_sealed_by_kid(self) -> dict[str, int]:
+        async with self._timed("count_sealed_by_kid", write=False) as tx:
+            rows = await tx.fetch("SELECT sealed_secret FROM devices WHERE sealed_secret IS NOT NULL")
+        counts: dict[str, int] = {}
+        for r in rows:
+            kid = r["sealed_secret"].partition(":")[0]
+            counts[kid] = counts.get(kid, 0) + 1
+        return counts
+
+
+class _Rollback(Exception):
+    """Raised inside a transaction to undo it; the engines' ``transaction()`` swallow it."""
+
+
+def _caller_from(row: Row) -> CallerToken:
+    return CallerToken(id=row["id"], name=row["name"], role=Role(row["role"]), created_at=dt_req(row["created_at"]),
+                       revoked=bool(row["revoked"]))
