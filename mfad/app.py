@@ -1,0 +1,185 @@
+"""The daemon: opens the store, builds the core, runs the services until a signal.
+
+Every long-running piece is a service with ``run()`` and ``aclose()``; the
+daemon owns them in a TaskGroup and its resources in an AsyncExitStack.
+SIGTERM/SIGINT set an event; shutdown stops the transports first (they drain
+in-flight requests within their own bound), then the housekeeping, then closes
+the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry
+
+from mfad.config import Config, parse_address
+from mfad.core.errors import SchemaError, Unavailable
+from mfad.core.keyring import Keyring
+from mfad.core.ports import Store
+from mfad.core.service import Mfa
+from mfad.observability import systemd
+from mfad.observability.http import HealthState, MetricsHttpServer
+from mfad.observability.metrics import CorePrometheusMetrics, DaemonGauges, StorePrometheusMetrics
+from mfad.store import open_store
+from mfad.store.migrations import latest_version
+
+log = logging.getLogger("mfad")
+
+HEALTH_PROBE_SECONDS = 2.0
+JANITOR_SECONDS = 60.0
+
+
+class Service(Protocol):
+    async def run(self) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+async def prepare_schema(store: Store, *, auto_migrate: bool) -> None:
+    """Migrate a fresh database; refuse an older one unless allowed, and a newer one always."""
+    current = await store.schema_version()
+    known = latest_version(store.engine)
+    if current > known:
+        raise SchemaError(f"the database schema is v{current}, newer than this mfad knows (v{known}); "
+                          "upgrade mfad")
+    if current == 0 or (current < known and auto_migrate):
+        applied = await store.migrate()
+        if applied:
+            log.info("migrated the %s store to schema v%d", store.engine, applied[-1])
+    elif current < known:
+        raise SchemaError(f"the database schema is v{current}, this mfad needs v{known}: run 'mfad migrate' "
+                          "(or set storage.auto_migrate = true)")
+
+
+@contextlib.asynccontextmanager
+async def open_core(config: Config, registry: CollectorRegistry | None = None, *,
+                    migrate: bool = True) -> AsyncIterator[Mfa]:
+    """The store and the core, for the daemon and for the CLI's offline commands."""
+    store_metrics = StorePrometheusMetrics(registry) if registry is not None else None
+    store = await open_store(config.storage, metrics=store_metrics)
+    try:
+        if migrate:
+            await prepare_schema(store, auto_migrate=config.storage.auto_migrate)
+        keyring = Keyring.open(Path(config.secrets.key_file))
+        core_metrics = CorePrometheusMetrics(registry) if registry is not None else None
+        mfa = Mfa(config=config, store=store, keyring=keyring, metrics=core_metrics)
+        try:
+            await mfa.start()
+            yield mfa
+        finally:
+            mfa.close()
+    finally:
+        await store.aclose()
+
+
+class Housekeeping:
+    """Probes the store for readiness, feeds the systemd watchdog, clears expired state."""
+
+    def __init__(self, mfa: Mfa, health: HealthState, gauges: DaemonGauges) -> None:
+        self._mfa = mfa
+        self._health = health
+        self._gauges = gauges
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        watchdog = systemd.watchdog_interval()
+        last_janitor = 0.0
+        while not self._stop.is_set():
+            ok = await self._probe()
+            if ok and time.monotonic() - last_janitor > JANITOR_SECONDS:
+                last_janitor = time.monotonic()
+                with contextlib.suppress(Unavailable):
+                    removed = await self._mfa.store.delete_expired_pending(self._mfa.clock.now())
+                    if removed:
+                        log.info("removed %d expired pending device(s)", removed)
+            if watchdog is not None and self._health.loop_alive:
+                systemd.notify("WATCHDOG=1")
+            interval = min(HEALTH_PROBE_SECONDS, watchdog or HEALTH_PROBE_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), interval)
+
+    async def _probe(self) -> bool:
+        try:
+            await self._mfa.store.ping()
+            self._gauges.challenges_open.set(await self._mfa.store.count_open_challenges(self._mfa.clock.now()))
+            ok = True
+        except Unavailable as exc:
+            if self._health.store_ok:
+                log.error("store unavailable: %s", exc)
+            ok = False
+        if ok and not self._health.store_ok:
+            log.info("store answers: ready")
+        self._health.tick(ok)
+        self._gauges.store_up.set(1 if ok else 0)
+        return ok
+
+    async def aclose(self) -> None:
+        self._stop.set()
+
+
+def transport_services(mfa: Mfa, config: Config, registry: CollectorRegistry, health: HealthState,
+                       *, reuse_port: bool) -> list[Service]:
+    """The network front ends (gRPC, RADIUS) as services sharing one core."""
+    services: list[Service] = []
+    try:
+        from mfad.api.daemon import grpc_service
+    except ImportError:  # the gRPC servicers are optional at this layer
+        pass
+    else:
+        services.append(grpc_service(mfa, config, registry, health))
+    try:
+        from mfad.radius.daemon import radius_service
+    except ImportError:
+        pass
+    else:
+        services.append(radius_service(mfa, config, registry, reuse_port=reuse_port))
+    return services
+
+
+async def serve(config: Config, *, reuse_port: bool = False) -> int:
+    """Run until SIGTERM/SIGINT. Returns the process exit code."""
+    try:
+        import uvloop  # noqa: F401  (only to report which loop runs)
+        loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    except ImportError:
+        loop_name = "asyncio"
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    registry = CollectorRegistry()
+    health = HealthState()
+    async with contextlib.AsyncExitStack() as stack:
+        mfa = await stack.enter_async_context(open_core(config, registry))
+        gauges = DaemonGauges(registry, mfa.store.engine)
+        host, port = parse_address(config.metrics.listen[0])
+        http = MetricsHttpServer(host, port, registry, health)
+        http.start()
+        stack.callback(http.close)
+        housekeeping = Housekeeping(mfa, health, gauges)
+        services: list[Service] = [housekeeping, *transport_services(mfa, config, registry, health,
+                                                                     reuse_port=reuse_port)]
+        log.info("mfad serving (store %s, event loop %s, metrics http://%s:%d/metrics)", mfa.store.engine,
+                 loop_name, host, http.port)
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(s.run()) for s in services]
+            systemd.notify("READY=1")
+            stopper = group.create_task(stop.wait())
+            await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+            log.info("mfad stopping")
+            systemd.notify("STOPPING=1")
+            for service in reversed(services):
+                await service.aclose()
+            stopper.cancel()
+        if failed:
+            return 1
+    log.info("mfad stopped")
+    return 0

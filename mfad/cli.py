@@ -1,0 +1,197 @@
+"""``mfad``: run the daemon and its offline administration commands.
+
+Exit codes: 0 ok, 1 refused or failed, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from mfad.config import Config, load_config
+from mfad.core.errors import ConfigError, MfadError, SchemaError, SecretsError, Unavailable
+from mfad.core.model import Role
+from mfad.observability.logging import setup_logging
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("mfad")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", metavar="FILE", default=os.environ.get("MFAD_CONFIG"),
+                        help="TOML configuration file (default: $MFAD_CONFIG, else built-in defaults)")
+    parser = argparse.ArgumentParser(prog="mfad", description="Second-factor authentication daemon.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", parents=[common], help="run the daemon")
+    serve.add_argument("--workers", type=int, default=None,
+                       help="RADIUS worker processes sharing the port (overrides radius.workers)")
+    sub.add_parser("migrate", parents=[common], help="upgrade the database schema")
+    sub.add_parser("check-config", parents=[common], help="validate the configuration and exit")
+
+    token = sub.add_parser("token", help="gRPC caller tokens").add_subparsers(dest="token_command", required=True)
+    create = token.add_parser("create", parents=[common], help="create a caller token (printed once)")
+    create.add_argument("name")
+    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    create.add_argument("--json", action="store_true")
+    listing = token.add_parser("list", parents=[common], help="list caller tokens")
+    listing.add_argument("--json", action="store_true")
+    revoke = token.add_parser("revoke", parents=[common], help="revoke a caller token by name")
+    revoke.add_argument("name")
+
+    rotate = sub.add_parser("rotate-key", parents=[common],
+                            help="add a new secrets key and re-encrypt every secret under it")
+    rotate.add_argument("--retire", action="store_true",
+                        help="afterwards remove keys that no stored secret uses any more")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"mfad: config: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    setup_logging(config.logging.level, config.logging.format)
+    if args.command == "check-config":
+        print(f"configuration ok{f' ({args.config})' if args.config else ' (defaults)'}")
+        return EXIT_OK
+    if args.command == "serve":
+        return _serve(config, args.workers)
+    handlers: dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]] = {
+        "migrate": _migrate, "rotate-key": _rotate_key}
+    token_handlers = {"create": _token_create, "list": _token_list, "revoke": _token_revoke}
+    handler = token_handlers[args.token_command] if args.command == "token" else handlers[args.command]
+    return _run(handler(config, args))
+
+
+def _run(coro: Awaitable[int]) -> int:
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except (SchemaError, SecretsError, ConfigError) as exc:
+        print(f"mfad: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Unavailable as exc:
+        print(f"mfad: store unavailable: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except MfadError as exc:
+        print(f"mfad: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _serve(config: Config, workers: int | None) -> int:
+    from mfad.app import serve
+
+    if workers is not None:
+        if workers < 1:
+            print("mfad: --workers must be at least 1", file=sys.stderr)
+            return EXIT_USAGE
+        config = dataclasses.replace(config, radius=dataclasses.replace(config.radius, workers=workers))
+    try:
+        import uvloop
+    except ImportError:
+        runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
+    else:
+        runner = uvloop.run
+    if config.radius.workers > 1:
+        from mfad.workers import run_workers
+
+        return run_workers(config, lambda cfg: _guarded(runner, serve(cfg, reuse_port=True)))
+    return _guarded(runner, serve(config))
+
+
+def _guarded(runner: Callable[[Coroutine[Any, Any, int]], int], coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        return runner(coro)
+    except (SchemaError, SecretsError, ConfigError) as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    except Unavailable as exc:
+        log.error("store unavailable at start: %s", exc)
+        return EXIT_FAILED
+    except (OSError, MfadError) as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_FAILED
+    except BaseExceptionGroup as group:  # a service failed while running
+        for exc in group.exceptions:
+            log.error("stopped by an error: %s", exc, exc_info=exc)
+        return EXIT_FAILED
+
+
+async def _migrate(config: Config, args: argparse.Namespace) -> int:
+    from mfad.store import open_store
+
+    store = await open_store(config.storage)
+    try:
+        applied = await store.migrate()
+        version = await store.schema_version()
+    finally:
+        await store.aclose()
+    print(f"schema v{version}" + (f" (applied {', '.join(map(str, applied))})" if applied else " (up to date)"))
+    return EXIT_OK
+
+
+async def _token_create(config: Config, args: argparse.Namespace) -> int:
+    from mfad.app import open_core
+
+    async with open_core(config) as mfa:
+        caller, token = await mfa.callers.create(args.name, Role(args.role), actor="cli")
+    if args.json:
+        print(json.dumps({"name": caller.name, "role": caller.role.value, "token": token}))
+    else:
+        print(token)
+        print(f"# token {caller.name!r} (role {caller.role}) — shown once; store it now", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _token_list(config: Config, args: argparse.Namespace) -> int:
+    from mfad.app import open_core
+
+    async with open_core(config) as mfa:
+        callers = await mfa.callers.list()
+    rows = [{"name": c.name, "role": c.role.value, "created_at": c.created_at.isoformat(), "revoked": c.revoked}
+            for c in callers]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            print(f"{r['name']}\t{r['role']}\t{r['created_at']}\t{'revoked' if r['revoked'] else 'active'}")
+    return EXIT_OK
+
+
+async def _token_revoke(config: Config, args: argparse.Namespace) -> int:
+    from mfad.app import open_core
+
+    async with open_core(config) as mfa:
+        await mfa.callers.revoke(args.name, actor="cli")
+    return EXIT_OK
+
+
+async def _rotate_key(config: Config, args: argparse.Namespace) -> int:
+    from mfad.app import open_core
+
+    async with open_core(config) as mfa:
+        kid = mfa.keyring.rotate()
+        count = await mfa.reencrypt_secrets()
+        print(f"new key {kid}: re-encrypted {count} secret(s)")
+        if args.retire:
+            in_use = set(await mfa.store.count_sealed_by_kid())
+            removed = mfa.keyring.retire(in_use)
+            print(f"retired key(s): {', '.join(removed) or 'none'}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+

@@ -1,0 +1,1 @@
+"""Metrics, health endpoints, logging and systemd notification for the daemon."""
