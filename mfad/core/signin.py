@@ -26,11 +26,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 
 from mfad.config import LimitSettings, TotpSettings
 from mfad.core import remembered, totp
 from mfad.core.clock import Clock
-from mfad.core.errors import InvalidInput
+from mfad.core.errors import InvalidInput, NotFound, PreconditionFailed
 from mfad.core.keyring import Keyring, aad_for
 from mfad.core.limits import Block, LimitRules
 from mfad.core.model import (
@@ -137,6 +138,50 @@ class _Pending:
     remember_token: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MethodOutcome:
+    """What a method verifier found. ``accepted`` means it already committed the
+    success atomically (its own consume step plus ``ctx.commit_success``)."""
+
+    accepted: bool
+    reason: Reason
+    #: The wrong response as typed, so an identical repeat counts once (None: not a typed code).
+    wrong_response: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyContext:
+    subject: Subject
+    attempt: Attempt
+    now: datetime
+    policy: Policy
+    pending: _Pending
+
+    @property
+    def user(self) -> User:
+        assert self.subject.user is not None
+        return self.subject.user
+
+
+class SecondFactorVerifier(Protocol):
+    """One MFA method's verification, plugged into the sign-in service.
+
+    ``verify`` must commit a success in ONE store transaction that also consumes
+    ``ctx.pending.challenge_hash`` (when set), resets the user's counters, stores
+    ``ctx.pending.remember`` and writes ``ctx.pending.audit`` — see
+    ``Store.accept_totp`` for the pattern. Failures are counted by the service.
+    """
+
+    method: Method
+
+    async def verify(self, ctx: VerifyContext, response: str) -> MethodOutcome: ...
+
+    async def start(self, ctx: VerifyContext, challenge: Challenge) -> str | None:
+        """Prepare the method for a challenge (mail a code, make WebAuthn options).
+        Returns what the caller must see (JSON options, a masked address) or None."""
+        ...
+
+
 def challenge_hash(challenge_id: str) -> str:
     return hashlib.sha256(challenge_id.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -154,6 +199,16 @@ class SignInService:
         self._limits = limits
         self._rules = LimitRules(limits)
         self._metrics = metrics
+        self._verifiers: dict[Method, SecondFactorVerifier] = {}
+        self.register(TotpVerifier(store=store, keyring=keyring, window=totp_settings.window))
+
+    def register(self, verifier: SecondFactorVerifier) -> None:
+        self._verifiers[verifier.method] = verifier
+
+    @property
+    def methods(self) -> frozenset[Method]:
+        """Methods this service can verify (the rest are bound but not yet usable)."""
+        return frozenset(self._verifiers)
 
     # --- step 1 -------------------------------------------------------------------------
     async def begin(self, username: str, password: str | None, attempt: Attempt, *,
@@ -217,9 +272,9 @@ class SignInService:
             return Reason.DISABLED
         return None
 
-    @staticmethod
-    def _usable_methods(devices: Sequence[Device], policy: Policy) -> frozenset[Method]:
-        return frozenset(d.method for d in devices if d.is_active and policy.allows(d.method))
+    def _usable_methods(self, devices: Sequence[Device], policy: Policy) -> frozenset[Method]:
+        return frozenset(d.method for d in devices
+                         if d.is_active and policy.allows(d.method) and d.method in self._verifiers)
 
     async def _open_challenge(self, subject: Subject, attempt: Attempt, now: datetime, purpose: str,
                               methods: frozenset[Method], outcome: Outcome, reason: Reason, ttl: int | None,
@@ -319,41 +374,41 @@ class SignInService:
             if block is not None:
                 self._metrics.rate_limited(block.value)
             return self._refused(reason, method, attempt, started)
-        if method is Method.TOTP:
-            return await self._verify_totp(subject, response, attempt, now, pending, started)
-        # Methods whose verifiers land later refuse as "not offered" rather than guessing.
-        await self._fail(subject, attempt, now, method, Reason.METHOD_NOT_OFFERED, None, pending.challenge_hash)
-        return self._refused(Reason.METHOD_NOT_OFFERED, method, attempt, started)
-
-    async def _verify_totp(self, subject: Subject, code: str, attempt: Attempt, now: datetime, pending: _Pending,
-                           started: float) -> VerifyResult:
-        user = subject.user
-        assert user is not None
-        device = next((d for d in subject.devices if d.method is Method.TOTP and d.is_active), None)
+        verifier = self._verifiers.get(method)
         policy = await self._policy.current()
-        if device is None or device.totp is None or device.sealed_secret is None or not policy.allows(Method.TOTP):
-            self._dummy_totp_work(code, now)
-            await self._fail(subject, attempt, now, Method.TOTP, Reason.WRONG_CODE, code, pending.challenge_hash)
-            return self._refused(Reason.WRONG_CODE, Method.TOTP, attempt, started)
-        key = self._keyring.open_secret(device.sealed_secret, aad_for("devices", "sealed_secret", device.id))
-        found = totp.match_code(key, code, now, device.totp, last_step=device.last_step, drift=device.drift,
-                                window=self._totp.window)
-        if isinstance(found, totp.TotpMatch):
-            pending.audit.append(self._event("verify", Reason.ACCEPTED, subject, attempt, method=Method.TOTP,
-                                             outcome="accepted"))
-            if await self._store.accept_totp(device.id, user.id, found.step, found.drift, now,
-                                             pending.challenge_hash, pending.audit, pending.remember,
-                                             pending.remember_hash):
-                self._metrics.verification(attempt.protocol, Method.TOTP, "accepted", time.perf_counter() - started)
-                return VerifyResult(accepted=True, reason=Reason.ACCEPTED, user=user, method=Method.TOTP,
-                                    remembered_token=pending.remember_token)
-            reason = Reason.REPLAY  # another request won the race for this step (or the challenge)
-        elif isinstance(found, totp.TotpReplay):
-            reason = Reason.REPLAY
-        else:
-            reason = Reason.WRONG_CODE
-        await self._fail(subject, attempt, now, Method.TOTP, reason, code, pending.challenge_hash)
-        return self._refused(reason, Method.TOTP, attempt, started)
+        if verifier is None or not policy.allows(method):
+            await self._fail(subject, attempt, now, method, Reason.METHOD_NOT_OFFERED, None, pending.challenge_hash)
+            return self._refused(Reason.METHOD_NOT_OFFERED, method, attempt, started)
+        pending.audit.append(self._event("verify", Reason.ACCEPTED, subject, attempt, method=method,
+                                         outcome="accepted"))
+        ctx = VerifyContext(subject=subject, attempt=attempt, now=now, policy=policy, pending=pending)
+        found = await verifier.verify(ctx, response)
+        if found.accepted:
+            self._metrics.verification(attempt.protocol, method, "accepted", time.perf_counter() - started)
+            return VerifyResult(accepted=True, reason=Reason.ACCEPTED, user=user, method=method,
+                                remembered_token=pending.remember_token)
+        await self._fail(subject, attempt, now, method, found.reason, found.wrong_response, pending.challenge_hash)
+        return self._refused(found.reason, method, attempt, started)
+
+    async def start_challenge(self, challenge_id: str, method: Method, attempt: Attempt) -> str | None:
+        """Prepare ``method`` for an open challenge (e.g. mail a code). Raises NotFound
+        for an unknown, spent or expired challenge and PreconditionFailed for a method
+        the challenge does not offer."""
+        if not challenge_id or len(challenge_id) > 64:
+            raise InvalidInput("challenge_id", "is not a challenge id")
+        challenge = await self._store.load_challenge(challenge_hash(challenge_id))
+        now = self._clock.now()
+        if challenge is None or challenge.consumed or now >= challenge.expires_at:
+            raise NotFound("challenge not found or expired")
+        verifier = self._verifiers.get(method)
+        if method not in challenge.methods or verifier is None:
+            raise PreconditionFailed(f"method: {method} is not offered for this sign-in")
+        subject = await self._store.load_subject(challenge.user_id, attempt.source)
+        if subject.user is None:
+            raise NotFound("challenge not found or expired")
+        ctx = VerifyContext(subject=subject, attempt=attempt, now=now, policy=await self._policy.current(),
+                            pending=_Pending(challenge_hash=challenge.id_hash))
+        return await verifier.start(ctx, challenge)
 
     def _dummy_totp_work(self, code: str, now: datetime) -> None:
         """The same computation a real verification does, so timing says nothing."""
@@ -398,3 +453,37 @@ class SignInService:
 
 
 _DEFAULT_PARAMS = TotpParams()
+
+
+class TotpVerifier:
+    """TOTP codes against the user's one active TOTP device, with the replay guard."""
+
+    method = Method.TOTP
+
+    def __init__(self, *, store: Store, keyring: Keyring, window: int) -> None:
+        self._store = store
+        self._keyring = keyring
+        self._window = window
+
+    async def start(self, ctx: VerifyContext, challenge: Challenge) -> str | None:
+        return None  # the code is already on the user's phone
+
+    async def verify(self, ctx: VerifyContext, code: str) -> MethodOutcome:
+        totp.check_code_input(code)
+        device = next((d for d in ctx.subject.devices if d.method is Method.TOTP and d.is_active), None)
+        if device is None or device.totp is None or device.sealed_secret is None:
+            totp.match_code(_DUMMY_TOTP_KEY, code, ctx.now, _DEFAULT_PARAMS, last_step=-1, drift=0,
+                            window=self._window)  # same work as a real check
+            return MethodOutcome(accepted=False, reason=Reason.WRONG_CODE, wrong_response=code)
+        key = self._keyring.open_secret(device.sealed_secret, aad_for("devices", "sealed_secret", device.id))
+        found = totp.match_code(key, code, ctx.now, device.totp, last_step=device.last_step, drift=device.drift,
+                                window=self._window)
+        if isinstance(found, totp.TotpMatch):
+            p = ctx.pending
+            if await self._store.accept_totp(device.id, ctx.user.id, found.step, found.drift, ctx.now,
+                                             p.challenge_hash, p.audit, p.remember, p.remember_hash):
+                return MethodOutcome(accepted=True, reason=Reason.ACCEPTED)
+            # Another request won the race for this step (or for the challenge).
+            return MethodOutcome(accepted=False, reason=Reason.REPLAY, wrong_response=code)
+        reason = Reason.REPLAY if isinstance(found, totp.TotpReplay) else Reason.WRONG_CODE
+        return MethodOutcome(accepted=False, reason=reason, wrong_response=code)
