@@ -124,8 +124,8 @@ def _guarded(runner: Callable[[Coroutine[Any, Any, int]], int], coro: Coroutine[
         log.error("cannot start: %s", exc)
         return EXIT_FAILED
     except BaseExceptionGroup as group:  # a service failed while running
-        for exc in group.exceptions:
-            log.error("stopped by an error: %s", exc, exc_info=exc)
+        for failure in group.exceptions:
+            log.error("stopped by an error: %s", failure, exc_info=failure)
         return EXIT_FAILED
 
 

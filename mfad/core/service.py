@@ -6,6 +6,8 @@ injected so the core stays free of drivers and transports.
 
 from __future__ import annotations
 
+import dataclasses
+
 from mfad.config import Config
 from mfad.core.callers import CallerService
 from mfad.core.clock import Clock, SystemClock
@@ -62,7 +64,7 @@ class Mfa:
         user = await self.store.load_user_by_name(username)
         if user is None:
             raise NotFound("user not found")
-        return await self.store.query_audit(AuditFilter(**{**_fields(f), "user_id": user.id}))
+        return await self.store.query_audit(dataclasses.replace(f, user_id=user.id))
 
     # --- secrets -------------------------------------------------------------------------
     async def reencrypt_secrets(self, batch: int = 500) -> int:
@@ -80,6 +82,3 @@ class Mfa:
                 if await self.store.update_sealed_secret(device_id, sealed, fresh):
                     done += 1
 
-
-def _fields(f: AuditFilter) -> dict[str, object]:
-    return {name: getattr(f, name) for name in f.__slots__}

@@ -239,8 +239,9 @@ class SignInService:
         assert user is not None
 
         usable = self._usable_methods(subject.devices, policy)
+        enrolled = any(d.is_active for d in subject.devices)
         if policy.mfa_required is MfaRequired.OFF or (policy.mfa_required is MfaRequired.ENROLLED
-                                                     and not subject.devices):
+                                                     and not enrolled):
             reason = Reason.MFA_OFF if policy.mfa_required is MfaRequired.OFF else Reason.NOT_ENROLLED_ALLOWED
             await self._store.append_audit(now, [self._event("signin", reason, subject, attempt, outcome="allowed")])
             return SignInResult(outcome=Outcome.ALLOWED, reason=reason, user=user)

@@ -247,13 +247,13 @@ class SqlStore(abc.ABC):
                 "LEFT JOIN source_buckets b ON b.source = $2"), user, source or "")
             assert row is not None
             devices: list[Device] = []
-            user = None
+            found = None
             if row["id"] is not None:
-                user = user_from(row)
+                found = user_from(row)
                 devices = [device_from(r) for r in await tx.fetch(
-                    f"SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = $1 ORDER BY id", user.id)]
+                    f"SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = $1 ORDER BY id", found.id)]
         bucket = None if row["b_tokens"] is None else (row["b_tokens"], dt_req(row["b_updated_at"]))
-        return Subject(user=user, devices=devices, limits=limits_from(row, row), bucket=bucket)
+        return Subject(user=found, devices=devices, limits=limits_from(row, row), bucket=bucket)
 
     # --- devices -------------------------------------------------------------------------
     async def load_devices(self, user_id: UserId) -> list[Device]:
@@ -336,6 +336,7 @@ class SqlStore(abc.ABC):
         audit row written. False (and nothing written) when the step or the
         challenge was already used — the caller lost a race or saw a replay.
         """
+        committed = False
         async with self._timed("accept_totp", write=True) as tx:
             row = await tx.fetchrow(
                 "UPDATE devices SET last_step = $2, drift = $3, last_used_at = $4 "
@@ -344,9 +345,12 @@ class SqlStore(abc.ABC):
             if row is None:
                 return False
             if challenge_hash is not None and not await self._consume_challenge(tx, challenge_hash, now):
+                # The transaction swallows _Rollback and the code after the block runs:
+                # only reaching the end of the block may report an accept.
                 raise _Rollback()
             await self._after_success(tx, user_id, now, audit, remember, remember_hash)
-        return True
+            committed = True
+        return committed
 
     async def _after_success(self, tx: Tx, user_id: UserId, now: datetime, audit: Sequence[AuditEvent],
                              remember: RememberedDevice | None, remember_hash: str | None) -> None:

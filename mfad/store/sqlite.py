@@ -41,7 +41,7 @@ class _SqliteTx:
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         try:
-            return list(await self._conn.execute_fetchall(self._sql(sql), args))  # type: ignore[arg-type]
+            return list(await self._conn.execute_fetchall(self._sql(sql), args))
         except sqlite3.OperationalError as exc:
             raise Unavailable(f"sqlite: {exc}") from exc
 
