@@ -1,6 +1,9 @@
 -- mfad schema v1 (SQLite). Times are UNIX epoch seconds (REAL), UTC.
+-- Ids are AUTOINCREMENT so a deleted row's id is never handed out again (as with
+-- PostgreSQL identity columns): a stale device id must never address a new device,
+-- and the AES-GCM associated data binds a sealed secret to its row id.
 CREATE TABLE users (
-    id            INTEGER PRIMARY KEY,
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
     username      TEXT    NOT NULL UNIQUE,
     password_hash TEXT,
     disabled      INTEGER NOT NULL DEFAULT 0,
@@ -9,7 +12,7 @@ CREATE TABLE users (
 );
 
 CREATE TABLE devices (
-    id            INTEGER PRIMARY KEY,
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id       INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     method        TEXT    NOT NULL,
     name          TEXT    NOT NULL,
@@ -95,7 +98,7 @@ CREATE TABLE policy (
 );
 
 CREATE TABLE caller_tokens (
-    id           INTEGER PRIMARY KEY,
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
     name         TEXT    NOT NULL UNIQUE,
     role         TEXT    NOT NULL,
     token_hash   TEXT    NOT NULL UNIQUE,
