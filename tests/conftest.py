@@ -27,18 +27,25 @@ Store and core
     ``Keyring.open(tmp_path / "keys" / "secrets.key")`` (created 0600).
 ``config``
     :class:`mfad.config.Config` with argon2 made cheap (time_cost 1, 64 KiB, 1 lane);
-    everything else at its defaults. ``fast_config(**sections)`` builds variants.
+    everything else at its defaults. Variants: ``dataclasses.replace(config, limits=...)``.
 ``mfa``
     :class:`mfad.core.service.Mfa` over ``config``/``store``/``keyring``/``clock``,
     started (policy seeded); closed after.
 ``mfa_factory``
-    ``await mfa_factory(store=None, config=None)`` → another started Mfa sharing the
-    keyring and clock (e.g. over a second store instance); closed after.
+    ``await mfa_factory(store=s, config=config)`` → another started Mfa over ``s``
+    sharing the keyring and clock (a second store instance, another config); closed after.
+``bind``
+    ``await bind("alice", on=None)`` → :class:`Pending`: a started TOTP binding of an
+    existing user (``.binding``, ``.device``, ``.key``, ``.code(steps=0)``).
 ``enrol``
-    ``await enrol("alice", password=..., mfa=None)`` → :class:`Enrolled`: a user with a
-    bound and confirmed TOTP device. ``enrolled.code(steps=0)`` is the code the
-    authenticator app shows now (``steps`` moves it by whole periods), computed with
-    :func:`mfad.core.totp.hotp` from the key in the binding's base32 secret.
+    ``await enrol("alice", password=PASSWORD, on=None)`` → :class:`Enrolled`: a new user
+    with a bound and confirmed TOTP device (``on`` picks another Mfa than ``mfa``).
+    ``.code(steps=0)`` is the code the authenticator app shows now (``steps`` moves it
+    by whole periods), computed with :func:`mfad.core.totp.hotp` from the key in the
+    binding's base32 secret; ``.step()``, ``.wrong_codes()`` (an iterator of distinct
+    codes that match no step near now), ``.username``, ``.password``.
+``password``
+    The password ``enrol`` gives users (``PASSWORD``).
 ``db``
     A :class:`DbProbe` on ``store`` for raw checks of stored state:
     ``await db.counts()`` (rows per table), ``await db.rows(sql, *args)``,
@@ -46,7 +53,8 @@ Store and core
 ``totp_code``
     ``totp_code(key, when, params=TotpParams(), steps=0)`` → the code for ``when``.
 
-Constants: ``NOW``, ``PASSWORD`` (the default password ``enrol`` gives users).
+Test modules do not import this file (several ``conftest`` modules share that name);
+everything is reached through fixtures.
 """
 
 from __future__ import annotations
@@ -72,6 +80,7 @@ from mfad.config import Config, PasswordSettings, StorageSettings
 from mfad.core import totp
 from mfad.core.clock import FixedClock
 from mfad.core.keyring import Keyring
+from mfad.core.devices import TotpBinding
 from mfad.core.model import Device, TotpParams, User
 from mfad.core.ports import Store
 from mfad.core.service import Mfa
@@ -257,20 +266,12 @@ def key_from_base32(text: str) -> bytes:
     return base64.b32decode(text + "=" * (-len(text) % 8))
 
 
-@dataclass
-class Enrolled:
-    """A user with a confirmed TOTP device, and what their authenticator app knows."""
+class _Authenticator:
+    """What an authenticator app knows: the key, its parameters, and the (fixed) time."""
 
-    user: User
-    device: Device
     key: bytes
     params: TotpParams
-    password: str
     clock: FixedClock
-
-    @property
-    def username(self) -> str:
-        return self.user.username
 
     def step(self, steps: int = 0) -> int:
         return totp.step_at(self.clock.now(), self.params.period) + steps
@@ -287,17 +288,65 @@ class Enrolled:
                 yield candidate
 
 
+@dataclass
+class Pending(_Authenticator):
+    """A started, unconfirmed TOTP binding and the key it showed."""
+
+    binding: TotpBinding
+    key: bytes
+    params: TotpParams
+    clock: FixedClock
+
+    @property
+    def device(self) -> Device:
+        return self.binding.device
+
+
+@dataclass
+class Enrolled(_Authenticator):
+    """A user with a confirmed TOTP device, and what their authenticator app knows."""
+
+    user: User
+    device: Device
+    key: bytes
+    params: TotpParams
+    password: str
+    clock: FixedClock
+
+    @property
+    def username(self) -> str:
+        return self.user.username
+
+
 @pytest.fixture
-def enrol(mfa: Mfa, clock: FixedClock) -> Callable[..., Awaitable[Enrolled]]:
+def password() -> str:
+    return PASSWORD
+
+
+@pytest.fixture
+def bind(mfa: Mfa, clock: FixedClock) -> Callable[..., Awaitable[Pending]]:
+    """``await bind("alice", on=None)`` → a pending TOTP binding of an existing user."""
+
+    async def start(username: str, *, on: Mfa | None = None) -> Pending:
+        binding = await (on or mfa).devices.begin_totp(username)
+        assert binding.device.totp is not None
+        return Pending(binding=binding, key=key_from_base32(binding.secret_base32), params=binding.device.totp,
+                       clock=clock)
+
+    return start
+
+
+@pytest.fixture
+def enrol(mfa: Mfa, clock: FixedClock, bind: Callable[..., Awaitable[Pending]]) -> Callable[..., Awaitable[Enrolled]]:
+    """``await enrol("alice", password=PASSWORD, on=None)`` → a new user with a confirmed TOTP device."""
+
     async def make(username: str = "alice", *, password: str | None = PASSWORD, on: Mfa | None = None) -> Enrolled:
         m = on or mfa
         user = await m.users.create(username, password)
-        binding = await m.devices.begin_totp(username)
-        key = key_from_base32(binding.secret_base32)
-        params = binding.device.totp
-        assert params is not None
-        device = await m.devices.confirm_totp(username, binding.device.id, totp_code(key, clock.now(), params))
-        return Enrolled(user=user, device=device, key=key, params=params, password=password or "", clock=clock)
+        pending = await bind(username, on=m)
+        device = await m.devices.confirm_totp(username, pending.device.id, pending.code())
+        return Enrolled(user=user, device=device, key=pending.key, params=pending.params, password=password or "",
+                        clock=clock)
 
     return make
 
