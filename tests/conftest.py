@@ -52,6 +52,9 @@ Store and core
     ``await db.scalar(sql, *args)`` — ``$n`` parameters work on both engines.
 ``totp_code``
     ``totp_code(key, when, params=TotpParams(), steps=0)`` → the code for ``when``.
+``child_env``
+    The environment for a Python subprocess that must import this checkout's ``mfad``
+    (``PYTHONPATH`` starts with the repository root); run it with ``sys.executable``.
 
 Test modules do not import this file (several ``conftest`` modules share that name);
 everything is reached through fixtures.
@@ -349,6 +352,13 @@ def enrol(mfa: Mfa, clock: FixedClock, bind: Callable[..., Awaitable[Pending]]) 
                         clock=clock)
 
     return make
+
+
+@pytest.fixture
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 class DbProbe:

@@ -87,20 +87,31 @@ def _write_key_file(path: Path, keys: list[tuple[str, bytes]]) -> None:
         os.close(dir_fd)
 
 
+#: What identifies one version of the key file: (inode, size, mtime in ns). The mtime
+#: alone is not enough: file times tick with the kernel's coarse clock (a few ms), so a
+#: rotation right after a load kept the same mtime and went unnoticed. Every write
+#: replaces the file (a new inode) and a rotation grows it.
+FileStamp = tuple[int, int, int]
+
+
+def _stamp(st: os.stat_result) -> FileStamp:
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 class Keyring:
     """Seals and opens secrets; reloads the key file when it changes on disk."""
 
-    def __init__(self, path: Path, keys: list[tuple[str, bytes]], mtime_ns: int) -> None:
+    def __init__(self, path: Path, keys: list[tuple[str, bytes]], stamp: FileStamp) -> None:
         self._path = path
         self._lock = threading.Lock()
-        self._install(keys, mtime_ns)
+        self._install(keys, stamp)
 
-    def _install(self, keys: list[tuple[str, bytes]], mtime_ns: int) -> None:
+    def _install(self, keys: list[tuple[str, bytes]], stamp: FileStamp) -> None:
         self._ciphers = {kid: AESGCM(key) for kid, key in keys}
         self._raw = dict(keys)
         self._mac_keys: dict[str, bytes] = {}
         self._active = keys[-1][0]
-        self._mtime_ns = mtime_ns
+        self._stamp = stamp
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True) -> Keyring:
@@ -114,7 +125,7 @@ class Keyring:
         return cls(path, *cls._read(path))
 
     @staticmethod
-    def _read(path: Path) -> tuple[list[tuple[str, bytes]], int]:
+    def _read(path: Path) -> tuple[list[tuple[str, bytes]], FileStamp]:
         try:
             st = path.stat()
             text = path.read_text(encoding="ascii")
@@ -124,16 +135,16 @@ class Keyring:
             raise SecretsError(f"{path}: cannot read key file: {exc.strerror}") from None
         if st.st_mode & 0o077:
             raise SecretsError(f"{path}: key file is readable by others (mode {st.st_mode & 0o777:o}); chmod 600 it")
-        return _parse_key_file(path, text), st.st_mtime_ns
+        return _parse_key_file(path, text), _stamp(st)
 
     def _reload_if_changed(self) -> None:
         try:
-            mtime_ns = self._path.stat().st_mtime_ns
+            stamp = _stamp(self._path.stat())
         except OSError:
             return  # keep serving with the keys already loaded
-        if mtime_ns != self._mtime_ns:
+        if stamp != self._stamp:
             with self._lock:
-                if mtime_ns != self._mtime_ns:
+                if stamp != self._stamp:
                     self._install(*self._read(self._path))
 
     @property
