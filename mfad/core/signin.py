@@ -19,6 +19,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import secrets
 import time
@@ -322,8 +323,10 @@ class SignInService:
         challenge = await self._store.load_challenge(id_hash)
         now = self._clock.now()
         if challenge is None or challenge.consumed or challenge.purpose != "signin":
+            await self._audit_refusal(challenge, Reason.NO_CHALLENGE, method, attempt, now)
             return self._refused(Reason.NO_CHALLENGE, method, attempt, started)
         if now >= challenge.expires_at:
+            await self._audit_refusal(challenge, Reason.EXPIRED, method, attempt, now)
             return self._refused(Reason.EXPIRED, method, attempt, started)
         subject = await self._store.load_subject(challenge.user_id, attempt.source)
         if subject.user is None or method not in challenge.methods:
@@ -410,6 +413,14 @@ class SignInService:
         ctx = VerifyContext(subject=subject, attempt=attempt, now=now, policy=await self._policy.current(),
                             pending=_Pending(challenge_hash=challenge.id_hash))
         return await verifier.start(ctx, challenge)
+
+    async def _audit_refusal(self, challenge: Challenge | None, reason: Reason, method: Method, attempt: Attempt,
+                             now: datetime) -> None:
+        """A refusal decided before the user is loaded (unknown, spent or expired
+        challenge) is an outcome too: it gets its audit row."""
+        event = self._event("verify", reason, Subject(user=None), attempt, method=method)
+        user_id = challenge.user_id if challenge is not None else None
+        await self._store.append_audit(now, [dataclasses.replace(event, user_id=user_id)])
 
     def _dummy_totp_work(self, code: str, now: datetime) -> None:
         """The same computation a real verification does, so timing says nothing."""
