@@ -99,6 +99,7 @@ class Housekeeping:
                     removed = await self._mfa.store.delete_expired_pending(self._mfa.clock.now())
                     if removed:
                         log.info("removed %d expired pending device(s)", removed)
+                    await self._mfa.store.delete_expired_sessions(self._mfa.clock.now())
             if watchdog is not None and self._health.loop_alive:
                 systemd.notify("WATCHDOG=1")
             interval = min(HEALTH_PROBE_SECONDS, watchdog or HEALTH_PROBE_SECONDS)

@@ -22,6 +22,7 @@ from mfad.core.errors import (
     PermissionDenied,
     PreconditionFailed,
     RateLimited,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -35,6 +36,7 @@ STATUS_BY_ERROR: Mapping[type[MfadError], grpc.StatusCode] = {
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
 }
 
 INTERNAL_MESSAGE = "internal error"

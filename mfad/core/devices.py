@@ -121,7 +121,7 @@ class DeviceService:
         return confirmed
 
     async def unbind(self, username: str, device_id: DeviceId, *, actor: str | None,
-                     as_admin: bool, second_factor_at: datetime | None = None) -> Device:
+                     as_admin: bool, second_factor_at: datetime | None = None, reason: str | None = None) -> Device:
         """Remove a device. Self-service needs a second factor within the policy's reauth
         window; an administrator (the lost-device path) does not."""
         user = await self._users.get(username)
@@ -132,7 +132,7 @@ class DeviceService:
                 raise PermissionDenied("unbinding needs a fresh second factor")
         device = await self._store.delete_device(device_id, user.id, now, [AuditEvent(
             event="device_unbound", outcome="ok", user_id=user.id, username=user.username, actor=actor,
-            detail=f"device={device_id} by={'admin' if as_admin else 'user'}")])
+            reason=reason or None, detail=f"device={device_id} by={'admin' if as_admin else 'user'}")])
         if device is None:
             raise NotFound("device not found")
         return device

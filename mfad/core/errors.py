@@ -41,6 +41,10 @@ class PreconditionFailed(MfadError):
     """A product rule forbids the operation now (e.g. a second TOTP device)."""
 
 
+class Unauthenticated(MfadError):
+    """An end-user credential (a user session) is missing, expired or revoked."""
+
+
 class PermissionDenied(MfadError, PermissionError):
     """The policy or the caller's role forbids the operation."""
 

@@ -28,6 +28,7 @@ from mfad.core.model import (
     User,
     UserId,
 )
+from mfad.core.sessions import SessionStore
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,7 +71,7 @@ class StoreMetrics(Protocol):
     def store_operation(self, op: str, seconds: float, ok: bool) -> None: ...
 
 
-class Store(Protocol):
+class Store(SessionStore, Protocol):
     engine: str
 
     async def migrate(self) -> list[int]: ...

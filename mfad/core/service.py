@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from mfad.config import Config
+from mfad.core.admin import AdminService
 from mfad.core.callers import CallerService
 from mfad.core.clock import Clock, SystemClock
 from mfad.core.devices import DeviceService
@@ -18,6 +19,7 @@ from mfad.core.model import AuditEvent, AuditRecord, LimitState
 from mfad.core.passwords import PasswordHasher
 from mfad.core.policy import PolicyService
 from mfad.core.ports import AuditFilter, CoreMetrics, NullMetrics, Store
+from mfad.core.selfservice import SelfService
 from mfad.core.signin import SignInService
 from mfad.core.users import UserService
 
@@ -40,6 +42,9 @@ class Mfa:
         self.signin = SignInService(store=store, keyring=keyring, clock=self.clock, passwords=self.passwords,
                                     policy=self.policy, totp_settings=config.totp, limits=config.limits,
                                     metrics=self.metrics)
+        self.selfservice = SelfService(store=store, clock=self.clock, policy=self.policy, signin=self.signin,
+                                       devices=self.devices, session_ttl_seconds=config.grpc.session_ttl_seconds)
+        self.admin = AdminService(store=store, clock=self.clock, users=self.users, devices=self.devices)
 
     async def start(self) -> None:
         await self.policy.seed()

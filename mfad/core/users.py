@@ -64,8 +64,9 @@ class UserService:
             event="password_set", outcome="ok" if password_hash else "cleared", user_id=user.id,
             username=user.username, actor=actor)])
 
-    async def set_disabled(self, username: str, disabled: bool, *, actor: str | None = None) -> None:
+    async def set_disabled(self, username: str, disabled: bool, *, actor: str | None = None,
+                           reason: str | None = None) -> None:
         user = await self.get(username)
         await self._store.update_user_disabled(user.id, disabled, self._clock.now(), [AuditEvent(
             event="user_disabled" if disabled else "user_enabled", outcome="ok", user_id=user.id,
-            username=user.username, actor=actor)])
+            username=user.username, actor=actor, reason=reason or None)])

@@ -43,6 +43,7 @@ from mfad.core.model import (
     UserId,
 )
 from mfad.core.ports import AuditFilter, LimitChange, RotateResult, StoreMetrics, Subject
+from mfad.store.sessions import SessionSql
 
 
 class Row(Protocol):
@@ -118,7 +119,7 @@ def challenge_from(row: Row) -> Challenge:
                      consumed=bool(row["consumed"]))
 
 
-class SqlStore(abc.ABC):
+class SqlStore(SessionSql, abc.ABC):
     """The core's Store over an engine's ``transaction()`` and ``read()`` primitives."""
 
     engine: str
@@ -215,6 +216,7 @@ class SqlStore(abc.ABC):
             if row is None:
                 raise NotFound("user")
             await tx.execute("DELETE FROM remembered WHERE user_id = $1", user_id)
+            await self._delete_user_sessions(tx, user_id)
             await self._audit(tx, now, audit)
 
     async def update_user_disabled(self, user_id: UserId, disabled: bool, now: datetime,
@@ -227,6 +229,7 @@ class SqlStore(abc.ABC):
             if disabled:
                 await tx.execute("DELETE FROM remembered WHERE user_id = $1", user_id)
                 await tx.execute("DELETE FROM challenges WHERE user_id = $1", user_id)
+                await self._delete_user_sessions(tx, user_id)
             await self._audit(tx, now, audit)
 
     # --- the hot path: everything a verification needs, in one read ----------------------

@@ -1,0 +1,56 @@
+"""Administration use cases that combine several services (the admin API and ``mfactl``).
+
+Guarantees: setting a password revokes the user's remembered devices and
+sessions (in the store, in the same transaction) and reports how many
+remembered devices went; unbinding a lost device also ends the user's
+sessions, since whoever holds the device may be signed in with it; every
+change is audited with the administrator as the actor.
+"""
+
+from __future__ import annotations
+
+from mfad.core.clock import Clock
+from mfad.core.devices import DeviceListing, DeviceService
+from mfad.core.model import AuditEvent, DeviceId, RememberedDevice
+from mfad.core.ports import Store
+from mfad.core.selfservice import revoke_remembered
+from mfad.core.users import UserService
+
+MAX_REASON = 256
+
+
+def clean_reason(reason: str) -> str | None:
+    return reason[:MAX_REASON] or None
+
+
+class AdminService:
+    def __init__(self, *, store: Store, clock: Clock, users: UserService, devices: DeviceService) -> None:
+        self._store = store
+        self._clock = clock
+        self._users = users
+        self._devices = devices
+
+    async def set_password(self, username: str, password: str | None, *, actor: str | None) -> int:
+        """Set (or, with None, clear) the password; returns how many remembered devices it revoked."""
+        user = await self._users.get(username)
+        before = len(await self._store.list_remembered(user.id, self._clock.now()))
+        await self._users.set_password(username, password, actor=actor)
+        return before
+
+    async def unbind(self, username: str, device_id: DeviceId, *, actor: str | None, reason: str = "") -> DeviceListing:
+        """The lost-device path: no proof from the user needed."""
+        device = await self._devices.unbind(username, device_id, actor=actor, as_admin=True,
+                                            reason=clean_reason(reason))
+        now = self._clock.now()
+        await self._store.delete_sessions(device.user_id, now, [AuditEvent(
+            event="sessions_revoked", outcome="ok", user_id=device.user_id, username=username, actor=actor,
+            reason="device unbound by an administrator")])
+        return await self._devices.list(username)
+
+    async def list_remembered(self, username: str) -> list[RememberedDevice]:
+        user = await self._users.get(username)
+        return await self._store.list_remembered(user.id, self._clock.now())
+
+    async def revoke_remembered(self, username: str, series: str | None, *, actor: str | None) -> int:
+        user = await self._users.get(username)
+        return await revoke_remembered(self._store, self._clock.now(), user.id, user.username, series, actor=actor)

@@ -1,0 +1,253 @@
+"""Self-service for end users: sign-in that issues user sessions, step-up, and what a session may do.
+
+The transport (gRPC Authentication and Enrollment) calls only this module for
+these use cases; the decisions themselves stay with the sign-in, device and
+policy services it composes.
+
+Guarantees:
+- a session is issued only after the sign-in service decided: a full session
+  for an allowed sign-in (its second factor recorded at that moment when one
+  was just completed), an enrolment session when the user must bind a first
+  device; every issue writes an audit row in the same transaction;
+- a session is refused with the same words (``Unauthenticated``) whether it is
+  unknown, expired, revoked or presented by another caller than the one it
+  was issued to;
+- an enrolment session may only list devices and bind a TOTP device or a
+  passkey, and only while its user has no active device;
+- with ``self_service = false`` a full session may do nothing
+  (``PermissionDenied``);
+- unbinding needs a second factor not older than the policy's
+  ``sensitive_reauth_seconds`` (``PreconditionFailed`` otherwise);
+  :meth:`SelfService.step_up` records a fresh one on the session.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from mfad.core import remembered
+from mfad.core.clock import Clock
+from mfad.core.devices import DeviceListing, DeviceService, TotpBinding
+from mfad.core.errors import InvalidInput, NotFound, PermissionDenied, PreconditionFailed, Unauthenticated
+from mfad.core.model import AuditEvent, Device, DeviceId, Method, RememberedDevice, User, UserId
+from mfad.core.policy import PolicyService
+from mfad.core.ports import Store
+from mfad.core.sessions import SessionScope, UserSession, is_token_shaped, new_token, token_hash
+from mfad.core.signin import Attempt, Outcome, SignInResult, SignInService, VerifyResult
+
+#: The same words for every session refusal: a caller learns nothing about which check failed.
+SESSION_REFUSED = "the user session is missing, expired or revoked: sign in again"
+#: Who the audit log names for changes a user makes through a session.
+SELF_ACTOR = "user"
+MAX_LABEL = 100
+_OPERATION = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+
+
+class Use(StrEnum):
+    """What a self-service call does with its session."""
+
+    VIEW = "view"  # list devices
+    ENROL = "enrol"  # bind a TOTP device or a passkey (allowed with an enrolment session)
+    MANAGE = "manage"  # everything else: security email, unbinding, remembered devices, U2F upgrade
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IssuedSession:
+    """A new session as its holder sees it once: the clear token is nowhere else."""
+
+    token: str
+    scope: SessionScope
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignIn:
+    result: SignInResult
+    session: IssuedSession | None = None
+    #: When the rotated remembered-device token in ``result`` stops working.
+    remembered_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Completion:
+    result: VerifyResult
+    session: IssuedSession | None = None
+    remembered_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepUp:
+    verified: bool
+    verified_at: datetime | None = None
+    valid_until: datetime | None = None
+
+
+def check_operation(operation: str) -> str:
+    if not operation:
+        return "unspecified"
+    if not _OPERATION.fullmatch(operation):
+        raise InvalidInput("operation", "must be 1 to 64 lower-case letters, digits, '_', '.' or '-'")
+    return operation
+
+
+class SelfService:
+    def __init__(self, *, store: Store, clock: Clock, policy: PolicyService, signin: SignInService,
+                 devices: DeviceService, session_ttl_seconds: int) -> None:
+        self._store = store
+        self._clock = clock
+        self._policy = policy
+        self._signin = signin
+        self._devices = devices
+        self._ttl = timedelta(seconds=session_ttl_seconds)
+
+    # --- signing in ------------------------------------------------------------------------
+    async def begin(self, username: str, password: str | None, attempt: Attempt, *, caller: str,
+                    remembered_token: str | None = None) -> SignIn:
+        """The first factor (see ``SignInService.begin``), plus the session it earns."""
+        result = await self._signin.begin(username, password, attempt, remembered_token=remembered_token)
+        if result.user is None:
+            return SignIn(result=result)
+        if result.outcome is Outcome.ALLOWED:
+            session = await self._issue(result.user, SessionScope.FULL, caller, attempt, second_factor_at=None,
+                                        how=result.reason.value)
+            expires = None
+            if result.remembered_token is not None:
+                expires = await self._remembered_expiry(result.user, result.remembered_token)
+            return SignIn(result=result, session=session, remembered_expires_at=expires)
+        if result.outcome is Outcome.ENROLMENT_REQUIRED:
+            session = await self._issue(result.user, SessionScope.ENROLMENT, caller, attempt,
+                                        second_factor_at=None, how=result.reason.value)
+            return SignIn(result=result, session=session)
+        return SignIn(result=result)
+
+    async def complete(self, challenge_id: str, method: Method, response: str, attempt: Attempt, *, caller: str,
+                       remember: bool = False, remember_label: str = "") -> Completion:
+        """The second factor (see ``SignInService.complete``); accepted → a full session."""
+        result = await self._signin.complete(challenge_id, method, response, attempt, remember=remember,
+                                             remember_label=remember_label[:MAX_LABEL])
+        if not result.accepted or result.user is None:
+            return Completion(result=result)
+        now = self._clock.now()
+        session = await self._issue(result.user, SessionScope.FULL, caller, attempt, second_factor_at=now,
+                                    how=f"second_factor:{method}")
+        expires = None
+        if result.remembered_token is not None:
+            expires = now + timedelta(days=(await self._policy.current()).remember_days)
+        return Completion(result=result, session=session, remembered_expires_at=expires)
+
+    async def step_up(self, *, token: str | None, username: str, code: str, operation: str, attempt: Attempt,
+                      caller: str) -> StepUp:
+        """A fresh typed second factor for a sensitive operation. With a session, the session's
+        user steps up and the session records it; without one, ``username`` does."""
+        operation = check_operation(operation)
+        session = None
+        if token is not None:
+            session = await self._resolve(token, caller)
+            if session.scope is not SessionScope.FULL:
+                raise PermissionDenied("an enrolment session cannot step up: sign in again")
+            if username and username != session.username:
+                raise InvalidInput("username", "leave empty when the call carries a user session")
+            username = session.username
+        result = await self._signin.verify_code(username, code, attempt)
+        if not result.accepted or result.user is None:
+            return StepUp(verified=False)
+        now = self._clock.now()
+        audit = [AuditEvent(event="step_up", outcome="ok", user_id=result.user.id, username=result.user.username,
+                            method=Method.TOTP.value, protocol=attempt.protocol, source=attempt.source,
+                            actor=attempt.client, detail=f"operation={operation} session={session is not None}")]
+        if session is not None:
+            if not await self._store.update_session_second_factor(session.id_hash, now, audit):
+                raise Unauthenticated(SESSION_REFUSED)  # expired between the check and now
+        else:
+            await self._store.append_audit(now, audit)
+        window = (await self._policy.current()).sensitive_reauth_seconds
+        return StepUp(verified=True, verified_at=now, valid_until=now + timedelta(seconds=window))
+
+    # --- sessions --------------------------------------------------------------------------
+    async def authorize(self, token: str | None, caller: str, use: Use) -> UserSession:
+        """The live session ``token`` names, if it may be used for ``use`` now."""
+        session = await self._resolve(token, caller)
+        if session.scope is SessionScope.ENROLMENT:
+            if use is Use.MANAGE:
+                raise PermissionDenied("an enrolment session may only bind a first passkey or TOTP device")
+            devices = await self._store.load_devices(session.user_id)
+            if any(d.is_active for d in devices):
+                raise Unauthenticated(SESSION_REFUSED)  # enrolment is over: sign in with the new device
+            return session
+        if not (await self._policy.current()).self_service:
+            raise PermissionDenied("the MFA policy does not allow users to manage their own devices")
+        return session
+
+    async def _resolve(self, token: str | None, caller: str) -> UserSession:
+        if token is None or not is_token_shaped(token):
+            raise Unauthenticated(SESSION_REFUSED)
+        session = await self._store.load_session(token_hash(token))
+        if session is None or session.caller != caller or session.expires_at <= self._clock.now():
+            raise Unauthenticated(SESSION_REFUSED)
+        return session
+
+    async def _issue(self, user: User, scope: SessionScope, caller: str, attempt: Attempt, *,
+                     second_factor_at: datetime | None, how: str) -> IssuedSession:
+        token, id_hash = new_token()
+        now = self._clock.now()
+        session = UserSession(id_hash=id_hash, user_id=user.id, username=user.username, scope=scope, caller=caller,
+                              created_at=now, expires_at=now + self._ttl, second_factor_at=second_factor_at)
+        await self._store.insert_session(session, [AuditEvent(
+            event="session_created", outcome="ok", user_id=user.id, username=user.username,
+            protocol=attempt.protocol, source=attempt.source, actor=caller, detail=f"scope={scope} via={how}")])
+        return IssuedSession(token=token, scope=scope, expires_at=session.expires_at)
+
+    async def _remembered_expiry(self, user: User, token: str) -> datetime | None:
+        parsed = remembered.parse(token)
+        if parsed is None:
+            return None
+        for r in await self._store.list_remembered(user.id, self._clock.now()):
+            if r.series == parsed.series:
+                return r.expires_at
+        return None
+
+    # --- what a session may do ---------------------------------------------------------------
+    async def list_devices(self, session: UserSession) -> DeviceListing:
+        return await self._devices.list(session.username)
+
+    async def begin_totp(self, session: UserSession, name: str) -> TotpBinding:
+        return await self._devices.begin_totp(session.username, name=name, actor=SELF_ACTOR)
+
+    async def confirm_totp(self, session: UserSession, device_id: DeviceId, code: str) -> tuple[Device, DeviceListing]:
+        device = await self._devices.confirm_totp(session.username, device_id, code, actor=SELF_ACTOR)
+        return device, await self._devices.list(session.username)
+
+    async def unbind(self, session: UserSession, device_id: DeviceId) -> DeviceListing:
+        window = (await self._policy.current()).sensitive_reauth_seconds
+        at = session.second_factor_at
+        if at is None or (self._clock.now() - at).total_seconds() > window:
+            raise PreconditionFailed(f"unbinding needs a second factor within the last {window} s: "
+                                     "step up with VerifySensitive first")
+        await self._devices.unbind(session.username, device_id, actor=SELF_ACTOR, as_admin=False,
+                                   second_factor_at=at)
+        return await self._devices.list(session.username)
+
+    async def list_remembered(self, session: UserSession) -> list[RememberedDevice]:
+        return await self._store.list_remembered(session.user_id, self._clock.now())
+
+    async def revoke_remembered(self, session: UserSession, series: str | None) -> int:
+        """One remembered device (by its series) or, with None, all of the user's."""
+        return await revoke_remembered(self._store, self._clock.now(), session.user_id, session.username, series,
+                                       actor=SELF_ACTOR)
+
+
+async def revoke_remembered(store: Store, now: datetime, user_id: UserId, username: str, series: str | None, *,
+                            actor: str | None) -> int:
+    """Revoke one remembered device (series) of a user, or all of them (None)."""
+
+    def audit(count: int) -> list[AuditEvent]:
+        return [AuditEvent(event="remembered_revoked", outcome="ok", user_id=user_id, username=username, actor=actor,
+                           detail=f"series={'all' if series is None else series} count={count}")]
+
+    count = await store.delete_remembered(user_id, series, now, audit)
+    if series is not None and count == 0:
+        raise NotFound("no such remembered device")
+    return count
