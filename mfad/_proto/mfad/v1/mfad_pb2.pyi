@@ -972,3 +972,31 @@ class RevokeCallerTokenResponse(_message.Message):
     CALLER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     caller_token: CallerToken
     def __init__(self, caller_token: _Optional[_Union[CallerToken, _Mapping]] = ...) -> None: ...
+
+class ListUserRememberedRequest(_message.Message):
+    __slots__ = ("username",)
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    def __init__(self, username: _Optional[str] = ...) -> None: ...
+
+class ListUserRememberedResponse(_message.Message):
+    __slots__ = ("remembered",)
+    REMEMBERED_FIELD_NUMBER: _ClassVar[int]
+    remembered: _containers.RepeatedCompositeFieldContainer[RememberedDevice]
+    def __init__(self, remembered: _Optional[_Iterable[_Union[RememberedDevice, _Mapping]]] = ...) -> None: ...
+
+class RevokeUserRememberedRequest(_message.Message):
+    __slots__ = ("username", "id", "all")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    id: str
+    all: bool
+    def __init__(self, username: _Optional[str] = ..., id: _Optional[str] = ..., all: _Optional[bool] = ...) -> None: ...
+
+class RevokeUserRememberedResponse(_message.Message):
+    __slots__ = ("revoked",)
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    revoked: int
+    def __init__(self, revoked: _Optional[int] = ...) -> None: ...

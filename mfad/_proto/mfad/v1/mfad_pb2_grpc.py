@@ -973,6 +973,16 @@ class AdminStub:
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeCallerTokenRequest.SerializeToString,
                 response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeCallerTokenResponse.FromString,
                 _registered_method=True)
+        self.ListUserRemembered = channel.unary_unary(
+                '/mfad.v1.Admin/ListUserRemembered',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListUserRememberedRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListUserRememberedResponse.FromString,
+                _registered_method=True)
+        self.RevokeUserRemembered = channel.unary_unary(
+                '/mfad.v1.Admin/RevokeUserRemembered',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeUserRememberedRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeUserRememberedResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -1129,6 +1139,21 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUserRemembered(self, request, context):
+        """A user's remembered devices: the administrator's view of
+        Enrollment.ListRemembered (`mfactl remembered list`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeUserRemembered(self, request, context):
+        """Revokes one or all of a user's remembered devices (`mfactl remembered revoke`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1236,6 +1261,16 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.RevokeCallerToken,
                     request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeCallerTokenRequest.FromString,
                     response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeCallerTokenResponse.SerializeToString,
+            ),
+            'ListUserRemembered': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUserRemembered,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListUserRememberedRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListUserRememberedResponse.SerializeToString,
+            ),
+            'RevokeUserRemembered': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeUserRemembered,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeUserRememberedRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeUserRememberedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1808,6 +1843,60 @@ class Admin:
             '/mfad.v1.Admin/RevokeCallerToken',
             mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeCallerTokenRequest.SerializeToString,
             mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeCallerTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUserRemembered(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Admin/ListUserRemembered',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListUserRememberedRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListUserRememberedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeUserRemembered(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Admin/RevokeUserRemembered',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeUserRememberedRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeUserRememberedResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -150,6 +150,8 @@ class AdminStub:
     CreateCallerToken: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.CreateCallerTokenRequest, mfad_pb2.CreateCallerTokenResponse]
     ListCallerTokens: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.ListCallerTokensRequest, mfad_pb2.ListCallerTokensResponse]
     RevokeCallerToken: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.RevokeCallerTokenRequest, mfad_pb2.RevokeCallerTokenResponse]
+    ListUserRemembered: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.ListUserRememberedRequest, mfad_pb2.ListUserRememberedResponse]
+    RevokeUserRemembered: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.RevokeUserRememberedRequest, mfad_pb2.RevokeUserRememberedResponse]
 
 class AdminServicer:
     async def CreateUser(
@@ -257,5 +259,15 @@ class AdminServicer:
         request: mfad_pb2.RevokeCallerTokenRequest,
         context: grpc.aio.ServicerContext[mfad_pb2.RevokeCallerTokenRequest, mfad_pb2.RevokeCallerTokenResponse],
     ) -> mfad_pb2.RevokeCallerTokenResponse: ...
+    async def ListUserRemembered(
+        self,
+        request: mfad_pb2.ListUserRememberedRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.ListUserRememberedRequest, mfad_pb2.ListUserRememberedResponse],
+    ) -> mfad_pb2.ListUserRememberedResponse: ...
+    async def RevokeUserRemembered(
+        self,
+        request: mfad_pb2.RevokeUserRememberedRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.RevokeUserRememberedRequest, mfad_pb2.RevokeUserRememberedResponse],
+    ) -> mfad_pb2.RevokeUserRememberedResponse: ...
 
 def add_AdminServicer_to_server(servicer: AdminServicer, server: grpc.aio.Server) -> None: ...
