@@ -1,0 +1,186 @@
+"""Between mfad.v1 messages and the core's values: one table per vocabulary, no decisions.
+
+Guarantee: every enum crosses the boundary through exactly one table here, so
+an outcome the core adds without a mapping fails loudly (KeyError → INTERNAL)
+instead of being sent as a wrong value; a zero (UNSPECIFIED) input value is
+refused as InvalidInput naming the field unless the caller says what it means.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from mfad._proto.mfad.v1 import mfad_pb2 as pb
+from mfad.core.devices import DeviceListing, TotpBinding
+from mfad.core.errors import InvalidInput
+from mfad.core.model import (
+    AuditRecord,
+    CallerToken,
+    Device,
+    DeviceId,
+    DeviceState,
+    LimitState,
+    Method,
+    MfaRequired,
+    Policy,
+    RememberedDevice,
+    Role,
+    User,
+)
+from mfad.core.sessions import SessionScope
+from mfad.core.signin import Outcome
+
+METHOD_TO_PB: Mapping[Method, int] = {
+    Method.TOTP: pb.METHOD_TOTP,
+    Method.EMAIL: pb.METHOD_EMAIL,
+    Method.PASSKEY: pb.METHOD_PASSKEY,
+    Method.U2F: pb.METHOD_U2F,
+}
+METHOD_FROM_PB: Mapping[int, Method] = {v: k for k, v in METHOD_TO_PB.items()}
+
+STATE_TO_PB: Mapping[DeviceState, int] = {
+    DeviceState.PENDING: pb.DEVICE_STATE_PENDING,
+    DeviceState.ACTIVE: pb.DEVICE_STATE_ACTIVE,
+}
+
+OUTCOME_TO_PB: Mapping[Outcome, int] = {
+    Outcome.ALLOWED: pb.SIGN_IN_OUTCOME_ALLOWED,
+    Outcome.SECOND_FACTOR_REQUIRED: pb.SIGN_IN_OUTCOME_SECOND_FACTOR_REQUIRED,
+    Outcome.ENROLMENT_REQUIRED: pb.SIGN_IN_OUTCOME_ENROLMENT_REQUIRED,
+    Outcome.REFUSED: pb.SIGN_IN_OUTCOME_REFUSED,
+}
+
+SCOPE_TO_PB: Mapping[SessionScope, int] = {
+    SessionScope.FULL: pb.SESSION_SCOPE_FULL,
+    SessionScope.ENROLMENT: pb.SESSION_SCOPE_ENROLMENT,
+}
+
+ROLE_TO_PB: Mapping[Role, int] = {
+    Role.ADMIN: pb.ROLE_ADMIN,
+    Role.SERVICE: pb.ROLE_SERVICE,
+    Role.PORTAL: pb.ROLE_PORTAL,
+}
+ROLE_FROM_PB: Mapping[int, Role] = {v: k for k, v in ROLE_TO_PB.items()}
+
+MFA_REQUIRED_TO_PB: Mapping[MfaRequired, int] = {
+    MfaRequired.ALL: pb.MFA_REQUIRED_ALL,
+    MfaRequired.ENROLLED: pb.MFA_REQUIRED_ENROLLED,
+    MfaRequired.OFF: pb.MFA_REQUIRED_OFF,
+}
+MFA_REQUIRED_FROM_PB: Mapping[int, MfaRequired] = {v: k for k, v in MFA_REQUIRED_TO_PB.items()}
+
+_MAX_DEVICE_ID_DIGITS = 19  # a BIGINT
+
+
+def timestamp(when: datetime | None) -> Timestamp | None:
+    if when is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(when.astimezone(UTC))
+    return ts
+
+
+def from_timestamp(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def method(value: int, field: str = "method") -> Method:
+    found = METHOD_FROM_PB.get(value)
+    if found is None:
+        raise InvalidInput(field, "must name a method")
+    return found
+
+
+def role(value: int, field: str = "role") -> Role:
+    found = ROLE_FROM_PB.get(value)
+    if found is None:
+        raise InvalidInput(field, "must be ROLE_ADMIN, ROLE_SERVICE or ROLE_PORTAL")
+    return found
+
+
+def mfa_required(value: int, field: str = "mfa_required") -> MfaRequired:
+    found = MFA_REQUIRED_FROM_PB.get(value)
+    if found is None:
+        raise InvalidInput(field, "must be MFA_REQUIRED_ALL, MFA_REQUIRED_ENROLLED or MFA_REQUIRED_OFF")
+    return found
+
+
+def device_id(text: str, field: str = "device_id") -> DeviceId:
+    if not text:
+        raise InvalidInput(field, "must not be empty")
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_DEVICE_ID_DIGITS:
+        raise InvalidInput(field, "is not a device id")
+    return DeviceId(int(text))
+
+
+def client_ip(info: pb.ClientInfo) -> str | None:
+    """The end user's address as the source for limits and audit; None when unknown."""
+    if not info.ip:
+        return None
+    try:
+        return str(ipaddress.ip_address(info.ip))
+    except ValueError:
+        raise InvalidInput("client.ip", "must be an IPv4 or IPv6 address") from None
+
+
+def device(d: Device) -> pb.Device:
+    return pb.Device(id=str(d.id), method=METHOD_TO_PB[d.method], name=d.name, state=STATE_TO_PB[d.state],
+                     created_at=timestamp(d.created_at), last_used_at=timestamp(d.last_used_at),
+                     security_level=d.security_level)
+
+
+def device_list(listing: DeviceListing) -> pb.DeviceList:
+    newest_first = sorted(listing.devices, key=lambda d: (d.created_at, d.id), reverse=True)
+    return pb.DeviceList(devices=[device(d) for d in newest_first], lockout_risk=listing.lockout_risk)
+
+
+def totp_provisioning(binding: TotpBinding, *, issuer: str, account: str) -> pb.TotpProvisioning:
+    params = binding.device.totp
+    return pb.TotpProvisioning(
+        device_id=str(binding.device.id), otpauth_uri=binding.uri, secret_base32=binding.secret_base32,
+        qr_png=binding.qr_png, qr_svg=binding.qr_svg, issuer=issuer, account_name=account,
+        digits=params.digits if params else 0, period_seconds=params.period if params else 0,
+        expires_at=timestamp(binding.device.expires_at))
+
+
+def user(u: User) -> pb.User:
+    return pb.User(id=str(u.id), username=u.username, disabled=u.disabled, has_password=u.has_password,
+                   created_at=timestamp(u.created_at))
+
+
+def policy(p: Policy) -> pb.Policy:
+    return pb.Policy(mfa_required=MFA_REQUIRED_TO_PB[p.mfa_required],
+                     allowed_methods=sorted(METHOD_TO_PB[m] for m in p.allowed_methods),
+                     self_service=p.self_service, remember_device=p.remember_device,
+                     remember_days=p.remember_days, sensitive_reauth_seconds=p.sensitive_reauth_seconds,
+                     require_backup_method=p.require_backup_method)
+
+
+def lockout(username: str, state: LimitState, now: datetime) -> pb.Lockout:
+    locked_now = state.locked_until is not None and state.locked_until > now
+    return pb.Lockout(username=username, locked=state.hard_locked or locked_now,
+                      locked_until=timestamp(state.locked_until) if locked_now else None,
+                      hard_locked=state.hard_locked, consecutive_failures=state.failures, lockouts=state.lockouts)
+
+
+def audit_event(r: AuditRecord) -> pb.AuditEvent:
+    e = r.event
+    return pb.AuditEvent(id=str(r.id), at=timestamp(r.at), event=e.event, outcome=e.outcome,
+                         username=e.username or "", method=e.method or "", protocol=e.protocol or "",
+                         source=e.source or "", actor=e.actor or "", reason=e.reason or "", detail=e.detail or "")
+
+
+def caller_token(t: CallerToken) -> pb.CallerToken:
+    return pb.CallerToken(id=str(t.id), name=t.name, role=ROLE_TO_PB[t.role], created_at=timestamp(t.created_at),
+                          revoked=t.revoked)
+
+
+def remembered_devices(items: Iterable[RememberedDevice]) -> list[pb.RememberedDevice]:
+    newest_first = sorted(items, key=lambda r: r.created_at, reverse=True)
+    return [pb.RememberedDevice(id=r.series, label=r.label, created_at=timestamp(r.created_at),
+                                last_used_at=timestamp(r.last_used_at), expires_at=timestamp(r.expires_at))
+            for r in newest_first]

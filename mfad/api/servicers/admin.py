@@ -1,0 +1,191 @@
+"""mfad.v1.Admin: users, devices, policy, lock-outs, audit and caller tokens.
+
+Callers of role ROLE_ADMIN only (the interceptor's role table); every change
+is made by the core with the caller's name as the audit actor. Users are
+addressed by username and an unknown one answers NOT_FOUND: administrators
+may know who exists. Security email binding and U2F import are left to the
+generated base class (UNIMPLEMENTED) until their issues land.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import grpc.aio
+
+from mfad._proto.mfad.v1 import mfad_pb2 as pb
+from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
+from mfad.api import convert
+from mfad.api.auth import current_caller
+from mfad.api.servicers.enrollment import DEFAULT_TOTP_NAME, remembered_target
+from mfad.core.admin import clean_reason
+from mfad.core.errors import InvalidInput, NotFound
+from mfad.core.model import Method
+from mfad.core.ports import AuditFilter
+from mfad.core.service import Mfa
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+_TOKEN_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def page_size(value: int) -> int:
+    if value > MAX_PAGE_SIZE:
+        raise InvalidInput("page_size", f"must be at most {MAX_PAGE_SIZE}")
+    return value or DEFAULT_PAGE_SIZE
+
+
+def page_token(text: str) -> int | None:
+    """Page tokens are the last id of the previous page (opaque to callers)."""
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        raise InvalidInput("page_token", "is not a page token from a previous answer")
+    return int(text)
+
+
+def _actor() -> str:
+    return current_caller().name
+
+
+class AdminServicer(pb_grpc.AdminServicer):
+    def __init__(self, mfa: Mfa, *, issuer: str, on_token_revoked: Callable[[str], None] | None = None) -> None:
+        self._mfa = mfa
+        self._issuer = issuer
+        self._on_token_revoked = on_token_revoked
+
+    # --- users -------------------------------------------------------------------------------
+    async def CreateUser(self, request: pb.CreateUserRequest, context: Context) -> pb.CreateUserResponse:
+        password = request.password if request.HasField("password") else None
+        user = await self._mfa.users.create(request.username, password, actor=_actor())
+        return pb.CreateUserResponse(user=convert.user(user))
+
+    async def ListUsers(self, request: pb.ListUsersRequest, context: Context) -> pb.ListUsersResponse:
+        size = page_size(request.page_size)
+        users = await self._mfa.users.list(after_id=page_token(request.page_token) or 0, limit=size,
+                                           prefix=request.username_prefix or None)
+        return pb.ListUsersResponse(users=[convert.user(u) for u in users],
+                                    next_page_token=str(users[-1].id) if len(users) == size else "")
+
+    async def GetUser(self, request: pb.GetUserRequest, context: Context) -> pb.GetUserResponse:
+        listing = await self._mfa.devices.list(request.username)
+        state = await self._mfa.lockout(request.username)
+        return pb.GetUserResponse(user=convert.user(listing.user), devices=convert.device_list(listing),
+                                  lockout=convert.lockout(listing.user.username, state, self._mfa.clock.now()))
+
+    async def DisableUser(self, request: pb.DisableUserRequest, context: Context) -> pb.DisableUserResponse:
+        await self._mfa.users.set_disabled(request.username, True, actor=_actor(), reason=clean_reason(request.reason))
+        return pb.DisableUserResponse(user=convert.user(await self._mfa.users.get(request.username)))
+
+    async def EnableUser(self, request: pb.EnableUserRequest, context: Context) -> pb.EnableUserResponse:
+        await self._mfa.users.set_disabled(request.username, False, actor=_actor(),
+                                           reason=clean_reason(request.reason))
+        return pb.EnableUserResponse(user=convert.user(await self._mfa.users.get(request.username)))
+
+    async def SetPassword(self, request: pb.SetPasswordRequest, context: Context) -> pb.SetPasswordResponse:
+        revoked = await self._mfa.admin.set_password(request.username, request.password, actor=_actor())
+        return pb.SetPasswordResponse(remembered_revoked=revoked)
+
+    # --- devices -----------------------------------------------------------------------------
+    async def ListDevices(self, request: pb.AdminListDevicesRequest, context: Context) -> pb.AdminListDevicesResponse:
+        return pb.AdminListDevicesResponse(devices=convert.device_list(await self._mfa.devices.list(request.username)))
+
+    async def UnbindDevice(self, request: pb.UnbindDeviceRequest, context: Context) -> pb.UnbindDeviceResponse:
+        listing = await self._mfa.admin.unbind(request.username, convert.device_id(request.device_id),
+                                               actor=_actor(), reason=request.reason)
+        return pb.UnbindDeviceResponse(devices=convert.device_list(listing))
+
+    async def BindTotp(self, request: pb.BindTotpRequest, context: Context) -> pb.BindTotpResponse:
+        binding = await self._mfa.devices.begin_totp(request.username, name=request.name or DEFAULT_TOTP_NAME,
+                                                     actor=_actor())
+        return pb.BindTotpResponse(provisioning=convert.totp_provisioning(binding, issuer=self._issuer,
+                                                                          account=request.username))
+
+    async def ConfirmTotp(self, request: pb.ConfirmTotpRequest, context: Context) -> pb.ConfirmTotpResponse:
+        device = await self._mfa.devices.confirm_totp(request.username, convert.device_id(request.device_id),
+                                                      request.code, actor=_actor())
+        listing = await self._mfa.devices.list(request.username)
+        return pb.ConfirmTotpResponse(device=convert.device(device), devices=convert.device_list(listing))
+
+    # --- policy ------------------------------------------------------------------------------
+    async def GetPolicy(self, request: pb.GetPolicyRequest, context: Context) -> pb.GetPolicyResponse:
+        return pb.GetPolicyResponse(policy=convert.policy(await self._mfa.policy.current()))
+
+    async def SetPolicy(self, request: pb.SetPolicyRequest, context: Context) -> pb.SetPolicyResponse:
+        changes: dict[str, Any] = {}
+        if request.HasField("mfa_required"):
+            changes["mfa_required"] = convert.mfa_required(request.mfa_required)
+        if request.HasField("allowed_methods"):
+            methods: set[Method] = {convert.method(m, "allowed_methods.methods")
+                                    for m in request.allowed_methods.methods}
+            changes["allowed_methods"] = frozenset(methods)
+        for name in ("self_service", "remember_device", "remember_days", "sensitive_reauth_seconds",
+                     "require_backup_method"):
+            if request.HasField(name):
+                changes[name] = getattr(request, name)
+        policy = await self._mfa.policy.update(actor=_actor(), **changes) if changes \
+            else await self._mfa.policy.current()
+        return pb.SetPolicyResponse(policy=convert.policy(policy))
+
+    # --- lock-outs and audit -----------------------------------------------------------------
+    async def GetLockout(self, request: pb.GetLockoutRequest, context: Context) -> pb.GetLockoutResponse:
+        state = await self._mfa.lockout(request.username)
+        return pb.GetLockoutResponse(lockout=convert.lockout(request.username, state, self._mfa.clock.now()))
+
+    async def ResetLockout(self, request: pb.ResetLockoutRequest, context: Context) -> pb.ResetLockoutResponse:
+        await self._mfa.reset_lockout(request.username, actor=_actor())
+        state = await self._mfa.lockout(request.username)
+        return pb.ResetLockoutResponse(lockout=convert.lockout(request.username, state, self._mfa.clock.now()))
+
+    async def QueryAudit(self, request: pb.QueryAuditRequest, context: Context) -> pb.QueryAuditResponse:
+        size = page_size(request.page_size)
+        f = AuditFilter(event=request.event or None, outcome=request.outcome or None,
+                        since=convert.from_timestamp(request.since) if request.HasField("since") else None,
+                        until=convert.from_timestamp(request.until) if request.HasField("until") else None,
+                        before_id=page_token(request.page_token), limit=size)
+        records = await (self._mfa.audit_for(request.username, f) if request.username else self._mfa.audit(f))
+        return pb.QueryAuditResponse(events=[convert.audit_event(r) for r in records],
+                                     next_page_token=str(records[-1].id) if len(records) == size else "")
+
+    # --- caller tokens -----------------------------------------------------------------------
+    async def CreateCallerToken(self, request: pb.CreateCallerTokenRequest,
+                                context: Context) -> pb.CreateCallerTokenResponse:
+        if not _TOKEN_NAME.fullmatch(request.name):
+            raise InvalidInput("name", "must be 1 to 64 letters, digits, '.', '_' or '-'")
+        role = convert.role(request.role)
+        caller, token = await self._mfa.callers.create(request.name, role, actor=_actor())
+        return pb.CreateCallerTokenResponse(caller_token=convert.caller_token(caller), token=token)
+
+    async def ListCallerTokens(self, request: pb.ListCallerTokensRequest,
+                               context: Context) -> pb.ListCallerTokensResponse:
+        tokens = [t for t in await self._mfa.callers.list() if request.include_revoked or not t.revoked]
+        return pb.ListCallerTokensResponse(
+            caller_tokens=[convert.caller_token(t) for t in sorted(tokens, key=lambda t: (t.name, t.id))])
+
+    async def RevokeCallerToken(self, request: pb.RevokeCallerTokenRequest,
+                                context: Context) -> pb.RevokeCallerTokenResponse:
+        if not request.name:
+            raise InvalidInput("name", "must not be empty")
+        await self._mfa.callers.revoke(request.name, actor=_actor())
+        if self._on_token_revoked is not None:
+            self._on_token_revoked(request.name)
+        revoked = [t for t in await self._mfa.callers.list() if t.name == request.name]
+        if not revoked:
+            raise NotFound(f"no token named {request.name!r}")
+        return pb.RevokeCallerTokenResponse(caller_token=convert.caller_token(max(revoked, key=lambda t: t.id)))
+
+    # --- remembered devices --------------------------------------------------------------------
+    async def ListUserRemembered(self, request: pb.ListUserRememberedRequest,
+                                 context: Context) -> pb.ListUserRememberedResponse:
+        items = await self._mfa.admin.list_remembered(request.username)
+        return pb.ListUserRememberedResponse(remembered=convert.remembered_devices(items))
+
+    async def RevokeUserRemembered(self, request: pb.RevokeUserRememberedRequest,
+                                   context: Context) -> pb.RevokeUserRememberedResponse:
+        series = remembered_target(request.id, request.all)
+        count = await self._mfa.admin.revoke_remembered(request.username, series, actor=_actor())
+        return pb.RevokeUserRememberedResponse(revoked=count)

@@ -1,0 +1,119 @@
+"""mfad.v1.Authentication: sign-in, challenges, one-call code checks and step-up.
+
+Every method calls one core use case (``Mfa.selfservice`` or ``Mfa.signin``)
+and maps its typed result through :mod:`mfad.api.convert`. Refusals are OK
+answers with outcome REFUSED, identical whatever the core's reason.
+Email and passkey step-ups (two-call VerifySensitive) answer UNIMPLEMENTED
+until those methods land.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc.aio
+
+from mfad._proto.mfad.v1 import mfad_pb2 as pb
+from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
+from mfad.api import convert
+from mfad.api.auth import current_caller, session_of
+from mfad.api.servicers.base import attempt, user_agent
+from mfad.core.errors import InvalidInput, PermissionDenied
+from mfad.core.model import SECURITY_LEVEL, Method, Role
+from mfad.core.selfservice import IssuedSession
+from mfad.core.service import Mfa
+from mfad.core.signin import Outcome
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+#: Methods a code can be checked for in one call (VerifyCode); UNSPECIFIED means TOTP.
+_ONE_CALL_METHODS = frozenset({pb.METHOD_UNSPECIFIED, pb.METHOD_TOTP})
+
+
+def _methods(methods: frozenset[Method]) -> list[int]:
+    """Strongest first, as a client should offer them."""
+    return [convert.METHOD_TO_PB[m] for m in sorted(methods, key=lambda m: (-SECURITY_LEVEL[m], m.value))]
+
+
+def _session(issued: IssuedSession) -> pb.UserSession:
+    return pb.UserSession(token=issued.token, scope=convert.SCOPE_TO_PB[issued.scope],
+                          expires_at=convert.timestamp(issued.expires_at))
+
+
+class AuthenticationServicer(pb_grpc.AuthenticationServicer):
+    def __init__(self, mfa: Mfa) -> None:
+        self._mfa = mfa
+
+    async def BeginSignIn(self, request: pb.BeginSignInRequest, context: Context) -> pb.BeginSignInResponse:
+        caller = current_caller()
+        password = request.password if request.HasField("password") else None
+        if password is None and caller.role is Role.PORTAL:
+            raise PermissionDenied("password: a portal caller must send the first factor")
+        found = await self._mfa.selfservice.begin(request.username, password, attempt(request.client),
+                                                  caller=caller.name,
+                                                  remembered_token=request.remembered_token or None)
+        r = found.result
+        out = pb.BeginSignInResponse(outcome=convert.OUTCOME_TO_PB[r.outcome])
+        if r.outcome is Outcome.SECOND_FACTOR_REQUIRED:
+            out.challenge_id = r.challenge_id or ""
+            out.methods.extend(_methods(r.methods))
+            out.challenge_expires_at.CopyFrom(convert.timestamp(r.expires_at))
+        elif r.outcome is Outcome.ENROLMENT_REQUIRED:
+            out.methods.extend(_methods(r.methods))
+        elif r.outcome is Outcome.ALLOWED and r.user is not None:
+            out.username = r.user.username
+            if r.remembered_token is not None:
+                out.remembered.CopyFrom(pb.RememberedToken(token=r.remembered_token,
+                                                           expires_at=convert.timestamp(found.remembered_expires_at)))
+        if found.session is not None:
+            out.session.CopyFrom(_session(found.session))
+        return out
+
+    async def StartChallenge(self, request: pb.StartChallengeRequest, context: Context) -> pb.StartChallengeResponse:
+        method = convert.method(request.method)
+        await self._mfa.signin.start_challenge(request.challenge_id, method, attempt(request.client))
+        return pb.StartChallengeResponse(challenge=pb.ChallengeDetails(challenge_id=request.challenge_id,
+                                                                       method=request.method))
+
+    async def CompleteChallenge(self, request: pb.CompleteChallengeRequest,
+                                context: Context) -> pb.CompleteChallengeResponse:
+        method = convert.method(request.method)
+        proof = request.WhichOneof("proof")
+        response = request.assertion_json if proof == "assertion_json" else request.code
+        done = await self._mfa.selfservice.complete(request.challenge_id, method, response, attempt(request.client),
+                                                    caller=current_caller().name, remember=request.remember_device,
+                                                    remember_label=user_agent(request.client))
+        r = done.result
+        if not r.accepted or r.user is None or done.session is None:
+            return pb.CompleteChallengeResponse(outcome=pb.SIGN_IN_OUTCOME_REFUSED)
+        out = pb.CompleteChallengeResponse(outcome=pb.SIGN_IN_OUTCOME_ALLOWED, username=r.user.username,
+                                           session=_session(done.session))
+        if r.remembered_token is not None:
+            out.remembered.CopyFrom(pb.RememberedToken(token=r.remembered_token,
+                                                       expires_at=convert.timestamp(done.remembered_expires_at)))
+        return out
+
+    async def VerifyCode(self, request: pb.VerifyCodeRequest, context: Context) -> pb.VerifyCodeResponse:
+        if request.method not in _ONE_CALL_METHODS:
+            raise InvalidInput("method", "only TOTP codes can be checked in one call")
+        result = await self._mfa.signin.verify_code(request.username, request.code, attempt(request.client))
+        return pb.VerifyCodeResponse(
+            outcome=pb.VERIFY_OUTCOME_ACCEPTED if result.accepted else pb.VERIFY_OUTCOME_REFUSED)
+
+    async def VerifySensitive(self, request: pb.VerifySensitiveRequest,
+                              context: Context) -> pb.VerifySensitiveResponse:
+        method = convert.method(request.method)
+        if method is not Method.TOTP:
+            raise NotImplementedError("step-up with this method is not served yet")
+        if request.challenge_id:
+            raise InvalidInput("challenge_id", "a TOTP step-up needs no challenge: leave it empty")
+        if request.WhichOneof("proof") == "assertion_json":
+            raise InvalidInput("assertion_json", "a TOTP step-up takes a code")
+        step = await self._mfa.selfservice.step_up(token=session_of(context), username=request.username,
+                                                   code=request.code, operation=request.operation,
+                                                   attempt=attempt(request.client), caller=current_caller().name)
+        if not step.verified:
+            return pb.VerifySensitiveResponse(outcome=pb.STEP_UP_OUTCOME_REFUSED)
+        return pb.VerifySensitiveResponse(outcome=pb.STEP_UP_OUTCOME_VERIFIED,
+                                          verified_at=convert.timestamp(step.verified_at),
+                                          valid_until=convert.timestamp(step.valid_until))

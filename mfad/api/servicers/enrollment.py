@@ -1,0 +1,80 @@
+"""mfad.v1.Enrollment: self-service for the signed-in user named by ``x-mfad-session``.
+
+Each method first asks the core whether the session may do this kind of
+thing (``SelfService.authorize``: live, issued to this caller, scope and
+policy), then calls one core use case. Security email, passkey and U2F
+methods are left to the generated base class (UNIMPLEMENTED) until their
+issues add them here, using ``self.session(context, Use.…)`` the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc.aio
+
+from mfad._proto.mfad.v1 import mfad_pb2 as pb
+from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
+from mfad.api import convert
+from mfad.api.auth import current_caller, session_of
+from mfad.core.errors import InvalidInput
+from mfad.core.selfservice import Use
+from mfad.core.service import Mfa
+from mfad.core.sessions import UserSession
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+DEFAULT_TOTP_NAME = "authenticator app"
+
+
+class EnrollmentServicer(pb_grpc.EnrollmentServicer):
+    def __init__(self, mfa: Mfa, *, issuer: str) -> None:
+        self._mfa = mfa
+        self._issuer = issuer
+
+    async def session(self, context: Context, use: Use) -> UserSession:
+        """The call's user session, if it may be used for ``use`` (else the core raises)."""
+        return await self._mfa.selfservice.authorize(session_of(context), current_caller().name, use)
+
+    async def ListDevices(self, request: pb.ListDevicesRequest, context: Context) -> pb.ListDevicesResponse:
+        session = await self.session(context, Use.VIEW)
+        return pb.ListDevicesResponse(devices=convert.device_list(await self._mfa.selfservice.list_devices(session)))
+
+    async def BeginTotpBinding(self, request: pb.BeginTotpBindingRequest,
+                               context: Context) -> pb.BeginTotpBindingResponse:
+        session = await self.session(context, Use.ENROL)
+        binding = await self._mfa.selfservice.begin_totp(session, request.name or DEFAULT_TOTP_NAME)
+        return pb.BeginTotpBindingResponse(provisioning=convert.totp_provisioning(
+            binding, issuer=self._issuer, account=session.username))
+
+    async def ConfirmTotpBinding(self, request: pb.ConfirmTotpBindingRequest,
+                                 context: Context) -> pb.ConfirmTotpBindingResponse:
+        session = await self.session(context, Use.ENROL)
+        device, listing = await self._mfa.selfservice.confirm_totp(session, convert.device_id(request.device_id),
+                                                                   request.code)
+        return pb.ConfirmTotpBindingResponse(device=convert.device(device), devices=convert.device_list(listing))
+
+    async def Unbind(self, request: pb.UnbindRequest, context: Context) -> pb.UnbindResponse:
+        session = await self.session(context, Use.MANAGE)
+        listing = await self._mfa.selfservice.unbind(session, convert.device_id(request.device_id))
+        return pb.UnbindResponse(devices=convert.device_list(listing))
+
+    async def ListRemembered(self, request: pb.ListRememberedRequest, context: Context) -> pb.ListRememberedResponse:
+        session = await self.session(context, Use.MANAGE)
+        items = await self._mfa.selfservice.list_remembered(session)
+        return pb.ListRememberedResponse(remembered=convert.remembered_devices(items))
+
+    async def RevokeRemembered(self, request: pb.RevokeRememberedRequest,
+                               context: Context) -> pb.RevokeRememberedResponse:
+        series = remembered_target(request.id, request.all)
+        session = await self.session(context, Use.MANAGE)
+        return pb.RevokeRememberedResponse(revoked=await self._mfa.selfservice.revoke_remembered(session, series))
+
+
+def remembered_target(id_: str, all_: bool) -> str | None:
+    """One remembered device by id, or None for all of them."""
+    if all_ and id_:
+        raise InvalidInput("id", "give an id or all, not both")
+    if not all_ and not id_:
+        raise InvalidInput("id", "must not be empty (or set all)")
+    return id_ or None
