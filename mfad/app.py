@@ -134,13 +134,11 @@ def transport_services(mfa: Mfa, config: Config, registry: CollectorRegistry, he
     except ImportError:  # the gRPC servicers are optional at this layer
         pass
     else:
-        services.append(grpc_service(mfa, config, registry, health))
-    try:
-        from mfad.radius.daemon import radius_service
-    except ImportError:
-        pass
-    else:
-        services.append(radius_service(mfa, config, registry, reuse_port=reuse_port))
+        if config.grpc.listen:  # RADIUS workers other than the first serve no gRPC (mfad.workers)
+            services.append(grpc_service(mfa, config, registry, health))
+    from mfad.radius.daemon import radius_service
+
+    services.append(radius_service(mfa, config, registry, reuse_port=reuse_port))
     return services
 
 

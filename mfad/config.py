@@ -138,6 +138,9 @@ class RadiusSettings:
     reject_delay_seconds: float = field(default=1.0, metadata=_check(_between(0, 10)))
     challenge_ttl_seconds: int = field(default=120, metadata=_check(_between(10, 3600)))
     challenge_tries: int = field(default=3, metadata=_check(_between(1, 10)))
+    #: Claim requests and share replies through the store so that a retransmission reaching
+    #: another instance is not decided twice. Unset: on with PostgreSQL or workers > 1.
+    shared_replies: bool | None = None
     clients: list[RadiusClientSettings] = field(default_factory=list)
 
 

@@ -7,7 +7,8 @@ store swaps the current hash for the next atomically. A token from a live
 series that is not the current one means a copy is in use somewhere: the
 whole series is revoked and audited, and the sign-in falls back to a second
 factor. All of a user's tokens are revoked when the password or a device
-changes, and everybody's when the policy turns remembering off.
+changes, and everybody's when the policy turns remembering off. Remembered
+*stations* (``station_series``) share the table and therefore all of this.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 PREFIX = "rd1"
 MAX_TOKEN_LENGTH = 200
+STATION_PREFIX = "st-"  # a station series; token series (token_urlsafe) are 22 characters
 
 
 def token_hash(secret: str) -> str:
@@ -42,6 +44,16 @@ def new_series() -> tuple[ParsedToken, str]:
 def next_token(series: str, counter: int) -> tuple[ParsedToken, str]:
     token = ParsedToken(series, counter, secrets.token_urlsafe(32))
     return token, token_hash(token.secret)
+
+
+def station_series(user_id: int, client: str | None, station: str) -> str:
+    """The series of a remembered *station*: what a trusted transport asserts about the
+    end device (RADIUS Calling-Station-Id), per user and per client (a NAS's station ids
+    mean nothing to another NAS). Derived, not random, so the next sign-in finds it; no
+    token is ever issued for it (its stored hash matches no token), and it lives in the
+    same table as token series, so it is listed, expires and is revoked like them."""
+    digest = hashlib.sha256(f"{user_id}\x00{client or ''}\x00{station}".encode("utf-8", "surrogatepass"))
+    return f"{STATION_PREFIX}{digest.hexdigest()[:40]}"
 
 
 def parse(text: str) -> ParsedToken | None:

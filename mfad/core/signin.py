@@ -140,6 +140,15 @@ class _Pending:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class _Passed:
+    """The first factor passed and a second factor is owed: with what."""
+
+    now: datetime
+    policy: Policy
+    usable: frozenset[Method]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MethodOutcome:
     """What a method verifier found. ``accepted`` means it already committed the
     success atomically (its own consume step plus ``ctx.commit_success``)."""
@@ -213,14 +222,38 @@ class SignInService:
 
     # --- step 1 -------------------------------------------------------------------------
     async def begin(self, username: str, password: str | None, attempt: Attempt, *,
-                    remembered_token: str | None = None, challenge_ttl: int | None = None,
-                    challenge_tries: int | None = None) -> SignInResult:
-        """First factor → decision. ``password=None`` means the caller checked it already."""
+                    remembered_token: str | None = None, station: str | None = None,
+                    challenge_ttl: int | None = None, challenge_tries: int | None = None) -> SignInResult:
+        """First factor → decision. ``password=None`` means the caller checked it already.
+
+        ``station`` is what a trusted transport asserts about the end device (RADIUS
+        Calling-Station-Id from a NAS with ``trust_calling_station_id``): a station
+        remembered after an earlier second factor (see ``complete``) skips the second
+        factor while the policy allows remembering, like a remembered-device token.
+        """
         check_username(username)
         if password is not None:
             check_password_input(password)
         started = time.perf_counter()
         subject = await self._store.load_subject(username, attempt.source)
+        passed = await self._first_factor(subject, password, attempt, started, remembered_token=remembered_token,
+                                          station=station)
+        if isinstance(passed, SignInResult):
+            return passed
+        if not passed.usable:
+            methods = frozenset(m for m in ENROLMENT_METHODS if passed.policy.allows(m))
+            return await self._open_challenge(subject, attempt, passed.now, "enrol", methods,
+                                              Outcome.ENROLMENT_REQUIRED, Reason.NO_DEVICE, challenge_ttl,
+                                              challenge_tries)
+        return await self._open_challenge(subject, attempt, passed.now, "signin", passed.usable,
+                                          Outcome.SECOND_FACTOR_REQUIRED, Reason.SECOND_FACTOR, challenge_ttl,
+                                          challenge_tries)
+
+    async def _first_factor(self, subject: Subject, password: str | None, attempt: Attempt, started: float, *,
+                            remembered_token: str | None, station: str | None) -> SignInResult | _Passed:
+        """The first factor and everything that may end the sign-in before a second one:
+        a final result (refused, allowed without a second factor), or what the second
+        factor may use."""
         now = self._clock.now()
         user = subject.user
         if password is not None:
@@ -255,12 +288,12 @@ class SignInService:
                 return SignInResult(outcome=Outcome.ALLOWED, reason=Reason.REMEMBERED, user=user,
                                     remembered_token=rotated)
 
-        if not usable:
-            methods = frozenset(m for m in ENROLMENT_METHODS if policy.allows(m))
-            return await self._open_challenge(subject, attempt, now, "enrol", methods, Outcome.ENROLMENT_REQUIRED,
-                                              Reason.NO_DEVICE, challenge_ttl, challenge_tries)
-        return await self._open_challenge(subject, attempt, now, "signin", usable, Outcome.SECOND_FACTOR_REQUIRED,
-                                          Reason.SECOND_FACTOR, challenge_ttl, challenge_tries)
+        if station and policy.remember_device and usable:
+            series = remembered.station_series(user.id, attempt.client, station)
+            event = self._event("signin", Reason.REMEMBERED, subject, attempt, outcome="allowed")
+            if await self._store.update_remembered_station(user.id, series, now, [event]):
+                return SignInResult(outcome=Outcome.ALLOWED, reason=Reason.REMEMBERED, user=user)
+        return _Passed(now=now, policy=policy, usable=usable)
 
     def _refusal(self, subject: Subject, now: datetime, *, password_ok: bool) -> Reason | None:
         if subject.user is None:
@@ -312,8 +345,12 @@ class SignInService:
 
     # --- step 2 -------------------------------------------------------------------------
     async def complete(self, challenge_id: str, method: Method, response: str, attempt: Attempt, *,
-                       remember: bool = False, remember_label: str = "") -> VerifyResult:
-        """Verify the second factor owed by ``challenge_id``."""
+                       remember: bool = False, remember_label: str = "",
+                       station: str | None = None) -> VerifyResult:
+        """Verify the second factor owed by ``challenge_id``.
+
+        With ``station`` (see ``begin``) and a policy that allows remembering, a success
+        also remembers that station for the policy's days, in the same transaction."""
         if not challenge_id or len(challenge_id) > 64:
             raise InvalidInput("challenge_id", "is not a challenge id")
         if method in (Method.TOTP, Method.EMAIL):
@@ -337,6 +374,8 @@ class SignInService:
         policy = await self._policy.current()
         if remember and policy.remember_device:
             self._prepare_remember(pending, subject.user, now, policy, remember_label or attempt.protocol)
+        elif station and policy.remember_device:
+            self._prepare_station(pending, subject.user, now, policy, attempt, station)
         result = await self._verify(subject, method, response, attempt, now, pending, started)
         if not result.accepted:
             return VerifyResult(accepted=False, reason=result.reason, tries_left=max(0, challenge.tries_left - 1))
@@ -354,6 +393,79 @@ class SignInService:
             await self._fail(subject, attempt, now, Method.TOTP, Reason.UNKNOWN_USER, code, None)
             return self._refused(Reason.UNKNOWN_USER, Method.TOTP, attempt, started)
         return await self._verify(subject, Method.TOTP, code, attempt, now, _Pending(challenge_hash=None), started)
+
+    async def sign_in_with_code(self, username: str, password: str | None, code: str, attempt: Attempt, *,
+                                station: str | None = None) -> SignInResult:
+        """Both factors in one call, for callers that receive them in one message.
+        ``password=None`` means the caller checked the first factor (RADIUS ``otp_only``).
+
+        Outcomes: ALLOWED (the code was accepted, or none is needed: MFA off, not enrolled
+        under ``enrolled``, a remembered station — then ``code`` is not looked at);
+        REFUSED; ENROLMENT_REQUIRED; SECOND_FACTOR_REQUIRED with ``methods`` when none of
+        the user's usable methods can be typed here (passkey only). No challenge is
+        opened. Raises InvalidInput for a username, password or (needed) code that can
+        never be valid."""
+        check_username(username)
+        if password is not None:
+            check_password_input(password)
+        started = time.perf_counter()
+        subject = await self._store.load_subject(username, attempt.source)
+        return await self._sign_in_once(subject, password, code, attempt, started, station)
+
+    async def sign_in_appended(self, username: str, typed: str, attempt: Attempt, *,
+                               station: str | None = None) -> SignInResult:
+        """``typed`` is the password immediately followed by the code (RADIUS ``append``).
+
+        The core splits it, not the caller: the code has the digits of the user's TOTP
+        device (6 or 8), so a password ending in digits is never cut at the wrong place.
+        A user without a TOTP device typed the password alone. Otherwise as
+        ``sign_in_with_code``."""
+        check_username(username)
+        check_password_input(typed)
+        started = time.perf_counter()
+        subject = await self._store.load_subject(username, attempt.source)
+        password, code = split_appended(typed, _totp_digits(subject.devices))
+        return await self._sign_in_once(subject, password, code, attempt, started, station)
+
+    async def _sign_in_once(self, subject: Subject, password: str | None, code: str, attempt: Attempt,
+                            started: float, station: str | None) -> SignInResult:
+        passed = await self._first_factor(subject, password, attempt, started, remembered_token=None,
+                                          station=station)
+        if isinstance(passed, SignInResult):
+            if passed.outcome is Outcome.REFUSED and password is None:
+                self._dummy_totp_work(code, self._clock.now())  # the work a known user's code costs
+            return passed
+        user = subject.user
+        assert user is not None
+        if Method.TOTP not in passed.usable:
+            enrol = not passed.usable
+            outcome = Outcome.ENROLMENT_REQUIRED if enrol else Outcome.SECOND_FACTOR_REQUIRED
+            reason = Reason.NO_DEVICE if enrol else Reason.SECOND_FACTOR
+            methods = (frozenset(m for m in ENROLMENT_METHODS if passed.policy.allows(m)) if enrol
+                       else passed.usable)
+            await self._store.append_audit(passed.now, [self._event("signin", reason, subject, attempt,
+                                                                    outcome=outcome.value)])
+            return SignInResult(outcome=outcome, reason=reason, user=user, methods=methods)
+        totp.check_code_input(code)
+        pending = _Pending(challenge_hash=None)
+        if station and passed.policy.remember_device:
+            self._prepare_station(pending, user, passed.now, passed.policy, attempt, station)
+        result = await self._verify(subject, Method.TOTP, code, attempt, passed.now, pending, started)
+        if not result.accepted:
+            return SignInResult(outcome=Outcome.REFUSED, reason=result.reason)
+        return SignInResult(outcome=Outcome.ALLOWED, reason=Reason.ACCEPTED, user=user,
+                            methods=frozenset({Method.TOTP}))
+
+    def _prepare_station(self, pending: _Pending, user: User, now: datetime, policy: Policy, attempt: Attempt,
+                         station: str) -> None:
+        """Remember ``station`` on success: a remembered device whose series is derived from
+        (user, client, station), so it is listed, expires and is revoked like the others."""
+        pending.remember = RememberedDevice(
+            series=remembered.station_series(user.id, attempt.client, station), user_id=user.id,
+            label=f"{attempt.protocol} {attempt.client or '-'}: {station}"[:100], created_at=now,
+            expires_at=now + timedelta(days=policy.remember_days), last_used_at=None)
+        # No token is ever handed out for a station: the stored hash matches nothing.
+        pending.remember_hash = remembered.token_hash(secrets.token_urlsafe(32))
 
     def _prepare_remember(self, pending: _Pending, user: User, now: datetime, policy: Policy, label: str) -> None:
         token, token_hash = remembered.new_series()
@@ -499,3 +611,22 @@ class TotpVerifier:
             return MethodOutcome(accepted=False, reason=Reason.REPLAY, wrong_response=code)
         reason = Reason.REPLAY if isinstance(found, totp.TotpReplay) else Reason.WRONG_CODE
         return MethodOutcome(accepted=False, reason=reason, wrong_response=code)
+
+
+def split_appended(typed: str, digits: int | None) -> tuple[str, str]:
+    """``password + code`` → (password, code) with a code of ``digits`` ASCII digits.
+
+    Without a device length (``None``) or when the tail is not that many digits, the
+    whole string is the password and the code is empty (then a needed code is refused
+    as malformed)."""
+    if digits is None or len(typed) <= digits:
+        return typed, ""
+    head, tail = typed[:-digits], typed[-digits:]
+    if not (tail.isascii() and tail.isdigit()):
+        return typed, ""
+    return head, tail
+
+
+def _totp_digits(devices: Sequence[Device]) -> int | None:
+    device = next((d for d in devices if d.method is Method.TOTP and d.is_active and d.totp), None)
+    return device.totp.digits if device is not None and device.totp is not None else None

@@ -9,7 +9,7 @@ a verified :class:`~mfad.radius.codec.RadiusRequest` and its
 """
 
 from mfad.radius.attributes import Attr, AttributeValue
-from mfad.radius.cache import RequestKey, SharedReplyCache
+from mfad.radius.cache import Claim, ClaimingReplyCache, RequestKey, SharedReplyCache
 from mfad.radius.clients import ClientMode, ClientTable, RadiusClient, parse_network
 from mfad.radius.codec import PasswordIssue, RadiusCode, RadiusRequest
 from mfad.radius.errors import RadiusBindError, RadiusConfigError, RadiusEncodeError, RadiusError
@@ -21,6 +21,8 @@ __all__ = [
     "NO_REPLY",
     "Attr",
     "AttributeValue",
+    "Claim",
+    "ClaimingReplyCache",
     "ClientMode",
     "ClientTable",
     "CountingMetrics",

@@ -8,7 +8,9 @@ handler — so a lost Access-Accept is re-sent, never turned into a replay refus
 
 Two layers: :class:`ReplyCache` in this process (always), and an optional
 :class:`SharedReplyCache` (e.g. a table in the shared store) so that a retransmission
-that a load balancer or SO_REUSEPORT steers to another instance gets the same answer.
+that a load balancer or SO_REUSEPORT steers to another instance gets the same answer;
+a :class:`ClaimingReplyCache` also keeps that instance from deciding it while the first
+one is still at work.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import hashlib
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,32 @@ class SharedReplyCache(Protocol):
     async def load_reply(self, key: RequestKey) -> bytes | None: ...
 
     async def save_reply(self, key: RequestKey, reply: bytes, ttl: float) -> None: ...
+
+
+class Claim(Enum):
+    """What a :class:`ClaimingReplyCache` says about a request no reply exists for yet."""
+
+    OWNED = "owned"
+    """This instance holds the claim: decide, then ``save_reply`` (or ``release_reply``)."""
+    IN_FLIGHT = "in_flight"
+    """Another instance holds it and is deciding now."""
+
+
+@runtime_checkable
+class ClaimingReplyCache(SharedReplyCache, Protocol):
+    """A shared cache that also closes the in-flight race between instances.
+
+    ``claim_reply`` replaces ``load_reply`` for a new request: one atomic step that
+    returns the saved reply, or :attr:`Claim.IN_FLIGHT` when another instance holds an
+    unexpired claim (the server then waits up to ``shared_wait`` for its reply and
+    otherwise stays silent — the NAS retransmits), or :attr:`Claim.OWNED`. A claim
+    expires after ``hold`` seconds, so an instance that dies mid-request blocks nobody
+    for long; a request decided with no reply gives its claim back.
+    """
+
+    async def claim_reply(self, key: RequestKey, hold: float) -> bytes | Claim: ...
+
+    async def release_reply(self, key: RequestKey) -> None: ...
 
 
 class Pending(Enum):

@@ -134,6 +134,8 @@ class RadiusRequest:
     attributes: tuple[tuple[int, bytes], ...] = field(repr=False)
     has_message_authenticator: bool
     password: str | PasswordIssue = field(repr=False)
+    source_address: str = ""
+    """The address the datagram came from (the NAS, or a proxy), as the server saw it."""
 
     def get(self, attr: int) -> bytes | None:
         """The octets of the first attribute with this number, or None."""
@@ -182,7 +184,7 @@ def _text(value: bytes | None) -> str | None:
         return None
 
 
-def decode_request(data: bytes, secret: bytes) -> RadiusRequest | PacketFault:
+def decode_request(data: bytes, secret: bytes, source_address: str = "") -> RadiusRequest | PacketFault:
     """Parse and verify one datagram sent to the authentication port.
 
     Accepts Access-Request and Status-Server; every other code is
@@ -253,6 +255,7 @@ def decode_request(data: bytes, secret: bytes) -> RadiusRequest | PacketFault:
         attributes=tuple(attributes),
         has_message_authenticator=ma_at >= 0,
         password=password,
+        source_address=source_address,
     )
 
 

@@ -15,6 +15,9 @@ Guarantees:
 - A handler fault, a timeout or :data:`~mfad.radius.handler.NO_REPLY` sends nothing
   (the NAS fails over); nothing but a handler's Decision.accept produces an
   Access-Accept to an Access-Request.
+- With a shared cache, a request another instance already answered gets that reply;
+  with a claiming one, a request another instance is deciding gets its reply when it
+  comes within ``shared_wait``, or silence — never a second decision.
 - Access-Rejects leave after ``reject_delay`` through ``loop.call_later``: the
   waiting holds no task and no in-flight slot, and a retransmission during the wait
   does not get the reject early.
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Final, cast
 
 from mfad.radius.attributes import Attr
-from mfad.radius.cache import ReplyCache, RequestKey, SharedReplyCache
+from mfad.radius.cache import Claim, ClaimingReplyCache, ReplyCache, RequestKey, SharedReplyCache
 from mfad.radius.clients import ClientTable, RadiusClient
 from mfad.radius.codec import (
     HEADER_LENGTH,
@@ -85,6 +88,9 @@ class RadiusServerSettings:
     """Seconds a reply is re-sent for retransmissions (a NAS retries for ~3 x 3 s)."""
     max_cached_replies: int = 100_000
     shared_cache_timeout: float = 0.5
+    shared_wait: float = 1.0
+    """Seconds a retransmission waits for another instance that is deciding its request."""
+    shared_poll: float = 0.02
     receive_buffer: int = 4 * 1024 * 1024
     """SO_RCVBUF asked for (the kernel may cap it): absorbs bursts while the loop is busy."""
     drain_timeout: float = 5.0
@@ -102,6 +108,8 @@ class RadiusServerSettings:
                 ("duplicate_ttl", self.duplicate_ttl > 0),
                 ("max_cached_replies", self.max_cached_replies >= 1),
                 ("shared_cache_timeout", self.shared_cache_timeout > 0),
+                ("shared_wait", self.shared_wait >= 0),
+                ("shared_poll", self.shared_poll > 0),
                 ("drain_timeout", self.drain_timeout >= 0),
             )
             if not ok
@@ -350,7 +358,7 @@ class RadiusServer:
         task.add_done_callback(self._tasks.discard)
 
     def _admit(self, data: bytes, host: str, client: RadiusClient) -> RadiusRequest | None:
-        request = decode_request(data, client.secret)
+        request = decode_request(data, client.secret, host)
         if isinstance(request, PacketFault):
             if request is PacketFault.BAD_AUTHENTICATOR:
                 self._drop(DropReason.BAD_AUTHENTICATOR, host, client)
@@ -403,13 +411,29 @@ class RadiusServer:
         self, request: RadiusRequest, client: RadiusClient, key: RequestKey, received_at: float
     ) -> tuple[bytes, float] | None:
         """The reply and when to send it, or None for silence (already counted)."""
+        claimed = False
         if self._shared is not None:
-            shared = await self._load_shared(key)
-            if shared is not None:
+            shared = await self._claim_shared(key)
+            if shared is Claim.IN_FLIGHT:
+                shared = await self._wait_for_peer(key)
+                if shared is None:
+                    # Still being decided elsewhere: stay silent, the NAS retransmits.
+                    self._drop(DropReason.DUPLICATE, key.host, client)
+                    return None
+            if isinstance(shared, bytes):
                 self._drop(DropReason.DUPLICATE, key.host, client)
                 now = self._clock()
                 self._cache.complete(key, shared, now)
                 return shared, now
+            claimed = shared is Claim.OWNED
+        answer = await self._answer_here(request, client, key, received_at)
+        if answer is None and claimed:
+            await self._release_shared(key)
+        return answer
+
+    async def _answer_here(
+        self, request: RadiusRequest, client: RadiusClient, key: RequestKey, received_at: float
+    ) -> tuple[bytes, float] | None:
         try:
             async with asyncio.timeout(self.settings.handler_timeout):
                 decision = await self._handler(request, client)
@@ -444,14 +468,45 @@ class RadiusServer:
         self.metrics.request_latency(now - received_at)
         return packet, send_at
 
-    async def _load_shared(self, key: RequestKey) -> bytes | None:
-        assert self._shared is not None
+    async def _claim_shared(self, key: RequestKey) -> bytes | Claim | None:
+        """The saved reply, a claim, or None (no shared answer: decide here)."""
+        shared = self._shared
+        assert shared is not None
         try:
             async with asyncio.timeout(self.settings.shared_cache_timeout):
-                return await self._shared.load_reply(key)
+                if isinstance(shared, ClaimingReplyCache):
+                    # Held past the handler's deadline, so a slow decision keeps its claim.
+                    hold = self.settings.handler_timeout + 2 * self.settings.shared_cache_timeout
+                    return await shared.claim_reply(key, hold)
+                return await shared.load_reply(key)
         except Exception as exc:  # a cache fault must not decide the request
             log.warning("shared RADIUS reply cache lookup failed: %s", type(exc).__name__)
             return None
+
+    async def _wait_for_peer(self, key: RequestKey) -> bytes | None:
+        assert self._shared is not None
+        deadline = self._clock() + self.settings.shared_wait
+        while self._clock() < deadline and not self._closing:
+            await asyncio.sleep(self.settings.shared_poll)
+            try:
+                async with asyncio.timeout(self.settings.shared_cache_timeout):
+                    reply = await self._shared.load_reply(key)
+            except Exception as exc:
+                log.warning("shared RADIUS reply cache lookup failed: %s", type(exc).__name__)
+                return None
+            if reply is not None:
+                return reply
+        return None
+
+    async def _release_shared(self, key: RequestKey) -> None:
+        shared = self._shared
+        if not isinstance(shared, ClaimingReplyCache):
+            return
+        try:
+            async with asyncio.timeout(self.settings.shared_cache_timeout):
+                await shared.release_reply(key)
+        except Exception as exc:  # the claim then expires by itself
+            log.warning("shared RADIUS claim release failed: %s", type(exc).__name__)
 
     async def _save_shared(self, key: RequestKey, packet: bytes) -> None:
         assert self._shared is not None

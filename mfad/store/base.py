@@ -43,6 +43,7 @@ from mfad.core.model import (
     UserId,
 )
 from mfad.core.ports import AuditFilter, LimitChange, RotateResult, StoreMetrics, Subject
+from mfad.store.radius import RadiusSql
 from mfad.store.sessions import SessionSql
 
 
@@ -119,7 +120,7 @@ def challenge_from(row: Row) -> Challenge:
                      consumed=bool(row["consumed"]))
 
 
-class SqlStore(SessionSql, abc.ABC):
+class SqlStore(SessionSql, RadiusSql, abc.ABC):
     """The core's Store over an engine's ``transaction()`` and ``read()`` primitives."""
 
     engine: str
@@ -460,8 +461,25 @@ class SqlStore(SessionSql, abc.ABC):
     async def _insert_remembered(tx: Tx, r: RememberedDevice, token_hash: str) -> None:
         await tx.execute(
             "INSERT INTO remembered (series, user_id, token_hash, counter, label, created_at, expires_at, "
-            "last_used_at) VALUES ($1, $2, $3, 1, $4, $5, $6, NULL)", r.series, r.user_id, token_hash, r.label,
-            r.created_at.timestamp(), r.expires_at.timestamp())
+            "last_used_at) VALUES ($1, $2, $3, 1, $4, $5, $6, NULL) "
+            # A station's series is derived (remembered.station_series): remembering it
+            # again after it expired renews the row. Random token series never collide.
+            "ON CONFLICT (series) DO UPDATE SET token_hash = excluded.token_hash, counter = 1, "
+            "label = excluded.label, created_at = excluded.created_at, expires_at = excluded.expires_at, "
+            "last_used_at = NULL WHERE remembered.user_id = excluded.user_id",
+            r.series, r.user_id, token_hash, r.label, r.created_at.timestamp(), r.expires_at.timestamp())
+
+    async def update_remembered_station(self, user_id: UserId, series: str, now: datetime,
+                                        audit: Sequence[AuditEvent]) -> bool:
+        """Mark a remembered station as used, with ``audit``; False (nothing written) when
+        the user has no such unexpired station."""
+        async with self._timed("update_remembered_station", write=True) as tx:
+            row = await tx.fetchrow("UPDATE remembered SET last_used_at = $3 WHERE series = $1 AND user_id = $2 "
+                                    "AND expires_at > $3 RETURNING series", series, user_id, now.timestamp())
+            if row is None:
+                return False
+            await self._audit(tx, now, audit)
+        return True
 
     async def rotate_remembered(self, user_id: UserId, series: str, counter: int, token_hash: str,
                                 new_hash: str, now: datetime, theft_audit: Callable[[UserId], Sequence[AuditEvent]]) -> RotateResult:

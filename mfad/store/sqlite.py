@@ -55,7 +55,8 @@ class _SqliteTx:
 
 class SqliteStore(SqlStore):
     engine = "sqlite"
-    dialect = {"lock": ""}  # BEGIN IMMEDIATE already holds the whole database
+    # BEGIN IMMEDIATE already holds the whole database; synchronous is per connection.
+    dialect = {"lock": "", "relaxed_commit": ""}
 
     def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection,
                  metrics: StoreMetrics | None) -> None:

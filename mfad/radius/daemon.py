@@ -1,0 +1,165 @@
+"""The RADIUS service of the daemon: settings and clients from the config, the sign-in
+adapter on the core, Prometheus metrics, and the reply cache shared through the store.
+
+Guarantees: the listener binds every configured address or the daemon does not start;
+each client's secret, mode and Message-Authenticator policy come from its own config
+entry (server-wide defaults otherwise), and clients that do not require
+Message-Authenticator are logged as a warning at start. With more than one instance
+on a store (``radius.workers > 1``, or PostgreSQL, or ``radius.shared_replies = true``)
+requests are claimed and replies shared through the store, so a retransmission that
+reaches another instance is neither decided twice nor answered differently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Final
+
+from prometheus_client import CollectorRegistry
+
+from mfad.config import Config, RadiusSettings
+from mfad.core.errors import ConfigError, Unavailable
+from mfad.core.service import Mfa
+from mfad.radius.cache import Claim, RequestKey
+from mfad.radius.clients import ClientMode, ClientTable, RadiusClient, parse_network
+from mfad.radius.errors import RadiusConfigError
+from mfad.radius.metrics import PrometheusRadiusMetrics, RadiusMetrics
+from mfad.radius.server import RadiusServer, RadiusServerSettings, parse_listen_address
+from mfad.radius.signin import SignInHandler
+from mfad.store.radius import RadiusSql
+
+log = logging.getLogger("mfad.radius")
+
+PURGE_SECONDS: Final = 30.0
+"""How often expired shared claims and replies are deleted (they live ~10 s)."""
+
+
+def server_settings(radius: RadiusSettings, *, reuse_port: bool) -> RadiusServerSettings:
+    rate = radius.client_rate_per_second
+    return RadiusServerSettings(
+        listen=tuple(parse_listen_address(address) for address in radius.listen),
+        reuse_port=reuse_port,
+        max_in_flight=radius.max_in_flight,
+        client_rate=rate,
+        # Two seconds of the rate: a NAS reconnecting its users after a restart is a burst.
+        client_burst=max(1, int(2 * rate)),
+        reject_delay=radius.reject_delay_seconds,
+    )
+
+
+def client_table(radius: RadiusSettings) -> ClientTable:
+    """The configured NAS clients (``secret_file`` was resolved when the config loaded)."""
+    clients = []
+    problems = []
+    for i, entry in enumerate(radius.clients):
+        try:
+            if entry.secret is None:
+                raise RadiusConfigError("no secret")
+            clients.append(RadiusClient(
+                name=entry.name,
+                network=parse_network(entry.address),
+                secret=entry.secret.encode("utf-8"),
+                mode=ClientMode(entry.mode or radius.mode),
+                require_message_authenticator=(radius.require_message_authenticator
+                                               if entry.require_message_authenticator is None
+                                               else entry.require_message_authenticator),
+                trust_calling_station_id=entry.trust_calling_station_id,
+                limit_proxy_state=entry.limit_proxy_state,
+            ))
+        except RadiusConfigError as exc:
+            problems.append(f"radius.clients[{i}]: {exc}")
+    try:
+        table = ClientTable(clients)
+    except RadiusConfigError as exc:
+        problems.append(f"radius.clients: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    return table
+
+
+def shares_replies(radius: RadiusSettings, engine: str) -> bool:
+    """Whether other instances may share this store: then claims and replies go through it."""
+    if radius.shared_replies is not None:
+        return radius.shared_replies
+    return radius.workers > 1 or engine != "sqlite"
+
+
+class StoreReplyCache:
+    """:class:`~mfad.radius.cache.ClaimingReplyCache` on the store's ``radius_requests`` table."""
+
+    def __init__(self, store: RadiusSql, *, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock  # wall-clock seconds: instances on several hosts compare them
+
+    async def claim_reply(self, key: RequestKey, hold: float) -> bytes | Claim:
+        claim = await self._store.claim_radius_request(key.digest(), self._clock(), hold)
+        if claim.owned:
+            return Claim.OWNED
+        return claim.reply if claim.reply is not None else Claim.IN_FLIGHT
+
+    async def load_reply(self, key: RequestKey) -> bytes | None:
+        return await self._store.load_radius_reply(key.digest(), self._clock())
+
+    async def save_reply(self, key: RequestKey, reply: bytes, ttl: float) -> None:
+        await self._store.save_radius_reply(key.digest(), reply, self._clock(), ttl)
+
+    async def release_reply(self, key: RequestKey) -> None:
+        await self._store.delete_radius_claim(key.digest())
+
+    async def purge(self) -> int:
+        return await self._store.delete_expired_radius_requests(self._clock())
+
+
+class RadiusService:
+    """The listener plus, with a shared cache, a janitor for its expired rows."""
+
+    def __init__(self, server: RadiusServer, cache: StoreReplyCache | None) -> None:
+        self.server = server
+        self._cache = cache
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        await self.server.start()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.server.run())
+            if self._cache is not None:
+                group.create_task(self._purge())
+
+    async def _purge(self) -> None:
+        assert self._cache is not None
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), PURGE_SECONDS)
+            if self._stop.is_set():
+                return
+            try:
+                async with asyncio.timeout(PURGE_SECONDS):
+                    await self._cache.purge()
+            except (Unavailable, TimeoutError) as exc:
+                log.debug("shared RADIUS replies not purged: %s", exc)
+
+    async def aclose(self) -> None:
+        self._stop.set()
+        await self.server.aclose()
+
+
+def radius_service(mfa: Mfa, config: Config, registry: CollectorRegistry | None, *,
+                   reuse_port: bool = False, metrics: RadiusMetrics | None = None) -> RadiusService:
+    """The RADIUS front end on ``mfa``'s core, as a service with ``run()``/``aclose()``."""
+    radius = config.radius
+    if metrics is None and registry is not None:
+        metrics = PrometheusRadiusMetrics(registry)
+    cache = None
+    if shares_replies(radius, mfa.store.engine):
+        if not isinstance(mfa.store, RadiusSql):
+            raise ConfigError(["radius.shared_replies: this store cannot share RADIUS replies"])
+        cache = StoreReplyCache(mfa.store)
+    handler = SignInHandler(mfa.signin, challenge_ttl=radius.challenge_ttl_seconds,
+                            challenge_tries=radius.challenge_tries)
+    server = RadiusServer(server_settings(radius, reuse_port=reuse_port), client_table(radius), handler,
+                          metrics=metrics, shared_cache=cache)
+    return RadiusService(server, cache)

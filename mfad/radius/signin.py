@@ -1,0 +1,211 @@
+"""The RADIUS sign-in adapter: one Access-Request in, the core's decision out as a reply.
+
+RADIUS is only a translation here. Per client mode:
+
+- ``challenge``: User-Password is the password → ``SignInService.begin``; a second
+  factor owed becomes an Access-Challenge whose State carries the core's challenge id
+  and whose Reply-Message is the prompt; the next Access-Request brings the State back
+  with the code → ``SignInService.complete`` (another Access-Challenge while tries
+  remain after a wrong code). Typing ``email`` asks the core to start the email method
+  (``SignInService.start_challenge``): refused with a clear prompt until that method
+  is registered with the core.
+- ``append``: User-Password is the password followed by the code →
+  ``SignInService.sign_in_appended`` (the core splits them by the device's digits).
+- ``otp_only``: the NAS checked the password; User-Password is the code →
+  ``SignInService.sign_in_with_code`` without a password.
+
+Guarantees:
+
+- Only a core result that says *allowed* becomes an Access-Accept. The store
+  unavailable (:class:`~mfad.core.errors.Unavailable`) becomes no reply at all, so the
+  NAS fails over; input that can never be valid (:class:`~mfad.core.errors.InvalidInput`)
+  becomes an Access-Reject; any other fault propagates and the server stays silent.
+- Reply-Messages never tell whether a user exists: every refusal reads the same, and
+  the messages that say what to do (enrol first, a passkey cannot be typed here) are
+  only sent after mfad itself checked the password. An ``otp_only`` client, whose NAS
+  vouches for the password, gets one text for every refusal that covers both cases.
+- The source the core rate-limits by is the Calling-Station-Id when the NAS sends
+  one, else the NAS's address. A station is remembered or honoured only for clients
+  with ``trust_calling_station_id``.
+- State values are ``mfad1`` + the method being answered + the core's challenge id:
+  128 random bits, single use, expiring and bounded in tries by the core, valid on
+  every instance sharing the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from mfad.core.errors import InvalidInput, NotFound, PreconditionFailed, RateLimited, Unavailable
+from mfad.core.model import Method
+from mfad.core.signin import Attempt, Outcome, Reason, SignInResult, SignInService
+from mfad.radius.clients import ClientMode, RadiusClient
+from mfad.radius.codec import PasswordIssue, RadiusRequest
+from mfad.radius.handler import NO_REPLY, Decision, NoReply
+
+log = logging.getLogger("mfad.radius")
+
+PROTOCOL: Final = "radius"
+
+# Every Reply-Message fits one attribute (pam_radius_auth shows only the first), and a
+# prompt ends in ": " so the answer is typed on the same line.
+DENIED: Final = "Access denied."
+OTP_ONLY_DENIED: Final = (
+    "Access denied. Enter the current code from your authenticator app. "
+    "No app yet, or only a passkey? Add an authenticator app in the self-service portal first."
+)
+ENROL_FIRST: Final = (
+    "Access denied: two-step verification is required and you have no authenticator app yet. "
+    "Set one up in the self-service portal, then sign in again."
+)
+PASSKEY_ONLY: Final = (
+    "Access denied: your account signs in with a passkey, which cannot be typed here. "
+    "Add an authenticator app in the self-service portal to sign in here."
+)
+NEEDS_APP: Final = (
+    "Access denied: signing in here needs the code from an authenticator app. "
+    "Add one in the self-service portal to sign in here."
+)
+ENTER_CODE: Final = "Enter the code from your authenticator app: "
+ENTER_CODE_OR_EMAIL: Final = "Enter the code from your authenticator app, or type email to get a code by email: "
+ASK_EMAIL: Final = "Type email to get a sign-in code at your security email: "
+WRONG_CODE: Final = "Wrong code, try again. "
+EMAIL_SENT: Final = "A code was sent to {where}. Enter it: "
+EMAIL_UNAVAILABLE: Final = "Codes by email are not available for this sign-in. "
+EMAIL_TOO_SOON: Final = "A code was sent a moment ago; enter it or wait a minute: "
+EMAIL_WORD: Final = "email"
+
+STATE_PREFIX: Final = b"mfad1"
+_STATE_METHOD: Final = {Method.TOTP: b"t", Method.EMAIL: b"e"}
+_METHOD_OF_STATE: Final = {ord(v): k for k, v in _STATE_METHOD.items()}
+_MAX_CHALLENGE_ID: Final = 64
+_RETRY_REASONS: Final = frozenset({Reason.WRONG_CODE, Reason.REPLAY})
+
+
+def encode_state(method: Method, challenge_id: str) -> bytes:
+    return STATE_PREFIX + _STATE_METHOD[method] + challenge_id.encode("ascii")
+
+
+def decode_state(state: bytes) -> tuple[Method, str] | None:
+    """(method being answered, challenge id), or None for a State mfad did not make."""
+    body = state[len(STATE_PREFIX) + 1:]
+    if not state.startswith(STATE_PREFIX) or not 0 < len(body) <= _MAX_CHALLENGE_ID:
+        return None
+    method = _METHOD_OF_STATE.get(state[len(STATE_PREFIX)])
+    if method is None or not body.isascii():
+        return None
+    return method, body.decode("ascii")
+
+
+class SignInHandler:
+    """The :class:`~mfad.radius.handler.RadiusHandler` that asks the core."""
+
+    def __init__(self, signin: SignInService, *, challenge_ttl: int, challenge_tries: int) -> None:
+        self._signin = signin
+        self._ttl = challenge_ttl
+        self._tries = challenge_tries
+
+    async def __call__(self, request: RadiusRequest, client: RadiusClient) -> Decision | NoReply:
+        try:
+            return await self._decide(request, client)
+        except Unavailable as exc:
+            log.warning("store unavailable, RADIUS request from client %s left unanswered: %s", client.name, exc)
+            return NO_REPLY
+        except InvalidInput as exc:
+            log.debug("RADIUS request from client %s refused: %s", client.name, exc.field)
+            return self._denied(client)
+
+    async def _decide(self, request: RadiusRequest, client: RadiusClient) -> Decision:
+        username = request.user_name
+        typed = request.password
+        if username is None or isinstance(typed, PasswordIssue):
+            return self._denied(client)
+        station = request.calling_station_id
+        attempt = Attempt(protocol=PROTOCOL, source=station or request.source_address or None, client=client.name)
+        trusted = station if client.trust_calling_station_id else None
+        state = request.state
+        if state is not None:
+            return await self._answer_challenge(state, username, typed, attempt, trusted)
+        if client.mode is ClientMode.CHALLENGE:
+            result = await self._signin.begin(username, typed, attempt, station=trusted,
+                                              challenge_ttl=self._ttl, challenge_tries=self._tries)
+        elif client.mode is ClientMode.APPEND:
+            result = await self._signin.sign_in_appended(username, typed, attempt, station=trusted)
+        else:
+            result = await self._signin.sign_in_with_code(username, None, typed, attempt, station=trusted)
+        return self._translate(result, client)
+
+    def _translate(self, result: SignInResult, client: RadiusClient) -> Decision:
+        """The one table from a sign-in result to a reply."""
+        if result.outcome is Outcome.ALLOWED:
+            return Decision.accept()
+        if result.outcome is Outcome.REFUSED:
+            return self._denied(client)
+        if client.mode is ClientMode.OTP_ONLY:
+            return Decision.reject(OTP_ONLY_DENIED)
+        if result.outcome is Outcome.ENROLMENT_REQUIRED:
+            return Decision.reject(ENROL_FIRST)
+        prompt = _prompt(result.methods)
+        if prompt is None or result.challenge_id is None:
+            only_passkeys = result.methods and result.methods <= {Method.PASSKEY, Method.U2F}
+            return Decision.reject(PASSKEY_ONLY if only_passkeys else NEEDS_APP)
+        method = Method.TOTP if Method.TOTP in result.methods else Method.EMAIL
+        return self._challenge(prompt, method, result.challenge_id)
+
+    async def _answer_challenge(self, state: bytes, username: str, typed: str, attempt: Attempt,
+                                station: str | None) -> Decision:
+        decoded = decode_state(state)
+        if decoded is None:
+            return Decision.reject(DENIED)
+        method, challenge_id = decoded
+        if typed.strip().lower() == EMAIL_WORD:
+            return await self._start_email(challenge_id, attempt)
+        result = await self._signin.complete(challenge_id, method, typed, attempt, station=station)
+        if result.accepted:
+            if result.user is None or result.user.username != username:
+                # The State is a bearer token: never accept it for another User-Name.
+                log.warning("RADIUS challenge answered with another User-Name (client %s)", attempt.client)
+                return Decision.reject(DENIED)
+            return Decision.accept()
+        if result.tries_left > 0 and result.reason in _RETRY_REASONS:
+            return self._challenge(WRONG_CODE + _again(method), method, challenge_id)
+        return Decision.reject(DENIED)
+
+    async def _start_email(self, challenge_id: str, attempt: Attempt) -> Decision:
+        try:
+            where = await self._signin.start_challenge(challenge_id, Method.EMAIL, attempt)
+        except NotFound:
+            return Decision.reject(DENIED)
+        except PreconditionFailed:
+            # Not offered (or not available yet): the State stays valid for the app's code.
+            return self._challenge(EMAIL_UNAVAILABLE + ENTER_CODE, Method.TOTP, challenge_id)
+        except RateLimited:
+            return self._challenge(EMAIL_TOO_SOON, Method.EMAIL, challenge_id)
+        return self._challenge(EMAIL_SENT.format(where=where or "your security email"), Method.EMAIL,
+                               challenge_id)
+
+    def _challenge(self, prompt: str, method: Method, challenge_id: str) -> Decision:
+        # Session-Timeout in an Access-Challenge: how long the NAS should wait for the
+        # answer (RFC 2865 §5.27); Prompt: the code may be echoed as it is typed.
+        return Decision.challenge(prompt, encode_state(method, challenge_id),
+                                  attributes=(("Session-Timeout", self._ttl), ("Prompt", 1)))
+
+    @staticmethod
+    def _denied(client: RadiusClient) -> Decision:
+        return Decision.reject(OTP_ONLY_DENIED if client.mode is ClientMode.OTP_ONLY else DENIED)
+
+
+def _prompt(methods: frozenset[Method]) -> str | None:
+    if Method.TOTP in methods:
+        return ENTER_CODE_OR_EMAIL if Method.EMAIL in methods else ENTER_CODE
+    if Method.EMAIL in methods:
+        return ASK_EMAIL
+    return None
+
+
+def _again(method: Method) -> str:
+    return ENTER_CODE if method is Method.TOTP else "Enter the code from the email: "
+
+
+__all__ = ["SignInHandler", "decode_state", "encode_state"]

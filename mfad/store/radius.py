@@ -1,0 +1,86 @@
+"""The store's part for the RADIUS front end: requests claimed and replies shared between
+instances (``mfad.radius.cache.SharedReplyCache`` is built on it), mixed into SqlStore.
+
+Guarantees: at most one instance holds an unexpired claim on a request key (one atomic
+``INSERT … ON CONFLICT DO UPDATE … WHERE expired``), so a retransmission that reaches
+another instance while the first is still deciding is not decided again; a saved reply
+is returned byte for byte until it expires. These rows guard no security state (the
+replay guard does): PostgreSQL commits them without waiting for the WAL flush, and a
+crash that loses one only means a retransmission is decided afresh.
+
+Keys are opaque bytes (a digest); times are UNIX seconds from the caller.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class RequestClaim:
+    """The answer to a claim: ``owned`` (decide it, then save or release), else the
+    ``reply`` another instance saved, or neither (another instance is deciding)."""
+
+    owned: bool
+    reply: bytes | None = None
+
+
+class RadiusSql:
+    """Needs the host class's ``_timed`` (a timed transaction or read) and ``sql``."""
+
+    def _timed(self, op: str, *, write: bool) -> AbstractAsyncContextManager[Any]:
+        raise NotImplementedError  # provided by SqlStore
+
+    def sql(self, name: str, default: str) -> str:
+        raise NotImplementedError  # provided by SqlStore
+
+    async def _relax_commit(self, tx: Any) -> None:
+        statement = self.sql("relaxed_commit", "SET LOCAL synchronous_commit TO OFF")
+        if statement:
+            await tx.execute(statement)
+
+    async def claim_radius_request(self, key: bytes, now: float, hold: float) -> RequestClaim:
+        """Claim ``key`` for ``hold`` seconds unless an unexpired claim or reply exists."""
+        async with self._timed("claim_radius_request", write=True) as tx:
+            await self._relax_commit(tx)
+            row = await tx.fetchrow(
+                "INSERT INTO radius_requests (request_key, reply, expires_at) VALUES ($1, NULL, $2) "
+                "ON CONFLICT (request_key) DO UPDATE SET reply = NULL, expires_at = excluded.expires_at "
+                "WHERE radius_requests.expires_at <= $3 RETURNING request_key", key, now + hold, now)
+            if row is not None:
+                return RequestClaim(owned=True)
+            found = await tx.fetchrow("SELECT reply FROM radius_requests WHERE request_key = $1", key)
+        return RequestClaim(owned=False, reply=None if found is None else _octets(found["reply"]))
+
+    async def load_radius_reply(self, key: bytes, now: float) -> bytes | None:
+        async with self._timed("load_radius_reply", write=False) as tx:
+            row = await tx.fetchrow("SELECT reply FROM radius_requests WHERE request_key = $1 AND expires_at > $2",
+                                    key, now)
+        return None if row is None else _octets(row["reply"])
+
+    async def save_radius_reply(self, key: bytes, reply: bytes, now: float, ttl: float) -> None:
+        """Store the reply (over this instance's claim, or afresh) for ``ttl`` seconds."""
+        async with self._timed("save_radius_reply", write=True) as tx:
+            await self._relax_commit(tx)
+            await tx.execute(
+                "INSERT INTO radius_requests (request_key, reply, expires_at) VALUES ($1, $2, $3) "
+                "ON CONFLICT (request_key) DO UPDATE SET reply = excluded.reply, expires_at = excluded.expires_at",
+                key, reply, now + ttl)
+
+    async def delete_radius_claim(self, key: bytes) -> None:
+        """Give up a claim that got no reply, so a retransmission is decided afresh."""
+        async with self._timed("delete_radius_claim", write=True) as tx:
+            await self._relax_commit(tx)
+            await tx.execute("DELETE FROM radius_requests WHERE request_key = $1 AND reply IS NULL", key)
+
+    async def delete_expired_radius_requests(self, now: float) -> int:
+        async with self._timed("delete_expired_radius_requests", write=True) as tx:
+            await self._relax_commit(tx)
+            rows = await tx.fetch("DELETE FROM radius_requests WHERE expires_at <= $1 RETURNING request_key", now)
+        return len(rows)
+
+
+def _octets(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)

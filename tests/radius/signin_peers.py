@@ -1,0 +1,55 @@
+"""The RADIUS daemon service on the real core and store, for the sign-in tests.
+
+``start_daemon`` runs :func:`mfad.radius.daemon.radius_service` in the test's event
+loop on 127.0.0.1 port 0, over the ``mfa`` fixture's core (so on both store engines),
+with the NAS clients and settings a test asks for. Requests come from real peers
+(radclient, pamtester, FreeRADIUS) or from pyrad-built packets on a raw UDP socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from radius_peers import SECRET
+
+from mfad.config import Config, RadiusClientSettings, RadiusSettings
+from mfad.core.service import Mfa
+from mfad.radius import CountingMetrics, RadiusServer
+from mfad.radius.daemon import RadiusService, radius_service
+
+StartDaemon = Callable[..., Awaitable[RadiusServer]]
+
+
+def nas(name: str = "lo", *, address: str = "127.0.0.1", **options: Any) -> RadiusClientSettings:
+    return RadiusClientSettings(name=name, address=address, secret=SECRET.decode(), **options)
+
+
+@pytest.fixture
+async def start_daemon(mfa: Mfa, config: Config) -> AsyncIterator[StartDaemon]:
+    """``await start_daemon(mode="otp_only", clients=[...], on=mfa, **radius_settings)``."""
+    running: list[tuple[RadiusService, asyncio.Task[None]]] = []
+
+    async def start(*, mode: str = "challenge", clients: list[RadiusClientSettings] | None = None,
+                    on: Mfa | None = None, **settings: Any) -> RadiusServer:
+        values: dict[str, Any] = {"listen": ["127.0.0.1:0"], "reject_delay_seconds": 0.0,
+                                  "client_rate_per_second": 10000.0} | settings
+        radius = RadiusSettings(mode=mode, clients=clients if clients is not None else [nas()],  # type: ignore[arg-type]
+                                **values)
+        service = radius_service(on or mfa, dataclasses.replace(config, radius=radius), None,
+                                 metrics=CountingMetrics())
+        await service.server.start()
+        running.append((service, asyncio.create_task(service.run())))
+        return service.server
+
+    yield start
+    for service, task in running:
+        await service.aclose()
+        await asyncio.wait_for(task, 10)
+
+
+def address(server: RadiusServer) -> tuple[str, int]:
+    return server.addresses[0]
