@@ -25,6 +25,8 @@ from mfad.core.errors import SchemaError, Unavailable
 from mfad.core.keyring import Keyring
 from mfad.core.ports import Store
 from mfad.core.service import Mfa
+from mfad.mail.metrics import EmailPrometheusMetrics
+from mfad.mail.service import outbox_service
 from mfad.observability import systemd
 from mfad.observability.http import HealthState, MetricsHttpServer
 from mfad.observability.metrics import CorePrometheusMetrics, DaemonGauges, StorePrometheusMetrics
@@ -69,7 +71,8 @@ async def open_core(config: Config, registry: CollectorRegistry | None = None, *
             await prepare_schema(store, auto_migrate=config.storage.auto_migrate)
         keyring = Keyring.open(Path(config.secrets.key_file))
         core_metrics = CorePrometheusMetrics(registry) if registry is not None else None
-        mfa = Mfa(config=config, store=store, keyring=keyring, metrics=core_metrics)
+        email_metrics = EmailPrometheusMetrics(registry) if registry is not None else None
+        mfa = Mfa(config=config, store=store, keyring=keyring, metrics=core_metrics, email_metrics=email_metrics)
         try:
             await mfa.start()
             yield mfa
@@ -163,8 +166,8 @@ async def serve(config: Config, *, reuse_port: bool = False) -> int:
         http.start()
         stack.callback(http.close)
         housekeeping = Housekeeping(mfa, health, gauges)
-        services: list[Service] = [housekeeping, *transport_services(mfa, config, registry, health,
-                                                                     reuse_port=reuse_port)]
+        services: list[Service] = [housekeeping, outbox_service(mfa, config.smtp),
+                                   *transport_services(mfa, config, registry, health, reuse_port=reuse_port)]
         log.info("mfad serving (store %s, event loop %s, metrics http://%s:%d/metrics)", mfa.store.engine,
                  loop_name, host, http.port)
         async with asyncio.TaskGroup() as group:

@@ -84,6 +84,20 @@ def _storage_url(value: Any) -> str | None:
     return "must start with sqlite:/// or postgresql://"
 
 
+def _mail_address(value: Any) -> str | None:
+    from mfad.core.addresses import AddressError, normalize_address
+
+    try:
+        normalize_address(value)
+    except AddressError as exc:
+        return exc.reason
+    return None
+
+
+def _short_text(value: Any) -> str | None:
+    return None if 0 < len(value) <= 64 and value.isprintable() else "must be 1 to 64 printable characters"
+
+
 def _network(value: Any) -> str | None:
     try:
         ipaddress.ip_network(value, strict=False)
@@ -164,13 +178,33 @@ class MetricsSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SmtpSettings:
+    """The mail server, the email codes it carries and the outbox that delivers them."""
+
     host: str = "127.0.0.1"
     port: int = field(default=25, metadata=_check(_between(1, 65535)))
     security: Literal["starttls", "tls", "none"] = "starttls"
+    #: PEM CA bundle for a private mail server certificate (default: the system's CAs).
+    ca_file: str | None = None
     username: str | None = None
+    password: str | None = field(default=None, repr=False)
     password_file: str | None = None
-    sender: str = "mfad@localhost"
+    sender: str = field(default="mfad@localhost.localdomain", metadata=_check(_mail_address))
+    #: Shown in the messages ("<site_name> verification code").
+    site_name: str = field(default="mfad", metadata=_check(_short_text))
     timeout_seconds: float = field(default=10.0, metadata=_check(_positive))
+    # Email codes (DESIGN.md §4): 6 digits, 5 minutes, 3 tries, 60 s apart, 10 an hour.
+    code_digits: int = field(default=6, metadata=_check(_between(6, 8)))
+    code_ttl_seconds: int = field(default=300, metadata=_check(_between(60, 600)))
+    code_tries: int = field(default=3, metadata=_check(_between(1, 5)))
+    resend_seconds: int = field(default=60, metadata=_check(_between(10, 3600)))
+    hourly_limit: int = field(default=10, metadata=_check(_between(1, 60)))
+    # The outbox sender: exponential back-off on temporary failures.
+    retry_initial_seconds: float = field(default=5.0, metadata=_check(_positive))
+    retry_max_seconds: float = field(default=300.0, metadata=_check(_positive))
+    #: How long a claimed message is reserved for the instance sending it.
+    lease_seconds: float = field(default=60.0, metadata=_check(_positive))
+    #: How often other instances' queued messages are looked for.
+    poll_seconds: float = field(default=2.0, metadata=_check(_positive))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -395,6 +429,7 @@ def _validate(loader: _Loader, config: Config) -> Config:
             loader.fail(f"{path}.name", f"duplicate client name {client.name!r}")
         names.add(client.name)
         clients.append(dataclasses.replace(client, secret=secret, secret_file=None))
+    smtp = _validate_smtp(loader, config.smtp)
     if bool(config.grpc.tls_cert) != bool(config.grpc.tls_key):
         loader.fail("grpc.tls_key" if config.grpc.tls_cert else "grpc.tls_cert",
                     "tls_cert and tls_key go together")
@@ -406,7 +441,42 @@ def _validate(loader: _Loader, config: Config) -> Config:
         loader.fail("policy.allowed_methods", "must allow at least one method")
     if not config.webauthn.origins:
         loader.fail("webauthn.origins", "must list at least one origin")
-    return dataclasses.replace(config, radius=dataclasses.replace(config.radius, clients=clients))
+    return dataclasses.replace(config, radius=dataclasses.replace(config.radius, clients=clients), smtp=smtp)
+
+
+def _validate_smtp(loader: _Loader, smtp: SmtpSettings) -> SmtpSettings:
+    """Resolves ``password_file`` into ``password``; refuses a password sent in clear off the host."""
+    password = smtp.password
+    if smtp.password_file is not None:
+        if password is not None:
+            loader.fail("smtp.password_file", "give password or password_file, not both")
+        password = _read_secret_file(loader, "smtp.password_file", smtp.password_file)
+    if password is not None and smtp.username is None:
+        loader.fail("smtp.username", "is required when a password is set")
+    if smtp.username is not None and password is None and smtp.password_file is None:
+        loader.fail("smtp.password_file", "is required when smtp.username is set (or smtp.password)")
+    if smtp.username is not None and smtp.security == "none" and not _is_loopback(smtp.host):
+        loader.fail("smtp.security", "'none' would send the password in clear to a remote host: use starttls or tls")
+    if smtp.ca_file is not None:
+        ca = Path(smtp.ca_file) if Path(smtp.ca_file).is_absolute() else loader.base_dir / smtp.ca_file
+        if not ca.is_file():
+            loader.fail("smtp.ca_file", f"cannot read {ca}")
+        else:
+            smtp = dataclasses.replace(smtp, ca_file=str(ca))
+    if smtp.retry_max_seconds < smtp.retry_initial_seconds:
+        loader.fail("smtp.retry_max_seconds", "must not be less than smtp.retry_initial_seconds")
+    if smtp.lease_seconds <= smtp.timeout_seconds * 3:
+        loader.fail("smtp.lease_seconds", "must exceed three times smtp.timeout_seconds (connect, TLS, send)")
+    return dataclasses.replace(smtp, password=password, password_file=None)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:

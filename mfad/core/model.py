@@ -97,6 +97,8 @@ class Device:
     last_step: int = -1
     #: Remembered clock drift of the authenticator, in steps.
     drift: int = 0
+    #: Security email: the bound (or pending) address, ASCII, never the profile email.
+    email: str | None = None
 
     @property
     def security_level(self) -> int:

@@ -28,6 +28,7 @@ from mfad.core.model import (
     User,
     UserId,
 )
+from mfad.core.outbox import EmailStore
 from mfad.core.sessions import SessionStore
 
 
@@ -71,7 +72,7 @@ class StoreMetrics(Protocol):
     def store_operation(self, op: str, seconds: float, ok: bool) -> None: ...
 
 
-class Store(SessionStore, Protocol):
+class Store(SessionStore, EmailStore, Protocol):
     engine: str
 
     async def migrate(self) -> list[int]: ...

@@ -13,9 +13,11 @@ from mfad.core.admin import AdminService
 from mfad.core.callers import CallerService
 from mfad.core.clock import Clock, SystemClock
 from mfad.core.devices import DeviceService
+from mfad.core.email_codes import EmailCodeService, EmailVerifier
 from mfad.core.errors import NotFound
 from mfad.core.keyring import Keyring, aad_for
 from mfad.core.model import AuditEvent, AuditRecord, LimitState
+from mfad.core.outbox import EmailMetrics
 from mfad.core.passwords import PasswordHasher
 from mfad.core.policy import PolicyService
 from mfad.core.ports import AuditFilter, CoreMetrics, NullMetrics, Store
@@ -26,7 +28,8 @@ from mfad.core.users import UserService
 
 class Mfa:
     def __init__(self, *, config: Config, store: Store, keyring: Keyring, clock: Clock | None = None,
-                 metrics: CoreMetrics | None = None, passwords: PasswordHasher | None = None) -> None:
+                 metrics: CoreMetrics | None = None, passwords: PasswordHasher | None = None,
+                 email_metrics: EmailMetrics | None = None) -> None:
         self.store = store
         self.keyring = keyring
         self.clock = clock or SystemClock()
@@ -42,6 +45,10 @@ class Mfa:
         self.signin = SignInService(store=store, keyring=keyring, clock=self.clock, passwords=self.passwords,
                                     policy=self.policy, totp_settings=config.totp, limits=config.limits,
                                     metrics=self.metrics)
+        self.email = EmailCodeService(store=store, keyring=keyring, clock=self.clock, settings=config.smtp,
+                                      policy=self.policy, users=self.users, metrics=email_metrics,
+                                      core_metrics=self.metrics)
+        self.signin.register(EmailVerifier(self.email))
         self.selfservice = SelfService(store=store, clock=self.clock, policy=self.policy, signin=self.signin,
                                        devices=self.devices, session_ttl_seconds=config.grpc.session_ttl_seconds)
         self.admin = AdminService(store=store, clock=self.clock, users=self.users, devices=self.devices)

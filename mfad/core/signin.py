@@ -381,8 +381,14 @@ class SignInService:
             return VerifyResult(accepted=False, reason=result.reason, tries_left=max(0, challenge.tries_left - 1))
         return result
 
-    async def verify_code(self, username: str, code: str, attempt: Attempt) -> VerifyResult:
-        """A typed second factor without a challenge: the caller vouches for the first factor."""
+    async def verify_code(self, username: str, code: str, attempt: Attempt, *,
+                          method: Method | None = None) -> VerifyResult:
+        """A typed second factor without a challenge: the caller vouches for the first factor.
+
+        ``method`` None checks every typed method the user has: the TOTP device, then a
+        security-email code mailed for this kind of call (``EmailCodeService.send_verify_code``)
+        — never a code bound to a sign-in challenge or a binding. A wrong code counts as one
+        failure however many methods were tried."""
         check_username(username)
         totp.check_code_input(code)
         started = time.perf_counter()
@@ -390,9 +396,12 @@ class SignInService:
         now = self._clock.now()
         if subject.user is None:
             self._dummy_totp_work(code, now)
-            await self._fail(subject, attempt, now, Method.TOTP, Reason.UNKNOWN_USER, code, None)
-            return self._refused(Reason.UNKNOWN_USER, Method.TOTP, attempt, started)
-        return await self._verify(subject, Method.TOTP, code, attempt, now, _Pending(challenge_hash=None), started)
+            await self._fail(subject, attempt, now, method or Method.TOTP, Reason.UNKNOWN_USER, code, None)
+            return self._refused(Reason.UNKNOWN_USER, method or Method.TOTP, attempt, started)
+        methods: tuple[Method, ...] = (method,) if method is not None else tuple(
+            m for m in (Method.TOTP, Method.EMAIL) if any(d.method is m and d.is_active for d in subject.devices)
+        ) or (Method.TOTP,)
+        return await self._verify(subject, methods, code, attempt, now, _Pending(challenge_hash=None), started)
 
     async def sign_in_with_code(self, username: str, password: str | None, code: str, attempt: Attempt, *,
                                 station: str | None = None) -> SignInResult:
@@ -474,10 +483,14 @@ class SignInService:
         pending.remember_hash = token_hash
         pending.remember_token = str(token)
 
-    async def _verify(self, subject: Subject, method: Method, response: str, attempt: Attempt, now: datetime,
-                      pending: _Pending, started: float) -> VerifyResult:
+    async def _verify(self, subject: Subject, methods: Method | tuple[Method, ...], response: str, attempt: Attempt,
+                      now: datetime, pending: _Pending, started: float) -> VerifyResult:
+        """Verify ``response`` with the first of ``methods`` that accepts it; one failure otherwise."""
         user = subject.user
         assert user is not None
+        if isinstance(methods, Method):
+            methods = (methods,)
+        method = methods[0]
         block = self._rules.blocked(subject.limits, subject.bucket, now)
         if block is None and user.disabled:
             reason: Reason | None = Reason.DISABLED
@@ -490,19 +503,25 @@ class SignInService:
             if block is not None:
                 self._metrics.rate_limited(block.value)
             return self._refused(reason, method, attempt, started)
-        verifier = self._verifiers.get(method)
         policy = await self._policy.current()
-        if verifier is None or not policy.allows(method):
+        usable = [m for m in methods if m in self._verifiers and policy.allows(m)]
+        if not usable:
             await self._fail(subject, attempt, now, method, Reason.METHOD_NOT_OFFERED, None, pending.challenge_hash)
             return self._refused(Reason.METHOD_NOT_OFFERED, method, attempt, started)
-        pending.audit.append(self._event("verify", Reason.ACCEPTED, subject, attempt, method=method,
-                                         outcome="accepted"))
         ctx = VerifyContext(subject=subject, attempt=attempt, now=now, policy=policy, pending=pending)
-        found = await verifier.verify(ctx, response)
-        if found.accepted:
-            self._metrics.verification(attempt.protocol, method, "accepted", time.perf_counter() - started)
-            return VerifyResult(accepted=True, reason=Reason.ACCEPTED, user=user, method=method,
-                                remembered_token=pending.remember_token)
+        refusal: tuple[Method, MethodOutcome] | None = None
+        for method in usable:
+            pending.audit.append(self._event("verify", Reason.ACCEPTED, subject, attempt, method=method,
+                                             outcome="accepted"))
+            found = await self._verifiers[method].verify(ctx, response)
+            if found.accepted:
+                self._metrics.verification(attempt.protocol, method, "accepted", time.perf_counter() - started)
+                return VerifyResult(accepted=True, reason=Reason.ACCEPTED, user=user, method=method,
+                                    remembered_token=pending.remember_token)
+            pending.audit.pop()
+            refusal = refusal or (method, found)
+        assert refusal is not None
+        method, found = refusal
         await self._fail(subject, attempt, now, method, found.reason, found.wrong_response, pending.challenge_hash)
         return self._refused(found.reason, method, attempt, started)
 

@@ -43,6 +43,7 @@ from mfad.core.model import (
     UserId,
 )
 from mfad.core.ports import AuditFilter, LimitChange, RotateResult, StoreMetrics, Subject
+from mfad.store.email import EmailSql, email_of
 from mfad.store.radius import RadiusSql
 from mfad.store.sessions import SessionSql
 
@@ -71,7 +72,7 @@ def dt_req(value: float) -> datetime:
 
 USER_COLUMNS = "id, username, password_hash, disabled, created_at"
 DEVICE_COLUMNS = ("id, user_id, method, name, state, created_at, confirmed_at, last_used_at, expires_at, "
-                  "sealed_secret, digits, period, algorithm, last_step, drift")
+                  "sealed_secret, digits, period, algorithm, last_step, drift, data")
 CHALLENGE_COLUMNS = "id_hash, user_id, purpose, methods, created_at, expires_at, tries_left, source, protocol, consumed"
 LIMIT_COLUMNS = "failures, total_failures, lockouts, locked_until, hard_locked, last_wrong_hash"
 
@@ -93,7 +94,7 @@ def device_from(row: Row) -> Device:
                   state=DeviceState(row["state"]), created_at=dt_req(row["created_at"]),
                   confirmed_at=dt(row["confirmed_at"]), last_used_at=dt(row["last_used_at"]),
                   expires_at=dt(row["expires_at"]), sealed_secret=row["sealed_secret"], totp=totp,
-                  last_step=row["last_step"], drift=row["drift"])
+                  last_step=row["last_step"], drift=row["drift"], email=email_of(row))
 
 
 def limits_from(row: Row | None, source_row: Row | None = None) -> LimitState:
@@ -120,7 +121,7 @@ def challenge_from(row: Row) -> Challenge:
                      consumed=bool(row["consumed"]))
 
 
-class SqlStore(SessionSql, RadiusSql, abc.ABC):
+class SqlStore(SessionSql, RadiusSql, EmailSql, abc.ABC):
     """The core's Store over an engine's ``transaction()`` and ``read()`` primitives."""
 
     engine: str

@@ -1,0 +1,356 @@
+"""Security email: binding an address and one-time codes mailed to it.
+
+An email code is the lowest-assurance second factor (DESIGN.md §1: level 1):
+whoever reads the mailbox can sign in. The policy can disallow it.
+
+Guarantees:
+- an address is bound only from the self-service side (never with a
+  first-sign-in enrolment session), only when the policy allows ``email``,
+  only after the mailed code proves it, and a user holds at most one security
+  email (unbind first to change it). The profile email is never used: only the
+  bound, confirmed address receives codes;
+- a code is ``code_digits`` (6-8) digits from ``secrets``, stored only as an
+  HMAC under the secrets key tagged with its key id and bound to its row
+  (a stolen database cannot be brute-forced offline), lives ``code_ttl_seconds``
+  (≤ 10 min), is accepted once, only for the challenge, binding or one-call
+  verification that asked for it, after at most ``code_tries`` tries — each
+  try is spent atomically *before* the comparison, so parallel guesses cannot
+  exceed it — and the comparison is constant-time;
+- a user may be mailed a code only ``resend_seconds`` after the previous one and
+  at most ``hourly_limit`` an hour (``RateLimited`` otherwise); a new code kills
+  the previous one and cancels its unsent mail;
+- the code's mail is queued in the outbox in the same transaction (see
+  ``mfad.core.outbox``); issuing, using and refusing a code are audited there too.
+"""
+
+from __future__ import annotations
+
+import html
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import format_datetime
+
+from mfad.config import SmtpSettings
+from mfad.core import totp
+from mfad.core.addresses import mask_address, normalize_address
+from mfad.core.clock import Clock
+from mfad.core.devices import MAX_DEVICE_NAME, lockout_risk
+from mfad.core.errors import InvalidInput, NotFound, PermissionDenied, PreconditionFailed, RateLimited
+from mfad.core.keyring import Keyring
+from mfad.core.model import AuditEvent, Challenge, Device, DeviceId, DeviceState, Method, User
+from mfad.core.outbox import (
+    CodeCheck,
+    CodePurpose,
+    CodeRequest,
+    EmailMetrics,
+    IssueOutcome,
+    MailContent,
+    NullEmailMetrics,
+    PendingEmail,
+    seal_body,
+)
+from mfad.core.policy import PolicyService
+from mfad.core.ports import CoreMetrics, NullMetrics, Store
+from mfad.core.signin import Attempt, MethodOutcome, Reason, VerifyContext
+from mfad.core.users import UserService
+
+DEFAULT_DEVICE_NAME = "security email"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CodeSent:
+    """A code was queued for mailing."""
+
+    masked_address: str
+    expires_at: datetime
+    #: The earliest time another code may be requested.
+    resend_after: datetime
+    #: BINDING: the pending device to confirm.
+    device: Device | None = None
+    lockout_risk: bool = False
+
+
+def new_code(digits: int) -> str:
+    return str(secrets.randbelow(10**digits)).zfill(digits)
+
+
+def _mac_input(code_id: int, code: str) -> bytes:
+    return f"email-code:{code_id}:{code}".encode()
+
+
+def check_code(code: str, digits: int, field: str = "code") -> None:
+    totp.check_code_input(code, field)
+    if len(code) != digits:
+        raise InvalidInput(field, f"must be {digits} ASCII digits")
+
+
+class EmailCodeService:
+    def __init__(self, *, store: Store, keyring: Keyring, clock: Clock, settings: SmtpSettings,
+                 policy: PolicyService, users: UserService, metrics: EmailMetrics | None = None,
+                 core_metrics: CoreMetrics | None = None) -> None:
+        self._store = store
+        self._keyring = keyring
+        self._clock = clock
+        self.settings = settings
+        self._policy = policy
+        self._users = users
+        self.metrics: EmailMetrics = metrics or NullEmailMetrics()
+        self._core_metrics = core_metrics or NullMetrics()
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, wake: Callable[[], None]) -> None:
+        """Called after each queued message (the in-process sender wakes up)."""
+        self._listeners.append(wake)
+
+    # --- binding ------------------------------------------------------------------------
+    async def begin_binding(self, username: str, address: str, attempt: Attempt, *, enrolment: bool = False,
+                            actor: str | None = None, name: str = DEFAULT_DEVICE_NAME) -> CodeSent:
+        """Create (or refresh) the pending security email and mail it a code.
+
+        ``enrolment`` is True when the caller acts with a first-sign-in enrolment
+        session: refused, only passkeys and TOTP may be bound then."""
+        if enrolment:
+            raise PermissionDenied("a security email can be bound only after signing in, not during "
+                                   "first-sign-in enrolment")
+        if not name or len(name) > MAX_DEVICE_NAME or not name.isprintable():
+            raise InvalidInput("name", f"must be 1 to {MAX_DEVICE_NAME} printable characters")
+        clean = normalize_address(address)
+        if not (await self._policy.current()).allows(Method.EMAIL):
+            raise PermissionDenied("the MFA policy does not allow security emails")
+        user = await self._users.get(username)
+        now = self._clock.now()
+        expires = now + timedelta(seconds=self.settings.code_ttl_seconds)
+        sent = await self._issue(user, clean, CodePurpose.BINDING, "", attempt, now, expires, actor=actor,
+                                 pending=PendingEmail(address=clean, name=name, expires_at=expires))
+        devices = await self._store.load_devices(user.id)
+        device = next((d for d in devices if d.method is Method.EMAIL), None)
+        return CodeSent(masked_address=sent.masked_address, expires_at=sent.expires_at,
+                        resend_after=sent.resend_after, device=device, lockout_risk=lockout_risk(devices))
+
+    async def confirm_binding(self, username: str, device_id: DeviceId, code: str, attempt: Attempt, *,
+                              actor: str | None = None) -> Device:
+        """Prove a pending security email with the mailed code. Refusals raise
+        PreconditionFailed; the binding stays pending while its code has tries left."""
+        check_code(code, self.settings.code_digits)
+        user = await self._users.get(username)
+        device = await self._store.load_device(device_id)
+        now = self._clock.now()
+        if device is None or device.user_id != user.id or device.method is not Method.EMAIL:
+            raise NotFound("device not found")
+        if device.state is DeviceState.ACTIVE:
+            raise PreconditionFailed("the security email is already confirmed")
+        audit = [AuditEvent(event="device_bound", outcome="ok", user_id=user.id, username=user.username,
+                            method="email", protocol=attempt.protocol, source=attempt.source, actor=actor,
+                            detail=f"device={device.id} address={mask_address(device.email or '')}"),
+                 self._code_event(user, "used", CodePurpose.BINDING, attempt, actor=actor)]
+        check = await self._store.confirm_email_binding(
+            user.id, device.id, now, self._matches(code), audit,
+            self._refusal(user, CodePurpose.BINDING, attempt, actor))
+        if check is CodeCheck.ACCEPTED:
+            confirmed = await self._store.load_device(device.id)
+            assert confirmed is not None
+            return confirmed
+        if check is CodeCheck.WRONG:
+            raise PreconditionFailed("the code does not match")
+        raise PreconditionFailed("the code expired or was used up: request a new one")
+
+    # --- codes for sign-in ----------------------------------------------------------------
+    async def send_verify_code(self, username: str, attempt: Attempt) -> CodeSent:
+        """Mail a code for a one-call verification (``SignInService.verify_code``) whose caller
+        vouches for the first factor. PreconditionFailed — the same for an unknown user — when
+        no usable security email is bound."""
+        user = await self._store.load_user_by_name(username)
+        device = None
+        if user is not None and not user.disabled:
+            devices = await self._store.load_devices(user.id)
+            device = active_email(devices)
+        if user is None or device is None or not (await self._policy.current()).allows(Method.EMAIL):
+            raise PreconditionFailed("method: email is not available for this user")
+        now = self._clock.now()
+        return await self._issue(user, device.email or "", CodePurpose.VERIFY, "", attempt, now,
+                                 now + timedelta(seconds=self.settings.code_ttl_seconds))
+
+    async def send_challenge_code(self, user: User, device: Device, challenge: Challenge,
+                                  attempt: Attempt) -> CodeSent:
+        now = self._clock.now()
+        expires = min(now + timedelta(seconds=self.settings.code_ttl_seconds), challenge.expires_at)
+        return await self._issue(user, device.email or "", CodePurpose.SIGNIN, challenge.id_hash, attempt, now,
+                                 expires)
+
+    async def accept(self, ctx: VerifyContext, code: str) -> CodeCheck:
+        """Check ``code`` for the context's challenge (or a VERIFY code without one) and commit
+        a success with everything the sign-in service prepared, atomically."""
+        p = ctx.pending
+        purpose = CodePurpose.SIGNIN if p.challenge_hash else CodePurpose.VERIFY
+        used = self._code_event(ctx.user, "used", purpose, ctx.attempt)
+        return await self._store.accept_email_code(
+            ctx.user.id, purpose, p.challenge_hash or "", ctx.now, self._matches(code), [*p.audit, used],
+            self._refusal(ctx.user, purpose, ctx.attempt, None), p.remember, p.remember_hash)
+
+    # --- shared ----------------------------------------------------------------------------
+    def _matches(self, code: str) -> Callable[[int, str], bool]:
+        def matches(code_id: int, tagged: str) -> bool:
+            return self._keyring.mac_matches(_mac_input(code_id, code), tagged)
+        return matches
+
+    def dummy_check(self, code: str) -> None:
+        """The work of one comparison, for paths that have no code to compare with."""
+        self._keyring.mac_matches(_mac_input(0, code), self._keyring.mac(b"mfad dummy"))
+
+    async def _issue(self, user: User, address: str, purpose: CodePurpose, ref: str, attempt: Attempt,
+                     now: datetime, expires: datetime, *, actor: str | None = None,
+                     pending: PendingEmail | None = None) -> CodeSent:
+        s = self.settings
+        code = new_code(s.code_digits)
+        masked = mask_address(address)
+        req = CodeRequest(user_id=user.id, purpose=purpose, ref=ref, created_at=now, expires_at=expires,
+                          tries=s.code_tries, resend_seconds=s.resend_seconds, hourly_limit=s.hourly_limit)
+
+        def mac(code_id: int) -> str:
+            return self._keyring.mac(_mac_input(code_id, code))
+
+        def seal(message_id: int, row_ref: str) -> str:
+            content = compose(purpose=purpose, code=code, user=user, address=address, attempt=attempt,
+                              actor=actor, now=now, expires=expires, settings=s, message_id=message_id)
+            return seal_body(self._keyring, content, message_id)
+
+        def audit(message_id: int) -> Sequence[AuditEvent]:
+            events = [self._code_event(user, "queued", purpose, attempt, actor=actor,
+                                       detail=f"message={message_id} address={masked}")]
+            if pending is not None:
+                events.insert(0, AuditEvent(event="device_bind_started", outcome="ok", user_id=user.id,
+                                            username=user.username, method="email", protocol=attempt.protocol,
+                                            source=attempt.source, actor=actor, detail=f"address={masked}"))
+            return events
+
+        def refusal(outcome: IssueOutcome) -> Sequence[AuditEvent]:
+            return [self._code_event(user, "refused", purpose, attempt, actor=actor, reason=outcome.value)]
+
+        result = await self._store.issue_email_code(req, mac=mac, seal=seal, audit=audit, refusal_audit=refusal,
+                                                    pending=pending)
+        if result.outcome is not IssueOutcome.QUEUED:
+            self._core_metrics.rate_limited(f"email_{result.outcome.value}")
+            wait = max(1, int(((result.retry_at or now) - now).total_seconds()))
+            raise RateLimited(f"a code was mailed recently: try again in {wait} s"
+                              if result.outcome is IssueOutcome.COOLDOWN
+                              else f"too many codes this hour: try again in {wait} s")
+        self.metrics.queued(purpose.value)
+        for wake in self._listeners:
+            wake()
+        return CodeSent(masked_address=masked, expires_at=expires,
+                        resend_after=now + timedelta(seconds=s.resend_seconds))
+
+    def _refusal(self, user: User, purpose: CodePurpose, attempt: Attempt,
+                 actor: str | None) -> Callable[[CodeCheck, int], Sequence[AuditEvent]]:
+        def events(check: CodeCheck, tries_left: int) -> Sequence[AuditEvent]:
+            return [self._code_event(user, "refused", purpose, attempt, actor=actor, reason=check.value,
+                                     detail=f"tries_left={tries_left}")]
+        return events
+
+    @staticmethod
+    def _code_event(user: User, outcome: str, purpose: CodePurpose, attempt: Attempt, *, actor: str | None = None,
+                    reason: str | None = None, detail: str | None = None) -> AuditEvent:
+        return AuditEvent(event="email_code", outcome=outcome, user_id=user.id, username=user.username,
+                          method="email", protocol=attempt.protocol, source=attempt.source, reason=reason,
+                          actor=actor or attempt.client,
+                          detail=f"purpose={purpose.value}" + (f" {detail}" if detail else ""))
+
+
+def active_email(devices: Sequence[Device]) -> Device | None:
+    return next((d for d in devices if d.method is Method.EMAIL and d.is_active and d.email), None)
+
+
+class EmailVerifier:
+    """The sign-in service's plug-in for email codes."""
+
+    method = Method.EMAIL
+
+    def __init__(self, codes: EmailCodeService) -> None:
+        self._codes = codes
+
+    async def start(self, ctx: VerifyContext, challenge: Challenge) -> str | None:
+        """Mail a code bound to ``challenge``; answers the masked address. RateLimited inside
+        the resend cool-down or over the hourly cap."""
+        device = active_email(ctx.subject.devices)
+        if device is None:
+            raise PreconditionFailed("method: email is not offered for this sign-in")
+        sent = await self._codes.send_challenge_code(ctx.user, device, challenge, ctx.attempt)
+        return sent.masked_address
+
+    async def verify(self, ctx: VerifyContext, code: str) -> MethodOutcome:
+        if active_email(ctx.subject.devices) is None or len(code) != self._codes.settings.code_digits:
+            self._codes.dummy_check(code)
+            return MethodOutcome(accepted=False, reason=Reason.WRONG_CODE, wrong_response=code)
+        check = await self._codes.accept(ctx, code)
+        if check is CodeCheck.ACCEPTED:
+            return MethodOutcome(accepted=True, reason=Reason.ACCEPTED)
+        if check in (CodeCheck.NO_CODE, CodeCheck.EXPIRED, CodeCheck.USED, CodeCheck.SUPERSEDED, CodeCheck.SPENT):
+            self._codes.dummy_check(code)
+        reason = {CodeCheck.CHALLENGE_GONE: Reason.REPLAY, CodeCheck.USED: Reason.REPLAY,
+                  CodeCheck.EXPIRED: Reason.EXPIRED}.get(check, Reason.WRONG_CODE)
+        return MethodOutcome(accepted=False, reason=reason, wrong_response=code)
+
+
+# --- the message -------------------------------------------------------------------------------
+_PURPOSE_TEXT = {
+    CodePurpose.SIGNIN: ("sign-in code", "Enter it to finish signing in."),
+    CodePurpose.VERIFY: ("sign-in code", "Enter it to finish signing in."),
+    CodePurpose.BINDING: ("code to confirm your security email",
+                          "Enter it to confirm this address as the security email of your account."),
+}
+
+
+def _describe_source(attempt: Attempt, actor: str | None) -> str:
+    parts = []
+    if attempt.source:
+        parts.append(f"from {attempt.source}")
+    via = {"radius": "a RADIUS client (VPN, Wi-Fi or network login)", "grpc": "the sign-in service"}.get(
+        attempt.protocol, attempt.protocol)
+    parts.append(f"through {via}")
+    if attempt.client:
+        parts.append(f"({attempt.client})")
+    if actor:
+        parts.append(f"by the administrator tool {actor!r}")
+    return " ".join(parts)
+
+
+def compose(*, purpose: CodePurpose, code: str, user: User, address: str, attempt: Attempt, actor: str | None,
+            now: datetime, expires: datetime, settings: SmtpSettings, message_id: int) -> MailContent:
+    """The message for one code: plain text and HTML, with the code, its lifetime, where the
+    request came from and what to do if it was not the user."""
+    what, action = _PURPOSE_TEXT[purpose]
+    minutes = max(1, round((expires - now).total_seconds() / 60))
+    lifetime = f"{minutes} minute{'s' if minutes != 1 else ''}"
+    source = _describe_source(attempt, actor)
+    when = now.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if purpose is CodePurpose.BINDING:
+        not_you = ("If you did not ask to add this address, ignore this message: the address will not be "
+                   "bound without the code. Someone may know your password: change it and tell your "
+                   "administrator.")
+    else:
+        not_you = ("If this was not you, do not enter or share the code: someone knows your password. "
+                   "Change it now and tell your administrator.")
+    site = settings.site_name
+    text = (f"Hello {user.username},\n\n"
+            f"your {site} {what} is:\n\n"
+            f"    {code}\n\n"
+            f"{action} It is valid for {lifetime} and can be used once.\n\n"
+            f"The request was made at {when} {source}.\n\n"
+            f"{not_you}\n\n"
+            f"Nobody from {site} will ever ask you for this code.\n")
+    e = html.escape
+    body = (f"<!DOCTYPE html><html><body style=\"font-family: sans-serif\">"
+            f"<p>Hello {e(user.username)},</p>"
+            f"<p>your {e(site)} {e(what)} is:</p>"
+            f"<p style=\"font-size: 2em; font-family: monospace; letter-spacing: 0.2em\"><strong>{e(code)}</strong></p>"
+            f"<p>{e(action)} It is valid for {e(lifetime)} and can be used once.</p>"
+            f"<p>The request was made at {e(when)} {e(source)}.</p>"
+            f"<p><strong>{e(not_you)}</strong></p>"
+            f"<p>Nobody from {e(site)} will ever ask you for this code.</p>"
+            f"</body></html>")
+    domain = settings.sender.rpartition("@")[2]
+    return MailContent(to=address, subject=f"Your {site} {what}", text=text, html=body,
+                       message_id=f"<mfad.{message_id}.{secrets.token_hex(8)}@{domain}>",
+                       date=format_datetime(now))
