@@ -1,0 +1,60 @@
+"""A typed async Python client for mfad's gRPC API (package mfad.v1), and ``mfactl``.
+
+    from mfad_client import MfadClient
+
+    async with MfadClient.from_env() as mfad:            # MFAD_ADDR, MFAD_TOKEN, MFAD_TLS_*
+        if await mfad.auth.verify_code("alice", code) is VerifyOutcome.ACCEPTED:
+            ...
+
+Calls return frozen dataclasses (:mod:`mfad_client.types`); failed calls raise
+:class:`~mfad_client.errors.ClientError` subclasses named after the gRPC status.
+"""
+
+from mfad_client.client import MfadClient, TlsFiles
+from mfad_client.errors import (
+    AlreadyExists,
+    ClientError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+)
+from mfad_client.types import (
+    ClientInfo,
+    Method,
+    MfaRequired,
+    Role,
+    SessionScope,
+    SignInOutcome,
+    StepUpOutcome,
+    VerifyOutcome,
+    to_json,
+)
+
+__all__ = [
+    "AlreadyExists",
+    "ClientError",
+    "ClientInfo",
+    "FailedPrecondition",
+    "InvalidArgument",
+    "Method",
+    "MfaRequired",
+    "MfadClient",
+    "NotFound",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "Role",
+    "SessionScope",
+    "SignInOutcome",
+    "StepUpOutcome",
+    "TlsFiles",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+    "VerifyOutcome",
+    "to_json",
+]

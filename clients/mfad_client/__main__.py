@@ -1,0 +1,3 @@
+from mfad_client.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,608 @@
+"""``mfactl``: administer a running mfad over gRPC.
+
+    mfactl [--addr HOST:PORT] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]] [--json] GROUP COMMAND ...
+
+The caller token comes from ``$MFAD_TOKEN`` (or ``--token-file``), never from
+the command line, where ``ps`` would show it; the address from ``--addr`` or
+``$MFAD_ADDR`` (default 127.0.0.1:50051); TLS files from the flags or
+``$MFAD_TLS_CA``/``_CERT``/``_KEY``. Passwords are read from standard input
+with ``--password-stdin`` and nowhere else. ``--json`` (anywhere on the line)
+prints one JSON document per answer (JSON lines for ``audit tail --follow``),
+errors as ``{"error": {"code": ..., "message": ...}}`` on standard error.
+
+Exit codes: 0 ok; 1 refused or failed (a code refused, not found, a rule
+broken, the server unreachable or not offering the call); 2 usage or
+configuration error (bad arguments, bad input, bad credentials, TLS files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import grpc
+
+from mfad_client import types as t
+from mfad_client.client import DEFAULT_ADDRESS, DEFAULT_TIMEOUT, MfadClient, TlsFiles
+from mfad_client.errors import ClientError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: Server answers that mean the command line or its configuration is wrong.
+USAGE_CODES = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED})
+MAX_PASSWORD_BYTES = 1024
+
+Handler = Callable[[MfadClient, argparse.Namespace, "Output"], Awaitable[int]]
+
+
+class UsageError(Exception):
+    """A problem with the command line or local files: exit 2."""
+
+
+class Output:
+    def __init__(self, as_json: bool, stream: TextIO = sys.stdout) -> None:
+        self.json = as_json
+        self._stream = stream
+
+    def emit(self, value: Any, text: Iterable[str] | str) -> None:
+        """Print ``value`` as JSON, or the human-readable ``text`` lines."""
+        if self.json:
+            print(json.dumps(t.to_json(value), ensure_ascii=False), file=self._stream, flush=True)
+        else:
+            for line in [text] if isinstance(text, str) else text:
+                print(line, file=self._stream, flush=True)
+
+
+# --- formatting --------------------------------------------------------------------------------
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    body = [list(header), *[list(r) for r in rows]]
+    widths = [max(len(r[i]) for r in body) for i in range(len(header))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in body]
+
+
+def _user_lines(u: t.User) -> list[str]:
+    return [f"user:       {u.username}", f"id:         {u.id}", f"disabled:   {_yes(u.disabled)}",
+            f"password:   {'set' if u.has_password else 'none (the NAS checks it)'}",
+            f"created:    {_when(u.created_at)}"]
+
+
+def _device_lines(listing: t.DeviceList) -> list[str]:
+    lines = _table(("ID", "METHOD", "STATE", "LEVEL", "NAME", "CREATED", "LAST USED"),
+                   [(d.id, d.method or "?", d.state or "?", str(d.security_level), d.name, _when(d.created_at),
+                     _when(d.last_used_at)) for d in listing.devices]) if listing.devices else ["no devices"]
+    if listing.lockout_risk:
+        lines.append("lockout risk: fewer than two method types bound; losing one device locks the user out")
+    return lines
+
+
+def _lockout_lines(lock: t.Lockout) -> list[str]:
+    state = "hard-locked (an administrator must reset it)" if lock.hard_locked else (
+        f"locked until {_when(lock.locked_until)}" if lock.locked else "not locked")
+    return [f"user:                 {lock.username}", f"state:                {state}",
+            f"consecutive failures: {lock.consecutive_failures}", f"lock-outs in a row:   {lock.lockouts}"]
+
+
+def _policy_lines(p: t.Policy) -> list[str]:
+    return [f"mfa_required:             {p.mfa_required or '?'}",
+            f"allowed_methods:          {','.join(p.allowed_methods) or '-'}",
+            f"self_service:             {str(p.self_service).lower()}",
+            f"remember_device:          {str(p.remember_device).lower()}",
+            f"remember_days:            {p.remember_days}",
+            f"sensitive_reauth_seconds: {p.sensitive_reauth_seconds}",
+            f"require_backup_method:    {str(p.require_backup_method).lower()}"]
+
+
+def _audit_line(e: t.AuditEvent) -> str:
+    parts = [_when(e.at), e.event, e.outcome]
+    for name in ("username", "method", "protocol", "source", "actor", "reason", "detail"):
+        value = getattr(e, name)
+        if value:
+            parts.append(f"{name}={value}")
+    return "  ".join(parts)
+
+
+def _remembered_lines(items: Sequence[t.RememberedDevice]) -> list[str]:
+    if not items:
+        return ["no remembered devices"]
+    return _table(("ID", "LABEL", "CREATED", "LAST USED", "EXPIRES"),
+                  [(r.id, r.label, _when(r.created_at), _when(r.last_used_at), _when(r.expires_at)) for r in items])
+
+
+def _token_lines(tokens: Sequence[t.CallerToken]) -> list[str]:
+    if not tokens:
+        return ["no caller tokens"]
+    return _table(("NAME", "ROLE", "CREATED", "STATE"),
+                  [(c.name, c.role or "?", _when(c.created_at), "revoked" if c.revoked else "active") for c in tokens])
+
+
+# --- input -------------------------------------------------------------------------------------
+def _read_password(stdin: TextIO) -> str:
+    if stdin.isatty():
+        password = getpass.getpass("Password: ")
+    else:
+        line = stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        password = password[:-1] if password.endswith("\r") else password
+    if not password:
+        raise UsageError("--password-stdin: no password on standard input")
+    if len(password.encode("utf-8", "surrogatepass")) > MAX_PASSWORD_BYTES:
+        raise UsageError(f"--password-stdin: the password is longer than {MAX_PASSWORD_BYTES} bytes")
+    return password
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+
+
+def _methods(text: str) -> list[t.Method]:
+    try:
+        return [t.Method(m.strip().lower()) for m in text.split(",") if m.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: methods are {', '.join(m.value for m in t.Method)}") from None
+
+
+def _time(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+
+
+# --- commands ----------------------------------------------------------------------------------
+async def user_create(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    password = _read_password(sys.stdin) if a.password_stdin else None
+    user = await c.admin.create_user(a.username, password)
+    out.emit(user, _user_lines(user))
+    return EXIT_OK
+
+
+async def user_list(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    users: list[t.User] = []
+    token = ""
+    while True:
+        page = await c.admin.list_users(page_size=min(500, a.limit - len(users)), page_token=token,
+                                        prefix=a.prefix or "")
+        users.extend(page.users)
+        token = page.next_page_token
+        if not token or len(users) >= a.limit:
+            break
+    rows = [(u.username, u.id, "disabled" if u.disabled else "active", "yes" if u.has_password else "no",
+             _when(u.created_at)) for u in users]
+    out.emit(users, _table(("USERNAME", "ID", "STATE", "PASSWORD", "CREATED"), rows) if users else ["no users"])
+    return EXIT_OK
+
+
+async def user_show(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    details = await c.admin.get_user(a.username)
+    out.emit(details, [*_user_lines(details.user), "", *_device_lines(details.devices), "",
+                       *_lockout_lines(details.lockout)])
+    return EXIT_OK
+
+
+async def user_disable(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    user = await c.admin.disable_user(a.username, a.reason or "")
+    out.emit(user, f"{user.username}: disabled")
+    return EXIT_OK
+
+
+async def user_enable(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    user = await c.admin.enable_user(a.username, a.reason or "")
+    out.emit(user, f"{user.username}: enabled")
+    return EXIT_OK
+
+
+async def user_set_password(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    if not a.password_stdin:
+        raise UsageError("user set-password: the password is read from standard input: add --password-stdin")
+    revoked = await c.admin.set_password(a.username, _read_password(sys.stdin))
+    out.emit({"username": a.username, "remembered_revoked": revoked},
+             f"{a.username}: password set; {revoked} remembered device(s) revoked")
+    return EXIT_OK
+
+
+async def device_list(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    listing = await c.admin.list_devices(a.username)
+    out.emit(listing, _device_lines(listing))
+    return EXIT_OK
+
+
+async def device_unbind(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    listing = await c.admin.unbind_device(a.username, a.device_id, a.reason or "")
+    out.emit(listing, [f"{a.username}: device {a.device_id} unbound", *_device_lines(listing)])
+    return EXIT_OK
+
+
+async def totp_bind(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    p = await c.admin.bind_totp(a.username, a.name or "")
+    written = {}
+    for kind, target, data in (("png", a.qr_png, p.qr_png), ("svg", a.qr_svg, p.qr_svg.encode())):
+        if target:
+            path = Path(target)
+            path.write_bytes(data)
+            written[f"qr_{kind}_file"] = str(path)
+    value = {"device_id": p.device_id, "otpauth_uri": p.otpauth_uri, "secret_base32": p.secret_base32,
+             "issuer": p.issuer, "account_name": p.account_name, "digits": p.digits,
+             "period_seconds": p.period_seconds, "expires_at": p.expires_at, **written}
+    lines = [f"device id:  {p.device_id}", f"account:    {p.issuer}: {p.account_name}",
+             f"key:        {p.secret_base32}", f"uri:        {p.otpauth_uri}",
+             f"code:       {p.digits} digits every {p.period_seconds} s",
+             f"confirm by: {_when(p.expires_at)}"]
+    lines += [f"QR code:    {path}" for path in written.values()]
+    if a.qr and not out.json:
+        lines.append(_terminal_qr(p.otpauth_uri))
+    lines.append(f"then:       mfactl totp confirm {a.username} {p.device_id} CODE")
+    out.emit(value, lines)
+    return EXIT_OK
+
+
+def _terminal_qr(uri: str) -> str:
+    try:
+        import io
+
+        import segno
+    except ImportError:  # pragma: no cover - segno comes with mfad
+        return "(install segno to draw the QR code here)"
+    buffer = io.StringIO()
+    segno.make(uri, error="m", micro=False).terminal(out=buffer, compact=True)
+    return buffer.getvalue()
+
+
+async def totp_confirm(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    device, listing = await c.admin.confirm_totp(a.username, a.device_id, a.code)
+    out.emit({"device": device, "devices": listing},
+             [f"{a.username}: TOTP device {device.id} confirmed", *_device_lines(listing)])
+    return EXIT_OK
+
+
+async def email_bind(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    sent = await c.admin.bind_email(a.username, a.address)
+    out.emit(sent, [f"device id:  {sent.device_id}", f"code sent:  {sent.masked_email}",
+                    f"then:       mfactl email confirm {a.username} {sent.device_id} CODE"])
+    return EXIT_OK
+
+
+async def email_confirm(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    device, listing = await c.admin.confirm_email(a.username, a.device_id, a.code)
+    out.emit({"device": device, "devices": listing},
+             [f"{a.username}: security email {device.id} confirmed", *_device_lines(listing)])
+    return EXIT_OK
+
+
+async def passkey_list(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    listing = await c.admin.list_devices(a.username)
+    keys = t.DeviceList(devices=tuple(d for d in listing.devices if d.method in (t.Method.PASSKEY, t.Method.U2F)),
+                        lockout_risk=listing.lockout_risk)
+    out.emit(keys, _device_lines(keys) if keys.devices else ["no passkeys or U2F keys"])
+    return EXIT_OK
+
+
+async def policy_get(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    policy = await c.admin.get_policy()
+    out.emit(policy, _policy_lines(policy))
+    return EXIT_OK
+
+
+async def policy_set(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    changes = {name: getattr(a, name) for name in ("mfa_required", "allowed_methods", "self_service",
+                                                    "remember_device", "remember_days", "sensitive_reauth_seconds",
+                                                    "require_backup_method")}
+    if all(v is None for v in changes.values()):
+        raise UsageError("policy set: give at least one setting to change (see mfactl policy set --help)")
+    if changes["mfa_required"] is not None:
+        changes["mfa_required"] = t.MfaRequired(changes["mfa_required"])
+    policy = await c.admin.set_policy(**changes)
+    out.emit(policy, _policy_lines(policy))
+    return EXIT_OK
+
+
+async def verify(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    outcome = await c.auth.verify_code(a.username, a.code, client=t.ClientInfo(ip=a.client_ip or ""))
+    out.emit({"username": a.username, "outcome": outcome}, str(outcome))
+    return EXIT_OK if outcome is t.VerifyOutcome.ACCEPTED else EXIT_FAILED
+
+
+async def remembered_list(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    items = await c.admin.list_remembered(a.username)
+    out.emit(items, _remembered_lines(items))
+    return EXIT_OK
+
+
+async def remembered_revoke(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    if bool(a.id) == bool(a.all):
+        raise UsageError("remembered revoke: give one ID or --all")
+    count = await c.admin.revoke_remembered(a.username, a.id or "", all=a.all)
+    out.emit({"username": a.username, "revoked": count}, f"{a.username}: {count} remembered device(s) revoked")
+    return EXIT_OK
+
+
+async def audit_tail(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    filters = {"username": a.user or "", "event": a.event or "", "outcome": a.outcome or "", "since": a.since}
+    page = await c.admin.query_audit(page_size=a.lines, **filters)
+    events = list(reversed(page.events))
+    if not a.follow:
+        out.emit(events, [_audit_line(e) for e in events] or ["no audit events"])
+        return EXIT_OK
+    for e in events:
+        out.emit(e, _audit_line(e))
+    last = max((int(e.id) for e in events), default=0)
+    try:
+        while True:
+            await asyncio.sleep(a.interval)
+            fresh: list[t.AuditEvent] = []
+            token = ""
+            while True:  # page back until the last event already shown
+                page = await c.admin.query_audit(page_size=100, page_token=token, **filters)
+                newer = [e for e in page.events if int(e.id) > last]
+                fresh.extend(newer)
+                token = page.next_page_token
+                if not token or len(newer) < len(page.events):
+                    break
+            for e in sorted(fresh, key=lambda e: int(e.id)):
+                out.emit(e, _audit_line(e))
+                last = max(last, int(e.id))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        return EXIT_OK
+
+
+async def lockout_show(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    lock = await c.admin.get_lockout(a.username)
+    out.emit(lock, _lockout_lines(lock))
+    return EXIT_OK
+
+
+async def lockout_reset(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    lock = await c.admin.reset_lockout(a.username)
+    out.emit(lock, [f"{a.username}: lock-out reset", *_lockout_lines(lock)])
+    return EXIT_OK
+
+
+async def token_create(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    made = await c.admin.create_caller_token(a.name, t.Role(a.role))
+    out.emit(made, made.token)
+    if not out.json:
+        print(f"# token {made.caller_token.name!r} (role {a.role}): shown once; store it now", file=sys.stderr)
+    return EXIT_OK
+
+
+async def token_list(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    tokens = await c.admin.list_caller_tokens(include_revoked=a.all)
+    out.emit(tokens, _token_lines(tokens))
+    return EXIT_OK
+
+
+async def token_revoke(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    record = await c.admin.revoke_caller_token(a.name)
+    out.emit(record, f"token {record.name!r} revoked")
+    return EXIT_OK
+
+
+# --- the command line --------------------------------------------------------------------------
+def _connection_options() -> argparse.ArgumentParser:
+    """Accepted before the group and after the command alike (hence SUPPRESS: no default clobbers)."""
+    p = argparse.ArgumentParser(add_help=False)
+    s = argparse.SUPPRESS
+    p.add_argument("--addr", default=s, metavar="HOST:PORT",
+                   help=f"mfad's gRPC address (default: $MFAD_ADDR, else {DEFAULT_ADDRESS})")
+    p.add_argument("--token-file", default=s, metavar="FILE",
+                   help="read the caller token from FILE (default: $MFAD_TOKEN)")
+    p.add_argument("--tls-ca", default=s, metavar="FILE", help="CA certificates to verify mfad with (enables TLS)")
+    p.add_argument("--tls-cert", default=s, metavar="FILE", help="client certificate for mTLS (enables TLS)")
+    p.add_argument("--tls-key", default=s, metavar="FILE", help="client certificate's private key")
+    p.add_argument("--tls-server-name", default=s, metavar="NAME",
+                   help="expect this name in mfad's certificate instead of the address's host")
+    p.add_argument("--timeout", type=float, default=s, metavar="SECONDS",
+                   help=f"deadline of each call (default {DEFAULT_TIMEOUT:g})")
+    p.add_argument("--json", action="store_true", default=s, help="print JSON for scripts")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _connection_options()
+    parser = argparse.ArgumentParser(prog="mfactl", parents=[common],
+                                     description="Administer a running mfad over gRPC.",
+                                     epilog="Exit codes: 0 ok, 1 refused or failed, 2 usage or configuration error.")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="GROUP")
+
+    def group(name: str, help: str) -> Any:
+        return groups.add_parser(name, help=help, parents=[common]).add_subparsers(
+            dest="command", required=True, metavar="COMMAND")
+
+    def command(parent: Any, name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help, parents=[common])
+        p.set_defaults(handler=handler)
+        return p
+
+    users = group("user", "end users")
+    p = command(users, "create", user_create, "create a user")
+    p.add_argument("username")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from standard input (without it: no local password)")
+    p = command(users, "list", user_list, "list users")
+    p.add_argument("--prefix", help="only usernames starting with this")
+    p.add_argument("--limit", type=int, default=10_000, help="at most this many (default 10000)")
+    command(users, "show", user_show, "a user with devices and lock-out state").add_argument("username")
+    for name, handler, text in (("disable", user_disable, "refuse every sign-in of a user"),
+                                ("enable", user_enable, "let a disabled user sign in again")):
+        p = command(users, name, handler, text)
+        p.add_argument("username")
+        p.add_argument("--reason", help="why, for the audit log")
+    p = command(users, "set-password", user_set_password, "set a user's password (revokes remembered devices)")
+    p.add_argument("username")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+
+    devices = group("device", "a user's MFA devices")
+    command(devices, "list", device_list, "a user's devices and lock-out risk").add_argument("username")
+    p = command(devices, "unbind", device_unbind, "remove a device (the lost-device path)")
+    p.add_argument("username")
+    p.add_argument("device_id")
+    p.add_argument("--reason", help="why, for the audit log (\"lost phone\")")
+
+    totp = group("totp", "bind an authenticator app for a user")
+    p = command(totp, "bind", totp_bind, "start binding: prints the key and otpauth URI")
+    p.add_argument("username")
+    p.add_argument("--name", help="a name for the device (default: authenticator app)")
+    p.add_argument("--qr-png", metavar="FILE", help="write the QR code as PNG")
+    p.add_argument("--qr-svg", metavar="FILE", help="write the QR code as SVG")
+    p.add_argument("--qr", action="store_true", help="draw the QR code in the terminal")
+    p = command(totp, "confirm", totp_confirm, "activate the device with a code from the app")
+    p.add_argument("username")
+    p.add_argument("device_id")
+    p.add_argument("code")
+
+    email = group("email", "bind a security email for a user")
+    p = command(email, "bind", email_bind, "mail a code to a new security email")
+    p.add_argument("username")
+    p.add_argument("address")
+    p = command(email, "confirm", email_confirm, "activate the security email with the mailed code")
+    p.add_argument("username")
+    p.add_argument("device_id")
+    p.add_argument("code")
+
+    passkeys = group("passkey", "a user's passkeys")
+    command(passkeys, "list", passkey_list, "a user's passkeys and legacy U2F keys").add_argument("username")
+
+    policy = group("policy", "the global MFA policy")
+    command(policy, "get", policy_get, "show the policy in effect")
+    p = command(policy, "set", policy_set, "change some settings (the others keep their values)")
+    p.add_argument("--mfa-required", choices=[m.value for m in t.MfaRequired])
+    p.add_argument("--allowed-methods", type=_methods, metavar="LIST", help="comma-separated: totp,passkey,email,u2f")
+    p.add_argument("--self-service", type=_bool, metavar="BOOL")
+    p.add_argument("--remember-device", type=_bool, metavar="BOOL")
+    p.add_argument("--remember-days", type=int, metavar="DAYS")
+    p.add_argument("--sensitive-reauth-seconds", type=int, metavar="SECONDS")
+    p.add_argument("--require-backup-method", type=_bool, metavar="BOOL")
+
+    p = command(groups, "verify", verify, "check a user's second-factor code (exit 0 accepted, 1 refused)")
+    p.add_argument("username")
+    p.add_argument("code")
+    p.add_argument("--client-ip", help="the end user's address, for the per-source limits and the audit log")
+
+    remembered = group("remembered", "a user's remembered devices")
+    command(remembered, "list", remembered_list, "list them").add_argument("username")
+    p = command(remembered, "revoke", remembered_revoke, "forget one (ID) or all (--all)")
+    p.add_argument("username")
+    p.add_argument("id", nargs="?")
+    p.add_argument("--all", action="store_true")
+
+    audit = group("audit", "the audit log")
+    p = command(audit, "tail", audit_tail, "the latest events, oldest first")
+    p.add_argument("-n", "--lines", type=int, default=20, help="how many (default 20, at most 500)")
+    p.add_argument("--user", help="only this user's events")
+    p.add_argument("--event", help="only this event name")
+    p.add_argument("--outcome", help="only this outcome")
+    p.add_argument("--since", type=_time, metavar="TIME", help="only events at or after this ISO 8601 time")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between polls with --follow")
+
+    lockout = group("lockout", "failure counters and lock-outs")
+    command(lockout, "show", lockout_show, "a user's lock-out state").add_argument("username")
+    command(lockout, "reset", lockout_reset, "clear a user's lock-out").add_argument("username")
+
+    tokens = group("token", "gRPC caller tokens")
+    p = command(tokens, "create", token_create, "create a token (printed once)")
+    p.add_argument("name")
+    p.add_argument("--role", required=True, choices=[r.value for r in t.Role])
+    command(tokens, "list", token_list, "list tokens (never their secrets)").add_argument(
+        "--all", action="store_true", help="include revoked tokens")
+    command(tokens, "revoke", token_revoke, "revoke a token by name").add_argument("name")
+    return parser
+
+
+def _client(a: argparse.Namespace, env: dict[str, str]) -> MfadClient:
+    token_file = getattr(a, "token_file", None)
+    if token_file:
+        try:
+            token: str | None = Path(token_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--token-file: cannot read {token_file}: {exc}") from None
+    else:
+        token = env.get("MFAD_TOKEN") or None
+    files = {k: getattr(a, f"tls_{k}", None) or env.get(f"MFAD_TLS_{k.upper()}") for k in ("ca", "cert", "key")}
+    server_name = getattr(a, "tls_server_name", None) or env.get("MFAD_TLS_SERVER_NAME") or None
+    tls = None
+    if any(files.values()):
+        if bool(files["cert"]) != bool(files["key"]):
+            raise UsageError("--tls-cert and --tls-key go together")
+        tls = TlsFiles(ca=_file(files["ca"], "--tls-ca"), cert=_file(files["cert"], "--tls-cert"),
+                       key=_file(files["key"], "--tls-key"), server_name=server_name)
+        try:
+            tls.credentials()
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"TLS: {exc}") from None
+    address = getattr(a, "addr", None) or env.get("MFAD_ADDR") or DEFAULT_ADDRESS
+    return MfadClient(address, token=token, tls=tls, timeout=getattr(a, "timeout", None) or DEFAULT_TIMEOUT)
+
+
+def _file(value: str | None, flag: str) -> Path | None:
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise UsageError(f"{flag}: no such file: {value}")
+    return path
+
+
+def _fail(out: Output, code: str, message: str, status: int) -> int:
+    if out.json:
+        print(json.dumps({"error": {"code": code, "message": message}}), file=sys.stderr)
+    else:
+        print(f"mfactl: {message}", file=sys.stderr)
+    return status
+
+
+async def _run(a: argparse.Namespace, out: Output) -> int:
+    client = _client(a, dict(os.environ))
+    try:
+        handler: Handler = a.handler
+        return await handler(client, a, out)
+    finally:
+        await client.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        a = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    out = Output(bool(getattr(a, "json", False)))
+    try:
+        return asyncio.run(_run(a, out))
+    except UsageError as exc:
+        return _fail(out, "USAGE", str(exc), EXIT_USAGE)
+    except ClientError as exc:
+        status = EXIT_USAGE if exc.code in USAGE_CODES else EXIT_FAILED
+        message = exc.details
+        if exc.code is grpc.StatusCode.UNIMPLEMENTED:
+            message = f"{a.group} {getattr(a, 'command', '')}: this mfad does not offer it yet ({exc.details})"
+        elif exc.code is grpc.StatusCode.UNAVAILABLE:
+            message = f"cannot reach mfad or its store ({exc.details})"
+        return _fail(out, exc.code.name, f"{exc.code.name}: {message}" if not out.json else message, status)
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+    except OSError as exc:  # writing a QR file, reading stdin
+        return _fail(out, "OS_ERROR", str(exc), EXIT_FAILED)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,470 @@
+"""The async client: one channel, three typed facades (``auth``, ``enrollment``, ``admin``).
+
+    async with MfadClient("127.0.0.1:50051", token=os.environ["MFAD_TOKEN"]) as mfad:
+        answer = await mfad.auth.verify_code("alice", "123456")
+
+Every call carries the caller token (``authorization: Bearer …``) when one is
+given, and for Enrollment the user session (``x-mfad-session``); every call
+has a deadline. A failed call raises a :class:`~mfad_client.errors.ClientError`
+subclass; refusals are outcomes, not exceptions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from mfad._proto.mfad.v1 import mfad_pb2 as pb
+from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
+from mfad_client import types as t
+from mfad_client.errors import error_for
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+DEFAULT_TIMEOUT = 10.0
+
+_METHOD = {t.Method.TOTP: pb.METHOD_TOTP, t.Method.EMAIL: pb.METHOD_EMAIL, t.Method.PASSKEY: pb.METHOD_PASSKEY,
+           t.Method.U2F: pb.METHOD_U2F}
+_METHOD_BACK = {v: k for k, v in _METHOD.items()}
+_STATE = {pb.DEVICE_STATE_PENDING: t.DeviceState.PENDING, pb.DEVICE_STATE_ACTIVE: t.DeviceState.ACTIVE}
+_SIGN_IN = {pb.SIGN_IN_OUTCOME_ALLOWED: t.SignInOutcome.ALLOWED,
+            pb.SIGN_IN_OUTCOME_SECOND_FACTOR_REQUIRED: t.SignInOutcome.SECOND_FACTOR_REQUIRED,
+            pb.SIGN_IN_OUTCOME_ENROLMENT_REQUIRED: t.SignInOutcome.ENROLMENT_REQUIRED,
+            pb.SIGN_IN_OUTCOME_REFUSED: t.SignInOutcome.REFUSED}
+_STEP_UP = {pb.STEP_UP_OUTCOME_VERIFIED: t.StepUpOutcome.VERIFIED,
+            pb.STEP_UP_OUTCOME_CHALLENGE_STARTED: t.StepUpOutcome.CHALLENGE_STARTED,
+            pb.STEP_UP_OUTCOME_REFUSED: t.StepUpOutcome.REFUSED}
+_ROLE = {t.Role.ADMIN: pb.ROLE_ADMIN, t.Role.SERVICE: pb.ROLE_SERVICE, t.Role.PORTAL: pb.ROLE_PORTAL}
+_ROLE_BACK = {v: k for k, v in _ROLE.items()}
+_MFA = {t.MfaRequired.ALL: pb.MFA_REQUIRED_ALL, t.MfaRequired.ENROLLED: pb.MFA_REQUIRED_ENROLLED,
+        t.MfaRequired.OFF: pb.MFA_REQUIRED_OFF}
+_MFA_BACK = {v: k for k, v in _MFA.items()}
+_SCOPE = {pb.SESSION_SCOPE_FULL: t.SessionScope.FULL, pb.SESSION_SCOPE_ENROLMENT: t.SessionScope.ENROLMENT}
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsFiles:
+    """TLS for the channel: ``ca`` verifies the server (system roots when None);
+    ``cert`` and ``key`` are the client certificate for mTLS."""
+
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    #: Check the server certificate for this name instead of the address's host.
+    server_name: str | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("a client certificate needs both cert and key")
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca.read_bytes() if self.ca else None,
+            private_key=self.key.read_bytes() if self.key else None,
+            certificate_chain=self.cert.read_bytes() if self.cert else None,
+        )
+
+
+# --- protobuf → client values --------------------------------------------------------------
+def _time(ts: Timestamp, present: bool = True) -> datetime | None:
+    if not present or (ts.seconds == 0 and ts.nanos == 0):
+        return None
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def _ts(when: datetime) -> Timestamp:
+    out = Timestamp()
+    out.FromDatetime(when.astimezone(UTC))
+    return out
+
+
+def _methods(values: Iterable[int]) -> tuple[t.Method, ...]:
+    return tuple(_METHOD_BACK[v] for v in values if v in _METHOD_BACK)
+
+
+def _user(m: pb.User) -> t.User:
+    return t.User(id=m.id, username=m.username, disabled=m.disabled, has_password=m.has_password,
+                  created_at=_time(m.created_at, m.HasField("created_at")))
+
+
+def _device(m: pb.Device) -> t.Device:
+    return t.Device(id=m.id, method=_METHOD_BACK.get(m.method), name=m.name, state=_STATE.get(m.state),
+                    created_at=_time(m.created_at, m.HasField("created_at")),
+                    last_used_at=_time(m.last_used_at, m.HasField("last_used_at")), security_level=m.security_level)
+
+
+def _device_list(m: pb.DeviceList) -> t.DeviceList:
+    return t.DeviceList(devices=tuple(_device(d) for d in m.devices), lockout_risk=m.lockout_risk)
+
+
+def _lockout(m: pb.Lockout) -> t.Lockout:
+    return t.Lockout(username=m.username, locked=m.locked, locked_until=_time(m.locked_until, m.HasField("locked_until")),
+                     hard_locked=m.hard_locked, consecutive_failures=m.consecutive_failures, lockouts=m.lockouts)
+
+
+def _policy(m: pb.Policy) -> t.Policy:
+    return t.Policy(mfa_required=_MFA_BACK.get(m.mfa_required), allowed_methods=_methods(m.allowed_methods),
+                    self_service=m.self_service, remember_device=m.remember_device, remember_days=m.remember_days,
+                    sensitive_reauth_seconds=m.sensitive_reauth_seconds,
+                    require_backup_method=m.require_backup_method)
+
+
+def _provisioning(m: pb.TotpProvisioning) -> t.TotpProvisioning:
+    return t.TotpProvisioning(device_id=m.device_id, otpauth_uri=m.otpauth_uri, secret_base32=m.secret_base32,
+                              qr_png=m.qr_png, qr_svg=m.qr_svg, issuer=m.issuer, account_name=m.account_name,
+                              digits=m.digits, period_seconds=m.period_seconds,
+                              expires_at=_time(m.expires_at, m.HasField("expires_at")))
+
+
+def _session(m: pb.UserSession, present: bool) -> t.Session | None:
+    if not present:
+        return None
+    return t.Session(token=m.token, scope=_SCOPE.get(m.scope), expires_at=_time(m.expires_at, m.HasField("expires_at")))
+
+
+def _remembered_token(m: pb.RememberedToken, present: bool) -> t.RememberedToken | None:
+    if not present:
+        return None
+    return t.RememberedToken(token=m.token, expires_at=_time(m.expires_at, m.HasField("expires_at")))
+
+
+def _challenge(m: pb.ChallengeDetails) -> t.ChallengeDetails:
+    return t.ChallengeDetails(challenge_id=m.challenge_id, method=_METHOD_BACK.get(m.method),
+                              masked_email=m.masked_email,
+                              resend_after=_time(m.resend_after, m.HasField("resend_after")),
+                              request_options_json=m.request_options_json,
+                              expires_at=_time(m.expires_at, m.HasField("expires_at")))
+
+
+def _audit(m: pb.AuditEvent) -> t.AuditEvent:
+    return t.AuditEvent(id=m.id, at=_time(m.at, m.HasField("at")), event=m.event, outcome=m.outcome,
+                        username=m.username, method=m.method, protocol=m.protocol, source=m.source, actor=m.actor,
+                        reason=m.reason, detail=m.detail)
+
+
+def _email_sent(m: pb.EmailCodeSent) -> t.EmailCodeSent:
+    return t.EmailCodeSent(device_id=m.device_id, masked_email=m.masked_email,
+                           resend_after=_time(m.resend_after, m.HasField("resend_after")),
+                           expires_at=_time(m.expires_at, m.HasField("expires_at")))
+
+
+def _caller_token(m: pb.CallerToken) -> t.CallerToken:
+    return t.CallerToken(id=m.id, name=m.name, role=_ROLE_BACK.get(m.role),
+                         created_at=_time(m.created_at, m.HasField("created_at")), revoked=m.revoked)
+
+
+def _remembered(items: Iterable[pb.RememberedDevice]) -> tuple[t.RememberedDevice, ...]:
+    return tuple(t.RememberedDevice(id=r.id, label=r.label, created_at=_time(r.created_at, r.HasField("created_at")),
+                                    last_used_at=_time(r.last_used_at, r.HasField("last_used_at")),
+                                    expires_at=_time(r.expires_at, r.HasField("expires_at"))) for r in items)
+
+
+def _client(info: t.ClientInfo | None) -> pb.ClientInfo | None:
+    return None if info is None else pb.ClientInfo(ip=info.ip, user_agent=info.user_agent)
+
+
+# --- the client ----------------------------------------------------------------------------
+class _Calls:
+    """Metadata, deadline and error translation shared by the facades."""
+
+    def __init__(self, token: str | None, timeout: float) -> None:
+        self._token = token
+        self._timeout = timeout
+
+    async def __call__(self, rpc: Callable[..., Awaitable[R]], request: Any, *, session: str | None = None) -> R:
+        metadata: list[tuple[str, str]] = []
+        if self._token:
+            metadata.append(("authorization", f"Bearer {self._token}"))
+        if session is not None:
+            metadata.append(("x-mfad-session", session))
+        try:
+            return await rpc(request, metadata=tuple(metadata), timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise error_for(exc.code(), exc.details()) from None
+
+
+class Authentication:
+    """Signing users in (callers of any role)."""
+
+    def __init__(self, stub: pb_grpc.AuthenticationStub, calls: _Calls) -> None:
+        self._stub = stub
+        self._call = calls
+
+    async def begin_sign_in(self, username: str, password: str | None = None, *, remembered_token: str = "",
+                            client: t.ClientInfo | None = None) -> t.SignIn:
+        """``password=None`` means "checked by the caller" (service and admin callers only)."""
+        request = pb.BeginSignInRequest(username=username, remembered_token=remembered_token, client=_client(client))
+        if password is not None:
+            request.password = password
+        m = await self._call(self._stub.BeginSignIn, request)
+        return t.SignIn(outcome=_SIGN_IN.get(m.outcome, t.SignInOutcome.REFUSED), challenge_id=m.challenge_id,
+                        methods=_methods(m.methods),
+                        challenge_expires_at=_time(m.challenge_expires_at, m.HasField("challenge_expires_at")),
+                        session=_session(m.session, m.HasField("session")),
+                        remembered=_remembered_token(m.remembered, m.HasField("remembered")), username=m.username)
+
+    async def start_challenge(self, challenge_id: str, method: t.Method, *,
+                              client: t.ClientInfo | None = None) -> t.ChallengeDetails:
+        m = await self._call(self._stub.StartChallenge, pb.StartChallengeRequest(
+            challenge_id=challenge_id, method=_METHOD[method], client=_client(client)))
+        return _challenge(m.challenge)
+
+    async def complete_challenge(self, challenge_id: str, method: t.Method, *, code: str | None = None,
+                                 assertion_json: str | None = None, remember_device: bool = False,
+                                 client: t.ClientInfo | None = None) -> t.Completion:
+        request = pb.CompleteChallengeRequest(challenge_id=challenge_id, method=_METHOD[method],
+                                              remember_device=remember_device, client=_client(client))
+        if code is not None:
+            request.code = code
+        if assertion_json is not None:
+            request.assertion_json = assertion_json
+        m = await self._call(self._stub.CompleteChallenge, request)
+        return t.Completion(outcome=_SIGN_IN.get(m.outcome, t.SignInOutcome.REFUSED), username=m.username,
+                            session=_session(m.session, m.HasField("session")),
+                            remembered=_remembered_token(m.remembered, m.HasField("remembered")))
+
+    async def verify_code(self, username: str, code: str, *, client: t.ClientInfo | None = None) -> t.VerifyOutcome:
+        m = await self._call(self._stub.VerifyCode, pb.VerifyCodeRequest(
+            username=username, code=code, method=pb.METHOD_TOTP, client=_client(client)))
+        return t.VerifyOutcome.ACCEPTED if m.outcome == pb.VERIFY_OUTCOME_ACCEPTED else t.VerifyOutcome.REFUSED
+
+    async def verify_sensitive(self, *, code: str, operation: str, username: str = "", session: str | None = None,
+                               method: t.Method = t.Method.TOTP, client: t.ClientInfo | None = None) -> t.StepUp:
+        """Step up: with ``session`` the session records the fresh second factor."""
+        m = await self._call(self._stub.VerifySensitive, pb.VerifySensitiveRequest(
+            username=username, operation=operation, method=_METHOD[method], code=code, client=_client(client)),
+            session=session)
+        return t.StepUp(outcome=_STEP_UP.get(m.outcome, t.StepUpOutcome.REFUSED),
+                        challenge=_challenge(m.challenge) if m.HasField("challenge") else None,
+                        verified_at=_time(m.verified_at, m.HasField("verified_at")),
+                        valid_until=_time(m.valid_until, m.HasField("valid_until")))
+
+
+class Enrollment:
+    """Self-service for the user whose session token is passed to each call (portal callers)."""
+
+    def __init__(self, stub: pb_grpc.EnrollmentStub, calls: _Calls) -> None:
+        self._stub = stub
+        self._call = calls
+
+    async def list_devices(self, session: str) -> t.DeviceList:
+        m = await self._call(self._stub.ListDevices, pb.ListDevicesRequest(), session=session)
+        return _device_list(m.devices)
+
+    async def begin_totp_binding(self, session: str, name: str = "") -> t.TotpProvisioning:
+        m = await self._call(self._stub.BeginTotpBinding, pb.BeginTotpBindingRequest(name=name), session=session)
+        return _provisioning(m.provisioning)
+
+    async def confirm_totp_binding(self, session: str, device_id: str, code: str,
+                                   client: t.ClientInfo | None = None) -> tuple[t.Device, t.DeviceList]:
+        m = await self._call(self._stub.ConfirmTotpBinding, pb.ConfirmTotpBindingRequest(
+            device_id=device_id, code=code, client=_client(client)), session=session)
+        return _device(m.device), _device_list(m.devices)
+
+    async def unbind(self, session: str, device_id: str, client: t.ClientInfo | None = None) -> t.DeviceList:
+        m = await self._call(self._stub.Unbind, pb.UnbindRequest(device_id=device_id, client=_client(client)),
+                             session=session)
+        return _device_list(m.devices)
+
+    async def list_remembered(self, session: str) -> tuple[t.RememberedDevice, ...]:
+        m = await self._call(self._stub.ListRemembered, pb.ListRememberedRequest(), session=session)
+        return _remembered(m.remembered)
+
+    async def revoke_remembered(self, session: str, remembered_id: str = "", *, all: bool = False) -> int:
+        m = await self._call(self._stub.RevokeRemembered, pb.RevokeRememberedRequest(id=remembered_id, all=all),
+                             session=session)
+        return int(m.revoked)
+
+    async def begin_email_binding(self, session: str, address: str,
+                                  client: t.ClientInfo | None = None) -> t.EmailCodeSent:
+        m = await self._call(self._stub.BeginEmailBinding, pb.BeginEmailBindingRequest(
+            address=address, client=_client(client)), session=session)
+        return _email_sent(m.sent)
+
+    async def confirm_email_binding(self, session: str, device_id: str, code: str,
+                                    client: t.ClientInfo | None = None) -> tuple[t.Device, t.DeviceList]:
+        m = await self._call(self._stub.ConfirmEmailBinding, pb.ConfirmEmailBindingRequest(
+            device_id=device_id, code=code, client=_client(client)), session=session)
+        return _device(m.device), _device_list(m.devices)
+
+
+class Admin:
+    """Administration (admin callers only)."""
+
+    def __init__(self, stub: pb_grpc.AdminStub, calls: _Calls) -> None:
+        self._stub = stub
+        self._call = calls
+
+    # users
+    async def create_user(self, username: str, password: str | None = None) -> t.User:
+        request = pb.CreateUserRequest(username=username)
+        if password is not None:
+            request.password = password
+        return _user((await self._call(self._stub.CreateUser, request)).user)
+
+    async def list_users(self, *, page_size: int = 0, page_token: str = "", prefix: str = "") -> t.UserPage:
+        m = await self._call(self._stub.ListUsers, pb.ListUsersRequest(
+            page_size=page_size, page_token=page_token, username_prefix=prefix))
+        return t.UserPage(users=tuple(_user(u) for u in m.users), next_page_token=m.next_page_token)
+
+    async def get_user(self, username: str) -> t.UserDetails:
+        m = await self._call(self._stub.GetUser, pb.GetUserRequest(username=username))
+        return t.UserDetails(user=_user(m.user), devices=_device_list(m.devices), lockout=_lockout(m.lockout))
+
+    async def disable_user(self, username: str, reason: str = "") -> t.User:
+        return _user((await self._call(self._stub.DisableUser,
+                                       pb.DisableUserRequest(username=username, reason=reason))).user)
+
+    async def enable_user(self, username: str, reason: str = "") -> t.User:
+        return _user((await self._call(self._stub.EnableUser,
+                                       pb.EnableUserRequest(username=username, reason=reason))).user)
+
+    async def set_password(self, username: str, password: str) -> int:
+        """Returns how many remembered devices the change revoked."""
+        m = await self._call(self._stub.SetPassword, pb.SetPasswordRequest(username=username, password=password))
+        return int(m.remembered_revoked)
+
+    # devices
+    async def list_devices(self, username: str) -> t.DeviceList:
+        m = await self._call(self._stub.ListDevices, pb.AdminListDevicesRequest(username=username))
+        return _device_list(m.devices)
+
+    async def unbind_device(self, username: str, device_id: str, reason: str = "") -> t.DeviceList:
+        m = await self._call(self._stub.UnbindDevice, pb.UnbindDeviceRequest(
+            username=username, device_id=device_id, reason=reason))
+        return _device_list(m.devices)
+
+    async def bind_totp(self, username: str, name: str = "") -> t.TotpProvisioning:
+        m = await self._call(self._stub.BindTotp, pb.BindTotpRequest(username=username, name=name))
+        return _provisioning(m.provisioning)
+
+    async def confirm_totp(self, username: str, device_id: str, code: str) -> tuple[t.Device, t.DeviceList]:
+        m = await self._call(self._stub.ConfirmTotp, pb.ConfirmTotpRequest(
+            username=username, device_id=device_id, code=code))
+        return _device(m.device), _device_list(m.devices)
+
+    async def bind_email(self, username: str, address: str) -> t.EmailCodeSent:
+        m = await self._call(self._stub.BindEmail, pb.BindEmailRequest(username=username, address=address))
+        return _email_sent(m.sent)
+
+    async def confirm_email(self, username: str, device_id: str, code: str) -> tuple[t.Device, t.DeviceList]:
+        m = await self._call(self._stub.ConfirmEmail, pb.ConfirmEmailRequest(
+            username=username, device_id=device_id, code=code))
+        return _device(m.device), _device_list(m.devices)
+
+    # policy
+    async def get_policy(self) -> t.Policy:
+        return _policy((await self._call(self._stub.GetPolicy, pb.GetPolicyRequest())).policy)
+
+    async def set_policy(self, *, mfa_required: t.MfaRequired | None = None,
+                         allowed_methods: Iterable[t.Method] | None = None, self_service: bool | None = None,
+                         remember_device: bool | None = None, remember_days: int | None = None,
+                         sensitive_reauth_seconds: int | None = None,
+                         require_backup_method: bool | None = None) -> t.Policy:
+        """Change the given fields; the others keep their values."""
+        request = pb.SetPolicyRequest()
+        if mfa_required is not None:
+            request.mfa_required = _MFA[mfa_required]
+        if allowed_methods is not None:
+            request.allowed_methods.CopyFrom(pb.MethodSet(methods=[_METHOD[m] for m in allowed_methods]))
+        optional: Mapping[str, bool | int | None] = {
+            "self_service": self_service, "remember_device": remember_device, "remember_days": remember_days,
+            "sensitive_reauth_seconds": sensitive_reauth_seconds, "require_backup_method": require_backup_method}
+        for name, value in optional.items():
+            if value is not None:
+                setattr(request, name, value)
+        return _policy((await self._call(self._stub.SetPolicy, request)).policy)
+
+    # lock-outs and audit
+    async def get_lockout(self, username: str) -> t.Lockout:
+        return _lockout((await self._call(self._stub.GetLockout, pb.GetLockoutRequest(username=username))).lockout)
+
+    async def reset_lockout(self, username: str) -> t.Lockout:
+        m = await self._call(self._stub.ResetLockout, pb.ResetLockoutRequest(username=username))
+        return _lockout(m.lockout)
+
+    async def query_audit(self, *, username: str = "", event: str = "", outcome: str = "",
+                          since: datetime | None = None, until: datetime | None = None, page_size: int = 0,
+                          page_token: str = "") -> t.AuditPage:
+        request = pb.QueryAuditRequest(username=username, event=event, outcome=outcome, page_size=page_size,
+                                       page_token=page_token)
+        if since is not None:
+            request.since.CopyFrom(_ts(since))
+        if until is not None:
+            request.until.CopyFrom(_ts(until))
+        m = await self._call(self._stub.QueryAudit, request)
+        return t.AuditPage(events=tuple(_audit(e) for e in m.events), next_page_token=m.next_page_token)
+
+    # caller tokens
+    async def create_caller_token(self, name: str, role: t.Role) -> t.NewCallerToken:
+        m = await self._call(self._stub.CreateCallerToken, pb.CreateCallerTokenRequest(name=name, role=_ROLE[role]))
+        return t.NewCallerToken(caller_token=_caller_token(m.caller_token), token=m.token)
+
+    async def list_caller_tokens(self, *, include_revoked: bool = False) -> tuple[t.CallerToken, ...]:
+        m = await self._call(self._stub.ListCallerTokens, pb.ListCallerTokensRequest(include_revoked=include_revoked))
+        return tuple(_caller_token(c) for c in m.caller_tokens)
+
+    async def revoke_caller_token(self, name: str) -> t.CallerToken:
+        m = await self._call(self._stub.RevokeCallerToken, pb.RevokeCallerTokenRequest(name=name))
+        return _caller_token(m.caller_token)
+
+    # remembered devices
+    async def list_remembered(self, username: str) -> tuple[t.RememberedDevice, ...]:
+        m = await self._call(self._stub.ListUserRemembered, pb.ListUserRememberedRequest(username=username))
+        return _remembered(m.remembered)
+
+    async def revoke_remembered(self, username: str, remembered_id: str = "", *, all: bool = False) -> int:
+        m = await self._call(self._stub.RevokeUserRemembered, pb.RevokeUserRememberedRequest(
+            username=username, id=remembered_id, all=all))
+        return int(m.revoked)
+
+
+class MfadClient:
+    """A connection to mfad. Use as ``async with``, or call :meth:`close`."""
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, *, token: str | None = None, tls: TlsFiles | None = None,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
+        options: list[tuple[str, Any]] = [("grpc.enable_retries", 0)]
+        if tls is None:
+            self._channel = grpc.aio.insecure_channel(address, options=options)
+        else:
+            if tls.server_name:
+                options.append(("grpc.ssl_target_name_override", tls.server_name))
+            self._channel = grpc.aio.secure_channel(address, tls.credentials(), options=options)
+        calls = _Calls(token, timeout)
+        self.address = address
+        self.auth = Authentication(pb_grpc.AuthenticationStub(self._channel), calls)
+        self.enrollment = Enrollment(pb_grpc.EnrollmentStub(self._channel), calls)
+        self.admin = Admin(pb_grpc.AdminStub(self._channel), calls)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> MfadClient:
+        """``MFAD_ADDR``, ``MFAD_TOKEN`` and ``MFAD_TLS_CA``/``_CERT``/``_KEY``/``_SERVER_NAME``."""
+        env = os.environ if env is None else env
+        tls = None
+        if any(env.get(f"MFAD_TLS_{k}") for k in ("CA", "CERT", "KEY")):
+            tls = TlsFiles(ca=_path(env.get("MFAD_TLS_CA")), cert=_path(env.get("MFAD_TLS_CERT")),
+                           key=_path(env.get("MFAD_TLS_KEY")), server_name=env.get("MFAD_TLS_SERVER_NAME") or None)
+        kwargs: dict[str, Any] = {"token": env.get("MFAD_TOKEN") or None, "tls": tls}
+        kwargs.update(overrides)
+        return cls(env.get("MFAD_ADDR") or DEFAULT_ADDRESS, **kwargs)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> MfadClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None

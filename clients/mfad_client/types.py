@@ -1,0 +1,272 @@
+"""The values the client returns: frozen dataclasses and string enums, no protobuf.
+
+Times are aware UTC datetimes (None where the server sent none); ids are the
+server's opaque strings. :func:`to_json` turns any of them into JSON-ready
+data (``mfactl --json`` prints exactly that).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Method(StrEnum):
+    TOTP = "totp"
+    EMAIL = "email"
+    PASSKEY = "passkey"
+    U2F = "u2f"
+
+
+class DeviceState(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+
+
+class SignInOutcome(StrEnum):
+    ALLOWED = "allowed"
+    SECOND_FACTOR_REQUIRED = "second_factor_required"
+    ENROLMENT_REQUIRED = "enrolment_required"
+    REFUSED = "refused"
+
+
+class VerifyOutcome(StrEnum):
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+
+
+class StepUpOutcome(StrEnum):
+    VERIFIED = "verified"
+    CHALLENGE_STARTED = "challenge_started"
+    REFUSED = "refused"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    SERVICE = "service"
+    PORTAL = "portal"
+
+
+class MfaRequired(StrEnum):
+    ALL = "all"
+    ENROLLED = "enrolled"
+    OFF = "off"
+
+
+class SessionScope(StrEnum):
+    FULL = "full"
+    ENROLMENT = "enrolment"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientInfo:
+    """The end user's client as the caller saw it (for limits and the audit log)."""
+
+    ip: str = ""
+    user_agent: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class User:
+    id: str
+    username: str
+    disabled: bool
+    has_password: bool
+    created_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Device:
+    id: str
+    method: Method | None
+    name: str
+    state: DeviceState | None
+    created_at: datetime | None
+    last_used_at: datetime | None
+    security_level: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceList:
+    devices: tuple[Device, ...]
+    #: Fewer than two method types bound: losing one device locks the user out.
+    lockout_risk: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lockout:
+    username: str
+    locked: bool
+    locked_until: datetime | None
+    hard_locked: bool
+    consecutive_failures: int
+    lockouts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserDetails:
+    user: User
+    devices: DeviceList
+    lockout: Lockout
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    mfa_required: MfaRequired | None
+    allowed_methods: tuple[Method, ...]
+    self_service: bool
+    remember_device: bool
+    remember_days: int
+    sensitive_reauth_seconds: int
+    require_backup_method: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TotpProvisioning:
+    """A pending TOTP device's secret: show it to the user once, never log it."""
+
+    device_id: str
+    otpauth_uri: str = field(repr=False)
+    secret_base32: str = field(repr=False)
+    qr_png: bytes = field(repr=False)
+    qr_svg: str = field(repr=False)
+    issuer: str
+    account_name: str
+    digits: int
+    period_seconds: int
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmailCodeSent:
+    device_id: str
+    masked_email: str
+    resend_after: datetime | None
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Session:
+    """A user session token: send it with Enrollment calls. A secret."""
+
+    token: str = field(repr=False)
+    scope: SessionScope | None
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RememberedToken:
+    """A "remember this device" token: keep it on the user's device; it rotates on use."""
+
+    token: str = field(repr=False)
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignIn:
+    outcome: SignInOutcome
+    challenge_id: str = ""
+    methods: tuple[Method, ...] = ()
+    challenge_expires_at: datetime | None = None
+    session: Session | None = None
+    remembered: RememberedToken | None = None
+    username: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChallengeDetails:
+    challenge_id: str
+    method: Method | None
+    masked_email: str = ""
+    resend_after: datetime | None = None
+    request_options_json: str = ""
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Completion:
+    outcome: SignInOutcome
+    username: str = ""
+    session: Session | None = None
+    remembered: RememberedToken | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepUp:
+    outcome: StepUpOutcome
+    challenge: ChallengeDetails | None = None
+    verified_at: datetime | None = None
+    valid_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RememberedDevice:
+    id: str
+    label: str
+    created_at: datetime | None
+    last_used_at: datetime | None
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEvent:
+    id: str
+    at: datetime | None
+    event: str
+    outcome: str
+    username: str
+    method: str
+    protocol: str
+    source: str
+    actor: str
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditPage:
+    events: tuple[AuditEvent, ...]
+    next_page_token: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserPage:
+    users: tuple[User, ...]
+    next_page_token: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallerToken:
+    id: str
+    name: str
+    role: Role | None
+    created_at: datetime | None
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewCallerToken:
+    caller_token: CallerToken
+    #: The bearer token, shown once.
+    token: str = field(repr=False)
+
+
+def to_json(value: Any) -> Any:
+    """JSON-ready data for any client value (secrets included: the caller asked for them)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, tuple | list):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    return value
