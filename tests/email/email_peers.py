@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import datetime as _dt
 import time
+import warnings
 import email
 import email.policy
 import ipaddress
@@ -55,7 +56,7 @@ class Received:
 
     @property
     def code(self) -> str:
-        found = CODE_LINE.search(self.text)
+        found = CODE_LINE.search(self.text.replace("\r", ""))
         assert found is not None, self.text
         return found.group(1)
 
@@ -156,9 +157,14 @@ class MailServer:
         if self.security == "starttls":
             kwargs.update(tls_context=self._tls, require_starttls=True)
         if self.credentials is not None:
+            # With implicit TLS the whole connection is encrypted, but aiosmtpd only knows about
+            # STARTTLS: it would hide AUTH unless told TLS is not required on top.
             kwargs.update(authenticator=self._authenticate, auth_required=True,
-                          auth_require_tls=self.security != "none")
-        return SMTP(self.handler, **kwargs)
+                          auth_require_tls=self.security == "starttls")
+        with warnings.catch_warnings():
+            # "AUTH without TLS" warning: not so here, the socket itself is TLS (implicit TLS).
+            warnings.simplefilter("ignore")
+            return SMTP(self.handler, **kwargs)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
