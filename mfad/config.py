@@ -207,11 +207,63 @@ class SmtpSettings:
     poll_seconds: float = field(default=2.0, metadata=_check(_positive))
 
 
+#: Attestation statement formats python-fido2 can verify.
+WEBAUTHN_ATTESTATION_FORMATS = ("packed", "fido-u2f", "tpm", "android-safetynet", "apple", "none")
+
+
+def _origin(value: Any) -> str | None:
+    from urllib.parse import urlsplit
+
+    for item in value:
+        try:
+            parts = urlsplit(item)
+            parts.port  # noqa: B018  (raises on a bad port)
+        except ValueError:
+            return f"{item!r} is not an origin"
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.path or parts.query \
+                or parts.fragment or parts.username or parts.password:
+            return f"{item!r} must be scheme://host[:port], nothing more"
+        if parts.scheme == "http" and parts.hostname != "localhost" and not parts.hostname.endswith(".localhost"):
+            return f"{item!r}: browsers allow WebAuthn over http only on localhost; use https"
+    return None
+
+
+def _attestation_formats(value: Any) -> str | None:
+    unknown = [f for f in value if f not in WEBAUTHN_ATTESTATION_FORMATS]
+    if unknown:
+        return f"unknown format(s) {', '.join(map(repr, unknown))}; known: {', '.join(WEBAUTHN_ATTESTATION_FORMATS)}"
+    return None if value else "must list at least one format"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WebauthnSettings:
+    """Passkeys and legacy U2F keys (the relying party). See docs/passkeys.md."""
+
+    #: The relying party id: the site's domain (each origin's host is it or a subdomain).
     rp_id: str = "localhost"
-    rp_name: str = "mfad"
-    origins: list[str] = field(default_factory=lambda: ["https://localhost"])
+    rp_name: str = field(default="mfad", metadata=_check(lambda v: None if 0 < len(v) <= 64 and v.isprintable()
+                                                           else "must be 1 to 64 printable characters"))
+    #: Exact origins allowed in clientDataJSON ("https://portal.example.com").
+    origins: list[str] = field(default_factory=lambda: ["https://localhost"], metadata=_check(_origin))
+    #: Discoverable credential ("resident key"): required makes usernameless sign-in possible.
+    resident_key: Literal["required", "preferred", "discouraged"] = "required"
+    #: "none" (default: no vendor data asked) or "direct" (verify the statement).
+    attestation: Literal["none", "direct"] = "none"
+    #: With attestation = "direct": the statement formats accepted ("none" accepts unattested keys too).
+    attestation_formats: list[str] = field(
+        default_factory=lambda: ["packed", "fido-u2f", "tpm", "android-safetynet", "apple"],
+        metadata=_check(_attestation_formats))
+    #: PEM bundle of trusted attestation roots; when set, direct attestation must chain to one
+    #: (self attestation is then refused). Without it only the statement's signature is checked.
+    attestation_roots_file: str | None = None
+    #: Lifetime of a registration or sign-in ceremony (DESIGN §4: 5 minutes).
+    challenge_ttl_seconds: int = field(default=300, metadata=_check(_between(30, 900)))
+    #: COSE algorithms offered and accepted, in order of preference.
+    algorithms: list[Literal["ES256", "EdDSA", "RS256"]] = field(
+        default_factory=lambda: ["ES256", "EdDSA", "RS256"],
+        metadata=_check(lambda v: None if v else "must list at least one algorithm"))
+    #: Passkeys and U2F keys one user may hold.
+    max_credentials_per_user: int = field(default=20, metadata=_check(_between(1, 64)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -441,6 +493,7 @@ def _validate(loader: _Loader, config: Config) -> Config:
         loader.fail("policy.allowed_methods", "must allow at least one method")
     if not config.webauthn.origins:
         loader.fail("webauthn.origins", "must list at least one origin")
+    _validate_webauthn(loader, config.webauthn)
     return dataclasses.replace(config, radius=dataclasses.replace(config.radius, clients=clients), smtp=smtp)
 
 
@@ -477,6 +530,29 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _validate_webauthn(loader: _Loader, w: WebauthnSettings) -> None:
+    """Each origin's host must be the RP id or a subdomain of it (WebAuthn's rule)."""
+    from urllib.parse import urlsplit
+
+    rp = w.rp_id
+    if not rp or rp != rp.strip().lower() or "/" in rp or ":" in rp:
+        loader.fail("webauthn.rp_id", "must be a lower-case domain name without scheme or port")
+        return
+    for origin in w.origins:
+        try:
+            host = urlsplit(origin).hostname or ""
+        except ValueError:
+            continue  # reported by the field check
+        if host != rp and not host.endswith("." + rp):
+            loader.fail("webauthn.origins", f"{origin!r} is not on the RP id {rp!r} or a subdomain of it")
+    if w.attestation_roots_file is not None:
+        roots = Path(w.attestation_roots_file)
+        if not roots.is_absolute():
+            loader.fail("webauthn.attestation_roots_file", "must be an absolute path")
+        elif not roots.is_file():
+            loader.fail("webauthn.attestation_roots_file", f"cannot read {roots}")
 
 
 def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:

@@ -80,6 +80,44 @@ class TotpParams:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WebauthnInfo:
+    """What a passkey or U2F device shows (kept in ``devices.data``); no key material."""
+
+    credential_id: str  # base64url
+    #: BE flag: the credential may be synced to other devices.
+    backup_eligible: bool = False
+    #: BS flag as last seen: the credential is synced now.
+    backup_state: bool = False
+    #: Lower-case UUID when the authenticator told it (attested), else None.
+    aaguid: str | None = None
+    #: U2F: the AppID it was registered under (sent as the ``appid`` extension).
+    app_id: str | None = None
+    transports: tuple[str, ...] = ()
+    #: The attestation statement format seen at registration ("none" when not asked).
+    attestation: str | None = None
+    #: credProps.rk as the browser reported it (None: not reported).
+    discoverable: bool | None = None
+
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps({"credential_id": self.credential_id, "backup_eligible": self.backup_eligible,
+                           "backup_state": self.backup_state, "aaguid": self.aaguid, "app_id": self.app_id,
+                           "transports": list(self.transports), "attestation": self.attestation,
+                           "discoverable": self.discoverable}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> WebauthnInfo:
+        import json
+
+        d = json.loads(text)
+        return cls(credential_id=str(d["credential_id"]), backup_eligible=bool(d.get("backup_eligible")),
+                   backup_state=bool(d.get("backup_state")), aaguid=d.get("aaguid"), app_id=d.get("app_id"),
+                   transports=tuple(d.get("transports") or ()), attestation=d.get("attestation"),
+                   discoverable=d.get("discoverable"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Device:
     id: DeviceId
     user_id: UserId
@@ -97,6 +135,8 @@ class Device:
     last_step: int = -1
     #: Remembered clock drift of the authenticator, in steps.
     drift: int = 0
+    #: Passkey and U2F devices: their WebAuthn details.
+    webauthn: WebauthnInfo | None = None
     #: Security email: the bound (or pending) address, ASCII, never the profile email.
     email: str | None = None
 

@@ -28,6 +28,7 @@ from mfad.core.model import (
     User,
     UserId,
 )
+from mfad.core.credentials import WebauthnStore
 from mfad.core.outbox import EmailStore
 from mfad.core.sessions import SessionStore
 
@@ -72,7 +73,7 @@ class StoreMetrics(Protocol):
     def store_operation(self, op: str, seconds: float, ok: bool) -> None: ...
 
 
-class Store(SessionStore, EmailStore, Protocol):
+class Store(SessionStore, WebauthnStore, EmailStore, Protocol):
     engine: str
 
     async def migrate(self) -> list[int]: ...

@@ -24,6 +24,7 @@ from mfad.core.ports import AuditFilter, CoreMetrics, NullMetrics, Store
 from mfad.core.selfservice import SelfService
 from mfad.core.signin import SignInService
 from mfad.core.users import UserService
+from mfad.core.webauthn import PasskeyVerifier, U2fVerifier, WebauthnMetrics, WebauthnService
 
 
 class Mfa:
@@ -49,6 +50,11 @@ class Mfa:
                                       policy=self.policy, users=self.users, metrics=email_metrics,
                                       core_metrics=self.metrics)
         self.signin.register(EmailVerifier(self.email))
+        self.webauthn = WebauthnService(store=store, clock=self.clock, users=self.users, policy=self.policy,
+                                        settings=config.webauthn,
+                                        metrics=self.metrics if isinstance(self.metrics, WebauthnMetrics) else None)
+        self.signin.register_usernameless(PasskeyVerifier(self.webauthn))
+        self.signin.register(U2fVerifier(self.webauthn))
         self.selfservice = SelfService(store=store, clock=self.clock, policy=self.policy, signin=self.signin,
                                        devices=self.devices, session_ttl_seconds=config.grpc.session_ttl_seconds)
         self.admin = AdminService(store=store, clock=self.clock, users=self.users, devices=self.devices)

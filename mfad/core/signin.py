@@ -86,6 +86,18 @@ class Reason(StrEnum):
     EXPIRED = "expired_challenge"
     METHOD_NOT_OFFERED = "method_not_offered"
     ACCEPTED = "accepted"
+    # WebAuthn (passkeys, U2F keys): which check refused the assertion.
+    USERNAMELESS = "usernameless"
+    NO_CEREMONY = "webauthn_ceremony_unknown_or_used"
+    BAD_CLIENT_DATA = "webauthn_bad_client_data"
+    WRONG_ORIGIN = "webauthn_wrong_origin"
+    WRONG_CHALLENGE = "webauthn_wrong_challenge"
+    WRONG_RP_ID = "webauthn_wrong_rp_id"
+    USER_NOT_PRESENT = "webauthn_user_not_present"
+    USER_NOT_VERIFIED = "webauthn_user_not_verified"
+    UNKNOWN_CREDENTIAL = "webauthn_unknown_credential"
+    BAD_SIGNATURE = "webauthn_bad_signature"
+    POSSIBLE_CLONE = "webauthn_sign_count_regression"
 
 
 _BLOCK_REASON = {Block.LOCKED: Reason.LOCKED, Block.HARD_LOCKED: Reason.HARD_LOCKED,
@@ -137,6 +149,8 @@ class _Pending:
     remember: RememberedDevice | None = None
     remember_hash: str | None = None
     remember_token: str | None = None
+    #: A usernameless passkey sign-in: the id hash of its WebAuthn ceremony (no challenge row).
+    usernameless: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,6 +206,25 @@ class SecondFactorVerifier(Protocol):
         ...
 
 
+class UsernamelessVerifier(SecondFactorVerifier, Protocol):
+    """A verifier whose response names its user: a discoverable passkey. The sign-in
+    service keeps the flow (limits, audit, metrics); the verifier keeps the ceremony."""
+
+    async def open_usernameless(self, id_hash: str, now: datetime, audit: Sequence[AuditEvent]) -> datetime:
+        """Store a ceremony under ``id_hash`` (with ``audit``); returns when it expires."""
+        ...
+
+    async def start_usernameless(self, id_hash: str, now: datetime) -> str | None:
+        """The request options of that ceremony; None when it is unknown, used or expired."""
+        ...
+
+    async def identify(self, id_hash: str, response: str, now: datetime) -> UserId | Reason:
+        """The user the response's credential belongs to (nothing consumed), or why not
+        (NO_CHALLENGE, EXPIRED, UNKNOWN_CREDENTIAL). Raises InvalidInput for a response
+        that can never be valid."""
+        ...
+
+
 def challenge_hash(challenge_id: str) -> str:
     return hashlib.sha256(challenge_id.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -210,6 +243,7 @@ class SignInService:
         self._rules = LimitRules(limits)
         self._metrics = metrics
         self._verifiers: dict[Method, SecondFactorVerifier] = {}
+        self._usernameless: UsernamelessVerifier | None = None
         self.register(TotpVerifier(store=store, keyring=keyring, window=totp_settings.window))
 
     def register(self, verifier: SecondFactorVerifier) -> None:
@@ -230,7 +264,12 @@ class SignInService:
         Calling-Station-Id from a NAS with ``trust_calling_station_id``): a station
         remembered after an earlier second factor (see ``complete``) skips the second
         factor while the policy allows remembering, like a remembered-device token.
+
+        No username and no password: a usernameless passkey sign-in (when a verifier for
+        it is registered) — the discoverable credential will name the user.
         """
+        if not username and password is None and self._usernameless is not None:
+            return await self._begin_usernameless(attempt)
         check_username(username)
         if password is not None:
             check_password_input(password)
@@ -358,6 +397,9 @@ class SignInService:
         started = time.perf_counter()
         id_hash = challenge_hash(challenge_id)
         challenge = await self._store.load_challenge(id_hash)
+        if challenge is None and self._usernameless is not None and method is self._usernameless.method:
+            return await self._complete_usernameless(id_hash, response, attempt, started, remember=remember,
+                                                     remember_label=remember_label)
         now = self._clock.now()
         if challenge is None or challenge.consumed or challenge.purpose != "signin":
             await self._audit_refusal(challenge, Reason.NO_CHALLENGE, method, attempt, now)
@@ -533,6 +575,11 @@ class SignInService:
             raise InvalidInput("challenge_id", "is not a challenge id")
         challenge = await self._store.load_challenge(challenge_hash(challenge_id))
         now = self._clock.now()
+        if challenge is None and self._usernameless is not None and method is self._usernameless.method:
+            options = await self._usernameless.start_usernameless(challenge_hash(challenge_id), now)
+            if options is None:
+                raise NotFound("challenge not found or expired")
+            return options
         if challenge is None or challenge.consumed or now >= challenge.expires_at:
             raise NotFound("challenge not found or expired")
         verifier = self._verifiers.get(method)
@@ -557,6 +604,54 @@ class SignInService:
         """The same computation a real verification does, so timing says nothing."""
         totp.match_code(_DUMMY_TOTP_KEY, code if code.isdigit() else "000000", now,
                         _DEFAULT_PARAMS, last_step=-1, drift=0, window=self._totp.window)
+
+    # --- usernameless passkey sign-in -----------------------------------------------------
+    def register_usernameless(self, verifier: UsernamelessVerifier) -> None:
+        """Register ``verifier`` for its method and for usernameless sign-in."""
+        self.register(verifier)
+        self._usernameless = verifier
+
+    async def _begin_usernameless(self, attempt: Attempt) -> SignInResult:
+        """Open a ceremony that any discoverable passkey may answer. No user is read, so
+        nothing can be learnt about one; the source's failure bucket still applies."""
+        assert self._usernameless is not None
+        method = self._usernameless.method
+        subject = await self._store.load_subject("", attempt.source)  # no user has an empty name
+        now = self._clock.now()
+        policy = await self._policy.current()
+        block = self._rules.blocked(LimitState(), subject.bucket, now)
+        if block is not None or not policy.allows(method):
+            reason = _BLOCK_REASON[block] if block is not None else Reason.METHOD_NOT_OFFERED
+            await self._store.append_audit(now, [self._event("signin", reason, subject, attempt, method=method)])
+            return SignInResult(outcome=Outcome.REFUSED, reason=reason)
+        challenge_id = secrets.token_urlsafe(CHALLENGE_ID_BYTES)
+        event = self._event("signin", Reason.USERNAMELESS, subject, attempt, method=method,
+                            outcome=Outcome.SECOND_FACTOR_REQUIRED.value)
+        expires = await self._usernameless.open_usernameless(challenge_hash(challenge_id), now, [event])
+        return SignInResult(outcome=Outcome.SECOND_FACTOR_REQUIRED, reason=Reason.USERNAMELESS,
+                            challenge_id=challenge_id, methods=frozenset({method}), expires_at=expires)
+
+    async def _complete_usernameless(self, id_hash: str, response: str, attempt: Attempt, started: float, *,
+                                     remember: bool, remember_label: str) -> VerifyResult:
+        assert self._usernameless is not None
+        method = self._usernameless.method
+        now = self._clock.now()
+        found = await self._usernameless.identify(id_hash, response, now)
+        subject = Subject(user=None)
+        if not isinstance(found, Reason):
+            subject = await self._store.load_subject(found, attempt.source)
+        if subject.user is None:
+            reason = found if isinstance(found, Reason) else Reason.UNKNOWN_CREDENTIAL
+            if reason is Reason.UNKNOWN_CREDENTIAL:
+                await self._fail(subject, attempt, now, method, reason, None, None)  # the source's counters
+            else:
+                await self._audit_refusal(None, reason, method, attempt, now)
+            return self._refused(reason, method, attempt, started)
+        pending = _Pending(challenge_hash=None, usernameless=id_hash)
+        policy = await self._policy.current()
+        if remember and policy.remember_device:
+            self._prepare_remember(pending, subject.user, now, policy, remember_label or attempt.protocol)
+        return await self._verify(subject, method, response, attempt, now, pending, started)
 
     # --- failures ------------------------------------------------------------------------
     async def _fail(self, subject: Subject, attempt: Attempt, now: datetime, method: Method | None, reason: Reason,

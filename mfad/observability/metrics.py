@@ -25,10 +25,21 @@ class CorePrometheusMetrics:
         self._lockouts = Counter("mfad_lockouts", "Users locked out after repeated failures.", registry=registry)
         self._rate_limited = Counter("mfad_rate_limited", "Attempts refused by a rate limit before verification.",
                                      ["scope"], registry=registry)
+        self._clone_warnings = Counter("mfad_webauthn_clone_warnings",
+                                       "WebAuthn assertions refused because the signature counter went back "
+                                       "(possible cloned authenticator).", ["method"], registry=registry)
+        self._registrations = Counter("mfad_webauthn_registrations", "Passkey registrations, U2F upgrades and "
+                                      "imports by result.", ["kind", "result"], registry=registry)
 
     def verification(self, protocol: str, method: str, result: str, seconds: float) -> None:
         self._verifications.labels(protocol, method, result).inc()
         self._latency.labels(protocol, method).observe(seconds)
+
+    def clone_warning(self, method: str) -> None:
+        self._clone_warnings.labels(method).inc()
+
+    def registration(self, kind: str, result: str) -> None:
+        self._registrations.labels(kind, result).inc()
 
     def lockout(self) -> None:
         self._lockouts.inc()

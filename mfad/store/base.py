@@ -41,11 +41,13 @@ from mfad.core.model import (
     TotpParams,
     User,
     UserId,
+    WebauthnInfo,
 )
 from mfad.core.ports import AuditFilter, LimitChange, RotateResult, StoreMetrics, Subject
 from mfad.store.email import EmailSql, email_of
 from mfad.store.radius import RadiusSql
 from mfad.store.sessions import SessionSql
+from mfad.store.webauthn import WebauthnSql
 
 
 class Row(Protocol):
@@ -94,7 +96,10 @@ def device_from(row: Row) -> Device:
                   state=DeviceState(row["state"]), created_at=dt_req(row["created_at"]),
                   confirmed_at=dt(row["confirmed_at"]), last_used_at=dt(row["last_used_at"]),
                   expires_at=dt(row["expires_at"]), sealed_secret=row["sealed_secret"], totp=totp,
-                  last_step=row["last_step"], drift=row["drift"], email=email_of(row))
+                  last_step=row["last_step"], drift=row["drift"],
+                  webauthn=WebauthnInfo.from_json(row["data"])
+                  if method in (Method.PASSKEY, Method.U2F) and row["data"] else None,
+                  email=email_of(row))
 
 
 def limits_from(row: Row | None, source_row: Row | None = None) -> LimitState:
@@ -121,7 +126,7 @@ def challenge_from(row: Row) -> Challenge:
                      consumed=bool(row["consumed"]))
 
 
-class SqlStore(SessionSql, RadiusSql, EmailSql, abc.ABC):
+class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, abc.ABC):
     """The core's Store over an engine's ``transaction()`` and ``read()`` primitives."""
 
     engine: str
@@ -328,6 +333,7 @@ class SqlStore(SessionSql, RadiusSql, EmailSql, abc.ABC):
             rows = await tx.fetch("DELETE FROM devices WHERE state = 'pending' AND expires_at <= $1 RETURNING id",
                                   now.timestamp())
             await tx.execute("DELETE FROM challenges WHERE expires_at <= $1", now.timestamp() - 3600)
+            await tx.execute("DELETE FROM webauthn_ceremonies WHERE expires_at <= $1", now.timestamp())
         return len(rows)
 
     # --- verification outcomes -------------------------------------------------------------
