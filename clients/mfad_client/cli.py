@@ -31,7 +31,7 @@ from typing import Any, TextIO
 import grpc
 
 from mfad_client import types as t
-from mfad_client.client import DEFAULT_ADDRESS, DEFAULT_TIMEOUT, MfadClient, TlsFiles
+from mfad_client.client import DEFAULT_ADDRESS, DEFAULT_TIMEOUT, DEFAULT_TOTP_NAME, MfadClient, TlsFiles
 from mfad_client.errors import ClientError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -233,7 +233,7 @@ async def device_unbind(c: MfadClient, a: argparse.Namespace, out: Output) -> in
 
 
 async def totp_bind(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
-    p = await c.admin.bind_totp(a.username, a.name or "")
+    p = await c.admin.bind_totp(a.username, a.name)
     written = {}
     for kind, target, data in (("png", a.qr_png, p.qr_png), ("svg", a.qr_svg, p.qr_svg.encode())):
         if target:
@@ -460,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     totp = group("totp", "bind an authenticator app for a user")
     p = command(totp, "bind", totp_bind, "start binding: prints the key and otpauth URI")
     p.add_argument("username")
-    p.add_argument("--name", help="a name for the device (default: authenticator app)")
+    p.add_argument("--name", default=DEFAULT_TOTP_NAME, help=f"a name for the device (default: {DEFAULT_TOTP_NAME})")
     p.add_argument("--qr-png", metavar="FILE", help="write the QR code as PNG")
     p.add_argument("--qr-svg", metavar="FILE", help="write the QR code as SVG")
     p.add_argument("--qr", action="store_true", help="draw the QR code in the terminal")

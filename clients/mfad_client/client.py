@@ -29,6 +29,7 @@ from mfad_client.errors import error_for
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 10.0
+DEFAULT_TOTP_NAME = "authenticator app"
 
 _METHOD = {t.Method.TOTP: pb.METHOD_TOTP, t.Method.EMAIL: pb.METHOD_EMAIL, t.Method.PASSKEY: pb.METHOD_PASSKEY,
            t.Method.U2F: pb.METHOD_U2F}
@@ -258,7 +259,7 @@ class Enrollment:
         m = await self._call(self._stub.ListDevices, pb.ListDevicesRequest(), session=session)
         return _device_list(m.devices)
 
-    async def begin_totp_binding(self, session: str, name: str = "") -> t.TotpProvisioning:
+    async def begin_totp_binding(self, session: str, name: str = DEFAULT_TOTP_NAME) -> t.TotpProvisioning:
         m = await self._call(self._stub.BeginTotpBinding, pb.BeginTotpBindingRequest(name=name), session=session)
         return _provisioning(m.provisioning)
 
@@ -341,7 +342,7 @@ class Admin:
             username=username, device_id=device_id, reason=reason))
         return _device_list(m.devices)
 
-    async def bind_totp(self, username: str, name: str = "") -> t.TotpProvisioning:
+    async def bind_totp(self, username: str, name: str = DEFAULT_TOTP_NAME) -> t.TotpProvisioning:
         m = await self._call(self._stub.BindTotp, pb.BindTotpRequest(username=username, name=name))
         return _provisioning(m.provisioning)
 

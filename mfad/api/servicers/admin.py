@@ -19,7 +19,7 @@ from mfad._proto.mfad.v1 import mfad_pb2 as pb
 from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
 from mfad.api import convert
 from mfad.api.auth import current_caller
-from mfad.api.servicers.enrollment import DEFAULT_TOTP_NAME, remembered_target
+from mfad.api.servicers.enrollment import remembered_target
 from mfad.core.admin import clean_reason
 from mfad.core.errors import InvalidInput, NotFound
 from mfad.core.model import Method
@@ -100,8 +100,7 @@ class AdminServicer(pb_grpc.AdminServicer):
         return pb.UnbindDeviceResponse(devices=convert.device_list(listing))
 
     async def BindTotp(self, request: pb.BindTotpRequest, context: Context) -> pb.BindTotpResponse:
-        binding = await self._mfa.devices.begin_totp(request.username, name=request.name or DEFAULT_TOTP_NAME,
-                                                     actor=_actor())
+        binding = await self._mfa.devices.begin_totp(request.username, name=request.name, actor=_actor())
         return pb.BindTotpResponse(provisioning=convert.totp_provisioning(binding, issuer=self._issuer,
                                                                           account=request.username))
 

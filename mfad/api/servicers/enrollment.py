@@ -24,8 +24,6 @@ from mfad.core.sessions import UserSession
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-DEFAULT_TOTP_NAME = "authenticator app"
-
 
 class EnrollmentServicer(pb_grpc.EnrollmentServicer):
     def __init__(self, mfa: Mfa, *, issuer: str) -> None:
@@ -43,7 +41,7 @@ class EnrollmentServicer(pb_grpc.EnrollmentServicer):
     async def BeginTotpBinding(self, request: pb.BeginTotpBindingRequest,
                                context: Context) -> pb.BeginTotpBindingResponse:
         session = await self.session(context, Use.ENROL)
-        binding = await self._mfa.selfservice.begin_totp(session, request.name or DEFAULT_TOTP_NAME)
+        binding = await self._mfa.selfservice.begin_totp(session, request.name)
         return pb.BeginTotpBindingResponse(provisioning=convert.totp_provisioning(
             binding, issuer=self._issuer, account=session.username))
 
