@@ -130,7 +130,8 @@ def client_ip(info: pb.ClientInfo) -> str | None:
 def device(d: Device) -> pb.Device:
     return pb.Device(id=str(d.id), method=METHOD_TO_PB[d.method], name=d.name, state=STATE_TO_PB[d.state],
                      created_at=timestamp(d.created_at), last_used_at=timestamp(d.last_used_at),
-                     security_level=d.security_level)
+                     security_level=d.security_level,
+                     email=pb.EmailDetails(address=d.email) if d.email is not None else None)
 
 
 def device_list(listing: DeviceListing) -> pb.DeviceList:

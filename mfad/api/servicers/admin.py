@@ -19,12 +19,14 @@ from mfad._proto.mfad.v1 import mfad_pb2 as pb
 from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
 from mfad.api import convert
 from mfad.api.auth import current_caller
+from mfad.api.servicers import email
 from mfad.api.servicers.enrollment import remembered_target
 from mfad.core.admin import clean_reason
 from mfad.core.errors import InvalidInput, NotFound
 from mfad.core.model import Method
 from mfad.core.ports import AuditFilter
 from mfad.core.service import Mfa
+from mfad.core.signin import Attempt
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -50,6 +52,10 @@ def page_token(text: str) -> int | None:
 
 def _actor() -> str:
     return current_caller().name
+
+
+def _admin_attempt() -> Attempt:
+    return Attempt(protocol="grpc", client=_actor())
 
 
 class AdminServicer(pb_grpc.AdminServicer):
@@ -109,6 +115,17 @@ class AdminServicer(pb_grpc.AdminServicer):
                                                       request.code, actor=_actor())
         listing = await self._mfa.devices.list(request.username)
         return pb.ConfirmTotpResponse(device=convert.device(device), devices=convert.device_list(listing))
+
+    async def BindEmail(self, request: pb.BindEmailRequest, context: Context) -> pb.BindEmailResponse:
+        sent = await self._mfa.email.begin_binding(request.username, request.address, _admin_attempt(),
+                                                   actor=_actor())
+        return pb.BindEmailResponse(sent=email.code_sent(sent))
+
+    async def ConfirmEmail(self, request: pb.ConfirmEmailRequest, context: Context) -> pb.ConfirmEmailResponse:
+        device = await self._mfa.email.confirm_binding(request.username, convert.device_id(request.device_id),
+                                                       request.code, _admin_attempt(), actor=_actor())
+        listing = await self._mfa.devices.list(request.username)
+        return pb.ConfirmEmailResponse(device=convert.device(device), devices=convert.device_list(listing))
 
     # --- policy ------------------------------------------------------------------------------
     async def GetPolicy(self, request: pb.GetPolicyRequest, context: Context) -> pb.GetPolicyResponse:

@@ -17,6 +17,7 @@ from mfad._proto.mfad.v1 import mfad_pb2 as pb
 from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
 from mfad.api import convert
 from mfad.api.auth import current_caller, session_of
+from mfad.api.servicers import email
 from mfad.api.servicers.base import attempt, user_agent
 from mfad.core.errors import InvalidInput, PermissionDenied
 from mfad.core.model import SECURITY_LEVEL, Method, Role
@@ -71,7 +72,11 @@ class AuthenticationServicer(pb_grpc.AuthenticationServicer):
 
     async def StartChallenge(self, request: pb.StartChallengeRequest, context: Context) -> pb.StartChallengeResponse:
         method = convert.method(request.method)
-        await self._mfa.signin.start_challenge(request.challenge_id, method, attempt(request.client))
+        sent_at = self._mfa.clock.now()
+        shown = await self._mfa.signin.start_challenge(request.challenge_id, method, attempt(request.client))
+        if method is Method.EMAIL and shown is not None:
+            return pb.StartChallengeResponse(challenge=await email.challenge_details(
+                self._mfa, request.challenge_id, shown, sent_at))
         return pb.StartChallengeResponse(challenge=pb.ChallengeDetails(challenge_id=request.challenge_id,
                                                                        method=request.method))
 

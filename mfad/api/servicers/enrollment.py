@@ -17,10 +17,12 @@ from mfad._proto.mfad.v1 import mfad_pb2 as pb
 from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
 from mfad.api import convert
 from mfad.api.auth import current_caller, session_of
+from mfad.api.servicers import email
+from mfad.api.servicers.base import attempt
 from mfad.core.errors import InvalidInput
 from mfad.core.selfservice import Use
 from mfad.core.service import Mfa
-from mfad.core.sessions import UserSession
+from mfad.core.sessions import SessionScope, UserSession
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -51,6 +53,22 @@ class EnrollmentServicer(pb_grpc.EnrollmentServicer):
         device, listing = await self._mfa.selfservice.confirm_totp(session, convert.device_id(request.device_id),
                                                                    request.code)
         return pb.ConfirmTotpBindingResponse(device=convert.device(device), devices=convert.device_list(listing))
+
+    async def BeginEmailBinding(self, request: pb.BeginEmailBindingRequest,
+                                context: Context) -> pb.BeginEmailBindingResponse:
+        # MANAGE: an enrolment session is refused (only a passkey or TOTP at first sign-in).
+        session = await self.session(context, Use.MANAGE)
+        sent = await self._mfa.email.begin_binding(session.username, request.address, attempt(request.client),
+                                                   enrolment=session.scope is SessionScope.ENROLMENT, actor="user")
+        return pb.BeginEmailBindingResponse(sent=email.code_sent(sent))
+
+    async def ConfirmEmailBinding(self, request: pb.ConfirmEmailBindingRequest,
+                                  context: Context) -> pb.ConfirmEmailBindingResponse:
+        session = await self.session(context, Use.MANAGE)
+        device = await self._mfa.email.confirm_binding(session.username, convert.device_id(request.device_id),
+                                                       request.code, attempt(request.client), actor="user")
+        listing = await self._mfa.devices.list(session.username)
+        return pb.ConfirmEmailBindingResponse(device=convert.device(device), devices=convert.device_list(listing))
 
     async def Unbind(self, request: pb.UnbindRequest, context: Context) -> pb.UnbindResponse:
         session = await self.session(context, Use.MANAGE)

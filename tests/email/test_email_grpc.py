@@ -1,0 +1,111 @@
+"""Security email through the real gRPC front end, ``mfactl`` and a real SMTP server.
+
+Binding by an administrator with ``mfactl email bind|confirm`` (the code read from the
+received message), self-service binding rules, then a sign-in with StartChallenge(EMAIL)
+and CompleteChallenge — on both store engines, on the fixed clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+_API_TESTS = str(Path(__file__).resolve().parents[1] / "api")
+if _API_TESTS not in sys.path:
+    sys.path.insert(0, _API_TESTS)
+
+import pytest  # noqa: E402
+from email_peers import MailServer, smtp_for  # noqa: E402
+from real_servicers import GrpcMfad, grpc_mfad  # noqa: E402, F401
+
+from mfad.core.clock import FixedClock  # noqa: E402
+from mfad.core.model import Role  # noqa: E402
+from mfad_client import (  # noqa: E402
+    FailedPrecondition,
+    Method,
+    PermissionDenied,
+    ResourceExhausted,
+    SignInOutcome,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "pw-alice-0123"
+
+
+async def mfactl(grpc: GrpcMfad, *args: str) -> tuple[int, Any]:
+    env = {**os.environ, "MFAD_ADDR": grpc.address, "MFAD_TOKEN": grpc.tokens[Role.ADMIN],
+           "PYTHONPATH": os.pathsep.join([str(REPO / "clients"), str(REPO)])}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "mfad_client", "--json", *args, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, json.loads(out) if out.strip() else err.decode()
+
+
+@pytest.fixture
+async def mailed(grpc_mfad: GrpcMfad, mail_server: MailServer, run_sender: Any) -> MailServer:
+    await run_sender(grpc_mfad.mfa, smtp_for(mail_server))
+    return mail_server
+
+
+async def test_mfactl_bind_then_sign_in_with_an_email_code(grpc_mfad: GrpcMfad, mailed: MailServer,
+                                                           clock: FixedClock) -> None:
+    await grpc_mfad.mfa.users.create("alice", PASSWORD)
+    code, sent = await mfactl(grpc_mfad, "email", "bind", "alice", "alice@example.com")
+    assert code == 0, sent
+    assert sent["masked_email"] == "a***@example.com"
+    (mail,) = await mailed.wait_for(1)
+    code, confirmed = await mfactl(grpc_mfad, "email", "confirm", "alice", sent["device_id"], mail.code)
+    assert code == 0, confirmed
+    devices = await grpc_mfad.admin.admin.list_devices("alice")
+    assert [d.method for d in devices.devices] == [Method.EMAIL]
+
+    clock.advance(60)  # the resend cool-down
+    service = grpc_mfad.service.auth
+    begun = await service.begin_sign_in("alice", PASSWORD)
+    assert begun.outcome is SignInOutcome.SECOND_FACTOR_REQUIRED and tuple(begun.methods) == (Method.EMAIL,)
+    started = await service.start_challenge(begun.challenge_id, Method.EMAIL)
+    assert started.masked_email == "a***@example.com"
+    assert (started.resend_after - clock.now()).total_seconds() == 60
+    assert 0 < (started.expires_at - clock.now()).total_seconds() <= 300
+    with pytest.raises(ResourceExhausted):
+        await service.start_challenge(begun.challenge_id, Method.EMAIL)
+    mail = (await mailed.wait_for(2))[1]
+    wrong = "000000" if mail.code != "000000" else "111111"
+    refused = await service.complete_challenge(begun.challenge_id, Method.EMAIL, code=wrong)
+    assert refused.outcome is SignInOutcome.REFUSED
+    done = await service.complete_challenge(begun.challenge_id, Method.EMAIL, code=mail.code)
+    assert done.outcome is SignInOutcome.ALLOWED and done.username == "alice"
+
+
+async def test_self_service_binding_rules(grpc_mfad: GrpcMfad, mailed: MailServer, enrol: Any,
+                                          clock: FixedClock) -> None:
+    portal = grpc_mfad.portal
+    # A user with no device gets an enrolment session: email binding is refused with it.
+    await grpc_mfad.mfa.users.create("bob", PASSWORD)
+    begun = await portal.auth.begin_sign_in("bob", PASSWORD)
+    assert begun.outcome is SignInOutcome.ENROLMENT_REQUIRED and begun.session is not None
+    with pytest.raises(PermissionDenied):
+        await portal.enrollment.begin_email_binding(begun.session.token, "bob@example.com")
+
+    # A signed-in user binds one email; a second is refused until the first is unbound.
+    alice = await enrol("alice", password=PASSWORD)
+    clock.advance(30)  # the enrolment used this step's TOTP code
+    begun = await portal.auth.begin_sign_in("alice", PASSWORD)
+    done = await portal.auth.complete_challenge(begun.challenge_id, Method.TOTP, code=alice.code())
+    assert done.session is not None
+    session = done.session.token
+    sent = await portal.enrollment.begin_email_binding(session, "alice@example.com")
+    (mail,) = await mailed.wait_for(1)
+    device, listing = await portal.enrollment.confirm_email_binding(session, sent.device_id, mail.code)
+    assert device.method is Method.EMAIL and not listing.lockout_risk  # TOTP + email: two types
+    bound = await grpc_mfad.mfa.devices.list("alice")
+    assert [d.email for d in bound.devices if d.email] == ["alice@example.com"]
+    clock.advance(60)
+    with pytest.raises(FailedPrecondition):
+        await portal.enrollment.begin_email_binding(session, "alice2@example.com")
+    assert len(mailed.received) == 1
