@@ -186,12 +186,14 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, abc.ABC):
     async def create_user(self, username: str, password_hash: str | None, now: datetime,
                           audit: Callable[[UserId], Sequence[AuditEvent]]) -> User:
         async with self._timed("create_user", write=True) as tx:
-            if await tx.fetchrow("SELECT id FROM users WHERE username = $1", username):
-                raise AlreadyExists(f"username: {username!r} is taken")
+            # ON CONFLICT, not a look first: two instances creating one name at once must
+            # both get an answer (one user, one AlreadyExists), never a driver error.
             row = await tx.fetchrow(
                 "INSERT INTO users (username, password_hash, disabled, created_at, updated_at) "
-                f"VALUES ($1, $2, 0, $3, $3) RETURNING {USER_COLUMNS}", username, password_hash, now.timestamp())
-            assert row is not None
+                "VALUES ($1, $2, 0, $3, $3) ON CONFLICT (username) DO NOTHING "
+                f"RETURNING {USER_COLUMNS}", username, password_hash, now.timestamp())
+            if row is None:
+                raise AlreadyExists(f"username: {username!r} is taken")
             user = user_from(row)
             await self._audit(tx, now, audit(user.id))
         return user
@@ -282,6 +284,10 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, abc.ABC):
         """A new pending TOTP device. A previous *pending* one is replaced (the user restarted
         the binding); an *active* one refuses with PreconditionFailed ("one of each")."""
         async with self._timed("insert_pending_totp", write=True) as tx:
+            # One binding of a user at a time (PostgreSQL: the user's row lock; SQLite's
+            # BEGIN IMMEDIATE holds the database already), so a concurrent binding is
+            # seen and replaced below instead of breaking the one-TOTP-per-user index.
+            await tx.execute(f"SELECT id FROM users WHERE id = $1{self.sql('lock', ' FOR UPDATE')}", user_id)
             existing = await tx.fetchrow(
                 "SELECT id, state, expires_at FROM devices WHERE user_id = $1 AND method = 'totp'", user_id)
             if existing is not None:

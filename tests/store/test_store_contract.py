@@ -351,3 +351,27 @@ async def test_fifty_concurrent_verifications_of_one_code_accept_once(mfa: Any, 
     assert await db.scalar("SELECT count(*) FROM audit WHERE event = 'verify' AND outcome = 'accepted'") == 1
     # The replays of one code count as one failure at most.
     assert (await mfa.store.load_limits(alice.user.id)).total_failures <= 1
+
+
+async def test_concurrent_bindings_of_one_user_leave_one_pending_device(mfa: Any, mfa_factory: Any,
+                                                                        store_opener: Opener, db: Any) -> None:
+    """A double click on "bind" (here: eight at once, through two store instances) is
+    not an internal error: each binding replaces the previous pending one."""
+    await mfa.users.create("alice", None)
+    second = await mfa_factory(store=await store_opener())
+    results = await asyncio.gather(*(m.devices.begin_totp("alice") for m in [mfa, second] * 4),
+                                   return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert not errors, errors
+    assert await db.scalar("SELECT count(*) FROM devices") == 1
+    assert await db.scalar("SELECT count(*) FROM audit WHERE event = 'device_bind_started'") == 8
+
+
+async def test_concurrent_creation_of_one_username_is_already_exists(store: Store, store_opener: Opener,
+                                                                     clock: Any, db: Any) -> None:
+    other = await store_opener()
+    results = await asyncio.gather(*(s.create_user("alice", None, clock.now(), no_audit)
+                                     for s in [store, other] * 4), return_exceptions=True)
+    assert sum(not isinstance(r, BaseException) for r in results) == 1
+    assert all(isinstance(r, AlreadyExists) for r in results if isinstance(r, BaseException)), results
+    assert await db.scalar("SELECT count(*) FROM users") == 1
