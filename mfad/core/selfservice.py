@@ -13,7 +13,7 @@ Guarantees:
   unknown, expired, revoked or presented by another caller than the one it
   was issued to;
 - an enrolment session may only list devices and bind a TOTP device or a
-  passkey, and only while its user has no active device;
+  passkey, and only while its user has no active device the policy allows;
 - with ``self_service = false`` a full session may do nothing
   (``PermissionDenied``);
 - unbinding needs a second factor not older than the policy's
@@ -170,14 +170,15 @@ class SelfService:
     async def authorize(self, token: str | None, caller: str, use: Use) -> UserSession:
         """The live session ``token`` names, if it may be used for ``use`` now."""
         session = await self._resolve(token, caller)
+        policy = await self._policy.current()
         if session.scope is SessionScope.ENROLMENT:
             if use is Use.MANAGE:
                 raise PermissionDenied("an enrolment session may only bind a first passkey or TOTP device")
             devices = await self._store.load_devices(session.user_id)
-            if any(d.is_active for d in devices):
+            if any(d.is_active and policy.allows(d.method) for d in devices):
                 raise Unauthenticated(SESSION_REFUSED)  # enrolment is over: sign in with the new device
             return session
-        if not (await self._policy.current()).self_service:
+        if not policy.self_service:
             raise PermissionDenied("the MFA policy does not allow users to manage their own devices")
         return session
 

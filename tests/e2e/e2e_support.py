@@ -1,0 +1,346 @@
+"""Helpers for the end-to-end tests: a real ``mfad serve`` process, ``mfactl`` runs, an
+authenticator app on the real clock, a TCP proxy in front of PostgreSQL, test certificates.
+
+Nothing here fakes mfad: the daemon is the installed entry point in a subprocess,
+``mfactl`` the console script (or ``python -m mfad_client`` when it is not
+installed), and every answer travels over loopback TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import ipaddress
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from mfad.core import totp
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CLIENTS = REPO_ROOT / "clients"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 20.0
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """An environment whose Python imports this checkout's mfad and mfad_client."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MFAD_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), str(CLIENTS), os.environ.get("PYTHONPATH", ""))
+                                        if p)
+    env.update(extra or {})
+    return env
+
+
+def free_port() -> int:
+    """A port free right now (the daemon needs known ports: its config names them)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def mfactl_argv() -> list[str]:
+    """The installed console script beside this Python, else the module."""
+    script = Path(sys.executable).parent / "mfactl"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "mfad_client"]
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(value)
+
+
+def toml(sections: Mapping[str, Mapping[str, Any]]) -> str:
+    lines = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+@dataclass
+class Result:
+    argv: list[str]
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    def __str__(self) -> str:
+        return f"{' '.join(self.argv)} -> {self.code}\nstdout: {self.out}\nstderr: {self.err}"
+
+
+async def run(argv: Sequence[str], *, env: Mapping[str, str], stdin: str | None = None,
+              timeout: float = 30.0) -> Result:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=dict(env))
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin is not None else None), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return Result(list(argv), proc.returncode, out.decode(), err.decode())
+
+
+@dataclass
+class Daemon:
+    """``mfad serve`` in a subprocess with a config of its own; stopped with SIGTERM."""
+
+    workdir: Path
+    sections: dict[str, dict[str, Any]]
+    grpc_port: int
+    metrics_port: int
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.config_path = self.workdir / "mfad.toml"
+        self.log_path = self.workdir / "mfad.log"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def write_config(self) -> None:
+        self.config_path.write_text(toml(self.sections), encoding="utf-8")
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+
+    async def start(self) -> None:
+        self.write_config()
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "mfad", "serve", "--config", str(self.config_path)],
+                                     stdout=log, stderr=subprocess.STDOUT, env=child_env(), cwd=self.workdir)
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mfad exited with {self.proc.returncode} at start:\n{self.log()}")
+            if await asyncio.to_thread(self._ready):
+                return
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"mfad not ready after {START_TIMEOUT} s:\n{self.log()}")
+
+    def _ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.grpc_port), timeout=0.5):
+                pass
+            return self.http("/readyz")[0] == 200
+        except OSError:
+            return False
+
+    def http(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=2) as reply:
+                return reply.status, reply.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    async def stop(self) -> int:
+        """SIGTERM and wait; the exit code (the tests expect 0)."""
+        assert self.proc is not None
+        self.terminate()
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self.proc.wait), STOP_TIMEOUT)
+        except TimeoutError:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"mfad did not stop within {STOP_TIMEOUT} s of SIGTERM:\n{self.log()}") from None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class AuthenticatorApp:
+    """What a phone's authenticator app does, on the real clock, mirroring the server's window
+    and drift so every code it hands out is one the server accepts once."""
+
+    def __init__(self, secret_base32: str, *, period: int = 30, digits: int = 6, window: int = 1) -> None:
+        self.key = base64.b32decode(secret_base32 + "=" * (-len(secret_base32) % 8))
+        self.secret_base32 = secret_base32
+        self.period = period
+        self.digits = digits
+        self.window = window
+        self.last_step = -1
+        self.drift = 0
+
+    def code_at(self, step: int) -> str:
+        return totp.hotp(self.key, step, self.digits)
+
+    async def next_code(self) -> str:
+        """A fresh code: the next step the server will take, waiting for the clock when needed."""
+        while True:
+            now = time.time()
+            current = int(now // self.period)
+            left = self.period - now % self.period
+            step = max(self.last_step + 1, current)
+            if left > 2.0 and step <= current + self.drift + self.window:
+                self.last_step = step
+                self.drift = max(-totp.MAX_DRIFT, min(totp.MAX_DRIFT, step - current))
+                return self.code_at(step)
+            await asyncio.sleep(left + 0.05)  # too close to the next step, or out of the window
+
+    @property
+    def last_code(self) -> str:
+        return self.code_at(self.last_step)
+
+    def wrong_codes(self) -> list[str]:
+        """Distinct codes matching no step within ±10 periods of now."""
+        current = int(time.time() // self.period)
+        near = {self.code_at(s) for s in range(current - 10, current + 11)}
+        return [c for c in (f"{n:06d}" for n in range(1000)) if c not in near]
+
+
+class TcpProxy:
+    """Relays TCP to ``upstream`` (PostgreSQL); ``cut()`` drops every link and refuses new
+    ones, as a network partition or a crashed server would; ``restore()`` lets traffic in."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.refusing = False
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            writer.transport.abort()
+            return
+        self.links.add((writer, up_writer))
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(src, dst))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    @staticmethod
+    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        dst.close()
+
+    def cut(self) -> None:
+        self.refusing = True
+        for client, upstream in self.links:
+            client.transport.abort()
+            upstream.transport.abort()
+        self.links.clear()
+
+    def restore(self) -> None:
+        self.refusing = False
+
+    async def close(self) -> None:
+        self.cut()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+# --- certificates --------------------------------------------------------------------------
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+class TestCA:
+    """A throw-away CA (EC P-256) issuing server and client certificates into files."""
+
+    __test__ = False  # not a test class
+
+    def __init__(self, directory: Path, cn: str = "mfad e2e CA") -> None:
+        self.directory = directory
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        self._cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
+                      .public_key(self._key.public_key()).serial_number(x509.random_serial_number())
+                      .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+                      .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                      .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                                   key_encipherment=False, data_encipherment=False,
+                                                   key_agreement=False, key_cert_sign=True, crl_sign=True,
+                                                   encipher_only=False, decipher_only=False), critical=True)
+                      .sign(self._key, hashes.SHA256()))
+        self.cert_path = directory / f"{cn.replace(' ', '_')}.crt"
+        self.cert_path.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(self, cn: str, *, server: bool) -> tuple[Path, Path]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        builder = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(self._cert.subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+        if server:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        cert = builder.sign(self._key, hashes.SHA256())
+        cert_path, key_path = self.directory / f"{cn}.crt", self.directory / f"{cn}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(_pem_key(key))
+        key_path.chmod(0o600)
+        return cert_path, key_path
