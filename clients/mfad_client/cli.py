@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import getpass
 import json
 import os
@@ -288,11 +290,45 @@ async def email_confirm(c: MfadClient, a: argparse.Namespace, out: Output) -> in
     return EXIT_OK
 
 
+def _passkey_lines(keys: t.DeviceList) -> list[str]:
+    def backup(d: t.Device) -> str:
+        if d.passkey is None:
+            return "-"
+        return "synced" if d.passkey.backup_state else ("eligible" if d.passkey.backup_eligible else "no")
+
+    def model(d: t.Device) -> str:
+        if d.u2f is not None:
+            return f"appid {d.u2f.app_id}"
+        return (d.passkey.aaguid if d.passkey is not None else "") or "-"
+
+    lines = _table(("ID", "KIND", "LEVEL", "NAME", "BACKUP", "CREATED", "LAST USED", "AUTHENTICATOR"),
+                   [(d.id, d.method or "?", str(d.security_level), d.name, backup(d), _when(d.created_at),
+                     _when(d.last_used_at), model(d)) for d in keys.devices])
+    if any(d.method is t.Method.U2F for d in keys.devices):
+        lines.append("u2f keys: legacy, level 2; the user can upgrade them to passkeys (self-service)")
+    return lines
+
+
 async def passkey_list(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     listing = await c.admin.list_devices(a.username)
     keys = t.DeviceList(devices=tuple(d for d in listing.devices if d.method in (t.Method.PASSKEY, t.Method.U2F)),
                         lockout_risk=listing.lockout_risk)
-    out.emit(keys, _device_lines(keys) if keys.devices else ["no passkeys or U2F keys"])
+    out.emit(keys, _passkey_lines(keys) if keys.devices else ["no passkeys or U2F keys"])
+    return EXIT_OK
+
+
+def _b64(value: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raise argparse.ArgumentTypeError("must be base64 (URL-safe)") from None
+
+
+async def passkey_import_u2f(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    device, listing = await c.admin.import_u2f(a.username, key_handle=a.key_handle, public_key=a.public_key,
+                                               app_id=a.app_id, counter=a.counter, name=a.name)
+    out.emit({"device": device, "devices": listing},
+             [f"{a.username}: U2F key {device.id} imported ({device.name})", *_device_lines(listing)])
     return EXIT_OK
 
 
@@ -480,6 +516,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     passkeys = group("passkey", "a user's passkeys")
     command(passkeys, "list", passkey_list, "a user's passkeys and legacy U2F keys").add_argument("username")
+    p = command(passkeys, "import-u2f", passkey_import_u2f, "import a U2F registration from an older system")
+    p.add_argument("username")
+    p.add_argument("key_handle", type=_b64, help="the key handle, base64url")
+    p.add_argument("public_key", type=_b64, help="the 65-byte uncompressed P-256 public key, base64url")
+    p.add_argument("app_id", help="the AppID it was registered under (https URL)")
+    p.add_argument("--counter", type=int, default=0, help="the last signature counter seen (default 0)")
+    p.add_argument("--name", default="", help="a name for the key (default: U2F key)")
 
     policy = group("policy", "the global MFA policy")
     command(policy, "get", policy_get, "show the policy in effect")

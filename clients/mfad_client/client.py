@@ -98,7 +98,16 @@ def _user(m: pb.User) -> t.User:
 def _device(m: pb.Device) -> t.Device:
     return t.Device(id=m.id, method=_METHOD_BACK.get(m.method), name=m.name, state=_STATE.get(m.state),
                     created_at=_time(m.created_at, m.HasField("created_at")),
-                    last_used_at=_time(m.last_used_at, m.HasField("last_used_at")), security_level=m.security_level)
+                    last_used_at=_time(m.last_used_at, m.HasField("last_used_at")), security_level=m.security_level,
+                    passkey=t.PasskeyDetails(backup_eligible=m.passkey.backup_eligible,
+                                             backup_state=m.passkey.backup_state, aaguid=m.passkey.aaguid)
+                    if m.HasField("passkey") else None,
+                    u2f=t.U2fDetails(app_id=m.u2f.app_id) if m.HasField("u2f") else None)
+
+
+def _registration(m: pb.PasskeyRegistration) -> t.PasskeyRegistration:
+    return t.PasskeyRegistration(registration_id=m.registration_id, creation_options_json=m.creation_options_json,
+                                 expires_at=_time(m.expires_at, m.HasField("expires_at")))
 
 
 def _device_list(m: pb.DeviceList) -> t.DeviceList:
@@ -295,6 +304,31 @@ class Enrollment:
             device_id=device_id, code=code, client=_client(client)), session=session)
         return _device(m.device), _device_list(m.devices)
 
+    async def begin_passkey_binding(self, session: str, name: str) -> t.PasskeyRegistration:
+        m = await self._call(self._stub.BeginPasskeyBinding, pb.BeginPasskeyBindingRequest(name=name),
+                             session=session)
+        return _registration(m.registration)
+
+    async def complete_passkey_binding(self, session: str, registration_id: str, credential_json: str,
+                                       client: t.ClientInfo | None = None) -> tuple[t.Device, t.DeviceList]:
+        m = await self._call(self._stub.CompletePasskeyBinding, pb.CompletePasskeyBindingRequest(
+            registration_id=registration_id, credential_json=credential_json, client=_client(client)),
+            session=session)
+        return _device(m.device), _device_list(m.devices)
+
+    async def begin_u2f_upgrade(self, session: str, device_id: str, name: str = "") -> t.PasskeyRegistration:
+        m = await self._call(self._stub.BeginU2FUpgrade, pb.BeginU2FUpgradeRequest(device_id=device_id, name=name),
+                             session=session)
+        return _registration(m.registration)
+
+    async def complete_u2f_upgrade(self, session: str, registration_id: str, credential_json: str,
+                                   client: t.ClientInfo | None = None) -> tuple[t.Device, str, t.DeviceList]:
+        """The new passkey, the id of the U2F key it retired, and the listing after."""
+        m = await self._call(self._stub.CompleteU2FUpgrade, pb.CompleteU2FUpgradeRequest(
+            registration_id=registration_id, credential_json=credential_json, client=_client(client)),
+            session=session)
+        return _device(m.device), m.retired_device_id, _device_list(m.devices)
+
 
 class Admin:
     """Administration (admin callers only)."""
@@ -358,6 +392,14 @@ class Admin:
     async def confirm_email(self, username: str, device_id: str, code: str) -> tuple[t.Device, t.DeviceList]:
         m = await self._call(self._stub.ConfirmEmail, pb.ConfirmEmailRequest(
             username=username, device_id=device_id, code=code))
+        return _device(m.device), _device_list(m.devices)
+
+    async def import_u2f(self, username: str, *, key_handle: bytes, public_key: bytes, app_id: str,
+                         counter: int = 0, name: str = "") -> tuple[t.Device, t.DeviceList]:
+        """Import a legacy U2F registration (key handle, 65-byte public key, AppID, counter)."""
+        m = await self._call(self._stub.ImportU2F, pb.ImportU2FRequest(
+            username=username, name=name, key_handle=key_handle, public_key=public_key, app_id=app_id,
+            counter=counter))
         return _device(m.device), _device_list(m.devices)
 
     # policy

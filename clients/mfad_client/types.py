@@ -80,6 +80,22 @@ class User:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PasskeyDetails:
+    #: BE flag: the credential may be synced to other devices.
+    backup_eligible: bool
+    #: BS flag: it is synced now.
+    backup_state: bool
+    #: The authenticator model (lower-case UUID) when it told; "" otherwise.
+    aaguid: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class U2fDetails:
+    #: The AppID the legacy key was registered under.
+    app_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Device:
     id: str
     method: Method | None
@@ -88,6 +104,18 @@ class Device:
     created_at: datetime | None
     last_used_at: datetime | None
     security_level: int
+    passkey: PasskeyDetails | None = None
+    u2f: U2fDetails | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PasskeyRegistration:
+    """A WebAuthn registration to finish in the browser: pass ``creation_options_json`` to
+    ``PublicKeyCredential.parseCreationOptionsFromJSON`` and send ``credential.toJSON()`` back."""
+
+    registration_id: str
+    creation_options_json: str
+    expires_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

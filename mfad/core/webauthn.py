@@ -397,6 +397,11 @@ class WebauthnService:
             server = self._app_servers[app_id] = self._make_server(app_id)
         return server
 
+    @property
+    def ceremony_ttl(self) -> timedelta:
+        """How long a registration or sign-in ceremony is accepted."""
+        return self._ttl
+
     def _origin_ok(self, origin: str) -> bool:
         return origin in self._origins
 

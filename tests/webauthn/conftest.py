@@ -4,6 +4,9 @@
     A :class:`relying.Relying` party over the shared ``store`` fixture (both engines).
 ``wa_factory``
     ``await wa_factory(**webauthn_settings)`` → another one with other ``[webauthn]`` values.
+``wa_grpc``
+    ``wa`` behind the real gRPC servicers on loopback: a :class:`relying.GrpcRelying`
+    with typed clients (``admin``, ``portal``, ``service``).
 """
 
 from __future__ import annotations
@@ -14,10 +17,14 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from relying import Relying, webauthn_settings
+from relying import GrpcRelying, Relying, webauthn_settings
+
+from mfad.api.daemon import grpc_service
+from mfad.config import GrpcSettings
 
 from mfad.core.clock import FixedClock
 from mfad.core.keyring import Keyring
+from mfad.core.model import Role
 from mfad.core.ports import Store
 from mfad.core.service import Mfa
 from mfad.observability.metrics import CorePrometheusMetrics
@@ -44,3 +51,16 @@ async def wa_factory(store: Store, keyring: Keyring, clock: FixedClock,
 @pytest.fixture
 async def wa(wa_factory: Callable[..., Awaitable[Relying]]) -> Relying:
     return await wa_factory()
+
+
+@pytest.fixture
+async def wa_grpc(wa: Relying, config: Any) -> AsyncIterator[GrpcRelying]:
+    """``wa`` served over the real gRPC front end on 127.0.0.1:0, with clients per role."""
+    cfg = dataclasses.replace(config, grpc=GrpcSettings(listen=["127.0.0.1:0"], shutdown_grace_seconds=1.0))
+    server = grpc_service(wa.mfa, cfg, CollectorRegistry())
+    await server.start()
+    tokens = {role: (await wa.mfa.callers.create(f"test-{role.value}", role, actor="test"))[1] for role in Role}
+    running = GrpcRelying(wa=wa, address=server.addresses[0], tokens=tokens)
+    yield running
+    await running.close()
+    await server.aclose()

@@ -14,12 +14,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import sys
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry
 from softauthn import SoftAuthenticator, SoftCredential, dumps
 
 from mfad.config import WebauthnSettings
 from mfad.core.clock import FixedClock
-from mfad.core.model import AuditRecord, Device, Method, User
+from mfad.core.model import AuditRecord, Device, Method, Role, User
 from mfad.core.ports import AuditFilter, Store
 from mfad.core.service import Mfa
 from mfad.core.signin import Attempt, Outcome, VerifyResult
@@ -91,3 +94,37 @@ class Relying:
 
 def webauthn_settings(**changes: Any) -> WebauthnSettings:
     return dataclasses.replace(WebauthnSettings(rp_id=RP_ID, origins=[ORIGIN]), **changes)
+
+
+_CLIENTS = Path(__file__).resolve().parents[2] / "clients"
+if str(_CLIENTS) not in sys.path:  # not installed (a bare PYTHONPATH=. run): use the source tree
+    sys.path.insert(0, str(_CLIENTS))
+
+from mfad_client import MfadClient  # noqa: E402
+
+
+@dataclass
+class GrpcRelying:
+    """``wa`` behind the real gRPC front end, and typed clients for each caller role."""
+
+    wa: Relying
+    address: str
+    tokens: dict[Role, str]
+    clients: list[MfadClient] = dataclasses.field(default_factory=list)
+
+    def client(self, role: Role) -> MfadClient:
+        c = MfadClient(self.address, token=self.tokens[role], timeout=10.0)
+        self.clients.append(c)
+        return c
+
+    @property
+    def admin(self) -> MfadClient:
+        return self.client(Role.ADMIN)
+
+    @property
+    def portal(self) -> MfadClient:
+        return self.client(Role.PORTAL)
+
+    async def close(self) -> None:
+        for c in self.clients:
+            await c.close()

@@ -3,7 +3,7 @@
 A servicer method checks nothing the core decides: it turns the request into
 core arguments (through :mod:`mfad.api.convert`), calls one core use case and
 maps the result back through that module's one table. Methods a build does not
-serve yet (security email, passkeys, U2F until their issues land) are simply
+serve yet are simply
 not overridden: the generated base class raises and the interceptor answers
 UNIMPLEMENTED. To add one, define the method on the servicer class (or a
 subclass) -- :func:`mfad.api.servicers.base.binding` registers whatever the

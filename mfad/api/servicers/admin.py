@@ -3,8 +3,8 @@
 Callers of role ROLE_ADMIN only (the interceptor's role table); every change
 is made by the core with the caller's name as the audit actor. Users are
 addressed by username and an unknown one answers NOT_FOUND: administrators
-may know who exists. Security email binding and U2F import are left to the
-generated base class (UNIMPLEMENTED) until their issues land.
+may know who exists. U2F import comes from
+:class:`mfad.api.servicers.passkeys.U2fAdmin`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from mfad.api import convert
 from mfad.api.auth import current_caller
 from mfad.api.servicers import email
 from mfad.api.servicers.enrollment import remembered_target
+from mfad.api.servicers.passkeys import U2fAdmin
 from mfad.core.admin import clean_reason
 from mfad.core.errors import InvalidInput, NotFound
 from mfad.core.model import Method
@@ -58,7 +59,7 @@ def _admin_attempt() -> Attempt:
     return Attempt(protocol="grpc", client=_actor())
 
 
-class AdminServicer(pb_grpc.AdminServicer):
+class AdminServicer(U2fAdmin, pb_grpc.AdminServicer):
     def __init__(self, mfa: Mfa, *, issuer: str, on_token_revoked: Callable[[str], None] | None = None) -> None:
         self._mfa = mfa
         self._issuer = issuer

@@ -17,7 +17,7 @@ from mfad._proto.mfad.v1 import mfad_pb2 as pb
 from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
 from mfad.api import convert
 from mfad.api.auth import current_caller, session_of
-from mfad.api.servicers import email
+from mfad.api.servicers import email, passkeys
 from mfad.api.servicers.base import attempt, user_agent
 from mfad.core.errors import InvalidInput, PermissionDenied
 from mfad.core.model import SECURITY_LEVEL, Method, Role
@@ -48,7 +48,7 @@ class AuthenticationServicer(pb_grpc.AuthenticationServicer):
     async def BeginSignIn(self, request: pb.BeginSignInRequest, context: Context) -> pb.BeginSignInResponse:
         caller = current_caller()
         password = request.password if request.HasField("password") else None
-        if password is None and caller.role is Role.PORTAL:
+        if password is None and caller.role is Role.PORTAL and request.username:  # "": usernameless passkey
             raise PermissionDenied("password: a portal caller must send the first factor")
         found = await self._mfa.selfservice.begin(request.username, password, attempt(request.client),
                                                   caller=caller.name,
@@ -77,6 +77,9 @@ class AuthenticationServicer(pb_grpc.AuthenticationServicer):
         if method is Method.EMAIL and shown is not None:
             return pb.StartChallengeResponse(challenge=await email.challenge_details(
                 self._mfa, request.challenge_id, shown, sent_at))
+        if method in (Method.PASSKEY, Method.U2F) and shown is not None:
+            return pb.StartChallengeResponse(challenge=await passkeys.challenge_details(
+                self._mfa, request.challenge_id, method, shown, sent_at))
         return pb.StartChallengeResponse(challenge=pb.ChallengeDetails(challenge_id=request.challenge_id,
                                                                        method=request.method))
 

@@ -2,9 +2,9 @@
 
 Each method first asks the core whether the session may do this kind of
 thing (``SelfService.authorize``: live, issued to this caller, scope and
-policy), then calls one core use case. Security email, passkey and U2F
-methods are left to the generated base class (UNIMPLEMENTED) until their
-issues add them here, using ``self.session(context, Use.…)`` the same way.
+policy), then calls one core use case. Passkey binding and U2F upgrade come
+from :class:`mfad.api.servicers.passkeys.PasskeyEnrollment`, which asks
+``self.session(context, Use.…)`` the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from mfad.api import convert
 from mfad.api.auth import current_caller, session_of
 from mfad.api.servicers import email
 from mfad.api.servicers.base import attempt
+from mfad.api.servicers.passkeys import PasskeyEnrollment
 from mfad.core.errors import InvalidInput
 from mfad.core.selfservice import Use
 from mfad.core.service import Mfa
@@ -27,7 +28,7 @@ from mfad.core.sessions import SessionScope, UserSession
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-class EnrollmentServicer(pb_grpc.EnrollmentServicer):
+class EnrollmentServicer(PasskeyEnrollment, pb_grpc.EnrollmentServicer):
     def __init__(self, mfa: Mfa, *, issuer: str) -> None:
         self._mfa = mfa
         self._issuer = issuer

@@ -1,0 +1,100 @@
+"""The passkey and U2F parts of the gRPC servicers: binding and upgrade (Enrollment),
+import (Admin), and the WebAuthn details of a started challenge (Authentication).
+
+The Enrollment and Admin parts are mixins the servicer classes inherit, so each RPC
+stays one core use case next to the others. WebAuthn JSON crosses the boundary
+unchanged: options as the core made them (Level 3 JSON for
+``parseCreationOptionsFromJSON`` / ``parseRequestOptionsFromJSON``), credentials as the
+browser's ``toJSON()``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import grpc.aio
+
+from mfad._proto.mfad.v1 import mfad_pb2 as pb
+from mfad.api import convert
+from mfad.api.auth import current_caller
+from mfad.core.model import Method
+from mfad.core.selfservice import SELF_ACTOR, Use
+from mfad.core.service import Mfa
+from mfad.core.sessions import UserSession
+from mfad.core.signin import challenge_hash
+from mfad.core.webauthn import Registration
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def registration(reg: Registration) -> pb.PasskeyRegistration:
+    return pb.PasskeyRegistration(registration_id=reg.registration_id, creation_options_json=reg.options_json,
+                                  expires_at=convert.timestamp(reg.expires_at))
+
+
+async def challenge_details(mfa: Mfa, challenge_id: str, method: Method, options_json: str,
+                            started_at: datetime) -> pb.ChallengeDetails:
+    """What StartChallenge(METHOD_PASSKEY or METHOD_U2F) answers: the request options and
+    until when they are accepted (the ceremony's life, cut to its sign-in challenge's)."""
+    expires = started_at + mfa.webauthn.ceremony_ttl
+    challenge = await mfa.store.load_challenge(challenge_hash(challenge_id))
+    if challenge is not None:
+        expires = min(expires, challenge.expires_at)
+    return pb.ChallengeDetails(challenge_id=challenge_id, method=convert.METHOD_TO_PB[method],
+                               request_options_json=options_json, expires_at=convert.timestamp(expires))
+
+
+class PasskeyEnrollment:
+    """Enrollment: passkeys (also at first sign-in, with an enrolment session) and U2F upgrades."""
+
+    _mfa: Mfa
+
+    async def session(self, context: Context, use: Use) -> UserSession:
+        raise NotImplementedError  # provided by EnrollmentServicer
+
+    async def BeginPasskeyBinding(self, request: pb.BeginPasskeyBindingRequest,
+                                  context: Context) -> pb.BeginPasskeyBindingResponse:
+        session = await self.session(context, Use.ENROL)
+        reg = await self._mfa.webauthn.begin_registration(session.username, name=request.name, actor=SELF_ACTOR)
+        return pb.BeginPasskeyBindingResponse(registration=registration(reg))
+
+    async def CompletePasskeyBinding(self, request: pb.CompletePasskeyBindingRequest,
+                                     context: Context) -> pb.CompletePasskeyBindingResponse:
+        session = await self.session(context, Use.ENROL)
+        done = await self._mfa.webauthn.complete_registration(session.username, request.registration_id,
+                                                              request.credential_json, actor=SELF_ACTOR)
+        listing = await self._mfa.devices.list(session.username)
+        return pb.CompletePasskeyBindingResponse(device=convert.device(done.device),
+                                                 devices=convert.device_list(listing))
+
+    async def BeginU2FUpgrade(self, request: pb.BeginU2FUpgradeRequest,
+                              context: Context) -> pb.BeginU2FUpgradeResponse:
+        session = await self.session(context, Use.MANAGE)
+        reg = await self._mfa.webauthn.begin_registration(session.username, name=request.name, actor=SELF_ACTOR,
+                                                          upgrade=convert.device_id(request.device_id))
+        return pb.BeginU2FUpgradeResponse(registration=registration(reg))
+
+    async def CompleteU2FUpgrade(self, request: pb.CompleteU2FUpgradeRequest,
+                                 context: Context) -> pb.CompleteU2FUpgradeResponse:
+        session = await self.session(context, Use.MANAGE)
+        done = await self._mfa.webauthn.complete_registration(session.username, request.registration_id,
+                                                              request.credential_json, actor=SELF_ACTOR,
+                                                              upgrade=True)
+        listing = await self._mfa.devices.list(session.username)
+        return pb.CompleteU2FUpgradeResponse(device=convert.device(done.device),
+                                             retired_device_id=str(done.retired or ""),
+                                             devices=convert.device_list(listing))
+
+
+class U2fAdmin:
+    """Admin: import legacy U2F registrations from an older system."""
+
+    _mfa: Mfa
+
+    async def ImportU2F(self, request: pb.ImportU2FRequest, context: Context) -> pb.ImportU2FResponse:
+        device = await self._mfa.webauthn.import_u2f(
+            request.username, name=request.name, key_handle=request.key_handle, public_key=request.public_key,
+            app_id=request.app_id, counter=request.counter, actor=current_caller().name)
+        listing = await self._mfa.devices.list(request.username)
+        return pb.ImportU2FResponse(device=convert.device(device), devices=convert.device_list(listing))
