@@ -375,3 +375,20 @@ async def test_concurrent_creation_of_one_username_is_already_exists(store: Stor
     assert sum(not isinstance(r, BaseException) for r in results) == 1
     assert all(isinstance(r, AlreadyExists) for r in results if isinstance(r, BaseException)), results
     assert await db.scalar("SELECT count(*) FROM users") == 1
+
+
+async def test_concurrent_failures_are_all_counted(mfa: Any, mfa_factory: Any, enrol: Any, store_opener: Opener) -> None:
+    """Failure counters are updated under the user's row lock: no failure is lost when
+    instances record them at the same moment."""
+    alice = await enrol("alice")
+    second = await mfa_factory(store=await store_opener())
+    codes = alice.wrong_codes()
+    wrong = [next(codes) for _ in range(9)]
+    attempt = Attempt(protocol="test")
+    results = await asyncio.gather(*(m.signin.verify_code("alice", c, attempt)
+                                     for m, c in zip([mfa, second] * 5, wrong, strict=False)))
+    assert not any(r.accepted for r in results)
+    state = await mfa.store.load_limits(alice.user.id)
+    assert (state.failures, state.total_failures, state.locked_until) == (9, 9, None)
+    await second.signin.verify_code("alice", next(codes), attempt)
+    assert (await mfa.store.load_limits(alice.user.id)).locked_until is not None
