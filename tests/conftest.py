@@ -48,8 +48,10 @@ Store and core
     The password ``enrol`` gives users (``PASSWORD``).
 ``db``
     A :class:`DbProbe` on ``store`` for raw checks of stored state:
-    ``await db.counts()`` (rows per table), ``await db.rows(sql, *args)``,
-    ``await db.scalar(sql, *args)`` — ``$n`` parameters work on both engines.
+    ``await db.counts()`` (rows per table, every table of the schema),
+    ``await db.rows(sql, *args)``, ``await db.scalar(sql, *args)``,
+    ``await db.execute(sql, *args)`` (in a write transaction) — ``$n`` parameters work
+    on both engines.
 ``totp_code``
     ``totp_code(key, when, params=TotpParams(), steps=0)`` → the code for ``when``.
 ``child_env``
@@ -82,8 +84,8 @@ import pytest
 from mfad.config import Config, PasswordSettings, StorageSettings
 from mfad.core import totp
 from mfad.core.clock import FixedClock
-from mfad.core.keyring import Keyring
 from mfad.core.devices import TotpBinding
+from mfad.core.keyring import Keyring
 from mfad.core.model import Device, TotpParams, User
 from mfad.core.ports import Store
 from mfad.core.service import Mfa
@@ -93,10 +95,6 @@ NOW = datetime(2026, 1, 1, 9, 0, 10, tzinfo=UTC)
 PASSWORD = "correct horse battery staple"
 DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-#: Every table of the schema (for row counts: "nothing was written").
-TABLES = ("users", "devices", "user_limits", "source_limits", "source_buckets", "challenges",
-          "remembered", "policy", "caller_tokens", "audit")
 
 T = TypeVar("T")
 
@@ -375,8 +373,18 @@ class DbProbe:
         rows = await self.rows(sql, *args)
         return rows[0][0] if rows else None
 
+    async def tables(self) -> list[str]:
+        """Every table of the schema, as the database lists it (new migrations included)."""
+        if self.store.engine == "sqlite":
+            sql = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name"
+        else:
+            sql = ("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
+                   "AND table_type = 'BASE TABLE' ORDER BY table_name")
+        return [r[0] for r in await self.rows(sql)]
+
     async def counts(self) -> dict[str, int]:
-        return {t: int(await self.scalar(f"SELECT count(*) FROM {t}")) for t in TABLES}
+        """Rows per table: equal before and after means nothing was written."""
+        return {t: int(await self.scalar(f'SELECT count(*) FROM "{t}"')) for t in await self.tables()}
 
     async def execute(self, sql: str, *args: Any) -> None:
         async with self.store.transaction() as tx:  # type: ignore[attr-defined]
