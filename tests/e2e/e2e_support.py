@@ -27,10 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
+import grpc.aio
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mfad.core import totp
 
@@ -47,6 +50,15 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
                                         if p)
     env.update(extra or {})
     return env
+
+
+async def health(address: str, credentials: grpc.ChannelCredentials | None = None, service: str = "") -> int:
+    """The standard gRPC health status (needs no caller credentials)."""
+    channel = grpc.aio.secure_channel(address, credentials) if credentials else grpc.aio.insecure_channel(address)
+    async with channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service),
+                                                                 timeout=5)
+    return int(reply.status)
 
 
 def free_port() -> int:
