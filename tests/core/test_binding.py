@@ -59,6 +59,7 @@ async def test_binding_is_pending_until_confirmed(mfa: Mfa, bind: Any, db: Any, 
     assert begun.outcome is Outcome.SECOND_FACTOR_REQUIRED and begun.methods == {Method.TOTP}
 
 
+@pytest.mark.slow
 async def test_qr_code_of_a_binding_reads_back_as_its_uri(mfa: Mfa, bind: Any, tmp_path: Path) -> None:
     zbarimg = shutil.which("zbarimg")
     if zbarimg is None:

@@ -141,6 +141,7 @@ OATH_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("algorithm", "key_bytes", "digits", "period", "at"), OATH_CASES,
                          ids=[f"{a.value}-{k}B-{d}d-{p}s" for a, k, d, p, _ in OATH_CASES])
 def test_oathtool_codes_are_accepted(algorithm: HashAlgorithm, key_bytes: int, digits: int, period: int,
@@ -228,6 +229,7 @@ def test_provisioning_uri_is_exact(params: TotpParams, suffix: str) -> None:
     assert int(query.get("period", "30")) == params.period
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("account", ["alice", "bob@example.com", "ünïcode user"])
 def test_qr_png_reads_back_as_the_exact_uri(tmp_path: Path, account: str) -> None:
     params = TotpParams(digits=8, period=60, algorithm=HashAlgorithm.SHA512)
