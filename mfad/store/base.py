@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -160,17 +160,9 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, abc.ABC):
     def sql(self, name: str, default: str) -> str:
         return self.dialect.get(name, default)
 
-    @asynccontextmanager
-    async def _timed(self, op: str, *, write: bool) -> AsyncIterator[Tx]:
-        start = time.perf_counter()
-        ok = False
-        try:
-            async with (self.transaction() if write else self.read()) as tx:
-                yield tx
-            ok = True
-        finally:
-            if self.metrics is not None:
-                self.metrics.store_operation(op, time.perf_counter() - start, ok)
+    def _timed(self, op: str, *, write: bool) -> _Timed:
+        """``async with self._timed(op, write=…) as tx``: a transaction or a read, timed for metrics."""
+        return _Timed(self, op, write)
 
     @staticmethod
     async def _audit(tx: Tx, now: datetime, events: Iterable[AuditEvent]) -> None:
@@ -631,13 +623,56 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, abc.ABC):
         return row is not None
 
     async def count_sealed_by_kid(self) -> dict[str, int]:
+        """Every key id still needed: sealed device secrets, sealed outbox bodies and the
+        keyed hashes of live email codes (a key retired under them would orphan them)."""
         async with self._timed("count_sealed_by_kid", write=False) as tx:
-            rows = await tx.fetch("SELECT sealed_secret FROM devices WHERE sealed_secret IS NOT NULL")
+            rows = await tx.fetch(
+                "SELECT sealed_secret AS v FROM devices WHERE sealed_secret IS NOT NULL "
+                "UNION ALL SELECT sealed_body FROM email_outbox WHERE sealed_body IS NOT NULL "
+                "UNION ALL SELECT code_mac FROM email_codes WHERE state = 'live' AND code_mac <> ''")
         counts: dict[str, int] = {}
         for r in rows:
-            kid = r["sealed_secret"].partition(":")[0]
+            kid = r["v"].partition(":")[0]
             counts[kid] = counts.get(kid, 0) + 1
         return counts
+
+
+class _Timed(AbstractAsyncContextManager[Tx]):
+    """A transaction (``write``) or a read, reported to the store metrics when it ends: ``ok``
+    when the block completed (a swallowed ``_Rollback`` included). A class rather than an
+    ``asynccontextmanager``: it runs for every store call, and an async generator costs a
+    finalizer registration and several frames each time."""
+
+    __slots__ = ("_store", "_op", "_write", "_inner", "_start")
+
+    def __init__(self, store: SqlStore, op: str, write: bool) -> None:
+        self._store = store
+        self._op = op
+        self._write = write
+
+    async def __aenter__(self) -> Tx:
+        self._start = time.perf_counter()
+        self._inner = self._store.transaction() if self._write else self._store.read()
+        try:
+            tx: Tx = await self._inner.__aenter__()
+        except BaseException:
+            self._report(False)
+            raise
+        return tx
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        ok = False
+        try:
+            suppressed = bool(await self._inner.__aexit__(kind, exc, tb))
+            ok = kind is None or suppressed
+            return suppressed
+        finally:
+            self._report(ok)
+
+    def _report(self, ok: bool) -> None:
+        metrics = self._store.metrics
+        if metrics is not None:
+            metrics.store_operation(self._op, time.perf_counter() - self._start, ok)
 
 
 class _Rollback(Exception):
