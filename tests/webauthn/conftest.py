@@ -17,14 +17,11 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from relying import GrpcRelying, Relying, webauthn_settings
+from relying import GrpcRelying, Relying, serve_grpc, webauthn_settings
 
-from mfad.api.daemon import grpc_service
-from mfad.config import GrpcSettings
 
 from mfad.core.clock import FixedClock
 from mfad.core.keyring import Keyring
-from mfad.core.model import Role
 from mfad.core.ports import Store
 from mfad.core.service import Mfa
 from mfad.observability.metrics import CorePrometheusMetrics
@@ -56,11 +53,7 @@ async def wa(wa_factory: Callable[..., Awaitable[Relying]]) -> Relying:
 @pytest.fixture
 async def wa_grpc(wa: Relying, config: Any) -> AsyncIterator[GrpcRelying]:
     """``wa`` served over the real gRPC front end on 127.0.0.1:0, with clients per role."""
-    cfg = dataclasses.replace(config, grpc=GrpcSettings(listen=["127.0.0.1:0"], shutdown_grace_seconds=1.0))
-    server = grpc_service(wa.mfa, cfg, CollectorRegistry())
-    await server.start()
-    tokens = {role: (await wa.mfa.callers.create(f"test-{role.value}", role, actor="test"))[1] for role in Role}
-    running = GrpcRelying(wa=wa, address=server.addresses[0], tokens=tokens)
+    server, running = await serve_grpc(wa, config)
     yield running
     await running.close()
     await server.aclose()

@@ -20,7 +20,9 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from softauthn import SoftAuthenticator, SoftCredential, dumps
 
-from mfad.config import WebauthnSettings
+from mfad.api.daemon import grpc_service
+from mfad.api.server import GrpcServer
+from mfad.config import GrpcSettings, WebauthnSettings
 from mfad.core.clock import FixedClock
 from mfad.core.model import AuditRecord, Device, Method, Role, User
 from mfad.core.ports import AuditFilter, Store
@@ -128,3 +130,12 @@ class GrpcRelying:
     async def close(self) -> None:
         for c in self.clients:
             await c.close()
+
+
+async def serve_grpc(wa: Relying, config: Any) -> tuple[GrpcServer, GrpcRelying]:
+    """``wa`` behind the real gRPC servicers on 127.0.0.1:0 (started), with a token per role."""
+    cfg = dataclasses.replace(config, grpc=GrpcSettings(listen=["127.0.0.1:0"], shutdown_grace_seconds=1.0))
+    server = grpc_service(wa.mfa, cfg, CollectorRegistry())
+    await server.start()
+    tokens = {role: (await wa.mfa.callers.create(f"test-{role.value}", role, actor="test"))[1] for role in Role}
+    return server, GrpcRelying(wa=wa, address=server.addresses[0], tokens=tokens)
