@@ -337,11 +337,13 @@ class SignInService:
     def _refusal(self, subject: Subject, now: datetime, *, password_ok: bool) -> Reason | None:
         if subject.user is None:
             return Reason.UNKNOWN_USER
-        if not password_ok:
-            return Reason.WRONG_PASSWORD
+        # A blocked attempt proves nothing either way, so it is refused before the
+        # password result counts: wrong passwords cannot extend a running lock-out.
         block = self._rules.blocked(subject.limits, subject.bucket, now)
         if block is not None:
             return _BLOCK_REASON[block]
+        if not password_ok:
+            return Reason.WRONG_PASSWORD
         if subject.user.disabled:
             return Reason.DISABLED
         return None
