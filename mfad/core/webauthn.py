@@ -104,20 +104,10 @@ MAX_NAME = 64
 MAX_APP_ID = 512
 ID_MAX_CHARS = 64
 
-#: What a RADIUS client is told when the user's only second factor is a passkey (or U2F key).
-RADIUS_PASSKEY_ONLY_MESSAGE = (
-    "A passkey cannot be used here: RADIUS can only take a typed code. Add an authenticator app "
-    "or a security email in the self-service portal, then sign in here with its code.")
-
 _B64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 _KNOWN_TRANSPORTS = frozenset(t.value for t in AuthenticatorTransport)
 _UV = UserVerificationRequirement
 _PURPOSE_OF = {False: CeremonyPurpose.REGISTER, True: CeremonyPurpose.UPGRADE}
-
-
-def passkey_only(methods: frozenset[Method]) -> bool:
-    """True when ``methods`` (a challenge's) hold nothing that can be typed at a prompt."""
-    return bool(methods) and methods <= {Method.PASSKEY, Method.U2F}
 
 
 @runtime_checkable
