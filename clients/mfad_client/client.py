@@ -33,7 +33,7 @@ DEFAULT_TOTP_NAME = "authenticator app"
 
 _METHOD = {t.Method.TOTP: pb.METHOD_TOTP, t.Method.EMAIL: pb.METHOD_EMAIL, t.Method.PASSKEY: pb.METHOD_PASSKEY,
            t.Method.U2F: pb.METHOD_U2F}
-_METHOD_BACK = {v: k for k, v in _METHOD.items()}
+_METHOD_BACK: dict[int, t.Method] = {int(v): k for k, v in _METHOD.items()}
 _STATE = {pb.DEVICE_STATE_PENDING: t.DeviceState.PENDING, pb.DEVICE_STATE_ACTIVE: t.DeviceState.ACTIVE}
 _SIGN_IN = {pb.SIGN_IN_OUTCOME_ALLOWED: t.SignInOutcome.ALLOWED,
             pb.SIGN_IN_OUTCOME_SECOND_FACTOR_REQUIRED: t.SignInOutcome.SECOND_FACTOR_REQUIRED,

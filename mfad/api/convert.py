@@ -34,7 +34,7 @@ from mfad.core.model import (
 from mfad.core.sessions import SessionScope
 from mfad.core.signin import Outcome
 
-METHOD_TO_PB: Mapping[Method, int] = {
+METHOD_TO_PB: Mapping[Method, pb.Method] = {
     Method.TOTP: pb.METHOD_TOTP,
     Method.EMAIL: pb.METHOD_EMAIL,
     Method.PASSKEY: pb.METHOD_PASSKEY,
@@ -42,31 +42,31 @@ METHOD_TO_PB: Mapping[Method, int] = {
 }
 METHOD_FROM_PB: Mapping[int, Method] = {v: k for k, v in METHOD_TO_PB.items()}
 
-STATE_TO_PB: Mapping[DeviceState, int] = {
+STATE_TO_PB: Mapping[DeviceState, pb.DeviceState] = {
     DeviceState.PENDING: pb.DEVICE_STATE_PENDING,
     DeviceState.ACTIVE: pb.DEVICE_STATE_ACTIVE,
 }
 
-OUTCOME_TO_PB: Mapping[Outcome, int] = {
+OUTCOME_TO_PB: Mapping[Outcome, pb.SignInOutcome] = {
     Outcome.ALLOWED: pb.SIGN_IN_OUTCOME_ALLOWED,
     Outcome.SECOND_FACTOR_REQUIRED: pb.SIGN_IN_OUTCOME_SECOND_FACTOR_REQUIRED,
     Outcome.ENROLMENT_REQUIRED: pb.SIGN_IN_OUTCOME_ENROLMENT_REQUIRED,
     Outcome.REFUSED: pb.SIGN_IN_OUTCOME_REFUSED,
 }
 
-SCOPE_TO_PB: Mapping[SessionScope, int] = {
+SCOPE_TO_PB: Mapping[SessionScope, pb.SessionScope] = {
     SessionScope.FULL: pb.SESSION_SCOPE_FULL,
     SessionScope.ENROLMENT: pb.SESSION_SCOPE_ENROLMENT,
 }
 
-ROLE_TO_PB: Mapping[Role, int] = {
+ROLE_TO_PB: Mapping[Role, pb.Role] = {
     Role.ADMIN: pb.ROLE_ADMIN,
     Role.SERVICE: pb.ROLE_SERVICE,
     Role.PORTAL: pb.ROLE_PORTAL,
 }
 ROLE_FROM_PB: Mapping[int, Role] = {v: k for k, v in ROLE_TO_PB.items()}
 
-MFA_REQUIRED_TO_PB: Mapping[MfaRequired, int] = {
+MFA_REQUIRED_TO_PB: Mapping[MfaRequired, pb.MfaRequired] = {
     MfaRequired.ALL: pb.MFA_REQUIRED_ALL,
     MfaRequired.ENROLLED: pb.MFA_REQUIRED_ENROLLED,
     MfaRequired.OFF: pb.MFA_REQUIRED_OFF,

@@ -102,10 +102,13 @@ def check_request(message: Message, prefix: str = "") -> None:
                 if len(item) > MAX_BYTES_FIELD:
                     raise InvalidInput(path, f"must be at most {MAX_BYTES_FIELD} bytes")
         elif field.type == FieldDescriptor.TYPE_ENUM:
+            enum = field.enum_type
+            assert enum is not None  # an enum field always has its type
             for item in (value if repeated else (value,)):
-                _check_enum(path, field.enum_type, item)
+                _check_enum(path, enum, item)
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
-            sub: Descriptor = field.message_type
+            sub: Descriptor | None = field.message_type
+            assert sub is not None  # a message field always has its type
             for item in (value if repeated else (value,)):
                 if sub.full_name == _TIMESTAMP:
                     _check_timestamp(path, item)

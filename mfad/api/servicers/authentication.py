@@ -31,7 +31,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 _ONE_CALL_METHODS = frozenset({pb.METHOD_UNSPECIFIED, pb.METHOD_TOTP})
 
 
-def _methods(methods: frozenset[Method]) -> list[int]:
+def _methods(methods: frozenset[Method]) -> list[pb.Method]:
     """Strongest first, as a client should offer them."""
     return [convert.METHOD_TO_PB[m] for m in sorted(methods, key=lambda m: (-SECURITY_LEVEL[m], m.value))]
 
@@ -58,7 +58,8 @@ class AuthenticationServicer(pb_grpc.AuthenticationServicer):
         if r.outcome is Outcome.SECOND_FACTOR_REQUIRED:
             out.challenge_id = r.challenge_id or ""
             out.methods.extend(_methods(r.methods))
-            out.challenge_expires_at.CopyFrom(convert.timestamp(r.expires_at))
+            if r.expires_at is not None:
+                out.challenge_expires_at.FromDatetime(r.expires_at)
         elif r.outcome is Outcome.ENROLMENT_REQUIRED:
             out.methods.extend(_methods(r.methods))
         elif r.outcome is Outcome.ALLOWED and r.user is not None:
