@@ -245,12 +245,21 @@ class Authentication:
             username=username, code=code, method=pb.METHOD_TOTP, client=_client(client)))
         return t.VerifyOutcome.ACCEPTED if m.outcome == pb.VERIFY_OUTCOME_ACCEPTED else t.VerifyOutcome.REFUSED
 
-    async def verify_sensitive(self, *, code: str, operation: str, username: str = "", session: str | None = None,
-                               method: t.Method = t.Method.TOTP, client: t.ClientInfo | None = None) -> t.StepUp:
-        """Step up: with ``session`` the session records the fresh second factor."""
-        m = await self._call(self._stub.VerifySensitive, pb.VerifySensitiveRequest(
-            username=username, operation=operation, method=_METHOD[method], code=code, client=_client(client)),
-            session=session)
+    async def verify_sensitive(self, *, operation: str, code: str | None = None, username: str = "",
+                               session: str | None = None, method: t.Method = t.Method.TOTP,
+                               challenge_id: str = "", assertion_json: str | None = None,
+                               client: t.ClientInfo | None = None) -> t.StepUp:
+        """Step up: with ``session`` the session records the fresh second factor. TOTP: one call
+        with ``code``. Passkey, U2F key, email: a first call without proof answers
+        CHALLENGE_STARTED (WebAuthn options or where the code went); the second call sends
+        ``challenge_id`` with ``assertion_json`` (credential.toJSON()) or ``code``."""
+        request = pb.VerifySensitiveRequest(username=username, operation=operation, method=_METHOD[method],
+                                            challenge_id=challenge_id, client=_client(client))
+        if code is not None:
+            request.code = code
+        if assertion_json is not None:
+            request.assertion_json = assertion_json
+        m = await self._call(self._stub.VerifySensitive, request, session=session)
         return t.StepUp(outcome=_STEP_UP.get(m.outcome, t.StepUpOutcome.REFUSED),
                         challenge=_challenge(m.challenge) if m.HasField("challenge") else None,
                         verified_at=_time(m.verified_at, m.HasField("verified_at")),

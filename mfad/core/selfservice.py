@@ -79,6 +79,17 @@ class Completion:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StepUpStarted:
+    """A two-call step-up waiting for its proof."""
+
+    challenge_id: str
+    method: Method
+    #: What the method shows: WebAuthn request options (JSON), or where a code was mailed.
+    shown: str | None
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StepUp:
     verified: bool
     verified_at: datetime | None = None
@@ -143,20 +154,56 @@ class SelfService:
         """A fresh typed second factor for a sensitive operation. With a session, the session's
         user steps up and the session records it; without one, ``username`` does."""
         operation = check_operation(operation)
-        session = None
-        if token is not None:
-            session = await self._resolve(token, caller)
-            if session.scope is not SessionScope.FULL:
-                raise PermissionDenied("an enrolment session cannot step up: sign in again")
-            if username and username != session.username:
-                raise InvalidInput("username", "leave empty when the call carries a user session")
-            username = session.username
+        session, username = await self._stepping_up(token, username, caller)
         result = await self._signin.verify_code(username, code, attempt)
         if not result.accepted or result.user is None:
             return StepUp(verified=False)
+        return await self._stepped_up(session, result.user, Method.TOTP, operation, attempt)
+
+    async def start_step_up(self, *, token: str | None, username: str, method: Method, operation: str,
+                            attempt: Attempt, caller: str) -> StepUpStarted | None:
+        """First call of a two-call step-up (passkey, U2F key, email code): a challenge for
+        that one method of the user, started (WebAuthn options made, or a code mailed).
+        None when refused (unknown, locked or disabled user, no such device): the same for
+        every reason."""
+        check_operation(operation)
+        _, username = await self._stepping_up(token, username, caller)
+        opened = await self._signin.open_step_up(username, method, attempt)
+        if opened.challenge_id is None:
+            return None
+        shown = await self._signin.start_challenge(opened.challenge_id, method, attempt)
+        return StepUpStarted(challenge_id=opened.challenge_id, method=method, shown=shown,
+                             expires_at=opened.expires_at)
+
+    async def finish_step_up(self, *, token: str | None, username: str, challenge_id: str, method: Method,
+                             response: str, operation: str, attempt: Attempt, caller: str) -> StepUp:
+        """Second call: the proof for the challenge ``start_step_up`` opened. The challenge
+        must be the stepping-up user's own."""
+        operation = check_operation(operation)
+        session, username = await self._stepping_up(token, username, caller)
+        result = await self._signin.complete(challenge_id, method, response, attempt)
+        if not result.accepted or result.user is None:
+            return StepUp(verified=False)
+        if result.user.username != username:
+            return StepUp(verified=False)  # another user's challenge proves nothing about this one
+        return await self._stepped_up(session, result.user, method, operation, attempt)
+
+    async def _stepping_up(self, token: str | None, username: str, caller: str) -> tuple[UserSession | None, str]:
+        """Who steps up: the session's user (the session must be a full one), or ``username``."""
+        if token is None:
+            return None, username
+        session = await self._resolve(token, caller)
+        if session.scope is not SessionScope.FULL:
+            raise PermissionDenied("an enrolment session cannot step up: sign in again")
+        if username and username != session.username:
+            raise InvalidInput("username", "leave empty when the call carries a user session")
+        return session, session.username
+
+    async def _stepped_up(self, session: UserSession | None, user: User, method: Method, operation: str,
+                          attempt: Attempt) -> StepUp:
         now = self._clock.now()
-        audit = [AuditEvent(event="step_up", outcome="ok", user_id=result.user.id, username=result.user.username,
-                            method=Method.TOTP.value, protocol=attempt.protocol, source=attempt.source,
+        audit = [AuditEvent(event="step_up", outcome="ok", user_id=user.id, username=user.username,
+                            method=method.value, protocol=attempt.protocol, source=attempt.source,
                             actor=attempt.client, detail=f"operation={operation} session={session is not None}")]
         if session is not None:
             if not await self._store.update_session_second_factor(session.id_hash, now, audit):

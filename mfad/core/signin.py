@@ -607,6 +607,24 @@ class SignInService:
         totp.match_code(_DUMMY_TOTP_KEY, code if code.isdigit() else "000000", now,
                         _DEFAULT_PARAMS, last_step=-1, drift=0, window=self._totp.window)
 
+    # --- step-up -------------------------------------------------------------------------
+    async def open_step_up(self, username: str, method: Method, attempt: Attempt) -> SignInResult:
+        """A challenge for one method of a user whose first factor the caller vouches for (a
+        live session, a service caller): the first half of a two-call step-up. REFUSED —
+        the same for every reason — when the user is unknown, locked or disabled, or has no
+        usable device of that method; ``complete`` then takes the proof as for a sign-in."""
+        check_username(username)
+        subject = await self._store.load_subject(username, attempt.source)
+        now = self._clock.now()
+        reason = self._refusal(subject, now, password_ok=True)
+        if reason is None and method not in self._usable_methods(subject.devices, await self._policy.current()):
+            reason = Reason.METHOD_NOT_OFFERED
+        if reason is not None:
+            await self._store.append_audit(now, [self._event("step_up", reason, subject, attempt, method=method)])
+            return SignInResult(outcome=Outcome.REFUSED, reason=reason)
+        return await self._open_challenge(subject, attempt, now, "signin", frozenset({method}),
+                                          Outcome.SECOND_FACTOR_REQUIRED, Reason.SECOND_FACTOR, None, None)
+
     # --- usernameless passkey sign-in -----------------------------------------------------
     def register_usernameless(self, verifier: UsernamelessVerifier) -> None:
         """Register ``verifier`` for its method and for usernameless sign-in."""

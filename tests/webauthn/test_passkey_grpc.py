@@ -1,7 +1,7 @@
 """Passkeys and U2F keys through the real gRPC servicers (both store engines): first-sign-in
 enrolment, sign-in, usernameless sign-in, listings with passkey details, refusals and bad
 input mapped to their status codes, U2F import → appid sign-in → upgrade, and
-``mfactl passkey list``."""
+``mfactl passkey list``, and a passkey step-up that lets a passkey-only user unbind a device."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from mfad_client import (
     PermissionDenied,
     SessionScope,
     SignInOutcome,
+    StepUpOutcome,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -225,3 +226,64 @@ async def test_mfactl_passkey_list(wa_grpc: GrpcRelying) -> None:
     assert by_method["u2f"]["u2f"] == {"app_id": APP_ID}
     missing = await asyncio.to_thread(mfactl, "passkey", "list", "nobody")
     assert missing.returncode != 0
+
+
+async def test_passkey_step_up_then_self_service_unbind(wa_grpc: GrpcRelying) -> None:
+    g = wa_grpc
+    phone, laptop = SoftAuthenticator(), SoftAuthenticator()
+    await enrol_passkey(g, "alice", phone)
+    portal = g.portal
+    begun = await portal.auth.begin_sign_in("alice", PASSWORD)
+    options = json.loads((await portal.auth.start_challenge(begun.challenge_id, Method.PASSKEY)).request_options_json)
+    done = await portal.auth.complete_challenge(begun.challenge_id, Method.PASSKEY,
+                                                assertion_json=dumps(phone.get(options, ORIGIN)))
+    assert done.session is not None
+    session = done.session.token
+    reg = await portal.enrollment.begin_passkey_binding(session, "second")
+    second, _ = await portal.enrollment.complete_passkey_binding(session, reg.registration_id,
+                                                                 dumps(laptop.create(reg.creation_options_json,
+                                                                                     ORIGIN)))
+    g.wa.clock.advance(301)  # the sign-in's second factor is no longer fresh
+    with pytest.raises(FailedPrecondition):
+        await portal.enrollment.unbind(session, second.id)
+
+    started = await portal.auth.verify_sensitive(operation="unbind_device", method=Method.PASSKEY, session=session)
+    assert started.outcome is StepUpOutcome.CHALLENGE_STARTED and started.challenge is not None
+    assert started.challenge.method is Method.PASSKEY
+    step_options = json.loads(started.challenge.request_options_json)
+    assert step_options["userVerification"] == "required"
+    assertion = dumps(phone.get(step_options, ORIGIN))
+    verified = await portal.auth.verify_sensitive(operation="unbind_device", method=Method.PASSKEY, session=session,
+                                                  challenge_id=started.challenge.challenge_id,
+                                                  assertion_json=assertion)
+    assert verified.outcome is StepUpOutcome.VERIFIED and verified.valid_until is not None
+    again = await portal.auth.verify_sensitive(operation="unbind_device", method=Method.PASSKEY, session=session,
+                                               challenge_id=started.challenge.challenge_id, assertion_json=assertion)
+    assert again.outcome is StepUpOutcome.REFUSED  # single use
+    left = await portal.enrollment.unbind(session, second.id)
+    assert [d.name for d in left.devices] == ["laptop"]
+    audit = await g.admin.admin.query_audit(username="alice", event="step_up")
+    assert audit.events[0].method == "passkey" and "operation=unbind_device" in audit.events[0].detail
+
+    # No U2F key: refused like any other refusal. A proof without a challenge id: bad input.
+    refused = await portal.auth.verify_sensitive(operation="unbind_device", method=Method.U2F, session=session)
+    assert refused.outcome is StepUpOutcome.REFUSED
+    with pytest.raises(InvalidArgument):
+        await portal.auth.verify_sensitive(operation="x", method=Method.PASSKEY, session=session,
+                                           assertion_json=assertion)
+
+
+async def test_a_step_up_cannot_borrow_another_users_challenge(wa_grpc: GrpcRelying) -> None:
+    g = wa_grpc
+    alice_key, bob_key = SoftAuthenticator(), SoftAuthenticator()
+    await enrol_passkey(g, "alice", alice_key)
+    await enrol_passkey(g, "bob", bob_key)
+    service = g.client(Role.SERVICE)
+    bobs = await service.auth.verify_sensitive(operation="rotate", method=Method.PASSKEY, username="bob")
+    assert bobs.challenge is not None
+    proof = dumps(bob_key.get(json.loads(bobs.challenge.request_options_json), ORIGIN))
+    borrowed = await service.auth.verify_sensitive(operation="rotate", method=Method.PASSKEY, username="alice",
+                                                   challenge_id=bobs.challenge.challenge_id, assertion_json=proof)
+    assert borrowed.outcome is StepUpOutcome.REFUSED
+    nobody = await service.auth.verify_sensitive(operation="rotate", method=Method.PASSKEY, username="nobody")
+    assert nobody.outcome is StepUpOutcome.REFUSED and nobody.challenge is None

@@ -3,8 +3,8 @@
 Every method calls one core use case (``Mfa.selfservice`` or ``Mfa.signin``)
 and maps its typed result through :mod:`mfad.api.convert`. Refusals are OK
 answers with outcome REFUSED, identical whatever the core's reason.
-Email and passkey step-ups (two-call VerifySensitive) answer UNIMPLEMENTED
-until those methods land.
+Step-ups with a passkey, U2F key or email code take two VerifySensitive calls
+(start, then the proof); TOTP takes one.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class AuthenticationServicer(pb_grpc.AuthenticationServicer):
                               context: Context) -> pb.VerifySensitiveResponse:
         method = convert.method(request.method)
         if method is not Method.TOTP:
-            raise NotImplementedError("step-up with this method is not served yet")
+            return await self._two_call_step_up(request, method, context)
         if request.challenge_id:
             raise InvalidInput("challenge_id", "a TOTP step-up needs no challenge: leave it empty")
         if request.WhichOneof("proof") == "assertion_json":
@@ -121,6 +121,39 @@ class AuthenticationServicer(pb_grpc.AuthenticationServicer):
         step = await self._mfa.selfservice.step_up(token=session_of(context), username=request.username,
                                                    code=request.code, operation=request.operation,
                                                    attempt=attempt(request.client), caller=current_caller().name)
+        if not step.verified:
+            return pb.VerifySensitiveResponse(outcome=pb.STEP_UP_OUTCOME_REFUSED)
+        return pb.VerifySensitiveResponse(outcome=pb.STEP_UP_OUTCOME_VERIFIED,
+                                          verified_at=convert.timestamp(step.verified_at),
+                                          valid_until=convert.timestamp(step.valid_until))
+
+    async def _two_call_step_up(self, request: pb.VerifySensitiveRequest, method: Method,
+                                context: Context) -> pb.VerifySensitiveResponse:
+        """PASSKEY, U2F and EMAIL: the first call starts a challenge, the second brings the proof."""
+        proof = request.WhichOneof("proof")
+        token, where, caller = session_of(context), attempt(request.client), current_caller().name
+        if not request.challenge_id:
+            if proof is not None:
+                raise InvalidInput("challenge_id", "send the proof with the challenge id the first call returned")
+            started_at = self._mfa.clock.now()
+            started = await self._mfa.selfservice.start_step_up(
+                token=token, username=request.username, method=method, operation=request.operation, attempt=where,
+                caller=caller)
+            if started is None:
+                return pb.VerifySensitiveResponse(outcome=pb.STEP_UP_OUTCOME_REFUSED)
+            if method is Method.EMAIL:
+                details = await email.challenge_details(self._mfa, started.challenge_id, started.shown or "",
+                                                        started_at)
+            else:
+                details = await passkeys.challenge_details(self._mfa, started.challenge_id, method,
+                                                           started.shown or "", started_at)
+            return pb.VerifySensitiveResponse(outcome=pb.STEP_UP_OUTCOME_CHALLENGE_STARTED, challenge=details)
+        if proof is None:
+            raise InvalidInput("proof", "the second call of a step-up carries the code or assertion_json")
+        response = request.assertion_json if proof == "assertion_json" else request.code
+        step = await self._mfa.selfservice.finish_step_up(
+            token=token, username=request.username, challenge_id=request.challenge_id, method=method,
+            response=response, operation=request.operation, attempt=where, caller=caller)
         if not step.verified:
             return pb.VerifySensitiveResponse(outcome=pb.STEP_UP_OUTCOME_REFUSED)
         return pb.VerifySensitiveResponse(outcome=pb.STEP_UP_OUTCOME_VERIFIED,
