@@ -170,6 +170,10 @@ async def serve(config: Config, *, reuse_port: bool = False) -> int:
                                    *transport_services(mfa, config, registry, health, reuse_port=reuse_port)]
         log.info("mfad serving (store %s, event loop %s, metrics http://%s:%d/metrics)", mfa.store.engine,
                  loop_name, host, http.port)
+        for service in services:  # listeners bound before READY=1 (their run() starts them too, later)
+            start = getattr(service, "start", None)
+            if start is not None:
+                await start()
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(s.run()) for s in services]
             systemd.notify("READY=1")

@@ -122,6 +122,10 @@ class RadiusService:
         self._cache = cache
         self._stop = asyncio.Event()
 
+    async def start(self) -> None:
+        """Bind the listeners (or raise): the daemon says READY only after this."""
+        await self.server.start()
+
     async def run(self) -> None:
         await self.server.start()
         async with asyncio.TaskGroup() as group:

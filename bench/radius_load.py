@@ -1,0 +1,665 @@
+"""RADIUS load benchmark: mfad ``otp_only`` with valid codes against FreeRADIUS PAP.
+
+What it does, all on this machine and on loopback:
+
+1. Sets up a store with ``--users`` users (default 20,000), each with a confirmed TOTP
+   device, through the core (``Mfa.users.create``, ``devices.begin_totp`` and
+   ``confirm_totp``), on SQLite and on PostgreSQL (``$MFAD_TEST_POSTGRES_DSN``, a fresh
+   database). Copies of the set-up store serve the 1- and 2-worker runs, so every
+   code sent is a fresh, valid one (the replay guard would refuse a repeated code).
+2. Starts ``mfad serve --workers N`` (uvloop; an ``otp_only`` client; no reject delay;
+   the per-client rate limit lifted) and, in a separate process, this script's own
+   async sender: one Access-Request per user with the user's current TOTP code and a
+   Message-Authenticator, ``--in-flight`` outstanding (closed loop) — the maximum rate;
+   then the next step's codes sent open loop at half that rate — the latency there.
+   Every reply is checked (code, Response Authenticator); anything but an
+   Access-Accept is counted and reported.
+3. Starts FreeRADIUS (``freeradius -f -d DIR``, a config of its own: ``files`` + ``pap``
+   from a users file with the same user names) on another port and measures it with
+   ``radclient`` (a 50-request file repeated with ``-c``, ``-p 64``) and with the same
+   sender as mfad, then prints mfad/FreeRADIUS for each configuration.
+
+Every Access-Accept that mfad sends follows the commit of its replay guard and audit
+row (group commit on SQLite, one transaction per request on PostgreSQL).
+
+    PYTHONPATH=. python bench/radius_load.py [--users 20000] [--engines sqlite,postgres]
+        [--workers 1,2] [--in-flight 64] [--keep DIR]
+
+The machine is shared by whatever else runs: trust the ratios of one run more than
+the absolute figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from mfad.core import totp  # noqa: E402
+from mfad.radius.attributes import Attr  # noqa: E402
+from mfad.radius.codec import RadiusCode, encode_request, hide_password  # noqa: E402
+
+SECRET = b"bench-shared-secret-0123456789"
+PERIOD = 30
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+# --- the sender (runs in its own process) ------------------------------------------------
+@dataclass
+class Job:
+    user: str
+    password: bytes
+
+
+class _Receiver(asyncio.DatagramProtocol):
+    def __init__(self, sender: Sender, slot: int) -> None:
+        self.sender = sender
+        self.slot = slot
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.sender.received(self.slot, data)
+
+
+class Sender:
+    """Up to 256 requests in flight per socket; replies matched by (socket, identifier)."""
+
+    def __init__(self, host: str, port: int, jobs: list[Job], in_flight: int, rate: float | None,
+                 timeout: float = 3.0) -> None:
+        self.host, self.port = host, port
+        self.jobs = jobs
+        self.in_flight = in_flight
+        self.rate = rate
+        self.timeout = timeout
+        self.next_job = 0
+        self.pending: dict[tuple[int, int], tuple[float, bytes]] = {}
+        self.free: list[tuple[int, int]] = []
+        self.sockets: list[_Receiver] = []
+        self.latencies: list[float] = []
+        self.codes: dict[int, int] = {}
+        self.bad_replies = 0
+        self.timeouts = 0
+        self.done = asyncio.Event()
+        self.slot_free = asyncio.Event()
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        count = max(1, -(-self.in_flight // 256))
+        for slot in range(count):
+            _, receiver = await loop.create_datagram_endpoint(lambda s=slot: _Receiver(self, s),
+                                                              remote_addr=(self.host, self.port))
+            sock = receiver.transport.get_extra_info("socket")  # type: ignore[union-attr]
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            self.sockets.append(receiver)
+            self.free.extend((slot, ident) for ident in range(256))
+        self.free.reverse()
+
+    def send_one(self) -> bool:
+        if self.next_job >= len(self.jobs) or not self.free:
+            return False
+        job = self.jobs[self.next_job]
+        self.next_job += 1
+        slot, ident = self.free.pop()
+        authenticator = os.urandom(16)
+        packet = encode_request(RadiusCode.ACCESS_REQUEST, ident, authenticator, SECRET, [
+            (Attr.USER_NAME, job.user.encode()),
+            (Attr.USER_PASSWORD, hide_password(job.password, SECRET, authenticator)),
+            (Attr.NAS_IDENTIFIER, b"bench"),
+        ])
+        self.pending[(slot, ident)] = (time.perf_counter(), authenticator)
+        transport = self.sockets[slot].transport
+        assert transport is not None
+        transport.sendto(packet)
+        return True
+
+    def received(self, slot: int, data: bytes) -> None:
+        if len(data) < 20:
+            self.bad_replies += 1
+            return
+        entry = self.pending.pop((slot, data[1]), None)
+        if entry is None:
+            return  # a late reply to a request already timed out
+        sent, authenticator = entry
+        self.latencies.append(time.perf_counter() - sent)
+        expected = hashlib.md5(data[:4] + authenticator + data[20:] + SECRET).digest()
+        if expected != data[4:20]:
+            self.bad_replies += 1
+        self.codes[data[0]] = self.codes.get(data[0], 0) + 1
+        self.free.append((slot, data[1]))
+        if self.rate is None:
+            self.send_one()
+        self.slot_free.set()
+        if self.next_job >= len(self.jobs) and not self.pending:
+            self.done.set()
+
+    async def expire(self) -> None:
+        while not self.done.is_set():
+            await asyncio.sleep(0.25)
+            now = time.perf_counter()
+            for key, (sent, _) in list(self.pending.items()):
+                if now - sent > self.timeout:
+                    del self.pending[key]
+                    self.timeouts += 1
+                    self.free.append(key)
+                    if self.rate is None:
+                        self.send_one()
+            if self.next_job >= len(self.jobs) and not self.pending:
+                self.done.set()
+
+    async def run(self) -> dict[str, Any]:
+        await self.open()
+        started = time.perf_counter()
+        expiry = asyncio.create_task(self.expire())
+        if self.rate is None:
+            for _ in range(self.in_flight):
+                self.send_one()
+        else:
+            # Open loop: requests leave on a fixed schedule, whatever the replies do.
+            interval = 1.0 / self.rate
+            due = started
+            while self.next_job < len(self.jobs):
+                now = time.perf_counter()
+                while due <= now and self.next_job < len(self.jobs):
+                    if not self.send_one():
+                        self.slot_free.clear()
+                        await self.slot_free.wait()
+                        break
+                    due += interval
+                await asyncio.sleep(max(0.0, min(due - time.perf_counter(), 0.001)))
+        await self.done.wait()
+        elapsed = time.perf_counter() - started
+        expiry.cancel()
+        lat = sorted(self.latencies)
+        return {
+            "sent": self.next_job, "elapsed": elapsed, "rate": len(lat) / elapsed if elapsed else 0.0,
+            "accepts": self.codes.get(2, 0), "rejects": self.codes.get(3, 0),
+            "others": sum(v for k, v in self.codes.items() if k not in (2, 3)),
+            "timeouts": self.timeouts, "bad_replies": self.bad_replies,
+            "p50_ms": 1000 * statistics.median(lat) if lat else None,
+            "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
+        }
+
+
+def send_main(args: argparse.Namespace) -> int:
+    spec = json.loads(Path(args.jobs).read_text())
+    jobs = [Job(user, password.encode()) for user, password in spec]
+    host, _, port = args.target.rpartition(":")
+    import uvloop
+
+    result = uvloop.run(Sender(host, int(port), jobs, args.in_flight, args.rate).run())
+    print(json.dumps(result))
+    return 0
+
+
+# --- set-up --------------------------------------------------------------------------------
+def config_text(store_url: str, key_file: Path, port: int, metrics_port: int, workers: int) -> str:
+    return f"""
+[storage]
+url = "{store_url}"
+pool_size = 20
+[secrets]
+key_file = "{key_file}"
+[passwords]
+time_cost = 1
+memory_kib = 64
+parallelism = 1
+[radius]
+listen = ["127.0.0.1:{port}"]
+workers = {workers}
+reject_delay_seconds = 0.0
+client_rate_per_second = 1000000.0
+max_in_flight = 1024
+[[radius.clients]]
+name = "bench"
+address = "127.0.0.1"
+secret = "{SECRET.decode()}"
+mode = "otp_only"
+[grpc]
+listen = ["127.0.0.1:0"]
+[metrics]
+listen = ["127.0.0.1:{metrics_port}"]
+[logging]
+level = "warning"
+"""
+
+
+async def create_users(store_url: str, key_file: Path, count: int, schema: str | None = None) -> dict[str, str]:
+    """``count`` users with confirmed TOTP devices, through the core. Returns name → base32 key.
+
+    The devices are confirmed with the previous step's code, so the current and the
+    next step's codes are fresh for the runs."""
+    from mfad.config import Config, PasswordSettings, StorageSettings
+    from mfad.core.clock import FixedClock
+    from mfad.core.keyring import Keyring
+    from mfad.core.service import Mfa
+    from mfad.store import open_store
+
+    # The binding's QR code (PNG and SVG, ≈50 ms of CPU per user) is presentation for the
+    # user's phone, not stored state: skip rendering it, or 20,000 users take 17 minutes.
+    totp.qr_png = lambda uri, scale=5: b""  # type: ignore[assignment]
+    totp.qr_svg = lambda uri, scale=5: ""  # type: ignore[assignment]
+    storage = StorageSettings(url=store_url, pool_size=20)
+    config = Config(storage=storage, passwords=PasswordSettings(time_cost=1, memory_kib=64, parallelism=1))
+    store = await open_store(storage, schema=schema)
+    await store.migrate()
+    clock = FixedClock(datetime.now(UTC) - timedelta(seconds=PERIOD))
+    mfa = Mfa(config=config, store=store, keyring=Keyring.open(key_file), clock=clock)
+    await mfa.start()
+    keys: dict[str, str] = {}
+
+    async def one(name: str) -> None:
+        await mfa.users.create(name, None)
+        binding = await mfa.devices.begin_totp(name)
+        key = base64.b32decode(binding.secret_base32 + "=" * (-len(binding.secret_base32) % 8))
+        code = totp.hotp(key, totp.step_at(clock.now(), PERIOD))
+        await mfa.devices.confirm_totp(name, binding.device.id, code)
+        keys[name] = binding.secret_base32
+
+    names = [f"u{i:06d}" for i in range(count)]
+    for start in range(0, count, 200):
+        await asyncio.gather(*(one(name) for name in names[start:start + 200]))
+    mfa.close()
+    await store.aclose()
+    return keys
+
+
+def codes_for(keys: dict[str, str], step: int) -> list[tuple[str, str]]:
+    out = []
+    for name, b32 in keys.items():
+        key = base64.b32decode(b32 + "=" * (-len(b32) % 8))
+        out.append((name, totp.hotp(key, step)))
+    return out
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def status_ok(port: int) -> bool:
+    """A Status-Server with Message-Authenticator answered."""
+    authenticator = os.urandom(16)
+    packet = encode_request(RadiusCode.STATUS_SERVER, 1, authenticator, SECRET, [])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.3)
+        sock.sendto(packet, ("127.0.0.1", port))
+        try:
+            return sock.recv(4096)[0] == RadiusCode.ACCESS_ACCEPT
+        except OSError:
+            return False
+
+
+@contextlib.contextmanager
+def mfad_running(config: Path, port: int, workers: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "mfad", "serve", "--config", str(config),
+                                    "--workers", str(workers)], stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+            deadline = time.monotonic() + 60
+            while not status_ok(port):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"mfad did not start: {log.read_text()[-2000:]}")
+                time.sleep(0.2)
+            time.sleep(0.5 if workers == 1 else 2.0)  # every worker bound
+            yield process
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its children (the workers)."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    for one in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def run_sender(port: int, jobs: list[tuple[str, str]], in_flight: int, rate: float | None,
+               work: Path) -> dict[str, Any]:
+    spec = work / f"jobs-{secrets.token_hex(4)}.json"
+    spec.write_text(json.dumps(jobs))
+    argv = [sys.executable, __file__, "send", "--target", f"127.0.0.1:{port}", "--jobs", str(spec),
+            "--in-flight", str(in_flight)]
+    if rate is not None:
+        argv += ["--rate", str(rate)]
+    out = subprocess.run(argv, check=True, capture_output=True, timeout=600).stdout
+    spec.unlink()
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+# --- FreeRADIUS ------------------------------------------------------------------------------
+FREERADIUS_CONF = """\
+prefix = /usr
+exec_prefix = /usr
+sysconfdir = /etc
+localstatedir = /var
+sbindir = /usr/sbin
+logdir = {dir}
+raddbdir = {dir}
+radacctdir = {dir}
+name = freeradius
+confdir = {dir}
+modconfdir = {dir}
+run_dir = {dir}
+db_dir = {dir}
+libdir = /usr/lib/freeradius
+pidfile = {dir}/freeradius.pid
+max_request_time = 30
+cleanup_delay = 5
+max_requests = 65536
+hostname_lookups = no
+log {{
+  destination = files
+  file = {dir}/radius.log
+  auth = no
+}}
+security {{
+  allow_core_dumps = no
+  max_attributes = 200
+  reject_delay = 0
+  status_server = yes
+}}
+proxy_requests = no
+thread pool {{
+  start_servers = 4
+  max_servers = 32
+  min_spare_servers = 3
+  max_spare_servers = 10
+  max_requests_per_server = 0
+}}
+client bench {{
+  ipaddr = 127.0.0.1
+  secret = {secret}
+}}
+modules {{
+  pap {{
+  }}
+  files {{
+    filename = {dir}/users
+  }}
+}}
+server default {{
+  listen {{
+    type = auth
+    ipaddr = 127.0.0.1
+    port = {port}
+  }}
+  authorize {{
+    files
+    pap
+  }}
+  authenticate {{
+    Auth-Type PAP {{
+      pap
+    }}
+  }}
+}}
+"""
+
+
+@contextlib.contextmanager
+def freeradius_running(work: Path, users: list[tuple[str, str]]) -> Iterator[int]:
+    directory = work / "freeradius"
+    directory.mkdir(exist_ok=True)
+    port = free_port()
+    (directory / "radiusd.conf").write_text(FREERADIUS_CONF.format(dir=directory, port=port,
+                                                                   secret=SECRET.decode()))
+    (directory / "users").write_text("".join(f'{user} Cleartext-Password := "{password}"\n'
+                                             for user, password in users))
+    process = subprocess.Popen(["freeradius", "-f", "-d", str(directory)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while not status_ok(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("FreeRADIUS did not start: " + (directory / "radius.log").read_text()[-2000:])
+            time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def radclient_rate(port: int, users: list[tuple[str, str]], count: int, in_flight: int, work: Path) -> float:
+    """Requests/s that radclient gets answered: a 50-request file repeated with -c."""
+    file = work / "radclient.txt"
+    file.write_text("".join(f'User-Name = "{u}"\nUser-Password = "{p}"\nMessage-Authenticator = 0x00\n\n'
+                            for u, p in users[:50]))
+    started = time.perf_counter()
+    out = subprocess.run(["radclient", "-q", "-s", "-c", str(count // 50), "-p", str(in_flight), "-r", "1",
+                          "-t", "3", "-f", str(file), f"127.0.0.1:{port}", "auth", SECRET.decode()],
+                         capture_output=True, text=True, timeout=600).stdout
+    elapsed = time.perf_counter() - started
+    accepted = re.search(r"Accepted\s*:\s*(\d+)", out)
+    if accepted is None or int(accepted.group(1)) != count // 50 * 50:
+        raise RuntimeError(f"radclient against FreeRADIUS: {out}")
+    return count // 50 * 50 / elapsed
+
+
+# --- orchestration -----------------------------------------------------------------------------
+@dataclass
+class Store:
+    engine: str
+    url: str
+    key_file: Path
+    keys: dict[str, str]
+    used_step: int  # highest step whose codes were spent (the confirmation's)
+
+
+def current_step() -> int:
+    return int(time.time()) // PERIOD
+
+
+def fresh_steps(store: Store, count: int) -> list[int]:
+    """``count`` steps inside the ±1 window that no earlier run on this store spent."""
+    while True:
+        now = current_step()
+        steps = [s for s in (now - 1, now, now + 1) if s > store.used_step]
+        # A run must end before its step leaves the window: keep ≥ 15 s of margin.
+        if len(steps) >= count and (now - 1 not in steps[:count] or time.time() % PERIOD < 10):
+            return steps[:count]
+        time.sleep(1.0)
+
+
+def setup_stores(args: argparse.Namespace, work: Path) -> list[Store]:
+    stores = []
+    for engine in args.engines:
+        started = time.perf_counter()
+        key_file = work / f"{engine}.key"
+        if engine == "sqlite":
+            path = work / "sqlite" / "mfad.db"
+            url = f"sqlite:///{path}"
+            keys = asyncio.run(create_users(url, key_file, args.users))
+        else:
+            import asyncpg
+
+            name = f"mfad_bench_{secrets.token_hex(4)}"
+
+            async def create_db() -> None:
+                conn = await asyncpg.connect(args.pg_dsn)
+                try:
+                    await conn.execute(f'CREATE DATABASE "{name}"')
+                finally:
+                    await conn.close()
+
+            asyncio.run(create_db())
+            url = re.sub(r"/[^/]*$", f"/{name}", args.pg_dsn)
+            keys = asyncio.run(create_users(url, key_file, args.users))
+        step = current_step() - 1
+        print(f"# set up {args.users} users on {engine} in {time.perf_counter() - started:.1f} s", flush=True)
+        stores.append(Store(engine, url, key_file, keys, step))
+    return stores
+
+
+def copy_store(store: Store, work: Path, tag: str, pg_dsn: str) -> Store:
+    """A copy of a set-up store (its users' codes are fresh again)."""
+    if store.engine == "sqlite":
+        source = Path(store.url[len("sqlite:///"):])
+        target = work / f"sqlite-{tag}" / "mfad.db"
+        target.parent.mkdir(exist_ok=True)
+        _sqlite_copy(source, target)
+        url = f"sqlite:///{target}"
+    else:
+        import asyncpg
+
+        name = f"{store.url.rsplit('/', 1)[1]}_{tag}"
+
+        async def clone() -> None:
+            conn = await asyncpg.connect(pg_dsn)
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{store.url.rsplit("/", 1)[1]}"')
+            finally:
+                await conn.close()
+
+        asyncio.run(clone())
+        url = re.sub(r"/[^/]*$", f"/{name}", store.url)
+    return Store(store.engine, url, store.key_file, store.keys, store.used_step)
+
+
+def _sqlite_copy(source: Path, target: Path) -> None:
+    import sqlite3
+
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+
+
+def drop_databases(stores: list[Store], pg_dsn: str) -> None:
+    names = [s.url.rsplit("/", 1)[1] for s in stores if s.engine == "postgres"]
+    if not names:
+        return
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            for name in sorted(set(names), key=len, reverse=True):
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+def bench_mfad(store: Store, workers: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    port, metrics_port = free_port(), free_port(socket.SOCK_STREAM)
+    config = work / f"mfad-{store.engine}-{workers}.toml"
+    config.write_text(config_text(store.url, store.key_file, port, metrics_port, workers))
+    with mfad_running(config, port, workers, work / f"mfad-{store.engine}-{workers}.log") as process:
+        top, half_step = fresh_steps(store, 2)
+        spy = None
+        if args.py_spy:
+            # Profile the serving process (with workers, the supervisor's children too).
+            spy = subprocess.Popen(["py-spy", "record", "--subprocesses", "-p", str(process.pid), "-r", "250",
+                                    "-f", "raw", "-o", str(args.py_spy.with_suffix(f".{store.engine}{workers}.txt"))],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
+        cpu_before = tree_cpu(process.pid)
+        top_run = run_sender(port, codes_for(store.keys, top), args.in_flight, None, work)
+        top_run["cpu_us"] = (tree_cpu(process.pid) - cpu_before) / max(1, top_run["accepts"]) * 1e6
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
+        half_rate = top_run["rate"] / 2
+        half_run = run_sender(port, codes_for(store.keys, half_step), args.in_flight * 4, half_rate, work)
+        store.used_step = half_step
+    return {"engine": store.engine, "workers": workers, "max": top_run, "half": half_run}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    send = sub.add_parser("send", help="(internal) the load generator process")
+    send.add_argument("--target", required=True)
+    send.add_argument("--jobs", required=True)
+    send.add_argument("--in-flight", type=int, default=64)
+    send.add_argument("--rate", type=float, default=None)
+    parser.add_argument("--users", type=int, default=20000)
+    parser.add_argument("--engines", type=lambda s: s.split(","), default=["sqlite", "postgres"])
+    parser.add_argument("--workers", type=lambda s: [int(n) for n in s.split(",")], default=[1, 2])
+    parser.add_argument("--in-flight", type=int, default=64)
+    parser.add_argument("--pg-dsn", default=os.environ.get("MFAD_TEST_POSTGRES_DSN") or DEFAULT_PG)
+    parser.add_argument("--keep", type=Path, default=None, help="keep the work directory here")
+    parser.add_argument("--py-spy", type=Path, default=None, metavar="PREFIX",
+                        help="profile mfad during the maximum-rate runs (raw py-spy output PREFIX.<engine><N>.txt)")
+    args = parser.parse_args()
+    if args.command == "send":
+        return send_main(args)
+
+    work = Path(tempfile.mkdtemp(prefix="mfad-bench-")) if args.keep is None else args.keep
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"# python {sys.version.split()[0]}, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.2f}; work dir {work}", flush=True)
+    stores = setup_stores(args, work)
+    results = []
+    made: list[Store] = list(stores)
+    try:
+        pap_users = [(name, f"pw-{name}") for name in list(stores[0].keys)[:args.users]]
+        with freeradius_running(work, pap_users) as fr_port:
+            fr_radclient = max(radclient_rate(fr_port, pap_users, 100_000, 64, work) for _ in range(2))
+            fr_sender = run_sender(fr_port, pap_users, args.in_flight, None, work)
+        print(f"FreeRADIUS PAP : radclient -p 64 {fr_radclient:,.0f} req/s; this sender "
+              f"{fr_sender['rate']:,.0f} req/s (p50 {fr_sender['p50_ms']:.2f} ms, p99 {fr_sender['p99_ms']:.2f} ms)",
+              flush=True)
+        for store in stores:
+            for workers in args.workers:
+                target = copy_store(store, work, f"w{workers}", args.pg_dsn)
+                made.append(target)
+                result = bench_mfad(target, workers, args, work)
+                results.append(result)
+                top, half = result["max"], result["half"]
+                problems = {k: top[k] + half[k] for k in ("rejects", "others", "timeouts", "bad_replies")
+                            if top[k] + half[k]}
+                print(f"mfad {store.engine:8} {workers} worker{'s' if workers > 1 else ' '}: "
+                      f"{top['rate']:,.0f} req/s (p50 {top['p50_ms']:.2f} ms, p99 {top['p99_ms']:.2f} ms) "
+                      f"[{top['cpu_us']:.0f} us CPU/accept] "
+                      f"= {top['rate'] / fr_radclient:.2f}x FreeRADIUS/radclient, "
+                      f"{top['rate'] / fr_sender['rate']:.2f}x FreeRADIUS/same sender; "
+                      f"at {half['rate']:,.0f} req/s p50 {half['p50_ms']:.2f} ms p99 {half['p99_ms']:.2f} ms"
+                      f"{'; NOT ACCEPTED: ' + str(problems) if problems else ''}", flush=True)
+    finally:
+        drop_databases(made, args.pg_dsn)
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,228 @@
+"""Real RADIUS peers in front of the real sign-in: a Linux sign-in through
+``pam_radius_auth`` driven by ``pamtester`` (challenge mode: password, then the code
+at the prompt), and FreeRADIUS as a proxy in front of mfad passing an ``otp_only``
+sign-in through (its config written by the test, FreeRADIUS on a port of its own)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from radius_peers import SECRET, radclient
+from signin_peers import StartDaemon, address, nas, start_daemon  # noqa: F401  (fixture)
+
+from mfad.radius.signin import ENTER_CODE
+
+Enrol = Callable[..., Awaitable[Any]]
+PASSWORD = "a password for radius tests"
+
+PAM_MODULE = next((path for path in (
+    Path("/lib/x86_64-linux-gnu/security/pam_radius_auth.so"),
+    Path("/usr/lib/x86_64-linux-gnu/security/pam_radius_auth.so"),
+    Path("/lib/security/pam_radius_auth.so"),
+    Path("/usr/lib/security/pam_radius_auth.so"),
+) if path.exists()), None)
+PAMTESTER = shutil.which("pamtester")
+FREERADIUS = shutil.which("freeradius") or (
+    "/usr/sbin/freeradius" if Path("/usr/sbin/freeradius").exists() else None)
+
+
+@pytest.fixture
+def pam_service(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    if PAM_MODULE is None or PAMTESTER is None:
+        pytest.skip("needs pamtester and libpam-radius-auth (scripts/test installs both)")
+    if not os.access("/etc/pam.d", os.W_OK):
+        pytest.skip("pamtester reads services from /etc/pam.d only")
+    name = f"mfad-test-{secrets.token_hex(6)}"
+    conf = tmp_path / "pam_radius_auth.conf"
+    service = Path("/etc/pam.d") / name
+    # max_challenge: a wrong code gets another Access-Challenge while tries remain.
+    service.write_text(f"auth required {PAM_MODULE} conf={conf} max_challenge=3 prompt_attribute\n"
+                       "account required pam_permit.so\n")
+    try:
+        yield name, conf
+    finally:
+        service.unlink(missing_ok=True)
+
+
+async def pamtester(service: str, user: str, answers: list[str]) -> tuple[int, str]:
+    assert PAMTESTER is not None
+    process = await asyncio.create_subprocess_exec(
+        PAMTESTER, "-v", service, user, "authenticate", stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    async with asyncio.timeout(30):
+        out, _ = await process.communicate("".join(f"{answer}\n" for answer in answers).encode())
+    assert process.returncode is not None
+    return process.returncode, out.decode(errors="replace")
+
+
+async def test_pam_radius_auth_signs_in_with_password_then_code(
+        start_daemon: StartDaemon, enrol: Enrol, pam_service: tuple[str, Path]) -> None:
+    service, conf = pam_service
+    alice = await enrol("alice", password=PASSWORD)
+    # pam_radius_auth 2.0 sends no Message-Authenticator: the per-client override.
+    host, port = address(await start_daemon(clients=[nas(require_message_authenticator=False)]))
+    conf.write_text(f"{host}:{port} {SECRET.decode()} 5\n")
+    conf.chmod(0o600)
+
+    code, output = await pamtester(service, "alice", [PASSWORD, next(iter(alice.wrong_codes())), alice.code(1)])
+    assert code == 0, output
+    assert "successfully authenticated" in output
+    assert ENTER_CODE.strip() in output  # the prompt pam_radius_auth showed
+    assert "Wrong code" in output  # a wrong code first: asked again
+
+    code, output = await pamtester(service, "alice", ["not the password", "000000"])
+    assert code != 0 and "successfully authenticated" not in output, output
+
+
+# --- FreeRADIUS as a proxy in front of mfad ------------------------------------------------------
+PROXY_CONF = """\
+prefix = /usr
+exec_prefix = /usr
+sysconfdir = /etc
+localstatedir = /var
+sbindir = /usr/sbin
+logdir = {dir}
+raddbdir = {dir}
+radacctdir = {dir}
+name = freeradius
+confdir = {dir}
+modconfdir = {dir}
+run_dir = {dir}
+db_dir = {dir}
+libdir = /usr/lib/freeradius
+pidfile = {dir}/freeradius.pid
+max_request_time = 30
+cleanup_delay = 5
+max_requests = 1024
+hostname_lookups = no
+log {{
+  destination = files
+  file = {dir}/radius.log
+}}
+security {{
+  max_attributes = 200
+  reject_delay = 0
+  status_server = yes
+}}
+proxy_requests = yes
+thread pool {{
+  start_servers = 2
+  max_servers = 4
+  min_spare_servers = 1
+  max_spare_servers = 2
+}}
+client nas {{
+  ipaddr = 127.0.0.1
+  secret = {nas_secret}
+}}
+home_server mfad {{
+  type = auth
+  ipaddr = 127.0.0.1
+  port = {mfad_port}
+  secret = {mfad_secret}
+  response_window = 20
+  zombie_period = 40
+  status_check = status-server
+  check_interval = 30
+  num_answers_to_alive = 1
+}}
+home_server_pool mfad {{
+  type = fail-over
+  home_server = mfad
+}}
+realm mfad {{
+  auth_pool = mfad
+  nostrip
+}}
+modules {{
+  always ok {{
+    rcode = ok
+  }}
+}}
+server default {{
+  listen {{
+    type = auth
+    ipaddr = 127.0.0.1
+    port = {port}
+  }}
+  authorize {{
+    # The NAS in front checked the password (LDAP, a users file ...); the code goes to mfad.
+    update control {{
+      &Proxy-To-Realm := "mfad"
+    }}
+  }}
+  authenticate {{
+  }}
+  post-proxy {{
+    ok
+  }}
+}}
+"""
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def freeradius_proxy(tmp_path: Path) -> AsyncIterator[Callable[[int], Awaitable[int]]]:
+    """``await freeradius_proxy(mfad_port)`` → the port of a FreeRADIUS proxying to mfad."""
+    if FREERADIUS is None:
+        pytest.skip("needs freeradius (scripts/test installs it)")
+    processes: list[subprocess.Popen[bytes]] = []
+
+    async def start(mfad_port: int) -> int:
+        directory = tmp_path / "freeradius"
+        directory.mkdir()
+        port = free_udp_port()
+        (directory / "radiusd.conf").write_text(PROXY_CONF.format(
+            dir=directory, port=port, mfad_port=mfad_port, nas_secret="nas-to-proxy-secret-0123",
+            mfad_secret=SECRET.decode()))
+        process = subprocess.Popen([FREERADIUS, "-f", "-d", str(directory)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.STDOUT)
+        processes.append(process)
+        for _ in range(100):
+            status = await radclient("127.0.0.1", port, ["Message-Authenticator = 0x00"], command="status",
+                                     secret=b"nas-to-proxy-secret-0123")
+            if status.reply is not None:
+                return port
+            if process.poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+        log = directory / "radius.log"
+        raise AssertionError(f"FreeRADIUS did not start: {log.read_text() if log.exists() else ''}")
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+async def test_freeradius_proxies_an_otp_only_sign_in(start_daemon: StartDaemon, enrol: Enrol,
+                                                      freeradius_proxy: Callable[[int], Awaitable[int]]) -> None:
+    alice = await enrol("alice", password=PASSWORD)
+    server = await start_daemon(mode="otp_only")
+    proxy_port = await freeradius_proxy(address(server)[1])
+    lines = ['User-Name = "alice"', f'User-Password = "{alice.code(1)}"', "Message-Authenticator = 0x00"]
+    accepted = await radclient("127.0.0.1", proxy_port, lines, secret=b"nas-to-proxy-secret-0123")
+    assert accepted.reply == "Access-Accept", accepted.output
+    replayed = await radclient("127.0.0.1", proxy_port, lines, secret=b"nas-to-proxy-secret-0123")
+    assert replayed.reply == "Access-Reject", replayed.output
+    # FreeRADIUS proxied with Proxy-State and Message-Authenticator; mfad echoed the former.
+    seen = server.metrics
+    assert seen.received["Access-Request"] == 2  # type: ignore[attr-defined]
+    assert not seen.dropped  # type: ignore[attr-defined]
