@@ -5,7 +5,7 @@ effect at once, remembered devices skipping the second factor until the password
 from __future__ import annotations
 
 import pytest
-from conftest import Running, StartDaemon
+from e2e_daemon import Running, StartDaemon, mfad_daemon  # noqa: F401
 from e2e_support import AuthenticatorApp
 
 from mfad_client import (

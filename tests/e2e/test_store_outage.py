@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import StartDaemon
+from e2e_daemon import StartDaemon, mfad_daemon  # noqa: F401
 from e2e_support import AuthenticatorApp, TcpProxy, health
 from grpc_health.v1 import health_pb2
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import grpc.aio
 import pytest
-from conftest import StartDaemon
+from e2e_daemon import StartDaemon, mfad_daemon  # noqa: F401
 from e2e_support import TestCA, child_env, free_port, health, mfactl_argv, run
 from grpc_health.v1 import health_pb2
 

@@ -15,7 +15,7 @@ import shutil
 import time
 from datetime import UTC, datetime
 
-from conftest import Running, StartDaemon
+from e2e_daemon import Running, StartDaemon, mfad_daemon  # noqa: F401
 from e2e_support import AuthenticatorApp, mfactl_argv, run
 
 from mfad_client import ClientInfo, Method, SignInOutcome, Unauthenticated, VerifyOutcome

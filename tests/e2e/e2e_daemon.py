@@ -1,4 +1,8 @@
-"""Fixtures for the end-to-end tests: ``mfad serve`` subprocesses on both store engines.
+"""The ``mfad_daemon`` fixture: ``mfad serve`` subprocesses on both store engines.
+
+Import it into a test module (``from e2e_daemon import mfad_daemon  # noqa: F401``):
+this directory has no ``conftest.py`` of its own, so that no module named
+``conftest`` shadows another directory's when several test paths run together.
 
 ``mfad_daemon``
     ``await mfad_daemon(sections=None, proxy=None, tokens=...)`` → :class:`Running`: a
@@ -7,8 +11,9 @@
     caller tokens made through the core beforehand (default: ``ops`` admin, ``gw``
     service, ``portal`` portal). ``running.mfactl(*args)`` runs the CLI against it,
     ``running.client(name)`` is a typed client with that caller's token,
-    ``running.counts()`` reads every table's row count. Daemons still running at the end
-    are stopped with SIGTERM and must exit 0.
+    ``running.counts()`` reads every table's row count. Tests stop their daemons with
+    ``await running.daemon.stop()`` (SIGTERM) and expect exit code 0; any still running
+    at the end are killed.
 """
 
 from __future__ import annotations
