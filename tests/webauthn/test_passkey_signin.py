@@ -5,8 +5,11 @@ sign-in with a discoverable credential, and unbinding."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 
 import pytest
+from prometheus_client import generate_latest
 from relying import ATTEMPT, ORIGIN, PASSWORD, Relying
 from softauthn import SoftAuthenticator, b64u, dumps, unb64u
 
@@ -279,3 +282,19 @@ async def test_unbound_device_id_is_not_a_u2f_key(wa: Relying) -> None:
         await wa.mfa.webauthn.begin_registration("alice", name="x", upgrade=device.id)
     with pytest.raises(NotFound):
         await wa.mfa.webauthn.begin_registration("alice", name="x", upgrade=DeviceId(999999))
+
+
+async def test_webauthn_metrics_pass_promtool(wa: Relying) -> None:
+    await wa.user("alice")
+    auth = SoftAuthenticator()
+    await wa.register("alice", auth)
+    assert (await wa.sign_in("alice", auth)).accepted
+    assert not (await wa.sign_in("alice", auth, counter=1)).accepted  # a clone warning
+    body = generate_latest(wa.registry).decode()
+    assert 'mfad_webauthn_clone_warnings_total{method="passkey"} 1.0' in body
+    assert 'mfad_webauthn_registrations_total{kind="passkey",result="ok"} 1.0' in body
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool (Debian package prometheus) is needed"
+    check = await asyncio.to_thread(subprocess.run, [promtool, "check", "metrics"], input=body,
+                                    capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
