@@ -17,6 +17,7 @@ from mfad_client import (
     Unauthenticated,
 )
 
+pytestmark = pytest.mark.slow  # real mfad serve subprocesses
 PASSWORD = "correct horse battery staple"
 
 

@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2
 
 from mfad_client import Unavailable, VerifyOutcome
 
-pytestmark = pytest.mark.parametrize("engine", ["postgres"])
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("engine", ["postgres"])]
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

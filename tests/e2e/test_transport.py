@@ -18,7 +18,8 @@ from grpc_health.v1 import health_pb2
 from mfad._proto.mfad.v1 import mfad_pb2 as pb
 from mfad_client import SignInOutcome, TlsFiles, Unavailable
 
-pytestmark = pytest.mark.parametrize("engine", ["sqlite"])  # transport behaviour; the store does not matter
+# Transport behaviour: the store engine does not matter here.
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("engine", ["sqlite"])]
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 

@@ -15,11 +15,13 @@ import shutil
 import time
 from datetime import UTC, datetime
 
+import pytest
 from e2e_daemon import Running, StartDaemon, mfad_daemon  # noqa: F401
 from e2e_support import AuthenticatorApp, mfactl_argv, run
 
 from mfad_client import ClientInfo, Method, SignInOutcome, Unauthenticated, VerifyOutcome
 
+pytestmark = pytest.mark.slow  # real mfad serve subprocesses
 PASSWORD = "correct horse battery staple"
 
 
