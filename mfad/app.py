@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -174,6 +175,9 @@ async def serve(config: Config, *, reuse_port: bool = False) -> int:
             start = getattr(service, "start", None)
             if start is not None:
                 await start()
+        # What is alive now lives as long as the daemon: keep it out of every later garbage
+        # collection (a full one walked it all: pauses of tens of ms, the RADIUS p99).
+        gc.freeze()
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(s.run()) for s in services]
             systemd.notify("READY=1")

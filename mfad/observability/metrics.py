@@ -6,6 +6,8 @@ Names follow ``mfad_<subsystem>_<name>_<unit>``; labels are few and bounded
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 import mfad
@@ -23,6 +25,8 @@ class CorePrometheusMetrics:
         self._latency = Histogram("mfad_verification_duration_seconds", "Time to decide a verification.",
                                   ["protocol", "method"], buckets=LATENCY_BUCKETS, registry=registry)
         self._lockouts = Counter("mfad_lockouts", "Users locked out after repeated failures.", registry=registry)
+        self._verification_children: dict[tuple[str, str, str], Any] = {}
+        self._latency_children: dict[tuple[str, str], Any] = {}
         self._rate_limited = Counter("mfad_rate_limited", "Attempts refused by a rate limit before verification.",
                                      ["scope"], registry=registry)
         self._clone_warnings = Counter("mfad_webauthn_clone_warnings",
@@ -32,8 +36,16 @@ class CorePrometheusMetrics:
                                       "imports by result.", ["kind", "result"], registry=registry)
 
     def verification(self, protocol: str, method: str, result: str, seconds: float) -> None:
-        self._verifications.labels(protocol, method, result).inc()
-        self._latency.labels(protocol, method).observe(seconds)
+        # Label children looked up once per label set (bounded): this runs per request.
+        counter = self._verification_children.get((protocol, method, result))
+        if counter is None:
+            counter = self._verification_children[(protocol, method, result)] = \
+                self._verifications.labels(protocol, method, result)
+        counter.inc()
+        latency = self._latency_children.get((protocol, method))
+        if latency is None:
+            latency = self._latency_children[(protocol, method)] = self._latency.labels(protocol, method)
+        latency.observe(seconds)
 
     def clone_warning(self, method: str) -> None:
         self._clone_warnings.labels(method).inc()
@@ -54,9 +66,13 @@ class StorePrometheusMetrics:
                                   ["operation"], buckets=STORE_BUCKETS, registry=registry)
         self._errors = Counter("mfad_store_errors", "Store operations that failed.", ["operation"],
                                registry=registry)
+        self._children: dict[str, Any] = {}
 
     def store_operation(self, op: str, seconds: float, ok: bool) -> None:
-        self._latency.labels(op).observe(seconds)
+        latency = self._children.get(op)
+        if latency is None:  # operation names are the store's method names: a bounded set
+            latency = self._children[op] = self._latency.labels(op)
+        latency.observe(seconds)
         if not ok:
             self._errors.labels(op).inc()
 
