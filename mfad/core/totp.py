@@ -88,21 +88,30 @@ TotpResult = TotpMatch | TotpReplay | TotpMismatch
 def match_code(key: bytes, code: str, when: datetime, params: TotpParams, *,
                last_step: int, drift: int, window: int) -> TotpResult:
     """Find the step ``code`` belongs to. Every candidate is computed and compared
-    (no early exit), so the time taken does not depend on which step matched."""
+    (no early exit), so the time taken does not depend on which step matched.
+
+    Codes of different steps can coincide (one in 10^digits per pair): a code that
+    matches both a used step and a fresh one is the fresh one's, so the first match
+    above ``last_step`` wins and only a code matching used steps alone is a replay."""
     current = step_at(when, params.period)
     centre = current + max(-MAX_DRIFT, min(MAX_DRIFT, drift))
     wanted = code.encode("ascii") if len(code) == params.digits else None
     found: int | None = None
+    replayed: int | None = None
     probe = wanted or b"\x00" * params.digits
     for step in range(centre - window, centre + window + 1):
         candidate = hotp(key, step, params.digits, params.algorithm).encode("ascii")
-        if hmac.compare_digest(candidate, probe) and wanted is not None and found is None:
-            found = step
-    if found is None:
-        return TotpMismatch()
-    if found <= last_step:
-        return TotpReplay(found)
-    return TotpMatch(found, max(-MAX_DRIFT, min(MAX_DRIFT, found - current)))
+        if hmac.compare_digest(candidate, probe) and wanted is not None:
+            if step > last_step:
+                if found is None:
+                    found = step
+            elif replayed is None:
+                replayed = step
+    if found is not None:
+        return TotpMatch(found, max(-MAX_DRIFT, min(MAX_DRIFT, found - current)))
+    if replayed is not None:
+        return TotpReplay(replayed)
+    return TotpMismatch()
 
 
 def provisioning_uri(secret: bytes, *, account: str, issuer: str, params: TotpParams) -> str:
