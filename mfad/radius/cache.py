@@ -99,6 +99,10 @@ _Entry = tuple[bytes | None, float, float]
 _Key = tuple[str, int, int, bytes]
 
 
+def _plain(key: RequestKey) -> _Key:
+    return (key[0], key[1], key[2], key[3])
+
+
 class ReplyCache:
     """In-process duplicate cache, bounded in size; time comes from the caller."""
 
@@ -115,8 +119,8 @@ class ReplyCache:
     def lookup(self, key: RequestKey, now: float) -> bytes | Pending | None:
         """The reply to re-send, a reason to stay silent, or None for a new request."""
         self._expire(now)
-        plain = tuple(key)
-        entry = self._entries.get(plain)  # type: ignore[call-overload]
+        plain = _plain(key)
+        entry = self._entries.get(plain)
         if entry is None:
             return None
         reply, send_at, expires = entry
@@ -124,7 +128,7 @@ class ReplyCache:
             return Pending.IN_FLIGHT
         if expires <= now:
             # Expiry order follows completion order only up to the reject delay.
-            del self._entries[plain]  # type: ignore[arg-type]
+            del self._entries[plain]
             return None
         if now < send_at:
             return Pending.HELD
@@ -132,11 +136,11 @@ class ReplyCache:
 
     def begin(self, key: RequestKey) -> None:
         """Mark a request as being decided."""
-        self._entries[tuple(key)] = (None, 0.0, float("inf"))  # type: ignore[index]
+        self._entries[_plain(key)] = (None, 0.0, float("inf"))
 
     def complete(self, key: RequestKey, reply: bytes, send_at: float) -> None:
         """Record the reply, re-sendable from ``send_at`` until ``send_at + ttl``."""
-        plain: _Key = tuple(key)  # type: ignore[assignment]
+        plain = _plain(key)
         expires = send_at + self._ttl
         self._entries[plain] = (reply, send_at, expires)
         self._expiry.append((expires, plain))
@@ -148,7 +152,7 @@ class ReplyCache:
 
     def forget(self, key: RequestKey) -> None:
         """Drop a request that got no reply, so a retransmission is decided afresh."""
-        plain: _Key = tuple(key)  # type: ignore[assignment]
+        plain = _plain(key)
         entry = self._entries.get(plain)
         if entry is not None and entry[0] is None:
             del self._entries[plain]

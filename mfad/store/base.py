@@ -660,7 +660,7 @@ class _Timed(AbstractAsyncContextManager[Tx]):
             raise
         return tx
 
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool | None:
         ok = False
         try:
             suppressed = bool(await self._inner.__aexit__(kind, exc, tb))

@@ -142,7 +142,7 @@ class _Transaction(AbstractAsyncContextManager[_SqliteTx]):
             store._leave(unit, keep=False)
             raise
 
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool | None:
         unit = self._unit
         keep = kind is None
         committed = self._store._leave(unit, keep=keep)
@@ -165,7 +165,7 @@ class _Read(AbstractAsyncContextManager[_SqliteTx]):
             raise Unavailable("sqlite: the store is closed")
         return _SqliteTx(store._reader, store._translated)
 
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool | None:
         return False
 
 
@@ -436,8 +436,8 @@ class SqliteStore(SqlStore):
             rows = await tx.fetch("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'mfad_schema'")
             if not rows:
                 return 0
-            rows = await tx.fetch("SELECT max(version) FROM mfad_schema")
-        return int(rows[0][0] or 0)
+            rows = await tx.fetch("SELECT max(version) AS version FROM mfad_schema")
+        return int(rows[0]["version"] or 0)
 
     async def migrate(self) -> list[int]:
         loop = asyncio.get_running_loop()
