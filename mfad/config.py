@@ -103,6 +103,11 @@ def _network(value: Any) -> str | None:
         ipaddress.ip_network(value, strict=False)
     except ValueError:
         return "must be an IP address or CIDR network"
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        # "10.0.0.1/8" is a typo more often than an intent: say which network was meant.
+        return f"has host bits set: did you mean {ipaddress.ip_network(value, strict=False)}?"
     return None
 
 

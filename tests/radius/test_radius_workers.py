@@ -195,3 +195,21 @@ def _counter(text: str, series: str) -> float:
         if line.startswith(series + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+async def test_a_dead_worker_stops_the_service(tmp_path: Path, store_location: Any, store: Any) -> None:
+    """systemd's Restart=on-failure then restarts the whole service, rather than it running short."""
+    if store_location.engine != "sqlite":
+        pytest.skip("the supervisor does not depend on the engine")
+    key_file = tmp_path / "daemon.key"
+    with mfad_serve(tmp_path, store_location, key_file) as daemon:
+        pids = {int(line.rsplit("pid ", 1)[1].rstrip(")\n")) for line in daemon["log"]
+                if "serving (pid" in line}
+        assert len(pids) == 2
+        victim = max(pids)
+        os.kill(victim, signal.SIGKILL)
+        process = daemon["process"]
+        assert process.wait(40) == 1
+        for pid in pids - {victim}:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
