@@ -128,22 +128,15 @@ def client_ip(info: pb.ClientInfo) -> str | None:
 
 
 def device(d: Device) -> pb.Device:
+    w = d.webauthn
     return pb.Device(id=str(d.id), method=METHOD_TO_PB[d.method], name=d.name, state=STATE_TO_PB[d.state],
                      created_at=timestamp(d.created_at), last_used_at=timestamp(d.last_used_at),
                      security_level=d.security_level,
                      email=pb.EmailDetails(address=d.email) if d.email is not None else None,
-                     **webauthn_details(d))
-
-
-def webauthn_details(d: Device) -> dict[str, pb.PasskeyDetails | pb.U2fDetails]:
-    """The ``passkey`` or ``u2f`` member of a device's details, when it is one."""
-    w = d.webauthn
-    if w is None:
-        return {}
-    if d.method is Method.U2F:
-        return {"u2f": pb.U2fDetails(app_id=w.app_id or "")}
-    return {"passkey": pb.PasskeyDetails(backup_eligible=w.backup_eligible, backup_state=w.backup_state,
-                                         aaguid=w.aaguid or "")}
+                     u2f=pb.U2fDetails(app_id=w.app_id or "") if w and d.method is Method.U2F else None,
+                     passkey=pb.PasskeyDetails(backup_eligible=w.backup_eligible, backup_state=w.backup_state,
+                                               aaguid=w.aaguid or "")
+                     if w and d.method is not Method.U2F else None)
 
 
 def device_list(listing: DeviceListing) -> pb.DeviceList:

@@ -7,50 +7,26 @@ from typing import Any
 
 import pytest
 from grpc_doubles import (
+    ADMIN_TOKEN,
+    PORTAL_TOKEN,
+    SERVICE_TOKEN,
+    SESSION,
     Observed,
+    StartServer,
     StubAdmin,
     StubAuthentication,
     StubEnrollment,
     TokenRecord,
     TokenTable,
+    always_ready,
+    bearer,
+    stub_bindings,
 )
 
 from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
 from mfad.api import GrpcServer, GrpcServerSettings, ServiceBinding
 from mfad.api.auth import ADMIN_SERVICE, AUTHENTICATION_SERVICE, ENROLLMENT_SERVICE
 from mfad.core.model import Role
-
-ADMIN_TOKEN = "admin-token-0123456789"
-SERVICE_TOKEN = "service-token-0123456789"
-PORTAL_TOKEN = "portal-token-0123456789"
-SESSION = "user-session-0123456789"
-
-StartServer = Callable[..., Awaitable[GrpcServer]]
-
-
-def bearer(token: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),)
-
-
-async def always_ready() -> bool:
-    return True
-
-
-def stub_bindings(observed: Observed) -> list[ServiceBinding]:
-    return [
-        ServiceBinding(
-            AUTHENTICATION_SERVICE,
-            lambda s: pb_grpc.add_AuthenticationServicer_to_server(StubAuthentication(observed), s),
-        ),
-        ServiceBinding(
-            ENROLLMENT_SERVICE,
-            lambda s: pb_grpc.add_EnrollmentServicer_to_server(StubEnrollment(observed), s),
-        ),
-        ServiceBinding(
-            ADMIN_SERVICE, lambda s: pb_grpc.add_AdminServicer_to_server(StubAdmin(observed), s)
-        ),
-    ]
-
 
 @pytest.fixture
 def observed() -> Observed:

@@ -9,6 +9,7 @@ tested end to end elsewhere.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 import datetime as dt
 import ipaddress
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mfad._proto.mfad.v1 import mfad_pb2 as pb
 from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
-from mfad.api import Caller, current_caller, session_of
+from mfad.api import Caller, GrpcServer, ServiceBinding, current_caller, session_of
+from mfad.api.auth import ADMIN_SERVICE, AUTHENTICATION_SERVICE, ENROLLMENT_SERVICE
 from mfad.core.errors import InvalidInput, Unavailable
 from mfad.core.model import Role
 
@@ -209,3 +211,37 @@ class CertificateAuthority:
                 critical=False,
             )
         return _pem(builder.sign(self._key, hashes.SHA256()), key)
+
+
+# Shared by the transport tests (imported by module name: a 'conftest' import would
+# resolve to whichever conftest.py pytest loaded last when several folders run together).
+ADMIN_TOKEN = "admin-token-0123456789"
+SERVICE_TOKEN = "service-token-0123456789"
+PORTAL_TOKEN = "portal-token-0123456789"
+SESSION = "user-session-0123456789"
+
+StartServer = Callable[..., Awaitable[GrpcServer]]
+
+
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+async def always_ready() -> bool:
+    return True
+
+
+def stub_bindings(observed: Observed) -> list[ServiceBinding]:
+    return [
+        ServiceBinding(
+            AUTHENTICATION_SERVICE,
+            lambda s: pb_grpc.add_AuthenticationServicer_to_server(StubAuthentication(observed), s),
+        ),
+        ServiceBinding(
+            ENROLLMENT_SERVICE,
+            lambda s: pb_grpc.add_EnrollmentServicer_to_server(StubEnrollment(observed), s),
+        ),
+        ServiceBinding(
+            ADMIN_SERVICE, lambda s: pb_grpc.add_AdminServicer_to_server(StubAdmin(observed), s)
+        ),
+    ]

@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
-from conftest import ADMIN_TOKEN, PORTAL_TOKEN, SERVICE_TOKEN, SESSION, StartServer, bearer
+from grpc_doubles import ADMIN_TOKEN, PORTAL_TOKEN, SERVICE_TOKEN, SESSION, StartServer, bearer
 from grpc_doubles import VALID_CODE, Observed, TokenTable
 from prometheus_client import CollectorRegistry
 

@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
-from conftest import SERVICE_TOKEN, StartServer, always_ready, bearer
+from grpc_doubles import SERVICE_TOKEN, StartServer, always_ready, bearer
 from grpc_doubles import VALID_CODE, Observed, TokenTable
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc

@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 import grpc.aio
 import pytest
-from conftest import ADMIN_TOKEN, SERVICE_TOKEN, SESSION, StartServer, bearer
+from grpc_doubles import ADMIN_TOKEN, SERVICE_TOKEN, SESSION, StartServer, bearer
 from grpc_doubles import VALID_CODE, CertificateAuthority, Observed, Pem
 
 from mfad._proto.mfad.v1 import mfad_pb2 as pb
