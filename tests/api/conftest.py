@@ -10,22 +10,15 @@ from grpc_doubles import (
     ADMIN_TOKEN,
     PORTAL_TOKEN,
     SERVICE_TOKEN,
-    SESSION,
     Observed,
     StartServer,
-    StubAdmin,
-    StubAuthentication,
-    StubEnrollment,
     TokenRecord,
     TokenTable,
     always_ready,
-    bearer,
     stub_bindings,
 )
 
-from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
-from mfad.api import GrpcServer, GrpcServerSettings, ServiceBinding
-from mfad.api.auth import ADMIN_SERVICE, AUTHENTICATION_SERVICE, ENROLLMENT_SERVICE
+from mfad.api import GrpcServer, GrpcServerSettings
 from mfad.core.model import Role
 
 @pytest.fixture
