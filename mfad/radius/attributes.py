@@ -18,8 +18,7 @@ from enum import IntEnum
 from importlib import resources
 from typing import Final
 
-# pyrad ships no type information.
-from pyrad.dictionary import Dictionary  # type: ignore[import-untyped]
+from pyrad.dictionary import Dictionary  # untyped: see [tool.mypy.overrides]
 
 from mfad.radius.errors import RadiusEncodeError, RadiusError
 
