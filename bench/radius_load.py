@@ -4,29 +4,32 @@ What it does, all on this machine and on loopback:
 
 1. Sets up a store with ``--users`` users (default 20,000), each with a confirmed TOTP
    device, through the core (``Mfa.users.create``, ``devices.begin_totp`` and
-   ``confirm_totp``), on SQLite and on PostgreSQL (``$MFAD_TEST_POSTGRES_DSN``, a fresh
-   database). Copies of the set-up store serve the 1- and 2-worker runs, so every
-   code sent is a fresh, valid one (the replay guard would refuse a repeated code).
-2. Starts ``mfad serve --workers N`` (uvloop; an ``otp_only`` client; no reject delay;
-   the per-client rate limit lifted) and, in a separate process, this script's own
-   async sender: one Access-Request per user with the user's current TOTP code and a
-   Message-Authenticator, ``--in-flight`` outstanding (closed loop) — the maximum rate;
-   then the next step's codes sent open loop at half that rate — the latency there.
-   Every reply is checked (code, Response Authenticator); anything but an
-   Access-Accept is counted and reported.
-3. Starts FreeRADIUS (``freeradius -f -d DIR``, a config of its own: ``files`` + ``pap``
-   from a users file with the same user names) on another port and measures it with
-   ``radclient`` (a 50-request file repeated with ``-c``, ``-p 64``) and with the same
-   sender as mfad, then prints mfad/FreeRADIUS for each configuration.
+   ``confirm_totp``; only the QR-code rendering of the binding is skipped), on SQLite
+   and on PostgreSQL (``$MFAD_TEST_POSTGRES_DSN``, a fresh database). Copies of the
+   set-up store serve the 1- and 2-worker runs, and every code sent is one the replay
+   guard has not seen: one request per user and step.
+2. Starts FreeRADIUS answering PAP from a users file with the same user names, on
+   another port, from a config directory of its own, in three modes: ``-X`` (full
+   debug output, one thread), ``-f`` (its thread pool) and ``-s`` (one thread, no
+   debug), and measures each with ``radclient`` (a 50-request file repeated with
+   ``-c``, ``-p 64``); ``-f`` also with this script's sender.
+3. Starts ``mfad serve --workers N`` (uvloop; an ``otp_only`` client; no reject delay;
+   the per-client rate limit lifted; defaults otherwise) and, in a separate process,
+   this script's async sender: one Access-Request with Message-Authenticator per user
+   with the user's current code, ``--in-flight`` outstanding (closed loop): the
+   maximum rate, with the CPU mfad used per accept; then the next step's codes, open
+   loop at half that rate: the latency there. Replies are checked (code, Response
+   Authenticator); anything but an Access-Accept is reported.
 
-Every Access-Accept that mfad sends follows the commit of its replay guard and audit
-row (group commit on SQLite, one transaction per request on PostgreSQL).
+Prints requests/s, p50/p99 latency and the ratio mfad/FreeRADIUS for each mode. Every
+Access-Accept that mfad sends follows the commit of its replay guard and audit row
+(group commit on SQLite, a transaction per request on PostgreSQL). Before each
+measurement it waits (up to 5 minutes) for the machine to be idle, and says so when
+it was not: the machine is shared, trust the ratios of one run more than the
+absolute figures.
 
     PYTHONPATH=. python bench/radius_load.py [--users 20000] [--engines sqlite,postgres]
-        [--workers 1,2] [--in-flight 64] [--keep DIR]
-
-The machine is shared by whatever else runs: trust the ratios of one run more than
-the absolute figures.
+        [--workers 1,2] [--in-flight 64] [--freeradius=-X,-f,-s] [--keep DIR] [--py-spy PREFIX]
 """
 
 from __future__ import annotations
@@ -107,6 +110,8 @@ class Sender:
         self.timeouts = 0
         self.done = asyncio.Event()
         self.slot_free = asyncio.Event()
+        #: (perf_counter at send, latency) per reply, when asked for (--trace).
+        self.trace: list[tuple[float, float]] | None = None
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -147,6 +152,8 @@ class Sender:
             return  # a late reply to a request already timed out
         sent, authenticator = entry
         self.latencies.append(time.perf_counter() - sent)
+        if self.trace is not None:
+            self.trace.append((sent, self.latencies[-1]))
         expected = hashlib.md5(data[:4] + authenticator + data[20:] + SECRET).digest()
         if expected != data[4:20]:
             self.bad_replies += 1
@@ -215,7 +222,14 @@ def send_main(args: argparse.Namespace) -> int:
     # The load generator's own pauses must not show up as the server's latency.
     gc.freeze()
     gc.disable()
-    result = uvloop.run(Sender(host, int(port), jobs, args.in_flight, args.rate).run())
+    sender = Sender(host, int(port), jobs, args.in_flight, args.rate)
+    if args.trace:
+        sender.trace = []
+    result = uvloop.run(sender.run())
+    if args.trace and sender.trace is not None:
+        # Wall-clock times, to line the slow requests up with the server's log.
+        offset = time.time() - time.perf_counter()
+        Path(args.trace).write_text("".join(f"{sent + offset:.6f} {lat * 1000:.3f}\n" for sent, lat in sender.trace))
     print(json.dumps(result))
     return 0
 
@@ -339,6 +353,34 @@ def mfad_running(config: Path, port: int, workers: int, log: Path) -> Iterator[s
                 process.wait(30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def cpu_busy(seconds: float = 2.0) -> float:
+    """The fraction of all CPUs busy over ``seconds`` (from /proc/stat)."""
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields), idle
+
+    total0, idle0 = sample()
+    time.sleep(seconds)
+    total1, idle1 = sample()
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+QUIET = {"busy": 0.15, "timeout": 300.0}
+
+
+def wait_for_quiet() -> str:
+    """Wait until the machine is idle (other work would be measured too); a note for the output."""
+    deadline = time.monotonic() + QUIET["timeout"]
+    while True:
+        busy = cpu_busy()
+        if busy <= QUIET["busy"]:
+            return ""
+        if time.monotonic() > deadline:
+            return f" [machine {busy:.0%} busy with other work before this run]"
+        time.sleep(3.0)
 
 
 def tree_cpu(pid: int) -> float:
@@ -588,7 +630,6 @@ def bench_mfad(store: Store, workers: int, args: argparse.Namespace, work: Path)
     config = work / f"mfad-{store.engine}-{workers}.toml"
     config.write_text(config_text(store.url, store.key_file, port, metrics_port, workers))
     with mfad_running(config, port, workers, work / f"mfad-{store.engine}-{workers}.log") as process:
-        top, half_step = fresh_steps(store, 2)
         spy = None
         if args.py_spy:
             # Profile the serving process (with workers, the supervisor's children too).
@@ -596,16 +637,22 @@ def bench_mfad(store: Store, workers: int, args: argparse.Namespace, work: Path)
                                     "-f", "raw", "-o", str(args.py_spy.with_suffix(f".{store.engine}{workers}.txt"))],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
+        note = wait_for_quiet()
+        (top,) = fresh_steps(store, 1)  # after the wait: the codes must still be in the window
+        jobs = codes_for(store.keys, top)
         cpu_before = tree_cpu(process.pid)
-        top_run = run_sender(port, codes_for(store.keys, top), args.in_flight, None, work)
+        top_run = run_sender(port, jobs, args.in_flight, None, work)
         top_run["cpu_us"] = (tree_cpu(process.pid) - cpu_before) / max(1, top_run["accepts"]) * 1e6
+        store.used_step = top
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
         half_rate = top_run["rate"] / 2
+        note += wait_for_quiet()
+        (half_step,) = fresh_steps(store, 1)
         half_run = run_sender(port, codes_for(store.keys, half_step), args.in_flight * 4, half_rate, work)
         store.used_step = half_step
-    return {"engine": store.engine, "workers": workers, "max": top_run, "half": half_run}
+    return {"engine": store.engine, "workers": workers, "max": top_run, "half": half_run, "note": note}
 
 
 def main() -> int:
@@ -616,12 +663,15 @@ def main() -> int:
     send.add_argument("--jobs", required=True)
     send.add_argument("--in-flight", type=int, default=64)
     send.add_argument("--rate", type=float, default=None)
+    send.add_argument("--trace", default=None, help="write 'send time, latency ms' per reply to this file")
     parser.add_argument("--users", type=int, default=20000)
     parser.add_argument("--engines", type=lambda s: s.split(","), default=["sqlite", "postgres"])
     parser.add_argument("--workers", type=lambda s: [int(n) for n in s.split(",")], default=[1, 2])
     parser.add_argument("--in-flight", type=int, default=64)
     parser.add_argument("--pg-dsn", default=os.environ.get("MFAD_TEST_POSTGRES_DSN") or DEFAULT_PG)
     parser.add_argument("--keep", type=Path, default=None, help="keep the work directory here")
+    parser.add_argument("--quiet", type=float, default=0.15, metavar="FRACTION",
+                        help="before each measurement wait (up to 5 min) until at most this much CPU is busy")
     parser.add_argument("--freeradius", type=lambda s: s.split(","), default=["-X", "-f", "-s"],
                         help="FreeRADIUS modes to measure (-X debug and one thread, -f thread pool, -s one thread)")
     parser.add_argument("--py-spy", type=Path, default=None, metavar="PREFIX",
@@ -629,6 +679,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.command == "send":
         return send_main(args)
+    QUIET["busy"] = args.quiet
 
     work = Path(tempfile.mkdtemp(prefix="mfad-bench-")) if args.keep is None else args.keep
     work.mkdir(parents=True, exist_ok=True)
@@ -642,8 +693,10 @@ def main() -> int:
         baselines: dict[str, float] = {}
         for flag in args.freeradius:
             with freeradius_running(work, pap_users, flag) as fr_port:
+                note = wait_for_quiet()
                 baselines[flag] = max(radclient_rate(fr_port, pap_users, 100_000, 64, work) for _ in range(2))
-                line = f"FreeRADIUS PAP {flag} ({FREERADIUS_MODES.get(flag, flag)}): radclient -p 64 {baselines[flag]:,.0f} req/s"
+                line = (f"FreeRADIUS PAP {flag} ({FREERADIUS_MODES.get(flag, flag)}): radclient -p 64 "
+                        f"{baselines[flag]:,.0f} req/s{note}")
                 if flag == "-f":
                     fr_sender = run_sender(fr_port, pap_users, args.in_flight, None, work)
                     line += (f"; this script's sender {fr_sender['rate']:,.0f} req/s "
@@ -663,7 +716,7 @@ def main() -> int:
                       f"{top['rate']:,.0f} req/s (p50 {top['p50_ms']:.2f} ms, p99 {top['p99_ms']:.2f} ms, "
                       f"{top['cpu_us']:.0f} us CPU/accept) = {ratios}; "
                       f"at {half['rate']:,.0f} req/s: p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms"
-                      f"{'; NOT ACCEPTED: ' + str(problems) if problems else ''}", flush=True)
+                      f"{'; NOT ACCEPTED: ' + str(problems) if problems else ''}{result['note']}", flush=True)
     finally:
         drop_databases(made, args.pg_dsn)
         if args.keep is None:

@@ -158,7 +158,7 @@ class RadiusSettings:
     challenge_ttl_seconds: int = field(default=120, metadata=_check(_between(10, 3600)))
     challenge_tries: int = field(default=3, metadata=_check(_between(1, 10)))
     #: Claim requests and share replies through the store so that a retransmission reaching
-    #: another instance is not decided twice. Unset: on with PostgreSQL or workers > 1.
+    #: another instance is not decided twice. Unset: on with PostgreSQL (several hosts).
     shared_replies: bool | None = None
     clients: list[RadiusClientSettings] = field(default_factory=list)
 

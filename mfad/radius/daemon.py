@@ -4,10 +4,10 @@ adapter on the core, Prometheus metrics, and the reply cache shared through the 
 Guarantees: the listener binds every configured address or the daemon does not start;
 each client's secret, mode and Message-Authenticator policy come from its own config
 entry (server-wide defaults otherwise), and clients that do not require
-Message-Authenticator are logged as a warning at start. With more than one instance
-on a store (``radius.workers > 1``, or PostgreSQL, or ``radius.shared_replies = true``)
-requests are claimed and replies shared through the store, so a retransmission that
-reaches another instance is neither decided twice nor answered differently.
+Message-Authenticator are logged as a warning at start. With PostgreSQL (several
+hosts may share it), or ``radius.shared_replies = true``, requests are claimed and
+replies shared through the store, so a retransmission that reaches another instance
+is neither decided twice nor answered differently.
 """
 
 from __future__ import annotations
@@ -82,10 +82,13 @@ def client_table(radius: RadiusSettings) -> ClientTable:
 
 
 def shares_replies(radius: RadiusSettings, engine: str) -> bool:
-    """Whether other instances may share this store: then claims and replies go through it."""
+    """Whether claims and replies go through the store: by default with PostgreSQL, the
+    engine of several hosts. SQLite means one host, where ``workers`` share the port
+    with SO_REUSEPORT, which hashes a NAS's address and port to the same worker every
+    time: its retransmissions find that worker's own cache."""
     if radius.shared_replies is not None:
         return radius.shared_replies
-    return radius.workers > 1 or engine != "sqlite"
+    return engine != "sqlite"
 
 
 class StoreReplyCache:

@@ -109,6 +109,13 @@ class _Unit:
         self.committed: asyncio.Future[None] | None = None
 
 
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return "locked" in str(exc)
+    return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # primary code of an extended one
+
+
 def _settle(future: asyncio.Future[Any] | None, error: BaseException | None = None) -> None:
     if future is None or future.done():
         return
@@ -208,7 +215,8 @@ class SqliteStore(SqlStore):
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         loop = asyncio.get_running_loop()
         try:
-            writer = await loop.run_in_executor(None, cls._connect, path, timeout, int(timeout * 1000))
+            # The writer never waits inside SQLite: _begin_waiting retries BEGIN itself.
+            writer = await loop.run_in_executor(None, cls._connect, path, timeout, 0)
             reader = await loop.run_in_executor(None, cls._connect, path, timeout, READER_BUSY_MS)
         except sqlite3.Error as exc:
             raise Unavailable(f"sqlite: cannot open {path}: {exc}") from exc
@@ -414,17 +422,29 @@ class SqliteStore(SqlStore):
         conn = self._writer
         try:
             # Without another process on the file the lock is free: take it here, no hop.
-            conn.execute("PRAGMA busy_timeout=0")
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise Unavailable(f"sqlite: {exc}") from exc
+        await self._in_thread(self._begin_waiting)
+
+    def _begin_waiting(self) -> None:
+        """BEGIN IMMEDIATE while another process holds the write lock: retried every few
+        hundred microseconds up to the timeout. (SQLite's own busy handler sleeps 1, 2, 5,
+        10 … 100 ms between tries: two workers on one file then wait for each other far
+        longer than the lock is held.)"""
+        deadline = time.monotonic() + self._timeout
+        pause = 0.0002
+        while True:
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                self._writer.execute("BEGIN IMMEDIATE")
                 return
-            except sqlite3.OperationalError:
-                pass
-            finally:
-                conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
-            await self._in_thread(conn.execute, "BEGIN IMMEDIATE")  # waits up to busy_timeout
-        except sqlite3.Error as exc:
-            raise Unavailable(f"sqlite: {exc}") from exc
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise Unavailable(f"sqlite: {exc}") from exc
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.002)
 
     # --- reads ----------------------------------------------------------------------------
     def read(self) -> _Read:
@@ -448,6 +468,13 @@ class SqliteStore(SqlStore):
 
     def _migrate_sync(self) -> list[int]:
         conn = self._writer
+        conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")  # another process may migrate
+        try:
+            return self._migrate_locked(conn)
+        finally:
+            conn.execute("PRAGMA busy_timeout=0")
+
+    def _migrate_locked(self, conn: sqlite3.Connection) -> list[int]:
         applied = []
         conn.execute("CREATE TABLE IF NOT EXISTS mfad_schema (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
         current = int(conn.execute("SELECT max(version) FROM mfad_schema").fetchall()[0][0] or 0)
