@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -197,12 +198,11 @@ def _counter(text: str, series: str) -> float:
     return 0.0
 
 
-async def test_a_dead_worker_stops_the_service(tmp_path: Path, store_location: Any, store: Any) -> None:
-    """systemd's Restart=on-failure then restarts the whole service, rather than it running short."""
-    if store_location.engine != "sqlite":
-        pytest.skip("the supervisor does not depend on the engine")
-    key_file = tmp_path / "daemon.key"
-    with mfad_serve(tmp_path, store_location, key_file) as daemon:
+def test_a_dead_worker_stops_the_service(tmp_path: Path) -> None:
+    """systemd's Restart=on-failure then restarts the whole service, rather than it running short.
+    (The supervisor does not depend on the engine: a SQLite file the daemon creates.)"""
+    location = SimpleNamespace(engine="sqlite", url=f"sqlite:///{tmp_path / 'db' / 'mfad.db'}")
+    with mfad_serve(tmp_path, location, tmp_path / "daemon.key") as daemon:
         pids = {int(line.rsplit("pid ", 1)[1].rstrip(")\n")) for line in daemon["log"]
                 if "serving (pid" in line}
         assert len(pids) == 2
