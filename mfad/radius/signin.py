@@ -27,13 +27,16 @@ Guarantees:
 - The source the core rate-limits by is the Calling-Station-Id when the NAS sends
   one, else the NAS's address. A station is remembered or honoured only for clients
   with ``trust_calling_station_id``.
-- State values are ``mfad1`` + the method being answered + the core's challenge id:
-  128 random bits, single use, expiring and bounded in tries by the core, valid on
-  every instance sharing the store.
+- State values are ``mfad1`` + the method being answered + the core's challenge id
+  (128 random bits, single use, expiring and bounded in tries by the core, valid on
+  every instance sharing the store) + a tag of the User-Name it was made for: a State
+  presented with another User-Name is refused before the core sees it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from typing import Final
 
@@ -80,22 +83,29 @@ STATE_PREFIX: Final = b"mfad1"
 _STATE_METHOD: Final = {Method.TOTP: b"t", Method.EMAIL: b"e"}
 _METHOD_OF_STATE: Final = {ord(v): k for k, v in _STATE_METHOD.items()}
 _MAX_CHALLENGE_ID: Final = 64
+_TAG_BYTES: Final = 8
 _RETRY_REASONS: Final = frozenset({Reason.WRONG_CODE, Reason.REPLAY})
 
 
-def encode_state(method: Method, challenge_id: str) -> bytes:
-    return STATE_PREFIX + _STATE_METHOD[method] + challenge_id.encode("ascii")
+def user_tag(username: str) -> bytes:
+    """What a State carries of the user it was made for (not a secret: a consistency check)."""
+    return hashlib.sha256(username.encode("utf-8", "surrogatepass")).digest()[:_TAG_BYTES]
 
 
-def decode_state(state: bytes) -> tuple[Method, str] | None:
-    """(method being answered, challenge id), or None for a State mfad did not make."""
-    body = state[len(STATE_PREFIX) + 1:]
-    if not state.startswith(STATE_PREFIX) or not 0 < len(body) <= _MAX_CHALLENGE_ID:
+def encode_state(method: Method, challenge_id: str, username: str) -> bytes:
+    return STATE_PREFIX + _STATE_METHOD[method] + challenge_id.encode("ascii") + b":" + user_tag(username)
+
+
+def decode_state(state: bytes) -> tuple[Method, str, bytes] | None:
+    """(method being answered, challenge id, user tag), or None for a State mfad did not make."""
+    body, sep, tag = state[len(STATE_PREFIX) + 1:].rpartition(b":")
+    if not state.startswith(STATE_PREFIX) or not sep or len(tag) != _TAG_BYTES \
+            or not 0 < len(body) <= _MAX_CHALLENGE_ID:
         return None
     method = _METHOD_OF_STATE.get(state[len(STATE_PREFIX)])
     if method is None or not body.isascii():
         return None
-    return method, body.decode("ascii")
+    return method, body.decode("ascii"), tag
 
 
 class SignInHandler:
@@ -134,9 +144,9 @@ class SignInHandler:
             result = await self._signin.sign_in_appended(username, typed, attempt, station=trusted)
         else:
             result = await self._signin.sign_in_with_code(username, None, typed, attempt, station=trusted)
-        return self._translate(result, client)
+        return self._translate(result, client, username)
 
-    def _translate(self, result: SignInResult, client: RadiusClient) -> Decision:
+    def _translate(self, result: SignInResult, client: RadiusClient, username: str = "") -> Decision:
         """The one table from a sign-in result to a reply."""
         if result.outcome is Outcome.ALLOWED:
             return Decision.accept()
@@ -151,44 +161,48 @@ class SignInHandler:
             only_passkeys = result.methods and result.methods <= {Method.PASSKEY, Method.U2F}
             return Decision.reject(PASSKEY_ONLY if only_passkeys else NEEDS_APP)
         method = Method.TOTP if Method.TOTP in result.methods else Method.EMAIL
-        return self._challenge(prompt, method, result.challenge_id)
+        return self._challenge(prompt, method, result.challenge_id, username)
 
     async def _answer_challenge(self, state: bytes, username: str, typed: str, attempt: Attempt,
                                 station: str | None) -> Decision:
         decoded = decode_state(state)
         if decoded is None:
             return Decision.reject(DENIED)
-        method, challenge_id = decoded
+        method, challenge_id, tag = decoded
+        if not hmac.compare_digest(tag, user_tag(username)):
+            # The State is a bearer token made for one User-Name: another one gets nowhere
+            # near the challenge (no try spent, no failure counted against its user).
+            log.warning("RADIUS challenge answered with another User-Name (client %s)", attempt.client)
+            return Decision.reject(DENIED)
         if typed.strip().lower() == EMAIL_WORD:
-            return await self._start_email(challenge_id, attempt)
+            return await self._start_email(challenge_id, attempt, username)
         result = await self._signin.complete(challenge_id, method, typed, attempt, station=station)
         if result.accepted:
             if result.user is None or result.user.username != username:
-                # The State is a bearer token: never accept it for another User-Name.
                 log.warning("RADIUS challenge answered with another User-Name (client %s)", attempt.client)
                 return Decision.reject(DENIED)
             return Decision.accept()
         if result.tries_left > 0 and result.reason in _RETRY_REASONS:
-            return self._challenge(WRONG_CODE + _again(method), method, challenge_id)
+            return self._challenge(WRONG_CODE + _again(method), method, challenge_id, username)
         return Decision.reject(DENIED)
 
-    async def _start_email(self, challenge_id: str, attempt: Attempt) -> Decision:
+    async def _start_email(self, challenge_id: str, attempt: Attempt, username: str) -> Decision:
         try:
             where = await self._signin.start_challenge(challenge_id, Method.EMAIL, attempt)
         except NotFound:
             return Decision.reject(DENIED)
         except PreconditionFailed:
             # Not offered (or not available yet): the State stays valid for the app's code.
-            return self._challenge(EMAIL_UNAVAILABLE + ENTER_CODE, Method.TOTP, challenge_id)
+            return self._challenge(EMAIL_UNAVAILABLE + ENTER_CODE, Method.TOTP, challenge_id, username)
         except RateLimited:
-            return self._challenge(EMAIL_TOO_SOON, Method.EMAIL, challenge_id)
+            return self._challenge(EMAIL_TOO_SOON, Method.EMAIL, challenge_id, username)
         return self._challenge(EMAIL_SENT.format(where=where or "your security email"), Method.EMAIL,
-                               challenge_id)
+                               challenge_id, username)
 
-    def _challenge(self, prompt: str, method: Method, challenge_id: str) -> Decision:
+    def _challenge(self, prompt: str, method: Method, challenge_id: str, username: str) -> Decision:
         # Session-Timeout in an Access-Challenge: how long the NAS should wait for the
         # answer (RFC 2865 §5.27); Prompt: the code may be echoed as it is typed.
-        return Decision.challenge(prompt, encode_state(method, challenge_id),
+        return Decision.challenge(prompt, encode_state(method, challenge_id, username),
                                   attributes=(("Session-Timeout", self._ttl), ("Prompt", 1)))
 
     @staticmethod

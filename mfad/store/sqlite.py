@@ -378,6 +378,7 @@ class SqliteStore(SqlStore):
                 self._abandon_overdue()
             self._idle.clear()
         self._open = False
+        self._turns = 0  # nothing may start on the connection while it commits
         waiters, self._waiters = self._waiters, []
         try:
             if self._broken is not None:

@@ -25,6 +25,7 @@ from mfad.radius.signin import (
 
 Enrol = Callable[..., Awaitable[Any]]
 PASSWORD = "a password for radius tests"
+MA = "Message-Authenticator = 0x00"
 
 pytestmark = pytest.mark.skipif(radclient is None, reason="needs radclient")
 
@@ -95,6 +96,19 @@ async def test_challenge_round_trip_with_state(start_daemon: StartDaemon, enrol:
     assert done.reply == "Access-Accept", done.output
     reused = await radclient(host, port, pap("alice", alice.code(-1), ma, f"State = {state}"))
     assert reused.reply == "Access-Reject"  # single use
+
+
+async def test_a_state_answers_only_for_the_user_it_was_made_for(start_daemon: StartDaemon, enrol: Enrol) -> None:
+    alice = await enrol("alice", password=PASSWORD)
+    await enrol("mallory", password=PASSWORD)
+    host, port = address(await start_daemon(challenge_tries=1))
+    state = (await radclient(host, port, pap("alice", PASSWORD, MA))).first("State")
+    for user in ("mallory", "nobody", "Alice"):
+        other = await radclient(host, port, pap(user, alice.code(1), MA, f"State = {state}"))
+        assert (other.reply, other.first("Reply-Message")) == ("Access-Reject", DENIED)
+    # None of that spent alice's only try.
+    done = await radclient(host, port, pap("alice", alice.code(1), MA, f"State = {state}"))
+    assert done.reply == "Access-Accept", done.output
 
 
 async def test_challenge_refuses_wrong_passwords_and_unknown_users_alike(

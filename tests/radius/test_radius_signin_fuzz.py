@@ -49,7 +49,7 @@ stations = st.one_of(st.none(), st.binary(max_size=20))
 def encode_state_text(text: str) -> bytes:
     from mfad.core.model import Method
 
-    return encode_state(Method.TOTP, text) if text.isascii() else b"mfad1t" + text.encode()
+    return encode_state(Method.TOTP, text, "alice") if text.isascii() else b"mfad1t" + text.encode()
 
 
 modes = st.sampled_from(list(ClientMode))
