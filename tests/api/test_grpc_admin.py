@@ -3,6 +3,8 @@ caller tokens, lock-outs, audit and the gRPC metrics."""
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -162,10 +164,18 @@ async def test_every_call_is_counted_by_method_and_code(grpc_mfad: GrpcMfad) -> 
     await admin.get_policy()
     with pytest.raises(NotFound):
         await admin.get_user("nobody")
-    text = generate_latest(grpc_mfad.registry).decode()
-    assert 'mfad_grpc_requests_total{code="OK",method="mfad.v1.Admin/GetPolicy"} 1.0' in text
-    assert 'mfad_grpc_requests_total{code="NOT_FOUND",method="mfad.v1.Admin/GetUser"} 1.0' in text
-    assert 'mfad_grpc_request_duration_seconds_count{method="mfad.v1.Admin/GetUser"} 1.0' in text
+    wanted = ['mfad_grpc_requests_total{code="OK",method="mfad.v1.Admin/GetPolicy"} 1.0',
+              'mfad_grpc_requests_total{code="NOT_FOUND",method="mfad.v1.Admin/GetUser"} 1.0',
+              'mfad_grpc_request_duration_seconds_count{method="mfad.v1.Admin/GetUser"} 1.0']
+    # The server records a call when its handler returns, which can be just after the
+    # client already holds the answer: wait (bounded) for the counts to land.
+    for _ in range(100):
+        text = generate_latest(grpc_mfad.registry).decode()
+        if all(line in text for line in wanted):
+            break
+        await asyncio.sleep(0.02)
+    for line in wanted:
+        assert line in text
 
 
 async def test_role_table_for_real_servicers(grpc_mfad: GrpcMfad) -> None:
