@@ -566,7 +566,7 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, abc.ABC):
         async with self._timed("insert_caller_token", write=True) as tx:
             if await tx.fetchrow("SELECT id FROM caller_tokens WHERE name = $1 AND revoked = 0", name):
                 raise AlreadyExists(f"name: a token named {name!r} exists; revoke it first")
-            await tx.execute("DELETE FROM caller_tokens WHERE name = $1", name)
+            await tx.execute("DELETE FROM caller_tokens WHERE name = $1 AND revoked = 1", name)
             row = await tx.fetchrow("INSERT INTO caller_tokens (name, role, token_hash, created_at) "
                                     "VALUES ($1, $2, $3, $4) RETURNING id, name, role, created_at, revoked",
                                     name, role.value, token_hash, now.timestamp())

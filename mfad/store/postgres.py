@@ -9,16 +9,18 @@ together migrate once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
-from mfad.core.errors import SchemaError, Unavailable
+from mfad.core.errors import AlreadyExists, SchemaError, Unavailable
 from mfad.core.ports import StoreMetrics
 from mfad.store.base import Row, SqlStore, _Rollback
 from mfad.store.migrations import migrations
+
+T = TypeVar("T")
 
 _MIGRATION_LOCK = 0x6D666164  # "mfad": advisory lock id for migrations
 
@@ -35,24 +37,25 @@ class _PgTx:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
-    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+    async def _run(self, call: Callable[..., Awaitable[T]], sql: str, args: tuple[Any, ...]) -> T:
         try:
-            return list(await self._conn.fetch(sql, *args))
+            return await call(sql, *args)
         except _UNAVAILABLE as exc:
             raise Unavailable(f"postgres: {exc}") from exc
+        except asyncpg.UniqueViolationError:
+            # A concurrent change took the same unique name first (the statements guard
+            # the usual cases with ON CONFLICT); the caller gets the domain's answer.
+            raise AlreadyExists("a concurrent change conflicted with this one; try again") from None
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return list(await self._run(self._conn.fetch, sql, args))
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        try:
-            row: Row | None = await self._conn.fetchrow(sql, *args)
-            return row
-        except _UNAVAILABLE as exc:
-            raise Unavailable(f"postgres: {exc}") from exc
+        row: Row | None = await self._run(self._conn.fetchrow, sql, args)
+        return row
 
     async def execute(self, sql: str, *args: Any) -> None:
-        try:
-            await self._conn.execute(sql, *args)
-        except _UNAVAILABLE as exc:
-            raise Unavailable(f"postgres: {exc}") from exc
+        await self._run(self._conn.execute, sql, args)
 
 
 class PostgresStore(SqlStore):

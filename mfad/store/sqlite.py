@@ -39,7 +39,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from mfad.core.errors import SchemaError, Unavailable
+from mfad.core.errors import AlreadyExists, SchemaError, Unavailable
 from mfad.core.ports import StoreMetrics
 from mfad.store.base import Row, SqlStore, _Rollback
 from mfad.store.migrations import migrations
@@ -85,6 +85,10 @@ class _SqliteTx:
             return self._conn.execute(self._sql(sql), args).fetchall()
         except sqlite3.OperationalError as exc:
             raise Unavailable(f"sqlite: {exc}") from exc
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" not in str(exc):
+                raise
+            raise AlreadyExists("a concurrent change conflicted with this one; try again") from None
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         rows = await self.fetch(sql, *args)
