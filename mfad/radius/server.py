@@ -268,6 +268,8 @@ class RadiusServer:
             raise
         self._accepting = True
         log.info("RADIUS listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
+        if not len(self.clients):
+            log.warning("no [[radius.clients]] configured: every RADIUS request is dropped (unknown client)")
 
     async def run(self) -> None:
         """Serve until :meth:`aclose` is called."""
