@@ -258,12 +258,10 @@ async def totp_bind(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
 
 
 def _terminal_qr(uri: str) -> str:
-    try:
-        import io
+    import io
 
-        import segno
-    except ImportError:  # pragma: no cover - segno comes with mfad
-        return "(install segno to draw the QR code here)"
+    import segno  # a dependency of the package: always there
+
     buffer = io.StringIO()
     segno.make(uri, error="m", micro=False).terminal(out=buffer, compact=True)
     return buffer.getvalue()
