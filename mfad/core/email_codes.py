@@ -179,19 +179,22 @@ class EmailCodeService:
         return await self._issue(user, device.email or "", CodePurpose.SIGNIN, challenge.id_hash, attempt, now,
                                  expires)
 
-    async def accept(self, ctx: VerifyContext, code: str) -> CodeCheck:
+    async def accept(self, ctx: VerifyContext, code: str, compared: list[int] | None = None) -> CodeCheck:
         """Check ``code`` for the context's challenge (or a VERIFY code without one) and commit
-        a success with everything the sign-in service prepared, atomically."""
+        a success with everything the sign-in service prepared, atomically. The ids of the
+        codes it was compared with are appended to ``compared``."""
         p = ctx.pending
         purpose = CodePurpose.SIGNIN if p.challenge_hash else CodePurpose.VERIFY
         used = self._code_event(ctx.user, "used", purpose, ctx.attempt)
         return await self._store.accept_email_code(
-            ctx.user.id, purpose, p.challenge_hash or "", ctx.now, self._matches(code), [*p.audit, used],
-            self._refusal(ctx.user, purpose, ctx.attempt, None), p.remember, p.remember_hash)
+            ctx.user.id, purpose, p.challenge_hash or "", ctx.now, self._matches(code, compared),
+            [*p.audit, used], self._refusal(ctx.user, purpose, ctx.attempt, None), p.remember, p.remember_hash)
 
     # --- shared ----------------------------------------------------------------------------
-    def _matches(self, code: str) -> Callable[[int, str], bool]:
+    def _matches(self, code: str, compared: list[int] | None = None) -> Callable[[int, str], bool]:
         def matches(code_id: int, tagged: str) -> bool:
+            if compared is not None:
+                compared.append(code_id)
             return self._keyring.mac_matches(_mac_input(code_id, code), tagged)
         return matches
 
@@ -282,15 +285,17 @@ class EmailVerifier:
     async def verify(self, ctx: VerifyContext, code: str) -> MethodOutcome:
         if active_email(ctx.subject.devices) is None or len(code) != self._codes.settings.code_digits:
             self._codes.dummy_check(code)
-            return MethodOutcome(accepted=False, reason=Reason.WRONG_CODE, wrong_response=code)
-        check = await self._codes.accept(ctx, code)
+            return MethodOutcome(accepted=False, reason=Reason.WRONG_CODE, repeat_key=f"{code}@-")
+        compared: list[int] = []
+        check = await self._codes.accept(ctx, code, compared)
         if check is CodeCheck.ACCEPTED:
             return MethodOutcome(accepted=True, reason=Reason.ACCEPTED)
         if check in (CodeCheck.NO_CODE, CodeCheck.EXPIRED, CodeCheck.USED, CodeCheck.SUPERSEDED, CodeCheck.SPENT):
             self._codes.dummy_check(code)
         reason = {CodeCheck.CHALLENGE_GONE: Reason.REPLAY, CodeCheck.USED: Reason.REPLAY,
                   CodeCheck.EXPIRED: Reason.EXPIRED}.get(check, Reason.WRONG_CODE)
-        return MethodOutcome(accepted=False, reason=reason, wrong_response=code)
+        # Keyed by the codes it met: against a newly mailed code the same digits are a fresh guess.
+        return MethodOutcome(accepted=False, reason=reason, repeat_key=f"{code}@{','.join(map(str, compared))}")
 
 
 # --- the message -------------------------------------------------------------------------------

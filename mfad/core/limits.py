@@ -5,8 +5,11 @@ Guarantees (all state in the store, so every instance and protocol shares it):
   delay doubles (default 10 failures → 60 s, 120 s, … capped at 1 h); a success
   resets it; after ``hard_lock_after`` failures without a success (default 100)
   only an administrator can unlock, so guessing is bounded;
-- a repeated *identical* wrong code counts once (a VPN client reconnecting with
-  a saved stale code does not lock its user out);
+- every verification that could succeed counts: a repeated identical wrong code
+  counts once only while it meets the very candidates it already failed against
+  (the same TOTP step, the same mailed codes), so a VPN client reconnecting with a
+  saved stale code costs its user one failure per 30 s step, not one per packet,
+  and a fixed code sent once a step is a fresh guess every time and counts;
 - per (user, source), failures beyond a few (default 5) put that source on a
   growing back-off; while it waits its attempts are refused without being
   verified, and one source's failures count towards the user's lock-out only
@@ -69,7 +72,7 @@ class LimitRules:
         """The counters after one failed attempt (pure: the store applies it under lock)."""
         s = self.settings
         if wrong_hash is not None and state.last_wrong_hash == wrong_hash:
-            return LimitChange(state=state)  # the same stale code again: already counted
+            return LimitChange(state=state)  # the same code against the same candidates: cannot succeed
         total = state.total_failures + 1
         source_failures = state.source_failures + 1
         # One source contributes at most ``source_failures_before_backoff`` failures to the

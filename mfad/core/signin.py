@@ -169,8 +169,10 @@ class MethodOutcome:
 
     accepted: bool
     reason: Reason
-    #: The wrong response as typed, so an identical repeat counts once (None: not a typed code).
-    wrong_response: str | None = None
+    #: A wrong typed response together with what it was checked against (the TOTP steps, the
+    #: email codes): a repeat with the same key could not succeed where it just failed, so it
+    #: counts once. None: not a typed code, every failure counts.
+    repeat_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -554,6 +556,7 @@ class SignInService:
             return self._refused(Reason.METHOD_NOT_OFFERED, method, attempt, started)
         ctx = VerifyContext(subject=subject, attempt=attempt, now=now, policy=policy, pending=pending)
         refusal: tuple[Method, MethodOutcome] | None = None
+        keys: list[str | None] = []
         for method in usable:
             pending.audit.append(self._event("verify", Reason.ACCEPTED, subject, attempt, method=method,
                                              outcome="accepted"))
@@ -564,9 +567,12 @@ class SignInService:
                                     remembered_token=pending.remember_token)
             pending.audit.pop()
             refusal = refusal or (method, found)
+            keys.append(found.repeat_key)
         assert refusal is not None
         method, found = refusal
-        await self._fail(subject, attempt, now, method, found.reason, found.wrong_response, pending.challenge_hash)
+        # A repeat is free only if it met the same candidates in every method it was tried with.
+        repeat_key = None if None in keys else "|".join(k for k in keys if k is not None)
+        await self._fail(subject, attempt, now, method, found.reason, repeat_key, pending.challenge_hash)
         return self._refused(found.reason, method, attempt, started)
 
     async def start_challenge(self, challenge_id: str, method: Method, attempt: Attempt) -> str | None:
@@ -675,13 +681,14 @@ class SignInService:
 
     # --- failures ------------------------------------------------------------------------
     async def _fail(self, subject: Subject, attempt: Attempt, now: datetime, method: Method | None, reason: Reason,
-                    code: str | None, id_hash: str | None) -> LimitChange | None:
-        """Count one failure (user counters, source back-off and bucket) with its audit row."""
+                    repeat_key: str | None, id_hash: str | None) -> LimitChange | None:
+        """Count one failure (user counters, source back-off and bucket) with its audit row.
+        ``repeat_key``: see ``MethodOutcome.repeat_key``."""
         event = self._event("verify" if method else "signin", reason, subject, attempt, method=method)
         user = subject.user
         wrong_hash = None
-        if code is not None and user is not None:
-            wrong_hash = self._keyring.mac(f"{user.id}:{code}".encode())
+        if repeat_key is not None and user is not None:
+            wrong_hash = self._keyring.mac(f"{user.id}:{repeat_key}".encode())
 
         def change(state: LimitState) -> LimitChange:
             assert user is not None
@@ -732,7 +739,8 @@ class TotpVerifier:
         if device is None or device.totp is None or device.sealed_secret is None:
             totp.match_code(_DUMMY_TOTP_KEY, code, ctx.now, _DEFAULT_PARAMS, last_step=-1, drift=0,
                             window=self._window)  # same work as a real check
-            return MethodOutcome(accepted=False, reason=Reason.WRONG_CODE, wrong_response=code)
+            return MethodOutcome(accepted=False, reason=Reason.WRONG_CODE,
+                                 repeat_key=_totp_repeat_key(code, ctx.now, _DEFAULT_PARAMS, 0))
         key = self._keyring.open_secret(device.sealed_secret, aad_for("devices", "sealed_secret", device.id))
         found = totp.match_code(key, code, ctx.now, device.totp, last_step=device.last_step, drift=device.drift,
                                 window=self._window)
@@ -742,9 +750,19 @@ class TotpVerifier:
                                              p.challenge_hash, p.audit, p.remember, p.remember_hash):
                 return MethodOutcome(accepted=True, reason=Reason.ACCEPTED)
             # Another request won the race for this step (or for the challenge).
-            return MethodOutcome(accepted=False, reason=Reason.REPLAY, wrong_response=code)
-        reason = Reason.REPLAY if isinstance(found, totp.TotpReplay) else Reason.WRONG_CODE
-        return MethodOutcome(accepted=False, reason=reason, wrong_response=code)
+            reason = Reason.REPLAY
+        else:
+            reason = Reason.REPLAY if isinstance(found, totp.TotpReplay) else Reason.WRONG_CODE
+        return MethodOutcome(accepted=False, reason=reason,
+                             repeat_key=_totp_repeat_key(code, ctx.now, device.totp, device.drift))
+
+
+def _totp_repeat_key(code: str, now: datetime, params: TotpParams, drift: int) -> str:
+    """``code`` and the window it was checked against (named by its centre step). Within one
+    step a repeat meets the very same candidates and cannot succeed; in the next step a new
+    candidate has entered, so the repeat is a fresh guess and counts again."""
+    centre = totp.step_at(now, params.period) + max(-totp.MAX_DRIFT, min(totp.MAX_DRIFT, drift))
+    return f"{code}@{centre}"
 
 
 def split_appended(typed: str, digits: int | None) -> tuple[str, str]:
