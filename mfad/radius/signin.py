@@ -24,9 +24,11 @@ Guarantees:
   the messages that say what to do (enrol first, a passkey cannot be typed here) are
   only sent after mfad itself checked the password. An ``otp_only`` client, whose NAS
   vouches for the password, gets one text for every refusal that covers both cases.
-- The source the core rate-limits by is the Calling-Station-Id when the NAS sends
-  one, else the NAS's address. A station is remembered or honoured only for clients
-  with ``trust_calling_station_id``.
+- The source the core rate-limits by is the Calling-Station-Id only for clients with
+  ``trust_calling_station_id`` (which are also the only ones whose stations are
+  remembered or honoured); otherwise, and when none is sent, it is the NAS itself (its
+  name and address). An untrusted Calling-Station-Id may be chosen by the end user,
+  and a guesser choosing a fresh one per request would get a fresh back-off each time.
 - State values are ``mfad1`` + the method being answered + the core's challenge id
   (128 random bits, single use, expiring and bounded in tries by the core, valid on
   every instance sharing the store) + a tag of the User-Name it was made for: a State
@@ -108,6 +110,12 @@ def decode_state(state: bytes) -> tuple[Method, str, bytes] | None:
     return method, body.decode("ascii"), tag
 
 
+def nas_source(client: RadiusClient, request: RadiusRequest) -> str:
+    """The NAS as the source of its requests: its name and address (a CIDR client's hosts
+    are each their own source)."""
+    return f"nas:{client.name}/{request.source_address}"
+
+
 class SignInHandler:
     """The :class:`~mfad.radius.handler.RadiusHandler` that asks the core."""
 
@@ -131,9 +139,8 @@ class SignInHandler:
         typed = request.password
         if username is None or isinstance(typed, PasswordIssue):
             return self._denied(client)
-        station = request.calling_station_id
-        attempt = Attempt(protocol=PROTOCOL, source=station or request.source_address or None, client=client.name)
-        trusted = station if client.trust_calling_station_id else None
+        trusted = request.calling_station_id if client.trust_calling_station_id else None
+        attempt = Attempt(protocol=PROTOCOL, source=trusted or nas_source(client, request), client=client.name)
         state = request.state
         if state is not None:
             return await self._answer_challenge(state, username, typed, attempt, trusted)
@@ -222,4 +229,4 @@ def _again(method: Method) -> str:
     return ENTER_CODE if method is Method.TOTP else "Enter the code from the email: "
 
 
-__all__ = ["SignInHandler", "decode_state", "encode_state"]
+__all__ = ["SignInHandler", "decode_state", "encode_state", "nas_source"]

@@ -11,7 +11,8 @@ this directory has no ``conftest.py`` of its own, so that no module named
     caller tokens made through the core beforehand (default: ``ops`` admin, ``gw``
     service, ``portal`` portal). ``running.mfactl(*args)`` runs the CLI against it,
     ``running.client(name)`` is a typed client with that caller's token,
-    ``running.counts()`` reads every table's row count. Tests stop their daemons with
+    ``running.counts()`` reads every table's row count. With ``clock=DaemonClock(path)`` the
+    daemon's wall clock is the test's to set. Tests stop their daemons with
     ``await running.daemon.stop()`` (SIGTERM) and expect exit code 0; any still running
     at the end are killed.
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import CLIENTS, Daemon, Result, child_env, free_port, free_udp_port, mfactl_argv, run
+from e2e_support import CLIENTS, Daemon, DaemonClock, Result, child_env, free_port, free_udp_port, mfactl_argv, run
 
 from mfad.config import Config, PasswordSettings
 from mfad.core.keyring import Keyring
@@ -42,7 +43,7 @@ FAST_PASSWORDS = {"time_cost": 1, "memory_kib": 64, "parallelism": 1}
 DEFAULT_TOKENS = {"ops": Role.ADMIN, "gw": Role.SERVICE, "portal": Role.PORTAL}
 #: Every table the daemon writes (for "nothing was written" checks).
 TABLES = ("users", "devices", "user_limits", "source_limits", "source_buckets", "challenges", "remembered",
-          "policy", "caller_tokens", "audit", "user_sessions")
+          "policy", "caller_tokens", "audit", "user_sessions", "radius_requests")
 
 
 @dataclass
@@ -95,7 +96,7 @@ async def mfad_daemon(store_location: Any, store_opener: Callable[..., Awaitable
     started: list[Running] = []
 
     async def start(*, sections: Mapping[str, Mapping[str, Any]] | None = None, proxy_port: int | None = None,
-                    tokens: Mapping[str, Role] = DEFAULT_TOKENS) -> Running:
+                    tokens: Mapping[str, Role] = DEFAULT_TOKENS, clock: DaemonClock | None = None) -> Running:
         workdir = tmp_path / f"mfad{len(started)}"
         workdir.mkdir()
         probe = await store_opener()
@@ -121,7 +122,8 @@ async def mfad_daemon(store_location: Any, store_opener: Callable[..., Awaitable
                 core.close()
         grpc_port = int(config["grpc"]["listen"][0].rpartition(":")[2])
         metrics_port = int(config["metrics"]["listen"][0].rpartition(":")[2])
-        daemon = Daemon(workdir=workdir, sections=config, grpc_port=grpc_port, metrics_port=metrics_port)
+        daemon = Daemon(workdir=workdir, sections=config, grpc_port=grpc_port, metrics_port=metrics_port,
+                        env=clock.env() if clock is not None else {})
         running = Running(daemon=daemon, store=probe, tokens=made, workdir=workdir)
         started.append(running)
         await daemon.start()

@@ -141,6 +141,8 @@ class Daemon:
     grpc_port: int
     metrics_port: int
     proc: subprocess.Popen[bytes] | None = None
+    #: Extra environment for the daemon (``DaemonClock.env()``).
+    env: dict[str, str] = field(default_factory=dict)
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -161,7 +163,8 @@ class Daemon:
         self.write_config()
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "mfad", "serve", "--config", str(self.config_path)],
-                                     stdout=log, stderr=subprocess.STDOUT, env=child_env(), cwd=self.workdir)
+                                     stdout=log, stderr=subprocess.STDOUT, env=child_env(self.env),
+                                     cwd=self.workdir)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -206,6 +209,28 @@ class Daemon:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")  # Debian package faketime
+
+
+class DaemonClock:
+    """The wall clock of a daemon process, set by the test: libfaketime (preloaded into
+    the daemon only) reads an offset from a file on every call, so ``set(when)`` moves the
+    daemon's time at once, and it runs on from there at the real pace. Only the wall clock
+    moves: the monotonic clock (event-loop timers, timeouts) stays real."""
+
+    def __init__(self, path: Path) -> None:
+        assert LIBFAKETIME.exists(), "libfaketime is needed (Debian package faketime; scripts/test installs it)"
+        self.path = path
+        self.path.write_text("+0\n")
+
+    def env(self) -> dict[str, str]:
+        return {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME_TIMESTAMP_FILE": str(self.path),
+                "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
+    def set(self, when: dt.datetime) -> None:
+        self.path.write_text(f"{when.timestamp() - time.time():+.3f}\n")
 
 
 class AuthenticatorApp:

@@ -74,6 +74,7 @@ def pyrad_request(
     message_authenticator: bool = True,
     proxy_states: Sequence[bytes] = (),
     state: bytes | None = None,
+    station: str | None = None,
     code: int = AccessRequest,
     authenticator: bytes | None = None,
 ) -> AuthPacket:
@@ -92,6 +93,8 @@ def pyrad_request(
         packet["NAS-Identifier"] = "test-nas"
     if state is not None:
         packet["State"] = state
+    if station is not None:
+        packet["Calling-Station-Id"] = station
     for value in proxy_states:
         packet.AddAttribute("Proxy-State", value)
     if message_authenticator:
@@ -153,10 +156,12 @@ class UdpNas:
     sent: list[bytes] = field(default_factory=list)
 
     @classmethod
-    async def connect(cls, host: str, port: int, *, local_port: int = 0) -> UdpNas:
+    async def connect(cls, host: str, port: int, *, local_port: int = 0, local_host: str | None = None) -> UdpNas:
+        """A socket sending to ``host:port`` from ``local_host`` (default: ``host``; another
+        loopback address such as 127.0.0.2 is another NAS)."""
         loop = asyncio.get_running_loop()
         transport, collector = await loop.create_datagram_endpoint(
-            _Collector, local_addr=(host, local_port), remote_addr=(host, port)
+            _Collector, local_addr=(local_host or host, local_port), remote_addr=(host, port)
         )
         return cls(transport=transport, collector=collector)
 
