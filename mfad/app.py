@@ -25,6 +25,7 @@ from mfad.config import Config, parse_address
 from mfad.core.errors import SchemaError, Unavailable
 from mfad.core.keyring import Keyring
 from mfad.core.ports import Store
+from mfad.core.retention import Retention
 from mfad.core.service import Mfa
 from mfad.mail.metrics import EmailPrometheusMetrics
 from mfad.mail.service import outbox_service
@@ -37,7 +38,6 @@ from mfad.store.migrations import latest_version
 log = logging.getLogger("mfad")
 
 HEALTH_PROBE_SECONDS = 2.0
-JANITOR_SECONDS = 60.0
 
 
 class Service(Protocol):
@@ -86,10 +86,13 @@ async def open_core(config: Config, registry: CollectorRegistry | None = None, *
 class Housekeeping:
     """Probes the store for readiness, feeds the systemd watchdog, clears expired state."""
 
-    def __init__(self, mfa: Mfa, health: HealthState, gauges: DaemonGauges) -> None:
+    def __init__(self, mfa: Mfa, health: HealthState, gauges: DaemonGauges, retention: Retention, *,
+                 prune_interval: float) -> None:
         self._mfa = mfa
         self._health = health
         self._gauges = gauges
+        self._prune_interval = prune_interval
+        self._retention = retention
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
@@ -97,16 +100,19 @@ class Housekeeping:
         last_janitor = 0.0
         while not self._stop.is_set():
             ok = await self._probe()
-            if ok and time.monotonic() - last_janitor > JANITOR_SECONDS:
+            if ok and time.monotonic() - last_janitor > self._prune_interval:
                 last_janitor = time.monotonic()
                 with contextlib.suppress(Unavailable):
                     removed = await self._mfa.store.delete_expired_pending(self._mfa.clock.now())
                     if removed:
                         log.info("removed %d expired pending device(s)", removed)
                     await self._mfa.store.delete_expired_sessions(self._mfa.clock.now())
+                    pruned = await self._retention.prune()
+                    if any(pruned.values()):
+                        log.debug("pruned %s", ", ".join(f"{n} {table}" for table, n in pruned.items() if n))
             if watchdog is not None and self._health.loop_alive:
                 systemd.notify("WATCHDOG=1")
-            interval = min(HEALTH_PROBE_SECONDS, watchdog or HEALTH_PROBE_SECONDS)
+            interval = min(HEALTH_PROBE_SECONDS, self._prune_interval, watchdog or HEALTH_PROBE_SECONDS)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), interval)
 
@@ -166,7 +172,10 @@ async def serve(config: Config, *, reuse_port: bool = False) -> int:
         http = MetricsHttpServer(host, port, registry, health)
         http.start()
         stack.callback(http.close)
-        housekeeping = Housekeeping(mfa, health, gauges)
+        retention = Retention(store=mfa.store, clock=mfa.clock, limits=config.limits,
+                              audit_retention_days=config.audit.retention_days)
+        housekeeping = Housekeeping(mfa, health, gauges, retention,
+                                    prune_interval=config.storage.prune_interval_seconds)
         services: list[Service] = [housekeeping, outbox_service(mfa, config.smtp),
                                    *transport_services(mfa, config, registry, health, reuse_port=reuse_port)]
         log.info("mfad serving (store %s, event loop %s, metrics http://%s:%d/metrics)", mfa.store.engine,

@@ -118,6 +118,8 @@ class StorageSettings:
     timeout_seconds: float = field(default=5.0, metadata=_check(_positive))
     #: Migrate an older schema at start (a fresh database is always migrated).
     auto_migrate: bool = False
+    #: How often expired rows are pruned (in bounded batches, off the request path).
+    prune_interval_seconds: float = field(default=30.0, metadata=_check(_between(1, 3600)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -319,6 +321,12 @@ class PolicySettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AuditSettings:
+    #: Audit rows older than this are deleted (a year: a common minimum for security logs).
+    retention_days: int = field(default=365, metadata=_check(_between(1, 36500)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoggingSettings:
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -337,6 +345,7 @@ class Config:
     totp: TotpSettings = field(default_factory=TotpSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
 

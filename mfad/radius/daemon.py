@@ -17,12 +17,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Final
 
 from prometheus_client import CollectorRegistry
 
 from mfad.config import Config, RadiusSettings
 from mfad.core.errors import ConfigError, Unavailable
+from mfad.core.retention import drain
 from mfad.core.service import Mfa
 from mfad.radius.cache import Claim, RequestKey
 from mfad.radius.clients import ClientMode, ClientTable, RadiusClient, parse_network
@@ -34,8 +34,6 @@ from mfad.store.radius import RadiusSql
 
 log = logging.getLogger("mfad.radius")
 
-PURGE_SECONDS: Final = 30.0
-"""How often expired shared claims and replies are deleted (they live ~10 s)."""
 
 
 def server_settings(radius: RadiusSettings, *, reuse_port: bool) -> RadiusServerSettings:
@@ -114,15 +112,18 @@ class StoreReplyCache:
         await self._store.delete_radius_claim(key.digest())
 
     async def purge(self) -> int:
-        return await self._store.delete_expired_radius_requests(self._clock())
+        """Expired claims and replies, in bounded batches."""
+        now = self._clock()
+        return await drain(lambda n: self._store.delete_expired_radius_requests(now, n))
 
 
 class RadiusService:
     """The listener plus, with a shared cache, a janitor for its expired rows."""
 
-    def __init__(self, server: RadiusServer, cache: StoreReplyCache | None) -> None:
+    def __init__(self, server: RadiusServer, cache: StoreReplyCache | None, *, purge_interval: float = 30.0) -> None:
         self.server = server
         self._cache = cache
+        self._purge_interval = purge_interval
         self._stop = asyncio.Event()
 
     async def start(self) -> None:
@@ -140,11 +141,11 @@ class RadiusService:
         assert self._cache is not None
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), PURGE_SECONDS)
+                await asyncio.wait_for(self._stop.wait(), self._purge_interval)
             if self._stop.is_set():
                 return
             try:
-                async with asyncio.timeout(PURGE_SECONDS):
+                async with asyncio.timeout(max(self._purge_interval, 10.0)):
                     await self._cache.purge()
             except (Unavailable, TimeoutError) as exc:
                 log.debug("shared RADIUS replies not purged: %s", exc)
@@ -169,4 +170,4 @@ def radius_service(mfa: Mfa, config: Config, registry: CollectorRegistry | None,
                             challenge_tries=radius.challenge_tries)
     server = RadiusServer(server_settings(radius, reuse_port=reuse_port), client_table(radius), handler,
                           metrics=metrics, shared_cache=cache)
-    return RadiusService(server, cache)
+    return RadiusService(server, cache, purge_interval=config.storage.prune_interval_seconds)

@@ -326,11 +326,34 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, abc.ABC):
             await self._audit(tx, now, audit)
         return device_from(row)
 
+    # --- pruning: bounded batches, off the hot path (mfad.core.retention) -----------------
+    async def delete_full_buckets(self, untouched_since: datetime, limit: int) -> int:
+        """Up to ``limit`` source failure buckets not drained since ``untouched_since``: full
+        again by then, they are the same as no row at all."""
+        async with self._timed("delete_full_buckets", write=True) as tx:
+            rows = await tx.fetch("DELETE FROM source_buckets WHERE source IN (SELECT source FROM source_buckets "
+                                  "WHERE updated_at <= $1 ORDER BY updated_at LIMIT $2) RETURNING source",
+                                  untouched_since.timestamp(), limit)
+        return len(rows)
+
+    async def delete_expired_challenges(self, expired_before: datetime, limit: int) -> int:
+        async with self._timed("delete_expired_challenges", write=True) as tx:
+            rows = await tx.fetch("DELETE FROM challenges WHERE id_hash IN (SELECT id_hash FROM challenges "
+                                  "WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2) RETURNING id_hash",
+                                  expired_before.timestamp(), limit)
+        return len(rows)
+
+    async def delete_audit_before(self, before: datetime, limit: int) -> int:
+        """Up to ``limit`` of the oldest audit rows written before ``before`` (retention)."""
+        async with self._timed("delete_audit_before", write=True) as tx:
+            rows = await tx.fetch("DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < $1 "
+                                  "ORDER BY at LIMIT $2) RETURNING id", before.timestamp(), limit)
+        return len(rows)
+
     async def delete_expired_pending(self, now: datetime) -> int:
         async with self._timed("delete_expired_pending", write=True) as tx:
             rows = await tx.fetch("DELETE FROM devices WHERE state = 'pending' AND expires_at <= $1 RETURNING id",
                                   now.timestamp())
-            await tx.execute("DELETE FROM challenges WHERE expires_at <= $1", now.timestamp() - 3600)
             await tx.execute("DELETE FROM webauthn_ceremonies WHERE expires_at <= $1", now.timestamp())
         return len(rows)
 

@@ -101,10 +101,13 @@ class RadiusSql:
             await self._relax_commit(tx)
             await tx.execute("DELETE FROM radius_requests WHERE request_key = $1 AND reply IS NULL", key)
 
-    async def delete_expired_radius_requests(self, now: float) -> int:
+    async def delete_expired_radius_requests(self, now: float, limit: int) -> int:
+        """Up to ``limit`` expired claims and replies (the janitor calls it until none is left)."""
         async with self._timed("delete_expired_radius_requests", write=True) as tx:
             await self._relax_commit(tx)
-            rows = await tx.fetch("DELETE FROM radius_requests WHERE expires_at <= $1 RETURNING request_key", now)
+            rows = await tx.fetch("DELETE FROM radius_requests WHERE request_key IN (SELECT request_key "
+                                  "FROM radius_requests WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2) "
+                                  "RETURNING request_key", now, limit)
         return len(rows)
 
 
