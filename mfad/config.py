@@ -155,7 +155,9 @@ class RadiusSettings:
     require_message_authenticator: bool = True
     workers: int = field(default=1, metadata=_check(_between(1, 64)))
     max_in_flight: int = field(default=256, metadata=_check(_positive))
-    client_rate_per_second: float = field(default=500.0, metadata=_check(_positive))
+    #: Requests/s per client. Unset: derived from what this process can serve (the password
+    #: hasher's measured capacity for challenge/append clients, 500/s for otp_only ones).
+    client_rate_per_second: float | None = field(default=None, metadata=_check(_positive))
     reject_delay_seconds: float = field(default=1.0, metadata=_check(_between(0, 10)))
     challenge_ttl_seconds: int = field(default=120, metadata=_check(_between(10, 3600)))
     challenge_tries: int = field(default=3, metadata=_check(_between(1, 10)))

@@ -298,7 +298,8 @@ class SignInService:
         now = self._clock.now()
         user = subject.user
         if password is not None:
-            ok = await self._passwords.verify(user.password_hash if user else None, password)
+            ok = await self._passwords.verify(user.password_hash if user else None, password,
+                                              lane=attempt.client or attempt.protocol)
         else:
             ok = user is not None
         policy = await self._policy.current()

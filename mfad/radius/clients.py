@@ -56,6 +56,8 @@ class RadiusClient:
     require_message_authenticator: bool = True
     trust_calling_station_id: bool = False
     limit_proxy_state: bool = True
+    #: Requests per second this client may send (None: the server-wide ``client_rate``).
+    rate_per_second: float | None = None
 
     def __post_init__(self) -> None:
         if not self.name:

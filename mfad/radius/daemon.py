@@ -36,32 +36,48 @@ log = logging.getLogger("mfad.radius")
 
 
 
+OTP_ONLY_RATE = 500.0
+"""Default requests/s of an ``otp_only`` client: no password to hash, a code check costs
+~0.1–0.7 ms of one worker (docs/radius.md, Performance), so this leaves room for others."""
+
+
 def server_settings(radius: RadiusSettings, *, reuse_port: bool) -> RadiusServerSettings:
-    rate = radius.client_rate_per_second
     return RadiusServerSettings(
         listen=tuple(parse_listen_address(address) for address in radius.listen),
         reuse_port=reuse_port,
         max_in_flight=radius.max_in_flight,
-        client_rate=rate,
-        # Two seconds of the rate: a NAS reconnecting its users after a restart is a burst.
-        client_burst=max(1, int(2 * rate)),
         reject_delay=radius.reject_delay_seconds,
     )
 
 
-def client_table(radius: RadiusSettings) -> ClientTable:
-    """The configured NAS clients (``secret_file`` was resolved when the config loaded)."""
+def client_rate(radius: RadiusSettings, mode: ClientMode, password_capacity: float) -> float:
+    """A client's requests/s: ``client_rate_per_second`` when set, else what this process can
+    serve in its mode. A password sign-in is two requests, and only the first hashes: twice
+    the hasher's measured capacity keeps a client from queueing more than it can be served
+    (with the per-client fair queue in front of hashing, several clients share it)."""
+    if radius.client_rate_per_second is not None:
+        return radius.client_rate_per_second
+    if mode is ClientMode.OTP_ONLY:
+        return OTP_ONLY_RATE
+    return max(1.0, 2 * password_capacity)
+
+
+def client_table(radius: RadiusSettings, password_capacity: float = 20.0) -> ClientTable:
+    """The configured NAS clients (``secret_file`` was resolved when the config loaded);
+    ``password_capacity`` is the hasher's verifications per second (for default rates)."""
     clients = []
     problems = []
     for i, entry in enumerate(radius.clients):
         try:
             if entry.secret is None:
                 raise RadiusConfigError("no secret")
+            mode = ClientMode(entry.mode or radius.mode)
             clients.append(RadiusClient(
                 name=entry.name,
                 network=parse_network(entry.address),
                 secret=entry.secret.encode("utf-8"),
-                mode=ClientMode(entry.mode or radius.mode),
+                mode=mode,
+                rate_per_second=client_rate(radius, mode, password_capacity),
                 require_message_authenticator=(radius.require_message_authenticator
                                                if entry.require_message_authenticator is None
                                                else entry.require_message_authenticator),
@@ -159,8 +175,12 @@ def radius_service(mfa: Mfa, config: Config, registry: CollectorRegistry | None,
                    reuse_port: bool = False, metrics: RadiusMetrics | None = None) -> RadiusService:
     """The RADIUS front end on ``mfa``'s core, as a service with ``run()``/``aclose()``."""
     radius = config.radius
+    clients = client_table(radius, mfa.passwords.capacity)
+    for client in clients:
+        log.info("RADIUS client %s (%s): at most %.0f requests/s", client.name, client.mode.value,
+                 client.rate_per_second or 0)
     if metrics is None and registry is not None:
-        metrics = PrometheusRadiusMetrics(registry)
+        metrics = PrometheusRadiusMetrics(registry, [c.name for c in clients])
     cache = None
     if shares_replies(radius, mfa.store.engine):
         if not isinstance(mfa.store, RadiusSql):
@@ -168,6 +188,6 @@ def radius_service(mfa: Mfa, config: Config, registry: CollectorRegistry | None,
         cache = StoreReplyCache(mfa.store)
     handler = SignInHandler(mfa.signin, challenge_ttl=radius.challenge_ttl_seconds,
                             challenge_tries=radius.challenge_tries)
-    server = RadiusServer(server_settings(radius, reuse_port=reuse_port), client_table(radius), handler,
+    server = RadiusServer(server_settings(radius, reuse_port=reuse_port), clients, handler,
                           metrics=metrics, shared_cache=cache)
     return RadiusService(server, cache, purge_interval=config.storage.prune_interval_seconds)

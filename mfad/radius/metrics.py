@@ -2,8 +2,9 @@
 
 The server calls a :class:`RadiusMetrics` on every packet; implementations must be
 cheap and must not raise. Labels are bounded sets (packet code names from
-:func:`mfad.radius.codec.code_name`, :class:`DropReason`, client modes, outcomes):
-never a user name, an address or a client name.
+:func:`mfad.radius.codec.code_name`, :class:`DropReason`, client modes, outcomes, and
+the names of the configured clients, for shed requests): never a user name or an
+address.
 
 :class:`CountingMetrics` keeps plain counters in memory, for tests and for embedding
 without Prometheus; :class:`PrometheusRadiusMetrics` is what the daemon registers.
@@ -12,6 +13,7 @@ without Prometheus; :class:`PrometheusRadiusMetrics` is what the daemon register
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Protocol
 
@@ -42,6 +44,10 @@ class DropReason(StrEnum):
     SHUTDOWN = "shutdown"
 
 
+SHED_REASONS = frozenset({DropReason.RATE_LIMITED, DropReason.OVERLOAD, DropReason.TIMEOUT})
+"""Drops that mean a valid request went unanswered for lack of capacity: counted per client."""
+
+
 class RadiusMetrics(Protocol):
     def packet_received(self, code: str) -> None: ...
 
@@ -51,6 +57,10 @@ class RadiusMetrics(Protocol):
 
     def reply_decided(self, mode: ClientMode, outcome: Outcome) -> None:
         """A handler's decision was encoded (counted once, not per retransmission)."""
+        ...
+
+    def request_shed(self, client: str, reason: DropReason) -> None:
+        """A configured client's request dropped for capacity (one of SHED_REASONS)."""
         ...
 
     def request_latency(self, seconds: float) -> None:
@@ -71,6 +81,9 @@ class NullMetrics:
     def reply_decided(self, mode: ClientMode, outcome: Outcome) -> None:
         pass
 
+    def request_shed(self, client: str, reason: DropReason) -> None:
+        pass
+
     def request_latency(self, seconds: float) -> None:
         pass
 
@@ -83,6 +96,7 @@ class CountingMetrics:
         self.sent: Counter[str] = Counter()
         self.dropped: Counter[DropReason] = Counter()
         self.decided: Counter[tuple[ClientMode, Outcome]] = Counter()
+        self.shed: Counter[tuple[str, DropReason]] = Counter()
         self.latencies: list[float] = []
 
     def packet_received(self, code: str) -> None:
@@ -96,6 +110,9 @@ class CountingMetrics:
 
     def reply_decided(self, mode: ClientMode, outcome: Outcome) -> None:
         self.decided[(mode, outcome)] += 1
+
+    def request_shed(self, client: str, reason: DropReason) -> None:
+        self.shed[(client, reason)] += 1
 
     def request_latency(self, seconds: float) -> None:
         if len(self.latencies) < 100_000:
@@ -113,13 +130,15 @@ class PrometheusRadiusMetrics:
     """The server's counters as Prometheus series on ``registry``.
 
     ``mfad_radius_packets_received_total{code}``, ``mfad_radius_packets_sent_total{code}``,
-    ``mfad_radius_packets_dropped_total{reason}``, ``mfad_radius_replies_total{mode,outcome}``
-    and ``mfad_radius_request_duration_seconds``. Every label value is from a closed
-    set, and the expected series exist from the start (at 0) so that rates and alerts
-    work before the first packet. Children are looked up once: this runs per packet.
+    ``mfad_radius_packets_dropped_total{reason}``, ``mfad_radius_replies_total{mode,outcome}``,
+    ``mfad_radius_requests_shed_total{client,reason}`` and
+    ``mfad_radius_request_duration_seconds``. Every label value is from a closed set (the
+    client names from the configuration), and the expected series exist from the start
+    (at 0) so that rates and alerts work before the first packet. Children are looked up
+    once: this runs per packet.
     """
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, clients: Iterable[str] = ()) -> None:
         received = PromCounter("mfad_radius_packets_received", "RADIUS packets received, by packet code.",
                            ["code"], registry=registry)
         sent = PromCounter("mfad_radius_packets_sent", "RADIUS packets sent, by packet code.", ["code"],
@@ -137,6 +156,11 @@ class PrometheusRadiusMetrics:
         self._dropped = {reason: dropped.labels(reason.value) for reason in DropReason}
         self._replies = {(mode, outcome): replies.labels(mode.value, outcome.value)
                          for mode in ClientMode for outcome in Outcome}
+        shed = PromCounter("mfad_radius_requests_shed", "Access-Requests of a configured client left "
+                           "unanswered for lack of capacity, by client and reason (rate_limited, overload, "
+                           "timeout).", ["client", "reason"], registry=registry)
+        self._shed = {(client, reason): shed.labels(client, reason.value)
+                      for client in clients for reason in SHED_REASONS}
 
     def packet_received(self, code: str) -> None:
         self._received.get(code, self._received["other"]).inc()
@@ -149,6 +173,11 @@ class PrometheusRadiusMetrics:
 
     def reply_decided(self, mode: ClientMode, outcome: Outcome) -> None:
         self._replies[(mode, outcome)].inc()
+
+    def request_shed(self, client: str, reason: DropReason) -> None:
+        child = self._shed.get((client, reason))
+        if child is not None:  # only configured clients have series
+            child.inc()
 
     def request_latency(self, seconds: float) -> None:
         self._latency.observe(seconds)

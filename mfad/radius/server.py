@@ -5,13 +5,18 @@ Per datagram, in this order: the source address must belong to a configured clie
 Status-Server is answered at once with an Access-Accept (RFC 5997, Message-Authenticator
 required); a retransmission of a request being decided is not processed again, and
 one whose reply exists gets the same octets back (RFC 5080); beyond ``max_in_flight``
-requests being decided, new ones are dropped as ``overload``; then one strict parse
+requests being decided, or beyond the client's fair share of them while other clients
+may still need theirs, new ones are dropped as ``overload``; then one strict parse
 with Message-Authenticator verification, the Message-Authenticator policy of the
 client, and one task per request that asks the handler.
 
 Guarantees:
 
 - No exception escapes ``datagram_received``, and garbage gets no reply.
+- Each of the ``n`` configured clients is guaranteed ``max_in_flight // n`` requests
+  in flight: a client may use more only out of slots no other client's share needs, so
+  a flooding client cannot push another's requests out. Requests shed (rate limit,
+  overload, timeout) are counted per client.
 - A handler fault, a timeout or :data:`~mfad.radius.handler.NO_REPLY` sends nothing
   (the NAS fails over); nothing but a handler's Decision.accept produces an
   Access-Accept to an Access-Request.
@@ -56,7 +61,7 @@ from mfad.radius.codec import (
 from mfad.radius.errors import RadiusBindError, RadiusConfigError, RadiusEncodeError, RadiusError
 from mfad.radius.handler import Decision, NoReply, Outcome, RadiusHandler
 from mfad.radius.limits import TokenBuckets
-from mfad.radius.metrics import DropReason, NullMetrics, RadiusMetrics
+from mfad.radius.metrics import SHED_REASONS, DropReason, NullMetrics, RadiusMetrics
 
 log = logging.getLogger("mfad.radius")
 
@@ -209,7 +214,14 @@ class RadiusServer:
         self._cache = ReplyCache(
             ttl=settings.duplicate_ttl, max_entries=settings.max_cached_replies
         )
-        self._limiter = TokenBuckets(rate=settings.client_rate, burst=settings.client_burst)
+        self._limiter = TokenBuckets(rate=settings.client_rate, burst=settings.client_burst, per_key={
+            c.name: (c.rate_per_second, max(1.0, 2 * c.rate_per_second))  # two seconds' worth of burst
+            for c in clients if c.rate_per_second is not None})
+        # Fair shares of the in-flight cap: ``_share`` per client is always available to it;
+        # ``_unused_shares`` is what the clients below their share have not yet used.
+        self._share = max(1, settings.max_in_flight // max(1, len(clients)))
+        self._in_flight_of: dict[str, int] = {}
+        self._unused_shares = self._share * len(clients)
         self._listeners: list[RadiusProtocol] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._delayed: dict[int, tuple[asyncio.TimerHandle, RadiusProtocol, bytes, Address]] = {}
@@ -345,14 +357,14 @@ class RadiusServer:
             if isinstance(cached, bytes):
                 listener.send(cached, addr)
             return
-        if self._in_flight >= self.settings.max_in_flight:
+        if not self._has_room(client.name):
             self._drop(DropReason.OVERLOAD, host, client)
             return
         request = self._admit(data, host, client)
         if request is None:
             return
         self._cache.begin(key)
-        self._in_flight += 1
+        self._take_slot(client.name)
         task = asyncio.get_running_loop().create_task(
             self._decide(listener, request, client, key, addr, now)
         )
@@ -371,6 +383,26 @@ class RadiusServer:
             self._drop(DropReason.MISSING_MESSAGE_AUTHENTICATOR, host, client)
             return None
         return request
+
+    def _has_room(self, name: str) -> bool:
+        """Within the client's share, or within what the other clients' shares leave free."""
+        if self._in_flight_of.get(name, 0) < self._share:
+            return self._in_flight < self.settings.max_in_flight
+        return self._in_flight + self._unused_shares < self.settings.max_in_flight
+
+    def _take_slot(self, name: str) -> None:
+        mine = self._in_flight_of.get(name, 0)
+        if mine < self._share:
+            self._unused_shares -= 1
+        self._in_flight_of[name] = mine + 1
+        self._in_flight += 1
+
+    def _free_slot(self, name: str) -> None:
+        mine = self._in_flight_of[name] - 1
+        self._in_flight_of[name] = mine
+        if mine < self._share:
+            self._unused_shares += 1
+        self._in_flight -= 1
 
     def _answer_status(
         self, listener: RadiusProtocol, data: bytes, addr: Address, client: RadiusClient
@@ -395,7 +427,7 @@ class RadiusServer:
             self._cache.forget(key)
             raise
         finally:
-            self._in_flight -= 1
+            self._free_slot(client.name)
         if answer is None:
             self._cache.forget(key)
             return
@@ -532,6 +564,8 @@ class RadiusServer:
         fault: PacketFault | None = None,
     ) -> None:
         self.metrics.packet_dropped(reason)
+        if client is not None and reason in SHED_REASONS:
+            self.metrics.request_shed(client.name, reason)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "RADIUS packet from %s (client %s) dropped: %s%s",
