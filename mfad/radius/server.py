@@ -5,18 +5,18 @@ Per datagram, in this order: the source address must belong to a configured clie
 Status-Server is answered at once with an Access-Accept (RFC 5997, Message-Authenticator
 required); a retransmission of a request being decided is not processed again, and
 one whose reply exists gets the same octets back (RFC 5080); beyond ``max_in_flight``
-requests being decided, or beyond the client's fair share of them while other clients
-may still need theirs, new ones are dropped as ``overload``; then one strict parse
+requests being decided, or beyond the client's share of them, new ones are dropped as
+``overload``; then one strict parse
 with Message-Authenticator verification, the Message-Authenticator policy of the
 client, and one task per request that asks the handler.
 
 Guarantees:
 
 - No exception escapes ``datagram_received``, and garbage gets no reply.
-- Each of the ``n`` configured clients is guaranteed ``max_in_flight // n`` requests
-  in flight: a client may use more only out of slots no other client's share needs, so
-  a flooding client cannot push another's requests out. Requests shed (rate limit,
-  overload, timeout) are counted per client.
+- Each of the ``n`` configured clients may have ``max_in_flight // n`` requests (at
+  least one) in flight, and that share is kept for it: a flooding client cannot push
+  another's requests out. Requests shed (rate limit, overload, timeout) are counted per
+  client.
 - A handler fault, a timeout or :data:`~mfad.radius.handler.NO_REPLY` sends nothing
   (the NAS fails over); nothing but a handler's Decision.accept produces an
   Access-Accept to an Access-Request.
@@ -217,11 +217,10 @@ class RadiusServer:
         self._limiter = TokenBuckets(rate=settings.client_rate, burst=settings.client_burst, per_key={
             c.name: (c.rate_per_second, max(1.0, 2 * c.rate_per_second))  # two seconds' worth of burst
             for c in clients if c.rate_per_second is not None})
-        # Fair shares of the in-flight cap: ``_share`` per client is always available to it;
-        # ``_unused_shares`` is what the clients below their share have not yet used.
+        # Each client's share of the in-flight cap, kept for it whether it uses it or not:
+        # requests wait seconds at most (handler_timeout), so a share is never idle for long.
         self._share = max(1, settings.max_in_flight // max(1, len(clients)))
         self._in_flight_of: dict[str, int] = {}
-        self._unused_shares = self._share * len(clients)
         self._listeners: list[RadiusProtocol] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._delayed: dict[int, tuple[asyncio.TimerHandle, RadiusProtocol, bytes, Address]] = {}
@@ -385,23 +384,14 @@ class RadiusServer:
         return request
 
     def _has_room(self, name: str) -> bool:
-        """Within the client's share, or within what the other clients' shares leave free."""
-        if self._in_flight_of.get(name, 0) < self._share:
-            return self._in_flight < self.settings.max_in_flight
-        return self._in_flight + self._unused_shares < self.settings.max_in_flight
+        return self._in_flight_of.get(name, 0) < self._share and self._in_flight < self.settings.max_in_flight
 
     def _take_slot(self, name: str) -> None:
-        mine = self._in_flight_of.get(name, 0)
-        if mine < self._share:
-            self._unused_shares -= 1
-        self._in_flight_of[name] = mine + 1
+        self._in_flight_of[name] = self._in_flight_of.get(name, 0) + 1
         self._in_flight += 1
 
     def _free_slot(self, name: str) -> None:
-        mine = self._in_flight_of[name] - 1
-        self._in_flight_of[name] = mine
-        if mine < self._share:
-            self._unused_shares += 1
+        self._in_flight_of[name] -= 1
         self._in_flight -= 1
 
     def _answer_status(

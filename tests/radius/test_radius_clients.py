@@ -19,7 +19,9 @@ from mfad.radius import (
     parse_listen_address,
     parse_network,
 )
+from mfad.config import RadiusClientSettings, RadiusSettings
 from mfad.radius.cache import Pending, ReplyCache
+from mfad.radius.daemon import OTP_ONLY_RATE, client_table
 from mfad.radius.limits import TokenBuckets
 
 
@@ -198,3 +200,14 @@ def test_token_bucket_allows_burst_then_rate() -> None:
 def test_token_bucket_rate_zero_is_unlimited() -> None:
     buckets = TokenBuckets(rate=0.0, burst=1)
     assert all(buckets.allow("nas", 0.0) for _ in range(1000))
+
+
+def test_default_client_rates_follow_what_the_process_can_serve() -> None:
+    entries = [RadiusClientSettings(name=name, address=address, secret="s" * 16, mode=mode)  # type: ignore[arg-type]
+               for name, address, mode in (("vpn", "192.0.2.1", "challenge"), ("pam", "192.0.2.2", "append"),
+                                           ("proxy", "192.0.2.3", "otp_only"))]
+    derived = {c.name: c.rate_per_second for c in client_table(RadiusSettings(clients=entries), 30.0)}
+    # A password sign-in is two requests, of which one hashes: twice the hasher's capacity.
+    assert derived == {"vpn": 60.0, "pam": 60.0, "proxy": OTP_ONLY_RATE}
+    fixed = client_table(RadiusSettings(clients=entries, client_rate_per_second=250.0), 30.0)
+    assert {c.rate_per_second for c in fixed} == {250.0}

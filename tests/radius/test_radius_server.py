@@ -292,6 +292,26 @@ async def test_overload_beyond_in_flight_cap(start_server: StartServer) -> None:
     nas.close()
 
 
+async def test_each_client_keeps_its_share_of_the_in_flight_cap(start_server: StartServer) -> None:
+    clients = [RadiusClient(name=name, network=parse_network(address), secret=SECRET)
+               for name, address in (("busy", "127.0.0.1"), ("quiet", "127.0.0.2"))]
+    server = await start_server(DemoPolicy(delay=0.3), clients=clients, max_in_flight=4)  # a share of 2 each
+    host, port = server.addresses[0]
+    busy = await UdpNas.connect(host, port)
+    quiet = await UdpNas.connect(host, port, local_host="127.0.0.2")
+    for identifier in range(5):
+        busy.send(pyrad_request(identifier=identifier).RequestPacket())
+    await asyncio.sleep(0.05)
+    for identifier in range(2):
+        quiet.send(pyrad_request(identifier=identifier).RequestPacket())
+    assert sorted([(await quiet.receive())[1] for _ in range(2)]) == [0, 1]
+    assert sorted([(await busy.receive())[1] for _ in range(2)]) == [0, 1]
+    await busy.silence()
+    assert counters(server).shed == {("busy", DropReason.OVERLOAD): 3}
+    busy.close()
+    quiet.close()
+
+
 async def test_per_client_rate_limit(start_server: StartServer) -> None:
     policy = DemoPolicy()
     server = await start_server(policy, client_rate=0.5, client_burst=2)
