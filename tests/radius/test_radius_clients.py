@@ -7,6 +7,7 @@ import ipaddress
 import pytest
 from radius_peers import SECRET
 
+from mfad.config import RadiusClientSettings, RadiusSettings
 from mfad.radius import (
     ClientMode,
     ClientTable,
@@ -19,7 +20,6 @@ from mfad.radius import (
     parse_listen_address,
     parse_network,
 )
-from mfad.config import RadiusClientSettings, RadiusSettings
 from mfad.radius.cache import Pending, ReplyCache
 from mfad.radius.daemon import OTP_ONLY_RATE, client_table
 from mfad.radius.limits import TokenBuckets
