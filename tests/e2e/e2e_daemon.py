@@ -58,6 +58,10 @@ class Running:
     def address(self) -> str:
         return self.daemon.address
 
+    @property
+    def radius_port(self) -> int:
+        return int(self.daemon.sections["radius"]["listen"][0].rpartition(":")[2])
+
     def env(self, token: str | None = "ops", **extra: str) -> dict[str, str]:
         values = {"MFAD_ADDR": self.address, **extra}
         if token is not None:

@@ -72,7 +72,7 @@ async def test_a_flooding_nas_does_not_starve_a_quiet_one(mfad_daemon: StartDaem
                    "clients": clients},
     })
     await mfad.client("ops").admin.create_user("carol", PASSWORD)
-    port = int(mfad.daemon.sections["radius"]["listen"][0].rpartition(":")[2])
+    port = mfad.radius_port
     flooder = await UdpNas.connect("127.0.0.1", port)
     quiet = await UdpNas.connect("127.0.0.1", port, local_host="127.0.0.2")
     stop = asyncio.Event()

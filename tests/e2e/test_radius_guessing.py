@@ -19,6 +19,7 @@ from e2e_daemon import Running, StartDaemon, mfad_daemon  # noqa: F401
 from e2e_support import DaemonClock
 
 from mfad.core import totp
+from mfad.core.model import LimitState
 from mfad.core.ports import AuditFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "radius"))
@@ -68,8 +69,13 @@ async def ask(nas: UdpNas, user: str, code: str, station: str | None = None) -> 
 
 
 async def radius_nas(mfad: Running) -> UdpNas:
-    port = int(mfad.daemon.sections["radius"]["listen"][0].rpartition(":")[2])
-    return await UdpNas.connect("127.0.0.1", port)
+    return await UdpNas.connect("127.0.0.1", mfad.radius_port)
+
+
+async def limits_of(mfad: Running, username: str) -> LimitState:
+    user = await mfad.store.load_user_by_name(username)
+    assert user is not None
+    return await mfad.store.load_limits(user.id)
 
 
 async def reasons(mfad: Running, username: str) -> list[str]:
@@ -96,7 +102,7 @@ async def test_a_fixed_code_once_a_step_for_200_steps_is_counted_like_distinct_c
         await nas.aclose()
     alice_reasons, bob_reasons = await reasons(mfad, "alice"), await reasons(mfad, "bob")
     assert alice_reasons == bob_reasons  # counted, backed off, locked: the same as any guesser
-    alice_limits = await mfad.store.load_limits((await mfad.store.load_user_by_name("alice")).id)  # type: ignore[union-attr]
+    alice_limits = await limits_of(mfad, "alice")
     assert alice_limits.total_failures == alice_reasons.count("wrong_code") > 5
     assert "source_backoff" in alice_reasons
     assert await mfad.daemon.stop() == 0
@@ -113,7 +119,7 @@ async def test_a_nas_resending_a_stale_code_within_its_window_does_not_lock_the_
         for i in range(1, 19):  # the VPN client reconnects every 5 s for 90 s with the saved code
             clock.set(START + dt.timedelta(seconds=5 * i))
             assert await ask(nas, "alice", saved) == ACCESS_REJECT
-        limits = await mfad.store.load_limits((await mfad.store.load_user_by_name("alice")).id)  # type: ignore[union-attr]
+        limits = await limits_of(mfad, "alice")
         assert 1 <= limits.total_failures <= 4 and limits.locked_until is None
         assert limits.source_blocked_until is None
         later = START + 4 * STEP
@@ -138,7 +144,7 @@ async def test_only_a_trusted_calling_station_id_picks_the_source(
         await nas.aclose()
     sources = {r["source"] for r in await db.rows("SELECT source FROM source_limits")}
     buckets = {r["source"] for r in await db.rows("SELECT source FROM source_buckets")}
-    audited = {s for s in await reasons(mfad, "alice")}
+    audited = set(await reasons(mfad, "alice"))
     if trusted:
         assert len(sources) == len(buckets) == 8
         assert "source_backoff" not in audited
