@@ -340,3 +340,21 @@ async def test_start_challenge_for_a_user_without_email(mfa: Mfa, enrol: Any) ->
         await mfa.signin.start_challenge(begun.challenge_id, Method.EMAIL, GRPC)
     result = await mfa.signin.complete(begun.challenge_id, Method.EMAIL, "123456", GRPC)
     assert not result.accepted and result.reason is Reason.METHOD_NOT_OFFERED
+
+
+async def test_a_repeated_wrong_code_counts_again_against_a_newly_mailed_code(
+        mfa: Mfa, enrol: Any, queued: Queued, clock: Any) -> None:
+    alice = await enrol("alice")
+    await bind_email(mfa, queued)
+    begun = await mfa.signin.begin("alice", alice.password, GRPC)
+    await mfa.signin.start_challenge(begun.challenge_id, Method.EMAIL, GRPC)
+    guess = wrong(code_of(await queued()))
+    for _ in range(2):  # the same digits against the same mailed code: it cannot succeed, counted once
+        assert not (await mfa.signin.complete(begun.challenge_id, Method.EMAIL, guess, GRPC)).accepted
+    assert (await mfa.lockout("alice")).total_failures == 1
+    clock.advance(61)  # past the resend cool-down: a new code replaces the old one
+    await mfa.signin.start_challenge(begun.challenge_id, Method.EMAIL, GRPC)
+    fresh = code_of(await queued())
+    if fresh != guess:  # (one in a million: the new code is the guess)
+        assert not (await mfa.signin.complete(begun.challenge_id, Method.EMAIL, guess, GRPC)).accepted
+        assert (await mfa.lockout("alice")).total_failures == 2  # a fresh guess, counted
