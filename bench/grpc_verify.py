@@ -101,7 +101,7 @@ async def provision(config_path: Path, users: int, schema: str | None) -> tuple[
     config = load_config(config_path)
     store = await open_store(config.storage, schema=schema)
     await store.migrate()
-    mfa = Mfa(config=config, store=store, keyring=Keyring.open(Path(config.secrets.key_file)))
+    mfa = Mfa(settings=config.core, store=store, keyring=Keyring.open(Path(config.secrets.key_file)))
     await mfa.start()
     apps: list[App] = []
     gate = asyncio.Semaphore(16)

@@ -46,7 +46,7 @@ async def main(args: argparse.Namespace) -> None:
     await store.migrate()
     config = dataclasses.replace(Config(passwords=PasswordSettings(time_cost=1, memory_kib=64, parallelism=1)),
                                  webauthn=WebauthnSettings(rp_id="example.com", origins=[ORIGIN]))
-    mfa = Mfa(config=config, store=store, keyring=Keyring.open(work / "secrets.key"))
+    mfa = Mfa(settings=config.core, store=store, keyring=Keyring.open(work / "secrets.key"))
     await mfa.start()
     users = []
     for i in range(args.users):

@@ -286,7 +286,7 @@ async def create_users(store_url: str, key_file: Path, count: int, schema: str |
     store = await open_store(storage, schema=schema)
     await store.migrate()
     clock = FixedClock(datetime.now(UTC) - timedelta(seconds=PERIOD))
-    mfa = Mfa(config=config, store=store, keyring=Keyring.open(key_file), clock=clock)
+    mfa = Mfa(settings=config.core, store=store, keyring=Keyring.open(key_file), clock=clock)
     await mfa.start()
     keys: dict[str, str] = {}
 

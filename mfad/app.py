@@ -73,7 +73,7 @@ async def open_core(config: Config, registry: CollectorRegistry | None = None, *
         keyring = Keyring.open(Path(config.secrets.key_file))
         core_metrics = CorePrometheusMetrics(registry) if registry is not None else None
         email_metrics = EmailPrometheusMetrics(registry) if registry is not None else None
-        mfa = Mfa(config=config, store=store, keyring=keyring, metrics=core_metrics, email_metrics=email_metrics)
+        mfa = Mfa(settings=config.core, store=store, keyring=keyring, metrics=core_metrics, email_metrics=email_metrics)
         try:
             await mfa.start()
             yield mfa

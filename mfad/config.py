@@ -15,34 +15,34 @@ import os
 import tomllib
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from mfad.core.errors import ConfigError
-from mfad.core.model import HashAlgorithm, Method, MfaRequired, Policy, Role
+from mfad.core.model import Method, MfaRequired, Policy, Role
+from mfad.core.settings import (
+    WEBAUTHN_ATTESTATION_FORMATS,
+    CoreSettings,
+    EmailCodeSettings,
+    LimitSettings,
+    OutboxSettings,
+    PasswordSettings,
+    TotpSettings,
+    WebauthnSettings,
+    between,
+    check,
+    non_negative,
+    positive,
+    short_text,
+)
 
-Check = Callable[[Any], str | None]
+__all__ = ["WEBAUTHN_ATTESTATION_FORMATS", "Config", "ConfigError", "LimitSettings", "PasswordSettings",
+           "TotpSettings", "WebauthnSettings", "load_config", "parse_address"]
 
 DEFAULT_DATA_DIR = Path("./mfad-data")
 MIN_RADIUS_SECRET = 16
-
-
-def _check(fn: Check) -> dict[str, Check]:
-    return {"check": fn}
-
-
-def _positive(value: Any) -> str | None:
-    return None if value > 0 else "must be greater than 0"
-
-
-def _non_negative(value: Any) -> str | None:
-    return None if value >= 0 else "must be 0 or more"
-
-
-def _between(lo: float, hi: float) -> Callable[[Any], str | None]:
-    return lambda value: None if lo <= value <= hi else f"must be between {lo} and {hi}"
 
 
 def parse_address(text: str, *, default_port: int | None = None) -> tuple[str, int]:
@@ -94,10 +94,6 @@ def _mail_address(value: Any) -> str | None:
     return None
 
 
-def _short_text(value: Any) -> str | None:
-    return None if 0 < len(value) <= 64 and value.isprintable() else "must be 1 to 64 printable characters"
-
-
 def _network(value: Any) -> str | None:
     try:
         ipaddress.ip_network(value, strict=False)
@@ -113,13 +109,13 @@ def _network(value: Any) -> str | None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StorageSettings:
-    url: str = field(default=f"sqlite:///{DEFAULT_DATA_DIR}/mfad.db", metadata=_check(_storage_url))
-    pool_size: int = field(default=10, metadata=_check(_between(1, 200)))
-    timeout_seconds: float = field(default=5.0, metadata=_check(_positive))
+    url: str = field(default=f"sqlite:///{DEFAULT_DATA_DIR}/mfad.db", metadata=check(_storage_url))
+    pool_size: int = field(default=10, metadata=check(between(1, 200)))
+    timeout_seconds: float = field(default=5.0, metadata=check(positive))
     #: Migrate an older schema at start (a fresh database is always migrated).
     auto_migrate: bool = False
     #: How often expired rows are pruned (in bounded batches, off the request path).
-    prune_interval_seconds: float = field(default=30.0, metadata=_check(_between(1, 3600)))
+    prune_interval_seconds: float = field(default=30.0, metadata=check(between(1, 3600)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,18 +124,9 @@ class SecretsSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PasswordSettings:
-    # argon2id, RFC 9106 second recommended option (64 MiB, t=3, p=4).
-    time_cost: int = field(default=3, metadata=_check(_between(1, 20)))
-    memory_kib: int = field(default=65536, metadata=_check(_between(8, 4 * 1024 * 1024)))
-    parallelism: int = field(default=4, metadata=_check(_between(1, 64)))
-    max_concurrent: int = field(default=2, metadata=_check(_between(1, 64)))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RadiusClientSettings:
     name: str
-    address: str = field(metadata=_check(_network))
+    address: str = field(metadata=check(_network))
     secret: str | None = field(default=None, repr=False)
     secret_file: str | None = None
     mode: Literal["challenge", "append", "otp_only"] | None = None
@@ -150,17 +137,17 @@ class RadiusClientSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RadiusSettings:
-    listen: list[str] = field(default_factory=lambda: ["127.0.0.1:1812"], metadata=_check(_addresses))
+    listen: list[str] = field(default_factory=lambda: ["127.0.0.1:1812"], metadata=check(_addresses))
     mode: Literal["challenge", "append", "otp_only"] = "challenge"
     require_message_authenticator: bool = True
-    workers: int = field(default=1, metadata=_check(_between(1, 64)))
-    max_in_flight: int = field(default=256, metadata=_check(_positive))
+    workers: int = field(default=1, metadata=check(between(1, 64)))
+    max_in_flight: int = field(default=256, metadata=check(positive))
     #: Requests/s per client. Unset: derived from what this process can serve (the password
     #: hasher's measured capacity for challenge/append clients, 500/s for otp_only ones).
-    client_rate_per_second: float | None = field(default=None, metadata=_check(_positive))
-    reject_delay_seconds: float = field(default=1.0, metadata=_check(_between(0, 10)))
-    challenge_ttl_seconds: int = field(default=120, metadata=_check(_between(10, 3600)))
-    challenge_tries: int = field(default=3, metadata=_check(_between(1, 10)))
+    client_rate_per_second: float | None = field(default=None, metadata=check(positive))
+    reject_delay_seconds: float = field(default=1.0, metadata=check(between(0, 10)))
+    challenge_ttl_seconds: int = field(default=120, metadata=check(between(10, 3600)))
+    challenge_tries: int = field(default=3, metadata=check(between(1, 10)))
     #: Claim requests and share replies through the store so that a retransmission reaching
     #: another instance is not decided twice. Unset: on with PostgreSQL (several hosts).
     shared_replies: bool | None = None
@@ -169,137 +156,64 @@ class RadiusSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GrpcSettings:
-    listen: list[str] = field(default_factory=lambda: ["127.0.0.1:50051"], metadata=_check(_addresses))
+    listen: list[str] = field(default_factory=lambda: ["127.0.0.1:50051"], metadata=check(_addresses))
     tls_cert: str | None = None
     tls_key: str | None = None
     client_ca: str | None = None
     #: mTLS: client certificate subject CN → role.
     client_roles: dict[str, Role] = field(default_factory=dict)
-    max_message_bytes: int = field(default=65536, metadata=_check(_between(1024, 4 * 1024 * 1024)))
-    session_ttl_seconds: int = field(default=900, metadata=_check(_between(60, 86400)))
-    shutdown_grace_seconds: float = field(default=10.0, metadata=_check(_non_negative))
+    max_message_bytes: int = field(default=65536, metadata=check(between(1024, 4 * 1024 * 1024)))
+    session_ttl_seconds: int = field(default=900, metadata=check(between(60, 86400)))
+    shutdown_grace_seconds: float = field(default=10.0, metadata=check(non_negative))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MetricsSettings:
-    listen: list[str] = field(default_factory=lambda: ["127.0.0.1:9812"], metadata=_check(_addresses))
+    listen: list[str] = field(default_factory=lambda: ["127.0.0.1:9812"], metadata=check(_addresses))
+
+
+_CODES = EmailCodeSettings()
+_OUTBOX = OutboxSettings()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SmtpSettings:
-    """The mail server, the email codes it carries and the outbox that delivers them."""
+    """The ``[smtp]`` table: the mail server, the email codes it carries and the outbox that
+    delivers them. The core receives only its parts (``email_codes``, ``outbox``), never the
+    server's credentials; the defaults are the core's."""
 
     host: str = "127.0.0.1"
-    port: int = field(default=25, metadata=_check(_between(1, 65535)))
+    port: int = field(default=25, metadata=check(between(1, 65535)))
     security: Literal["starttls", "tls", "none"] = "starttls"
     #: PEM CA bundle for a private mail server certificate (default: the system's CAs).
     ca_file: str | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     password_file: str | None = None
-    sender: str = field(default="mfad@localhost.localdomain", metadata=_check(_mail_address))
-    #: Shown in the messages ("<site_name> verification code").
-    site_name: str = field(default="mfad", metadata=_check(_short_text))
-    timeout_seconds: float = field(default=10.0, metadata=_check(_positive))
-    # Email codes (DESIGN.md §4): 6 digits, 5 minutes, 3 tries, 60 s apart, 10 an hour.
-    code_digits: int = field(default=6, metadata=_check(_between(6, 8)))
-    code_ttl_seconds: int = field(default=300, metadata=_check(_between(60, 600)))
-    code_tries: int = field(default=3, metadata=_check(_between(1, 5)))
-    resend_seconds: int = field(default=60, metadata=_check(_between(10, 3600)))
-    hourly_limit: int = field(default=10, metadata=_check(_between(1, 60)))
-    # The outbox sender: exponential back-off on temporary failures.
-    retry_initial_seconds: float = field(default=5.0, metadata=_check(_positive))
-    retry_max_seconds: float = field(default=300.0, metadata=_check(_positive))
-    #: How long a claimed message is reserved for the instance sending it.
-    lease_seconds: float = field(default=60.0, metadata=_check(_positive))
-    #: How often other instances' queued messages are looked for.
-    poll_seconds: float = field(default=2.0, metadata=_check(_positive))
+    sender: str = field(default=_CODES.sender, metadata=check(_mail_address))
+    site_name: str = field(default=_CODES.site_name, metadata=check(short_text))
+    timeout_seconds: float = field(default=_OUTBOX.timeout_seconds, metadata=check(positive))
+    code_digits: int = field(default=_CODES.code_digits, metadata=check(between(6, 8)))
+    code_ttl_seconds: int = field(default=_CODES.code_ttl_seconds, metadata=check(between(60, 600)))
+    code_tries: int = field(default=_CODES.code_tries, metadata=check(between(1, 5)))
+    resend_seconds: int = field(default=_CODES.resend_seconds, metadata=check(between(10, 3600)))
+    hourly_limit: int = field(default=_CODES.hourly_limit, metadata=check(between(1, 60)))
+    retry_initial_seconds: float = field(default=_OUTBOX.retry_initial_seconds, metadata=check(positive))
+    retry_max_seconds: float = field(default=_OUTBOX.retry_max_seconds, metadata=check(positive))
+    lease_seconds: float = field(default=_OUTBOX.lease_seconds, metadata=check(positive))
+    poll_seconds: float = field(default=_OUTBOX.poll_seconds, metadata=check(positive))
 
+    @property
+    def email_codes(self) -> EmailCodeSettings:
+        return EmailCodeSettings(sender=self.sender, site_name=self.site_name, code_digits=self.code_digits,
+                                 code_ttl_seconds=self.code_ttl_seconds, code_tries=self.code_tries,
+                                 resend_seconds=self.resend_seconds, hourly_limit=self.hourly_limit)
 
-#: Attestation statement formats python-fido2 can verify.
-WEBAUTHN_ATTESTATION_FORMATS = ("packed", "fido-u2f", "tpm", "android-safetynet", "apple", "none")
-
-
-def _origin(value: Any) -> str | None:
-    from urllib.parse import urlsplit
-
-    for item in value:
-        try:
-            parts = urlsplit(item)
-            parts.port  # noqa: B018  (raises on a bad port)
-        except ValueError:
-            return f"{item!r} is not an origin"
-        if parts.scheme not in ("https", "http") or not parts.hostname or parts.path or parts.query \
-                or parts.fragment or parts.username or parts.password:
-            return f"{item!r} must be scheme://host[:port], nothing more"
-        if parts.scheme == "http" and parts.hostname != "localhost" and not parts.hostname.endswith(".localhost"):
-            return f"{item!r}: browsers allow WebAuthn over http only on localhost; use https"
-    return None
-
-
-def _attestation_formats(value: Any) -> str | None:
-    unknown = [f for f in value if f not in WEBAUTHN_ATTESTATION_FORMATS]
-    if unknown:
-        return f"unknown format(s) {', '.join(map(repr, unknown))}; known: {', '.join(WEBAUTHN_ATTESTATION_FORMATS)}"
-    return None if value else "must list at least one format"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WebauthnSettings:
-    """Passkeys and legacy U2F keys (the relying party). See docs/passkeys.md."""
-
-    #: The relying party id: the site's domain (each origin's host is it or a subdomain).
-    rp_id: str = "localhost"
-    rp_name: str = field(default="mfad", metadata=_check(lambda v: None if 0 < len(v) <= 64 and v.isprintable()
-                                                           else "must be 1 to 64 printable characters"))
-    #: Exact origins allowed in clientDataJSON ("https://portal.example.com").
-    origins: list[str] = field(default_factory=lambda: ["https://localhost"], metadata=_check(_origin))
-    #: Discoverable credential ("resident key"): required makes usernameless sign-in possible.
-    resident_key: Literal["required", "preferred", "discouraged"] = "required"
-    #: "none" (default: no vendor data asked) or "direct" (verify the statement).
-    attestation: Literal["none", "direct"] = "none"
-    #: With attestation = "direct": the statement formats accepted ("none" accepts unattested keys too).
-    attestation_formats: list[str] = field(
-        default_factory=lambda: ["packed", "fido-u2f", "tpm", "android-safetynet", "apple"],
-        metadata=_check(_attestation_formats))
-    #: PEM bundle of trusted attestation roots; when set, direct attestation must chain to one
-    #: (self attestation is then refused). Without it only the statement's signature is checked.
-    attestation_roots_file: str | None = None
-    #: Lifetime of a registration or sign-in ceremony (DESIGN §4: 5 minutes).
-    challenge_ttl_seconds: int = field(default=300, metadata=_check(_between(30, 900)))
-    #: COSE algorithms offered and accepted, in order of preference.
-    algorithms: list[Literal["ES256", "EdDSA", "RS256"]] = field(
-        default_factory=lambda: ["ES256", "EdDSA", "RS256"],
-        metadata=_check(lambda v: None if v else "must list at least one algorithm"))
-    #: Passkeys and U2F keys one user may hold.
-    max_credentials_per_user: int = field(default=20, metadata=_check(_between(1, 64)))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TotpSettings:
-    issuer: str = "mfad"
-    digits: Literal[6, 8] = 6
-    period: Literal[30, 60] = 30
-    algorithm: HashAlgorithm = HashAlgorithm.SHA1
-    window: int = field(default=1, metadata=_check(_between(0, 3)))
-    pending_ttl_seconds: int = field(default=600, metadata=_check(_between(60, 86400)))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LimitSettings:
-    max_failures: int = field(default=10, metadata=_check(_between(1, 1000)))
-    lockout_seconds: int = field(default=60, metadata=_check(_positive))
-    lockout_max_seconds: int = field(default=3600, metadata=_check(_positive))
-    #: Consecutive failures after which only an administrator can unlock.
-    hard_lock_after: int = field(default=100, metadata=_check(_positive))
-    source_failures_before_backoff: int = field(default=5, metadata=_check(_positive))
-    source_backoff_seconds: int = field(default=30, metadata=_check(_positive))
-    source_backoff_max_seconds: int = field(default=900, metadata=_check(_positive))
-    #: Token bucket of failures per source (spraying across users); 0 disables it.
-    source_failure_rate: float = field(default=2.0, metadata=_check(_non_negative))
-    source_failure_burst: int = field(default=60, metadata=_check(_positive))
-    challenge_ttl_seconds: int = field(default=300, metadata=_check(_between(10, 3600)))
-    challenge_tries: int = field(default=3, metadata=_check(_between(1, 10)))
+    @property
+    def outbox(self) -> OutboxSettings:
+        return OutboxSettings(timeout_seconds=self.timeout_seconds, retry_initial_seconds=self.retry_initial_seconds,
+                              retry_max_seconds=self.retry_max_seconds, lease_seconds=self.lease_seconds,
+                              poll_seconds=self.poll_seconds)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -310,8 +224,8 @@ class PolicySettings:
     allowed_methods: list[Method] = field(default_factory=lambda: list(Method))
     self_service: bool = True
     remember_device: bool = False
-    remember_days: int = field(default=7, metadata=_check(_between(1, 365)))
-    sensitive_reauth_seconds: int = field(default=300, metadata=_check(_between(30, 86400)))
+    remember_days: int = field(default=7, metadata=check(between(1, 365)))
+    sensitive_reauth_seconds: int = field(default=300, metadata=check(between(30, 86400)))
     require_backup_method: bool = False
 
     def to_policy(self) -> Policy:
@@ -325,7 +239,7 @@ class PolicySettings:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditSettings:
     #: Audit rows older than this are deleted (a year: a common minimum for security logs).
-    retention_days: int = field(default=365, metadata=_check(_between(1, 36500)))
+    retention_days: int = field(default=365, metadata=check(between(1, 36500)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -349,6 +263,13 @@ class Config:
     policy: PolicySettings = field(default_factory=PolicySettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+
+    @property
+    def core(self) -> CoreSettings:
+        """The core's sections, built from this file's."""
+        return CoreSettings(passwords=self.passwords, totp=self.totp, limits=self.limits, webauthn=self.webauthn,
+                            email_codes=self.smtp.email_codes, initial_policy=self.policy.to_policy(),
+                            session_ttl_seconds=self.grpc.session_ttl_seconds)
 
 
 #: TOML keys that are Python keywords or clearer under another field name.

@@ -239,7 +239,7 @@ async def mfa_factory(config: Config, keyring: Keyring, clock: FixedClock) -> As
     made: list[Mfa] = []
 
     async def make(*, store: Store, config: Config = config) -> Mfa:
-        m = Mfa(config=config, store=store, keyring=keyring, clock=clock)
+        m = Mfa(settings=config.core, store=store, keyring=keyring, clock=clock)
         made.append(m)
         await m.start()
         return m

@@ -1,8 +1,10 @@
-"""The core knows nothing of transports, drivers or metrics (STYLE.md, "The shape").
+"""Dependencies point one way (STYLE.md, "The shape").
 
-Walks the imports of every module under ``mfad/core/`` — including imports inside
-functions and ``TYPE_CHECKING`` blocks, and relative imports — and fails on any that
-reaches a transport, a database driver, a metrics library or an outer mfad package.
+Walks the imports of every module — including imports inside functions and
+``TYPE_CHECKING`` blocks, and relative imports — and fails when a module under
+``mfad/core/`` reaches a transport, a database driver, a metrics library, the config
+file or an outer mfad package, or when modules or packages of ``mfad/`` import each
+other in a circle.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "mfad" / "core"
 
 FORBIDDEN = (
-    "grpc", "pyrad", "asyncpg", "aiosqlite", "sqlite3", "prometheus_client", "aiohttp",
-    "mfad.api", "mfad.radius", "mfad.store", "mfad.observability", "mfad.cli",
+    "grpc", "pyrad", "asyncpg", "aiosqlite", "sqlite3", "prometheus_client", "aiohttp", "aiosmtplib",
+    "mfad.api", "mfad.radius", "mfad.store", "mfad.observability", "mfad.cli", "mfad.config", "mfad.mail",
+    "mfad.app", "mfad.workers",
 )
 
 
@@ -71,7 +74,8 @@ def test_core_module_imports_no_transport_driver_or_metrics(path: Path) -> None:
 
 def test_the_checker_catches_what_it_should(tmp_path: Path) -> None:
     assert forbidden("grpc.aio") and forbidden("mfad.store.base") and forbidden("sqlite3")
-    assert not forbidden("grpcio_like") and not forbidden("mfad.storeroom") and not forbidden("mfad.config")
+    assert forbidden("mfad.config") and forbidden("mfad.mail.smtp")
+    assert not forbidden("grpcio_like") and not forbidden("mfad.storeroom") and not forbidden("mfad.configs")
     assert module_name(CORE / "signin.py") == "mfad.core.signin"
     sample = tmp_path / "sample.py"
     sample.write_text(
@@ -86,3 +90,84 @@ def test_the_checker_catches_what_it_should(tmp_path: Path) -> None:
     assert {"mfad.store", "mfad.radius.codec", "mfad.core.totp", "asyncpg", "prometheus_client"} <= found
     assert sorted(m for m in found if forbidden(m)) == ["asyncpg", "mfad.radius.codec", "mfad.radius.codec.decode",
                                                           "mfad.store", "prometheus_client"]
+
+
+# --- no import cycles ---------------------------------------------------------------------
+
+MFAD_FILES = sorted(p for p in (ROOT / "mfad").rglob("*.py") if "_proto" not in p.parts)
+
+
+def import_graph(files: list[Path]) -> dict[str, set[str]]:
+    """Module → the mfad modules it imports. Importing ``a.b.c`` runs ``a.b`` first, so a
+    module depends on the packages above what it imports, too (never on its own parents,
+    which Python has imported already by the time it runs)."""
+    known = {module_name(p): p for p in files}
+    graph: dict[str, set[str]] = {}
+    for name, path in known.items():
+        parents = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
+        deps: set[str] = set()
+        for imported in imported_modules(path):
+            parts = imported.split(".")
+            for i in range(len(parts), 0, -1):
+                target = ".".join(parts[:i])
+                if target in known and target != name and target not in parents:
+                    deps.add(target)
+        graph[name] = deps
+    return graph
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The same edges between mfad's top-level parts (``mfad.core``, ``mfad.config`` …)."""
+    def part(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+    out: dict[str, set[str]] = {}
+    for module, deps in graph.items():
+        out.setdefault(part(module), set()).update(part(d) for d in deps if part(d) != part(module))
+    return out
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one node (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_module_of_mfad_imports_in_a_circle() -> None:
+    assert cycles(import_graph(MFAD_FILES)) == []
+
+
+def test_no_part_of_mfad_imports_in_a_circle() -> None:
+    assert cycles(package_graph(import_graph(MFAD_FILES))) == []
+
+
+def test_the_cycle_finder_finds_cycles(tmp_path: Path) -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+    assert package_graph({"mfad.core.x": {"mfad.config"}, "mfad.config": {"mfad.core.model"}}) == {
+        "mfad.core": {"mfad.config"}, "mfad.config": {"mfad.core"}}

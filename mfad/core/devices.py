@@ -14,7 +14,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from mfad.config import TotpSettings
+from mfad.core.settings import TotpSettings
 from mfad.core import totp
 from mfad.core.clock import Clock
 from mfad.core.errors import InvalidInput, NotFound, PermissionDenied, PreconditionFailed

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 
-from mfad.config import SmtpSettings
+from mfad.core.settings import EmailCodeSettings
 from mfad.core import totp
 from mfad.core.addresses import mask_address, normalize_address
 from mfad.core.clock import Clock
@@ -87,7 +87,7 @@ def check_code(code: str, digits: int, field: str = "code") -> None:
 
 
 class EmailCodeService:
-    def __init__(self, *, store: Store, keyring: Keyring, clock: Clock, settings: SmtpSettings,
+    def __init__(self, *, store: Store, keyring: Keyring, clock: Clock, settings: EmailCodeSettings,
                  policy: PolicyService, users: UserService, metrics: EmailMetrics | None = None,
                  core_metrics: CoreMetrics | None = None) -> None:
         self._store = store
@@ -322,7 +322,7 @@ def _describe_source(attempt: Attempt, actor: str | None) -> str:
 
 
 def compose(*, purpose: CodePurpose, code: str, user: User, address: str, attempt: Attempt, actor: str | None,
-            now: datetime, expires: datetime, settings: SmtpSettings, message_id: int) -> MailContent:
+            now: datetime, expires: datetime, settings: EmailCodeSettings, message_id: int) -> MailContent:
     """The message for one code: plain text and HTML, with the code, its lifetime, where the
     request came from and what to do if it was not the user."""
     what, action = _PURPOSE_TEXT[purpose]

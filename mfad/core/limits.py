@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from mfad.config import LimitSettings
+from mfad.core.settings import LimitSettings
 from mfad.core.model import AuditEvent, LimitState, UserId
 from mfad.core.ports import LimitChange
 

@@ -41,7 +41,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from mfad.config import SmtpSettings
+from mfad.core.settings import OutboxSettings
 from mfad.core.clock import Clock
 from mfad.core.errors import MfadError, SecretsError, Unavailable
 from mfad.core.keyring import Keyring, aad_for
@@ -241,7 +241,7 @@ class Mailer(Protocol):
     async def send(self, content: MailContent) -> None: ...
 
 
-def backoff_seconds(attempts: int, settings: SmtpSettings) -> float:
+def backoff_seconds(attempts: int, settings: OutboxSettings) -> float:
     """Exponential back-off after ``attempts`` failed tries, with ±20 % jitter so instances
     that failed together do not retry together."""
     base: float = min(settings.retry_max_seconds, settings.retry_initial_seconds * 2.0 ** min(attempts - 1, 30))
@@ -252,7 +252,7 @@ class OutboxSender:
     """A service: delivers queued messages until closed; several may share one store."""
 
     def __init__(self, *, store: EmailStore, keyring: Keyring, clock: Clock, mailer: Mailer,
-                 settings: SmtpSettings, metrics: EmailMetrics | None = None, owner: str | None = None,
+                 settings: OutboxSettings, metrics: EmailMetrics | None = None, owner: str | None = None,
                  batch: int = CLAIM_BATCH) -> None:
         self._store = store
         self._keyring = keyring

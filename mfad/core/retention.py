@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from mfad.config import LimitSettings
 from mfad.core.clock import Clock
 from mfad.core.ports import Store
+from mfad.core.settings import LimitSettings
 
 BATCH = 500
 MAX_BATCHES = 20

@@ -1,4 +1,4 @@
-"""The core's façade: what transports and the CLI are handed, built from one config.
+"""The core's façade: what transports and the CLI are handed, built from the core's settings.
 
 Each component gets its own settings section; the store and the metrics are
 injected so the core stays free of drivers and transports.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from mfad.config import Config
 from mfad.core.admin import AdminService
 from mfad.core.callers import CallerService
 from mfad.core.clock import Clock, SystemClock
@@ -22,41 +21,42 @@ from mfad.core.passwords import PasswordHasher
 from mfad.core.policy import PolicyService
 from mfad.core.ports import AuditFilter, CoreMetrics, NullMetrics, Store
 from mfad.core.selfservice import SelfService
+from mfad.core.settings import CoreSettings
 from mfad.core.signin import SignInService
 from mfad.core.users import UserService
 from mfad.core.webauthn import PasskeyVerifier, U2fVerifier, WebauthnMetrics, WebauthnService
 
 
 class Mfa:
-    def __init__(self, *, config: Config, store: Store, keyring: Keyring, clock: Clock | None = None,
+    def __init__(self, *, settings: CoreSettings, store: Store, keyring: Keyring, clock: Clock | None = None,
                  metrics: CoreMetrics | None = None, passwords: PasswordHasher | None = None,
                  email_metrics: EmailMetrics | None = None) -> None:
         self.store = store
         self.keyring = keyring
         self.clock = clock or SystemClock()
         self.metrics = metrics or NullMetrics()
-        p = config.passwords
+        p = settings.passwords
         self.passwords = passwords or PasswordHasher(time_cost=p.time_cost, memory_kib=p.memory_kib,
                                                      parallelism=p.parallelism, max_concurrent=p.max_concurrent)
-        self.policy = PolicyService(store, self.clock, config.policy.to_policy())
+        self.policy = PolicyService(store, self.clock, settings.initial_policy)
         self.users = UserService(store, self.passwords, self.clock)
         self.devices = DeviceService(store=store, keyring=keyring, clock=self.clock, users=self.users,
-                                     policy=self.policy, settings=config.totp)
+                                     policy=self.policy, settings=settings.totp)
         self.callers = CallerService(store, self.clock)
         self.signin = SignInService(store=store, keyring=keyring, clock=self.clock, passwords=self.passwords,
-                                    policy=self.policy, totp_settings=config.totp, limits=config.limits,
+                                    policy=self.policy, totp_settings=settings.totp, limits=settings.limits,
                                     metrics=self.metrics)
-        self.email = EmailCodeService(store=store, keyring=keyring, clock=self.clock, settings=config.smtp,
+        self.email = EmailCodeService(store=store, keyring=keyring, clock=self.clock, settings=settings.email_codes,
                                       policy=self.policy, users=self.users, metrics=email_metrics,
                                       core_metrics=self.metrics)
         self.signin.register(EmailVerifier(self.email))
         self.webauthn = WebauthnService(store=store, clock=self.clock, users=self.users, policy=self.policy,
-                                        settings=config.webauthn,
+                                        settings=settings.webauthn,
                                         metrics=self.metrics if isinstance(self.metrics, WebauthnMetrics) else None)
         self.signin.register_usernameless(PasskeyVerifier(self.webauthn))
         self.signin.register(U2fVerifier(self.webauthn))
         self.selfservice = SelfService(store=store, clock=self.clock, policy=self.policy, signin=self.signin,
-                                       devices=self.devices, session_ttl_seconds=config.grpc.session_ttl_seconds)
+                                       devices=self.devices, session_ttl_seconds=settings.session_ttl_seconds)
         self.admin = AdminService(store=store, clock=self.clock, users=self.users, devices=self.devices)
 
     async def start(self) -> None:

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from mfad.config import LimitSettings, TotpSettings
+from mfad.core.settings import LimitSettings, TotpSettings
 from mfad.core import remembered, totp
 from mfad.core.clock import Clock
 from mfad.core.errors import InvalidInput, NotFound, PreconditionFailed

@@ -73,7 +73,7 @@ from fido2.webauthn import (
     UserVerificationRequirement,
 )
 
-from mfad.config import WebauthnSettings
+from mfad.core.settings import WebauthnSettings
 from mfad.core.clock import Clock
 from mfad.core.credentials import (
     Ceremony,

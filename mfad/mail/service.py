@@ -11,6 +11,6 @@ from mfad.mail.smtp import SmtpMailer
 def outbox_service(mfa: Mfa, settings: SmtpSettings) -> OutboxSender:
     """The sender for this process; codes queued here wake it at once, others' within a poll."""
     sender = OutboxSender(store=mfa.store, keyring=mfa.keyring, clock=mfa.clock, mailer=SmtpMailer(settings),
-                          settings=settings, metrics=mfa.email.metrics)
+                          settings=settings.outbox, metrics=mfa.email.metrics)
     mfa.email.add_listener(sender.wake)
     return sender

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
 
 from mfad.core.errors import PreconditionFailed
 from mfad.core.model import AuditEvent, DeviceId, RememberedDevice, UserId
@@ -34,41 +32,19 @@ from mfad.core.outbox import (
     OutboxItem,
     PendingEmail,
 )
-
-if TYPE_CHECKING:
-    from mfad.store.base import Tx
+from mfad.store.sql import Rollback, SqlParts, Tx, email_of
 
 HOUR = 3600.0
 
 _STATE_CHECK = {"used": CodeCheck.USED, "superseded": CodeCheck.SUPERSEDED, "spent": CodeCheck.SPENT}
 
 
-def email_of(row: Any) -> str | None:
-    """The address of an email device row (kept in ``devices.data`` as JSON)."""
-    if row["method"] != "email" or not row["data"]:
-        return None
-    address = json.loads(row["data"]).get("address")
-    return address if isinstance(address, str) else None
-
-
 def _dt(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
-class EmailSql:
-    """Implements ``mfad.core.outbox.EmailStore`` on top of ``SqlStore``'s primitives."""
-
-    engine: str
-
-    if TYPE_CHECKING:
-        def _timed(self, op: str, *, write: bool) -> AbstractAsyncContextManager[Tx]: ...
-        def sql(self, name: str, default: str) -> str: ...
-        @staticmethod
-        async def _audit(tx: Tx, now: datetime, events: Sequence[AuditEvent]) -> None: ...
-        @staticmethod
-        async def _consume_challenge(tx: Tx, challenge_hash: str, now: datetime) -> bool: ...
-        async def _after_success(self, tx: Tx, user_id: UserId, now: datetime, audit: Sequence[AuditEvent],
-                                 remember: RememberedDevice | None, remember_hash: str | None) -> None: ...
+class EmailSql(SqlParts):
+    """Implements ``mfad.core.outbox.EmailStore`` on ``SqlParts``."""
 
     def _lock(self) -> str:
         return self.sql("lock", " FOR UPDATE")
@@ -176,7 +152,6 @@ class EmailSql:
                                 refusal_audit: Callable[[CodeCheck, int], Sequence[AuditEvent]],
                                 remember: RememberedDevice | None = None,
                                 remember_hash: str | None = None) -> CodeCheck:
-        from mfad.store.base import _Rollback
 
         check = CodeCheck.CHALLENGE_GONE
         async with self._timed("accept_email_code", write=True) as tx:
@@ -184,7 +159,7 @@ class EmailSql:
             if found is not CodeCheck.ACCEPTED:
                 return found
             if purpose is CodePurpose.SIGNIN and not await self._consume_challenge(tx, ref, now):
-                raise _Rollback()  # another method completed the challenge first: nothing happened
+                raise Rollback()  # another method completed the challenge first: nothing happened
             await tx.execute("UPDATE devices SET last_used_at = $2 WHERE user_id = $1 AND method = 'email' "
                              "AND state = 'active'", user_id, now.timestamp())
             await self._after_success(tx, user_id, now, audit, remember, remember_hash)
@@ -194,7 +169,6 @@ class EmailSql:
     async def confirm_email_binding(self, user_id: UserId, device_id: DeviceId, now: datetime,
                                     matches: Callable[[int, str], bool], audit: Sequence[AuditEvent],
                                     refusal_audit: Callable[[CodeCheck, int], Sequence[AuditEvent]]) -> CodeCheck:
-        from mfad.store.base import _Rollback
 
         check = CodeCheck.NO_CODE
         async with self._timed("confirm_email_binding", write=True) as tx:
@@ -207,7 +181,7 @@ class EmailSql:
                 "WHERE id = $1 AND user_id = $2 AND method = 'email' AND state = 'pending' RETURNING id",
                 device_id, user_id, now.timestamp())
             if row is None:
-                raise _Rollback()  # unbound or replaced meanwhile
+                raise Rollback()  # unbound or replaced meanwhile
             await tx.execute("DELETE FROM remembered WHERE user_id = $1", user_id)
             await self._audit(tx, now, audit)
             check = CodeCheck.ACCEPTED

@@ -17,7 +17,8 @@ import asyncpg
 
 from mfad.core.errors import AlreadyExists, SchemaError, Unavailable
 from mfad.core.ports import StoreMetrics
-from mfad.store.base import Row, SqlStore, _Rollback
+from mfad.store.base import SqlStore
+from mfad.store.sql import Rollback, Row
 from mfad.store.migrations import migrations
 
 T = TypeVar("T")
@@ -95,7 +96,7 @@ class PostgresStore(SqlStore):
             try:
                 async with conn.transaction():
                     yield _PgTx(conn)
-            except _Rollback:
+            except Rollback:
                 return
 
     @asynccontextmanager

@@ -13,9 +13,10 @@ Keys are opaque bytes (a digest); times are UNIX seconds from the caller.
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
+
+from mfad.store.sql import SqlParts
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,21 +28,13 @@ class RequestClaim:
     reply: bytes | None = None
 
 
-class RadiusSql:
-    """Needs the host class's ``_timed`` (a timed transaction or read) and ``sql``."""
-
-    def _timed(self, op: str, *, write: bool) -> AbstractAsyncContextManager[Any]:
-        raise NotImplementedError  # provided by SqlStore
-
-    def sql(self, name: str, default: str) -> str:
-        raise NotImplementedError  # provided by SqlStore
+class RadiusSql(SqlParts):
+    """Implements ``mfad.core.ports.ReplyStore`` on ``SqlParts``."""
 
     async def _relax_commit(self, tx: Any) -> None:
         statement = self.sql("relaxed_commit", "SET LOCAL synchronous_commit TO OFF")
         if statement:
             await tx.execute(statement)
-
-    engine: str
 
     async def claim_radius_request(self, key: bytes, now: float, hold: float) -> RequestClaim:
         """Claim ``key`` for ``hold`` seconds unless an unexpired claim or reply exists."""

@@ -7,21 +7,15 @@ the same transaction; a second factor is recorded only on a live session.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from mfad.core.model import AuditEvent, UserId
 from mfad.core.sessions import SessionScope, UserSession
+from mfad.store.sql import SqlParts, Tx
 
 _COLUMNS = "s.id_hash, s.user_id, u.username, s.scope, s.caller, s.created_at, s.expires_at, s.second_factor_at"
-
-
-class _Tx(Protocol):
-    async def fetch(self, sql: str, *args: Any) -> list[Any]: ...
-    async def fetchrow(self, sql: str, *args: Any) -> Any: ...
-    async def execute(self, sql: str, *args: Any) -> None: ...
 
 
 def _dt(value: float | None) -> datetime | None:
@@ -36,15 +30,8 @@ def _session_from(row: Any) -> UserSession:
                        second_factor_at=_dt(row["second_factor_at"]))
 
 
-class SessionSql:
-    """Needs the host class's ``_timed`` (a timed transaction or read) and ``_audit``."""
-
-    def _timed(self, op: str, *, write: bool) -> AbstractAsyncContextManager[Any]:
-        raise NotImplementedError  # provided by SqlStore
-
-    @staticmethod
-    async def _audit(tx: Any, now: datetime, events: Iterable[AuditEvent]) -> None:
-        raise NotImplementedError  # provided by SqlStore
+class SessionSql(SqlParts):
+    """Implements the core's session store on ``SqlParts``."""
 
     async def insert_session(self, session: UserSession, audit: Sequence[AuditEvent]) -> None:
         now = session.created_at.timestamp()
@@ -84,7 +71,7 @@ class SessionSql:
         return count
 
     @staticmethod
-    async def _delete_user_sessions(tx: _Tx, user_id: UserId) -> int:
+    async def _delete_user_sessions(tx: Tx, user_id: UserId) -> int:
         """Inside another change's transaction (password set, user disabled)."""
         rows = await tx.fetch("DELETE FROM user_sessions WHERE user_id = $1 RETURNING id_hash", user_id)
         return len(rows)

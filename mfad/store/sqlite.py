@@ -41,7 +41,8 @@ from typing import Any, Final, TypeVar
 
 from mfad.core.errors import AlreadyExists, SchemaError, Unavailable
 from mfad.core.ports import StoreMetrics
-from mfad.store.base import Row, SqlStore, _Rollback
+from mfad.store.base import SqlStore
+from mfad.store.sql import Rollback, Row
 from mfad.store.migrations import migrations
 
 log = logging.getLogger("mfad.store")
@@ -158,7 +159,7 @@ class _Transaction(AbstractAsyncContextManager[_SqliteTx]):
         keep = kind is None
         committed = self._store._leave(unit, keep=keep)
         if kind is not None:
-            return issubclass(kind, _Rollback)  # _Rollback undoes the unit quietly; the rest propagates
+            return issubclass(kind, Rollback)  # Rollback undoes the unit quietly; the rest propagates
         assert committed is not None
         await committed
         return False

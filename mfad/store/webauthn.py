@@ -14,8 +14,7 @@ and the U2F key it replaces change in one transaction.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +27,7 @@ from mfad.core.credentials import (
 )
 from mfad.core.errors import PreconditionFailed
 from mfad.core.model import AuditEvent, Device, DeviceId, Method, RememberedDevice, UserId, WebauthnInfo
+from mfad.store.sql import DEVICE_COLUMNS, Rollback, SqlParts, device_from
 
 _CREDENTIAL_COLUMNS = ("c.device_id, c.user_id, c.credential_id, c.public_key, c.sign_count, c.app_id, "
                        "d.method, d.data")
@@ -57,23 +57,8 @@ def _ceremony_from(row: Any) -> Ceremony:
                     expires_at=datetime.fromtimestamp(row["expires_at"], UTC))
 
 
-class WebauthnSql:
-    """Needs the host class's ``_timed``, ``_audit``, ``_after_success`` and ``_consume_challenge``."""
-
-    def _timed(self, op: str, *, write: bool) -> AbstractAsyncContextManager[Any]:
-        raise NotImplementedError  # provided by SqlStore
-
-    @staticmethod
-    async def _audit(tx: Any, now: datetime, events: Iterable[AuditEvent]) -> None:
-        raise NotImplementedError  # provided by SqlStore
-
-    async def _after_success(self, tx: Any, user_id: UserId, now: datetime, audit: Sequence[AuditEvent],
-                             remember: RememberedDevice | None, remember_hash: str | None) -> None:
-        raise NotImplementedError  # provided by SqlStore
-
-    @staticmethod
-    async def _consume_challenge(tx: Any, challenge_hash: str, now: datetime) -> bool:
-        raise NotImplementedError  # provided by SqlStore
+class WebauthnSql(SqlParts):
+    """Implements the core's credential and ceremony store on ``SqlParts``."""
 
     # --- user handles --------------------------------------------------------------------
     async def load_user_handle(self, user_id: UserId) -> bytes | None:
@@ -143,7 +128,6 @@ class WebauthnSql:
     async def insert_webauthn_device(self, user_id: UserId, credential: NewCredential, now: datetime,
                                      audit: Callable[[DeviceId], Sequence[AuditEvent]], *,
                                      retire: DeviceId | None = None) -> Device:
-        from mfad.store.base import DEVICE_COLUMNS, device_from  # the host module (imports this one)
 
         c = credential
         async with self._timed("insert_webauthn_device", write=True) as tx:
@@ -176,7 +160,6 @@ class WebauthnSql:
                               now: datetime, challenge_hash: str | None, audit: Sequence[AuditEvent],
                               remember: RememberedDevice | None = None,
                               remember_hash: str | None = None) -> bool:
-        from mfad.store.base import _Rollback
 
         committed = False
         async with self._timed("accept_webauthn", write=True) as tx:
@@ -191,9 +174,9 @@ class WebauthnSql:
                                      info.to_json())
             if used is None or (challenge_hash is not None
                                 and not await self._consume_challenge(tx, challenge_hash, now)):
-                # The transaction swallows _Rollback and the code after the block runs:
+                # The transaction swallows Rollback and the code after the block runs:
                 # only reaching the end of the block may report an accept.
-                raise _Rollback()
+                raise Rollback()
             await self._after_success(tx, user_id, now, audit, remember, remember_hash)
             committed = True
         return committed

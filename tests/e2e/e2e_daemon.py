@@ -117,7 +117,7 @@ async def mfad_daemon(store_location: Any, store_opener: Callable[..., Awaitable
             config.setdefault(name, {}).update(values)
         made = {}
         if tokens:
-            core = Mfa(config=Config(passwords=PasswordSettings(time_cost=1, memory_kib=64, parallelism=1)),
+            core = Mfa(settings=Config(passwords=PasswordSettings(time_cost=1, memory_kib=64, parallelism=1)).core,
                        store=probe, keyring=Keyring.open(Path(config["secrets"]["key_file"])))
             try:
                 for name, role in tokens.items():

@@ -64,7 +64,7 @@ async def run_sender() -> AsyncIterator[Callable[..., Awaitable[OutboxSender]]]:
     async def start(mfa: Mfa, settings: SmtpSettings, *, owner: str | None = None, wake: bool = True,
                     metrics: Any = None) -> OutboxSender:
         sender = OutboxSender(store=mfa.store, keyring=mfa.keyring, clock=mfa.clock, mailer=SmtpMailer(settings),
-                              settings=settings, owner=owner, metrics=metrics)
+                              settings=settings.outbox, owner=owner, metrics=metrics)
         if wake:
             mfa.email.add_listener(sender.wake)
         running.append((sender, asyncio.create_task(sender.run())))

@@ -33,7 +33,7 @@ RunSender = Callable[..., Awaitable[OutboxSender]]
 
 async def core(store: Store, keyring: Keyring, clock: Any, config: Config, smtp: SmtpSettings,
                metrics: Any = None) -> Mfa:
-    mfa = Mfa(config=dataclasses.replace(config, smtp=smtp), store=store, keyring=keyring, clock=clock,
+    mfa = Mfa(settings=dataclasses.replace(config, smtp=smtp).core, store=store, keyring=keyring, clock=clock,
               email_metrics=metrics)
     await mfa.start()
     return mfa

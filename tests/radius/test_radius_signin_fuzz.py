@@ -71,8 +71,8 @@ async def decide_all(batch: list[tuple[bytes | None, str | PasswordIssue, bytes 
         storage = StorageSettings(url=f"sqlite:///{directory}/mfad.db")
         store = await open_store(storage)
         await store.migrate()
-        mfa = Mfa(config=Config(storage=storage, passwords=PasswordSettings(time_cost=1, memory_kib=64,
-                                                                            parallelism=1)),
+        mfa = Mfa(settings=Config(storage=storage, passwords=PasswordSettings(time_cost=1, memory_kib=64,
+                                                                              parallelism=1)).core,
                   store=store, keyring=Keyring.open(Path(directory) / "k"), clock=FixedClock(NOW))
         try:
             await mfa.start()

@@ -129,7 +129,7 @@ listen = ["127.0.0.1:{metrics_port}"]
 async def enrol_live(store: Any, key_file: Path) -> bytes:
     """alice with a TOTP device confirmed at the current step, on the real clock; her key."""
     config = Config(passwords=PasswordSettings(time_cost=1, memory_kib=64, parallelism=1))
-    live = Mfa(config=config, store=store, keyring=Keyring.open(key_file), clock=SystemClock())
+    live = Mfa(settings=config.core, store=store, keyring=Keyring.open(key_file), clock=SystemClock())
     await live.start()
     try:
         await live.users.create("alice", None)

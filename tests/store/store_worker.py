@@ -39,7 +39,7 @@ async def open_mfa(engine: str, url: str, schema: str, key_file: str, now: str) 
                                  storage=StorageSettings(url=url, timeout_seconds=30.0))
     store = await open_store(config.storage, schema=None if schema == "-" else schema)
     assert store.engine == engine
-    mfa = Mfa(config=config, store=store, keyring=Keyring.open(Path(key_file), create=False),
+    mfa = Mfa(settings=config.core, store=store, keyring=Keyring.open(Path(key_file), create=False),
               clock=FixedClock(datetime.fromisoformat(now)))
     await mfa.start()
     return mfa

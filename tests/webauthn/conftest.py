@@ -35,7 +35,7 @@ async def wa_factory(store: Store, keyring: Keyring, clock: FixedClock,
     async def make(**webauthn: Any) -> Relying:
         registry = CollectorRegistry()
         cfg = dataclasses.replace(config, webauthn=webauthn_settings(**webauthn))
-        mfa = Mfa(config=cfg, store=store, keyring=keyring, clock=clock, metrics=CorePrometheusMetrics(registry))
+        mfa = Mfa(settings=cfg.core, store=store, keyring=keyring, clock=clock, metrics=CorePrometheusMetrics(registry))
         made.append(mfa)
         await mfa.start()
         return Relying(mfa=mfa, registry=registry, store=store, clock=clock)
