@@ -1,10 +1,11 @@
 """The daemon: opens the store, builds the core, runs the services until a signal.
 
-Every long-running piece is a service with ``run()`` and ``aclose()``; the
-daemon owns them in a TaskGroup and its resources in an AsyncExitStack.
-SIGTERM/SIGINT set an event; shutdown stops the transports first (they drain
-in-flight requests within their own bound), then the housekeeping, then closes
-the store.
+Every long-running piece is a service with ``start()``, ``run()`` and ``aclose()``
+(``mfad.lifecycle``); the daemon owns its resources in an AsyncExitStack.
+SIGTERM/SIGINT, or a service failing, stop the services in the reverse order of
+their start: the transports first (they drain in-flight requests within their
+own bound), then the outbox, the housekeeping and the metrics port; then the
+store closes. A second signal exits at once.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ import asyncio
 import contextlib
 import gc
 import logging
-import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
@@ -27,6 +26,7 @@ from mfad.core.keyring import Keyring
 from mfad.core.ports import Store
 from mfad.core.retention import Retention
 from mfad.core.service import Mfa
+from mfad.lifecycle import Service, StopSignals, run_all, start_all
 from mfad.mail.metrics import EmailPrometheusMetrics
 from mfad.mail.service import outbox_service
 from mfad.observability import systemd
@@ -38,11 +38,6 @@ from mfad.store.migrations import latest_version
 log = logging.getLogger("mfad")
 
 HEALTH_PROBE_SECONDS = 2.0
-
-
-class Service(Protocol):
-    async def run(self) -> None: ...
-    async def aclose(self) -> None: ...
 
 
 async def prepare_schema(store: Store, *, auto_migrate: bool) -> None:
@@ -94,6 +89,9 @@ class Housekeeping:
         self._prune_interval = prune_interval
         self._retention = retention
         self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        """Nothing to bind: the store is open already."""
 
     async def run(self) -> None:
         watchdog = systemd.watchdog_interval()
@@ -153,52 +151,37 @@ def transport_services(mfa: Mfa, config: Config, registry: CollectorRegistry, he
 
 
 async def serve(config: Config, *, reuse_port: bool = False) -> int:
-    """Run until SIGTERM/SIGINT. Returns the process exit code."""
-    try:
-        import uvloop  # noqa: F401  (only to report which loop runs)
-        loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
-    except ImportError:
-        loop_name = "asyncio"
-    stop = asyncio.Event()
+    """Run until SIGTERM/SIGINT or a service fails. Returns the process exit code; a
+    failure is logged here, once."""
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    loop_name = type(loop).__module__.split(".")[0]
+    signals = StopSignals(loop)
     registry = CollectorRegistry()
     health = HealthState()
-    async with contextlib.AsyncExitStack() as stack:
-        mfa = await stack.enter_async_context(open_core(config, registry))
-        gauges = DaemonGauges(registry, mfa.store.engine)
-        host, port = parse_address(config.metrics.listen[0])
-        http = MetricsHttpServer(host, port, registry, health)
-        http.start()
-        stack.callback(http.close)
-        retention = Retention(store=mfa.store, clock=mfa.clock, limits=config.limits,
-                              audit_retention_days=config.audit.retention_days)
-        housekeeping = Housekeeping(mfa, health, gauges, retention,
-                                    prune_interval=config.storage.prune_interval_seconds)
-        services: list[Service] = [housekeeping, outbox_service(mfa, config.smtp),
-                                   *transport_services(mfa, config, registry, health, reuse_port=reuse_port)]
-        log.info("mfad serving (store %s, event loop %s, metrics http://%s:%d/metrics)", mfa.store.engine,
-                 loop_name, host, http.port)
-        for service in services:  # listeners bound before READY=1 (their run() starts them too, later)
-            start = getattr(service, "start", None)
-            if start is not None:
-                await start()
-        # What is alive now lives as long as the daemon: keep it out of every later garbage
-        # collection (a full one walked it all: pauses of tens of ms, the RADIUS p99).
-        gc.freeze()
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(s.run()) for s in services]
-            systemd.notify("READY=1")
-            stopper = group.create_task(stop.wait())
-            await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
-            log.info("mfad stopping")
-            systemd.notify("STOPPING=1")
-            for service in reversed(services):
-                await service.aclose()
-            stopper.cancel()
-        if failed:
-            return 1
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            mfa = await stack.enter_async_context(open_core(config, registry))
+            gauges = DaemonGauges(registry, mfa.store.engine)
+            host, port = parse_address(config.metrics.listen[0])
+            http = MetricsHttpServer(host, port, registry, health)
+            retention = Retention(store=mfa.store, clock=mfa.clock, limits=config.limits,
+                                  audit_retention_days=config.audit.retention_days)
+            housekeeping = Housekeeping(mfa, health, gauges, retention,
+                                        prune_interval=config.storage.prune_interval_seconds)
+            services: list[Service] = [http, housekeeping, outbox_service(mfa, config.smtp),
+                                       *transport_services(mfa, config, registry, health, reuse_port=reuse_port)]
+            await start_all(services)  # every listener bound before READY=1
+            log.info("mfad serving (store %s, event loop %s, metrics http://%s:%d/metrics)", mfa.store.engine,
+                     loop_name, host, http.port)
+            # What is alive now lives as long as the daemon: keep it out of every later garbage
+            # collection (a full one walked it all: pauses of tens of ms, the RADIUS p99).
+            gc.freeze()
+            failures = await run_all(services, signals.stop)
+    finally:
+        signals.remove()
+    for failure in failures:
+        log.error("%s failed: %s", failure, failure.__cause__, exc_info=failure.__cause__)
+    if failures:
+        return 1
     log.info("mfad stopped")
     return 0

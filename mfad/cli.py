@@ -123,10 +123,6 @@ def _guarded(runner: Callable[[Coroutine[Any, Any, int]], int], coro: Coroutine[
     except (OSError, MfadError) as exc:
         log.error("cannot start: %s", exc)
         return EXIT_FAILED
-    except BaseExceptionGroup as group:  # a service failed while running
-        for failure in group.exceptions:
-            log.error("stopped by an error: %s", failure, exc_info=failure)
-        return EXIT_FAILED
 
 
 async def _migrate(config: Config, args: argparse.Namespace) -> int:

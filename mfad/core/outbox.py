@@ -270,6 +270,9 @@ class OutboxSender:
         """Something was queued in this process: look now rather than at the next poll."""
         self._wake.set()
 
+    async def start(self) -> None:
+        """Nothing to bind: the store is open already."""
+
     async def run(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()

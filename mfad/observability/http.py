@@ -8,6 +8,7 @@ store probe succeeded — a load balancer then stops sending traffic here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -38,22 +39,35 @@ class HealthState:
 
 
 class MetricsHttpServer:
+    """A service of the daemon: ``start`` binds (or raises), ``aclose`` stops the thread."""
+
     def __init__(self, host: str, port: int, registry: CollectorRegistry, health: HealthState) -> None:
-        handler = _handler(registry, health)
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
+        self._address = (host, port)
+        self._handler = _handler(registry, health)
+        self._server: ThreadingHTTPServer | None = None
+        self._closed = asyncio.Event()
 
     @property
     def port(self) -> int:
+        """The bound port (after ``start``)."""
+        assert self._server is not None
         return int(self._server.server_address[1])
 
-    def start(self) -> None:
-        self._thread.start()
+    async def start(self) -> None:
+        self._server = ThreadingHTTPServer(self._address, self._handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True).start()
 
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    async def run(self) -> None:
+        await self._closed.wait()
+
+    async def aclose(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            # shutdown() waits for serve_forever to notice (up to its 0.5 s poll): off the loop.
+            await asyncio.to_thread(server.shutdown)
+            server.server_close()
+        self._closed.set()
 
 
 def _handler(registry: CollectorRegistry, health: HealthState) -> type[BaseHTTPRequestHandler]:

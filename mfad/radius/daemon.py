@@ -147,7 +147,6 @@ class RadiusService:
         await self.server.start()
 
     async def run(self) -> None:
-        await self.server.start()
         async with asyncio.TaskGroup() as group:
             group.create_task(self.server.run())
             if self._cache is not None:

@@ -144,6 +144,7 @@ class Daemon:
     #: Extra environment for the daemon (``DaemonClock.env()``).
     env: dict[str, str] = field(default_factory=dict)
     log_path: Path = field(init=False)
+    _terminated: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.config_path = self.workdir / "mfad.toml"
@@ -161,6 +162,7 @@ class Daemon:
 
     async def start(self) -> None:
         self.write_config()
+        self._terminated = False
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "mfad", "serve", "--config", str(self.config_path)],
                                      stdout=log, stderr=subprocess.STDOUT, env=child_env(self.env),
@@ -191,7 +193,9 @@ class Daemon:
             return exc.code, exc.read().decode()
 
     def terminate(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        """SIGTERM, once: a second one would force the daemon out without its shutdown."""
+        if self.proc is not None and self.proc.poll() is None and not self._terminated:
+            self._terminated = True
             self.proc.send_signal(signal.SIGTERM)
 
     async def stop(self) -> int:
