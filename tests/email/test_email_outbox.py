@@ -209,6 +209,9 @@ async def test_permanent_and_temporary_refusals(reply: str, outcome: str, store:
             await asyncio.sleep(0.05)
         while outcome == "failed" and await db.scalar("SELECT state FROM email_outbox") == "queued":
             await asyncio.sleep(0.05)
+        # The sender counts the failure once its row is written: a moment after the state reads "failed".
+        while outcome == "failed" and not registry.get_sample_value("mfad_email_failed_total", {"reason": "permanent"}):
+            await asyncio.sleep(0.05)
     assert await outbox_states(db) == [outcome]
     assert reply[:3] in await db.scalar("SELECT last_error FROM email_outbox")
     assert registry.get_sample_value("mfad_email_queued_total", {"purpose": "binding"}) == 1
