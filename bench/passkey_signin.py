@@ -65,7 +65,7 @@ async def main(args: argparse.Namespace) -> None:
             opened = await mfa.signin.begin(name, None, ATTEMPT)
             assert opened.challenge_id is not None
             t0 = time.perf_counter()
-            options = await mfa.signin.start_challenge(opened.challenge_id, Method.PASSKEY, ATTEMPT)
+            options = (await mfa.signin.start_challenge(opened.challenge_id, Method.PASSKEY, ATTEMPT)).shown
             t1 = time.perf_counter()
             assertion = dumps(auth.get(json.loads(options or "{}"), ORIGIN))
             t2 = time.perf_counter()

@@ -32,7 +32,7 @@ from mfad.core.model import (
     User,
 )
 from mfad.core.sessions import SessionScope
-from mfad.core.signin import Outcome
+from mfad.core.signin import ChallengeStarted, Outcome
 
 METHOD_TO_PB: Mapping[Method, pb.Method] = {
     Method.TOTP: pb.METHOD_TOTP,
@@ -82,6 +82,18 @@ def timestamp(when: datetime | None) -> Timestamp | None:
     ts = Timestamp()
     ts.FromDatetime(when.astimezone(UTC))
     return ts
+
+
+def challenge_details(challenge_id: str, started: ChallengeStarted) -> pb.ChallengeDetails:
+    """What a started challenge shows (StartChallenge, a two-call step-up): the core decided it all."""
+    details = pb.ChallengeDetails(challenge_id=challenge_id, method=METHOD_TO_PB[started.method],
+                                  expires_at=timestamp(started.expires_at),
+                                  resend_after=timestamp(started.resend_after))
+    if started.method is Method.EMAIL:
+        details.masked_email = started.shown or ""
+    elif started.shown is not None:
+        details.request_options_json = started.shown
+    return details
 
 
 def from_timestamp(ts: Timestamp) -> datetime:

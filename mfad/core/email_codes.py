@@ -53,7 +53,7 @@ from mfad.core.outbox import (
 )
 from mfad.core.policy import PolicyService
 from mfad.core.ports import CoreMetrics, NullMetrics, Store
-from mfad.core.signin import Attempt, MethodOutcome, Reason, VerifyContext
+from mfad.core.signin import Attempt, ChallengeStarted, MethodOutcome, Reason, VerifyContext
 from mfad.core.users import UserService
 
 DEFAULT_DEVICE_NAME = "security email"
@@ -273,14 +273,15 @@ class EmailVerifier:
     def __init__(self, codes: EmailCodeService) -> None:
         self._codes = codes
 
-    async def start(self, ctx: VerifyContext, challenge: Challenge) -> str | None:
-        """Mail a code bound to ``challenge``; answers the masked address. RateLimited inside
-        the resend cool-down or over the hourly cap."""
+    async def start(self, ctx: VerifyContext, challenge: Challenge) -> ChallengeStarted:
+        """Mail a code bound to ``challenge``; answers the masked address and the code's
+        timing. RateLimited inside the resend cool-down or over the hourly cap."""
         device = active_email(ctx.subject.devices)
         if device is None:
             raise PreconditionFailed("method: email is not offered for this sign-in")
         sent = await self._codes.send_challenge_code(ctx.user, device, challenge, ctx.attempt)
-        return sent.masked_address
+        return ChallengeStarted(method=self.method, shown=sent.masked_address, expires_at=sent.expires_at,
+                                resend_after=sent.resend_after)
 
     async def verify(self, ctx: VerifyContext, code: str) -> MethodOutcome:
         if active_email(ctx.subject.devices) is None or len(code) != self._codes.settings.code_digits:

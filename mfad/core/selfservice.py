@@ -36,7 +36,7 @@ from mfad.core.model import AuditEvent, Device, DeviceId, Method, RememberedDevi
 from mfad.core.policy import PolicyService
 from mfad.core.ports import Store
 from mfad.core.sessions import SessionScope, UserSession, is_token_shaped, new_token, token_hash
-from mfad.core.signin import Attempt, Outcome, SignInResult, SignInService, VerifyResult
+from mfad.core.signin import Attempt, ChallengeStarted, Outcome, SignInResult, SignInService, VerifyResult
 
 #: The same words for every session refusal: a caller learns nothing about which check failed.
 SESSION_REFUSED = "the user session is missing, expired or revoked: sign in again"
@@ -83,10 +83,8 @@ class StepUpStarted:
     """A two-call step-up waiting for its proof."""
 
     challenge_id: str
-    method: Method
-    #: What the method shows: WebAuthn request options (JSON), or where a code was mailed.
-    shown: str | None
-    expires_at: datetime | None
+    #: What the method shows (WebAuthn request options, or where a code was mailed) and until when.
+    started: ChallengeStarted
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -171,9 +169,8 @@ class SelfService:
         opened = await self._signin.open_step_up(username, method, attempt)
         if opened.challenge_id is None:
             return None
-        shown = await self._signin.start_challenge(opened.challenge_id, method, attempt)
-        return StepUpStarted(challenge_id=opened.challenge_id, method=method, shown=shown,
-                             expires_at=opened.expires_at)
+        started = await self._signin.start_challenge(opened.challenge_id, method, attempt)
+        return StepUpStarted(challenge_id=opened.challenge_id, started=started)
 
     async def finish_step_up(self, *, token: str | None, username: str, challenge_id: str, method: Method,
                              response: str, operation: str, attempt: Attempt, caller: str) -> StepUp:

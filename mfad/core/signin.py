@@ -140,6 +140,20 @@ class VerifyResult:
     tries_left: int = 0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChallengeStarted:
+    """A method made ready for an open challenge: what the caller shows, and until when."""
+
+    method: Method
+    #: The masked address a code went to (email) or the WebAuthn request options (JSON);
+    #: None when there is nothing to show (TOTP: the code is on the user's phone).
+    shown: str | None = None
+    #: Until when the response is accepted (None: the challenge's own life).
+    expires_at: datetime | None = None
+    #: Email: the earliest time another code may be requested.
+    resend_after: datetime | None = None
+
+
 @dataclass(slots=True)
 class _Pending:
     """The accept-side context handed to a method verifier."""
@@ -202,9 +216,9 @@ class SecondFactorVerifier(Protocol):
 
     async def verify(self, ctx: VerifyContext, response: str) -> MethodOutcome: ...
 
-    async def start(self, ctx: VerifyContext, challenge: Challenge) -> str | None:
-        """Prepare the method for a challenge (mail a code, make WebAuthn options).
-        Returns what the caller must see (JSON options, a masked address) or None."""
+    async def start(self, ctx: VerifyContext, challenge: Challenge) -> ChallengeStarted:
+        """Prepare the method for a challenge (mail a code, make WebAuthn options):
+        what the caller must see, and until when."""
         ...
 
 
@@ -216,7 +230,7 @@ class UsernamelessVerifier(SecondFactorVerifier, Protocol):
         """Store a ceremony under ``id_hash`` (with ``audit``); returns when it expires."""
         ...
 
-    async def start_usernameless(self, id_hash: str, now: datetime) -> str | None:
+    async def start_usernameless(self, id_hash: str, now: datetime) -> ChallengeStarted | None:
         """The request options of that ceremony; None when it is unknown, used or expired."""
         ...
 
@@ -576,8 +590,9 @@ class SignInService:
         await self._fail(subject, attempt, now, method, found.reason, repeat_key, pending.challenge_hash)
         return self._refused(found.reason, method, attempt, started)
 
-    async def start_challenge(self, challenge_id: str, method: Method, attempt: Attempt) -> str | None:
-        """Prepare ``method`` for an open challenge (e.g. mail a code). Raises NotFound
+    async def start_challenge(self, challenge_id: str, method: Method, attempt: Attempt) -> ChallengeStarted:
+        """Prepare ``method`` for an open challenge (e.g. mail a code): what to show, the
+        response's expiry and (email) when another code may be asked for. Raises NotFound
         for an unknown, spent or expired challenge and PreconditionFailed for a method
         the challenge does not offer."""
         if not challenge_id or len(challenge_id) > 64:
@@ -585,10 +600,10 @@ class SignInService:
         challenge = await self._store.load_challenge(challenge_hash(challenge_id))
         now = self._clock.now()
         if challenge is None and self._usernameless is not None and method is self._usernameless.method:
-            options = await self._usernameless.start_usernameless(challenge_hash(challenge_id), now)
-            if options is None:
+            started = await self._usernameless.start_usernameless(challenge_hash(challenge_id), now)
+            if started is None:
                 raise NotFound("challenge not found or expired")
-            return options
+            return started
         if challenge is None or challenge.consumed or now >= challenge.expires_at:
             raise NotFound("challenge not found or expired")
         verifier = self._verifiers.get(method)
@@ -731,8 +746,8 @@ class TotpVerifier:
         self._keyring = keyring
         self._window = window
 
-    async def start(self, ctx: VerifyContext, challenge: Challenge) -> str | None:
-        return None  # the code is already on the user's phone
+    async def start(self, ctx: VerifyContext, challenge: Challenge) -> ChallengeStarted:
+        return ChallengeStarted(method=self.method)  # the code is already on the user's phone
 
     async def verify(self, ctx: VerifyContext, code: str) -> MethodOutcome:
         totp.check_code_input(code)

@@ -86,7 +86,7 @@ from mfad.core.errors import AlreadyExists, InvalidInput, NotFound, PermissionDe
 from mfad.core.model import AuditEvent, Challenge, Device, DeviceId, Method, User, UserId, WebauthnInfo
 from mfad.core.policy import PolicyService
 from mfad.core.ports import Store
-from mfad.core.signin import MethodOutcome, Reason, VerifyContext, challenge_hash
+from mfad.core.signin import ChallengeStarted, MethodOutcome, Reason, VerifyContext, challenge_hash
 from mfad.core.users import UserService
 
 #: COSE algorithm ids of the algorithms ``[webauthn] algorithms`` may name.
@@ -615,9 +615,10 @@ class WebauthnService:
         return device
 
     # --- sign-in -----------------------------------------------------------------------------
-    async def start_signin(self, ctx: VerifyContext, challenge: Challenge, method: Method) -> str:
-        """Request options for ``method``'s credentials of the challenge's user. Passkeys:
-        user verification required. U2F keys: the ``appid`` extension, no UV (they have none)."""
+    async def start_signin(self, ctx: VerifyContext, challenge: Challenge, method: Method) -> ChallengeStarted:
+        """Request options for ``method``'s credentials of the challenge's user, accepted for
+        the ceremony's life cut to the challenge's. Passkeys: user verification required. U2F
+        keys: the ``appid`` extension, no UV (they have none)."""
         creds = [c for c in await self._store.load_credentials(ctx.user.id) if c.method is method]
         if not creds:
             raise PreconditionFailed(f"method: the user has no {method} bound")
@@ -637,7 +638,8 @@ class WebauthnService:
             id_hash=_signin_ceremony(challenge.id_hash, method), purpose=CeremonyPurpose.SIGNIN,
             user_id=ctx.user.id, challenge=challenge_bytes, state=json.dumps(state), created_at=now,
             expires_at=now + self._ttl), [])
-        return json.dumps(dict(options)["publicKey"])
+        return ChallengeStarted(method=method, shown=json.dumps(dict(options)["publicKey"]),
+                                expires_at=min(ctx.now + self._ttl, challenge.expires_at))
 
     async def open_usernameless(self, id_hash: str, now: datetime, audit: Sequence[AuditEvent]) -> datetime:
         expires = now + self._ttl
@@ -787,7 +789,7 @@ class PasskeyVerifier:
     def __init__(self, service: WebauthnService) -> None:
         self._service = service
 
-    async def start(self, ctx: VerifyContext, challenge: Challenge) -> str | None:
+    async def start(self, ctx: VerifyContext, challenge: Challenge) -> ChallengeStarted:
         return await self._service.start_signin(ctx, challenge, Method.PASSKEY)
 
     async def verify(self, ctx: VerifyContext, response: str) -> MethodOutcome:
@@ -796,8 +798,11 @@ class PasskeyVerifier:
     async def open_usernameless(self, id_hash: str, now: datetime, audit: Sequence[AuditEvent]) -> datetime:
         return await self._service.open_usernameless(id_hash, now, audit)
 
-    async def start_usernameless(self, id_hash: str, now: datetime) -> str | None:
-        return await self._service.start_usernameless(id_hash, now)
+    async def start_usernameless(self, id_hash: str, now: datetime) -> ChallengeStarted | None:
+        options = await self._service.start_usernameless(id_hash, now)
+        if options is None:
+            return None
+        return ChallengeStarted(method=self.method, shown=options, expires_at=now + self._service.ceremony_ttl)
 
     async def identify(self, id_hash: str, response: str, now: datetime) -> UserId | Reason:
         return await self._service.identify(id_hash, response, now)
@@ -811,7 +816,7 @@ class U2fVerifier:
     def __init__(self, service: WebauthnService) -> None:
         self._service = service
 
-    async def start(self, ctx: VerifyContext, challenge: Challenge) -> str | None:
+    async def start(self, ctx: VerifyContext, challenge: Challenge) -> ChallengeStarted:
         return await self._service.start_signin(ctx, challenge, Method.U2F)
 
     async def verify(self, ctx: VerifyContext, response: str) -> MethodOutcome:

@@ -195,7 +195,7 @@ class SignInHandler:
 
     async def _start_email(self, challenge_id: str, attempt: Attempt, username: str) -> Decision:
         try:
-            where = await self._signin.start_challenge(challenge_id, Method.EMAIL, attempt)
+            started = await self._signin.start_challenge(challenge_id, Method.EMAIL, attempt)
         except NotFound:
             return Decision.reject(DENIED)
         except PreconditionFailed:
@@ -203,7 +203,7 @@ class SignInHandler:
             return self._challenge(EMAIL_UNAVAILABLE + ENTER_CODE, Method.TOTP, challenge_id, username)
         except RateLimited:
             return self._challenge(EMAIL_TOO_SOON, Method.EMAIL, challenge_id, username)
-        return self._challenge(EMAIL_SENT.format(where=where or "your security email"), Method.EMAIL,
+        return self._challenge(EMAIL_SENT.format(where=started.shown or "your security email"), Method.EMAIL,
                                challenge_id, username)
 
     def _challenge(self, prompt: str, method: Method, challenge_id: str, username: str) -> Decision:

@@ -227,7 +227,7 @@ async def test_sign_in_with_an_email_code(mfa: Mfa, enrol: Any, queued: Queued, 
     await bind_email(mfa, queued)
     begun = await mfa.signin.begin("alice", alice.password, RADIUS)
     assert begun.outcome is Outcome.SECOND_FACTOR_REQUIRED and begun.methods == {Method.TOTP, Method.EMAIL}
-    masked = await mfa.signin.start_challenge(begun.challenge_id, Method.EMAIL, RADIUS)
+    masked = (await mfa.signin.start_challenge(begun.challenge_id, Method.EMAIL, RADIUS)).shown
     assert masked == "a***@example.com"
     mail = await queued()
     assert "203.0.113.9" in mail.text and "vpn-gw" in mail.text and "someone knows your password" in mail.text

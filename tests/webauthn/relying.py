@@ -64,7 +64,7 @@ class Relying:
         return result.challenge_id
 
     async def options(self, challenge_id: str, method: Method = Method.PASSKEY) -> dict[str, Any]:
-        text = await self.mfa.signin.start_challenge(challenge_id, method, ATTEMPT)
+        text = (await self.mfa.signin.start_challenge(challenge_id, method, ATTEMPT)).shown
         assert text is not None
         return dict(json.loads(text))
 

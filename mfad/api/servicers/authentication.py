@@ -17,7 +17,6 @@ from mfad._proto.mfad.v1 import mfad_pb2 as pb
 from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
 from mfad.api import convert
 from mfad.api.auth import current_caller, session_of
-from mfad.api.servicers import email, passkeys
 from mfad.api.servicers.base import attempt, user_agent
 from mfad.core.errors import InvalidInput, PermissionDenied
 from mfad.core.model import SECURITY_LEVEL, Method, Role
@@ -73,16 +72,8 @@ class AuthenticationServicer(pb_grpc.AuthenticationServicer):
 
     async def StartChallenge(self, request: pb.StartChallengeRequest, context: Context) -> pb.StartChallengeResponse:
         method = convert.method(request.method)
-        sent_at = self._mfa.clock.now()
-        shown = await self._mfa.signin.start_challenge(request.challenge_id, method, attempt(request.client))
-        if method is Method.EMAIL and shown is not None:
-            return pb.StartChallengeResponse(challenge=await email.challenge_details(
-                self._mfa, request.challenge_id, shown, sent_at))
-        if method in (Method.PASSKEY, Method.U2F) and shown is not None:
-            return pb.StartChallengeResponse(challenge=await passkeys.challenge_details(
-                self._mfa, request.challenge_id, method, shown, sent_at))
-        return pb.StartChallengeResponse(challenge=pb.ChallengeDetails(challenge_id=request.challenge_id,
-                                                                       method=request.method))
+        started = await self._mfa.signin.start_challenge(request.challenge_id, method, attempt(request.client))
+        return pb.StartChallengeResponse(challenge=convert.challenge_details(request.challenge_id, started))
 
     async def CompleteChallenge(self, request: pb.CompleteChallengeRequest,
                                 context: Context) -> pb.CompleteChallengeResponse:
@@ -135,19 +126,14 @@ class AuthenticationServicer(pb_grpc.AuthenticationServicer):
         if not request.challenge_id:
             if proof is not None:
                 raise InvalidInput("challenge_id", "send the proof with the challenge id the first call returned")
-            started_at = self._mfa.clock.now()
             started = await self._mfa.selfservice.start_step_up(
                 token=token, username=request.username, method=method, operation=request.operation, attempt=where,
                 caller=caller)
             if started is None:
                 return pb.VerifySensitiveResponse(outcome=pb.STEP_UP_OUTCOME_REFUSED)
-            if method is Method.EMAIL:
-                details = await email.challenge_details(self._mfa, started.challenge_id, started.shown or "",
-                                                        started_at)
-            else:
-                details = await passkeys.challenge_details(self._mfa, started.challenge_id, method,
-                                                           started.shown or "", started_at)
-            return pb.VerifySensitiveResponse(outcome=pb.STEP_UP_OUTCOME_CHALLENGE_STARTED, challenge=details)
+            return pb.VerifySensitiveResponse(outcome=pb.STEP_UP_OUTCOME_CHALLENGE_STARTED,
+                                              challenge=convert.challenge_details(started.challenge_id,
+                                                                                  started.started))
         if proof is None:
             raise InvalidInput("proof", "the second call of a step-up carries the code or assertion_json")
         response = request.assertion_json if proof == "assertion_json" else request.code

@@ -18,11 +18,9 @@ import grpc.aio
 from mfad._proto.mfad.v1 import mfad_pb2 as pb
 from mfad.api import convert
 from mfad.api.auth import current_caller
-from mfad.core.model import Method
 from mfad.core.selfservice import SELF_ACTOR, Use
 from mfad.core.service import Mfa
 from mfad.core.sessions import UserSession
-from mfad.core.signin import challenge_hash
 from mfad.core.webauthn import Registration
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -31,18 +29,6 @@ Context = grpc.aio.ServicerContext[Any, Any]
 def registration(reg: Registration) -> pb.PasskeyRegistration:
     return pb.PasskeyRegistration(registration_id=reg.registration_id, creation_options_json=reg.options_json,
                                   expires_at=convert.timestamp(reg.expires_at))
-
-
-async def challenge_details(mfa: Mfa, challenge_id: str, method: Method, options_json: str,
-                            started_at: datetime) -> pb.ChallengeDetails:
-    """What StartChallenge(METHOD_PASSKEY or METHOD_U2F) answers: the request options and
-    until when they are accepted (the ceremony's life, cut to its sign-in challenge's)."""
-    expires = started_at + mfa.webauthn.ceremony_ttl
-    challenge = await mfa.store.load_challenge(challenge_hash(challenge_id))
-    if challenge is not None:
-        expires = min(expires, challenge.expires_at)
-    return pb.ChallengeDetails(challenge_id=challenge_id, method=convert.METHOD_TO_PB[method],
-                               request_options_json=options_json, expires_at=convert.timestamp(expires))
 
 
 class PasskeyEnrollment:
