@@ -37,34 +37,13 @@ from mfad.core.settings import (
     positive,
     short_text,
 )
+from mfad.net import is_loopback, parse_address
 
 __all__ = ["WEBAUTHN_ATTESTATION_FORMATS", "Config", "ConfigError", "LimitSettings", "PasswordSettings",
            "TotpSettings", "WebauthnSettings", "load_config", "parse_address"]
 
 DEFAULT_DATA_DIR = Path("./mfad-data")
 MIN_RADIUS_SECRET = 16
-
-
-def parse_address(text: str, *, default_port: int | None = None) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` → (host, port). Raises ValueError with a reason."""
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise ValueError("IPv6 addresses are written [addr]:port")
-        port_text = rest[1:]
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep:
-            if default_port is None:
-                raise ValueError("must be host:port")
-            host, port_text = text, str(default_port)
-        if ":" in host:
-            raise ValueError("IPv6 addresses are written [addr]:port")
-    if not host:
-        raise ValueError("host is empty")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError("port must be a number from 0 to 65535")
-    return host, int(port_text)
 
 
 def _addresses(value: Any) -> str | None:
@@ -445,7 +424,7 @@ def _validate_smtp(loader: _Loader, smtp: SmtpSettings) -> SmtpSettings:
         loader.fail("smtp.username", "is required when a password is set")
     if smtp.username is not None and password is None and smtp.password_file is None:
         loader.fail("smtp.password_file", "is required when smtp.username is set (or smtp.password)")
-    if smtp.username is not None and smtp.security == "none" and not _is_loopback(smtp.host):
+    if smtp.username is not None and smtp.security == "none" and not is_loopback(smtp.host):
         loader.fail("smtp.security", "'none' would send the password in clear to a remote host: use starttls or tls")
     if smtp.ca_file is not None:
         ca = Path(smtp.ca_file) if Path(smtp.ca_file).is_absolute() else loader.base_dir / smtp.ca_file
@@ -458,15 +437,6 @@ def _validate_smtp(loader: _Loader, smtp: SmtpSettings) -> SmtpSettings:
     if smtp.lease_seconds <= smtp.timeout_seconds * 3:
         loader.fail("smtp.lease_seconds", "must exceed three times smtp.timeout_seconds (connect, TLS, send)")
     return dataclasses.replace(smtp, password=password, password_file=None)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _validate_webauthn(loader: _Loader, w: WebauthnSettings) -> None:

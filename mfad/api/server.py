@@ -18,7 +18,6 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from mfad.api.interceptor import CallInterceptor
 from mfad.api.metrics import GrpcMetrics
 from mfad.core.errors import ConfigError, MfadError
 from mfad.core.model import Role
+from mfad.net import is_loopback, parse_address
 
 log = logging.getLogger("mfad.api")
 
@@ -105,21 +105,10 @@ class ServiceBinding:
 
 def split_address(address: str) -> tuple[str, int]:
     """``"host:port"`` / ``"[v6]:port"`` -> (host, port); ConfigError when malformed."""
-    host, sep, port_text = address.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port_text.isascii() or not port_text.isdigit() or int(port_text) > 65535:
-        raise ConfigError([f"grpc.listen: {address!r} is not host:port"])
-    return host, int(port_text)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return parse_address(address)
     except ValueError:
-        return False  # a host name: it could resolve anywhere
+        raise ConfigError([f"grpc.listen: {address!r} is not host:port"]) from None
 
 
 class GrpcServer:

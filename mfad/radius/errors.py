@@ -8,15 +8,18 @@ that cannot bind, a reply that cannot be encoded.
 
 from __future__ import annotations
 
-from mfad.core.errors import MfadError
+from mfad.core.errors import ConfigError, MfadError
 
 
 class RadiusError(MfadError):
     """Base of every fault raised by :mod:`mfad.radius`."""
 
 
-class RadiusConfigError(RadiusError, ValueError):
+class RadiusConfigError(RadiusError, ConfigError):
     """A client or server setting can never work (names the setting, never a secret)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__([reason])
 
 
 class RadiusBindError(RadiusError, OSError):

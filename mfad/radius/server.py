@@ -46,6 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
+from mfad.net import parse_address
 from mfad.radius.attributes import Attr
 from mfad.radius.cache import Claim, ClaimingReplyCache, ReplyCache, RequestKey, SharedReplyCache
 from mfad.radius.clients import ClientTable, RadiusClient
@@ -129,16 +130,12 @@ class RadiusServerSettings:
 
 def parse_listen_address(text: str) -> tuple[str, int]:
     """``"0.0.0.0:1812"`` or ``"[::1]:1812"`` to ``(host, port)``; hosts are IP literals."""
-    host, sep, port = text.strip().rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not port.isdigit():
-        raise RadiusConfigError(f"RADIUS listen address must be host:port, got {text!r}")
+    try:
+        host, port = parse_address(text.strip())
+    except ValueError as exc:
+        raise RadiusConfigError(f"RADIUS listen address {text!r}: {exc}") from None
     _ip_family(host)
-    number = int(port)
-    if number > 65535:
-        raise RadiusConfigError(f"RADIUS listen port out of range in {text!r}")
-    return host, number
+    return host, port
 
 
 def is_missing_message_authenticator(request: RadiusRequest, client: RadiusClient) -> bool:
