@@ -12,7 +12,7 @@ import secrets
 from mfad.core.clock import Clock
 from mfad.core.errors import InvalidInput, NotFound
 from mfad.core.model import AuditEvent, CallerToken, Role
-from mfad.core.ports import Store
+from mfad.core.ports import CallerStore
 
 TOKEN_PREFIX = "mfad_"
 MAX_TOKEN_LENGTH = 128
@@ -23,7 +23,7 @@ def hash_token(token: str) -> str:
 
 
 class CallerService:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: CallerStore, clock: Clock) -> None:
         self._store = store
         self._clock = clock
 

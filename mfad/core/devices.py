@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from dataclasses import dataclass
+from typing import Protocol
 from datetime import datetime, timedelta
 
 from mfad.core.settings import TotpSettings
@@ -21,7 +22,7 @@ from mfad.core.errors import InvalidInput, NotFound, PermissionDenied, Precondit
 from mfad.core.keyring import Keyring, aad_for
 from mfad.core.model import AuditEvent, Device, DeviceId, DeviceState, Method, TotpParams, User
 from mfad.core.policy import PolicyService
-from mfad.core.ports import Store
+from mfad.core.ports import AuditStore, DeviceStore
 from mfad.core.users import UserService
 
 MAX_DEVICE_NAME = 64
@@ -49,8 +50,12 @@ def lockout_risk(devices: list[Device]) -> bool:
     return len({d.method for d in devices if d.is_active}) < 2
 
 
+class DeviceServiceStore(DeviceStore, AuditStore, Protocol):
+    """The store as the device service uses it."""
+
+
 class DeviceService:
-    def __init__(self, *, store: Store, keyring: Keyring, clock: Clock, users: UserService,
+    def __init__(self, *, store: DeviceServiceStore, keyring: Keyring, clock: Clock, users: UserService,
                  policy: PolicyService, settings: TotpSettings) -> None:
         self._store = store
         self._keyring = keyring

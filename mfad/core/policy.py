@@ -14,13 +14,13 @@ from typing import Any
 from mfad.core.clock import Clock
 from mfad.core.errors import InvalidInput
 from mfad.core.model import AuditEvent, Method, MfaRequired, Policy
-from mfad.core.ports import Store
+from mfad.core.ports import PolicyStore
 
 CACHE_SECONDS = 2.0  # bounds how stale another instance's policy change can be
 
 
 class PolicyService:
-    def __init__(self, store: Store, clock: Clock, initial: Policy) -> None:
+    def __init__(self, store: PolicyStore, clock: Clock, initial: Policy) -> None:
         self._store = store
         self._clock = clock
         self._initial = initial

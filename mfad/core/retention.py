@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from mfad.core.clock import Clock
-from mfad.core.ports import Store
+from mfad.core.ports import RetentionStore
 from mfad.core.settings import LimitSettings
 
 BATCH = 500
@@ -42,7 +42,7 @@ async def drain(delete_batch: Callable[[int], Awaitable[int]], *, batch: int = B
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Retention:
-    store: Store
+    store: RetentionStore
     clock: Clock
     limits: LimitSettings
     audit_retention_days: int

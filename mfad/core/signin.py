@@ -51,7 +51,7 @@ from mfad.core.model import (
 )
 from mfad.core.passwords import PasswordHasher, check_password_input
 from mfad.core.policy import PolicyService
-from mfad.core.ports import CoreMetrics, LimitChange, Store, Subject
+from mfad.core.ports import AuditStore, CoreMetrics, LimitChange, SignInStore, Subject
 from mfad.core.users import check_username
 
 CHALLENGE_ID_BYTES = 16  # 128-bit bearer ids; only their SHA-256 is stored
@@ -245,8 +245,12 @@ def challenge_hash(challenge_id: str) -> str:
     return hashlib.sha256(challenge_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+class SignInServiceStore(SignInStore, AuditStore, Protocol):
+    """The store as the sign-in service uses it."""
+
+
 class SignInService:
-    def __init__(self, *, store: Store, keyring: Keyring, clock: Clock, passwords: PasswordHasher,
+    def __init__(self, *, store: SignInServiceStore, keyring: Keyring, clock: Clock, passwords: PasswordHasher,
                  policy: PolicyService, totp_settings: TotpSettings, limits: LimitSettings,
                  metrics: CoreMetrics) -> None:
         self._store = store
@@ -741,7 +745,7 @@ class TotpVerifier:
 
     method = Method.TOTP
 
-    def __init__(self, *, store: Store, keyring: Keyring, window: int) -> None:
+    def __init__(self, *, store: SignInStore, keyring: Keyring, window: int) -> None:
         self._store = store
         self._keyring = keyring
         self._window = window

@@ -13,7 +13,7 @@ from mfad.core.clock import Clock
 from mfad.core.errors import InvalidInput, NotFound
 from mfad.core.model import AuditEvent, User, UserId
 from mfad.core.passwords import PasswordHasher
-from mfad.core.ports import Store
+from mfad.core.ports import UserStore
 
 MAX_USERNAME_LENGTH = 256
 
@@ -31,7 +31,7 @@ def check_username(username: str, field: str = "username") -> None:
 
 
 class UserService:
-    def __init__(self, store: Store, passwords: PasswordHasher, clock: Clock) -> None:
+    def __init__(self, store: UserStore, passwords: PasswordHasher, clock: Clock) -> None:
         self._store = store
         self._passwords = passwords
         self._clock = clock

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from mfad.config import Config, RadiusSettings
 from mfad.core.errors import ConfigError, Unavailable
+from mfad.core.ports import ReplyStore
 from mfad.core.retention import drain
 from mfad.core.service import Mfa
 from mfad.radius.cache import Claim, RequestKey
@@ -30,7 +31,6 @@ from mfad.radius.errors import RadiusConfigError
 from mfad.radius.metrics import PrometheusRadiusMetrics, RadiusMetrics
 from mfad.radius.server import RadiusServer, RadiusServerSettings, parse_listen_address
 from mfad.radius.signin import SignInHandler
-from mfad.store.radius import RadiusSql
 
 log = logging.getLogger("mfad.radius")
 
@@ -108,7 +108,7 @@ def shares_replies(radius: RadiusSettings, engine: str) -> bool:
 class StoreReplyCache:
     """:class:`~mfad.radius.cache.ClaimingReplyCache` on the store's ``radius_requests`` table."""
 
-    def __init__(self, store: RadiusSql, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: ReplyStore, *, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._clock = clock  # wall-clock seconds: instances on several hosts compare them
 
@@ -182,8 +182,6 @@ def radius_service(mfa: Mfa, config: Config, registry: CollectorRegistry | None,
         metrics = PrometheusRadiusMetrics(registry, [c.name for c in clients])
     cache = None
     if shares_replies(radius, mfa.store.engine):
-        if not isinstance(mfa.store, RadiusSql):
-            raise ConfigError(["radius.shared_replies: this store cannot share RADIUS replies"])
         cache = StoreReplyCache(mfa.store)
     handler = SignInHandler(mfa.signin, challenge_ttl=radius.challenge_ttl_seconds,
                             challenge_tries=radius.challenge_tries)

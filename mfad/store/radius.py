@@ -13,19 +13,10 @@ Keys are opaque bytes (a digest); times are UNIX seconds from the caller.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from mfad.core.ports import RequestClaim
 from mfad.store.sql import SqlParts
-
-
-@dataclass(frozen=True, slots=True)
-class RequestClaim:
-    """The answer to a claim: ``owned`` (decide it, then save or release), else the
-    ``reply`` another instance saved, or neither (another instance is deciding)."""
-
-    owned: bool
-    reply: bytes | None = None
 
 
 class RadiusSql(SqlParts):

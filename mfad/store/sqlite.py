@@ -63,6 +63,10 @@ thousands of users stay in memory instead of being read again through the OS."""
 T = TypeVar("T")
 
 
+#: A row another transaction inserted first (a PRIMARY KEY is a unique constraint too).
+_UNIQUE_VIOLATIONS: Final = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
+
+
 class _SqliteTx:
     """Statements on one connection, run where they are called (see the module docstring)."""
 
@@ -87,7 +91,7 @@ class _SqliteTx:
         except sqlite3.OperationalError as exc:
             raise Unavailable(f"sqlite: {exc}") from exc
         except sqlite3.IntegrityError as exc:
-            if "UNIQUE" not in str(exc):
+            if exc.sqlite_errorcode not in _UNIQUE_VIOLATIONS:
                 raise
             raise AlreadyExists("a concurrent change conflicted with this one; try again") from None
 
