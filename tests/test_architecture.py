@@ -166,6 +166,27 @@ def test_no_part_of_mfad_imports_in_a_circle() -> None:
     assert cycles(package_graph(import_graph(MFAD_FILES))) == []
 
 
+#: What each part of mfad may import (docs/architecture.md, "The packages").
+ALLOWED = {
+    "mfad.core": set(),
+    "mfad.net": set(),
+    "mfad.observability": set(),
+    "mfad.config": {"mfad.core", "mfad.net"},
+    "mfad.store": {"mfad.core", "mfad.config"},
+    "mfad.mail": {"mfad.core", "mfad.config"},
+    "mfad.radius": {"mfad.core", "mfad.config", "mfad.net"},
+    "mfad.api": {"mfad.core", "mfad.config", "mfad.net", "mfad.observability"},
+    "mfad.lifecycle": {"mfad.observability"},
+}
+
+
+def test_each_part_of_mfad_imports_only_what_the_architecture_allows() -> None:
+    parts = package_graph(import_graph(MFAD_FILES))
+    beyond = {part: sorted(parts.get(part, set()) - allowed) for part, allowed in ALLOWED.items()}
+    assert {part: found for part, found in beyond.items() if found} == {}
+    assert set(ALLOWED) <= set(parts)
+
+
 def test_the_cycle_finder_finds_cycles(tmp_path: Path) -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
