@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from mfad.api.auth import CallerAuthenticator, CallerIdentity
 from mfad.core.callers import hash_token
@@ -25,8 +26,10 @@ DEFAULT_MAX_ENTRIES = 4096
 
 class CachedCallers:
     def __init__(self, authenticator: CallerAuthenticator, *, ttl: float = DEFAULT_TTL,
-                 negative_ttl: float = DEFAULT_NEGATIVE_TTL, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+                 negative_ttl: float = DEFAULT_NEGATIVE_TTL, max_entries: int = DEFAULT_MAX_ENTRIES,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._authenticator = authenticator
+        self._monotonic = monotonic
         self._ttl = ttl
         self._negative_ttl = negative_ttl
         self._max = max_entries
@@ -34,7 +37,7 @@ class CachedCallers:
 
     async def authenticate(self, token: str) -> CallerIdentity | None:
         key = hash_token(token)
-        now = time.monotonic()
+        now = self._monotonic()
         hit = self._entries.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from typing import Any
 
 from mfad.core.clock import Clock
@@ -20,9 +21,11 @@ CACHE_SECONDS = 2.0  # bounds how stale another instance's policy change can be
 
 
 class PolicyService:
-    def __init__(self, store: PolicyStore, clock: Clock, initial: Policy) -> None:
+    def __init__(self, store: PolicyStore, clock: Clock, initial: Policy, *,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._store = store
         self._clock = clock
+        self._monotonic = monotonic  # the cache's age: elapsed time, whatever the wall clock does
         self._initial = initial
         self._cached: Policy | None = None
         self._cached_at = 0.0
@@ -34,10 +37,10 @@ class PolicyService:
             only_if_absent=True)
 
     async def current(self) -> Policy:
-        if self._cached is not None and time.monotonic() - self._cached_at < CACHE_SECONDS:
+        if self._cached is not None and self._monotonic() - self._cached_at < CACHE_SECONDS:
             return self._cached
         policy = await self._store.load_policy() or self._initial
-        self._cached, self._cached_at = policy, time.monotonic()
+        self._cached, self._cached_at = policy, self._monotonic()
         return policy
 
     async def update(self, *, actor: str | None, **changes: Any) -> Policy:
@@ -51,7 +54,7 @@ class PolicyService:
         revoke = old.remember_device and not new.remember_device
         await self._store.save_policy(new, self._clock.now(), [AuditEvent(
             event="policy_changed", outcome="ok", actor=actor, detail=_describe(new))], revoke_remembered=revoke)
-        self._cached, self._cached_at = new, time.monotonic()
+        self._cached, self._cached_at = new, self._monotonic()
         return new
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 
@@ -27,7 +26,8 @@ class CountingCallers:
 async def test_answers_are_reused_for_the_ttl_then_asked_again(mfa: Mfa) -> None:
     _, token = await mfa.callers.create("gw", Role.SERVICE)
     core = CountingCallers(mfa)
-    cache = CachedCallers(core, ttl=0.3, negative_ttl=0.3)
+    elapsed = [0.0]
+    cache = CachedCallers(core, ttl=0.3, negative_ttl=0.3, monotonic=lambda: elapsed[0])
     for _ in range(5):
         caller = await cache.authenticate(token)
         assert caller is not None and caller.name == "gw"
@@ -38,7 +38,7 @@ async def test_answers_are_reused_for_the_ttl_then_asked_again(mfa: Mfa) -> None
 
     await mfa.callers.revoke("gw")  # as another instance (or `mfad token revoke`) would
     assert await cache.authenticate(token) is not None  # still cached: at most ttl seconds
-    await asyncio.sleep(0.35)
+    elapsed[0] += 0.35
     assert await cache.authenticate(token) is None
     assert core.lookups == 3
 

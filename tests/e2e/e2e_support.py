@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import datetime as dt
 import ipaddress
 import json
@@ -275,65 +274,6 @@ class AuthenticatorApp:
         current = int(time.time() // self.period)
         near = {self.code_at(s) for s in range(current - 10, current + 11)}
         return [c for c in (f"{n:06d}" for n in range(1000)) if c not in near]
-
-
-class TcpProxy:
-    """Relays TCP to ``upstream`` (PostgreSQL); ``cut()`` drops every link and refuses new
-    ones, as a network partition or a crashed server would; ``restore()`` lets traffic in."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.upstream = (host, port)
-        self.links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.refusing = False
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.refusing:
-            writer.transport.abort()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        except OSError:
-            writer.transport.abort()
-            return
-        self.links.add((writer, up_writer))
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(src, dst))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-
-    @staticmethod
-    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, OSError):
-            while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
-        dst.close()
-
-    def cut(self) -> None:
-        self.refusing = True
-        for client, upstream in self.links:
-            client.transport.abort()
-            upstream.transport.abort()
-        self.links.clear()
-
-    def restore(self) -> None:
-        self.refusing = False
-
-    async def close(self) -> None:
-        self.cut()
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 # --- certificates --------------------------------------------------------------------------

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit
 
 import pytest
 from e2e_daemon import StartDaemon, mfad_daemon  # noqa: F401
-from e2e_support import AuthenticatorApp, TcpProxy, health
+from e2e_support import AuthenticatorApp, health
+from tcp_proxy import TcpProxy
 from grpc_health.v1 import health_pb2
 
 from mfad_client import Unavailable, VerifyOutcome
@@ -34,8 +34,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 20.0
 
 async def test_store_outage_fails_closed_and_recovers_without_restart(mfad_daemon: StartDaemon,
                                                                       pg_database: str) -> None:
-    upstream = urlsplit(pg_database)
-    proxy = TcpProxy(upstream.hostname or "127.0.0.1", upstream.port or 5432)
+    proxy = TcpProxy.to(pg_database)
     await proxy.start()
     try:
         mfad = await mfad_daemon(proxy_port=proxy.port)

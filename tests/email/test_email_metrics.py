@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from mfad.mail.metrics import EmailPrometheusMetrics
+from peer_tools import missing
 
 
 def test_series_and_promtool() -> None:
@@ -30,6 +31,6 @@ def test_series_and_promtool() -> None:
     assert registry.get_sample_value("mfad_email_send_duration_seconds_count") == 1
     text = generate_latest(registry)
     if shutil.which("promtool") is None:
-        pytest.skip("promtool not installed")
+        pytest.skip(missing("promtool"))
     run = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, timeout=30)
     assert run.returncode == 0, run.stdout + run.stderr

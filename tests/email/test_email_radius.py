@@ -22,12 +22,13 @@ from mfad.core.clock import FixedClock  # noqa: E402
 from mfad.core.service import Mfa  # noqa: E402
 from mfad.core.signin import Attempt  # noqa: E402
 from mfad.radius.signin import DENIED  # noqa: E402
+from peer_tools import missing  # noqa: E402
 
 PASSWORD = "a password for radius tests"
 MA = "Message-Authenticator = 0x00"
 PORTAL = Attempt(protocol="grpc", source="198.51.100.7", client="portal")
 
-pytestmark = pytest.mark.skipif(radclient is None, reason="needs radclient")
+pytestmark = pytest.mark.skipif(radclient is None, reason=missing("radclient"))
 
 
 def pap(user: str, password: str, *extra: str) -> list[str]:

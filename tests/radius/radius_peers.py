@@ -43,11 +43,14 @@ class DemoPolicy:
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
         self.calls = 0
+        #: Set once a request is being decided: a test waits on it instead of sleeping.
+        self.called = asyncio.Event()
         self.seen: list[RadiusRequest] = []
         self._open: dict[bytes, str] = {}
 
     async def __call__(self, request: RadiusRequest, client: RadiusClient) -> Decision | NoReply:
         self.calls += 1
+        self.called.set()
         self.seen.append(request)
         if self.delay:
             await asyncio.sleep(self.delay)

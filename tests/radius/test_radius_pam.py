@@ -7,35 +7,20 @@ and sends the answer back with the State; pamtester reads both answers from stdi
 
 from __future__ import annotations
 
-import asyncio
 import os
-import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pam_peers import PAM_MODULE, PAMTESTER, pamtester
+from pam_peers import pam_service as pam_service_at
 from radius_peers import CODE, SECRET, DemoPolicy, StartServer, loopback_clients
-
-PAM_MODULE = next(
-    (
-        path
-        for path in (
-            Path("/lib/x86_64-linux-gnu/security/pam_radius_auth.so"),
-            Path("/usr/lib/x86_64-linux-gnu/security/pam_radius_auth.so"),
-            Path("/lib/security/pam_radius_auth.so"),
-            Path("/usr/lib/security/pam_radius_auth.so"),
-        )
-        if path.exists()
-    ),
-    None,
-)
-PAMTESTER = shutil.which("pamtester")
+from peer_tools import missing
 
 pytestmark = [
     pytest.mark.skipif(
         PAM_MODULE is None or PAMTESTER is None,
-        reason="needs pamtester and libpam-radius-auth (scripts/test installs both)",
+        reason=missing("pamtester and libpam-radius-auth", "scripts/test installs both"),
     ),
     pytest.mark.skipif(
         not os.access("/etc/pam.d", os.W_OK), reason="pamtester reads services from /etc/pam.d only"
@@ -45,33 +30,8 @@ pytestmark = [
 
 @pytest.fixture
 def pam_service(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A throw-away PAM service using pam_radius_auth with a config file in tmp_path."""
-    name = f"mfad-test-{secrets.token_hex(6)}"
-    conf = tmp_path / "pam_radius_auth.conf"
-    service = Path("/etc/pam.d") / name
-    service.write_text(f"auth required {PAM_MODULE} conf={conf}\naccount required pam_permit.so\n")
-    try:
-        yield name, conf
-    finally:
-        service.unlink(missing_ok=True)
-
-
-async def pamtester(service: str, user: str, answers: list[str]) -> tuple[int, str]:
-    assert PAMTESTER is not None
-    process = await asyncio.create_subprocess_exec(
-        PAMTESTER,
-        "-v",
-        service,
-        user,
-        "authenticate",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    async with asyncio.timeout(30):
-        out, _ = await process.communicate("".join(f"{answer}\n" for answer in answers).encode())
-    assert process.returncode is not None
-    return process.returncode, out.decode(errors="replace")
+    with pam_service_at(tmp_path) as service:
+        yield service
 
 
 async def test_pam_radius_auth_completes_a_challenge_sign_in(

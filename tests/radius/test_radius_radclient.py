@@ -14,10 +14,11 @@ from radius_peers import (
 )
 
 from mfad.radius import DropReason
+from peer_tools import missing
 
 pytestmark = pytest.mark.skipif(
     RADCLIENT is None,
-    reason="radclient missing: apt-get install freeradius-utils (scripts/test does)",
+    reason=missing("radclient", "apt-get install freeradius-utils; scripts/test does"),
 )
 
 WITH_MA = "Message-Authenticator = 0x00"

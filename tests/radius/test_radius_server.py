@@ -201,9 +201,8 @@ async def test_retransmission_while_in_flight_waits_for_the_one_reply(
     nas = await nas_for(server.addresses[0])
     raw = pyrad_request(user="alice", password="pw").RequestPacket()
     nas.send(raw)
-    await asyncio.sleep(0.1)
+    await policy.called.wait()
     nas.send(raw)
-    await asyncio.sleep(0.1)
     nas.send(raw)
     reply = await nas.receive()
     await nas.silence(0.2)
@@ -284,7 +283,7 @@ async def test_overload_beyond_in_flight_cap(start_server: StartServer) -> None:
     server = await start_server(policy, max_in_flight=1)
     nas = await nas_for(server.addresses[0])
     nas.send(pyrad_request(identifier=1).RequestPacket())
-    await asyncio.sleep(0.05)
+    await policy.called.wait()
     nas.send(pyrad_request(identifier=2).RequestPacket())
     assert (await nas.receive())[1] == 1
     await nas.silence()
@@ -474,7 +473,7 @@ async def test_close_lets_requests_in_flight_answer(start_server: StartServer) -
     nas = await nas_for(server.addresses[0])
     request = pyrad_request()
     nas.send(request.RequestPacket())
-    await asyncio.sleep(0.05)
+    await policy.called.wait()
     await server.aclose()
     assert check_reply(request, await nas.receive()).code == 2
     # After close nothing is admitted any more.
@@ -489,17 +488,18 @@ async def test_close_bounds_the_drain_and_flushes_delayed_rejects(
     server = await start_server(slow, drain_timeout=0.2, reject_delay=5.0)
     nas = await nas_for(server.addresses[0])
     nas.send(pyrad_request().RequestPacket())
-    await asyncio.sleep(0.05)
+    await slow.called.wait()
     started = time.monotonic()
     await server.aclose()
     assert time.monotonic() - started < 2
     await nas.silence(0.2)
     nas.close()
 
-    rejecting = await start_server(DemoPolicy(), reject_delay=5.0)
+    deciding = DemoPolicy()
+    rejecting = await start_server(deciding, reject_delay=5.0)
     nas = await nas_for(rejecting.addresses[0])
     nas.send(pyrad_request(user="mallory").RequestPacket())
-    await asyncio.sleep(0.1)
+    await deciding.called.wait()
     await rejecting.aclose()
     assert (await nas.receive(timeout=1.0))[0] == 3
     nas.close()

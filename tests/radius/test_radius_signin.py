@@ -22,12 +22,13 @@ from mfad.radius.signin import (
     OTP_ONLY_DENIED,
     decode_state,
 )
+from peer_tools import missing
 
 Enrol = Callable[..., Awaitable[Any]]
 PASSWORD = "a password for radius tests"
 MA = "Message-Authenticator = 0x00"
 
-pytestmark = pytest.mark.skipif(radclient is None, reason="needs radclient")
+pytestmark = pytest.mark.skipif(radclient is None, reason=missing("radclient"))
 
 
 def pap(user: str, password: str, *extra: str) -> list[str]:

@@ -6,8 +6,6 @@ sign-in through (its config written by the test, FreeRADIUS on a port of its own
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -16,52 +14,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pam_peers import pam_service as pam_service_at
+from pam_peers import pamtester
 from radius_peers import SECRET, radclient
 from signin_peers import StartDaemon, address, nas, start_daemon  # noqa: F401  (fixture)
 
 from mfad.radius.signin import ENTER_CODE
+from peer_tools import missing
 
 Enrol = Callable[..., Awaitable[Any]]
 PASSWORD = "a password for radius tests"
 
-PAM_MODULE = next((path for path in (
-    Path("/lib/x86_64-linux-gnu/security/pam_radius_auth.so"),
-    Path("/usr/lib/x86_64-linux-gnu/security/pam_radius_auth.so"),
-    Path("/lib/security/pam_radius_auth.so"),
-    Path("/usr/lib/security/pam_radius_auth.so"),
-) if path.exists()), None)
-PAMTESTER = shutil.which("pamtester")
 FREERADIUS = shutil.which("freeradius") or (
     "/usr/sbin/freeradius" if Path("/usr/sbin/freeradius").exists() else None)
 
 
 @pytest.fixture
 def pam_service(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    if PAM_MODULE is None or PAMTESTER is None:
-        pytest.skip("needs pamtester and libpam-radius-auth (scripts/test installs both)")
-    if not os.access("/etc/pam.d", os.W_OK):
-        pytest.skip("pamtester reads services from /etc/pam.d only")
-    name = f"mfad-test-{secrets.token_hex(6)}"
-    conf = tmp_path / "pam_radius_auth.conf"
-    service = Path("/etc/pam.d") / name
     # max_challenge: a wrong code gets another Access-Challenge while tries remain.
-    service.write_text(f"auth required {PAM_MODULE} conf={conf} max_challenge=3 prompt_attribute\n"
-                       "account required pam_permit.so\n")
-    try:
-        yield name, conf
-    finally:
-        service.unlink(missing_ok=True)
-
-
-async def pamtester(service: str, user: str, answers: list[str]) -> tuple[int, str]:
-    assert PAMTESTER is not None
-    process = await asyncio.create_subprocess_exec(
-        PAMTESTER, "-v", service, user, "authenticate", stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    async with asyncio.timeout(30):
-        out, _ = await process.communicate("".join(f"{answer}\n" for answer in answers).encode())
-    assert process.returncode is not None
-    return process.returncode, out.decode(errors="replace")
+    with pam_service_at(tmp_path, "max_challenge=3 prompt_attribute") as service:
+        yield service
 
 
 async def test_pam_radius_auth_signs_in_with_password_then_code(
@@ -179,7 +151,7 @@ def free_udp_port() -> int:
 async def freeradius_proxy(tmp_path: Path) -> AsyncIterator[Callable[[int], Awaitable[int]]]:
     """``await freeradius_proxy(mfad_port)`` → the port of a FreeRADIUS proxying to mfad."""
     if FREERADIUS is None:
-        pytest.skip("needs freeradius (scripts/test installs it)")
+        pytest.skip(missing("freeradius"))
     processes: list[subprocess.Popen[bytes]] = []
 
     async def start(mfad_port: int) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from radius_peers import SECRET, check_reply, pyrad_request, radclient
 from signin_peers import StartDaemon, address, nas, start_daemon  # noqa: F401  (fixture)
+from tcp_proxy import TcpProxy
 
 from mfad.config import StorageSettings
 from mfad.core.model import Method
@@ -228,41 +229,6 @@ async def test_instances_racing_for_one_request_decide_it_once(
 
 
 # --- the store unavailable ----------------------------------------------------------------------
-class TcpProxy:
-    """A TCP relay to PostgreSQL that the test can cut, like a network failure."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.server: asyncio.Server | None = None
-        self.writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-        return int(self.server.sockets[0].getsockname()[1])
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self.writers += [writer, up_writer]
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    def cut(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in self.writers:
-            writer.transport.abort()
-
-
 @pytest.fixture
 async def unavailable_store(store_location: Any, store: Any) -> AsyncIterator[tuple[Any, Callable[[], None]]]:
     """A store on the test's database that the test can make unavailable: SQLite's write
@@ -278,16 +244,12 @@ async def unavailable_store(store_location: Any, store: Any) -> AsyncIterator[tu
         blocker.close()
         await opened.aclose()
         return
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(store_location.url)
-    proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
-    port = await proxy.start()
-    netloc = f"{parts.username}@127.0.0.1:{port}" if parts.username else f"127.0.0.1:{port}"
-    opened = await open_store(StorageSettings(url=urlunsplit(parts._replace(netloc=netloc)), timeout_seconds=0.5),
+    proxy = TcpProxy.to(store_location.url)
+    await proxy.start()
+    opened = await open_store(StorageSettings(url=proxy.dsn(store_location.url), timeout_seconds=0.5),
                               schema=store_location.schema)
     yield opened, proxy.cut
-    proxy.cut()
+    await proxy.close()
     await opened.aclose()
 
 
