@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -156,6 +157,7 @@ async def serve(config: Config, *, reuse_port: bool = False) -> int:
     loop = asyncio.get_running_loop()
     loop_name = type(loop).__module__.split(".")[0]
     signals = StopSignals(loop)
+    loop.add_signal_handler(signal.SIGHUP, systemd.reload_requested)
     registry = CollectorRegistry()
     health = HealthState()
     try:

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+import mfad
 from mfad.config import Config, load_config
 from mfad.core.errors import ConfigError, MfadError, SchemaError, SecretsError, Unavailable
 from mfad.core.model import Role
@@ -30,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--config", "-c", metavar="FILE", default=os.environ.get("MFAD_CONFIG"),
                         help="TOML configuration file (default: $MFAD_CONFIG, else built-in defaults)")
     parser = argparse.ArgumentParser(prog="mfad", description="Second-factor authentication daemon.")
+    parser.add_argument("--version", action="version", version=f"mfad {mfad.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", parents=[common], help="run the daemon")

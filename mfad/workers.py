@@ -90,6 +90,7 @@ def run_workers(config: Config, serve_one: ServeOne) -> int:
             stopping = True
 
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, systemd.reload_requested)
         workers: list[BaseProcess] = []
         try:
             for index in range(count):

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Shared set-up for scripts/test and scripts/serve. Source it from the repo root.
 #   ensure_debs PKG...   install the Debian packages that are not installed yet
-#   ensure_venv          create/refresh .venv with mfad installed (editable)
+#   ensure_venv [EXTRA]  create/refresh .venv with mfad installed (editable), with the
+#                        optional dependencies EXTRA ("test") or the runtime ones only
 
 # Run a command as root (directly, or through sudo when there is one).
 as_root() {
@@ -56,6 +57,7 @@ ensure_debs() {
 # Runs in a subshell so that the lock (fd 8) is released however it returns.
 ensure_venv() (
     venv=.venv
+    extra=${1:-}
     stamp=.venv/.mfad-installed
     # A bare Debian 12 has no python3, and no ensurepip without python3-venv.
     if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
@@ -74,12 +76,16 @@ ensure_venv() (
         echo ">> creating $venv"
         python3 -m venv "$venv" || { echo "error: python3 -m venv $venv failed" >&2; exit 1; }
     fi
-    # Reinstall only when pyproject.toml (dependencies, entry points) changed.
+    # The stamp holds pyproject.toml's hash and the extra installed with it. Reinstall
+    # only when pyproject.toml (dependencies, entry points) changed or the extra is
+    # missing; a venv with the test extra also serves the runtime-only caller.
     hash=$(sha256sum pyproject.toml | cut -d' ' -f1)
-    if [ "$(cat "$stamp" 2>/dev/null)" != "$hash" ]; then
-        echo ">> installing mfad and its test dependencies into $venv"
-        "$venv/bin/python" -m pip install -q -e '.[test]' ||
-            { echo "error: pip install -e '.[test]' into $venv failed" >&2; exit 1; }
-        echo "$hash" >"$stamp"
+    read -r have_hash have_extra 2>/dev/null <"$stamp" || true
+    if [ "${have_hash:-}" != "$hash" ] || { [ -n "$extra" ] && [ "${have_extra:-}" != "$extra" ]; }; then
+        target=.${extra:+[$extra]}
+        echo ">> installing mfad${extra:+ and its $extra dependencies} into $venv"
+        "$venv/bin/python" -m pip install -q -e "$target" ||
+            { echo "error: pip install -e '$target' into $venv failed" >&2; exit 1; }
+        echo "$hash $extra" >"$stamp"
     fi
 )

@@ -32,6 +32,7 @@ from typing import Any, TextIO
 
 import grpc
 
+import mfad
 from mfad_client import types as t
 from mfad_client.client import DEFAULT_ADDRESS, DEFAULT_TIMEOUT, DEFAULT_TOTP_NAME, MfadClient, TlsFiles
 from mfad_client.errors import ClientError
@@ -455,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mfactl", parents=[common],
                                      description="Administer a running mfad over gRPC.",
                                      epilog="Exit codes: 0 ok, 1 refused or failed, 2 usage or configuration error.")
+    parser.add_argument("--version", action="version", version=f"mfactl {mfad.__version__}")
     groups = parser.add_subparsers(dest="group", required=True, metavar="GROUP")
 
     def group(name: str, help: str) -> Any:
