@@ -30,6 +30,7 @@ from mfad.core.settings import (
     OutboxSettings,
     PasswordSettings,
     TotpSettings,
+    UserSettings,
     WebauthnSettings,
     between,
     check,
@@ -40,7 +41,7 @@ from mfad.core.settings import (
 from mfad.net import is_loopback, parse_address
 
 __all__ = ["WEBAUTHN_ATTESTATION_FORMATS", "Config", "ConfigError", "LimitSettings", "PasswordSettings",
-           "TotpSettings", "WebauthnSettings", "load_config", "parse_address"]
+           "TotpSettings", "UserSettings", "WebauthnSettings", "load_config", "parse_address"]
 
 DEFAULT_DATA_DIR = Path("./mfad-data")
 MIN_RADIUS_SECRET = 16
@@ -232,6 +233,7 @@ class Config:
     storage: StorageSettings = field(default_factory=StorageSettings)
     secrets: SecretsSettings = field(default_factory=SecretsSettings)
     passwords: PasswordSettings = field(default_factory=PasswordSettings)
+    users: UserSettings = field(default_factory=UserSettings)
     radius: RadiusSettings = field(default_factory=RadiusSettings)
     grpc: GrpcSettings = field(default_factory=GrpcSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
@@ -246,9 +248,9 @@ class Config:
     @property
     def core(self) -> CoreSettings:
         """The core's sections, built from this file's."""
-        return CoreSettings(passwords=self.passwords, totp=self.totp, limits=self.limits, webauthn=self.webauthn,
-                            email_codes=self.smtp.email_codes, initial_policy=self.policy.to_policy(),
-                            session_ttl_seconds=self.grpc.session_ttl_seconds)
+        return CoreSettings(passwords=self.passwords, users=self.users, totp=self.totp, limits=self.limits,
+                            webauthn=self.webauthn, email_codes=self.smtp.email_codes,
+                            initial_policy=self.policy.to_policy(), session_ttl_seconds=self.grpc.session_ttl_seconds)
 
 
 #: TOML keys that are Python keywords or clearer under another field name.
@@ -370,10 +372,15 @@ def _read_secret_file(loader: _Loader, path: str, file_name: str) -> str | None:
     if not file.is_absolute():
         file = loader.base_dir / file
     try:
-        return file.read_text(encoding="utf-8").strip()
+        mode = file.stat().st_mode & 0o777
+        text = file.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         loader.fail(path, f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}")
         return None
+    if mode & 0o077:
+        loader.fail(path, f"{file} is readable by group or others (mode {mode:04o}): chmod 600 it")
+        return None
+    return text
 
 
 def _validate(loader: _Loader, config: Config) -> Config:
@@ -403,6 +410,8 @@ def _validate(loader: _Loader, config: Config) -> Config:
                     "tls_cert and tls_key go together")
     if config.grpc.client_ca and not config.grpc.tls_cert:
         loader.fail("grpc.client_ca", "mTLS needs tls_cert and tls_key")
+    if config.passwords.max_length < config.passwords.min_length:
+        loader.fail("passwords.max_length", "must not be less than passwords.min_length")
     if config.limits.lockout_max_seconds < config.limits.lockout_seconds:
         loader.fail("limits.lockout_max_seconds", "must not be less than limits.lockout_seconds")
     if not config.policy.allowed_methods:

@@ -199,7 +199,7 @@ def test_rotate_key_reseals_secrets_and_retires_the_old_key(tmp_path: Path) -> N
 
     async def bind() -> bytes:
         async with open_core(config) as mfa:
-            await mfa.users.create("alice", "pw")
+            await mfa.users.create("alice", "pw-0123456789")
             binding = await mfa.devices.begin_totp("alice")
             key = base64.b32decode(binding.secret_base32)
             code = totp.hotp(key, totp.step_at(mfa.clock.now(), 30))

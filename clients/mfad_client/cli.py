@@ -240,9 +240,8 @@ async def totp_bind(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     written = {}
     for kind, target, data in (("png", a.qr_png, p.qr_png), ("svg", a.qr_svg, p.qr_svg.encode())):
         if target:
-            path = Path(target)
-            path.write_bytes(data)
-            written[f"qr_{kind}_file"] = str(path)
+            _write_private(Path(target), data)
+            written[f"qr_{kind}_file"] = target
     value = {"device_id": p.device_id, "otpauth_uri": p.otpauth_uri, "secret_base32": p.secret_base32,
              "issuer": p.issuer, "account_name": p.account_name, "digits": p.digits,
              "period_seconds": p.period_seconds, "expires_at": p.expires_at, **written}
@@ -256,6 +255,14 @@ async def totp_bind(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     lines.append(f"then:       mfactl totp confirm {a.username} {p.device_id} CODE")
     out.emit(value, lines)
     return EXIT_OK
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Owner-only (0600), also when the file was there before: a QR code is the TOTP secret."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        os.fchmod(fd, 0o600)
+        file.write(data)
 
 
 def _terminal_qr(uri: str) -> str:
@@ -277,8 +284,11 @@ async def totp_confirm(c: MfadClient, a: argparse.Namespace, out: Output) -> int
 
 async def email_bind(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     sent = await c.admin.bind_email(a.username, a.address)
-    out.emit(sent, [f"device id:  {sent.device_id}", f"code sent:  {sent.masked_email}",
-                    f"then:       mfactl email confirm {a.username} {sent.device_id} CODE"])
+    # mfad answers once the code is in its durable outbox, before any mail server saw it:
+    # "queued", never "sent" (delivery failures are in the audit log and mfad_email_* metrics).
+    out.emit({**t.to_json(sent), "delivery": "queued"},
+             [f"device id:  {sent.device_id}", f"code queued: {sent.masked_email} (mailed when the mail server "
+              "accepts it)", f"then:       mfactl email confirm {a.username} {sent.device_id} CODE"])
     return EXIT_OK
 
 

@@ -161,7 +161,7 @@ class EmailCodeService:
         """Mail a code for a one-call verification (``SignInService.verify_code``) whose caller
         vouches for the first factor. PreconditionFailed — the same for an unknown user — when
         no usable security email is bound."""
-        user = await self._store.load_user_by_name(username)
+        user = await self._store.load_user_by_name(self._users.normalize(username))
         device = None
         if user is not None and not user.disabled:
             devices = await self._store.load_devices(user.id)

@@ -1,4 +1,5 @@
-"""First factor: argon2id password hashes, verified off the event loop.
+"""First factor: argon2id password hashes, verified off the event loop, and the
+policy a new password must pass.
 
 Guarantees: verifying the password of an unknown user or of a user without a
 password does the same argon2 work as a real verification (against a dummy
@@ -7,25 +8,37 @@ runs at most ``max_concurrent`` at a time, and waiting for it is fair between
 lanes (a RADIUS client, a gRPC caller): when a slot frees it goes to the next
 lane with work in round-robin order, so a lane flooding the hasher makes every
 other lane wait for at most one hash per busy lane, never for its backlog.
+
+A new local password is at least ``min_length`` (12) and at most ``max_length``
+(256) characters and, unless turned off, is refused when it is — or, with digits
+and symbols around it, in "leet" spelling or repeated, is built on — one of the
+bundled most common passwords, the username, or has fewer than 4 different
+characters. Existing passwords are never re-checked: the policy applies when
+one is set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 import secrets
 import time
+import unicodedata
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
 from typing import TypeVar
-
-T = TypeVar("T")
 
 from argon2 import PasswordHasher as _Argon2
 from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from mfad.core.errors import InvalidInput
+
+T = TypeVar("T")
 
 MAX_PASSWORD_BYTES = 1024  # argon2 hashes anything; an unbounded input is a CPU/memory lever
 
@@ -92,6 +105,55 @@ class FairSlots:
                 waiter.set_result(None)  # the slot passes straight to it
                 return
         self._free += 1
+
+
+#: Digits and symbols people put around a word ("Summer2026!", "#1dragon").
+_AFFIXES = re.compile(r"^[\d\W_]+|[\d\W_]+$")
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
+MIN_DISTINCT_CHARACTERS = 4
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    text = resources.files("mfad.core").joinpath("data/common_passwords.txt").read_text(encoding="utf-8")
+    return frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def _period(text: str) -> str:
+    """The shortest unit that ``text`` repeats ("passwordpassword" → "password")."""
+    for size in range(1, len(text) // 2 + 1):
+        if len(text) % size == 0 and text[:size] * (len(text) // size) == text:
+            return text[:size]
+    return text
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PasswordPolicy:
+    min_length: int = 12
+    max_length: int = 256
+    refuse_common: bool = True
+
+    def check(self, password: str, *, username: str | None = None) -> None:
+        """InvalidInput("password", why) when ``password`` may not be set."""
+        check_password_input(password)
+        if len(password) < self.min_length:
+            raise InvalidInput("password", f"must be at least {self.min_length} characters")
+        if len(password) > self.max_length:
+            raise InvalidInput("password", f"must be at most {self.max_length} characters")
+        if not self.refuse_common:
+            return
+        folded = unicodedata.normalize("NFC", password).casefold()
+        compact = "".join(folded.split())
+        if len(set(compact)) < MIN_DISTINCT_CHARACTERS:
+            raise InvalidInput("password", f"must have at least {MIN_DISTINCT_CHARACTERS} different characters")
+        forms = {compact, compact.rstrip("!?.*#$%&+-_=~"), _AFFIXES.sub("", compact)} - {""}
+        forms |= {f.translate(_LEET) for f in forms}
+        forms |= {_period(f) for f in forms}
+        if username is not None and username.casefold() in forms:
+            raise InvalidInput("password", "must not be the username")
+        if forms & common_passwords():
+            raise InvalidInput("password", "is one of the most common passwords (or built on one): "
+                                           "choose a longer passphrase")
 
 
 class PasswordHasher:

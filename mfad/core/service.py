@@ -39,13 +39,14 @@ class Mfa:
         self.passwords = passwords or PasswordHasher(time_cost=p.time_cost, memory_kib=p.memory_kib,
                                                      parallelism=p.parallelism, max_concurrent=p.max_concurrent)
         self.policy = PolicyService(store, self.clock, settings.initial_policy)
-        self.users = UserService(store, self.passwords, self.clock)
+        self.users = UserService(store, self.passwords, self.clock, usernames=settings.users.to_rules(),
+                                 password_policy=settings.passwords.to_policy())
         self.devices = DeviceService(store=store, keyring=keyring, clock=self.clock, users=self.users,
                                      policy=self.policy, settings=settings.totp)
         self.callers = CallerService(store, self.clock)
         self.signin = SignInService(store=store, keyring=keyring, clock=self.clock, passwords=self.passwords,
                                     policy=self.policy, totp_settings=settings.totp, limits=settings.limits,
-                                    metrics=self.metrics)
+                                    metrics=self.metrics, usernames=self.users.usernames)
         self.email = EmailCodeService(store=store, keyring=keyring, clock=self.clock, settings=settings.email_codes,
                                       policy=self.policy, users=self.users, metrics=email_metrics,
                                       core_metrics=self.metrics)
@@ -79,7 +80,7 @@ class Mfa:
         return await self.store.query_audit(f)
 
     async def audit_for(self, username: str, f: AuditFilter) -> list[AuditRecord]:
-        user = await self.store.load_user_by_name(username)
+        user = await self.store.load_user_by_name(self.users.normalize(username))
         if user is None:
             raise NotFound("user not found")
         return await self.store.query_audit(dataclasses.replace(f, user_id=user.id))

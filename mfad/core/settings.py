@@ -15,6 +15,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from mfad.core.model import HashAlgorithm, Policy
+from mfad.core.passwords import PasswordPolicy
+from mfad.core.usernames import UsernameRules
 
 Check = Callable[[Any], str | None]
 
@@ -47,6 +49,24 @@ class PasswordSettings:
     memory_kib: int = field(default=65536, metadata=check(between(8, 4 * 1024 * 1024)))
     parallelism: int = field(default=4, metadata=check(between(1, 64)))
     max_concurrent: int = field(default=2, metadata=check(between(1, 64)))
+    # The policy for a new local password (mfad.core.passwords.PasswordPolicy).
+    min_length: int = field(default=12, metadata=check(between(1, 256)))
+    max_length: int = field(default=256, metadata=check(between(16, 1024)))
+    #: Refuse the bundled most common passwords and passwords built on them.
+    refuse_common: bool = True
+
+    def to_policy(self) -> PasswordPolicy:
+        return PasswordPolicy(min_length=self.min_length, max_length=self.max_length,
+                              refuse_common=self.refuse_common)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserSettings:
+    #: "Alice" and "alice" are one user (names are stored case-folded).
+    case_insensitive: bool = True
+
+    def to_rules(self) -> UsernameRules:
+        return UsernameRules(case_insensitive=self.case_insensitive)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,6 +186,7 @@ class CoreSettings:
     """Everything ``mfad.core.service.Mfa`` hands its components, one section each."""
 
     passwords: PasswordSettings = field(default_factory=PasswordSettings)
+    users: UserSettings = field(default_factory=UserSettings)
     totp: TotpSettings = field(default_factory=TotpSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     webauthn: WebauthnSettings = field(default_factory=WebauthnSettings)

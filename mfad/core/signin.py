@@ -52,7 +52,7 @@ from mfad.core.model import (
 from mfad.core.passwords import PasswordHasher, check_password_input
 from mfad.core.policy import PolicyService
 from mfad.core.ports import AuditStore, CoreMetrics, LimitChange, SignInStore, Subject
-from mfad.core.users import check_username
+from mfad.core.usernames import UsernameRules
 
 CHALLENGE_ID_BYTES = 16  # 128-bit bearer ids; only their SHA-256 is stored
 _DUMMY_TOTP_KEY = secrets.token_bytes(totp.SECRET_BYTES)
@@ -252,8 +252,9 @@ class SignInServiceStore(SignInStore, AuditStore, Protocol):
 class SignInService:
     def __init__(self, *, store: SignInServiceStore, keyring: Keyring, clock: Clock, passwords: PasswordHasher,
                  policy: PolicyService, totp_settings: TotpSettings, limits: LimitSettings,
-                 metrics: CoreMetrics) -> None:
+                 metrics: CoreMetrics, usernames: UsernameRules | None = None) -> None:
         self._store = store
+        self._usernames = usernames or UsernameRules()
         self._keyring = keyring
         self._clock = clock
         self._passwords = passwords
@@ -290,7 +291,7 @@ class SignInService:
         """
         if not username and password is None and self._usernameless is not None:
             return await self._begin_usernameless(attempt)
-        check_username(username)
+        username = self._usernames.normalize(username)
         if password is not None:
             check_password_input(password)
         started = time.perf_counter()
@@ -454,7 +455,7 @@ class SignInService:
         security-email code mailed for this kind of call (``EmailCodeService.send_verify_code``)
         — never a code bound to a sign-in challenge or a binding. A wrong code counts as one
         failure however many methods were tried."""
-        check_username(username)
+        username = self._usernames.normalize(username)
         totp.check_code_input(code)
         started = time.perf_counter()
         subject = await self._store.load_subject(username, attempt.source)
@@ -479,7 +480,7 @@ class SignInService:
         the user's usable methods can be typed here (passkey only). No challenge is
         opened. Raises InvalidInput for a username, password or (needed) code that can
         never be valid."""
-        check_username(username)
+        username = self._usernames.normalize(username)
         if password is not None:
             check_password_input(password)
         started = time.perf_counter()
@@ -494,7 +495,7 @@ class SignInService:
         device (6 or 8), so a password ending in digits is never cut at the wrong place.
         A user without a TOTP device typed the password alone. Otherwise as
         ``sign_in_with_code``."""
-        check_username(username)
+        username = self._usernames.normalize(username)
         check_password_input(typed)
         started = time.perf_counter()
         subject = await self._store.load_subject(username, attempt.source)
@@ -639,7 +640,7 @@ class SignInService:
         live session, a service caller): the first half of a two-call step-up. REFUSED —
         the same for every reason — when the user is unknown, locked or disabled, or has no
         usable device of that method; ``complete`` then takes the proof as for a sign-in."""
-        check_username(username)
+        username = self._usernames.normalize(username)
         subject = await self._store.load_subject(username, attempt.source)
         now = self._clock.now()
         reason = self._refusal(subject, now, password_ok=True)

@@ -34,9 +34,9 @@ Enrol = Callable[..., Awaitable[Any]]
 async def test_users_are_created_listed_in_pages_shown_and_refused_twice(grpc_mfad: GrpcMfad) -> None:
     admin = grpc_mfad.admin.admin
     for name in ("ann", "bob", "cat", "dan", "eve"):
-        await admin.create_user(name, "pw" if name != "dan" else None)
+        await admin.create_user(name, "pw-0123456789" if name != "dan" else None)
     with pytest.raises(AlreadyExists):
-        await admin.create_user("ann", "pw")
+        await admin.create_user("ann", "pw-0123456789")
     first = await admin.list_users(page_size=2)
     second = await admin.list_users(page_size=2, page_token=first.next_page_token)
     third = await admin.list_users(page_size=2, page_token=second.next_page_token)
@@ -57,7 +57,7 @@ async def test_users_are_created_listed_in_pages_shown_and_refused_twice(grpc_mf
 async def test_totp_provisioning_for_a_user_and_one_of_each(grpc_mfad: GrpcMfad, clock: FixedClock,
                                                           totp_code: Callable[..., str]) -> None:
     admin = grpc_mfad.admin.admin
-    await admin.create_user("ann", "pw")
+    await admin.create_user("ann", "pw-0123456789")
     p = await admin.bind_totp("ann", "phone")
     assert p.issuer == "mfad" and p.account_name == "ann" and p.digits == 6 and p.period_seconds == 30
     assert p.otpauth_uri.startswith("otpauth://totp/mfad:ann?secret=" + p.secret_base32)

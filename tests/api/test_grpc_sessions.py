@@ -46,9 +46,9 @@ async def full_session(g: GrpcMfad, user: Any, *, steps: int = 1, remember: bool
 async def test_first_sign_in_gets_an_enrolment_session_that_binds_one_device(
         grpc_mfad: GrpcMfad, clock: FixedClock, db: Any, totp_code: Callable[..., str]) -> None:
     g = grpc_mfad
-    await g.mfa.users.create("erin", "pw-erin")
+    await g.mfa.users.create("erin", "pw-erin-0123456")
     portal = g.portal
-    begun = await portal.auth.begin_sign_in("erin", "pw-erin")
+    begun = await portal.auth.begin_sign_in("erin", "pw-erin-0123456")
     assert begun.outcome is SignInOutcome.ENROLMENT_REQUIRED
     assert begun.methods == (Method.PASSKEY, Method.TOTP) and begun.challenge_id == ""
     assert begun.session is not None and begun.session.scope is SessionScope.ENROLMENT
@@ -71,7 +71,7 @@ async def test_first_sign_in_gets_an_enrolment_session_that_binds_one_device(
 
     with pytest.raises(Unauthenticated):  # enrolment is over: sign in with the device
         await portal.enrollment.list_devices(session)
-    assert (await portal.auth.begin_sign_in("erin", "pw-erin")).outcome is SignInOutcome.SECOND_FACTOR_REQUIRED
+    assert (await portal.auth.begin_sign_in("erin", "pw-erin-0123456")).outcome is SignInOutcome.SECOND_FACTOR_REQUIRED
     rows = await db.rows("SELECT detail, actor FROM audit WHERE event = 'session_created'")
     assert [(r["detail"], r["actor"]) for r in rows] == [("scope=enrolment via=no_device", "test-portal")]
 
@@ -105,22 +105,22 @@ async def test_a_full_session_works_only_for_its_caller_and_until_it_expires(
 async def test_setting_the_password_or_disabling_the_user_ends_every_session(
         grpc_mfad: GrpcMfad, enrol: Enrol, clock: FixedClock, db: Any) -> None:
     g = grpc_mfad
-    alice = await enrol("alice", password="first")
+    alice = await enrol("alice", password="the first password")
     first = await full_session(g, alice)
     assert first.session is not None
-    assert await g.admin.admin.set_password("alice", "second") == 0
+    assert await g.admin.admin.set_password("alice", "a second password") == 0
     with pytest.raises(Unauthenticated):
         await g.portal.enrollment.list_devices(first.session.token)
 
     clock.advance(30)
-    alice.password = "second"
+    alice.password = "a second password"
     again = await full_session(g, alice)
     assert again.session is not None
     await g.admin.admin.disable_user("alice", reason="left the company")
     with pytest.raises(Unauthenticated):
         await g.portal.enrollment.list_devices(again.session.token)
     assert await db.scalar("SELECT count(*) FROM user_sessions") == 0
-    assert (await g.portal.auth.begin_sign_in("alice", "second")).outcome is SignInOutcome.REFUSED
+    assert (await g.portal.auth.begin_sign_in("alice", "a second password")).outcome is SignInOutcome.REFUSED
     reasons = await db.rows("SELECT reason FROM audit WHERE event = 'user_disabled'")
     assert [r["reason"] for r in reasons] == ["left the company"]
 
@@ -178,8 +178,8 @@ async def test_self_service_off_refuses_full_sessions_but_not_a_first_enrolment(
         await g.portal.enrollment.list_devices(done.session.token)
     assert "manage their own devices" in denied.value.details
 
-    await g.mfa.users.create("newbie", "pw")
-    begun = await g.portal.auth.begin_sign_in("newbie", "pw")
+    await g.mfa.users.create("newbie", "pw-0123456789")
+    begun = await g.portal.auth.begin_sign_in("newbie", "pw-0123456789")
     assert begun.session is not None and begun.session.scope is SessionScope.ENROLMENT
     assert (await g.portal.enrollment.list_devices(begun.session.token)).devices == ()
     assert (await g.portal.enrollment.begin_totp_binding(begun.session.token)).device_id

@@ -30,6 +30,13 @@ BAD_USERNAMES = [
     "\udcff",
     " alice",
     "alice ",
+    "alice smith",                                   # outside the documented character set
+    "DOMAIN\\alice",
+    "a/b",
+    "o'brien",
+    "-alice",                                        # must start with a letter or a digit
+    ".alice",
+    "\u0301alice",                                   # a combining mark first
 ]
 
 
@@ -45,11 +52,11 @@ async def test_bad_usernames_are_refused_before_anything_is_written(mfa: Mfa, co
                                                                     username: str) -> None:
     alice, before = counted
     calls = [
-        lambda: mfa.users.create(username, "a password"),
-        lambda: mfa.signin.begin(username, "a password", ATTEMPT),
+        lambda: mfa.users.create(username, "a long enough password"),
+        lambda: mfa.signin.begin(username, "a long enough password", ATTEMPT),
         lambda: mfa.signin.verify_code(username, alice.code(1), ATTEMPT),
         lambda: mfa.devices.begin_totp(username),
-        lambda: mfa.users.set_password(username, "a password"),
+        lambda: mfa.users.set_password(username, "a long enough password"),
     ]
     if username:  # no username and no password is the start of a usernameless passkey sign-in
         calls.append(lambda: mfa.signin.begin(username, None, ATTEMPT))

@@ -143,6 +143,9 @@ def test_secret_file_is_read_relative_to_the_config(tmp_path: Path) -> None:
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "vpn.secret").write_text(f"  {SECRET}\n")
     (tmp_path / "short.secret").write_text("tiny\n")
+    (tmp_path / "shared.secret").write_text(f"{SECRET}\n")
+    for name, mode in (("secrets/vpn.secret", 0o600), ("short.secret", 0o600), ("shared.secret", 0o640)):
+        (tmp_path / name).chmod(mode)
     path = write(tmp_path, f"""
 [[radius.clients]]
 name = "vpn"
@@ -164,8 +167,15 @@ name = "both"
 address = "10.0.0.4"
 secret = "{SECRET}"
 secret_file = "secrets/vpn.secret"
+
+[[radius.clients]]
+name = "group-readable"
+address = "10.0.0.5"
+secret_file = "shared.secret"
 """)
     found = problems(path)
+    assert (f"radius.clients[4].secret_file: {tmp_path}/shared.secret is readable by group or others (mode 0640): "
+            "chmod 600 it") in found
     assert "radius.clients[1].secret_file: must be at least 16 characters" in found
     assert any(p.startswith(f"radius.clients[2].secret_file: cannot read {tmp_path}/nope.secret") for p in found)
     assert "radius.clients[3].secret_file: give secret or secret_file, not both" in found

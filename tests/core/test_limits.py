@@ -143,7 +143,7 @@ async def test_alternating_wrong_codes_each_count(mfa: Mfa, enrol: Any) -> None:
 async def test_unknown_usernames_never_touch_a_real_user(mfa: Mfa, enrol: Any, db: Any) -> None:
     alice = await enrol("alice")
     code = alice.code(1)
-    for name in ("nobody", "Alice", "alice2", "ali", "alice@example.com"):
+    for name in ("nobody", "alice2", "ali", "alice@example.com"):
         for source in (None, "10.0.0.7"):
             r = await mfa.signin.verify_code(name, code, at(source))
             assert not r.accepted and r.reason is Reason.UNKNOWN_USER

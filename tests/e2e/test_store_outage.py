@@ -40,7 +40,7 @@ async def test_store_outage_fails_closed_and_recovers_without_restart(mfad_daemo
         mfad = await mfad_daemon(proxy_port=proxy.port)
         admin = mfad.client("ops").admin
         gateway = mfad.client("gw").auth
-        await admin.create_user("ivan", "pw")
+        await admin.create_user("ivan", "pw-0123456789")
         provisioning = await admin.bind_totp("ivan")
         app = AuthenticatorApp(provisioning.secret_base32)
         await admin.confirm_totp("ivan", provisioning.device_id, await app.next_code())

@@ -107,7 +107,7 @@ async def test_without_tls_the_daemon_refuses_a_public_address(mfad_daemon: Star
 
 async def test_bad_input_is_refused_and_nothing_is_written(mfad_daemon: StartDaemon) -> None:
     mfad = await mfad_daemon()
-    await mfad.client("ops").admin.create_user("alice", "pw")
+    await mfad.client("ops").admin.create_user("alice", "pw-0123456789")
     before = await mfad.counts()
     metadata = (("authorization", f"Bearer {mfad.tokens['ops']}"),)
     async with grpc.aio.insecure_channel(mfad.address) as channel:

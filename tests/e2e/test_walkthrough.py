@@ -48,6 +48,8 @@ async def test_readme_walkthrough(mfad_daemon: StartDaemon) -> None:
     created = await mfad.mfactl("user", "create", "alice", "--password-stdin", stdin=PASSWORD + "\n")
     assert created.code == 0 and "user:       alice" in created.out, created
     png, svg = mfad.workdir / "alice.png", mfad.workdir / "alice.svg"
+    svg.write_text("an older file, world-readable")
+    svg.chmod(0o644)
     bound = await mfad.mfactl("--json", "totp", "bind", "alice", "--qr-png", str(png), "--qr-svg", str(svg))
     assert bound.code == 0, bound
     binding = bound.json()
@@ -55,6 +57,7 @@ async def test_readme_walkthrough(mfad_daemon: StartDaemon) -> None:
     if shutil.which("zbarimg"):
         assert await zbarimg(str(png)) == binding["otpauth_uri"]
     assert svg.read_text().startswith("<svg")
+    assert [oct(f.stat().st_mode & 0o777) for f in (png, svg)] == ["0o600", "0o600"], "a QR code is the secret"
 
     app = AuthenticatorApp(binding["secret_base32"])
     code = await app.next_code()

@@ -48,9 +48,13 @@ colour = "blue"
 
 def test_password_file_is_read_and_never_shown(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("s3cret-relay-password\n")
+    (tmp_path / "pw").chmod(0o644)
     file = tmp_path / "mfad.toml"
     file.write_text('[smtp]\nhost = "smtp.example.com"\nusername = "mfad"\npassword_file = "pw"\n'
                     'from = "mfa@example.com"\n')
+    with pytest.raises(ConfigError, match="smtp.password_file: .* is readable by group or others \\(mode 0644\\)"):
+        load_config(file, env={})
+    (tmp_path / "pw").chmod(0o600)
     smtp = load_config(file, env={}).smtp
     assert smtp.password == "s3cret-relay-password" and smtp.password_file is None
     assert "s3cret" not in repr(smtp)

@@ -36,14 +36,27 @@ REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "pw-alice-0123"
 
 
-async def mfactl(grpc: GrpcMfad, *args: str) -> tuple[int, Any]:
+async def mfactl(grpc: GrpcMfad, *args: str, as_json: bool = True) -> tuple[int, Any]:
     env = {**os.environ, "MFAD_ADDR": grpc.address, "MFAD_TOKEN": grpc.tokens[Role.ADMIN],
            "PYTHONPATH": os.pathsep.join([str(REPO / "clients"), str(REPO)])}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "mfad_client", "--json", *args, env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "mfad_client", *(["--json"] * as_json), *args,
+                                                env=env, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
+    if not as_json:
+        return proc.returncode, out.decode() + err.decode()
     return proc.returncode, json.loads(out) if out.strip() else err.decode()
+
+
+async def test_mfactl_email_bind_says_queued_while_no_mail_server_answers(grpc_mfad: GrpcMfad) -> None:
+    """No sender runs and no mail server listens: the code is only in the outbox."""
+    await grpc_mfad.mfa.users.create("alice", PASSWORD)
+    code, text = await mfactl(grpc_mfad, "email", "bind", "alice", "alice@example.com", as_json=False)
+    assert code == 0, text
+    assert "code queued: a***@example.com" in text and "sent" not in text
+    depth, _ = await grpc_mfad.mfa.store.outbox_depth()
+    assert depth == 1
 
 
 @pytest.fixture
@@ -57,7 +70,7 @@ async def test_mfactl_bind_then_sign_in_with_an_email_code(grpc_mfad: GrpcMfad, 
     await grpc_mfad.mfa.users.create("alice", PASSWORD)
     code, sent = await mfactl(grpc_mfad, "email", "bind", "alice", "alice@example.com")
     assert code == 0, sent
-    assert sent["masked_email"] == "a***@example.com"
+    assert (sent["masked_email"], sent["delivery"]) == ("a***@example.com", "queued")
     (mail,) = await mailed.wait_for(1)
     code, confirmed = await mfactl(grpc_mfad, "email", "confirm", "alice", sent["device_id"], mail.code)
     assert code == 0, confirmed

@@ -115,10 +115,10 @@ async def test_append_takes_the_code_length_from_the_device(start_daemon: StartD
 
     eight = await mfa_factory(store=store, config=dataclasses.replace(config, totp=TotpSettings(digits=8)))
     # A password ending in digits: only the device's length splits it right.
-    bob = await enrol("bob", password="hunter2-000042", on=eight)
+    bob = await enrol("bob", password="blue-walrus-000042", on=eight)
     assert len(bob.code(1)) == 8
     host, port = address(await start_daemon(mode="append"))
-    ok = await radclient(host, port, pap("bob", "hunter2-000042" + bob.code(1)))
+    ok = await radclient(host, port, pap("bob", "blue-walrus-000042" + bob.code(1)))
     assert ok.reply == "Access-Accept", ok.output
 
 
