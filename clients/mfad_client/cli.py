@@ -223,6 +223,16 @@ async def user_set_password(c: MfadClient, a: argparse.Namespace, out: Output) -
     return EXIT_OK
 
 
+async def user_delete(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    if not a.yes:
+        raise UsageError(f"user delete: this removes {a.username} with every device, remembered device and "
+                         "session (the audit log keeps their rows); add --yes to do it")
+    removed = await c.admin.delete_user(a.username, a.reason or "")
+    out.emit({"username": a.username, "devices_removed": removed},
+             f"{a.username}: deleted with {removed} device(s)")
+    return EXIT_OK
+
+
 async def device_list(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     listing = await c.admin.list_devices(a.username)
     out.emit(listing, _device_lines(listing))
@@ -492,6 +502,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = command(users, name, handler, text)
         p.add_argument("username")
         p.add_argument("--reason", help="why, for the audit log")
+    p = command(users, "delete", user_delete, "delete a user with their devices and sessions (audit rows stay)")
+    p.add_argument("username")
+    p.add_argument("--yes", action="store_true", help="really delete (required: there is no undo)")
+    p.add_argument("--reason", help="why, for the audit log")
     p = command(users, "set-password", user_set_password, "set a user's password (revokes remembered devices)")
     p.add_argument("username")
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")

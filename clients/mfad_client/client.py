@@ -370,6 +370,11 @@ class Admin:
         return _user((await self._call(self._stub.EnableUser,
                                        pb.EnableUserRequest(username=username, reason=reason))).user)
 
+    async def delete_user(self, username: str, reason: str = "") -> int:
+        """Delete a user with their devices, sessions and remembered devices; returns the devices removed."""
+        return int((await self._call(self._stub.DeleteUser,
+                                     pb.DeleteUserRequest(username=username, reason=reason))).devices_removed)
+
     async def set_password(self, username: str, password: str) -> int:
         """Returns how many remembered devices the change revoked."""
         m = await self._call(self._stub.SetPassword, pb.SetPasswordRequest(username=username, password=password))

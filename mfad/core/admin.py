@@ -1,6 +1,8 @@
 """Administration use cases that combine several services (the admin API and ``mfactl``).
 
-Guarantees: setting a password revokes the user's remembered devices and
+Guarantees: deleting a user removes their devices, remembered devices, sessions
+and pending codes in one transaction with its audit row, and keeps every audit row
+about them; setting a password revokes the user's remembered devices and
 sessions (in the store, in the same transaction) and reports how many
 remembered devices went; unbinding a lost device also ends the user's
 sessions, since whoever holds the device may be signed in with it; every
@@ -46,6 +48,16 @@ class AdminService:
             event="sessions_revoked", outcome="ok", user_id=device.user_id, username=username, actor=actor,
             reason="device unbound by an administrator")])
         return await self._devices.list(username)
+
+    async def delete_user(self, username: str, *, actor: str | None, reason: str = "") -> int:
+        """Remove the user with their devices, remembered devices, sessions and pending codes;
+        the audit trail keeps every row about them. Returns how many devices went."""
+        user = await self._users.get(username)
+        devices = await self._store.load_devices(user.id)
+        await self._store.delete_user(user.id, self._clock.now(), [AuditEvent(
+            event="user_deleted", outcome="ok", user_id=user.id, username=user.username, actor=actor,
+            reason=clean_reason(reason), detail=f"devices={len(devices)}")])
+        return len(devices)
 
     async def list_remembered(self, username: str) -> list[RememberedDevice]:
         user = await self._users.get(username)

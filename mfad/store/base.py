@@ -125,6 +125,15 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql):
                 await self._delete_user_sessions(tx, user_id)
             await self._audit(tx, now, audit)
 
+    async def delete_user(self, user_id: UserId, now: datetime, audit: Sequence[AuditEvent]) -> None:
+        """The user and everything that hangs off them (devices, codes, challenges, remembered
+        devices, sessions, counters: ON DELETE CASCADE); the audit rows stay (no foreign key)."""
+        async with self._timed("delete_user", write=True) as tx:
+            await self._delete_user_sessions(tx, user_id)
+            if await tx.fetchrow("DELETE FROM users WHERE id = $1 RETURNING id", user_id) is None:
+                raise NotFound("user")
+            await self._audit(tx, now, audit)
+
     # --- the hot path: everything a verification needs, in one read ----------------------
     async def load_subject(self, user: str | UserId, source: str | None) -> Subject:
         """The user (by name, or by id when an int), their limit counters for ``source`` and

@@ -19,6 +19,7 @@ from mfad_client import (
     ClientInfo,
     FailedPrecondition,
     Method,
+    NotFound,
     PermissionDenied,
     SessionScope,
     SignInOutcome,
@@ -123,6 +124,38 @@ async def test_setting_the_password_or_disabling_the_user_ends_every_session(
     assert (await g.portal.auth.begin_sign_in("alice", "a second password")).outcome is SignInOutcome.REFUSED
     reasons = await db.rows("SELECT reason FROM audit WHERE event = 'user_disabled'")
     assert [r["reason"] for r in reasons] == ["left the company"]
+
+
+async def test_deleting_a_user_removes_devices_sessions_and_remembered_devices_but_not_the_audit(
+        grpc_mfad: GrpcMfad, enrol: Enrol, clock: FixedClock, db: Any) -> None:
+    g = grpc_mfad
+    await g.mfa.policy.update(actor="test", remember_device=True)
+    alice = await enrol("alice")
+    done = await full_session(g, alice, remember=True)
+    assert done.session is not None and done.remembered is not None
+    await g.portal.auth.begin_sign_in("alice", alice.password)  # an open challenge
+    await enrol("bob")
+    audit_before = await db.scalar("SELECT count(*) FROM audit WHERE user_id = $1", alice.user.id)
+    assert audit_before > 0
+
+    with pytest.raises(NotFound):
+        await g.admin.admin.delete_user("nobody")
+    assert await g.admin.admin.delete_user("ALICE", reason="left the company") == 1
+    with pytest.raises(Unauthenticated):
+        await g.portal.enrollment.list_devices(done.session.token)
+    with pytest.raises(NotFound):
+        await g.admin.admin.get_user("alice")
+    uid = alice.user.id
+    for table in ("users", "devices", "user_sessions", "remembered", "challenges", "user_limits"):
+        column = "id" if table == "users" else "user_id"
+        assert await db.scalar(f"SELECT count(*) FROM {table} WHERE {column} = $1", uid) == 0, table
+    rows = await db.rows("SELECT event, actor, reason, detail FROM audit WHERE user_id = $1 ORDER BY id", uid)
+    assert len(rows) == audit_before + 1
+    assert (rows[-1]["event"], rows[-1]["reason"], rows[-1]["detail"]) == ("user_deleted", "left the company",
+                                                                            "devices=1")
+    assert (await g.admin.admin.get_user("bob")).devices.devices  # nobody else is touched
+    again = await g.admin.admin.create_user("alice")  # the name is free again: a new user, no devices
+    assert again.id != str(uid) and not (await g.admin.admin.list_devices("alice")).devices
 
 
 async def test_unbinding_needs_a_fresh_second_factor_which_step_up_records(

@@ -165,3 +165,17 @@ async def test_audit_tail_follows_new_events(mfad_daemon: StartDaemon) -> None:
         proc.terminate()
         await proc.wait()
     assert await mfad.daemon.stop() == 0
+
+
+async def test_mfactl_user_delete_asks_for_yes_and_keeps_the_audit(mfad_daemon: StartDaemon) -> None:
+    mfad = await mfad_daemon()
+    await mfad.mfactl("user", "create", "Erin")
+    refused = await mfad.mfactl("user", "delete", "erin")
+    assert refused.code == 2 and "add --yes" in refused.err, refused
+    deleted = await mfad.mfactl("--json", "user", "delete", "ERIN", "--yes", "--reason", "left")
+    assert (deleted.code, deleted.json()) == (0, {"username": "ERIN", "devices_removed": 0}), deleted
+    gone = await mfad.mfactl("user", "show", "erin")
+    assert gone.code == 1 and "NOT_FOUND" in gone.err, gone
+    tail = await mfad.mfactl("--json", "audit", "tail", "--event", "user_deleted")
+    assert [(e["username"], e["reason"]) for e in tail.json()] == [("erin", "left")]
+    assert await mfad.daemon.stop() == 0

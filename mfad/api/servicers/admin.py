@@ -93,6 +93,11 @@ class AdminServicer(U2fAdmin, pb_grpc.AdminServicer):
                                            reason=clean_reason(request.reason))
         return pb.EnableUserResponse(user=convert.user(await self._mfa.users.get(request.username)))
 
+    async def DeleteUser(self, request: pb.DeleteUserRequest, context: Context) -> pb.DeleteUserResponse:
+        username = self._mfa.users.normalize(request.username)
+        removed = await self._mfa.admin.delete_user(username, actor=_actor(), reason=request.reason)
+        return pb.DeleteUserResponse(username=username, devices_removed=removed)
+
     async def SetPassword(self, request: pb.SetPasswordRequest, context: Context) -> pb.SetPasswordResponse:
         revoked = await self._mfa.admin.set_password(request.username, request.password, actor=_actor())
         return pb.SetPasswordResponse(remembered_revoked=revoked)

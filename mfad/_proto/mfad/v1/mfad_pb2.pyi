@@ -625,6 +625,22 @@ class DisableUserResponse(_message.Message):
     user: User
     def __init__(self, user: _Optional[_Union[User, _Mapping]] = ...) -> None: ...
 
+class DeleteUserRequest(_message.Message):
+    __slots__ = ("username", "reason")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    reason: str
+    def __init__(self, username: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DeleteUserResponse(_message.Message):
+    __slots__ = ("username", "devices_removed")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    devices_removed: int
+    def __init__(self, username: _Optional[str] = ..., devices_removed: _Optional[int] = ...) -> None: ...
+
 class EnableUserRequest(_message.Message):
     __slots__ = ("username", "reason")
     USERNAME_FIELD_NUMBER: _ClassVar[int]

@@ -893,6 +893,11 @@ class AdminStub:
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.EnableUserRequest.SerializeToString,
                 response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.EnableUserResponse.FromString,
                 _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/mfad.v1.Admin/DeleteUser',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.DeleteUserResponse.FromString,
+                _registered_method=True)
         self.SetPassword = channel.unary_unary(
                 '/mfad.v1.Admin/SetPassword',
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.SetPasswordRequest.SerializeToString,
@@ -1021,6 +1026,14 @@ class AdminServicer:
 
     def EnableUser(self, request, context):
         """Lets a disabled user sign in again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUser(self, request, context):
+        """Deletes a user with their devices, remembered devices, sessions and pending
+        codes; the audit rows about the user stay. The username may be reused.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1181,6 +1194,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.EnableUser,
                     request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.EnableUserRequest.FromString,
                     response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.EnableUserResponse.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.DeleteUserRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.DeleteUserResponse.SerializeToString,
             ),
             'SetPassword': grpc.unary_unary_rpc_method_handler(
                     servicer.SetPassword,
@@ -1411,6 +1429,33 @@ class Admin:
             '/mfad.v1.Admin/EnableUser',
             mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.EnableUserRequest.SerializeToString,
             mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.EnableUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Admin/DeleteUser',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.DeleteUserRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.DeleteUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -134,6 +134,7 @@ class AdminStub:
     GetUser: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GetUserRequest, mfad_pb2.GetUserResponse]
     DisableUser: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.DisableUserRequest, mfad_pb2.DisableUserResponse]
     EnableUser: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.EnableUserRequest, mfad_pb2.EnableUserResponse]
+    DeleteUser: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.DeleteUserRequest, mfad_pb2.DeleteUserResponse]
     SetPassword: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.SetPasswordRequest, mfad_pb2.SetPasswordResponse]
     ListDevices: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.AdminListDevicesRequest, mfad_pb2.AdminListDevicesResponse]
     UnbindDevice: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.UnbindDeviceRequest, mfad_pb2.UnbindDeviceResponse]
@@ -179,6 +180,11 @@ class AdminServicer:
         request: mfad_pb2.EnableUserRequest,
         context: grpc.aio.ServicerContext[mfad_pb2.EnableUserRequest, mfad_pb2.EnableUserResponse],
     ) -> mfad_pb2.EnableUserResponse: ...
+    async def DeleteUser(
+        self,
+        request: mfad_pb2.DeleteUserRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.DeleteUserRequest, mfad_pb2.DeleteUserResponse],
+    ) -> mfad_pb2.DeleteUserResponse: ...
     async def SetPassword(
         self,
         request: mfad_pb2.SetPasswordRequest,
