@@ -13,11 +13,12 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime, timedelta
 from typing import Any
 
 import mfad
 from mfad.config import Config, load_config
-from mfad.core.errors import ConfigError, MfadError, SchemaError, SecretsError, Unavailable
+from mfad.core.errors import ConfigError, InvalidInput, MfadError, SchemaError, SecretsError, Unavailable
 from mfad.core.model import Role
 from mfad.observability.logging import setup_logging
 
@@ -44,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     create = token.add_parser("create", parents=[common], help="create a caller token (printed once)")
     create.add_argument("name")
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    create.add_argument("--expires-in", type=int, metavar="DAYS",
+                        help="the token stops working after this many days (default: never)")
     create.add_argument("--json", action="store_true")
     listing = token.add_parser("list", parents=[common], help="list caller tokens")
     listing.add_argument("--json", action="store_true")
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(coro: Awaitable[int]) -> int:
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
-    except (SchemaError, SecretsError, ConfigError) as exc:
+    except (SchemaError, SecretsError, ConfigError, InvalidInput) as exc:
         print(f"mfad: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Unavailable as exc:
@@ -144,9 +147,11 @@ async def _token_create(config: Config, args: argparse.Namespace) -> int:
     from mfad.app import open_core
 
     async with open_core(config) as mfa:
-        caller, token = await mfa.callers.create(args.name, Role(args.role), actor="cli")
+        expires_at = mfa.clock.now() + timedelta(days=args.expires_in) if args.expires_in is not None else None
+        caller, token = await mfa.callers.create(args.name, Role(args.role), actor="cli", expires_at=expires_at)
     if args.json:
-        print(json.dumps({"name": caller.name, "role": caller.role.value, "token": token}))
+        print(json.dumps({"name": caller.name, "role": caller.role.value, "token": token,
+                          "expires_at": _iso(caller.expires_at)}))
     else:
         print(token)
         print(f"# token {caller.name!r} (role {caller.role}) — shown once; store it now", file=sys.stderr)
@@ -158,14 +163,20 @@ async def _token_list(config: Config, args: argparse.Namespace) -> int:
 
     async with open_core(config) as mfa:
         callers = await mfa.callers.list()
-    rows = [{"name": c.name, "role": c.role.value, "created_at": c.created_at.isoformat(), "revoked": c.revoked}
-            for c in callers]
+        now = mfa.clock.now()
+    rows = [{"name": c.name, "role": c.role.value, "created_at": c.created_at.isoformat(), "revoked": c.revoked,
+             "expires_at": _iso(c.expires_at)} for c in callers]
     if args.json:
         print(json.dumps(rows))
     else:
-        for r in rows:
-            print(f"{r['name']}\t{r['role']}\t{r['created_at']}\t{'revoked' if r['revoked'] else 'active'}")
+        for c, r in zip(callers, rows):
+            state = "revoked" if c.revoked else "active" if c.is_live(now) else "expired"
+            print(f"{r['name']}\t{r['role']}\t{r['created_at']}\t{state}\t{r['expires_at'] or 'never'}")
     return EXIT_OK
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when is not None else None
 
 
 async def _token_revoke(config: Config, args: argparse.Namespace) -> int:

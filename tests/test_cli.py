@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -161,6 +163,22 @@ def test_token_create_prints_once_and_stores_only_a_hash(tmp_path: Path) -> None
     assert again.returncode == 1
     assert mfad("token", "revoke", "ops", "--config", str(cfg), cwd=tmp_path).returncode == 0
     assert mfad("token", "revoke", "ops", "--config", str(cfg), cwd=tmp_path).returncode == 1
+
+
+def test_token_create_with_an_expiry(tmp_path: Path) -> None:
+    cfg = tmp_path / "mfad.toml"
+    write_config(cfg, f"sqlite:///{tmp_path}/mfad.db")
+    before = datetime.now(UTC)
+    done = mfad("token", "create", "batch", "--role", "service", "--expires-in", "30", "--json", "--config", str(cfg),
+                cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    expires = datetime.fromisoformat(json.loads(done.stdout)["expires_at"])
+    assert timedelta(days=30) <= expires - before < timedelta(days=30, minutes=1)
+    listing = mfad("token", "list", "--config", str(cfg), cwd=tmp_path)
+    assert "batch\tservice\t" in listing.stdout and f"\tactive\t{expires.isoformat()}" in listing.stdout
+    refused = mfad("token", "create", "late", "--role", "service", "--expires-in", "0", "--config", str(cfg),
+                   cwd=tmp_path)
+    assert refused.returncode == 2 and "expires_at: must be in the future" in refused.stderr
 
 
 def test_token_create_refuses_unknown_role(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -129,8 +129,14 @@ def _remembered_lines(items: Sequence[t.RememberedDevice]) -> list[str]:
 def _token_lines(tokens: Sequence[t.CallerToken]) -> list[str]:
     if not tokens:
         return ["no caller tokens"]
-    return _table(("NAME", "ROLE", "CREATED", "STATE"),
-                  [(c.name, c.role or "?", _when(c.created_at), "revoked" if c.revoked else "active") for c in tokens])
+    now = datetime.now(UTC)
+
+    def state(c: t.CallerToken) -> str:
+        return "revoked" if c.revoked else "expired" if c.expires_at is not None and c.expires_at <= now else "active"
+
+    return _table(("NAME", "ROLE", "CREATED", "EXPIRES", "STATE"),
+                  [(c.name, c.role or "?", _when(c.created_at), _when(c.expires_at) if c.expires_at else "never",
+                    state(c)) for c in tokens])
 
 
 # --- input -------------------------------------------------------------------------------------
@@ -432,7 +438,8 @@ async def lockout_reset(c: MfadClient, a: argparse.Namespace, out: Output) -> in
 
 
 async def token_create(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
-    made = await c.admin.create_caller_token(a.name, t.Role(a.role))
+    expires_at = datetime.now(UTC) + timedelta(days=a.expires_in) if a.expires_in is not None else None
+    made = await c.admin.create_caller_token(a.name, t.Role(a.role), expires_at=expires_at)
     out.emit(made, made.token)
     if not out.json:
         print(f"# token {made.caller_token.name!r} (role {a.role}): shown once; store it now", file=sys.stderr)
@@ -589,6 +596,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(tokens, "create", token_create, "create a token (printed once)")
     p.add_argument("name")
     p.add_argument("--role", required=True, choices=[r.value for r in t.Role])
+    p.add_argument("--expires-in", type=int, metavar="DAYS",
+                   help="the token stops working after this many days (default: never)")
     command(tokens, "list", token_list, "list tokens (never their secrets)").add_argument(
         "--all", action="store_true", help="include revoked tokens")
     command(tokens, "revoke", token_revoke, "revoke a token by name").add_argument("name")

@@ -167,7 +167,8 @@ def _email_sent(m: pb.EmailCodeSent) -> t.EmailCodeSent:
 
 def _caller_token(m: pb.CallerToken) -> t.CallerToken:
     return t.CallerToken(id=m.id, name=m.name, role=_ROLE_BACK.get(m.role),
-                         created_at=_time(m.created_at, m.HasField("created_at")), revoked=m.revoked)
+                         created_at=_time(m.created_at, m.HasField("created_at")), revoked=m.revoked,
+                         expires_at=_time(m.expires_at, m.HasField("expires_at")))
 
 
 def _remembered(items: Iterable[pb.RememberedDevice]) -> tuple[t.RememberedDevice, ...]:
@@ -460,8 +461,12 @@ class Admin:
         return t.AuditPage(events=tuple(_audit(e) for e in m.events), next_page_token=m.next_page_token)
 
     # caller tokens
-    async def create_caller_token(self, name: str, role: t.Role) -> t.NewCallerToken:
-        m = await self._call(self._stub.CreateCallerToken, pb.CreateCallerTokenRequest(name=name, role=_ROLE[role]))
+    async def create_caller_token(self, name: str, role: t.Role, *,
+                                  expires_at: datetime | None = None) -> t.NewCallerToken:
+        request = pb.CreateCallerTokenRequest(name=name, role=_ROLE[role])
+        if expires_at is not None:
+            request.expires_at.CopyFrom(_ts(expires_at))
+        m = await self._call(self._stub.CreateCallerToken, request)
         return t.NewCallerToken(caller_token=_caller_token(m.caller_token), token=m.token)
 
     async def list_caller_tokens(self, *, include_revoked: bool = False) -> tuple[t.CallerToken, ...]:

@@ -274,6 +274,8 @@ class CallerToken:
     role: Role | None
     created_at: datetime | None
     revoked: bool
+    #: None: never expires.
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

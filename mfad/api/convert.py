@@ -194,7 +194,7 @@ def audit_event(r: AuditRecord) -> pb.AuditEvent:
 
 def caller_token(t: CallerToken) -> pb.CallerToken:
     return pb.CallerToken(id=str(t.id), name=t.name, role=ROLE_TO_PB[t.role], created_at=timestamp(t.created_at),
-                          revoked=t.revoked)
+                          revoked=t.revoked, expires_at=timestamp(t.expires_at))
 
 
 def remembered_devices(items: Iterable[RememberedDevice]) -> list[pb.RememberedDevice]:

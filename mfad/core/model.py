@@ -234,3 +234,8 @@ class CallerToken:
     role: Role
     created_at: datetime
     revoked: bool
+    #: None: never expires.
+    expires_at: datetime | None = None
+
+    def is_live(self, now: datetime) -> bool:
+        return not self.revoked and (self.expires_at is None or now < self.expires_at)

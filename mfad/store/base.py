@@ -459,27 +459,29 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql):
 
     # --- caller tokens -----------------------------------------------------------------------
     async def insert_caller_token(self, name: str, role: Role, token_hash: str, now: datetime,
-                                  audit: Sequence[AuditEvent]) -> CallerToken:
+                                  audit: Sequence[AuditEvent], expires_at: datetime | None = None) -> CallerToken:
         async with self._timed("insert_caller_token", write=True) as tx:
             if await tx.fetchrow("SELECT id FROM caller_tokens WHERE name = $1 AND revoked = 0", name):
                 raise AlreadyExists(f"name: a token named {name!r} exists; revoke it first")
             await tx.execute("DELETE FROM caller_tokens WHERE name = $1 AND revoked = 1", name)
-            row = await tx.fetchrow("INSERT INTO caller_tokens (name, role, token_hash, created_at) "
-                                    "VALUES ($1, $2, $3, $4) RETURNING id, name, role, created_at, revoked",
-                                    name, role.value, token_hash, now.timestamp())
+            row = await tx.fetchrow("INSERT INTO caller_tokens (name, role, token_hash, created_at, expires_at) "
+                                    "VALUES ($1, $2, $3, $4, $5) RETURNING id, name, role, created_at, revoked, "
+                                    "expires_at", name, role.value, token_hash, now.timestamp(),
+                                    None if expires_at is None else expires_at.timestamp())
             assert row is not None
             await self._audit(tx, now, audit)
         return _caller_from(row)
 
     async def load_caller_by_hash(self, token_hash: str) -> CallerToken | None:
         async with self._timed("load_caller", write=False) as tx:
-            row = await tx.fetchrow("SELECT id, name, role, created_at, revoked FROM caller_tokens "
+            row = await tx.fetchrow("SELECT id, name, role, created_at, revoked, expires_at FROM caller_tokens "
                                     "WHERE token_hash = $1", token_hash)
         return None if row is None else _caller_from(row)
 
     async def list_caller_tokens(self) -> list[CallerToken]:
         async with self._timed("list_caller_tokens", write=False) as tx:
-            rows = await tx.fetch("SELECT id, name, role, created_at, revoked FROM caller_tokens ORDER BY id")
+            rows = await tx.fetch("SELECT id, name, role, created_at, revoked, expires_at FROM caller_tokens "
+                                  "ORDER BY id")
         return [_caller_from(r) for r in rows]
 
     async def revoke_caller_token(self, name: str, now: datetime, audit: Sequence[AuditEvent]) -> bool:
@@ -536,4 +538,4 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql):
 
 def _caller_from(row: Row) -> CallerToken:
     return CallerToken(id=row["id"], name=row["name"], role=Role(row["role"]), created_at=dt_req(row["created_at"]),
-                       revoked=bool(row["revoked"]))
+                       revoked=bool(row["revoked"]), expires_at=dt(row["expires_at"]))

@@ -4,8 +4,8 @@ caller tokens, lock-outs, audit and the gRPC metrics."""
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -126,6 +126,20 @@ async def test_caller_tokens_roles_and_revocation_at_once(grpc_mfad: GrpcMfad, e
         await admin.revoke_caller_token("vpn-gw-1")
     with pytest.raises(Unauthenticated):
         await grpc_mfad.client(role=None).admin.get_policy()
+
+
+async def test_caller_tokens_with_an_expiry(grpc_mfad: GrpcMfad, enrol: Enrol, clock: FixedClock) -> None:
+    await enrol("alice")
+    admin = grpc_mfad.admin.admin
+    expires = clock.now() + timedelta(hours=1)
+    made = await admin.create_caller_token("batch", ClientRole.SERVICE, expires_at=expires)
+    assert made.caller_token.expires_at == expires
+    assert [c.expires_at for c in await admin.list_caller_tokens() if c.name == "batch"] == [expires]
+    with pytest.raises(InvalidArgument, match="expires_at: must be in the future"):
+        await admin.create_caller_token("late", ClientRole.SERVICE, expires_at=clock.now() - timedelta(seconds=1))
+    clock.advance(3600)
+    with pytest.raises(Unauthenticated):  # its first call: nothing cached
+        await grpc_mfad.client(token=made.token).auth.begin_sign_in("alice", None)
 
 
 async def test_policy_is_read_and_changed_only_where_valid(grpc_mfad: GrpcMfad, enrol: Enrol) -> None:

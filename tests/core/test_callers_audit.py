@@ -45,6 +45,25 @@ async def test_caller_tokens_are_stored_hashed(mfa: Mfa, db: Any) -> None:
     assert [c.name for c in await mfa.callers.list()] == ["vpn-gateway"]
 
 
+async def test_caller_tokens_may_expire(mfa: Mfa, clock: Any, db: Any) -> None:
+    expires = clock.now() + timedelta(days=1)
+    caller, token = await mfa.callers.create("batch-job", Role.SERVICE, actor="ops", expires_at=expires)
+    _, forever = await mfa.callers.create("vpn-gateway", Role.SERVICE, actor="ops")
+    assert caller.expires_at == expires and await mfa.callers.authenticate(token) == caller
+    assert [(c.name, c.expires_at) for c in await mfa.callers.list()] == [("batch-job", expires),
+                                                                         ("vpn-gateway", None)]
+    clock.advance(86400 - 1)
+    assert await mfa.callers.authenticate(token) == caller
+    clock.advance(1)
+    assert await mfa.callers.authenticate(token) is None
+    assert (await mfa.callers.authenticate(forever)) is not None
+    assert await db.scalar("SELECT detail FROM audit WHERE event = 'token_created' ORDER BY id LIMIT 1") == (
+        f"name=batch-job role=service expires={expires.isoformat()}")
+    for past in (clock.now(), clock.now() - timedelta(seconds=1)):
+        with pytest.raises(InvalidInput, match="expires_at: must be in the future"):
+            await mfa.callers.create("late", Role.SERVICE, actor="ops", expires_at=past)
+
+
 async def test_caller_tokens_can_be_revoked_and_replaced(mfa: Mfa) -> None:
     _, token = await mfa.callers.create("portal", Role.PORTAL, actor="ops")
     with pytest.raises(AlreadyExists):

@@ -179,3 +179,16 @@ async def test_mfactl_user_delete_asks_for_yes_and_keeps_the_audit(mfad_daemon: 
     tail = await mfad.mfactl("--json", "audit", "tail", "--event", "user_deleted")
     assert [(e["username"], e["reason"]) for e in tail.json()] == [("erin", "left")]
     assert await mfad.daemon.stop() == 0
+
+
+async def test_mfactl_token_create_with_an_expiry(mfad_daemon: StartDaemon) -> None:
+    mfad = await mfad_daemon()
+    made = await mfad.mfactl("--json", "token", "create", "batch", "--role", "service", "--expires-in", "7")
+    assert made.code == 0, made
+    expires = datetime.fromisoformat(made.json()["caller_token"]["expires_at"])
+    assert 6.99 < (expires - datetime.now(UTC)).total_seconds() / 86400 <= 7
+    listing = await mfad.mfactl("token", "list")
+    assert listing.out.splitlines()[0].split() == ["NAME", "ROLE", "CREATED", "EXPIRES", "STATE"], listing
+    assert any(line.startswith("batch") and line.endswith("active") and "never" not in line
+               for line in listing.out.splitlines())
+    assert await mfad.daemon.stop() == 0

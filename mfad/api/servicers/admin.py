@@ -179,7 +179,8 @@ class AdminServicer(U2fAdmin, pb_grpc.AdminServicer):
         if not _TOKEN_NAME.fullmatch(request.name):
             raise InvalidInput("name", "must be 1 to 64 letters, digits, '.', '_' or '-'")
         role = convert.role(request.role)
-        caller, token = await self._mfa.callers.create(request.name, role, actor=_actor())
+        expires_at = convert.from_timestamp(request.expires_at) if request.HasField("expires_at") else None
+        caller, token = await self._mfa.callers.create(request.name, role, actor=_actor(), expires_at=expires_at)
         return pb.CreateCallerTokenResponse(caller_token=convert.caller_token(caller), token=token)
 
     async def ListCallerTokens(self, request: pb.ListCallerTokensRequest,
