@@ -20,6 +20,7 @@ import mfad
 from mfad.config import Config, load_config
 from mfad.core.errors import ConfigError, InvalidInput, MfadError, SchemaError, SecretsError, Unavailable
 from mfad.core.model import Role
+from mfad.importers import FORMATS, BadImportFile
 from mfad.observability.logging import setup_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -53,6 +54,14 @@ def _parser() -> argparse.ArgumentParser:
     revoke = token.add_parser("revoke", parents=[common], help="revoke a caller token by name")
     revoke.add_argument("name")
 
+    imports = sub.add_parser("import", parents=[common], help="import users and TOTP secrets from another system "
+                             "into the local store (docs/import.md)")
+    imports.add_argument("format", choices=FORMATS, help="the files' format")
+    imports.add_argument("files", nargs="+", metavar="FILE", help="files to import (all parsed before any is)")
+    imports.add_argument("--user", help="google-authenticator: the file's owner (default: its directory's name)")
+    imports.add_argument("--create-users", action="store_true",
+                         help="create users that do not exist yet, without a password (csv always does)")
+
     rotate = sub.add_parser("rotate-key", parents=[common],
                             help="add a new secrets key and re-encrypt every secret under it")
     rotate.add_argument("--retire", action="store_true",
@@ -75,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(config, args.workers)
     handlers: dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]] = {
-        "migrate": _migrate, "rotate-key": _rotate_key}
+        "migrate": _migrate, "rotate-key": _rotate_key, "import": _import}
     token_handlers = {"create": _token_create, "list": _token_list, "revoke": _token_revoke}
     handler = token_handlers[args.token_command] if args.command == "token" else handlers[args.command]
     return _run(handler(config, args))
@@ -84,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(coro: Awaitable[int]) -> int:
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
+    except BadImportFile as exc:
+        for problem in exc.problems:
+            print(f"mfad: import: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     except (SchemaError, SecretsError, ConfigError, InvalidInput) as exc:
         print(f"mfad: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -185,6 +198,19 @@ async def _token_revoke(config: Config, args: argparse.Namespace) -> int:
     async with open_core(config) as mfa:
         await mfa.callers.revoke(args.name, actor="cli")
     return EXIT_OK
+
+
+async def _import(config: Config, args: argparse.Namespace) -> int:
+    from mfad.app import open_core
+    from mfad.importers import LocalTarget, apply, read_all, summary
+
+    records = read_all(args.format, args.files, username=args.user)
+    async with open_core(config) as mfa:
+        report = await apply(records, LocalTarget(mfa, actor="cli"), origin=args.format,
+                             create_users=args.create_users)
+    for line in summary(report):
+        print(line)
+    return EXIT_FAILED if report.failed else EXIT_OK
 
 
 async def _rotate_key(config: Config, args: argparse.Namespace) -> int:

@@ -33,9 +33,10 @@ from typing import Any, TextIO
 import grpc
 
 import mfad
+from mfad import importers
 from mfad_client import types as t
 from mfad_client.client import DEFAULT_ADDRESS, DEFAULT_TIMEOUT, DEFAULT_TOTP_NAME, MfadClient, TlsFiles
-from mfad_client.errors import ClientError
+from mfad_client.errors import ClientError, NotFound
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: Server answers that mean the command line or its configuration is wrong.
@@ -458,6 +459,54 @@ async def token_revoke(c: MfadClient, a: argparse.Namespace, out: Output) -> int
     return EXIT_OK
 
 
+class _RemoteTarget:
+    """``mfactl import`` into the daemon: each record through the Admin API."""
+
+    #: Answers that stop the whole import rather than refuse one record.
+    FATAL = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED,
+                       grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNIMPLEMENTED})
+
+    def __init__(self, client: MfadClient) -> None:
+        self._c = client
+
+    async def _refusing(self, call: Awaitable[Any]) -> Any:
+        try:
+            return await call
+        except ClientError as exc:
+            if exc.code in self.FATAL:
+                raise
+            raise importers.RecordRefused(exc.details) from None
+
+    async def has_user(self, username: str) -> bool:
+        try:
+            await self._c.admin.get_user(username)
+        except NotFound:
+            return False
+        return True
+
+    async def create_user(self, record: importers.UserRecord) -> None:
+        await self._refusing(self._c.admin.create_user(record.username, record.password))
+        if record.disabled:
+            await self._refusing(self._c.admin.disable_user(record.username, "imported disabled"))
+
+    async def import_totp(self, record: importers.TotpRecord, origin: str) -> None:
+        p = record.params
+        await self._refusing(self._c.admin.import_totp(record.username, record.secret, digits=p.digits,
+                                                       period=p.period, algorithm=p.algorithm.value,
+                                                       name=record.name, origin=origin))
+
+
+async def import_(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    try:
+        records = importers.read_all(a.format, a.files, username=a.user)
+    except importers.BadImportFile as exc:
+        raise UsageError("import: " + "; ".join(exc.problems)) from None
+    report = await importers.apply(records, _RemoteTarget(c), origin=a.format, create_users=a.create_users)
+    out.emit({"users_created": report.users_created, "devices_imported": report.devices_imported,
+              "failed": report.failed}, list(importers.summary(report)))
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
 # --- the command line --------------------------------------------------------------------------
 def _connection_options() -> argparse.ArgumentParser:
     """Accepted before the group and after the command alike (hence SUPPRESS: no default clobbers)."""
@@ -570,6 +619,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("username")
     p.add_argument("code")
     p.add_argument("--client-ip", help="the end user's address, for the per-source limits and the audit log")
+
+    p = command(groups, "import", import_, "import users and TOTP secrets from another system (docs/import.md)")
+    p.add_argument("format", choices=importers.FORMATS, help="the files' format")
+    p.add_argument("files", nargs="+", metavar="FILE", help="files to import (all parsed before any is)")
+    p.add_argument("--user", help="google-authenticator: the file's owner (default: its directory's name)")
+    p.add_argument("--create-users", action="store_true",
+                   help="create users that do not exist yet, without a password (csv always does)")
 
     remembered = group("remembered", "a user's remembered devices")
     command(remembered, "list", remembered_list, "list them").add_argument("username")

@@ -26,6 +26,13 @@ from mfad.core.ports import AuditStore, DeviceStore
 from mfad.core.users import UserService
 
 MAX_DEVICE_NAME = 64
+#: Imported secrets: RFC 4226 asks for at least 128 bits, but google-authenticator and
+#: many older systems made 80-bit ones; refusing those would strand their users.
+MIN_IMPORTED_SECRET_BYTES = 10
+MAX_IMPORTED_SECRET_BYTES = 64
+#: What the verifier supports (TotpSettings offers the same).
+IMPORTABLE_DIGITS = (6, 8)
+IMPORTABLE_PERIODS = (30, 60)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,6 +104,32 @@ class DeviceService:
         png, svg = await asyncio.gather(asyncio.to_thread(totp.qr_png, uri), asyncio.to_thread(totp.qr_svg, uri))
         return TotpBinding(device=device, uri=uri, secret_base32=totp.base32_secret(secret), qr_png=png,
                            qr_svg=svg, lockout_risk=lockout_risk(devices))
+
+    async def import_totp(self, username: str, secret: bytes, params: TotpParams, *, name: str = "authenticator app",
+                          origin: str, actor: str | None = None) -> Device:
+        """A TOTP device from another system, active at once: its user already has the secret
+        in an app. Sealed like a generated one; ``origin`` (the format) goes to the audit row."""
+        if not name or len(name) > MAX_DEVICE_NAME or not name.isprintable():
+            raise InvalidInput("name", f"must be 1 to {MAX_DEVICE_NAME} printable characters")
+        if not MIN_IMPORTED_SECRET_BYTES <= len(secret) <= MAX_IMPORTED_SECRET_BYTES:
+            raise InvalidInput("secret", f"must be {MIN_IMPORTED_SECRET_BYTES * 8} to "
+                                         f"{MAX_IMPORTED_SECRET_BYTES * 8} bits")
+        if params.digits not in IMPORTABLE_DIGITS:
+            raise InvalidInput("digits", "must be 6 or 8")
+        if params.period not in IMPORTABLE_PERIODS:
+            raise InvalidInput("period", "must be 30 or 60 seconds")
+        if not (await self._policy.current()).allows(Method.TOTP):
+            raise PermissionDenied("the MFA policy does not allow TOTP devices")
+        user = await self._users.get(username)
+
+        def seal(device_id: DeviceId) -> str:
+            return self._keyring.seal(secret, aad_for("devices", "sealed_secret", device_id))
+
+        def audit(device_id: DeviceId) -> list[AuditEvent]:
+            return [AuditEvent(event="device_imported", outcome="ok", user_id=user.id, username=user.username,
+                               method="totp", actor=actor, detail=f"device={device_id} from={origin}")]
+
+        return await self._store.insert_active_totp(user.id, name, params, self._clock.now(), seal, audit)
 
     async def confirm_totp(self, username: str, device_id: DeviceId, code: str, *, actor: str | None = None) -> Device:
         """Prove a pending device with a valid code. Refusals raise PreconditionFailed

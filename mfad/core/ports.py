@@ -97,6 +97,9 @@ class DeviceStore(Protocol):
     async def insert_pending_totp(self, user_id: UserId, name: str, params: TotpParams, now: datetime,
                                   expires_at: datetime, seal: Callable[[DeviceId], str],
                                   audit: Callable[[DeviceId], Sequence[AuditEvent]]) -> Device: ...
+    async def insert_active_totp(self, user_id: UserId, name: str, params: TotpParams, now: datetime,
+                                 seal: Callable[[DeviceId], str],
+                                 audit: Callable[[DeviceId], Sequence[AuditEvent]]) -> Device: ...
     async def activate_device(self, device_id: DeviceId, step: int, drift: int, now: datetime,
                               audit: Sequence[AuditEvent]) -> bool: ...
     async def delete_device(self, device_id: DeviceId, user_id: UserId, now: datetime,

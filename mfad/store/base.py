@@ -176,7 +176,19 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql):
                                   audit: Callable[[DeviceId], Sequence[AuditEvent]]) -> Device:
         """A new pending TOTP device. A previous *pending* one is replaced (the user restarted
         the binding); an *active* one refuses with PreconditionFailed ("one of each")."""
-        async with self._timed("insert_pending_totp", write=True) as tx:
+        return await self._insert_totp("insert_pending_totp", user_id, name, params, now, expires_at, seal, audit)
+
+    async def insert_active_totp(self, user_id: UserId, name: str, params: TotpParams, now: datetime,
+                                 seal: Callable[[DeviceId], str],
+                                 audit: Callable[[DeviceId], Sequence[AuditEvent]]) -> Device:
+        """An imported TOTP device, active at once (no step accepted yet); as for a pending one,
+        a pending binding is replaced and an active device refuses. Revokes remembered devices."""
+        return await self._insert_totp("insert_active_totp", user_id, name, params, now, None, seal, audit)
+
+    async def _insert_totp(self, op: str, user_id: UserId, name: str, params: TotpParams, now: datetime,
+                           expires_at: datetime | None, seal: Callable[[DeviceId], str],
+                           audit: Callable[[DeviceId], Sequence[AuditEvent]]) -> Device:
+        async with self._timed(op, write=True) as tx:
             # One binding of a user at a time (PostgreSQL: the user's row lock; SQLite's
             # BEGIN IMMEDIATE holds the database already), so a concurrent binding is
             # seen and replaced below instead of breaking the one-TOTP-per-user index.
@@ -187,15 +199,19 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql):
                 if existing["state"] == DeviceState.ACTIVE:
                     raise PreconditionFailed("the user already has a TOTP device: unbind it first")
                 await tx.execute("DELETE FROM devices WHERE id = $1", existing["id"])
+            active = expires_at is None  # imported: active at once, confirmed now
             row = await tx.fetchrow(
-                "INSERT INTO devices (user_id, method, name, state, created_at, expires_at, digits, period, "
-                "algorithm) VALUES ($1, 'totp', $2, 'pending', $3, $4, $5, $6, $7) RETURNING id",
-                user_id, name, now.timestamp(), expires_at.timestamp(), params.digits, params.period,
+                "INSERT INTO devices (user_id, method, name, state, created_at, confirmed_at, expires_at, digits, "
+                "period, algorithm) VALUES ($1, 'totp', $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                user_id, name, "active" if active else "pending", now.timestamp(), now.timestamp() if active else None,
+                None if expires_at is None else expires_at.timestamp(), params.digits, params.period,
                 params.algorithm.value)
             assert row is not None
             device_id = DeviceId(row["id"])
             # The AAD binds the ciphertext to this row id, known only after the insert.
             await tx.execute("UPDATE devices SET sealed_secret = $2 WHERE id = $1", device_id, seal(device_id))
+            if active:
+                await tx.execute("DELETE FROM remembered WHERE user_id = $1", user_id)
             await self._audit(tx, now, audit(device_id))
             out = await tx.fetchrow(f"SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1", device_id)
         assert out is not None

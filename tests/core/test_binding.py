@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from mfad.core.errors import InvalidInput, NotFound, PermissionDenied, PreconditionFailed
-from mfad.core.model import DeviceId, DeviceState, Method
+from mfad.core.model import DeviceId, DeviceState, HashAlgorithm, Method, TotpParams
 from mfad.core.ports import AuditFilter
 from mfad.core.service import Mfa
 from mfad.core.signin import Attempt, Outcome, Reason
@@ -212,3 +212,27 @@ async def test_binding_an_unknown_user_is_not_found(mfa: Mfa, db: Any) -> None:
     with pytest.raises(NotFound):
         await mfa.devices.begin_totp("nobody")
     assert await db.counts() == before
+
+
+async def test_an_imported_totp_device_is_active_sealed_one_of_each_and_audited(
+        mfa: Mfa, db: Any, clock: Any, totp_code: Any, bind: Any) -> None:
+    await mfa.users.create("alice", None)
+    pending = await bind("alice")  # an unfinished binding is replaced by the import
+    secret = bytes(range(10))      # 80 bits, as google-authenticator made them
+    params = TotpParams(digits=8, period=60, algorithm=HashAlgorithm.SHA256)
+    for bad, field in ((bytes(9), "secret"), (bytes(65), "secret")):
+        with pytest.raises(InvalidInput, match=field):
+            await mfa.devices.import_totp("alice", bad, params, origin="test")
+    for wrong, field in ((TotpParams(digits=7), "digits"), (TotpParams(period=45), "period")):
+        with pytest.raises(InvalidInput, match=field):
+            await mfa.devices.import_totp("alice", secret, wrong, origin="test")
+    device = await mfa.devices.import_totp("alice", secret, params, origin="otpauth", actor="ops")
+    assert (device.state, device.totp) == (DeviceState.ACTIVE, params)
+    assert await db.scalar("SELECT count(*) FROM devices WHERE id = $1", pending.device.id) == 0
+    stored = repr([tuple(r) for r in await db.rows("SELECT * FROM devices")])
+    assert secret.hex() not in stored and repr(secret) not in stored
+    assert (await mfa.signin.verify_code("alice", totp_code(secret, clock.now(), params), ATTEMPT)).accepted
+    with pytest.raises(PreconditionFailed, match="already has a TOTP device"):
+        await mfa.devices.import_totp("alice", secret, params, origin="otpauth")
+    assert [(r.event.outcome, r.event.actor, r.event.detail) for r in await mfa.audit(
+        AuditFilter(event="device_imported"))] == [("ok", "ops", f"device={device.id} from=otpauth")]

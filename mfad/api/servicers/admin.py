@@ -24,7 +24,7 @@ from mfad.api.servicers.enrollment import remembered_target
 from mfad.api.servicers.passkeys import U2fAdmin
 from mfad.core.admin import clean_reason
 from mfad.core.errors import InvalidInput, NotFound
-from mfad.core.model import Method
+from mfad.core.model import HashAlgorithm, Method, TotpParams
 from mfad.core.ports import AuditFilter
 from mfad.core.service import Mfa
 from mfad.core.signin import Attempt
@@ -97,6 +97,17 @@ class AdminServicer(U2fAdmin, pb_grpc.AdminServicer):
         username = self._mfa.users.normalize(request.username)
         removed = await self._mfa.admin.delete_user(username, actor=_actor(), reason=request.reason)
         return pb.DeleteUserResponse(username=username, devices_removed=removed)
+
+    async def ImportTotp(self, request: pb.ImportTotpRequest, context: Context) -> pb.ImportTotpResponse:
+        algorithm = request.algorithm.upper() or HashAlgorithm.SHA1.value
+        if algorithm not in {a.value for a in HashAlgorithm}:
+            raise InvalidInput("algorithm", "must be SHA1, SHA256 or SHA512")
+        params = TotpParams(digits=request.digits or 6, period=request.period or 30,
+                            algorithm=HashAlgorithm(algorithm))
+        device = await self._mfa.devices.import_totp(request.username, request.secret, params,
+                                                     name=request.name or "authenticator app",
+                                                     origin=request.origin or "api", actor=_actor())
+        return pb.ImportTotpResponse(device=convert.device(device))
 
     async def SetPassword(self, request: pb.SetPasswordRequest, context: Context) -> pb.SetPasswordResponse:
         revoked = await self._mfa.admin.set_password(request.username, request.password, actor=_actor())

@@ -761,6 +761,30 @@ class ConfirmEmailResponse(_message.Message):
     devices: DeviceList
     def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., devices: _Optional[_Union[DeviceList, _Mapping]] = ...) -> None: ...
 
+class ImportTotpRequest(_message.Message):
+    __slots__ = ("username", "secret", "digits", "period", "algorithm", "name", "origin")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    DIGITS_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    secret: bytes
+    digits: int
+    period: int
+    algorithm: str
+    name: str
+    origin: str
+    def __init__(self, username: _Optional[str] = ..., secret: _Optional[bytes] = ..., digits: _Optional[int] = ..., period: _Optional[int] = ..., algorithm: _Optional[str] = ..., name: _Optional[str] = ..., origin: _Optional[str] = ...) -> None: ...
+
+class ImportTotpResponse(_message.Message):
+    __slots__ = ("device",)
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    device: Device
+    def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ...) -> None: ...
+
 class ImportU2FRequest(_message.Message):
     __slots__ = ("username", "name", "key_handle", "public_key", "app_id", "counter")
     USERNAME_FIELD_NUMBER: _ClassVar[int]

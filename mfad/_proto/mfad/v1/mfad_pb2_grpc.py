@@ -933,6 +933,11 @@ class AdminStub:
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ConfirmEmailRequest.SerializeToString,
                 response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ConfirmEmailResponse.FromString,
                 _registered_method=True)
+        self.ImportTotp = channel.unary_unary(
+                '/mfad.v1.Admin/ImportTotp',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ImportTotpRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ImportTotpResponse.FromString,
+                _registered_method=True)
         self.ImportU2F = channel.unary_unary(
                 '/mfad.v1.Admin/ImportU2F',
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ImportU2FRequest.SerializeToString,
@@ -1088,6 +1093,15 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportTotp(self, request, context):
+        """Imports a TOTP device from another system (`mfactl import`), active at once:
+        its user already has the secret in an app. Sealed like a generated secret.
+        FAILED_PRECONDITION when the user has a TOTP device already.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ImportU2F(self, request, context):
         """Imports a U2F registration from an older system.
         """
@@ -1234,6 +1248,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ConfirmEmail,
                     request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ConfirmEmailRequest.FromString,
                     response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ConfirmEmailResponse.SerializeToString,
+            ),
+            'ImportTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportTotp,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ImportTotpRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ImportTotpResponse.SerializeToString,
             ),
             'ImportU2F': grpc.unary_unary_rpc_method_handler(
                     servicer.ImportU2F,
@@ -1645,6 +1664,33 @@ class Admin:
             '/mfad.v1.Admin/ConfirmEmail',
             mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ConfirmEmailRequest.SerializeToString,
             mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ConfirmEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Admin/ImportTotp',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ImportTotpRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ImportTotpResponse.FromString,
             options,
             channel_credentials,
             insecure,

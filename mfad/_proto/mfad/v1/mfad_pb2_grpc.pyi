@@ -142,6 +142,7 @@ class AdminStub:
     ConfirmTotp: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.ConfirmTotpRequest, mfad_pb2.ConfirmTotpResponse]
     BindEmail: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.BindEmailRequest, mfad_pb2.BindEmailResponse]
     ConfirmEmail: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.ConfirmEmailRequest, mfad_pb2.ConfirmEmailResponse]
+    ImportTotp: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.ImportTotpRequest, mfad_pb2.ImportTotpResponse]
     ImportU2F: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.ImportU2FRequest, mfad_pb2.ImportU2FResponse]
     GetPolicy: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GetPolicyRequest, mfad_pb2.GetPolicyResponse]
     SetPolicy: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.SetPolicyRequest, mfad_pb2.SetPolicyResponse]
@@ -220,6 +221,11 @@ class AdminServicer:
         request: mfad_pb2.ConfirmEmailRequest,
         context: grpc.aio.ServicerContext[mfad_pb2.ConfirmEmailRequest, mfad_pb2.ConfirmEmailResponse],
     ) -> mfad_pb2.ConfirmEmailResponse: ...
+    async def ImportTotp(
+        self,
+        request: mfad_pb2.ImportTotpRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.ImportTotpRequest, mfad_pb2.ImportTotpResponse],
+    ) -> mfad_pb2.ImportTotpResponse: ...
     async def ImportU2F(
         self,
         request: mfad_pb2.ImportU2FRequest,
