@@ -20,7 +20,7 @@ import mfad
 from mfad.config import Config, load_config
 from mfad.core.errors import ConfigError, InvalidInput, MfadError, SchemaError, SecretsError, Unavailable
 from mfad.core.model import Role
-from mfad.importers import FORMATS, BadImportFile
+from mfad.importers import BadImportFile, add_import_arguments
 from mfad.observability.logging import setup_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -56,11 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 
     imports = sub.add_parser("import", parents=[common], help="import users and TOTP secrets from another system "
                              "into the local store (docs/import.md)")
-    imports.add_argument("format", choices=FORMATS, help="the files' format")
-    imports.add_argument("files", nargs="+", metavar="FILE", help="files to import (all parsed before any is)")
-    imports.add_argument("--user", help="google-authenticator: the file's owner (default: its directory's name)")
-    imports.add_argument("--create-users", action="store_true",
-                         help="create users that do not exist yet, without a password (csv always does)")
+    add_import_arguments(imports)
 
     rotate = sub.add_parser("rotate-key", parents=[common],
                             help="add a new secrets key and re-encrypt every secret under it")
@@ -204,7 +200,7 @@ async def _import(config: Config, args: argparse.Namespace) -> int:
     from mfad.app import open_core
     from mfad.importers import LocalTarget, apply, read_all, summary
 
-    records = read_all(args.format, args.files, username=args.user)
+    records = read_all(args.format, args.files, username=args.user, pskc_key_file=args.pskc_key_file)
     async with open_core(config) as mfa:
         report = await apply(records, LocalTarget(mfa, actor="cli"), origin=args.format,
                              create_users=args.create_users)

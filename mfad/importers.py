@@ -3,7 +3,8 @@
 
 Formats: ``otpauth`` (a list of ``otpauth://totp/...`` URIs, one a line),
 ``google-authenticator`` (the per-user ``~/.google_authenticator`` file of
-libpam-google-authenticator) and ``csv`` (a header ``username[,password]
+libpam-google-authenticator), ``pskc`` (RFC 6030, plain or with a pre-shared
+AES key: :mod:`mfad.pskc`) and ``csv`` (a header ``username[,password]
 [,disabled][,totp_secret...]``).
 
 Guarantees: a file is parsed completely before anything is imported, and every
@@ -15,6 +16,7 @@ and never appear in a message. Importing is left to an :class:`ImportTarget`
 
 from __future__ import annotations
 
+import argparse
 import base64
 import binascii
 import csv
@@ -32,7 +34,7 @@ from mfad.core.model import HashAlgorithm, TotpParams
 if TYPE_CHECKING:
     from mfad.core.service import Mfa
 
-FORMATS = ("otpauth", "google-authenticator", "csv")
+FORMATS = ("otpauth", "google-authenticator", "pskc", "csv")
 DEFAULT_DEVICE_NAME = "authenticator app"
 _ALGORITHMS = {a.value: a for a in HashAlgorithm}
 
@@ -205,9 +207,9 @@ def _raise(problems: list[str]) -> None:
         raise BadImportFile(problems)
 
 
-def read(path: Path, fmt: str, *, username: str | None = None) -> list[UserRecord]:
+def read(path: Path, fmt: str, *, username: str | None = None, pskc_key: bytes | None = None) -> list[UserRecord]:
     """Parse one file of format ``fmt``. ``username``: google-authenticator (default: the
-    name of the file's directory, a home directory)."""
+    name of the file's directory, a home directory); ``pskc_key``: PSKC's pre-shared key."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -219,20 +221,54 @@ def read(path: Path, fmt: str, *, username: str | None = None) -> list[UserRecor
         return parse_google_authenticator(text, source, username or path.resolve().parent.name)
     if fmt == "csv":
         return parse_users_csv(text, source)
+    if fmt == "pskc":
+        from mfad.pskc import parse_pskc
+
+        return parse_pskc(text, source, pskc_key)
     raise BadImportFile([f"{source}: unknown format {fmt!r}; known: {', '.join(FORMATS)}"])
 
 
-def read_all(fmt: str, files: Sequence[str], *, username: str | None = None) -> list[UserRecord]:
+def read_key_file(name: str) -> bytes:
+    """A PSKC pre-shared key: hex in a file that only its owner may read."""
+    path = Path(name)
+    try:
+        mode = path.stat().st_mode & 0o777
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadImportFile([f"--pskc-key-file: cannot read {path}: {getattr(exc, 'strerror', None) or exc}"]) from None
+    if mode & 0o077:
+        raise BadImportFile([f"--pskc-key-file: {path} is readable by group or others (mode {mode:04o}): "
+                             "chmod 600 it"])
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise BadImportFile([f"--pskc-key-file: {path} does not hold a hex key"]) from None
+
+
+def read_all(fmt: str, files: Sequence[str], *, username: str | None = None,
+             pskc_key_file: str | None = None) -> list[UserRecord]:
     """Every file parsed; BadImportFile lists the problems of all of them."""
     records: list[UserRecord] = []
     problems: list[str] = []
+    key = read_key_file(pskc_key_file) if pskc_key_file else None
     for name in files:
         try:
-            records += read(Path(name), fmt, username=username)
+            records += read(Path(name), fmt, username=username, pskc_key=key)
         except BadImportFile as exc:
             problems += exc.problems
     _raise(problems)
     return records
+
+
+def add_import_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``mfad import`` and ``mfactl import`` (one command line for both)."""
+    parser.add_argument("format", choices=FORMATS, help="the files' format")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="files to import (all parsed before any is)")
+    parser.add_argument("--user", help="google-authenticator: the file's owner (default: its directory's name)")
+    parser.add_argument("--create-users", action="store_true",
+                        help="create users that do not exist yet, without a password (csv always does)")
+    parser.add_argument("--pskc-key-file", metavar="FILE",
+                        help="pskc: the pre-shared key (hex, in a file only its owner can read)")
 
 
 # --- applying -----------------------------------------------------------------------------------

@@ -498,7 +498,7 @@ class _RemoteTarget:
 
 async def import_(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     try:
-        records = importers.read_all(a.format, a.files, username=a.user)
+        records = importers.read_all(a.format, a.files, username=a.user, pskc_key_file=a.pskc_key_file)
     except importers.BadImportFile as exc:
         raise UsageError("import: " + "; ".join(exc.problems)) from None
     report = await importers.apply(records, _RemoteTarget(c), origin=a.format, create_users=a.create_users)
@@ -621,11 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client-ip", help="the end user's address, for the per-source limits and the audit log")
 
     p = command(groups, "import", import_, "import users and TOTP secrets from another system (docs/import.md)")
-    p.add_argument("format", choices=importers.FORMATS, help="the files' format")
-    p.add_argument("files", nargs="+", metavar="FILE", help="files to import (all parsed before any is)")
-    p.add_argument("--user", help="google-authenticator: the file's owner (default: its directory's name)")
-    p.add_argument("--create-users", action="store_true",
-                   help="create users that do not exist yet, without a password (csv always does)")
+    importers.add_import_arguments(p)
 
     remembered = group("remembered", "a user's remembered devices")
     command(remembered, "list", remembered_list, "list them").add_argument("username")

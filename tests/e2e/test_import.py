@@ -8,6 +8,9 @@ from ``oathtool``.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import os
 from pathlib import Path
 
 from e2e_daemon import Running, StartDaemon, mfad_daemon  # noqa: F401
@@ -126,4 +129,89 @@ async def test_a_bad_file_imports_nothing_and_names_every_problem(mfad_daemon: S
     offline = await mfad.mfad("import", "csv", str(uris))
     assert offline.code == 2 and "the header must name username" in offline.err, offline
     assert await mfad.counts() == before
+    assert await mfad.daemon.stop() == 0
+
+
+RFC6030 = Path(__file__).resolve().parents[1] / "data" / "rfc6030"
+PRE_SHARED_KEY = bytes.fromhex("12345678901234567890123456789012")  # RFC 6030 Figure 6
+
+
+def _encrypt(key: bytes, plain: bytes) -> bytes:
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    iv = os.urandom(16)
+    padder = padding.PKCS7(128).padder()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    return iv + encryptor.update(padder.update(plain) + padder.finalize()) + encryptor.finalize()
+
+
+def totp_container(secret: bytes, user_id: str) -> str:
+    """An RFC 6030 pre-shared-key container (Figure 6's shape) holding one TOTP key."""
+    mac_key = os.urandom(20)
+    value = _encrypt(PRE_SHARED_KEY, secret)
+    value_mac = hmac.new(mac_key, value, hashlib.sha1).digest()
+    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
+    aes = '<xenc:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc"/>'
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<KeyContainer Version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc"
+    xmlns:ds="http://www.w3.org/2000/09/xmldsig#" xmlns:xenc="http://www.w3.org/2001/04/xmlenc#">
+  <EncryptionKey><ds:KeyName>Pre-shared-key</ds:KeyName></EncryptionKey>
+  <MACMethod Algorithm="http://www.w3.org/2000/09/xmldsig#hmac-sha1">
+    <MACKey>{aes}<xenc:CipherData><xenc:CipherValue>{b64(_encrypt(PRE_SHARED_KEY, mac_key))}</xenc:CipherValue>
+    </xenc:CipherData></MACKey>
+  </MACMethod>
+  <KeyPackage>
+    <Key Id="TOTP-1" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:totp">
+      <Issuer>Issuer</Issuer>
+      <AlgorithmParameters><ResponseFormat Length="6" Encoding="DECIMAL"/></AlgorithmParameters>
+      <Data>
+        <Secret>
+          <EncryptedValue>{aes}<xenc:CipherData><xenc:CipherValue>{b64(value)}</xenc:CipherValue></xenc:CipherData>
+          </EncryptedValue>
+          <ValueMAC>{b64(value_mac)}</ValueMAC>
+        </Secret>
+        <TimeInterval><PlainValue>30</PlainValue></TimeInterval>
+      </Data>
+      <UserId>{user_id}</UserId>
+    </Key>
+  </KeyPackage>
+</KeyContainer>
+"""
+
+
+async def test_pskc_with_a_pre_shared_key(mfad_daemon: StartDaemon) -> None:
+    mfad = await mfad_daemon()
+    key_file = mfad.workdir / "psk.hex"
+    key_file.write_text(PRE_SHARED_KEY.hex() + "\n")
+    key_file.chmod(0o600)
+    wrong_file = mfad.workdir / "wrong.hex"
+    wrong_file.write_text("00" * 16)
+    wrong_file.chmod(0o600)
+    figure6, figure3 = str(RFC6030 / "figure6.pskcxml"), str(RFC6030 / "figure3.pskcxml")
+    before = await mfad.counts()
+
+    # RFC 6030 Figure 6 decrypts and its MAC verifies under the RFC's key; its key is HOTP.
+    done = await mfad.mfad("import", "pskc", "--create-users", "--pskc-key-file", str(key_file), figure6)
+    assert done.code == 2 and "key '12345678': a counter-based (HOTP) key" in done.err, done
+    wrong = await mfad.mfad("import", "pskc", "--pskc-key-file", str(wrong_file), figure6)
+    assert wrong.code == 2 and ("cannot be decrypted with this key" in wrong.err
+                                or "the ValueMAC does not match" in wrong.err), wrong
+    keyless = await mfad.mfad("import", "pskc", figure6)
+    assert keyless.code == 2 and "MACKey is encrypted: give the pre-shared key" in keyless.err, keyless
+    plain = await mfad.mfad("import", "pskc", figure3)  # Figure 3: a plain-value HOTP key
+    assert plain.code == 2 and "figure3.pskcxml: key '12345678': a counter-based (HOTP) key" in plain.err, plain
+    key_file.chmod(0o644)
+    exposed = await mfad.mfad("import", "pskc", "--pskc-key-file", str(key_file), figure6)
+    assert exposed.code == 2 and "readable by group or others" in exposed.err, exposed
+    key_file.chmod(0o600)
+    assert await mfad.counts() == before
+
+    secret = os.urandom(20)
+    container = mfad.workdir / "totp.pskcxml"
+    container.write_text(totp_container(secret, "UID=jsmith,DC=example-bank,DC=net"))
+    done = await mfad.mfactl("--json", "import", "pskc", "--create-users", "--pskc-key-file", str(key_file),
+                             str(container))
+    assert (done.code, done.json()) == (0, {"users_created": 1, "devices_imported": 1, "failed": []}), done
+    assert await accepted(mfad, "jsmith", await oathtool(base64.b32encode(secret).decode()))
     assert await mfad.daemon.stop() == 0
