@@ -45,12 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="gRPC caller tokens").add_subparsers(dest="token_command", required=True)
     create = token.add_parser("create", parents=[common], help="create a caller token (printed once)")
     create.add_argument("name")
-    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    create.add_argument("--role", required=True, choices=[r.value for r in Role],
+                        help="what the caller may call (docs/grpc.md)")
     create.add_argument("--expires-in", type=int, metavar="DAYS",
                         help="the token stops working after this many days (default: never)")
-    create.add_argument("--json", action="store_true")
+    create.add_argument("--json", action="store_true", help="print name, role, token and expiry as JSON")
     listing = token.add_parser("list", parents=[common], help="list caller tokens")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print the list as JSON")
     revoke = token.add_parser("revoke", parents=[common], help="revoke a caller token by name")
     revoke.add_argument("name")
 

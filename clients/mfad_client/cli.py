@@ -28,7 +28,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import grpc
 
@@ -507,31 +507,99 @@ async def import_(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
+# --- shell completion --------------------------------------------------------------------------
+def _completion_table(parser: argparse.ArgumentParser, key: str, table: dict[str, list[str]],
+                      takes_value: set[str]) -> None:
+    """``"group command"`` → the words that may follow (sub-commands and options)."""
+    words: list[str] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                words.append(name)
+                _completion_table(sub, f"{key} {name}".strip(), table, takes_value)
+        elif action.option_strings:
+            words += [o for o in action.option_strings if o.startswith("--")]
+            if action.nargs != 0:
+                takes_value.update(action.option_strings)
+    table[key] = words
+
+
+def completion_script(shell: str) -> str:
+    """Completes groups, commands and options (bash; zsh through its bashcompinit)."""
+    table: dict[str, list[str]] = {}
+    takes_value: set[str] = set()
+    _completion_table(build_parser(), "", table, takes_value)
+    known = "|".join(sorted(table))
+    cases = "\n".join(f'        "{key}") words="{" ".join(words)}" ;;' for key, words in sorted(table.items()))
+    script = f"""# mfactl completion ({shell}): eval "$(mfactl completion {shell})"
+_mfactl() {{
+    local cur=${{COMP_WORDS[COMP_CWORD]}} key="" skip="" w words i
+    local known="|{known}|"
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        w=${{COMP_WORDS[i]}}
+        if [ -n "$skip" ]; then skip=""; continue; fi
+        case "$w" in
+            {"|".join(sorted(takes_value))}) skip=1 ;;
+            -*) ;;
+            *) [[ "$known" == *"|${{key:+$key }}$w|"* ]] && key="${{key:+$key }}$w" ;;
+        esac
+    done
+    case "$key" in
+{cases}
+        *) words="" ;;
+    esac
+    COMPREPLY=($(compgen -W "$words" -- "$cur"))
+}}
+complete -F _mfactl mfactl
+"""
+    return ("autoload -U +X bashcompinit && bashcompinit\n" + script) if shell == "zsh" else script
+
+
+async def completion(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    print(completion_script(a.shell), end="")
+    return EXIT_OK
+
+
 # --- the command line --------------------------------------------------------------------------
-def _connection_options() -> argparse.ArgumentParser:
-    """Accepted before the group and after the command alike (hence SUPPRESS: no default clobbers)."""
+def _connection_options(*, documented: bool = True) -> argparse.ArgumentParser:
+    """Accepted before the group and after the command alike (hence SUPPRESS: no default clobbers).
+    Documented once, in ``mfactl --help``; the commands accept them without listing them."""
     p = argparse.ArgumentParser(add_help=False)
     s = argparse.SUPPRESS
+
+    def doc(text: str) -> str:
+        return text if documented else argparse.SUPPRESS
+
     p.add_argument("--addr", default=s, metavar="HOST:PORT",
-                   help=f"mfad's gRPC address (default: $MFAD_ADDR, else {DEFAULT_ADDRESS})")
+                   help=doc(f"mfad's gRPC address (default: $MFAD_ADDR, else {DEFAULT_ADDRESS})"))
     p.add_argument("--token-file", default=s, metavar="FILE",
-                   help="read the caller token from FILE (default: $MFAD_TOKEN)")
-    p.add_argument("--tls-ca", default=s, metavar="FILE", help="CA certificates to verify mfad with (enables TLS)")
-    p.add_argument("--tls-cert", default=s, metavar="FILE", help="client certificate for mTLS (enables TLS)")
-    p.add_argument("--tls-key", default=s, metavar="FILE", help="client certificate's private key")
+                   help=doc("read the caller token from FILE (default: $MFAD_TOKEN)"))
+    p.add_argument("--tls-ca", default=s, metavar="FILE", help=doc("CA certificates to verify mfad with (enables TLS)"))
+    p.add_argument("--tls-cert", default=s, metavar="FILE", help=doc("client certificate for mTLS (enables TLS)"))
+    p.add_argument("--tls-key", default=s, metavar="FILE", help=doc("client certificate's private key"))
     p.add_argument("--tls-server-name", default=s, metavar="NAME",
-                   help="expect this name in mfad's certificate instead of the address's host")
+                   help=doc("expect this name in mfad's certificate instead of the address's host"))
     p.add_argument("--timeout", type=float, default=s, metavar="SECONDS",
-                   help=f"deadline of each call (default {DEFAULT_TIMEOUT:g})")
-    p.add_argument("--json", action="store_true", default=s, help="print JSON for scripts")
+                   help=doc(f"deadline of each call (default {DEFAULT_TIMEOUT:g})"))
+    p.add_argument("--json", action="store_true", default=s, help=doc("print JSON for scripts"))
     return p
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = _connection_options()
-    parser = argparse.ArgumentParser(prog="mfactl", parents=[common],
+def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
+    """The command line; ``json_errors``: usage errors as ``{"error": ...}`` like every other error."""
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            if not json_errors:
+                super().error(message)
+            print(json.dumps({"error": {"code": "USAGE", "message": f"{self.prog}: {message}"}}), file=sys.stderr)
+            raise SystemExit(EXIT_USAGE)
+
+    parser = Parser(prog="mfactl", parents=[_connection_options()],
                                      description="Administer a running mfad over gRPC.",
-                                     epilog="Exit codes: 0 ok, 1 refused or failed, 2 usage or configuration error.")
+                                     epilog="The options above are accepted after any command too. "
+                                            "Exit codes: 0 ok, 1 refused or failed, 2 usage or configuration error.")
+    common = _connection_options(documented=False)
     parser.add_argument("--version", action="version", version=f"mfactl {mfad.__version__}")
     groups = parser.add_subparsers(dest="group", required=True, metavar="GROUP")
 
@@ -540,7 +608,8 @@ def build_parser() -> argparse.ArgumentParser:
             dest="command", required=True, metavar="COMMAND")
 
     def command(parent: Any, name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = parent.add_parser(name, help=help, parents=[common])
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help, parents=[common],
+                                                       epilog="Global options (--addr, --json, TLS, ...): mfactl --help")
         p.set_defaults(handler=handler)
         return p
 
@@ -607,13 +676,17 @@ def build_parser() -> argparse.ArgumentParser:
     policy = group("policy", "the global MFA policy")
     command(policy, "get", policy_get, "show the policy in effect")
     p = command(policy, "set", policy_set, "change some settings (the others keep their values)")
-    p.add_argument("--mfa-required", choices=[m.value for m in t.MfaRequired])
+    p.add_argument("--mfa-required", choices=[m.value for m in t.MfaRequired],
+                   help="who must use a second factor: all users, only enrolled ones, or nobody")
     p.add_argument("--allowed-methods", type=_methods, metavar="LIST", help="comma-separated: totp,passkey,email,u2f")
-    p.add_argument("--self-service", type=_bool, metavar="BOOL")
-    p.add_argument("--remember-device", type=_bool, metavar="BOOL")
-    p.add_argument("--remember-days", type=int, metavar="DAYS")
-    p.add_argument("--sensitive-reauth-seconds", type=int, metavar="SECONDS")
-    p.add_argument("--require-backup-method", type=_bool, metavar="BOOL")
+    p.add_argument("--self-service", type=_bool, metavar="BOOL", help="users may manage their own devices")
+    p.add_argument("--remember-device", type=_bool, metavar="BOOL",
+                   help="users may tick \"remember this device\" after a second factor")
+    p.add_argument("--remember-days", type=int, metavar="DAYS", help="how long a remembered device skips it (1-365)")
+    p.add_argument("--sensitive-reauth-seconds", type=int, metavar="SECONDS",
+                   help="how recent a second factor must be for unbinding and other sensitive operations")
+    p.add_argument("--require-backup-method", type=_bool, metavar="BOOL",
+                   help="users must bind a second method type before they are done")
 
     p = command(groups, "verify", verify, "check a user's second-factor code (exit 0 accepted, 1 refused)")
     p.add_argument("username")
@@ -623,12 +696,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(groups, "import", import_, "import users and TOTP secrets from another system (docs/import.md)")
     importers.add_import_arguments(p)
 
+    p = command(groups, "completion", completion, "print a shell completion script: eval \"$(mfactl completion bash)\"")
+    p.add_argument("shell", choices=["bash", "zsh"], help="the shell to complete in")
+
     remembered = group("remembered", "a user's remembered devices")
     command(remembered, "list", remembered_list, "list them").add_argument("username")
     p = command(remembered, "revoke", remembered_revoke, "forget one (ID) or all (--all)")
     p.add_argument("username")
-    p.add_argument("id", nargs="?")
-    p.add_argument("--all", action="store_true")
+    p.add_argument("id", nargs="?", help="the remembered device's id (mfactl remembered list)")
+    p.add_argument("--all", action="store_true", help="forget every remembered device of the user")
 
     audit = group("audit", "the audit log")
     p = command(audit, "tail", audit_tail, "the latest events, oldest first")
@@ -647,7 +723,8 @@ def build_parser() -> argparse.ArgumentParser:
     tokens = group("token", "gRPC caller tokens")
     p = command(tokens, "create", token_create, "create a token (printed once)")
     p.add_argument("name")
-    p.add_argument("--role", required=True, choices=[r.value for r in t.Role])
+    p.add_argument("--role", required=True, choices=[r.value for r in t.Role],
+                   help="what the caller may call (docs/grpc.md)")
     p.add_argument("--expires-in", type=int, metavar="DAYS",
                    help="the token stops working after this many days (default: never)")
     command(tokens, "list", token_list, "list tokens (never their secrets)").add_argument(
@@ -708,9 +785,10 @@ async def _run(a: argparse.Namespace, out: Output) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(json_errors="--json" in args)
     try:
-        a = parser.parse_args(argv)
+        a = parser.parse_args(args)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
     out = Output(bool(getattr(a, "json", False)))

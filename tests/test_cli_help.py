@@ -1,0 +1,88 @@
+"""Both command lines explain themselves: every option has help text, and with ``--json``
+even a usage error is a JSON document."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mfad.cli import _parser as mfad_parser
+from mfad_client.cli import build_parser as mfactl_parser
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _options(parser: argparse.ArgumentParser, path: str) -> Iterator[tuple[str, argparse.Action]]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options(sub, f"{path} {name}")
+        elif action.option_strings and not isinstance(action, argparse._HelpAction):
+            yield path, action
+
+
+@pytest.mark.parametrize("make", [mfad_parser, mfactl_parser], ids=["mfad", "mfactl"])
+def test_every_option_has_help(make: object) -> None:
+    parser = make()  # type: ignore[operator]
+    top = {a.option_strings[-1] for a in parser._actions if a.option_strings and a.help not in (None, argparse.SUPPRESS)}
+    missing = sorted({f"{path} {a.option_strings[-1]}" for path, a in _options(parser, parser.prog)
+                      if not a.help or (a.help == argparse.SUPPRESS and a.option_strings[-1] not in top)})
+    assert not missing, f"options without help text: {missing}"
+
+
+def test_mfactl_documents_its_global_options_once() -> None:
+    parser = mfactl_parser()
+    assert "--tls-server-name" in parser.format_help()
+    command = parser._subparsers._group_actions[0].choices["user"]  # type: ignore[union-attr]
+    create = command._subparsers._group_actions[0].choices["create"]
+    assert "--tls-server-name" not in create.format_help() and "mfactl --help" in create.format_help()
+    assert create.parse_args(["alice", "--addr", "127.0.0.1:1", "--json"]).addr == "127.0.0.1:1"
+
+
+def test_mfactl_usage_errors_are_json_with_json(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO / 'clients'}:{REPO}"}
+    for argv in (["--json", "user", "frobnicate"], ["user", "create", "--json"], ["--json", "policy", "set",
+                                                                                   "--remember-days", "many"]):
+        done = subprocess.run([sys.executable, "-m", "mfad_client", *argv], capture_output=True, text=True,
+                              timeout=60, env=env, cwd=tmp_path)
+        assert done.returncode == 2 and done.stdout == "", done
+        error = json.loads(done.stderr)["error"]
+        assert error["code"] == "USAGE" and error["message"].startswith("mfactl"), error
+    plain = subprocess.run([sys.executable, "-m", "mfad_client", "user", "frobnicate"], capture_output=True,
+                           text=True, timeout=60, env=env, cwd=tmp_path)
+    assert plain.returncode == 2 and "invalid choice: 'frobnicate'" in plain.stderr and "usage:" in plain.stderr
+
+
+COMPLETE = """
+source <("$@" completion bash)
+complete_line() {
+    read -ra COMP_WORDS <<<"$1"
+    [[ "$1" == *" " ]] && COMP_WORDS+=("")
+    COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
+    _mfactl
+    echo "${COMPREPLY[*]}"
+}
+"""
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("mfactl us", "user"),
+    ("mfactl --addr 127.0.0.1:50051 user cr", "create"),
+    ("mfactl user create alice --pass", "--password-stdin"),
+    ("mfactl token create ci --role service --exp", "--expires-in"),
+    ("mfactl --json policy set --remember-d", "--remember-device --remember-days"),
+    ("mfactl completion ", "--help --addr --token-file --tls-ca --tls-cert --tls-key --tls-server-name --timeout --json"),
+])
+def test_bash_completion_completes_groups_commands_and_options(line: str, expected: str, tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO / 'clients'}:{REPO}"}
+    script = COMPLETE + f"complete_line {line!r}\n"
+    done = subprocess.run(["bash", "-c", script, "bash", sys.executable, "-m", "mfad_client"], capture_output=True,
+                          text=True, timeout=60, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected
