@@ -176,8 +176,8 @@ async def _token_list(config: Config, args: argparse.Namespace) -> int:
         now = mfa.clock.now()
     rows = [{"name": c.name, "role": c.role.value, "created_at": c.created_at.isoformat(), "revoked": c.revoked,
              "expires_at": _iso(c.expires_at)} for c in callers]
-    if args.json:
-        print(json.dumps(rows))
+    if args.json:  # the shape of every list mfactl prints
+        print(json.dumps({"items": rows, "next_page_token": ""}))
     else:
         for c, r in zip(callers, rows):
             state = "revoked" if c.revoked else "active" if c.is_live(now) else "expired"

@@ -28,7 +28,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO, TypeVar
 
 import grpc
 
@@ -43,6 +43,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 USAGE_CODES = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED})
 MAX_PASSWORD_BYTES = 1024
 
+P = TypeVar("P", bound=argparse.ArgumentParser)
 Handler = Callable[[MfadClient, argparse.Namespace, "Output"], Awaitable[int]]
 
 
@@ -54,6 +55,12 @@ class Output:
     def __init__(self, as_json: bool, stream: TextIO = sys.stdout) -> None:
         self.json = as_json
         self._stream = stream
+
+    def emit_list(self, items: Sequence[Any], text: Iterable[str] | str, *, next_page_token: str = "",
+                  **extra: Any) -> None:
+        """Every list command's one JSON shape: ``{"items": [...], "next_page_token": "", ...}``
+        (an empty token: nothing more to fetch)."""
+        self.emit({"items": list(items), "next_page_token": next_page_token, **extra}, text)
 
     def emit(self, value: Any, text: Iterable[str] | str) -> None:
         """Print ``value`` as JSON, or the human-readable ``text`` lines."""
@@ -188,7 +195,7 @@ async def user_create(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
 
 async def user_list(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     users: list[t.User] = []
-    token = ""
+    token = a.page_token or ""
     while True:
         page = await c.admin.list_users(page_size=min(500, a.limit - len(users)), page_token=token,
                                         prefix=a.prefix or "")
@@ -198,7 +205,8 @@ async def user_list(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
             break
     rows = [(u.username, u.id, "disabled" if u.disabled else "active", "yes" if u.has_password else "no",
              _when(u.created_at)) for u in users]
-    out.emit(users, _table(("USERNAME", "ID", "STATE", "PASSWORD", "CREATED"), rows) if users else ["no users"])
+    out.emit_list(users, _table(("USERNAME", "ID", "STATE", "PASSWORD", "CREATED"), rows) if users else ["no users"],
+                  next_page_token=token)
     return EXIT_OK
 
 
@@ -242,7 +250,7 @@ async def user_delete(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
 
 async def device_list(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     listing = await c.admin.list_devices(a.username)
-    out.emit(listing, _device_lines(listing))
+    out.emit_list(listing.devices, _device_lines(listing), lockout_risk=listing.lockout_risk)
     return EXIT_OK
 
 
@@ -339,7 +347,8 @@ async def passkey_list(c: MfadClient, a: argparse.Namespace, out: Output) -> int
     listing = await c.admin.list_devices(a.username)
     keys = t.DeviceList(devices=tuple(d for d in listing.devices if d.method in (t.Method.PASSKEY, t.Method.U2F)),
                         lockout_risk=listing.lockout_risk)
-    out.emit(keys, _passkey_lines(keys) if keys.devices else ["no passkeys or U2F keys"])
+    out.emit_list(keys.devices, _passkey_lines(keys) if keys.devices else ["no passkeys or U2F keys"],
+                  lockout_risk=keys.lockout_risk)
     return EXIT_OK
 
 
@@ -385,7 +394,7 @@ async def verify(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
 
 async def remembered_list(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     items = await c.admin.list_remembered(a.username)
-    out.emit(items, _remembered_lines(items))
+    out.emit_list(items, _remembered_lines(items))
     return EXIT_OK
 
 
@@ -399,10 +408,11 @@ async def remembered_revoke(c: MfadClient, a: argparse.Namespace, out: Output) -
 
 async def audit_tail(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     filters = {"username": a.user or "", "event": a.event or "", "outcome": a.outcome or "", "since": a.since}
-    page = await c.admin.query_audit(page_size=a.lines, **filters)
+    page = await c.admin.query_audit(page_size=a.lines, page_token=a.page_token or "", **filters)
     events = list(reversed(page.events))
     if not a.follow:
-        out.emit(events, [_audit_line(e) for e in events] or ["no audit events"])
+        out.emit_list(events, [_audit_line(e) for e in events] or ["no audit events"],
+                      next_page_token=page.next_page_token)
         return EXIT_OK
     for e in events:
         out.emit(e, _audit_line(e))
@@ -449,7 +459,7 @@ async def token_create(c: MfadClient, a: argparse.Namespace, out: Output) -> int
 
 async def token_list(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     tokens = await c.admin.list_caller_tokens(include_revoked=a.all)
-    out.emit(tokens, _token_lines(tokens))
+    out.emit_list(tokens, _token_lines(tokens))
     return EXIT_OK
 
 
@@ -561,10 +571,10 @@ async def completion(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
 
 
 # --- the command line --------------------------------------------------------------------------
-def _connection_options(*, documented: bool = True) -> argparse.ArgumentParser:
+def _connection_options(cls: type[P], *, documented: bool = True) -> P:
     """Accepted before the group and after the command alike (hence SUPPRESS: no default clobbers).
     Documented once, in ``mfactl --help``; the commands accept them without listing them."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = cls(add_help=False)
     s = argparse.SUPPRESS
 
     def doc(text: str) -> str:
@@ -595,11 +605,11 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
             print(json.dumps({"error": {"code": "USAGE", "message": f"{self.prog}: {message}"}}), file=sys.stderr)
             raise SystemExit(EXIT_USAGE)
 
-    parser = Parser(prog="mfactl", parents=[_connection_options()],
+    parser = Parser(prog="mfactl", parents=[_connection_options(Parser)],
                                      description="Administer a running mfad over gRPC.",
                                      epilog="The options above are accepted after any command too. "
                                             "Exit codes: 0 ok, 1 refused or failed, 2 usage or configuration error.")
-    common = _connection_options(documented=False)
+    common = _connection_options(Parser, documented=False)
     parser.add_argument("--version", action="version", version=f"mfactl {mfad.__version__}")
     groups = parser.add_subparsers(dest="group", required=True, metavar="GROUP")
 
@@ -621,6 +631,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     p = command(users, "list", user_list, "list users")
     p.add_argument("--prefix", help="only usernames starting with this")
     p.add_argument("--limit", type=int, default=10_000, help="at most this many (default 10000)")
+    p.add_argument("--page-token", metavar="TOKEN", help="continue after a listing cut by --limit (its next_page_token)")
     command(users, "show", user_show, "a user with devices and lock-out state").add_argument("username")
     for name, handler, text in (("disable", user_disable, "refuse every sign-in of a user"),
                                 ("enable", user_enable, "let a disabled user sign in again")):
@@ -713,6 +724,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--event", help="only this event name")
     p.add_argument("--outcome", help="only this outcome")
     p.add_argument("--since", type=_time, metavar="TIME", help="only events at or after this ISO 8601 time")
+    p.add_argument("--page-token", metavar="TOKEN", help="the events before an earlier answer (its next_page_token)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between polls with --follow")
 

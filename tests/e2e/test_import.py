@@ -71,7 +71,7 @@ async def test_google_authenticator_files_import_offline_and_their_codes_are_acc
     again = await mfad.mfad("import", "google-authenticator", files[0])
     assert again.code == 1 and "alice: the user already has a TOTP device" in again.out, again
     tail = await mfad.mfactl("--json", "audit", "tail", "--event", "device_imported")
-    assert sorted((e["username"], e["actor"], e["detail"].split()[-1]) for e in tail.json()) == [
+    assert sorted((e["username"], e["actor"], e["detail"].split()[-1]) for e in tail.json()["items"]) == [
         ("alice", "cli", "from=google-authenticator"), ("bob", "cli", "from=google-authenticator")]
 
     await google_authenticator(home / "carol", counter=True)  # counter-based: mfad has no HOTP
@@ -93,7 +93,7 @@ async def test_mfactl_imports_otpauth_uris_and_a_csv_of_users(mfad_daemon: Start
     assert await accepted(mfad, "alice", await oathtool(alice))
     assert await accepted(mfad, "carol@example.com", await oathtool(carol, period=60, digits=8, algorithm="sha256"))
     shown = await mfad.mfactl("--json", "device", "list", "alice")
-    assert [(d["method"], d["state"], d["name"]) for d in shown.json()["devices"]] == [("totp", "active", "OldVPN")]
+    assert [(d["method"], d["state"], d["name"]) for d in shown.json()["items"]] == [("totp", "active", "OldVPN")]
 
     users = mfad.workdir / "users.csv"
     users.write_text("username,password,disabled,totp_secret\n"

@@ -114,7 +114,7 @@ async def test_a_remembered_device_skips_the_second_factor_until_the_password_ch
     assert skipped.outcome is SignInOutcome.ALLOWED and skipped.challenge_id == ""
     assert skipped.remembered is not None and skipped.remembered.token != done.remembered.token
     listed = await mfad.mfactl("--json", "remembered", "list", "grace")
-    assert [r["label"] for r in listed.json()] == [browser.user_agent[:100]], listed
+    assert [r["label"] for r in listed.json()["items"]] == [browser.user_agent[:100]], listed
 
     changed = await mfad.mfactl("user", "set-password", "grace", "--password-stdin", stdin="a new password\n")
     assert changed.code == 0 and "1 remembered device(s) revoked" in changed.out, changed

@@ -41,7 +41,8 @@ async def test_callers_need_a_valid_token_and_the_right_role(mfad_daemon: StartD
     after = await mfad.mfactl("verify", "nobody", "123456", token="gw")
     assert after.code == 2 and "UNAUTHENTICATED" in after.err, after
     listed = await mfad.mfactl("--json", "token", "list", "--all")
-    assert {(t["name"], t["revoked"]) for t in listed.json()} == {("ops", False), ("gw", True), ("portal", False)}
+    assert listed.json()["next_page_token"] == ""
+    assert {(t["name"], t["revoked"]) for t in listed.json()["items"]} == {("ops", False), ("gw", True), ("portal", False)}
     assert await mfad.daemon.stop() == 0
 
 

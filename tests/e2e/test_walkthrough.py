@@ -74,7 +74,7 @@ async def test_readme_walkthrough(mfad_daemon: StartDaemon) -> None:
 
     tail = await mfad.mfactl("--json", "audit", "tail", "--user", "alice", "-n", "3")
     assert tail.code == 0, tail
-    assert [(e["event"], e["outcome"], e["reason"]) for e in tail.json()][-2:] == [
+    assert [(e["event"], e["outcome"], e["reason"]) for e in tail.json()["items"]][-2:] == [
         ("verify", "accepted", "accepted"), ("verify", "refused", "replay")]
     shown = await mfad.mfactl("--json", "user", "show", "alice")
     details = shown.json()
@@ -177,7 +177,7 @@ async def test_mfactl_user_delete_asks_for_yes_and_keeps_the_audit(mfad_daemon: 
     gone = await mfad.mfactl("user", "show", "erin")
     assert gone.code == 1 and "NOT_FOUND" in gone.err, gone
     tail = await mfad.mfactl("--json", "audit", "tail", "--event", "user_deleted")
-    assert [(e["username"], e["reason"]) for e in tail.json()] == [("erin", "left")]
+    assert [(e["username"], e["reason"]) for e in tail.json()["items"]] == [("erin", "left")]
     assert await mfad.daemon.stop() == 0
 
 
@@ -191,4 +191,23 @@ async def test_mfactl_token_create_with_an_expiry(mfad_daemon: StartDaemon) -> N
     assert listing.out.splitlines()[0].split() == ["NAME", "ROLE", "CREATED", "EXPIRES", "STATE"], listing
     assert any(line.startswith("batch") and line.endswith("active") and "never" not in line
                for line in listing.out.splitlines())
+    assert await mfad.daemon.stop() == 0
+
+
+async def test_mfactl_lists_share_one_json_shape_and_page(mfad_daemon: StartDaemon) -> None:
+    mfad = await mfad_daemon()
+    for name in ("ann", "bob", "cat"):
+        await mfad.client("ops").admin.create_user(name)
+    first = await mfad.mfactl("--json", "user", "list", "--limit", "2")
+    assert [u["username"] for u in first.json()["items"]] == ["ann", "bob"] and first.json()["next_page_token"]
+    rest = await mfad.mfactl("--json", "user", "list", "--page-token", first.json()["next_page_token"])
+    assert ([u["username"] for u in rest.json()["items"]], rest.json()["next_page_token"]) == (["cat"], "")
+    for argv in (["token", "list"], ["remembered", "list", "ann"], ["device", "list", "ann"],
+                 ["passkey", "list", "ann"], ["audit", "tail", "-n", "2"]):
+        listed = await mfad.mfactl("--json", *argv)
+        assert listed.code == 0 and isinstance(listed.json()["items"], list), listed
+        assert isinstance(listed.json()["next_page_token"], str), listed
+    older = await mfad.mfactl("--json", "audit", "tail", "-n", "2")
+    before = await mfad.mfactl("--json", "audit", "tail", "-n", "2", "--page-token", older.json()["next_page_token"])
+    assert max(int(e["id"]) for e in before.json()["items"]) < min(int(e["id"]) for e in older.json()["items"])
     assert await mfad.daemon.stop() == 0

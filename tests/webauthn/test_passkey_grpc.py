@@ -219,7 +219,9 @@ async def test_mfactl_passkey_list(wa_grpc: GrpcRelying) -> None:
     assert any("passkey" in ln and "laptop" in ln and "eligible" in ln and "6d666164-" in ln for ln in lines)
     assert any("u2f" in ln and "yubikey" in ln and f"appid {APP_ID}" in ln for ln in lines)
     as_json = await asyncio.to_thread(mfactl, "--json", "passkey", "list", "erin")
-    keys = json.loads(as_json.stdout)["devices"]
+    listing = json.loads(as_json.stdout)
+    keys = listing["items"]
+    assert listing["next_page_token"] == "" and listing["lockout_risk"] is False
     assert {k["method"] for k in keys} == {"passkey", "u2f"}
     by_method = {k["method"]: k for k in keys}
     assert by_method["passkey"]["passkey"]["backup_eligible"] is True
