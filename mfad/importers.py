@@ -30,12 +30,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from mfad.core.errors import AlreadyExists, InvalidInput, MfadError, NotFound, PermissionDenied, PreconditionFailed
 from mfad.core.model import HashAlgorithm, TotpParams
+from mfad.import_records import DEFAULT_DEVICE_NAME, BadImportFile, TotpRecord, UserRecord
 
 if TYPE_CHECKING:
     from mfad.core.service import Mfa
 
 FORMATS = ("otpauth", "google-authenticator", "pskc", "csv")
-DEFAULT_DEVICE_NAME = "authenticator app"
+__all__ = ["FORMATS", "BadImportFile", "ImportReport", "ImportTarget", "LocalTarget", "RecordRefused", "TotpRecord",
+           "UserRecord", "add_import_arguments", "apply", "read", "read_all", "summary"]
 _ALGORITHMS = {a.value: a for a in HashAlgorithm}
 
 
@@ -45,30 +47,6 @@ class RecordRefused(MfadError):
 
 #: What refuses one record rather than the whole import.
 _REFUSALS = (RecordRefused, InvalidInput, AlreadyExists, PreconditionFailed, NotFound, PermissionDenied)
-
-
-class BadImportFile(MfadError, ValueError):
-    """The file cannot be imported; ``problems`` lists every ``place: reason``."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TotpRecord:
-    username: str
-    secret: bytes = field(repr=False)
-    params: TotpParams = TotpParams()
-    name: str = DEFAULT_DEVICE_NAME
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UserRecord:
-    username: str
-    password: str | None = field(default=None, repr=False)
-    disabled: bool = False
-    totp: TotpRecord | None = None
 
 
 def _base32(text: str) -> bytes:

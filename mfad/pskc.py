@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mfad.core.model import HashAlgorithm, TotpParams
-from mfad.importers import BadImportFile, TotpRecord, UserRecord
+from mfad.import_records import BadImportFile, TotpRecord, UserRecord
 
 NS = {"p": "urn:ietf:params:xml:ns:keyprov:pskc", "xenc": "http://www.w3.org/2001/04/xmlenc#"}
 _TOTP = ("urn:ietf:params:xml:ns:keyprov:pskc:totp", "urn:ietf:params:xml:ns:keyprov:pskc#totp")
