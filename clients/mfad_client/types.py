@@ -126,6 +126,27 @@ class DeviceList:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Devices:
+    """A session user's devices as Enrollment.ListDevices answers, with what the policy lets them do."""
+
+    listing: DeviceList
+    #: False: read-only; an administrator manages the devices.
+    self_service: bool
+    #: Strongest first.
+    allowed_methods: tuple[Method, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bound:
+    """A device bound, the listing after it, and — when it was the first device bound at
+    sign-in with an enrolment session — the full session the sign-in has now earned."""
+
+    device: Device
+    listing: DeviceList
+    session: Session | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Lockout:
     username: str
     locked: bool
@@ -203,6 +224,8 @@ class SignIn:
     session: Session | None = None
     remembered: RememberedToken | None = None
     username: str = ""
+    #: SECOND_FACTOR_REQUIRED: offer "remember this device" for so many days (0: the policy does not allow it).
+    remember_days: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
