@@ -169,6 +169,10 @@ async def serve(config: Config, *, reuse_port: bool = False) -> int:
         housekeeping = Housekeeping(mfa, health, gauges)
         services: list[Service] = [housekeeping, outbox_service(mfa, config.smtp),
                                    *transport_services(mfa, config, registry, health, reuse_port=reuse_port)]
+        if config.portal.enabled and config.grpc.listen:  # one portal, beside the gRPC it calls
+            from mfad.embedded_portal import portal_service
+
+            services.append(await portal_service(mfa, config, registry))
         log.info("mfad serving (store %s, event loop %s, metrics http://%s:%d/metrics)", mfa.store.engine,
                  loop_name, host, http.port)
         for service in services:  # listeners bound before READY=1 (their run() starts them too, later)
