@@ -103,7 +103,8 @@ def _device(m: pb.Device) -> t.Device:
                     passkey=t.PasskeyDetails(backup_eligible=m.passkey.backup_eligible,
                                              backup_state=m.passkey.backup_state, aaguid=m.passkey.aaguid)
                     if m.HasField("passkey") else None,
-                    u2f=t.U2fDetails(app_id=m.u2f.app_id) if m.HasField("u2f") else None)
+                    u2f=t.U2fDetails(app_id=m.u2f.app_id) if m.HasField("u2f") else None,
+                    email_address=m.email.address if m.HasField("email") else "")
 
 
 def _registration(m: pb.PasskeyRegistration) -> t.PasskeyRegistration:

@@ -106,6 +106,8 @@ class Device:
     security_level: int
     passkey: PasskeyDetails | None = None
     u2f: U2fDetails | None = None
+    #: A security email's bound address ("" for other methods).
+    email_address: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

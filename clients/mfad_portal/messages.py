@@ -27,6 +27,7 @@ CODE_REFUSED = N_("The verification code was not accepted. Enter the current cod
 STEP_UP_REFUSED = N_("That did not confirm it is you. Try again.")
 PASSKEY_FAILED = N_("The passkey was not created. Try again, or use another method.")
 NOT_FOUND_PAGE = N_("There is no such page.")
+CODE_WAIT = N_("A code was sent a moment ago. Wait a minute before you ask for another.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,8 @@ _BY_OPERATION: dict[tuple[str, Code], Said] = {
     ("bind_email", Code.FAILED_PRECONDITION): Said(
         N_("You have a security email already. Remove it before you bind another."), 409),
     ("bind_email", Code.INVALID_ARGUMENT): Said(N_("Enter a valid email address."), 400),
+    ("bind_email", Code.RESOURCE_EXHAUSTED): Said(CODE_WAIT, 429),
+    ("send_code", Code.RESOURCE_EXHAUSTED): Said(CODE_WAIT, 429),
     ("passkey", Code.INVALID_ARGUMENT): Said(PASSKEY_FAILED, 400),
     ("passkey", Code.FAILED_PRECONDITION): Said(PASSKEY_FAILED, 400),
     ("upgrade", Code.FAILED_PRECONDITION): Said(

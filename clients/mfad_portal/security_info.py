@@ -86,7 +86,7 @@ async def page(ctx: Ctx, error: str = "", status: int = 200) -> Response:
 
 def device_view(d: t.Device) -> dict[str, Any]:
     return {"id": d.id, "name": d.name, "state": d.state.value if d.state else "", "created_at": d.created_at,
-            "last_used_at": d.last_used_at, "passkey": d.passkey, "email_address": d.name}
+            "last_used_at": d.last_used_at, "passkey": d.passkey, "email_address": d.email_address or d.name}
 
 
 async def failed(ctx: Ctx, operation: str, exc: ClientError) -> Response:

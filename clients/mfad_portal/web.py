@@ -18,6 +18,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import gettext
 import hmac
 import inspect
 import ipaddress
@@ -104,6 +105,7 @@ def environments() -> dict[str, Environment]:
                           extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
         env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
         env.globals["lang"] = tag
+        env.globals["translations"] = translations  # for texts made in Python (Ctx.t)
         out[tag] = env
     return out
 
@@ -187,8 +189,9 @@ class Ctx:
 
     # --- output ----------------------------------------------------------------------------------
     def t(self, text: str, **values: Any) -> str:
-        gettext: Callable[..., str] = self.env.globals["gettext"]  # type: ignore[assignment]
-        return gettext(text, **values)
+        translations: gettext.NullTranslations = self.env.globals["translations"]  # type: ignore[assignment]
+        said = translations.gettext(text)
+        return said % values if values else said
 
     def render(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
         flash, self.session.flash = self.session.flash, ""
