@@ -81,7 +81,8 @@ async def page(ctx: Ctx, error: str = "", status: int = 200) -> Response:
     return ctx.render("security.html", status=status, error=error, manage=seen.self_service,
                       allowed=[m.value for m in seen.allowed_methods], lockout_risk=seen.listing.lockout_risk,
                       passkeys=by_method["passkey"], totp=by_method["totp"], email=by_method["email"],
-                      u2f=by_method["u2f"], remembered=remembered)
+                      u2f=by_method["u2f"], remembered=remembered,
+                      passkey_begin="/security/passkey/options", passkey_finish="/security/passkey")
 
 
 def device_view(d: t.Device) -> dict[str, Any]:
