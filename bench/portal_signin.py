@@ -1,0 +1,204 @@
+"""Benchmark of complete sign-ins through the portal: password + TOTP code, over HTTP, many users.
+
+Provisions users with a password and a confirmed TOTP device through the core (not timed);
+starts ``mfad serve`` with its portal in its own process; then, from this process, runs
+``--concurrency`` browser-less visitors, each sign-in being what a browser does: GET
+/signin (session cookie, CSRF token), POST /signin (username, password: argon2id in
+mfad), GET /signin/verify, POST /signin/verify/code (a valid code: the replay-guarded
+TOTP check), answered by the redirect to /security. Only a sign-in that ends on /security counts. Prints sign-ins per
+second and the latency percentiles of a whole sign-in (four requests).
+
+    PYTHONPATH=.:clients python bench/portal_signin.py [--users 300] [--concurrency 16]
+        [--engine sqlite|postgres] [--dsn postgresql://...] [--argon2 default|fast]
+
+``--argon2 default`` keeps mfad's password cost (argon2id t=3, 64 MiB: what a real
+deployment pays per sign-in); ``fast`` (t=1, 64 KiB) shows the portal's and the rest of
+the path's own cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import re
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from grpc_verify import App, free_port, wait_ready
+
+from mfad.config import load_config
+from mfad.core import totp
+from mfad.core.keyring import Keyring
+from mfad.core.service import Mfa
+from mfad.store import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery staple"
+CSRF = re.compile(rb'name="csrf" value="([^"]+)"')
+
+
+def write_config(workdir: Path, url: str, argon2: str) -> tuple[Path, int, int, int]:
+    grpc_port, metrics_port, portal_port = free_port(), free_port(), free_port()
+    cost = "time_cost = 1\nmemory_kib = 64\nparallelism = 1\n" if argon2 == "fast" else ""
+    config = workdir / "mfad.toml"
+    config.write_text(f"""
+[storage]
+url = {json.dumps(url)}
+[secrets]
+key_file = {json.dumps(str(workdir / "secrets.key"))}
+[passwords]
+{cost}
+[grpc]
+listen = ["127.0.0.1:{grpc_port}"]
+[metrics]
+listen = ["127.0.0.1:{metrics_port}"]
+[radius]
+listen = ["127.0.0.1:{free_port(__import__("socket").SOCK_DGRAM)}"]
+[portal]
+listen = ["127.0.0.1:{portal_port}"]
+token_file = {json.dumps(str(workdir / "portal.token"))}
+[logging]
+level = "warning"
+""", encoding="utf-8")
+    return config, grpc_port, metrics_port, portal_port
+
+
+async def provision(config_path: Path, users: int, schema: str | None) -> list[App]:
+    config = load_config(config_path)
+    store = await open_store(config.storage, schema=schema)
+    await store.migrate()
+    mfa = Mfa(config=config, store=store, keyring=Keyring.open(Path(config.secrets.key_file)))
+    await mfa.start()
+    apps: list[App] = []
+    gate = asyncio.Semaphore(4)
+    prefix = secrets.token_hex(3)
+
+    async def one(i: int) -> None:
+        name = f"bench-{prefix}-{i:05d}"
+        async with gate:
+            await mfa.users.create(name, PASSWORD, actor="bench")
+            binding = await mfa.devices.begin_totp(name, actor="bench")
+            key = base64.b32decode(binding.secret_base32 + "=" * (-len(binding.secret_base32) % 8))
+            step = totp.step_at(mfa.clock.now(), 30)
+            await mfa.devices.confirm_totp(name, binding.device.id, totp.hotp(key, step), actor="bench")
+            apps.append(App(name, key, step))
+
+    try:
+        await asyncio.gather(*(one(i) for i in range(users)))
+    finally:
+        mfa.close()
+        await store.aclose()
+    return apps
+
+
+async def sign_in(http: httpx.AsyncClient, app: App) -> bool:
+    http.cookies.clear()
+    page = await http.get("/signin")
+    csrf = CSRF.search(page.content)
+    assert csrf is not None
+    first = await http.post("/signin", data={"csrf": csrf.group(1).decode(), "username": app.username,
+                                             "password": PASSWORD})
+    if first.headers.get("location") != "/signin/verify":
+        return False
+    page = await http.get("/signin/verify")
+    csrf = CSRF.search(page.content)
+    code = app.next_code(time.time())
+    if csrf is None or code is None:
+        return False
+    done = await http.post("/signin/verify/code", data={"csrf": csrf.group(1).decode(), "method": "totp",
+                                                        "code": code})
+    return done.headers.get("location") == "/security"
+
+
+async def drive(url: str, apps: list[App], concurrency: int) -> dict[str, object]:
+    latencies: list[float] = []
+    failed = 0
+    queue: asyncio.Queue[App] = asyncio.Queue()
+    for app in apps:
+        queue.put_nowait(app)
+
+    async def visitor() -> None:
+        nonlocal failed
+        async with httpx.AsyncClient(base_url=url, headers={"origin": url}, timeout=60) as http:
+            while True:
+                try:
+                    app = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                started = time.perf_counter()
+                if await sign_in(http, app):
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    failed += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(visitor() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {"signins": len(latencies), "failed": failed, "seconds": elapsed, "rate": len(latencies) / elapsed,
+            "p50_ms": 1000 * statistics.median(latencies),
+            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=300, help="each signs in once (one TOTP step each)")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--engine", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--dsn", default=os.environ.get("MFAD_TEST_POSTGRES_DSN",
+                                                        "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--argon2", choices=["default", "fast"], default="default")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="mfad-portal-bench-"))
+    schema = None
+    if args.engine == "sqlite":
+        url = f"sqlite:///{workdir / 'mfad.db'}"
+    else:
+        import asyncpg
+
+        schema = f"bench_{secrets.token_hex(4)}"
+
+        async def schema_sql(sql: str) -> None:
+            conn = await asyncpg.connect(args.dsn)
+            await conn.execute(sql)
+            await conn.close()
+
+        asyncio.run(schema_sql(f'CREATE SCHEMA "{schema}"'))
+        url = f"{args.dsn}{'&' if '?' in args.dsn else '?'}search_path={schema}"
+    config, grpc_port, metrics_port, portal_port = write_config(workdir, url, args.argon2)
+    t0 = time.perf_counter()
+    apps = asyncio.run(provision(config, args.users, schema))
+    print(f"provisioned {len(apps)} users (password + TOTP) in {time.perf_counter() - t0:.1f} s ({workdir})")
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "clients"),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    server = subprocess.Popen([sys.executable, "-m", "mfad", "serve", "--config", str(config)], env=env,
+                              cwd=workdir)
+    try:
+        wait_ready(server, grpc_port, metrics_port)
+        result = asyncio.run(drive(f"http://localhost:{portal_port}", apps, args.concurrency))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+        if schema is not None:
+            asyncio.run(schema_sql(f'DROP SCHEMA "{schema}" CASCADE'))
+    print(f"engine {args.engine}, argon2 {args.argon2}: {result['signins']} complete sign-ins "
+          f"(password + TOTP, 4 HTTP requests each), {args.concurrency} visitors at once")
+    print(f"  {result['rate']:.1f} sign-ins/s over {result['seconds']:.2f} s; "
+          f"sign-in latency p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms; failed {result['failed']}")
+    return 0 if result["failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
