@@ -96,8 +96,9 @@ level = "warning"
     return config, grpc_port, metrics_port
 
 
-async def provision(config_path: Path, users: int, schema: str | None) -> tuple[list[App], str]:
-    """Users with confirmed TOTP devices and a service token, made through the core."""
+async def provision(config_path: Path, users: int, schema: str | None,
+                    password: str | None = None) -> tuple[list[App], str]:
+    """Users with confirmed TOTP devices (and ``password``) and a service token, made through the core."""
     config = load_config(config_path)
     store = await open_store(config.storage, schema=schema)
     await store.migrate()
@@ -110,7 +111,7 @@ async def provision(config_path: Path, users: int, schema: str | None) -> tuple[
     async def one(i: int) -> None:
         name = f"bench-{prefix}-{i:05d}"
         async with gate:
-            await mfa.users.create(name, None, actor="bench")
+            await mfa.users.create(name, password, actor="bench")
             binding = await mfa.devices.begin_totp(name, actor="bench")
             key = base64.b32decode(binding.secret_base32 + "=" * (-len(binding.secret_base32) % 8))
             step = totp.step_at(mfa.clock.now(), 30)
