@@ -27,6 +27,7 @@ CODE_REFUSED = N_("The verification code was not accepted. Enter the current cod
 STEP_UP_REFUSED = N_("That did not confirm it is you. Try again.")
 PASSKEY_FAILED = N_("The passkey was not created. Try again, or use another method.")
 NOT_FOUND_PAGE = N_("There is no such page.")
+HTTPS_ONLY = N_("This site is served over https only.")
 CODE_WAIT = N_("A code was sent a moment ago. Wait a minute before you ask for another.")
 
 

@@ -170,6 +170,15 @@ class Ctx:
             self._json = value
         return self._json
 
+    def over_tls(self) -> bool:
+        """Whether this request reached the portal the way its origin says: directly over its
+        own TLS, on http://localhost, or through a trusted proxy that says it terminated TLS."""
+        if not self.portal.origin.startswith("https://") or self.portal.settings.tls_cert:
+            return True
+        peer = self.request.client.host if self.request.client else ""
+        said = self.request.headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
+        return is_trusted(peer, self.portal.settings.trusted_proxies) and said == "https"
+
     def client_info(self) -> ClientInfo:
         return ClientInfo(ip=client_ip(self.request, self.portal.settings.trusted_proxies),
                           user_agent=self.request.headers.get("user-agent", "")[:512])
@@ -255,6 +264,8 @@ def view(portal: Portal, name: str, fn: View, *, needs: str | None = None) -> Ca
         request.scope["mfad_route"] = name
         ctx = Ctx(portal, request, name)
         try:
+            if not ctx.over_tls():
+                return ctx.finish(ctx.render("message.html", status=400, heading=messages.HTTPS_ONLY))
             if request.method == "POST" and not await ctx.csrf_ok():
                 return ctx.finish(ctx.render("message.html", status=403, heading=messages.FORM_EXPIRED))
             if needs == "signed_in" and not ctx.session.is_signed_in or \
@@ -277,22 +288,21 @@ def client_ip(request: Request, trusted: list[str]) -> str:
     """The user's address: the peer, or — when the peer is a trusted proxy — the last
     X-Forwarded-For hop that is not one."""
     peer = request.client.host if request.client else ""
-    networks = [ipaddress.ip_network(n, strict=False) for n in trusted]
-
-    def is_trusted(address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in n for n in networks)
-
-    if not is_trusted(peer):
+    if not is_trusted(peer, trusted):
         return _ip_or_empty(peer)
     hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
     for hop in reversed(hops):
-        if not is_trusted(hop):
+        if not is_trusted(hop, trusted):
             return _ip_or_empty(hop)
     return _ip_or_empty(peer)
+
+
+def is_trusted(address: str, trusted: list[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(n, strict=False) for n in trusted)
 
 
 def _ip_or_empty(text: str) -> str:

@@ -189,3 +189,16 @@ async def test_a_webauthn_response_for_another_users_ceremony_is_refused(site: S
     again = await visitors["dave"].post_json("/signin/bind/passkey", {"credential": mine})
     assert again.status_code == 400, again.text
     await asyncio.gather(*(v.close() for v in visitors.values()))
+
+
+async def test_behind_a_proxy_pages_are_served_only_when_it_says_it_terminated_tls(site: StartSite) -> None:
+    s = await site(public_url="https://localhost", trusted_proxies=["127.0.0.1"])
+    direct = f"http://127.0.0.1:{s.url.rpartition(':')[2]}"
+    async with httpx.AsyncClient(base_url=direct) as http:
+        plain = await http.get("/signin")
+        assert plain.status_code == 400 and "served over https only" in plain.text
+        proxied = await http.get("/signin", headers={"x-forwarded-proto": "https"})
+        assert proxied.status_code == 200
+        assert "Secure" in proxied.headers["set-cookie"] and "__Host-mfad_session" in proxied.headers["set-cookie"]
+        assert proxied.headers["strict-transport-security"] == "max-age=31536000"
+        assert (await http.get("/healthz")).status_code == 200  # probes need no proxy
