@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -57,7 +58,7 @@ listen = ["127.0.0.1:{grpc_port}"]
 [metrics]
 listen = ["127.0.0.1:{metrics_port}"]
 [radius]
-listen = ["127.0.0.1:{free_port(__import__("socket").SOCK_DGRAM)}"]
+listen = ["127.0.0.1:{free_port(socket.SOCK_DGRAM)}"]
 [portal]
 listen = ["127.0.0.1:{portal_port}"]
 token_file = {json.dumps(str(workdir / "portal.token"))}

@@ -215,10 +215,6 @@ async def step_up_page(ctx: Ctx, error: str = "", status: int = 200) -> Response
                       masked_email=step_up.get("masked", ""))
 
 
-def stepped_up(ctx: Ctx, answer: t.StepUp) -> bool:
-    return answer.outcome is StepUpOutcome.VERIFIED
-
-
 async def step_up_code(ctx: Ctx) -> Response:
     method = await ctx.field("method")
     if method not in ("totp", "email") or "remove" not in ctx.session.pending:
@@ -230,7 +226,7 @@ async def step_up_code(ctx: Ctx) -> Response:
             code=(await ctx.field("code")).strip(), client=ctx.client_info())
     except ClientError as exc:
         return await ctx.failure("step_up", exc, page=lambda text, status: step_up_page(ctx, text, status))
-    if not stepped_up(ctx, answer):
+    if answer.outcome is not StepUpOutcome.VERIFIED:
         return await step_up_page(ctx, messages.STEP_UP_REFUSED)
     return await removal(ctx, asked_for_step_up=True)
 
@@ -276,7 +272,7 @@ async def step_up_passkey(ctx: Ctx) -> Response:
             challenge_id=pending["challenge"], assertion_json=json.dumps(credential), client=ctx.client_info())
     except ClientError as exc:
         return await ctx.failure("step_up", exc)
-    if not stepped_up(ctx, answer):
+    if answer.outcome is not StepUpOutcome.VERIFIED:
         return JSONResponse({"error": ctx.t(messages.STEP_UP_REFUSED)}, status_code=400)
     return await removal(ctx, asked_for_step_up=True)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
@@ -96,8 +97,6 @@ def remember(ctx: Ctx, token: t.RememberedToken | None) -> None:
         return
     max_age = 0
     if token.expires_at is not None:
-        from datetime import UTC, datetime
-
         max_age = max(1, int((token.expires_at - datetime.now(UTC)).total_seconds()))
     ctx.set_cookie(REMEMBER_COOKIE, token.token, max_age)
 

@@ -27,6 +27,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -39,11 +40,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mfad.config import PortalSettings
 from mfad_client import ClientError, ClientInfo, MfadClient
 from mfad_portal import i18n, messages
-from mfad_portal.sessions import PortalSession, Sessions
+from mfad_portal.sessions import Sessions
 
 log = logging.getLogger("mfad.portal")
 
-TEMPLATES = __import__("pathlib").Path(__file__).parent / "templates"
+TEMPLATES = Path(__file__).parent / "templates"
 MAX_FIELD = 4096
 MAX_FIELDS = 32
 REMEMBER_COOKIE = "mfad_remember"

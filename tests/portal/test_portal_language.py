@@ -5,6 +5,7 @@ cover every text the templates and the code show."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -37,6 +38,7 @@ async def test_chinese_pages_and_a_read_only_security_page(site: StartSite, chro
     await page.get_by_label("密码").fill(PASSWORD)
     await page.get_by_role("button", name="登录", exact=True).click()
     assert await tab.heading() == "验证您的身份"
+    assert await page.get_by_role("checkbox").count() == 0  # the policy does not allow remembering devices
     await page.get_by_label("验证码").fill(await app.next_code())
     await page.get_by_role("button", name="验证").click()
 
@@ -56,7 +58,7 @@ async def test_chinese_pages_and_a_read_only_security_page(site: StartSite, chro
 
 def test_every_text_has_a_chinese_translation(tmp_path: Path) -> None:
     pot = tmp_path / "messages.pot"
-    subprocess.run([str(Path(__import__("sys").executable).parent / "pybabel"), "extract", "-F",
+    subprocess.run([str(Path(sys.executable).parent / "pybabel"), "extract", "-F",
                     str(PORTAL / "babel.cfg"), "-k", "N_", "--no-location", "-o", str(pot), str(PORTAL)],
                    check=True, capture_output=True, timeout=120)
     with pot.open("rb") as f:
