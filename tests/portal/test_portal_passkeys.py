@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.parametrize("engine", ["postgres"])]
 
 async def test_first_sign_in_binds_a_passkey_then_passkey_and_usernameless_sign_in(
         site: StartSite, chromium: Browser) -> None:
-    s = await site()
+    s = await site(policy={"remember_device": True})
     await s.admin.admin.create_user("bob", PASSWORD)
     tab = await s.browser(chromium)
     page = tab.page
@@ -56,8 +56,21 @@ async def test_first_sign_in_binds_a_passkey_then_passkey_and_usernameless_sign_
     assert len(await tab.credentials(phone)) == 1
     await expect(page.get_by_role("cell", name="phone", exact=True)).to_be_visible()
     await tab.shot("security-passkeys")
-    # Signed in with a passkey moments ago: removing one needs no further step.
+
+    # Signed in by a remembered device (no second factor): removing a passkey asks for one, inline.
+    # (Binding the phone revoked remembered devices, mfad's rule: remember this one now.)
+    await tab.sign_out()
+    await tab.sign_in("bob")
+    await page.get_by_label("Remember this device for 7 days").check()
+    await page.get_by_role("button", name="Use my passkey").click()
+    await page.wait_for_url("**/security")
+    assert await tab.cookie("mfad_remember") is not None
+    await tab.sign_out()
+    await tab.sign_in("bob")
+    assert await tab.heading() == "Security Information"
     await page.get_by_role("button", name="Remove laptop").click()
+    assert await tab.heading() == "Confirm it is you"
+    await page.get_by_role("button", name="Use my passkey").click()
     await expect(page.get_by_role("status")).to_have_text("The device is removed.")
     assert [d.name for d in (await s.admin.admin.list_devices("bob")).devices] == ["phone"]
 
