@@ -76,7 +76,8 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(workdir: Path, url: str) -> tuple[Path, int, int]:
+def write_config(workdir: Path, url: str, extra: str = "[portal]\nenabled = false\n") -> tuple[Path, int, int]:
+    """The daemon's config on free loopback ports; ``extra`` TOML is appended (by default: no portal)."""
     grpc_port, metrics_port = free_port(), free_port()
     config = workdir / "mfad.toml"
     config.write_text(f"""
@@ -92,7 +93,7 @@ listen = ["127.0.0.1:{metrics_port}"]
 listen = ["127.0.0.1:{free_port(socket.SOCK_DGRAM)}"]
 [logging]
 level = "warning"
-""", encoding="utf-8")
+{extra}""", encoding="utf-8")
     return config, grpc_port, metrics_port
 
 

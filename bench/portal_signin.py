@@ -25,7 +25,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,7 @@ import time
 from pathlib import Path
 
 import httpx
-from grpc_verify import App, free_port, provision, wait_ready
+from grpc_verify import App, free_port, provision, wait_ready, write_config
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,29 +41,15 @@ PASSWORD = "correct horse battery staple"
 CSRF = re.compile(rb'name="csrf" value="([^"]+)"')
 
 
-def write_config(workdir: Path, url: str, argon2: str) -> tuple[Path, int, int, int]:
-    grpc_port, metrics_port, portal_port = free_port(), free_port(), free_port()
-    cost = "time_cost = 1\nmemory_kib = 64\nparallelism = 1\n" if argon2 == "fast" else ""
-    config = workdir / "mfad.toml"
-    config.write_text(f"""
-[storage]
-url = {json.dumps(url)}
-[secrets]
-key_file = {json.dumps(str(workdir / "secrets.key"))}
-[passwords]
-{cost}
-[grpc]
-listen = ["127.0.0.1:{grpc_port}"]
-[metrics]
-listen = ["127.0.0.1:{metrics_port}"]
-[radius]
-listen = ["127.0.0.1:{free_port(socket.SOCK_DGRAM)}"]
+def portal_config(workdir: Path, url: str, argon2: str) -> tuple[Path, int, int, int]:
+    """grpc_verify's daemon config with the portal on a free port (and the password cost asked for)."""
+    portal_port = free_port()
+    cost = "[passwords]\ntime_cost = 1\nmemory_kib = 64\nparallelism = 1\n" if argon2 == "fast" else ""
+    config, grpc_port, metrics_port = write_config(workdir, url, extra=f"""{cost}
 [portal]
 listen = ["127.0.0.1:{portal_port}"]
 token_file = {json.dumps(str(workdir / "portal.token"))}
-[logging]
-level = "warning"
-""", encoding="utf-8")
+""")
     return config, grpc_port, metrics_port, portal_port
 
 
@@ -145,7 +130,7 @@ def main() -> int:
 
         asyncio.run(schema_sql(f'CREATE SCHEMA "{schema}"'))
         url = f"{args.dsn}{'&' if '?' in args.dsn else '?'}search_path={schema}"
-    config, grpc_port, metrics_port, portal_port = write_config(workdir, url, args.argon2)
+    config, grpc_port, metrics_port, portal_port = portal_config(workdir, url, args.argon2)
     t0 = time.perf_counter()
     apps, _ = asyncio.run(provision(config, args.users, schema, password=PASSWORD))
     print(f"provisioned {len(apps)} users (password + TOTP) in {time.perf_counter() - t0:.1f} s ({workdir})")
