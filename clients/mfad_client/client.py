@@ -221,7 +221,7 @@ class Authentication:
                         challenge_expires_at=_time(m.challenge_expires_at, m.HasField("challenge_expires_at")),
                         session=_session(m.session, m.HasField("session")),
                         remembered=_remembered_token(m.remembered, m.HasField("remembered")), username=m.username,
-                        remember_days=int(m.remember_days))
+                        remember_days=int(m.remember_days), masked_email=m.masked_email)
 
     async def start_challenge(self, challenge_id: str, method: t.Method, *,
                               client: t.ClientInfo | None = None) -> t.ChallengeDetails:

@@ -228,6 +228,8 @@ class SignIn:
     username: str = ""
     #: SECOND_FACTOR_REQUIRED: offer "remember this device" for so many days (0: the policy does not allow it).
     remember_days: int = 0
+    #: SECOND_FACTOR_REQUIRED with email among the methods: where a code would go, masked.
+    masked_email: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -84,7 +84,8 @@ def first_factor_passed(ctx: Ctx, begun: t.SignIn, username: str) -> Response:
         ctx.session.pending = {"bind_methods": [m.value for m in begun.methods]}
         return ctx.redirect("/signin/bind")
     ctx.session.pending = {"challenge": begun.challenge_id, "methods": [m.value for m in begun.methods],
-                           "remember_days": begun.remember_days, "username": username}
+                           "remember_days": begun.remember_days, "username": username,
+                           "email_to": begun.masked_email}
     return ctx.redirect("/signin/verify")
 
 
@@ -124,7 +125,8 @@ def verify_page(ctx: Ctx, method: str, error: str = "", status: int = 200) -> Re
     return ctx.render("verify.html", status=status, error=error, method=method,
                       others=[m for m in methods if m != method], method_names=METHOD_NAMES,
                       remember_days=pending["remember_days"],
-                      masked_email=pending.get("masked_email", "") if method == "email" else "")
+                      masked_email=pending.get("masked_email", "") if method == "email" else "",
+                      email_to=pending.get("email_to", ""))
 
 
 async def verify_code(ctx: Ctx) -> Response:

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from mfad.core import remembered
+from mfad.core.addresses import mask_address
 from mfad.core.clock import Clock
 from mfad.core.devices import DeviceListing, DeviceService, TotpBinding
 from mfad.core.errors import InvalidInput, NotFound, PermissionDenied, PreconditionFailed, Unauthenticated
@@ -74,6 +75,8 @@ class SignIn:
     remembered_expires_at: datetime | None = None
     #: A second factor is owed and the policy lets the user ask to be remembered: for so many days.
     remember_days: int = 0
+    #: A second factor is owed and a security email is one of the ways: where a code would go, masked.
+    masked_email: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,7 +142,8 @@ class SelfService:
             return SignIn(result=result, session=session)
         if result.outcome is Outcome.SECOND_FACTOR_REQUIRED:
             policy = await self._policy.current()
-            return SignIn(result=result, remember_days=policy.remember_days if policy.remember_device else 0)
+            return SignIn(result=result, remember_days=policy.remember_days if policy.remember_device else 0,
+                          masked_email=await self._masked_email(result))
         return SignIn(result=result)
 
     async def complete(self, challenge_id: str, method: Method, response: str, attempt: Attempt, *, caller: str,
@@ -236,6 +240,16 @@ class SelfService:
         if not policy.self_service and use is not Use.VIEW:
             raise PermissionDenied("the MFA policy does not allow users to manage their own devices")
         return session
+
+    async def _masked_email(self, result: SignInResult) -> str:
+        """The security email a code would go to, masked; "" when email is not offered. Shown only
+        after the first factor passed, like the answer to starting that challenge."""
+        if Method.EMAIL not in result.methods or result.user is None:
+            return ""
+        for d in await self._store.load_devices(result.user.id):
+            if d.method is Method.EMAIL and d.is_active and d.email:
+                return mask_address(d.email)
+        return ""
 
     async def end(self, token: str | None, caller: str, attempt: Attempt) -> None:
         """Sign-out: the session's token is refused from now on."""

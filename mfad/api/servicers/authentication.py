@@ -49,6 +49,7 @@ class AuthenticationServicer(pb_grpc.AuthenticationServicer):
             out.challenge_id = r.challenge_id or ""
             out.methods.extend(strongest_first(r.methods))
             out.remember_days = found.remember_days
+            out.masked_email = found.masked_email
             if r.expires_at is not None:
                 out.challenge_expires_at.FromDatetime(r.expires_at)
         elif r.outcome is Outcome.ENROLMENT_REQUIRED:

@@ -252,7 +252,7 @@ class BeginSignInRequest(_message.Message):
     def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ..., remembered_token: _Optional[str] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
 
 class BeginSignInResponse(_message.Message):
-    __slots__ = ("outcome", "challenge_id", "methods", "challenge_expires_at", "session", "remembered", "username", "remember_days")
+    __slots__ = ("outcome", "challenge_id", "methods", "challenge_expires_at", "session", "remembered", "username", "remember_days", "masked_email")
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     CHALLENGE_ID_FIELD_NUMBER: _ClassVar[int]
     METHODS_FIELD_NUMBER: _ClassVar[int]
@@ -261,6 +261,7 @@ class BeginSignInResponse(_message.Message):
     REMEMBERED_FIELD_NUMBER: _ClassVar[int]
     USERNAME_FIELD_NUMBER: _ClassVar[int]
     REMEMBER_DAYS_FIELD_NUMBER: _ClassVar[int]
+    MASKED_EMAIL_FIELD_NUMBER: _ClassVar[int]
     outcome: SignInOutcome
     challenge_id: str
     methods: _containers.RepeatedScalarFieldContainer[Method]
@@ -269,7 +270,8 @@ class BeginSignInResponse(_message.Message):
     remembered: RememberedToken
     username: str
     remember_days: int
-    def __init__(self, outcome: _Optional[_Union[SignInOutcome, str]] = ..., challenge_id: _Optional[str] = ..., methods: _Optional[_Iterable[_Union[Method, str]]] = ..., challenge_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., session: _Optional[_Union[UserSession, _Mapping]] = ..., remembered: _Optional[_Union[RememberedToken, _Mapping]] = ..., username: _Optional[str] = ..., remember_days: _Optional[int] = ...) -> None: ...
+    masked_email: str
+    def __init__(self, outcome: _Optional[_Union[SignInOutcome, str]] = ..., challenge_id: _Optional[str] = ..., methods: _Optional[_Iterable[_Union[Method, str]]] = ..., challenge_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., session: _Optional[_Union[UserSession, _Mapping]] = ..., remembered: _Optional[_Union[RememberedToken, _Mapping]] = ..., username: _Optional[str] = ..., remember_days: _Optional[int] = ..., masked_email: _Optional[str] = ...) -> None: ...
 
 class StartChallengeRequest(_message.Message):
     __slots__ = ("challenge_id", "method", "client")
