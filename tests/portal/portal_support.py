@@ -11,7 +11,8 @@ another folder's when folders run together).
               locale=...)`` → a :class:`Tab` (a page with the DevTools virtual authenticator on).
 ``chromium``  the browser (tests/webauthn/chromium.py), one per test that asks for it.
 
-Screenshots go to ``$MFAD_PORTAL_SCREENSHOTS`` when set (``docs/portal/`` to refresh the
+Screenshots go to ``$MFAD_TEST_SCREENSHOTS`` when set (not ``MFAD_PORTAL_*``: that prefix sets the
+daemon's ``[portal]`` keys; ``docs/portal/`` to refresh the
 documentation's pictures), else to the test's temporary folder; every page a test visits
 is saved once per name.
 """
@@ -186,7 +187,7 @@ StartSite = Callable[..., Awaitable[Site]]
 
 
 def screenshots_dir(tmp_path: Path) -> Path:
-    chosen = os.environ.get("MFAD_PORTAL_SCREENSHOTS")
+    chosen = os.environ.get("MFAD_TEST_SCREENSHOTS")
     path = Path(chosen) if chosen else tmp_path / "screens"
     path.mkdir(parents=True, exist_ok=True)
     return path
