@@ -76,7 +76,8 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(workdir: Path, url: str) -> tuple[Path, int, int]:
+def write_config(workdir: Path, url: str, extra: str = "[portal]\nenabled = false\n") -> tuple[Path, int, int]:
+    """The daemon's config on free loopback ports; ``extra`` TOML is appended (by default: no portal)."""
     grpc_port, metrics_port = free_port(), free_port()
     config = workdir / "mfad.toml"
     config.write_text(f"""
@@ -92,12 +93,13 @@ listen = ["127.0.0.1:{metrics_port}"]
 listen = ["127.0.0.1:{free_port(socket.SOCK_DGRAM)}"]
 [logging]
 level = "warning"
-""", encoding="utf-8")
+{extra}""", encoding="utf-8")
     return config, grpc_port, metrics_port
 
 
-async def provision(config_path: Path, users: int, schema: str | None) -> tuple[list[App], str]:
-    """Users with confirmed TOTP devices and a service token, made through the core."""
+async def provision(config_path: Path, users: int, schema: str | None,
+                    password: str | None = None) -> tuple[list[App], str]:
+    """Users with confirmed TOTP devices (and ``password``) and a service token, made through the core."""
     config = load_config(config_path)
     store = await open_store(config.storage, schema=schema)
     await store.migrate()
@@ -110,7 +112,7 @@ async def provision(config_path: Path, users: int, schema: str | None) -> tuple[
     async def one(i: int) -> None:
         name = f"bench-{prefix}-{i:05d}"
         async with gate:
-            await mfa.users.create(name, None, actor="bench")
+            await mfa.users.create(name, password, actor="bench")
             binding = await mfa.devices.begin_totp(name, actor="bench")
             key = base64.b32decode(binding.secret_base32 + "=" * (-len(binding.secret_base32) % 8))
             step = totp.step_at(mfa.clock.now(), 30)

@@ -261,6 +261,8 @@ mode = "otp_only"
 listen = ["127.0.0.1:0"]
 [metrics]
 listen = ["127.0.0.1:{metrics_port}"]
+[portal]
+enabled = false
 [logging]
 level = "warning"
 """

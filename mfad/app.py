@@ -172,6 +172,10 @@ async def serve(config: Config, *, reuse_port: bool = False) -> int:
                                         prune_interval=config.storage.prune_interval_seconds)
             services: list[Service] = [http, housekeeping, outbox_service(mfa, config.smtp),
                                        *transport_services(mfa, config, registry, health, reuse_port=reuse_port)]
+            if config.portal.enabled and config.grpc.listen:  # one portal, beside the gRPC it calls
+                from mfad.embedded_portal import portal_service
+
+                services.append(await portal_service(mfa, config, registry))
             await start_all(services)  # every listener bound before READY=1
             log.info("mfad serving (store %s, event loop %s, metrics http://%s:%d/metrics)", mfa.store.engine,
                      loop_name, host, http.port)

@@ -228,6 +228,68 @@ class LoggingSettings:
     format: Literal["text", "json"] = "text"
 
 
+def _url(value: Any) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+            or parts.username or parts.password or parts.path not in ("", "/"):
+        return "must be http(s)://host[:port] (the portal is served at the root of its host)"
+    return None
+
+
+def _networks(value: Any) -> str | None:
+    for item in value:
+        reason = _network(item)
+        if reason:
+            return f"{item!r}: {reason}"
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortalSettings:
+    """The self-service portal (docs/portal.md): inside ``mfad serve``, or alone as ``mfad-portal``."""
+
+    #: Run the portal as one more service of ``mfad serve``.
+    enabled: bool = True
+    listen: list[str] = field(default_factory=lambda: ["127.0.0.1:8080"], metadata=check(_addresses))
+    #: The address users type (its origin is WebAuthn's); default http://localhost:<listen port>.
+    public_url: str | None = field(default=None, metadata=check(_url))
+    #: Serve HTTPS directly (or put a TLS-terminating proxy listed in trusted_proxies in front).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: Reverse proxies (IPs or CIDR networks) whose X-Forwarded-For / X-Forwarded-Proto are believed.
+    trusted_proxies: list[str] = field(default_factory=list, metadata=check(_networks))
+    #: mfad's gRPC address; inside ``mfad serve`` the daemon's own first ``grpc.listen``.
+    daemon_address: str | None = None
+    #: TLS to mfad's gRPC: CA bundle, client certificate and key (mTLS), expected server name.
+    daemon_ca: str | None = None
+    daemon_cert: str | None = None
+    daemon_key: str | None = None
+    daemon_server_name: str | None = None
+    #: The portal's caller token (role portal). ``mfad serve`` writes it (0600) when missing.
+    token_file: str = str(DEFAULT_DATA_DIR / "portal.token")
+    #: A portal session ends after this long without a request...
+    session_idle_seconds: int = field(default=900, metadata=check(between(60, 86400)))
+    #: ... and this long after sign-in at the latest (mfad's own session may end sooner).
+    session_absolute_seconds: int = field(default=28800, metadata=check(between(300, 7 * 86400)))
+    #: Whom users ask about a lost device ("the IT help desk, helpdesk@example.com").
+    help_contact: str = ""
+    #: Larger request bodies are refused (413).
+    max_body_bytes: int = field(default=65536, metadata=check(between(4096, 1024 * 1024)))
+
+    @property
+    def origin(self) -> str:
+        """The portal's public origin (scheme://host[:port])."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http{'s' if self.tls_cert else ''}://localhost:{parse_address(self.listen[0])[1]}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -244,6 +306,7 @@ class Config:
     policy: PolicySettings = field(default_factory=PolicySettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    portal: PortalSettings = field(default_factory=PortalSettings)
 
     @property
     def core(self) -> CoreSettings:
@@ -383,7 +446,7 @@ def _read_secret_file(loader: _Loader, path: str, file_name: str) -> str | None:
     return text
 
 
-def _validate(loader: _Loader, config: Config) -> Config:
+def _validate(loader: _Loader, config: Config, *, origins_set: bool = True) -> Config:
     """Checks that span several keys; resolves ``secret_file`` into ``secret``."""
     clients = []
     names: set[str] = set()
@@ -418,8 +481,43 @@ def _validate(loader: _Loader, config: Config) -> Config:
         loader.fail("policy.allowed_methods", "must allow at least one method")
     if not config.webauthn.origins:
         loader.fail("webauthn.origins", "must list at least one origin")
-    _validate_webauthn(loader, config.webauthn)
-    return dataclasses.replace(config, radius=dataclasses.replace(config.radius, clients=clients), smtp=smtp)
+    webauthn = config.webauthn
+    if config.portal.enabled and not origins_set:
+        # The portal is where passkeys are made: without an explicit list, its origin is the one.
+        webauthn = dataclasses.replace(webauthn, origins=[config.portal.origin])
+    _validate_webauthn(loader, webauthn)
+    _validate_portal(loader, config.portal, webauthn, origins_set=origins_set)
+    return dataclasses.replace(config, radius=dataclasses.replace(config.radius, clients=clients), smtp=smtp,
+                               webauthn=webauthn)
+
+
+def _validate_portal(loader: _Loader, portal: PortalSettings, webauthn: WebauthnSettings, *,
+                     origins_set: bool) -> None:
+    """The portal's origin must be one WebAuthn accepts; off localhost it needs TLS."""
+    from urllib.parse import urlsplit
+
+    if bool(portal.tls_cert) != bool(portal.tls_key):
+        loader.fail("portal.tls_key" if portal.tls_cert else "portal.tls_cert", "tls_cert and tls_key go together")
+    if (portal.daemon_cert is None) != (portal.daemon_key is None):
+        loader.fail("portal.daemon_key" if portal.daemon_cert else "portal.daemon_cert",
+                    "daemon_cert and daemon_key go together")
+    if not portal.enabled:
+        return
+    origin = portal.origin
+    parts = urlsplit(origin)
+    host = parts.hostname or ""
+    local = host == "localhost" or host.endswith(".localhost")
+    if parts.scheme == "http" and not local:
+        loader.fail("portal.public_url", f"{origin!r}: off localhost the portal must be served over https")
+    if parts.scheme == "https" and not portal.tls_cert and not portal.trusted_proxies:
+        loader.fail("portal.public_url", f"{origin!r} is https: set portal.tls_cert and portal.tls_key, or list the "
+                    "TLS-terminating proxy in portal.trusted_proxies")
+    if origins_set and origin not in webauthn.origins:
+        loader.fail("portal.public_url", f"the portal's origin {origin!r} is not in webauthn.origins: passkeys "
+                    "made on its pages would be refused (add it there, or leave webauthn.origins unset)")
+    elif host != webauthn.rp_id and not host.endswith("." + webauthn.rp_id):
+        loader.fail("portal.public_url", f"the portal's host {host!r} is not on webauthn.rp_id "
+                    f"{webauthn.rp_id!r} or a subdomain of it")
 
 
 def _validate_smtp(loader: _Loader, smtp: SmtpSettings) -> SmtpSettings:
@@ -493,8 +591,43 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
     loader = _Loader(base_dir)
     config = loader.section("", Config, raw)
     if config is not None:
-        config = _validate(loader, config)
+        webauthn_raw = raw.get("webauthn")
+        config = _validate(loader, config, origins_set=isinstance(webauthn_raw, dict) and "origins" in webauthn_raw)
     if loader.problems:
         raise ConfigError(loader.problems)
     assert isinstance(config, Config)
     return config
+
+
+def load_portal_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> PortalSettings:
+    """The standalone portal's file (``mfad-portal --config``): a ``[portal]`` table only,
+    with ``MFAD_PORTAL_*`` overrides. Raises ConfigError listing every problem."""
+    file = Path(path)
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([f"{file}: no such file"]) from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError([f"{file}: cannot read: {exc}"]) from None
+    loader = _Loader(file.resolve().parent)
+    for key in raw:
+        if key != "portal":
+            loader.fail(key, "unknown key (this file holds only [portal])")
+    section = dict(raw.get("portal", {})) if isinstance(raw.get("portal", {}), dict) else {}
+    section.update(_env_overrides(os.environ if env is None else env).get("portal", {}))
+    portal = loader.section("portal", PortalSettings, section)
+    if portal is not None:
+        if not portal.daemon_address:
+            loader.fail("portal.daemon_address", "is required when the portal runs alone")
+        _validate_portal(loader, portal, WebauthnSettings(origins=[portal.origin],
+                                                          rp_id=urlsplit_host(portal.origin)), origins_set=False)
+    if loader.problems:
+        raise ConfigError(loader.problems)
+    assert isinstance(portal, PortalSettings)
+    return portal
+
+
+def urlsplit_host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname or ""

@@ -54,6 +54,9 @@ listen = ["127.0.0.1:{ports['metrics']}"]
 listen = ["127.0.0.1:{ports['grpc']}"]
 [radius]
 listen = ["127.0.0.1:{ports['radius']}"]
+[portal]
+listen = ["127.0.0.1:0"]
+token_file = "{path.parent / 'portal.token'}"
 {extra}
 """)
     return ports

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import grpc
 import grpc.aio
 from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mfad._proto.mfad.v1 import mfad_pb2 as pb
 from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
@@ -102,7 +103,8 @@ def _device(m: pb.Device) -> t.Device:
                     passkey=t.PasskeyDetails(backup_eligible=m.passkey.backup_eligible,
                                              backup_state=m.passkey.backup_state, aaguid=m.passkey.aaguid)
                     if m.HasField("passkey") else None,
-                    u2f=t.U2fDetails(app_id=m.u2f.app_id) if m.HasField("u2f") else None)
+                    u2f=t.U2fDetails(app_id=m.u2f.app_id) if m.HasField("u2f") else None,
+                    email_address=m.email.address if m.HasField("email") else "")
 
 
 def _registration(m: pb.PasskeyRegistration) -> t.PasskeyRegistration:
@@ -219,7 +221,8 @@ class Authentication:
                         methods=_methods(m.methods),
                         challenge_expires_at=_time(m.challenge_expires_at, m.HasField("challenge_expires_at")),
                         session=_session(m.session, m.HasField("session")),
-                        remembered=_remembered_token(m.remembered, m.HasField("remembered")), username=m.username)
+                        remembered=_remembered_token(m.remembered, m.HasField("remembered")), username=m.username,
+                        remember_days=int(m.remember_days), masked_email=m.masked_email)
 
     async def start_challenge(self, challenge_id: str, method: t.Method, *,
                               client: t.ClientInfo | None = None) -> t.ChallengeDetails:
@@ -275,8 +278,17 @@ class Enrollment:
         self._call = calls
 
     async def list_devices(self, session: str) -> t.DeviceList:
+        return (await self.devices(session)).listing
+
+    async def devices(self, session: str) -> t.Devices:
+        """The listing with the policy's word on it (read-only when ``self_service`` is False)."""
         m = await self._call(self._stub.ListDevices, pb.ListDevicesRequest(), session=session)
-        return _device_list(m.devices)
+        return t.Devices(listing=_device_list(m.devices), self_service=m.self_service,
+                         allowed_methods=_methods(m.allowed_methods))
+
+    async def end_session(self, session: str) -> None:
+        """Sign-out: mfad refuses the session token from now on."""
+        await self._call(self._stub.EndSession, pb.EndSessionRequest(), session=session)
 
     async def begin_totp_binding(self, session: str, name: str = DEFAULT_TOTP_NAME) -> t.TotpProvisioning:
         m = await self._call(self._stub.BeginTotpBinding, pb.BeginTotpBindingRequest(name=name), session=session)
@@ -284,9 +296,16 @@ class Enrollment:
 
     async def confirm_totp_binding(self, session: str, device_id: str, code: str,
                                    client: t.ClientInfo | None = None) -> tuple[t.Device, t.DeviceList]:
+        bound = await self.confirm_totp(session, device_id, code, client)
+        return bound.device, bound.listing
+
+    async def confirm_totp(self, session: str, device_id: str, code: str,
+                           client: t.ClientInfo | None = None) -> t.Bound:
+        """As :meth:`confirm_totp_binding`, with the full session a first binding at sign-in earns."""
         m = await self._call(self._stub.ConfirmTotpBinding, pb.ConfirmTotpBindingRequest(
             device_id=device_id, code=code, client=_client(client)), session=session)
-        return _device(m.device), _device_list(m.devices)
+        return t.Bound(device=_device(m.device), listing=_device_list(m.devices),
+                       session=_session(m.session, m.HasField("session")))
 
     async def unbind(self, session: str, device_id: str, client: t.ClientInfo | None = None) -> t.DeviceList:
         m = await self._call(self._stub.Unbind, pb.UnbindRequest(device_id=device_id, client=_client(client)),
@@ -321,10 +340,17 @@ class Enrollment:
 
     async def complete_passkey_binding(self, session: str, registration_id: str, credential_json: str,
                                        client: t.ClientInfo | None = None) -> tuple[t.Device, t.DeviceList]:
+        bound = await self.complete_passkey(session, registration_id, credential_json, client)
+        return bound.device, bound.listing
+
+    async def complete_passkey(self, session: str, registration_id: str, credential_json: str,
+                               client: t.ClientInfo | None = None) -> t.Bound:
+        """As :meth:`complete_passkey_binding`, with the full session a first binding at sign-in earns."""
         m = await self._call(self._stub.CompletePasskeyBinding, pb.CompletePasskeyBindingRequest(
             registration_id=registration_id, credential_json=credential_json, client=_client(client)),
             session=session)
-        return _device(m.device), _device_list(m.devices)
+        return t.Bound(device=_device(m.device), listing=_device_list(m.devices),
+                       session=_session(m.session, m.HasField("session")))
 
     async def begin_u2f_upgrade(self, session: str, device_id: str, name: str = "") -> t.PasskeyRegistration:
         m = await self._call(self._stub.BeginU2FUpgrade, pb.BeginU2FUpgradeRequest(device_id=device_id, name=name),
@@ -525,6 +551,17 @@ class MfadClient:
         kwargs: dict[str, Any] = {"token": env.get("MFAD_TOKEN") or None, "tls": tls}
         kwargs.update(overrides)
         return cls(env.get("MFAD_ADDR") or DEFAULT_ADDRESS, **kwargs)
+
+    async def ready(self, timeout: float = 2.0) -> bool:
+        """Whether mfad says it is serving (the standard gRPC health service; no credentials)."""
+        # The published stubs declare no methods on HealthStub (they are set in its __init__).
+        check: Callable[..., Awaitable[health_pb2.HealthCheckResponse]] = getattr(
+            health_pb2_grpc.HealthStub(self._channel), "Check")
+        try:
+            reply = await check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     async def close(self) -> None:
         await self._channel.close()

@@ -106,6 +106,8 @@ class Device:
     security_level: int
     passkey: PasskeyDetails | None = None
     u2f: U2fDetails | None = None
+    #: A security email's bound address ("" for other methods).
+    email_address: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,6 +125,27 @@ class DeviceList:
     devices: tuple[Device, ...]
     #: Fewer than two method types bound: losing one device locks the user out.
     lockout_risk: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Devices:
+    """A session user's devices as Enrollment.ListDevices answers, with what the policy lets them do."""
+
+    listing: DeviceList
+    #: False: read-only; an administrator manages the devices.
+    self_service: bool
+    #: Strongest first.
+    allowed_methods: tuple[Method, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bound:
+    """A device bound, the listing after it, and — when it was the first device bound at
+    sign-in with an enrolment session — the full session the sign-in has now earned."""
+
+    device: Device
+    listing: DeviceList
+    session: Session | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -203,6 +226,10 @@ class SignIn:
     session: Session | None = None
     remembered: RememberedToken | None = None
     username: str = ""
+    #: SECOND_FACTOR_REQUIRED: offer "remember this device" for so many days (0: the policy does not allow it).
+    remember_days: int = 0
+    #: SECOND_FACTOR_REQUIRED with email among the methods: where a code would go, masked.
+    masked_email: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,8 +14,11 @@ Guarantees:
   was issued to;
 - an enrolment session may only list devices and bind a TOTP device or a
   passkey, and only while its user has no active device the policy allows;
-- with ``self_service = false`` a full session may do nothing
-  (``PermissionDenied``);
+- with ``self_service = false`` a full session may only look (list its
+  devices) and end itself; anything else is ``PermissionDenied``;
+- binding the first device with an enrolment session completes the sign-in:
+  the device was just proved, so the enrolment session is replaced by a full
+  one (its second factor recorded at that moment);
 - unbinding needs a second factor not older than the policy's
   ``sensitive_reauth_seconds`` (``PreconditionFailed`` otherwise);
   :meth:`SelfService.step_up` records a fresh one on the session.
@@ -29,6 +32,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from mfad.core import remembered
+from mfad.core.addresses import mask_address
 from mfad.core.clock import Clock
 from mfad.core.devices import DeviceListing, DeviceService, TotpBinding
 from mfad.core.errors import InvalidInput, NotFound, PermissionDenied, PreconditionFailed, Unauthenticated
@@ -69,6 +73,10 @@ class SignIn:
     session: IssuedSession | None = None
     #: When the rotated remembered-device token in ``result`` stops working.
     remembered_expires_at: datetime | None = None
+    #: A second factor is owed and the policy lets the user ask to be remembered: for so many days.
+    remember_days: int = 0
+    #: A second factor is owed and a security email is one of the ways: where a code would go, masked.
+    masked_email: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,6 +138,10 @@ class SelfService:
             session = await self._issue(result.user, SessionScope.ENROLMENT, caller, attempt,
                                         second_factor_at=None, how=result.reason.value)
             return SignIn(result=result, session=session)
+        if result.outcome is Outcome.SECOND_FACTOR_REQUIRED:
+            policy = await self._policy.current()
+            return SignIn(result=result, remember_days=policy.remember_days if policy.remember_device else 0,
+                          masked_email=await self._masked_email(result))
         return SignIn(result=result)
 
     async def complete(self, challenge_id: str, method: Method, response: str, attempt: Attempt, *, caller: str,
@@ -222,9 +234,39 @@ class SelfService:
             if any(d.is_active and policy.allows(d.method) for d in devices):
                 raise Unauthenticated(SESSION_REFUSED)  # enrolment is over: sign in with the new device
             return session
-        if not policy.self_service:
+        if not policy.self_service and use is not Use.VIEW:
             raise PermissionDenied("the MFA policy does not allow users to manage their own devices")
         return session
+
+    async def _masked_email(self, result: SignInResult) -> str:
+        """The security email a code would go to, masked; "" when email is not offered. Shown only
+        after the first factor passed, like the answer to starting that challenge."""
+        if Method.EMAIL not in result.methods or result.user is None:
+            return ""
+        for d in await self._store.load_devices(result.user.id):
+            if d.method is Method.EMAIL and d.is_active and d.email:
+                return mask_address(d.email)
+        return ""
+
+    async def end(self, token: str | None, caller: str, attempt: Attempt) -> None:
+        """Sign-out: the session's token is refused from now on."""
+        session = await self._resolve(token, caller)
+        await self._store.delete_session(session.id_hash, self._clock.now(), [AuditEvent(
+            event="session_ended", outcome="ok", user_id=session.user_id, username=session.username,
+            protocol=attempt.protocol, source=attempt.source, actor=caller, detail=f"scope={session.scope}")])
+
+    async def finish_enrolment(self, session: UserSession, attempt: Attempt) -> IssuedSession | None:
+        """After a first device was bound with an enrolment session: the full session the sign-in
+        has now earned (the enrolment session ends). None for a full session (nothing changes)."""
+        if session.scope is not SessionScope.ENROLMENT:
+            return None
+        user = await self._store.load_user(session.user_id)
+        if user is None:
+            raise Unauthenticated(SESSION_REFUSED)
+        issued = await self._issue(user, SessionScope.FULL, session.caller, attempt,
+                                   second_factor_at=self._clock.now(), how="enrolment")
+        await self._store.delete_session(session.id_hash, self._clock.now(), [])
+        return issued
 
     async def _resolve(self, token: str | None, caller: str) -> UserSession:
         if token is None or not is_token_shaped(token):

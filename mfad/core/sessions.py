@@ -81,6 +81,10 @@ class SessionStore(Protocol):
         """Record a fresh second factor on a live session; False when it is gone or expired."""
         ...
 
+    async def delete_session(self, id_hash: str, now: datetime, audit: Sequence[AuditEvent]) -> bool:
+        """End one session (sign-out) with its audit rows; False when it was gone already."""
+        ...
+
     async def delete_sessions(self, user_id: UserId, now: datetime, audit: Sequence[AuditEvent]) -> int:
         """Revoke every session of a user; how many there were."""
         ...

@@ -129,8 +129,9 @@ class WebauthnSettings:
     #: The relying party id: the site's domain (each origin's host is it or a subdomain).
     rp_id: str = "localhost"
     rp_name: str = field(default="mfad", metadata=check(short_text))
-    #: Exact origins allowed in clientDataJSON ("https://portal.example.com").
-    origins: list[str] = field(default_factory=lambda: ["https://localhost"], metadata=check(_origins))
+    #: Exact origins allowed in clientDataJSON ("https://portal.example.com"). Unset in the file:
+    #: the portal's origin (the built-in portal's default, http://localhost:8080).
+    origins: list[str] = field(default_factory=lambda: ["http://localhost:8080"], metadata=check(_origins))
     #: Discoverable credential ("resident key"): required makes usernameless sign-in possible.
     resident_key: Literal["required", "preferred", "discouraged"] = "required"
     #: "none" (default: no vendor data asked) or "direct" (verify the statement).

@@ -64,6 +64,13 @@ class SessionSql(SqlParts):
             await self._audit(tx, at, audit)
         return True
 
+    async def delete_session(self, id_hash: str, now: datetime, audit: Sequence[AuditEvent]) -> bool:
+        async with self._timed("delete_session", write=True) as tx:
+            row = await tx.fetchrow("DELETE FROM user_sessions WHERE id_hash = $1 RETURNING id_hash", id_hash)
+            if row is not None:
+                await self._audit(tx, now, audit)
+        return row is not None
+
     async def delete_sessions(self, user_id: UserId, now: datetime, audit: Sequence[AuditEvent]) -> int:
         async with self._timed("delete_sessions", write=True) as tx:
             count = await self._delete_user_sessions(tx, user_id)

@@ -67,14 +67,19 @@ async def test_first_sign_in_gets_an_enrolment_session_that_binds_one_device(
     prov = await portal.enrollment.begin_totp_binding(session, "phone")
     key = base64.b32decode(prov.secret_base32 + "=" * (-len(prov.secret_base32) % 8))
     code = totp_code(key, clock.now())
-    device, after = await portal.enrollment.confirm_totp_binding(session, prov.device_id, code)
+    bound = await portal.enrollment.confirm_totp(session, prov.device_id, code)
+    device, after = bound.device, bound.listing
     assert device.method is Method.TOTP and device.name == "phone" and [d.id for d in after.devices] == [device.id]
+    # The device was just proved: the sign-in is complete, with a full session in place of the enrolment one.
+    assert bound.session is not None and bound.session.scope is SessionScope.FULL
+    assert (await portal.enrollment.list_remembered(bound.session.token)) == ()
 
-    with pytest.raises(Unauthenticated):  # enrolment is over: sign in with the device
+    with pytest.raises(Unauthenticated):  # the enrolment session is over
         await portal.enrollment.list_devices(session)
     assert (await portal.auth.begin_sign_in("erin", "pw-erin-0123456")).outcome is SignInOutcome.SECOND_FACTOR_REQUIRED
-    rows = await db.rows("SELECT detail, actor FROM audit WHERE event = 'session_created'")
-    assert [(r["detail"], r["actor"]) for r in rows] == [("scope=enrolment via=no_device", "test-portal")]
+    rows = await db.rows("SELECT detail, actor FROM audit WHERE event = 'session_created' ORDER BY id")
+    assert [(r["detail"], r["actor"]) for r in rows] == [("scope=enrolment via=no_device", "test-portal"),
+                                                        ("scope=full via=enrolment", "test-portal")]
 
 
 async def test_a_full_session_works_only_for_its_caller_and_until_it_expires(
@@ -207,9 +212,13 @@ async def test_self_service_off_refuses_full_sessions_but_not_a_first_enrolment(
     assert done.session is not None
     policy = await g.admin.admin.set_policy(self_service=False)
     assert policy.self_service is False
+    seen = await g.portal.enrollment.devices(done.session.token)  # read-only: looking is still allowed
+    assert seen.self_service is False and [d.method for d in seen.listing.devices] == [Method.TOTP]
     with pytest.raises(PermissionDenied) as denied:
-        await g.portal.enrollment.list_devices(done.session.token)
+        await g.portal.enrollment.list_remembered(done.session.token)
     assert "manage their own devices" in denied.value.details
+    with pytest.raises(PermissionDenied):
+        await g.portal.enrollment.unbind(done.session.token, seen.listing.devices[0].id)
 
     await g.mfa.users.create("newbie", "pw-0123456789")
     begun = await g.portal.auth.begin_sign_in("newbie", "pw-0123456789")
@@ -273,3 +282,32 @@ async def test_remembered_devices_skip_the_second_factor_rotate_and_can_be_revok
     after = await g.portal.auth.begin_sign_in("alice", alice.password,
                                               remembered_token=skipped.remembered.token)
     assert after.outcome is SignInOutcome.SECOND_FACTOR_REQUIRED
+
+
+async def test_sign_out_ends_the_session_in_mfad(grpc_mfad: GrpcMfad, enrol: Enrol, db: Any) -> None:
+    g = grpc_mfad
+    alice = await enrol("alice")
+    done = await full_session(g, alice)
+    assert done.session is not None
+    token = done.session.token
+    assert (await g.portal.enrollment.devices(token)).self_service is True
+    with pytest.raises(Unauthenticated):  # another caller cannot end it
+        await g.admin.enrollment.end_session(token)
+    await g.portal.enrollment.end_session(token)
+    for call in (g.portal.enrollment.list_devices(token), g.portal.enrollment.end_session(token)):
+        with pytest.raises(Unauthenticated):
+            await call
+    rows = await db.rows("SELECT username, actor FROM audit WHERE event = 'session_ended'")
+    assert [(r["username"], r["actor"]) for r in rows] == [("alice", "test-portal")]
+
+
+async def test_sign_in_says_whether_and_how_long_a_device_may_be_remembered(
+        grpc_mfad: GrpcMfad, enrol: Enrol) -> None:
+    g = grpc_mfad
+    alice = await enrol("alice")
+    first = await g.portal.auth.begin_sign_in(alice.username, alice.password)
+    assert first.remember_days == 0 and first.masked_email == ""  # no security email to name
+    await g.admin.admin.set_policy(remember_device=True, remember_days=12)
+    assert (await g.portal.auth.begin_sign_in(alice.username, alice.password)).remember_days == 12
+    refused = await g.portal.auth.begin_sign_in(alice.username, "wrong")
+    assert refused.outcome is SignInOutcome.REFUSED and refused.remember_days == 0

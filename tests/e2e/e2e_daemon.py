@@ -112,6 +112,8 @@ async def mfad_daemon(store_location: Any, store_opener: Callable[..., Awaitable
             "grpc": {"listen": [f"127.0.0.1:{free_port()}"], "shutdown_grace_seconds": 5.0},
             "metrics": {"listen": [f"127.0.0.1:{free_port()}"]},
             "radius": {"listen": [f"127.0.0.1:{free_udp_port()}"]},
+            # Off unless a test turns it on (tests/portal): these tests make their own caller tokens.
+            "portal": {"enabled": False, "listen": ["127.0.0.1:0"], "token_file": str(workdir / "portal.token")},
         }
         for name, values in (sections or {}).items():
             config.setdefault(name, {}).update(values)

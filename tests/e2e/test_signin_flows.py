@@ -77,8 +77,9 @@ async def test_policy_changes_take_effect_at_once(mfad_daemon: StartDaemon) -> N
     assert len((await portal.enrollment.list_devices(session)).devices) == 1
 
     await policy(mfad, "--self-service", "false")
+    assert (await portal.enrollment.devices(session)).self_service is False  # looking stays allowed
     with pytest.raises(PermissionDenied):
-        await portal.enrollment.list_devices(session)
+        await portal.enrollment.list_remembered(session)
 
     await policy(mfad, "--mfa-required", "all", "--allowed-methods", "passkey,email", "--self-service", "true")
     shown = await mfad.mfactl("--json", "policy", "get")

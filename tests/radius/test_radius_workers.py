@@ -96,6 +96,9 @@ mode = "otp_only"
 listen = ["127.0.0.1:0"]
 [metrics]
 listen = ["127.0.0.1:{metrics_port}"]
+[portal]
+listen = ["127.0.0.1:0"]
+token_file = "{tmp_path / 'portal.token'}"
 """)
     process = subprocess.Popen([sys.executable, "-m", "mfad", "serve", "--config", str(config)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

@@ -26,18 +26,15 @@ from typing import Any
 
 import pytest
 from browser_page import PortalPage, self_signed
+from chromium import chromium  # noqa: F401
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from playwright.async_api import Browser, CDPSession, Page, async_playwright
+from playwright.async_api import Browser, CDPSession, Page
 from playwright.async_api import Error as PlaywrightError
 from relying import PASSWORD, GrpcRelying, serve_grpc
 
 from mfad_client import Method, MfadClient
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost"]
 
 pytestmark = pytest.mark.parametrize("engine", ["sqlite"])
 
@@ -86,17 +83,6 @@ class Live:
             "credentialId": base64.b64encode(handle).decode(), "isResidentCredential": False, "rpId": self.app_id,
             "privateKey": base64.b64encode(pkcs8).decode(), "signCount": counter}})
         return device.id, handle
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is required for the browser tests (Debian package chromium; scripts/test "
-                    "installs it)")
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        await browser.close()
 
 
 @pytest.fixture

@@ -17,10 +17,9 @@ from mfad._proto.mfad.v1 import mfad_pb2 as pb
 from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
 from mfad.api import convert
 from mfad.api.auth import current_caller, session_of
-from mfad.api.servicers.base import attempt, user_agent
+from mfad.api.servicers.base import attempt, strongest_first, user_agent, user_session
 from mfad.core.errors import InvalidInput, PermissionDenied
-from mfad.core.model import SECURITY_LEVEL, Method, Role
-from mfad.core.selfservice import IssuedSession
+from mfad.core.model import Method, Role
 from mfad.core.service import Mfa
 from mfad.core.signin import Outcome
 
@@ -29,15 +28,6 @@ Context = grpc.aio.ServicerContext[Any, Any]
 #: Methods a code can be checked for in one call (VerifyCode); UNSPECIFIED means TOTP.
 _ONE_CALL_METHODS = frozenset({pb.METHOD_UNSPECIFIED, pb.METHOD_TOTP})
 
-
-def _methods(methods: frozenset[Method]) -> list[pb.Method]:
-    """Strongest first, as a client should offer them."""
-    return [convert.METHOD_TO_PB[m] for m in sorted(methods, key=lambda m: (-SECURITY_LEVEL[m], m.value))]
-
-
-def _session(issued: IssuedSession) -> pb.UserSession:
-    return pb.UserSession(token=issued.token, scope=convert.SCOPE_TO_PB[issued.scope],
-                          expires_at=convert.timestamp(issued.expires_at))
 
 
 class AuthenticationServicer(pb_grpc.AuthenticationServicer):
@@ -56,18 +46,20 @@ class AuthenticationServicer(pb_grpc.AuthenticationServicer):
         out = pb.BeginSignInResponse(outcome=convert.OUTCOME_TO_PB[r.outcome])
         if r.outcome is Outcome.SECOND_FACTOR_REQUIRED:
             out.challenge_id = r.challenge_id or ""
-            out.methods.extend(_methods(r.methods))
+            out.methods.extend(strongest_first(r.methods))
+            out.remember_days = found.remember_days
+            out.masked_email = found.masked_email
             if r.expires_at is not None:
                 out.challenge_expires_at.FromDatetime(r.expires_at)
         elif r.outcome is Outcome.ENROLMENT_REQUIRED:
-            out.methods.extend(_methods(r.methods))
+            out.methods.extend(strongest_first(r.methods))
         elif r.outcome is Outcome.ALLOWED and r.user is not None:
             out.username = r.user.username
             if r.remembered_token is not None:
                 out.remembered.CopyFrom(pb.RememberedToken(token=r.remembered_token,
                                                            expires_at=convert.timestamp(found.remembered_expires_at)))
         if found.session is not None:
-            out.session.CopyFrom(_session(found.session))
+            out.session.CopyFrom(user_session(found.session))
         return out
 
     async def StartChallenge(self, request: pb.StartChallengeRequest, context: Context) -> pb.StartChallengeResponse:
@@ -87,7 +79,7 @@ class AuthenticationServicer(pb_grpc.AuthenticationServicer):
         if not r.accepted or r.user is None or done.session is None:
             return pb.CompleteChallengeResponse(outcome=pb.SIGN_IN_OUTCOME_REFUSED)
         out = pb.CompleteChallengeResponse(outcome=pb.SIGN_IN_OUTCOME_ALLOWED, username=r.user.username,
-                                           session=_session(done.session))
+                                           session=user_session(done.session))
         if r.remembered_token is not None:
             out.remembered.CopyFrom(pb.RememberedToken(token=r.remembered_token,
                                                        expires_at=convert.timestamp(done.remembered_expires_at)))

@@ -26,6 +26,8 @@ from mfad.api.auth import current_caller
 from mfad.api.server import ServiceBinding
 from mfad.api.validation import check_request, cut
 from mfad.core.errors import InvalidInput
+from mfad.core.model import SECURITY_LEVEL, Method
+from mfad.core.selfservice import IssuedSession
 from mfad.core.signin import Attempt
 
 PROTOCOL = "grpc"
@@ -83,10 +85,21 @@ def binding(servicer: object, service: str) -> ServiceBinding:
     return ServiceBinding(descriptor.full_name, register)
 
 
-def attempt(client: pb.ClientInfo) -> Attempt:
+def strongest_first(methods: frozenset[Method] | tuple[Method, ...]) -> list[pb.Method]:
+    """Methods as a client should offer them: strongest first."""
+    return [convert.METHOD_TO_PB[m] for m in sorted(set(methods), key=lambda m: (-SECURITY_LEVEL[m], m.value))]
+
+
+def user_session(issued: IssuedSession) -> pb.UserSession:
+    return pb.UserSession(token=issued.token, scope=convert.SCOPE_TO_PB[issued.scope],
+                          expires_at=convert.timestamp(issued.expires_at))
+
+
+def attempt(client: pb.ClientInfo | None) -> Attempt:
     """Where a sign-in attempt comes from: the end user's address as the caller reports it
     (never the caller's own address: every user behind a portal would share it)."""
-    return Attempt(protocol=PROTOCOL, source=convert.client_ip(client), client=current_caller().name)
+    source = convert.client_ip(client) if client is not None else None
+    return Attempt(protocol=PROTOCOL, source=source, client=current_caller().name)
 
 
 def user_agent(client: pb.ClientInfo) -> str:

@@ -18,7 +18,7 @@ from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
 from mfad.api import convert
 from mfad.api.auth import current_caller, session_of
 from mfad.api.servicers import email
-from mfad.api.servicers.base import attempt
+from mfad.api.servicers.base import attempt, strongest_first, user_session
 from mfad.api.servicers.passkeys import PasskeyEnrollment
 from mfad.core.errors import InvalidInput
 from mfad.core.selfservice import Use
@@ -39,7 +39,10 @@ class EnrollmentServicer(PasskeyEnrollment, pb_grpc.EnrollmentServicer):
 
     async def ListDevices(self, request: pb.ListDevicesRequest, context: Context) -> pb.ListDevicesResponse:
         session = await self.session(context, Use.VIEW)
-        return pb.ListDevicesResponse(devices=convert.device_list(await self._mfa.selfservice.list_devices(session)))
+        listing = await self._mfa.selfservice.list_devices(session)
+        policy = await self._mfa.policy.current()
+        return pb.ListDevicesResponse(devices=convert.device_list(listing), self_service=policy.self_service,
+                                      allowed_methods=strongest_first(policy.allowed_methods))
 
     async def BeginTotpBinding(self, request: pb.BeginTotpBindingRequest,
                                context: Context) -> pb.BeginTotpBindingResponse:
@@ -53,7 +56,11 @@ class EnrollmentServicer(PasskeyEnrollment, pb_grpc.EnrollmentServicer):
         session = await self.session(context, Use.ENROL)
         device, listing = await self._mfa.selfservice.confirm_totp(session, convert.device_id(request.device_id),
                                                                    request.code)
-        return pb.ConfirmTotpBindingResponse(device=convert.device(device), devices=convert.device_list(listing))
+        out = pb.ConfirmTotpBindingResponse(device=convert.device(device), devices=convert.device_list(listing))
+        issued = await self._mfa.selfservice.finish_enrolment(session, attempt(request.client))
+        if issued is not None:
+            out.session.CopyFrom(user_session(issued))
+        return out
 
     async def BeginEmailBinding(self, request: pb.BeginEmailBindingRequest,
                                 context: Context) -> pb.BeginEmailBindingResponse:
@@ -86,6 +93,10 @@ class EnrollmentServicer(PasskeyEnrollment, pb_grpc.EnrollmentServicer):
         series = remembered_target(request.id, request.all)
         session = await self.session(context, Use.MANAGE)
         return pb.RevokeRememberedResponse(revoked=await self._mfa.selfservice.revoke_remembered(session, series))
+
+    async def EndSession(self, request: pb.EndSessionRequest, context: Context) -> pb.EndSessionResponse:
+        await self._mfa.selfservice.end(session_of(context), current_caller().name, attempt(None))
+        return pb.EndSessionResponse()
 
 
 def remembered_target(id_: str, all_: bool) -> str | None:

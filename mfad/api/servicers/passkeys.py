@@ -18,6 +18,7 @@ import grpc.aio
 from mfad._proto.mfad.v1 import mfad_pb2 as pb
 from mfad.api import convert
 from mfad.api.auth import current_caller
+from mfad.api.servicers.base import attempt, user_session
 from mfad.core.selfservice import SELF_ACTOR, Use
 from mfad.core.service import Mfa
 from mfad.core.sessions import UserSession
@@ -51,8 +52,12 @@ class PasskeyEnrollment:
         done = await self._mfa.webauthn.complete_registration(session.username, request.registration_id,
                                                               request.credential_json, actor=SELF_ACTOR)
         listing = await self._mfa.devices.list(session.username)
-        return pb.CompletePasskeyBindingResponse(device=convert.device(done.device),
-                                                 devices=convert.device_list(listing))
+        out = pb.CompletePasskeyBindingResponse(device=convert.device(done.device),
+                                                devices=convert.device_list(listing))
+        issued = await self._mfa.selfservice.finish_enrolment(session, attempt(request.client))
+        if issued is not None:
+            out.session.CopyFrom(user_session(issued))
+        return out
 
     async def BeginU2FUpgrade(self, request: pb.BeginU2FUpgradeRequest,
                               context: Context) -> pb.BeginU2FUpgradeResponse:

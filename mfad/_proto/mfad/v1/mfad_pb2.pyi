@@ -252,7 +252,7 @@ class BeginSignInRequest(_message.Message):
     def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ..., remembered_token: _Optional[str] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
 
 class BeginSignInResponse(_message.Message):
-    __slots__ = ("outcome", "challenge_id", "methods", "challenge_expires_at", "session", "remembered", "username")
+    __slots__ = ("outcome", "challenge_id", "methods", "challenge_expires_at", "session", "remembered", "username", "remember_days", "masked_email")
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     CHALLENGE_ID_FIELD_NUMBER: _ClassVar[int]
     METHODS_FIELD_NUMBER: _ClassVar[int]
@@ -260,6 +260,8 @@ class BeginSignInResponse(_message.Message):
     SESSION_FIELD_NUMBER: _ClassVar[int]
     REMEMBERED_FIELD_NUMBER: _ClassVar[int]
     USERNAME_FIELD_NUMBER: _ClassVar[int]
+    REMEMBER_DAYS_FIELD_NUMBER: _ClassVar[int]
+    MASKED_EMAIL_FIELD_NUMBER: _ClassVar[int]
     outcome: SignInOutcome
     challenge_id: str
     methods: _containers.RepeatedScalarFieldContainer[Method]
@@ -267,7 +269,9 @@ class BeginSignInResponse(_message.Message):
     session: UserSession
     remembered: RememberedToken
     username: str
-    def __init__(self, outcome: _Optional[_Union[SignInOutcome, str]] = ..., challenge_id: _Optional[str] = ..., methods: _Optional[_Iterable[_Union[Method, str]]] = ..., challenge_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., session: _Optional[_Union[UserSession, _Mapping]] = ..., remembered: _Optional[_Union[RememberedToken, _Mapping]] = ..., username: _Optional[str] = ...) -> None: ...
+    remember_days: int
+    masked_email: str
+    def __init__(self, outcome: _Optional[_Union[SignInOutcome, str]] = ..., challenge_id: _Optional[str] = ..., methods: _Optional[_Iterable[_Union[Method, str]]] = ..., challenge_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., session: _Optional[_Union[UserSession, _Mapping]] = ..., remembered: _Optional[_Union[RememberedToken, _Mapping]] = ..., username: _Optional[str] = ..., remember_days: _Optional[int] = ..., masked_email: _Optional[str] = ...) -> None: ...
 
 class StartChallengeRequest(_message.Message):
     __slots__ = ("challenge_id", "method", "client")
@@ -366,10 +370,14 @@ class ListDevicesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListDevicesResponse(_message.Message):
-    __slots__ = ("devices",)
+    __slots__ = ("devices", "self_service", "allowed_methods")
     DEVICES_FIELD_NUMBER: _ClassVar[int]
+    SELF_SERVICE_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_METHODS_FIELD_NUMBER: _ClassVar[int]
     devices: DeviceList
-    def __init__(self, devices: _Optional[_Union[DeviceList, _Mapping]] = ...) -> None: ...
+    self_service: bool
+    allowed_methods: _containers.RepeatedScalarFieldContainer[Method]
+    def __init__(self, devices: _Optional[_Union[DeviceList, _Mapping]] = ..., self_service: _Optional[bool] = ..., allowed_methods: _Optional[_Iterable[_Union[Method, str]]] = ...) -> None: ...
 
 class BeginTotpBindingRequest(_message.Message):
     __slots__ = ("name",)
@@ -394,12 +402,14 @@ class ConfirmTotpBindingRequest(_message.Message):
     def __init__(self, device_id: _Optional[str] = ..., code: _Optional[str] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
 
 class ConfirmTotpBindingResponse(_message.Message):
-    __slots__ = ("device", "devices")
+    __slots__ = ("device", "devices", "session")
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
     device: Device
     devices: DeviceList
-    def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., devices: _Optional[_Union[DeviceList, _Mapping]] = ...) -> None: ...
+    session: UserSession
+    def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., devices: _Optional[_Union[DeviceList, _Mapping]] = ..., session: _Optional[_Union[UserSession, _Mapping]] = ...) -> None: ...
 
 class BeginEmailBindingRequest(_message.Message):
     __slots__ = ("address", "client")
@@ -456,12 +466,14 @@ class CompletePasskeyBindingRequest(_message.Message):
     def __init__(self, registration_id: _Optional[str] = ..., credential_json: _Optional[str] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
 
 class CompletePasskeyBindingResponse(_message.Message):
-    __slots__ = ("device", "devices")
+    __slots__ = ("device", "devices", "session")
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
     device: Device
     devices: DeviceList
-    def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., devices: _Optional[_Union[DeviceList, _Mapping]] = ...) -> None: ...
+    session: UserSession
+    def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., devices: _Optional[_Union[DeviceList, _Mapping]] = ..., session: _Optional[_Union[UserSession, _Mapping]] = ...) -> None: ...
 
 class BeginU2FUpgradeRequest(_message.Message):
     __slots__ = ("device_id", "name")
@@ -548,6 +560,14 @@ class RevokeRememberedResponse(_message.Message):
     REVOKED_FIELD_NUMBER: _ClassVar[int]
     revoked: int
     def __init__(self, revoked: _Optional[int] = ...) -> None: ...
+
+class EndSessionRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EndSessionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class User(_message.Message):
     __slots__ = ("id", "username", "disabled", "has_password", "created_at")

@@ -284,8 +284,9 @@ class Authentication:
 class EnrollmentStub:
     """Self-service device management for the signed-in user named by the
     `x-mfad-session` metadata. Callers: ROLE_PORTAL, ROLE_ADMIN. When the policy
-    has self_service = false every method answers PERMISSION_DENIED (except with
-    an enrolment-scoped session, which binding at first sign-in needs).
+    has self_service = false every method answers PERMISSION_DENIED except
+    ListDevices (a read-only view) and EndSession (and except with an
+    enrolment-scoped session, which binding at first sign-in needs).
     """
 
     def __init__(self, channel):
@@ -354,13 +355,19 @@ class EnrollmentStub:
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeRememberedRequest.SerializeToString,
                 response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeRememberedResponse.FromString,
                 _registered_method=True)
+        self.EndSession = channel.unary_unary(
+                '/mfad.v1.Enrollment/EndSession',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.EndSessionRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.EndSessionResponse.FromString,
+                _registered_method=True)
 
 
 class EnrollmentServicer:
     """Self-service device management for the signed-in user named by the
     `x-mfad-session` metadata. Callers: ROLE_PORTAL, ROLE_ADMIN. When the policy
-    has self_service = false every method answers PERMISSION_DENIED (except with
-    an enrolment-scoped session, which binding at first sign-in needs).
+    has self_service = false every method answers PERMISSION_DENIED except
+    ListDevices (a read-only view) and EndSession (and except with an
+    enrolment-scoped session, which binding at first sign-in needs).
     """
 
     def ListDevices(self, request, context):
@@ -453,6 +460,14 @@ class EnrollmentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EndSession(self, request, context):
+        """Ends the session (sign-out): its token is refused from now on. Works with
+        any live session, whatever the policy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EnrollmentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -516,6 +531,11 @@ def add_EnrollmentServicer_to_server(servicer, server):
                     request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeRememberedRequest.FromString,
                     response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeRememberedResponse.SerializeToString,
             ),
+            'EndSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndSession,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.EndSessionRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.EndSessionResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'mfad.v1.Enrollment', rpc_method_handlers)
@@ -527,8 +547,9 @@ def add_EnrollmentServicer_to_server(servicer, server):
 class Enrollment:
     """Self-service device management for the signed-in user named by the
     `x-mfad-session` metadata. Callers: ROLE_PORTAL, ROLE_ADMIN. When the policy
-    has self_service = false every method answers PERMISSION_DENIED (except with
-    an enrolment-scoped session, which binding at first sign-in needs).
+    has self_service = false every method answers PERMISSION_DENIED except
+    ListDevices (a read-only view) and EndSession (and except with an
+    enrolment-scoped session, which binding at first sign-in needs).
     """
 
     @staticmethod
@@ -845,6 +866,33 @@ class Enrollment:
             '/mfad.v1.Enrollment/RevokeRemembered',
             mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeRememberedRequest.SerializeToString,
             mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeRememberedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Enrollment/EndSession',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.EndSessionRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.EndSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,7 @@ class EnrollmentStub:
     Unbind: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.UnbindRequest, mfad_pb2.UnbindResponse]
     ListRemembered: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.ListRememberedRequest, mfad_pb2.ListRememberedResponse]
     RevokeRemembered: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.RevokeRememberedRequest, mfad_pb2.RevokeRememberedResponse]
+    EndSession: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.EndSessionRequest, mfad_pb2.EndSessionResponse]
 
 class EnrollmentServicer:
     async def ListDevices(
@@ -124,6 +125,11 @@ class EnrollmentServicer:
         request: mfad_pb2.RevokeRememberedRequest,
         context: grpc.aio.ServicerContext[mfad_pb2.RevokeRememberedRequest, mfad_pb2.RevokeRememberedResponse],
     ) -> mfad_pb2.RevokeRememberedResponse: ...
+    async def EndSession(
+        self,
+        request: mfad_pb2.EndSessionRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.EndSessionRequest, mfad_pb2.EndSessionResponse],
+    ) -> mfad_pb2.EndSessionResponse: ...
 
 def add_EnrollmentServicer_to_server(servicer: EnrollmentServicer, server: grpc.aio.Server) -> None: ...
 

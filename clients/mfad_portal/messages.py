@@ -1,0 +1,83 @@
+"""What a page says when mfad did not do something: one table from (operation, gRPC status)
+to a text for people and an HTTP status.
+
+mfad decides; this table only words its answer. An operation's own line wins over the
+general one for the same status. Sign-in refusals read the same whatever the reason
+(mfad answers REFUSED alike for an unknown user, a wrong password or code and a locked
+account; input mfad cannot even read gets the same words here, so nothing tells them apart).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+from mfad_client import ClientError
+from mfad_portal.i18n import N_
+
+Code = grpc.StatusCode
+
+SIGN_IN_REFUSED = N_("The sign-in did not succeed. Check your username, password and verification code, "
+                     "then try again.")
+SESSION_ENDED = N_("Your session has ended. Please sign in again.")
+FORM_EXPIRED = N_("This form has expired. Go back, reload the page and try again.")
+BAD_INPUT = N_("Check what you entered and try again.")
+CODE_REFUSED = N_("The verification code was not accepted. Enter the current code and try again.")
+STEP_UP_REFUSED = N_("That did not confirm it is you. Try again.")
+PASSKEY_FAILED = N_("The passkey was not created. Try again, or use another method.")
+NOT_FOUND_PAGE = N_("There is no such page.")
+HTTPS_ONLY = N_("This site is served over https only.")
+CODE_WAIT = N_("A code was sent a moment ago. Wait a minute before you ask for another.")
+
+
+@dataclass(frozen=True, slots=True)
+class Said:
+    text: str
+    http_status: int
+
+
+_GENERAL: dict[Code, Said] = {
+    Code.UNAUTHENTICATED: Said(SESSION_ENDED, 401),
+    Code.PERMISSION_DENIED: Said(N_("Your administrator does not allow this."), 403),
+    Code.FAILED_PRECONDITION: Said(N_("This cannot be done right now."), 409),
+    Code.INVALID_ARGUMENT: Said(BAD_INPUT, 400),
+    Code.NOT_FOUND: Said(N_("That item no longer exists. Reload the page."), 404),
+    Code.ALREADY_EXISTS: Said(N_("That exists already."), 409),
+    Code.RESOURCE_EXHAUSTED: Said(N_("Too many attempts. Wait a moment, then try again."), 429),
+    Code.UNAVAILABLE: Said(N_("The sign-in service is not available right now. Try again in a moment."), 503),
+    Code.DEADLINE_EXCEEDED: Said(N_("The sign-in service is not available right now. Try again in a moment."), 503),
+}
+
+_BY_OPERATION: dict[tuple[str, Code], Said] = {
+    ("sign_in", Code.INVALID_ARGUMENT): Said(SIGN_IN_REFUSED, 200),
+    ("sign_in", Code.FAILED_PRECONDITION): Said(SIGN_IN_REFUSED, 200),
+    ("sign_in", Code.NOT_FOUND): Said(SIGN_IN_REFUSED, 200),
+    ("bind_totp", Code.FAILED_PRECONDITION): Said(
+        N_("You have a virtual MFA device already. Remove it before you bind another."), 409),
+    ("confirm_code", Code.INVALID_ARGUMENT): Said(CODE_REFUSED, 400),
+    ("confirm_code", Code.FAILED_PRECONDITION): Said(CODE_REFUSED, 400),
+    ("bind_email", Code.FAILED_PRECONDITION): Said(
+        N_("You have a security email already. Remove it before you bind another."), 409),
+    ("bind_email", Code.INVALID_ARGUMENT): Said(N_("Enter a valid email address."), 400),
+    ("bind_email", Code.RESOURCE_EXHAUSTED): Said(CODE_WAIT, 429),
+    ("send_code", Code.RESOURCE_EXHAUSTED): Said(CODE_WAIT, 429),
+    ("passkey", Code.INVALID_ARGUMENT): Said(PASSKEY_FAILED, 400),
+    ("passkey", Code.FAILED_PRECONDITION): Said(PASSKEY_FAILED, 400),
+    ("upgrade", Code.FAILED_PRECONDITION): Said(
+        N_("This key cannot become a passkey: it cannot verify you with a PIN or biometrics. "
+           "It keeps working as a security key."), 409),
+    ("upgrade", Code.INVALID_ARGUMENT): Said(
+        N_("The key was not upgraded. It keeps working as a security key."), 400),
+    ("remove", Code.FAILED_PRECONDITION): Said(
+        N_("This device cannot be removed now. Your administrator may require it."), 409),
+    ("step_up", Code.INVALID_ARGUMENT): Said(STEP_UP_REFUSED, 400),
+    ("step_up", Code.FAILED_PRECONDITION): Said(STEP_UP_REFUSED, 400),
+}
+
+_UNKNOWN = Said(N_("Something went wrong. Try again in a moment."), 500)
+
+
+def said(operation: str, error: ClientError) -> Said:
+    """The words for ``error`` (raised by mfad for ``operation``)."""
+    return _BY_OPERATION.get((operation, error.code)) or _GENERAL.get(error.code) or _UNKNOWN

@@ -1,0 +1,134 @@
+"""How the portal is set up: its configuration checks (origins, TLS), the caller token
+``mfad serve`` provisions for it, and ``mfad-portal`` running alone against a daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from portal_support import mfad_daemon  # noqa: F401
+from e2e_daemon import StartDaemon
+from e2e_support import child_env, free_port
+
+from mfad.config import load_config, load_portal_config
+from mfad.core.errors import ConfigError
+from mfad.core.service import Mfa
+from mfad.embedded_portal import portal_token
+
+
+def problems(text: str, tmp_path: Path) -> list[str]:
+    path = tmp_path / "mfad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, env={})
+    return refused.value.problems
+
+
+def test_webauthn_takes_the_portals_origin_unless_told_otherwise(tmp_path: Path) -> None:
+    assert load_config(None, env={}).webauthn.origins == ["http://localhost:8080"]
+    path = tmp_path / "mfad.toml"
+    path.write_text('[portal]\npublic_url = "https://id.example.com"\ntrusted_proxies = ["10.0.0.0/8"]\n'
+                    '[webauthn]\nrp_id = "example.com"\n')
+    assert load_config(path, env={}).webauthn.origins == ["https://id.example.com"]
+    path.write_text('[portal]\nenabled = false\n[webauthn]\norigins = ["https://a.localhost"]\n')
+    assert load_config(path, env={}).webauthn.origins == ["https://a.localhost"]
+
+
+def test_check_config_refuses_a_portal_origin_webauthn_would_reject(tmp_path: Path) -> None:
+    found = problems('[portal]\npublic_url = "https://id.example.com"\ntls_cert = "c.pem"\ntls_key = "k.pem"\n'
+                     '[webauthn]\nrp_id = "example.com"\norigins = ["https://other.example.com"]\n', tmp_path)
+    assert any("portal.public_url" in p and "webauthn.origins" in p for p in found), found
+    found = problems('[portal]\npublic_url = "https://id.example.com"\ntrusted_proxies = ["10.0.0.1"]\n',
+                     tmp_path)
+    assert any("portal.public_url" in p and "webauthn.rp_id" in p for p in found), found
+    found = problems('[portal]\npublic_url = "http://id.example.com"\n[webauthn]\nrp_id = "example.com"\n',
+                     tmp_path)
+    assert any("must be served over https" in p for p in found), found
+    found = problems('[portal]\npublic_url = "https://id.example.com"\n[webauthn]\nrp_id = "example.com"\n',
+                     tmp_path)
+    assert any("portal.tls_cert" in p and "trusted_proxies" in p for p in found), found
+    cli = subprocess.run([sys.executable, "-m", "mfad", "check-config", "--config", str(tmp_path / "mfad.toml")],
+                         capture_output=True, text=True, env=child_env(), timeout=60)
+    assert cli.returncode == 2 and "portal.public_url" in cli.stderr
+
+
+def test_the_standalone_file_holds_only_portal_and_needs_the_daemon(tmp_path: Path) -> None:
+    path = tmp_path / "portal.toml"
+    path.write_text('[portal]\nlisten = ["127.0.0.1:0"]\n[grpc]\nlisten = []\n')
+    with pytest.raises(ConfigError) as refused:
+        load_portal_config(path, env={})
+    assert any(p.startswith("grpc:") for p in refused.value.problems)
+    assert any(p.startswith("portal.daemon_address") for p in refused.value.problems)
+
+
+async def test_serve_provisions_the_portal_token_once_and_replaces_a_lost_one(mfa: Mfa, tmp_path: Path) -> None:
+    path = tmp_path / "data" / "portal.token"
+    first = await portal_token(mfa, path)
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert await portal_token(mfa, path) == first  # a restart keeps it
+    path.unlink()
+    second = await portal_token(mfa, path)
+    assert second != first and await mfa.callers.authenticate(first) is None
+    live = [t for t in await mfa.callers.list() if not t.revoked]
+    assert len(live) == 1 and live[0].name.startswith("portal-builtin-")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["sqlite"])
+async def test_mfad_portal_runs_alone_against_a_daemon(mfad_daemon: StartDaemon, tmp_path: Path) -> None:
+    running = await mfad_daemon()  # its own portal off; this one runs beside it
+    token_file = tmp_path / "portal.token"
+    token_file.write_text(running.tokens["portal"])
+    port = free_port()
+    config = tmp_path / "portal.toml"
+    config.write_text(f'[portal]\nlisten = ["127.0.0.1:{port}"]\ndaemon_address = "{running.address}"\n'
+                      f'token_file = "{token_file}"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "mfad_portal.cli", "--config", str(config)], env=child_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        ready = await wait_for(f"http://127.0.0.1:{port}/readyz")
+        assert ready == (200, "ready\n")
+        status, page = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/signin")
+        assert status == 200 and "<h1>Sign in</h1>" in page
+        status, metrics = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/metrics")
+        assert 'mfad_portal_requests_total{route="sign_in",status="200"} 1.0' in metrics
+        await running.daemon.stop()
+        status, _ = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/readyz")
+        assert status == 503  # mfad does not answer: not ready (but alive)
+        assert (await asyncio.to_thread(get, f"http://127.0.0.1:{port}/healthz"))[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+async def wait_for(url: str) -> tuple[int, str]:
+    for _ in range(200):
+        try:
+            answer = await asyncio.to_thread(get, url)
+            if answer[0] == 200:
+                return answer
+        except OSError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} never answered 200")
+
+
