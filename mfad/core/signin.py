@@ -761,7 +761,7 @@ class TotpVerifier:
             totp.match_code(_DUMMY_TOTP_KEY, code, ctx.now, _DEFAULT_PARAMS, last_step=-1, drift=0,
                             window=self._window)  # same work as a real check
             return MethodOutcome(accepted=False, reason=Reason.WRONG_CODE,
-                                 repeat_key=_totp_repeat_key(code, ctx.now, _DEFAULT_PARAMS, 0))
+                                 repeat_key=_totp_repeat_key(code, ctx.now, _DEFAULT_PARAMS))
         key = self._keyring.open_secret(device.sealed_secret, aad_for("devices", "sealed_secret", device.id))
         found = totp.match_code(key, code, ctx.now, device.totp, last_step=device.last_step, drift=device.drift,
                                 window=self._window)
@@ -775,15 +775,16 @@ class TotpVerifier:
         else:
             reason = Reason.REPLAY if isinstance(found, totp.TotpReplay) else Reason.WRONG_CODE
         return MethodOutcome(accepted=False, reason=reason,
-                             repeat_key=_totp_repeat_key(code, ctx.now, device.totp, device.drift))
+                             repeat_key=_totp_repeat_key(code, ctx.now, device.totp))
 
 
-def _totp_repeat_key(code: str, now: datetime, params: TotpParams, drift: int) -> str:
-    """``code`` and the window it was checked against (named by its centre step). Within one
+def _totp_repeat_key(code: str, now: datetime, params: TotpParams) -> str:
+    """``code`` and the window it was checked against, named by the current step. Within one
     step a repeat meets the very same candidates and cannot succeed; in the next step a new
-    candidate has entered, so the repeat is a fresh guess and counts again."""
-    centre = totp.step_at(now, params.period) + max(-totp.MAX_DRIFT, min(totp.MAX_DRIFT, drift))
-    return f"{code}@{centre}"
+    candidate has entered, so the repeat is a fresh guess and counts again. (The drift that
+    centres the window changes only with a success, and a success clears the stored key:
+    requests racing a success all name the window alike, whichever drift they loaded.)"""
+    return f"{code}@{totp.step_at(now, params.period)}"
 
 
 def split_appended(typed: str, digits: int | None) -> tuple[str, str]:

@@ -10,18 +10,21 @@ from mfad.core.passwords import FairSlots
 
 async def started_order(slots: FairSlots, jobs: list[str], *, cancel: frozenset[int] = frozenset()) -> list[str]:
     order: list[str] = []
+    everyone_queued = asyncio.Event()  # no work ends before all jobs wait: the order is the queue's alone
 
-    def work(name: str) -> asyncio.Future[None]:
+    def work(name: str) -> asyncio.Future[bool]:
         order.append(name)
-        return asyncio.ensure_future(asyncio.sleep(0.001))
+        return asyncio.ensure_future(everyone_queued.wait())
 
     tasks = []
-    for i, name in enumerate(jobs):
+    for name in jobs:
         lane = name.rstrip("0123456789")
         tasks.append(asyncio.create_task(slots.run(lane, lambda n=name: work(n))))  # type: ignore[misc]
         await asyncio.sleep(0)  # arrive in this order
     for i in cancel:
         tasks[i].cancel()
+    await asyncio.sleep(0)
+    everyone_queued.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     return order
 
