@@ -189,7 +189,7 @@ class EmailSql(SqlParts):
 
     # --- the outbox ---------------------------------------------------------------------------
     async def claim_outbox(self, now: datetime, lease_until: datetime, owner: str, limit: int) -> list[OutboxItem]:
-        skip_locked = "" if self.engine == "sqlite" else " FOR UPDATE SKIP LOCKED"
+        skip_locked = self.sql("skip_locked", " FOR UPDATE SKIP LOCKED")
         async with self._timed("claim_outbox", write=True) as tx:
             rows = await tx.fetch(
                 "UPDATE email_outbox SET claimed_until = $2, claimed_by = $3, attempts = attempts + 1 "

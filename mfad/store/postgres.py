@@ -18,6 +18,7 @@ import asyncpg
 from mfad.core.errors import AlreadyExists, SchemaError, Unavailable
 from mfad.core.ports import StoreMetrics
 from mfad.store.base import SqlStore
+from mfad.store.radius import ONE_STATEMENT_REPLIES
 from mfad.store.sql import Rollback, Row
 from mfad.store.migrations import migrations
 
@@ -61,6 +62,7 @@ class _PgTx:
 
 class PostgresStore(SqlStore):
     engine = "postgres"
+    dialect = ONE_STATEMENT_REPLIES
 
     def __init__(self, pool: asyncpg.Pool, timeout: float, metrics: StoreMetrics | None) -> None:
         super().__init__(metrics)

@@ -20,7 +20,9 @@ from mfad.store.sql import SqlParts
 
 
 class RadiusSql(SqlParts):
-    """Implements ``mfad.core.ports.ReplyStore`` on ``SqlParts``."""
+    """Implements ``mfad.core.ports.ReplyStore`` on ``SqlParts``. An engine whose dialect
+    table has a one-statement form of a call (``ONE_STATEMENT_REPLIES``) runs it as its own
+    implicit transaction: one round trip, no BEGIN/COMMIT."""
 
     async def _relax_commit(self, tx: Any) -> None:
         statement = self.sql("relaxed_commit", "SET LOCAL synchronous_commit TO OFF")
@@ -29,16 +31,10 @@ class RadiusSql(SqlParts):
 
     async def claim_radius_request(self, key: bytes, now: float, hold: float) -> RequestClaim:
         """Claim ``key`` for ``hold`` seconds unless an unexpired claim or reply exists."""
-        if self.engine == "postgres":
-            # One statement, one round trip, its own transaction (no BEGIN/COMMIT trips):
-            # the SELECT sees the row as it was before this statement's INSERT.
+        one = self.dialect.get("claim_radius_request")
+        if one is not None:
             async with self._timed("claim_radius_request", write=False) as tx:
-                row = await tx.fetchrow(
-                    f"WITH {_RELAXED}, claimed AS (INSERT INTO radius_requests (request_key, reply, expires_at) "
-                    "SELECT $1, NULL, $2 FROM relaxed ON CONFLICT (request_key) DO UPDATE SET reply = NULL, "
-                    "expires_at = excluded.expires_at WHERE radius_requests.expires_at <= $3 RETURNING 1) "
-                    "SELECT EXISTS (SELECT 1 FROM claimed) AS owned, "
-                    "(SELECT reply FROM radius_requests WHERE request_key = $1) AS reply", key, now + hold, now)
+                row = await tx.fetchrow(one, key, now + hold, now)
             assert row is not None
             return RequestClaim(owned=bool(row["owned"]), reply=None if row["owned"] else _octets(row["reply"]))
         async with self._timed("claim_radius_request", write=True) as tx:
@@ -60,12 +56,10 @@ class RadiusSql(SqlParts):
 
     async def save_radius_reply(self, key: bytes, reply: bytes, now: float, ttl: float) -> None:
         """Store the reply (over this instance's claim, or afresh) for ``ttl`` seconds."""
-        if self.engine == "postgres":
+        one = self.dialect.get("save_radius_reply")
+        if one is not None:
             async with self._timed("save_radius_reply", write=False) as tx:
-                await tx.execute(
-                    f"WITH {_RELAXED} INSERT INTO radius_requests (request_key, reply, expires_at) "
-                    "SELECT $1, $2, $3 FROM relaxed ON CONFLICT (request_key) DO UPDATE SET reply = excluded.reply, "
-                    "expires_at = excluded.expires_at", key, reply, now + ttl)
+                await tx.execute(one, key, reply, now + ttl)
             return
         async with self._timed("save_radius_reply", write=True) as tx:
             await self._relax_commit(tx)
@@ -76,10 +70,10 @@ class RadiusSql(SqlParts):
 
     async def delete_radius_claim(self, key: bytes) -> None:
         """Give up a claim that got no reply, so a retransmission is decided afresh."""
-        if self.engine == "postgres":
+        one = self.dialect.get("delete_radius_claim")
+        if one is not None:
             async with self._timed("delete_radius_claim", write=False) as tx:
-                await tx.execute(f"WITH {_RELAXED} DELETE FROM radius_requests WHERE request_key = $1 "
-                                 "AND reply IS NULL AND EXISTS (SELECT 1 FROM relaxed)", key)
+                await tx.execute(one, key)
             return
         async with self._timed("delete_radius_claim", write=True) as tx:
             await self._relax_commit(tx)
@@ -98,6 +92,24 @@ class RadiusSql(SqlParts):
 # In a single-statement (implicit) transaction: commit without waiting for the WAL
 # flush, as SET LOCAL would in an explicit one (see the module docstring).
 _RELAXED = "relaxed AS (SELECT set_config('synchronous_commit', 'off', true) AS setting)"
+
+#: PostgreSQL's forms, for its dialect table. The claim's SELECT sees the row as it was
+#: before the same statement's INSERT.
+ONE_STATEMENT_REPLIES = {
+    "claim_radius_request": (
+        f"WITH {_RELAXED}, claimed AS (INSERT INTO radius_requests (request_key, reply, expires_at) "
+        "SELECT $1, NULL, $2 FROM relaxed ON CONFLICT (request_key) DO UPDATE SET reply = NULL, "
+        "expires_at = excluded.expires_at WHERE radius_requests.expires_at <= $3 RETURNING 1) "
+        "SELECT EXISTS (SELECT 1 FROM claimed) AS owned, "
+        "(SELECT reply FROM radius_requests WHERE request_key = $1) AS reply"),
+    "save_radius_reply": (
+        f"WITH {_RELAXED} INSERT INTO radius_requests (request_key, reply, expires_at) "
+        "SELECT $1, $2, $3 FROM relaxed ON CONFLICT (request_key) DO UPDATE SET reply = excluded.reply, "
+        "expires_at = excluded.expires_at"),
+    "delete_radius_claim": (
+        f"WITH {_RELAXED} DELETE FROM radius_requests WHERE request_key = $1 "
+        "AND reply IS NULL AND EXISTS (SELECT 1 FROM relaxed)"),
+}
 
 
 def _octets(value: Any) -> bytes | None:

@@ -188,7 +188,8 @@ class _Read(AbstractAsyncContextManager[_SqliteTx]):
 class SqliteStore(SqlStore):
     engine = "sqlite"
     # BEGIN IMMEDIATE already holds the whole database; synchronous is per connection.
-    dialect = {"lock": "", "relaxed_commit": ""}
+    # No row locks (the write lock covers the database), no session setting to relax.
+    dialect = {"lock": "", "relaxed_commit": "", "skip_locked": ""}
 
     def __init__(self, path: Path, writer: sqlite3.Connection, reader: sqlite3.Connection,
                  metrics: StoreMetrics | None, *, timeout: float = 5.0) -> None:
