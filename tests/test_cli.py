@@ -267,6 +267,8 @@ def test_serve_is_ready_exports_metrics_and_stops_on_sigterm(engine: str, tmp_pa
         assert http_get(ports["metrics"], "/healthz") == (200, "ok\n")
         status, body = http_get(ports["metrics"], "/metrics")
         assert status == 200 and "mfad_build_info" in body and "mfad_store_up 1.0" in body
+        version = mfad("--version", cwd=tmp_path).stdout.split()[-1]
+        assert f'mfad_build_info{{store="{engine}",version="{version}"}} 1.0' in body
         check = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True,
                                timeout=30)
         assert check.returncode == 0, check.stdout + check.stderr

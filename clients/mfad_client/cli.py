@@ -21,6 +21,8 @@ import argparse
 import asyncio
 import base64
 import binascii
+import csv
+import io
 import getpass
 import json
 import os
@@ -291,8 +293,6 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _terminal_qr(uri: str) -> str:
-    import io
-
     import segno  # a dependency of the package: always there
 
     buffer = io.StringIO()
@@ -517,6 +517,33 @@ async def import_(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
+async def export(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    """Users and their devices' metadata — never a secret (they stay sealed in mfad)."""
+    users: list[t.User] = []
+    token = ""
+    while True:
+        page = await c.admin.list_users(page_size=500, page_token=token)
+        users.extend(page.users)
+        token = page.next_page_token
+        if not token:
+            break
+    if a.format == "csv":  # what ``mfactl import csv`` reads back
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["username", "disabled"])
+        writer.writerows([u.username, str(u.disabled).lower()] for u in users)
+        document = buffer.getvalue()
+    else:
+        listed = [{"user": u, "devices": (await c.admin.list_devices(u.username)).devices} for u in users]
+        document = json.dumps(t.to_json({"users": listed}), ensure_ascii=False, indent=1) + "\n"
+    if a.output:
+        _write_private(Path(a.output), document.encode())
+        out.emit({"output": a.output, "users": len(users)}, f"{len(users)} user(s) exported to {a.output}")
+    else:
+        print(document, end="")
+    return EXIT_OK
+
+
 # --- shell completion --------------------------------------------------------------------------
 def _completion_table(parser: argparse.ArgumentParser, key: str, table: dict[str, list[str]],
                       takes_value: set[str]) -> None:
@@ -707,6 +734,10 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     p = command(groups, "import", import_, "import users and TOTP secrets from another system (docs/import.md)")
     importers.add_import_arguments(p)
 
+    p = command(groups, "export", export, "users and their devices' metadata (never secrets)")
+    p.add_argument("--format", choices=["json", "csv"], default="json",
+                   help="json: users with their devices; csv: username,disabled, as import csv reads it")
+    p.add_argument("--output", "-o", metavar="FILE", help="write here (0600) instead of standard output")
     p = command(groups, "completion", completion, "print a shell completion script: eval \"$(mfactl completion bash)\"")
     p.add_argument("shell", choices=["bash", "zsh"], help="the shell to complete in")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 from pathlib import Path
 
@@ -215,3 +216,36 @@ async def test_pskc_with_a_pre_shared_key(mfad_daemon: StartDaemon) -> None:
     assert (done.code, done.json()) == (0, {"users_created": 1, "devices_imported": 1, "failed": []}), done
     assert await accepted(mfad, "jsmith", await oathtool(base64.b32encode(secret).decode()))
     assert await mfad.daemon.stop() == 0
+
+
+async def test_export_lists_metadata_only_and_its_csv_imports_again(mfad_daemon: StartDaemon) -> None:
+    old = await mfad_daemon()
+    secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    uris = old.workdir / "uris.txt"
+    uris.write_text(f"otpauth://totp/VPN:alice?secret={secret}\n")
+    assert (await old.mfactl("import", "otpauth", "--create-users", str(uris))).code == 0
+    await old.client("ops").admin.create_user("bob")
+    await old.client("ops").admin.disable_user("bob", "left")
+
+    exported = await old.mfactl("export")
+    assert exported.code == 0, exported
+    users = {u["user"]["username"]: u for u in json.loads(exported.out)["users"]}
+    assert [(d["method"], d["state"], d["name"]) for d in users["alice"]["devices"]] == [("totp", "active", "VPN")]
+    assert users["bob"]["user"]["disabled"] is True and users["bob"]["devices"] == []
+    raw = base64.b32decode(secret)
+    assert secret not in exported.out and raw.hex() not in exported.out and base64.b64encode(raw).decode() not in \
+        exported.out
+
+    target = old.workdir / "users.csv"
+    written = await old.mfactl("--json", "export", "--format", "csv", "--output", str(target))
+    assert written.code == 0 and written.json() == {"output": str(target), "users": 2}, written
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+    assert target.read_text() == "username,disabled\nalice,false\nbob,true\n"
+
+    for name in ("alice", "bob"):  # the store emptied of them (the daemon's store is this test's)
+        assert (await old.mfactl("user", "delete", name, "--yes")).code == 0
+    done = await old.mfactl("--json", "import", "csv", str(target))
+    assert (done.code, done.json()["users_created"]) == (0, 2), done
+    bob = await old.mfactl("--json", "user", "show", "bob")
+    assert bob.json()["user"]["disabled"] is True
+    assert await old.daemon.stop() == 0
