@@ -79,6 +79,12 @@ def looks_like_code(typed: str) -> bool:
     return normalize(typed) is not None
 
 
+def typed_method(expected: Method, typed: str) -> Method:
+    """The method a code typed at a prompt answers: a recovery code's shape (10 characters,
+    never a 6-8 digit TOTP or email code) names recovery, whatever the prompt asked for."""
+    return Method.RECOVERY if looks_like_code(typed) else expected
+
+
 def _mac_input(code_id: int, code: str) -> bytes:
     return f"recovery-code:{code_id}:{code}".encode()
 
