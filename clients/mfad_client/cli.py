@@ -442,6 +442,17 @@ async def lockout_show(c: MfadClient, a: argparse.Namespace, out: Output) -> int
     return EXIT_OK
 
 
+async def recovery_status(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    status = await c.admin.recovery_status(a.username)
+    if status.codes_left == 0:
+        lines = [f"{a.username}: no recovery codes"]
+    else:
+        lines = [f"{a.username}: {status.codes_left} recovery code(s) left",
+                 f"generated: {_when(status.created_at)}", f"last used: {_when(status.last_used_at)}"]
+    out.emit(status, lines)
+    return EXIT_OK
+
+
 async def lockout_reset(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     lock = await c.admin.reset_lockout(a.username)
     out.emit(lock, [f"{a.username}: lock-out reset", *_lockout_lines(lock)])
@@ -762,6 +773,8 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     lockout = group("lockout", "failure counters and lock-outs")
     command(lockout, "show", lockout_show, "a user's lock-out state").add_argument("username")
     command(lockout, "reset", lockout_reset, "clear a user's lock-out").add_argument("username")
+    codes = group("recovery", "users' recovery codes")
+    command(codes, "status", recovery_status, "how many recovery codes a user has left").add_argument("username")
 
     tokens = group("token", "gRPC caller tokens")
     p = command(tokens, "create", token_create, "create a token (printed once)")

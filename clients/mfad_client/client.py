@@ -33,7 +33,7 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_TOTP_NAME = "authenticator app"
 
 _METHOD = {t.Method.TOTP: pb.METHOD_TOTP, t.Method.EMAIL: pb.METHOD_EMAIL, t.Method.PASSKEY: pb.METHOD_PASSKEY,
-           t.Method.U2F: pb.METHOD_U2F}
+           t.Method.U2F: pb.METHOD_U2F, t.Method.RECOVERY: pb.METHOD_RECOVERY}
 _METHOD_BACK: dict[int, t.Method] = {int(v): k for k, v in _METHOD.items()}
 _STATE = {pb.DEVICE_STATE_PENDING: t.DeviceState.PENDING, pb.DEVICE_STATE_ACTIVE: t.DeviceState.ACTIVE}
 _SIGN_IN = {pb.SIGN_IN_OUTCOME_ALLOWED: t.SignInOutcome.ALLOWED,
@@ -119,6 +119,11 @@ def _device_list(m: pb.DeviceList) -> t.DeviceList:
 def _lockout(m: pb.Lockout) -> t.Lockout:
     return t.Lockout(username=m.username, locked=m.locked, locked_until=_time(m.locked_until, m.HasField("locked_until")),
                      hard_locked=m.hard_locked, consecutive_failures=m.consecutive_failures, lockouts=m.lockouts)
+
+
+def _recovery(m: pb.RecoveryStatus) -> t.RecoveryStatus:
+    return t.RecoveryStatus(codes_left=m.codes_left, created_at=_time(m.created_at, m.HasField("created_at")),
+                            last_used_at=_time(m.last_used_at, m.HasField("last_used_at")))
 
 
 def _policy(m: pb.Policy) -> t.Policy:
@@ -244,9 +249,11 @@ class Authentication:
                             session=_session(m.session, m.HasField("session")),
                             remembered=_remembered_token(m.remembered, m.HasField("remembered")))
 
-    async def verify_code(self, username: str, code: str, *, client: t.ClientInfo | None = None) -> t.VerifyOutcome:
+    async def verify_code(self, username: str, code: str, *, method: t.Method = t.Method.TOTP,
+                          client: t.ClientInfo | None = None) -> t.VerifyOutcome:
+        """A TOTP code, or with ``method=Method.RECOVERY`` one of the user's recovery codes."""
         m = await self._call(self._stub.VerifyCode, pb.VerifyCodeRequest(
-            username=username, code=code, method=pb.METHOD_TOTP, client=_client(client)))
+            username=username, code=code, method=_METHOD[method], client=_client(client)))
         return t.VerifyOutcome.ACCEPTED if m.outcome == pb.VERIFY_OUTCOME_ACCEPTED else t.VerifyOutcome.REFUSED
 
     async def verify_sensitive(self, *, operation: str, code: str | None = None, username: str = "",
@@ -311,6 +318,14 @@ class Enrollment:
         m = await self._call(self._stub.Unbind, pb.UnbindRequest(device_id=device_id, client=_client(client)),
                              session=session)
         return _device_list(m.devices)
+
+    async def generate_recovery_codes(self, session: str) -> t.RecoveryCodes:
+        m = await self._call(self._stub.GenerateRecoveryCodes, pb.GenerateRecoveryCodesRequest(), session=session)
+        return t.RecoveryCodes(codes=tuple(m.codes), status=_recovery(m.status))
+
+    async def recovery_status(self, session: str) -> t.RecoveryStatus:
+        m = await self._call(self._stub.GetRecoveryStatus, pb.GetRecoveryStatusRequest(), session=session)
+        return _recovery(m.status)
 
     async def list_remembered(self, session: str) -> tuple[t.RememberedDevice, ...]:
         m = await self._call(self._stub.ListRemembered, pb.ListRememberedRequest(), session=session)
@@ -477,6 +492,10 @@ class Admin:
     # lock-outs and audit
     async def get_lockout(self, username: str) -> t.Lockout:
         return _lockout((await self._call(self._stub.GetLockout, pb.GetLockoutRequest(username=username))).lockout)
+
+    async def recovery_status(self, username: str) -> t.RecoveryStatus:
+        m = await self._call(self._stub.GetUserRecoveryStatus, pb.GetUserRecoveryStatusRequest(username=username))
+        return _recovery(m.status)
 
     async def reset_lockout(self, username: str) -> t.Lockout:
         m = await self._call(self._stub.ResetLockout, pb.ResetLockoutRequest(username=username))

@@ -20,6 +20,7 @@ class Method(StrEnum):
     EMAIL = "email"
     PASSKEY = "passkey"
     U2F = "u2f"
+    RECOVERY = "recovery"
 
 
 class DeviceState(StrEnum):
@@ -156,6 +157,23 @@ class Lockout:
     hard_locked: bool
     consecutive_failures: int
     lockouts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecoveryStatus:
+    """A user's recovery codes: how many are left (0: no set), since when."""
+
+    codes_left: int
+    created_at: datetime | None
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecoveryCodes:
+    """A new set, shown once."""
+
+    codes: tuple[str, ...]
+    status: RecoveryStatus
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -24,7 +24,7 @@ from mfad_portal.i18n import N_
 from mfad_portal.web import REMEMBER_COOKIE, BadRequest, Ctx, Portal, view
 
 METHOD_NAMES = {"passkey": N_("Passkey"), "u2f": N_("Security key"), "totp": N_("Virtual MFA device"),
-                "email": N_("Security email")}
+                "email": N_("Security email"), "recovery": N_("Recovery code")}
 SIGNED_IN_HOME = "/security"
 
 
@@ -132,7 +132,7 @@ def verify_page(ctx: Ctx, method: str, error: str = "", status: int = 200) -> Re
 async def verify_code(ctx: Ctx) -> Response:
     method = await ctx.field("method")
     pending = challenge(ctx, method)
-    if method not in ("totp", "email"):
+    if method not in ("totp", "email", "recovery"):
         raise BadRequest(400)
     try:
         done = await ctx.portal.client.auth.complete_challenge(

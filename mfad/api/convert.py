@@ -31,6 +31,7 @@ from mfad.core.model import (
     Role,
     User,
 )
+from mfad.core.ports import RecoverySet
 from mfad.core.sessions import SessionScope
 from mfad.core.signin import ChallengeStarted, Outcome
 
@@ -39,6 +40,7 @@ METHOD_TO_PB: Mapping[Method, pb.Method] = {
     Method.EMAIL: pb.METHOD_EMAIL,
     Method.PASSKEY: pb.METHOD_PASSKEY,
     Method.U2F: pb.METHOD_U2F,
+    Method.RECOVERY: pb.METHOD_RECOVERY,
 }
 METHOD_FROM_PB: Mapping[int, Method] = {v: k for k, v in METHOD_TO_PB.items()}
 
@@ -195,6 +197,13 @@ def audit_event(r: AuditRecord) -> pb.AuditEvent:
 def caller_token(t: CallerToken) -> pb.CallerToken:
     return pb.CallerToken(id=str(t.id), name=t.name, role=ROLE_TO_PB[t.role], created_at=timestamp(t.created_at),
                           revoked=t.revoked, expires_at=timestamp(t.expires_at))
+
+
+def recovery_status(found: RecoverySet | None) -> pb.RecoveryStatus:
+    if found is None:
+        return pb.RecoveryStatus(codes_left=0)
+    return pb.RecoveryStatus(codes_left=found.codes_left, created_at=timestamp(found.created_at),
+                             last_used_at=timestamp(found.last_used_at))
 
 
 def remembered_devices(items: Iterable[RememberedDevice]) -> list[pb.RememberedDevice]:

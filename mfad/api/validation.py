@@ -10,7 +10,7 @@ INVALID_ARGUMENT for it. The checks are derived from the message descriptors
 once per message type, so a field added to the contract is covered at once.
 
 Limits (the contract's LIMITS comment): usernames and names 64 characters,
-passwords 1024, codes 8 (the core then wants 6-8 ASCII digits), email addresses
+passwords 1024, codes 16 (the core then wants 6-8 ASCII digits, or a recovery code), email addresses
 254, WebAuthn JSON 16 KiB, ids, tokens and reasons 256; anything else 256.
 ``user_agent`` is cut to 512 characters rather than refused.
 """
@@ -42,7 +42,7 @@ TEXT_LIMITS: dict[str, Text] = {
     "username_prefix": Text(64),
     "name": Text(64),
     "password": Text(1024),
-    "code": Text(8),
+    "code": Text(16),  # a recovery code as printed (11) or typed with spaces
     "address": Text(254),
     "assertion_json": Text(16 * 1024, json=True),
     "credential_json": Text(16 * 1024, json=True),

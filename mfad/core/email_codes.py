@@ -104,6 +104,12 @@ class EmailCodeService:
         """Called after each queued message (the in-process sender wakes up)."""
         self._listeners.append(wake)
 
+    def mail_queued(self, kind: str) -> None:
+        """A message of ``kind`` was queued (here or by another service): count it, wake the sender."""
+        self.metrics.queued(kind)
+        for wake in self._listeners:
+            wake()
+
     # --- binding ------------------------------------------------------------------------
     async def begin_binding(self, username: str, address: str, attempt: Attempt, *, enrolment: bool = False,
                             actor: str | None = None, name: str = DEFAULT_DEVICE_NAME) -> CodeSent:
@@ -239,9 +245,7 @@ class EmailCodeService:
             raise RateLimited(f"a code was mailed recently: try again in {wait} s"
                               if result.outcome is IssueOutcome.COOLDOWN
                               else f"too many codes this hour: try again in {wait} s")
-        self.metrics.queued(purpose.value)
-        for wake in self._listeners:
-            wake()
+        self.mail_queued(purpose.value)
         return CodeSent(masked_address=masked, expires_at=expires,
                         resend_after=now + timedelta(seconds=s.resend_seconds))
 
@@ -308,7 +312,7 @@ _PURPOSE_TEXT = {
 }
 
 
-def _describe_source(attempt: Attempt, actor: str | None) -> str:
+def describe_source(attempt: Attempt, actor: str | None) -> str:
     parts = []
     if attempt.source:
         parts.append(f"from {attempt.source}")
@@ -329,7 +333,7 @@ def compose(*, purpose: CodePurpose, code: str, user: User, address: str, attemp
     what, action = _PURPOSE_TEXT[purpose]
     minutes = max(1, round((expires - now).total_seconds() / 60))
     lifetime = f"{minutes} minute{'s' if minutes != 1 else ''}"
-    source = _describe_source(attempt, actor)
+    source = describe_source(attempt, actor)
     when = now.strftime("%Y-%m-%d %H:%M:%S UTC")
     if purpose is CodePurpose.BINDING:
         not_you = ("If you did not ask to add this address, ignore this message: the address will not be "

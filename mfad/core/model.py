@@ -16,6 +16,8 @@ class Method(StrEnum):
     TOTP = "totp"
     EMAIL = "email"
     U2F = "u2f"
+    #: One-time recovery codes: the user's own way back when the device is lost.
+    RECOVERY = "recovery"
 
 
 #: Security level per method (the product rules): passkey highest, email lowest.
@@ -24,16 +26,18 @@ SECURITY_LEVEL: dict[Method, int] = {
     Method.TOTP: 2,
     Method.U2F: 2,
     Method.EMAIL: 1,
+    # A printed list is something you have, like a mailbox's code: the lowest level.
+    Method.RECOVERY: 1,
 }
 
 #: Methods a user may bind while signing in for the first time (never email).
 ENROLMENT_METHODS: frozenset[Method] = frozenset({Method.PASSKEY, Method.TOTP})
 
 #: Methods of which a user may hold at most one device.
-SINGLE_DEVICE_METHODS: frozenset[Method] = frozenset({Method.TOTP, Method.EMAIL})
+SINGLE_DEVICE_METHODS: frozenset[Method] = frozenset({Method.TOTP, Method.EMAIL, Method.RECOVERY})
 
 #: Methods whose response can be typed at a prompt (RADIUS, VerifyCode).
-TYPED_METHODS: frozenset[Method] = frozenset({Method.TOTP, Method.EMAIL})
+TYPED_METHODS: frozenset[Method] = frozenset({Method.TOTP, Method.EMAIL, Method.RECOVERY})
 
 
 class DeviceState(StrEnum):

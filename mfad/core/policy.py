@@ -66,7 +66,7 @@ def _validated(p: Policy) -> Policy:
     try:
         methods = frozenset(Method(m) for m in p.allowed_methods)
     except ValueError:
-        raise InvalidInput("allowed_methods", "must be passkey, totp, email or u2f") from None
+        raise InvalidInput("allowed_methods", "must be passkey, totp, email, u2f or recovery") from None
     if not methods:
         raise InvalidInput("allowed_methods", "must allow at least one method")
     if not 1 <= p.remember_days <= 365:

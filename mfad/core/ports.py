@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
 
 from mfad.core.model import (
@@ -183,8 +184,64 @@ class ReplyStore(Protocol):
     async def delete_expired_radius_requests(self, now: float, limit: int) -> int: ...
 
 
+class RecoveryCheck(StrEnum):
+    """What the store found for a typed recovery code."""
+
+    ACCEPTED = "accepted"
+    #: No unused code of the user matches.
+    WRONG = "wrong"
+    #: It matched, but a parallel request used that code first.
+    USED = "used"
+    #: It matched, but the challenge was completed (or expired) meanwhile: nothing changed.
+    CHALLENGE_GONE = "challenge_gone"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecoveryNotice:
+    """The mail that tells a user one of their recovery codes was used."""
+
+    #: ``seal(message_id, codes_left)`` → the sealed body (its AAD names the message row).
+    seal: Callable[[int, int], str]
+    expires_at: datetime
+    #: ``audit(message_id)`` → the rows recording the queued notice.
+    audit: Callable[[int], Sequence[AuditEvent]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecoverySet:
+    """A user's recovery codes as they stand: how many are left, since when."""
+
+    codes_left: int
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class RecoveryStore(Protocol):
+    """The store's part for recovery codes (``mfad.store.recovery``). A user's set is a
+    ``devices`` row of method ``recovery`` (so it counts as a method type) holding its codes;
+    the row goes when its last code is used."""
+
+    async def replace_recovery_codes(self, user_id: UserId, count: int, now: datetime,
+                                     mac: Callable[[int], str], audit: Sequence[AuditEvent]) -> Device:
+        """In one transaction: delete the user's set (every code of it), insert a new set of
+        ``count`` codes (``mac(code_id)`` each), revoke the remembered devices, write ``audit``."""
+        ...
+
+    async def load_recovery_set(self, user_id: UserId) -> RecoverySet | None: ...
+
+    async def accept_recovery_code(self, user_id: UserId, now: datetime, matches: Callable[[int, str], bool],
+                                   challenge_hash: str | None, audit: Sequence[AuditEvent],
+                                   remember: RememberedDevice | None, remember_hash: str | None,
+                                   notice: RecoveryNotice | None) -> RecoveryCheck:
+        """Compare with every unused code (``matches(code_id, mac)``); a match is marked used by
+        one conditional update and committed, in one transaction, with the challenge consumed,
+        the counters reset, the remembered device, the device row's last use (or its deletion
+        with the last code), ``audit`` and the queued ``notice``."""
+        ...
+
+
 class Store(AuditStore, UserStore, DeviceStore, RetentionStore, SealedSecretStore, SignInStore, PolicyStore,
-            CallerStore, SessionStore, WebauthnStore, EmailStore, ReplyStore, Protocol):
+            CallerStore, SessionStore, WebauthnStore, EmailStore, ReplyStore, RecoveryStore, Protocol):
     """The whole store, as the engines implement it; each service is typed to its slices."""
 
     engine: str

@@ -19,8 +19,8 @@ Guarantees:
 - binding the first device with an enrolment session completes the sign-in:
   the device was just proved, so the enrolment session is replaced by a full
   one (its second factor recorded at that moment);
-- unbinding needs a second factor not older than the policy's
-  ``sensitive_reauth_seconds`` (``PreconditionFailed`` otherwise);
+- unbinding and generating recovery codes need a second factor not older than
+  the policy's ``sensitive_reauth_seconds`` (``PreconditionFailed`` otherwise);
   :meth:`SelfService.step_up` records a fresh one on the session.
 """
 
@@ -38,7 +38,8 @@ from mfad.core.devices import DeviceListing, DeviceService, TotpBinding
 from mfad.core.errors import InvalidInput, NotFound, PermissionDenied, PreconditionFailed, Unauthenticated
 from mfad.core.model import AuditEvent, Device, DeviceId, Method, RememberedDevice, User, UserId
 from mfad.core.policy import PolicyService
-from mfad.core.ports import Store
+from mfad.core.ports import RecoverySet, Store
+from mfad.core.recovery import RecoveryCodes, RecoveryService
 from mfad.core.sessions import SessionScope, UserSession, is_token_shaped, new_token, token_hash
 from mfad.core.signin import Attempt, ChallengeStarted, Outcome, SignInResult, SignInService, VerifyResult
 
@@ -112,8 +113,9 @@ def check_operation(operation: str) -> str:
 
 class SelfService:
     def __init__(self, *, store: Store, clock: Clock, policy: PolicyService, signin: SignInService,
-                 devices: DeviceService, session_ttl_seconds: int) -> None:
+                 devices: DeviceService, recovery: RecoveryService, session_ttl_seconds: int) -> None:
         self._store = store
+        self._recovery = recovery
         self._clock = clock
         self._policy = policy
         self._signin = signin
@@ -307,15 +309,28 @@ class SelfService:
         device = await self._devices.confirm_totp(session.username, device_id, code, actor=SELF_ACTOR)
         return device, await self._devices.list(session.username)
 
-    async def unbind(self, session: UserSession, device_id: DeviceId) -> DeviceListing:
+    async def _fresh_second_factor(self, session: UserSession, doing: str) -> datetime:
+        """When the session's second factor was given, if recent enough for a sensitive change."""
         window = (await self._policy.current()).sensitive_reauth_seconds
         at = session.second_factor_at
         if at is None or (self._clock.now() - at).total_seconds() > window:
-            raise PreconditionFailed(f"unbinding needs a second factor within the last {window} s: "
+            raise PreconditionFailed(f"{doing} needs a second factor within the last {window} s: "
                                      "step up with VerifySensitive first")
+        return at
+
+    async def unbind(self, session: UserSession, device_id: DeviceId) -> DeviceListing:
+        at = await self._fresh_second_factor(session, "unbinding")
         await self._devices.unbind(session.username, device_id, actor=SELF_ACTOR, as_admin=False,
                                    second_factor_at=at)
         return await self._devices.list(session.username)
+
+    async def generate_recovery_codes(self, session: UserSession, attempt: Attempt) -> RecoveryCodes:
+        """A new set of recovery codes (replacing the old one): a sensitive change."""
+        await self._fresh_second_factor(session, "generating recovery codes")
+        return await self._recovery.generate(session.username, attempt, actor=SELF_ACTOR)
+
+    async def recovery_status(self, session: UserSession) -> RecoverySet | None:
+        return await self._recovery.status(session.username)
 
     async def list_remembered(self, session: UserSession) -> list[RememberedDevice]:
         return await self._store.list_remembered(session.user_id, self._clock.now())

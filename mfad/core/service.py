@@ -20,6 +20,7 @@ from mfad.core.outbox import EmailMetrics
 from mfad.core.passwords import PasswordHasher
 from mfad.core.policy import PolicyService
 from mfad.core.ports import AuditFilter, CoreMetrics, NullMetrics, Store
+from mfad.core.recovery import RecoveryService, RecoveryVerifier
 from mfad.core.selfservice import SelfService
 from mfad.core.settings import CoreSettings
 from mfad.core.signin import SignInService
@@ -51,13 +52,17 @@ class Mfa:
                                       policy=self.policy, users=self.users, metrics=email_metrics,
                                       core_metrics=self.metrics)
         self.signin.register(EmailVerifier(self.email))
+        self.recovery = RecoveryService(store=store, keyring=keyring, clock=self.clock, policy=self.policy,
+                                        users=self.users, email=self.email)
+        self.signin.register(RecoveryVerifier(self.recovery))
         self.webauthn = WebauthnService(store=store, clock=self.clock, users=self.users, policy=self.policy,
                                         settings=settings.webauthn,
                                         metrics=self.metrics if isinstance(self.metrics, WebauthnMetrics) else None)
         self.signin.register_usernameless(PasskeyVerifier(self.webauthn))
         self.signin.register(U2fVerifier(self.webauthn))
         self.selfservice = SelfService(store=store, clock=self.clock, policy=self.policy, signin=self.signin,
-                                       devices=self.devices, session_ttl_seconds=settings.session_ttl_seconds)
+                                       devices=self.devices, recovery=self.recovery,
+                                       session_ttl_seconds=settings.session_ttl_seconds)
         self.admin = AdminService(store=store, clock=self.clock, users=self.users, devices=self.devices)
 
     async def start(self) -> None:

@@ -42,6 +42,7 @@ import hmac
 import logging
 from typing import Final
 
+from mfad.core import recovery
 from mfad.core.errors import InvalidInput, NotFound, PreconditionFailed, RateLimited, Unavailable
 from mfad.core.model import Method
 from mfad.core.signin import Attempt, Outcome, Reason, SignInResult, SignInService
@@ -75,6 +76,7 @@ NEEDS_APP: Final = (
 ENTER_CODE: Final = "Enter the code from your authenticator app: "
 ENTER_CODE_OR_EMAIL: Final = "Enter the code from your authenticator app, or type email to get a code by email: "
 ASK_EMAIL: Final = "Type email to get a sign-in code at your security email: "
+ENTER_RECOVERY: Final = "Enter one of your recovery codes: "
 WRONG_CODE: Final = "Wrong code, try again. "
 EMAIL_SENT: Final = "A code was sent to {where}. Enter it: "
 EMAIL_UNAVAILABLE: Final = "Codes by email are not available for this sign-in. "
@@ -82,7 +84,7 @@ EMAIL_TOO_SOON: Final = "A code was sent a moment ago; enter it or wait a minute
 EMAIL_WORD: Final = "email"
 
 STATE_PREFIX: Final = b"mfad1"
-_STATE_METHOD: Final = {Method.TOTP: b"t", Method.EMAIL: b"e"}
+_STATE_METHOD: Final = {Method.TOTP: b"t", Method.EMAIL: b"e", Method.RECOVERY: b"r"}
 _METHOD_OF_STATE: Final = {ord(v): k for k, v in _STATE_METHOD.items()}
 _MAX_CHALLENGE_ID: Final = 64
 _TAG_BYTES: Final = 8
@@ -167,7 +169,7 @@ class SignInHandler:
         if prompt is None or result.challenge_id is None:
             only_passkeys = result.methods and result.methods <= {Method.PASSKEY, Method.U2F}
             return Decision.reject(PASSKEY_ONLY if only_passkeys else NEEDS_APP)
-        method = Method.TOTP if Method.TOTP in result.methods else Method.EMAIL
+        method = next(m for m in (Method.TOTP, Method.EMAIL, Method.RECOVERY) if m in result.methods)
         return self._challenge(prompt, method, result.challenge_id, username)
 
     async def _answer_challenge(self, state: bytes, username: str, typed: str, attempt: Attempt,
@@ -183,7 +185,8 @@ class SignInHandler:
             return Decision.reject(DENIED)
         if typed.strip().lower() == EMAIL_WORD:
             return await self._start_email(challenge_id, attempt, username)
-        result = await self._signin.complete(challenge_id, method, typed, attempt, station=station)
+        answered = recovery.typed_method(method, typed)
+        result = await self._signin.complete(challenge_id, answered, typed, attempt, station=station)
         if result.accepted:
             if result.user is None or result.user.username != username:
                 log.warning("RADIUS challenge answered with another User-Name (client %s)", attempt.client)
@@ -222,11 +225,13 @@ def _prompt(methods: frozenset[Method]) -> str | None:
         return ENTER_CODE_OR_EMAIL if Method.EMAIL in methods else ENTER_CODE
     if Method.EMAIL in methods:
         return ASK_EMAIL
+    if Method.RECOVERY in methods:
+        return ENTER_RECOVERY
     return None
 
 
 def _again(method: Method) -> str:
-    return ENTER_CODE if method is Method.TOTP else "Enter the code from the email: "
+    return {Method.TOTP: ENTER_CODE, Method.RECOVERY: ENTER_RECOVERY}.get(method, "Enter the code from the email: ")
 
 
 __all__ = ["SignInHandler", "decode_state", "encode_state", "nas_source"]

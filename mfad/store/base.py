@@ -40,6 +40,7 @@ from mfad.core.model import (
 from mfad.core.ports import AuditFilter, LimitChange, RotateResult, Subject
 from mfad.store.email import EmailSql
 from mfad.store.radius import RadiusSql
+from mfad.store.recovery import RecoverySql
 from mfad.store.sessions import SessionSql
 from mfad.store.sql import (
     CHALLENGE_COLUMNS,
@@ -59,7 +60,7 @@ from mfad.store.sql import (
 from mfad.store.webauthn import WebauthnSql
 
 
-class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql):
+class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql):
     """The core's Store over an engine's ``transaction()`` and ``read()`` primitives."""
 
     async def append_audit(self, now: datetime, events: Sequence[AuditEvent]) -> None:

@@ -81,7 +81,7 @@ class EmailSql(SqlParts):
             if superseded:
                 await tx.execute(
                     "UPDATE email_outbox SET state = 'cancelled', sealed_body = NULL, finished_at = $2, "
-                    "last_error = 'superseded by a newer code' WHERE user_id = $1 AND state = 'queued' "
+                    "last_error = 'superseded by a newer code' WHERE user_id = $1 AND state = 'queued' AND kind = 'code' "
                     "AND (claimed_until IS NULL OR claimed_until < $2)", req.user_id, now)
             code = await tx.fetchrow(
                 "INSERT INTO email_codes (user_id, purpose, ref, created_at, expires_at, tries_left) "
@@ -195,11 +195,12 @@ class EmailSql(SqlParts):
                 "UPDATE email_outbox SET claimed_until = $2, claimed_by = $3, attempts = attempts + 1 "
                 "WHERE id IN (SELECT id FROM email_outbox WHERE state = 'queued' AND next_attempt_at <= $1 "
                 "AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY next_attempt_at, id LIMIT $4"
-                f"{skip_locked}) RETURNING id, code_id, user_id, sealed_body, attempts, created_at, expires_at",
+                f"{skip_locked}) RETURNING id, code_id, user_id, sealed_body, attempts, created_at, expires_at, kind",
                 now.timestamp(), lease_until.timestamp(), owner, limit)
             items = []
             for r in sorted(rows, key=lambda r: int(r["id"])):
-                live = r["code_id"] is not None and await tx.fetchrow(
+                # A notice carries no code: it is deliverable until it expires.
+                live = r["kind"] == "notice" or r["code_id"] is not None and await tx.fetchrow(
                     "SELECT id FROM email_codes WHERE id = $1 AND state = 'live'", r["code_id"]) is not None
                 items.append(OutboxItem(id=int(r["id"]), user_id=None if r["user_id"] is None else UserId(r["user_id"]),
                                         sealed_body=r["sealed_body"], attempts=int(r["attempts"]),

@@ -392,3 +392,63 @@ async def test_concurrent_failures_are_all_counted(mfa: Any, mfa_factory: Any, e
     assert (state.failures, state.total_failures, state.locked_until) == (9, 9, None)
     await second.signin.verify_code("alice", next(codes), attempt)
     assert (await mfa.store.load_limits(alice.user.id)).locked_until is not None
+
+
+# --- recovery codes -----------------------------------------------------------------------
+async def test_recovery_codes_replace_consume_once_and_go_with_the_last(store: Store, clock: Any, db: Any) -> None:
+    now = clock.now()
+    uid = await new_user(store, now)
+    await store.replace_recovery_codes(uid, 3, now, lambda cid: f"kx:mac-{cid}", [event("recovery_codes", uid)])
+    first = await store.load_recovery_set(uid)
+    assert first is not None and first.codes_left == 3 and first.created_at == now and first.last_used_at is None
+    ids = [int(r["id"]) for r in await db.rows("SELECT id FROM recovery_codes ORDER BY id")]
+    assert [r["code_mac"] for r in await db.rows("SELECT code_mac FROM recovery_codes ORDER BY id")] == [
+        f"kx:mac-{i}" for i in ids]
+
+    def only(target: int) -> Callable[[int, str], bool]:
+        return lambda cid, mac: cid == target and mac == f"kx:mac-{target}"
+
+    def accept(target: int, when: Any, challenge: str | None = None) -> Awaitable[Any]:
+        return store.accept_recovery_code(uid, when, only(target), challenge, [event("verify", uid)], None, None,
+                                          None)
+
+    # A challenge completed meanwhile: nothing changes, the code stays unused.
+    assert (await accept(ids[0], now, "e" * 64)).value == "challenge_gone"
+    assert (await store.load_recovery_set(uid)).codes_left == 3  # type: ignore[union-attr]
+    later = now + timedelta(seconds=5)
+    assert (await accept(ids[0], later)).value == "accepted"
+    assert (await accept(ids[0], later)).value == "wrong"  # used codes are not compared again
+    state = await store.load_recovery_set(uid)
+    assert state is not None and state.codes_left == 2 and state.last_used_at == later
+    # Replacing drops every old code; the user holds one set.
+    await store.replace_recovery_codes(uid, 2, later, lambda cid: f"kx:mac-{cid}", [])
+    assert await db.scalar("SELECT count(*) FROM devices WHERE method = 'recovery'") == 1
+    new_ids = [int(r["id"]) for r in await db.rows("SELECT id FROM recovery_codes ORDER BY id")]
+    assert len(new_ids) == 2 and not set(new_ids) & set(ids)
+    for i in new_ids:
+        assert (await accept(i, later)).value == "accepted"
+    assert await store.load_recovery_set(uid) is None
+    assert await db.scalar("SELECT count(*) FROM recovery_codes") == 0
+    assert await db.scalar("SELECT count(*) FROM audit WHERE event = 'verify'") == 3
+
+
+async def test_racing_recovery_code_uses_across_two_stores(store: Store, store_opener: Opener, clock: Any) -> None:
+    now = clock.now()
+    uid = await new_user(store, now)
+    await store.replace_recovery_codes(uid, 2, now, lambda cid: f"kx:mac-{cid}", [])
+    other = await store_opener()
+    assert (await other.accept_recovery_code(uid, now, lambda cid, mac: False, None, [], None, None,
+                                             None)).value == "wrong"
+    first = await _first_code(store)
+    results = await asyncio.gather(*(s.accept_recovery_code(uid, now, lambda cid, mac: mac == f"kx:mac-{first}",
+                                                            None, [event("verify", uid)], None, None, None)
+                                     for s in [store, other] * 10))
+    assert [r.value for r in results].count("accepted") == 1
+    assert set(r.value for r in results) <= {"accepted", "used", "wrong"}
+    assert (await store.load_recovery_set(uid)).codes_left == 1  # type: ignore[union-attr]
+
+
+async def _first_code(store: Store) -> int:
+    async with store.read() as tx:  # type: ignore[attr-defined]
+        row = await tx.fetchrow("SELECT min(id) AS id FROM recovery_codes")
+    return int(row["id"])

@@ -169,6 +169,11 @@ class AdminServicer(U2fAdmin, pb_grpc.AdminServicer):
         state = await self._mfa.lockout(request.username)
         return pb.GetLockoutResponse(lockout=convert.lockout(request.username, state, self._mfa.clock.now()))
 
+    async def GetUserRecoveryStatus(self, request: pb.GetUserRecoveryStatusRequest,
+                                    context: Context) -> pb.GetUserRecoveryStatusResponse:
+        status = await self._mfa.recovery.status(request.username)
+        return pb.GetUserRecoveryStatusResponse(status=convert.recovery_status(status))
+
     async def ResetLockout(self, request: pb.ResetLockoutRequest, context: Context) -> pb.ResetLockoutResponse:
         await self._mfa.reset_lockout(request.username, actor=_actor())
         state = await self._mfa.lockout(request.username)

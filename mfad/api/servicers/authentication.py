@@ -26,7 +26,7 @@ from mfad.core.signin import Outcome
 Context = grpc.aio.ServicerContext[Any, Any]
 
 #: Methods a code can be checked for in one call (VerifyCode); UNSPECIFIED means TOTP.
-_ONE_CALL_METHODS = frozenset({pb.METHOD_UNSPECIFIED, pb.METHOD_TOTP})
+_ONE_CALL_METHODS = frozenset({pb.METHOD_UNSPECIFIED, pb.METHOD_TOTP, pb.METHOD_RECOVERY})
 
 
 
@@ -87,8 +87,10 @@ class AuthenticationServicer(pb_grpc.AuthenticationServicer):
 
     async def VerifyCode(self, request: pb.VerifyCodeRequest, context: Context) -> pb.VerifyCodeResponse:
         if request.method not in _ONE_CALL_METHODS:
-            raise InvalidInput("method", "only TOTP codes can be checked in one call")
-        result = await self._mfa.signin.verify_code(request.username, request.code, attempt(request.client))
+            raise InvalidInput("method", "only TOTP and recovery codes can be checked in one call")
+        method = Method.RECOVERY if request.method == pb.METHOD_RECOVERY else None
+        result = await self._mfa.signin.verify_code(request.username, request.code, attempt(request.client),
+                                                    method=method)
         return pb.VerifyCodeResponse(
             outcome=pb.VERIFY_OUTCOME_ACCEPTED if result.accepted else pb.VERIFY_OUTCOME_REFUSED)
 

@@ -88,6 +88,19 @@ class EnrollmentServicer(PasskeyEnrollment, pb_grpc.EnrollmentServicer):
         items = await self._mfa.selfservice.list_remembered(session)
         return pb.ListRememberedResponse(remembered=convert.remembered_devices(items))
 
+    async def GenerateRecoveryCodes(self, request: pb.GenerateRecoveryCodesRequest,
+                                    context: Context) -> pb.GenerateRecoveryCodesResponse:
+        session = await self.session(context, Use.MANAGE)
+        made = await self._mfa.selfservice.generate_recovery_codes(session, attempt(request.client))
+        status = await self._mfa.selfservice.recovery_status(session)
+        return pb.GenerateRecoveryCodesResponse(codes=list(made.codes), status=convert.recovery_status(status))
+
+    async def GetRecoveryStatus(self, request: pb.GetRecoveryStatusRequest,
+                                context: Context) -> pb.GetRecoveryStatusResponse:
+        session = await self.session(context, Use.VIEW)
+        status = await self._mfa.selfservice.recovery_status(session)
+        return pb.GetRecoveryStatusResponse(status=convert.recovery_status(status))
+
     async def RevokeRemembered(self, request: pb.RevokeRememberedRequest,
                                context: Context) -> pb.RevokeRememberedResponse:
         series = remembered_target(request.id, request.all)

@@ -18,6 +18,7 @@ class Method(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     METHOD_EMAIL: _ClassVar[Method]
     METHOD_PASSKEY: _ClassVar[Method]
     METHOD_U2F: _ClassVar[Method]
+    METHOD_RECOVERY: _ClassVar[Method]
 
 class DeviceState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -70,6 +71,7 @@ METHOD_TOTP: Method
 METHOD_EMAIL: Method
 METHOD_PASSKEY: Method
 METHOD_U2F: Method
+METHOD_RECOVERY: Method
 DEVICE_STATE_UNSPECIFIED: DeviceState
 DEVICE_STATE_PENDING: DeviceState
 DEVICE_STATE_ACTIVE: DeviceState
@@ -541,6 +543,40 @@ class ListRememberedRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class RecoveryStatus(_message.Message):
+    __slots__ = ("codes_left", "created_at", "last_used_at")
+    CODES_LEFT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_AT_FIELD_NUMBER: _ClassVar[int]
+    codes_left: int
+    created_at: _timestamp_pb2.Timestamp
+    last_used_at: _timestamp_pb2.Timestamp
+    def __init__(self, codes_left: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GenerateRecoveryCodesRequest(_message.Message):
+    __slots__ = ("client",)
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    client: ClientInfo
+    def __init__(self, client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
+
+class GenerateRecoveryCodesResponse(_message.Message):
+    __slots__ = ("codes", "status")
+    CODES_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    codes: _containers.RepeatedScalarFieldContainer[str]
+    status: RecoveryStatus
+    def __init__(self, codes: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[RecoveryStatus, _Mapping]] = ...) -> None: ...
+
+class GetRecoveryStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetRecoveryStatusResponse(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: RecoveryStatus
+    def __init__(self, status: _Optional[_Union[RecoveryStatus, _Mapping]] = ...) -> None: ...
+
 class ListRememberedResponse(_message.Message):
     __slots__ = ("remembered",)
     REMEMBERED_FIELD_NUMBER: _ClassVar[int]
@@ -902,6 +938,18 @@ class Lockout(_message.Message):
     consecutive_failures: int
     lockouts: int
     def __init__(self, username: _Optional[str] = ..., locked: _Optional[bool] = ..., locked_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hard_locked: _Optional[bool] = ..., consecutive_failures: _Optional[int] = ..., lockouts: _Optional[int] = ...) -> None: ...
+
+class GetUserRecoveryStatusRequest(_message.Message):
+    __slots__ = ("username",)
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    def __init__(self, username: _Optional[str] = ...) -> None: ...
+
+class GetUserRecoveryStatusResponse(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: RecoveryStatus
+    def __init__(self, status: _Optional[_Union[RecoveryStatus, _Mapping]] = ...) -> None: ...
 
 class GetLockoutRequest(_message.Message):
     __slots__ = ("username",)

@@ -350,6 +350,16 @@ class EnrollmentStub:
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListRememberedRequest.SerializeToString,
                 response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListRememberedResponse.FromString,
                 _registered_method=True)
+        self.GenerateRecoveryCodes = channel.unary_unary(
+                '/mfad.v1.Enrollment/GenerateRecoveryCodes',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GenerateRecoveryCodesRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GenerateRecoveryCodesResponse.FromString,
+                _registered_method=True)
+        self.GetRecoveryStatus = channel.unary_unary(
+                '/mfad.v1.Enrollment/GetRecoveryStatus',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetRecoveryStatusRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetRecoveryStatusResponse.FromString,
+                _registered_method=True)
         self.RevokeRemembered = channel.unary_unary(
                 '/mfad.v1.Enrollment/RevokeRemembered',
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeRememberedRequest.SerializeToString,
@@ -453,6 +463,23 @@ class EnrollmentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GenerateRecoveryCodes(self, request, context):
+        """A new set of recovery codes, replacing the old one (whose codes stop
+        working). The codes are in this answer only. Needs a fresh second factor
+        (VerifySensitive with this session): FAILED_PRECONDITION otherwise;
+        PERMISSION_DENIED when the policy does not allow METHOD_RECOVERY.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRecoveryStatus(self, request, context):
+        """How many of the session user's recovery codes are left.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RevokeRemembered(self, request, context):
         """Revokes one or all of the user's remembered devices.
         """
@@ -525,6 +552,16 @@ def add_EnrollmentServicer_to_server(servicer, server):
                     servicer.ListRemembered,
                     request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListRememberedRequest.FromString,
                     response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListRememberedResponse.SerializeToString,
+            ),
+            'GenerateRecoveryCodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateRecoveryCodes,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GenerateRecoveryCodesRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GenerateRecoveryCodesResponse.SerializeToString,
+            ),
+            'GetRecoveryStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRecoveryStatus,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetRecoveryStatusRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetRecoveryStatusResponse.SerializeToString,
             ),
             'RevokeRemembered': grpc.unary_unary_rpc_method_handler(
                     servicer.RevokeRemembered,
@@ -850,6 +887,60 @@ class Enrollment:
             _registered_method=True)
 
     @staticmethod
+    def GenerateRecoveryCodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Enrollment/GenerateRecoveryCodes',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GenerateRecoveryCodesRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GenerateRecoveryCodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRecoveryStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Enrollment/GetRecoveryStatus',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetRecoveryStatusRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetRecoveryStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def RevokeRemembered(request,
             target,
             options=(),
@@ -1005,6 +1096,11 @@ class AdminStub:
                 '/mfad.v1.Admin/GetLockout',
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetLockoutRequest.SerializeToString,
                 response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetLockoutResponse.FromString,
+                _registered_method=True)
+        self.GetUserRecoveryStatus = channel.unary_unary(
+                '/mfad.v1.Admin/GetUserRecoveryStatus',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetUserRecoveryStatusRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetUserRecoveryStatusResponse.FromString,
                 _registered_method=True)
         self.ResetLockout = channel.unary_unary(
                 '/mfad.v1.Admin/ResetLockout',
@@ -1179,6 +1275,13 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUserRecoveryStatus(self, request, context):
+        """How many of a user's recovery codes are left.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ResetLockout(self, request, context):
         """Clears a user's failure counters and lock-out.
         """
@@ -1321,6 +1424,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.GetLockout,
                     request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetLockoutRequest.FromString,
                     response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetLockoutResponse.SerializeToString,
+            ),
+            'GetUserRecoveryStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUserRecoveryStatus,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetUserRecoveryStatusRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetUserRecoveryStatusResponse.SerializeToString,
             ),
             'ResetLockout': grpc.unary_unary_rpc_method_handler(
                     servicer.ResetLockout,
@@ -1847,6 +1955,33 @@ class Admin:
             '/mfad.v1.Admin/GetLockout',
             mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetLockoutRequest.SerializeToString,
             mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetLockoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUserRecoveryStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Admin/GetUserRecoveryStatus',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetUserRecoveryStatusRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetUserRecoveryStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,8 @@ class EnrollmentStub:
     CompleteU2FUpgrade: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.CompleteU2FUpgradeRequest, mfad_pb2.CompleteU2FUpgradeResponse]
     Unbind: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.UnbindRequest, mfad_pb2.UnbindResponse]
     ListRemembered: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.ListRememberedRequest, mfad_pb2.ListRememberedResponse]
+    GenerateRecoveryCodes: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GenerateRecoveryCodesRequest, mfad_pb2.GenerateRecoveryCodesResponse]
+    GetRecoveryStatus: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GetRecoveryStatusRequest, mfad_pb2.GetRecoveryStatusResponse]
     RevokeRemembered: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.RevokeRememberedRequest, mfad_pb2.RevokeRememberedResponse]
     EndSession: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.EndSessionRequest, mfad_pb2.EndSessionResponse]
 
@@ -120,6 +122,16 @@ class EnrollmentServicer:
         request: mfad_pb2.ListRememberedRequest,
         context: grpc.aio.ServicerContext[mfad_pb2.ListRememberedRequest, mfad_pb2.ListRememberedResponse],
     ) -> mfad_pb2.ListRememberedResponse: ...
+    async def GenerateRecoveryCodes(
+        self,
+        request: mfad_pb2.GenerateRecoveryCodesRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.GenerateRecoveryCodesRequest, mfad_pb2.GenerateRecoveryCodesResponse],
+    ) -> mfad_pb2.GenerateRecoveryCodesResponse: ...
+    async def GetRecoveryStatus(
+        self,
+        request: mfad_pb2.GetRecoveryStatusRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.GetRecoveryStatusRequest, mfad_pb2.GetRecoveryStatusResponse],
+    ) -> mfad_pb2.GetRecoveryStatusResponse: ...
     async def RevokeRemembered(
         self,
         request: mfad_pb2.RevokeRememberedRequest,
@@ -153,6 +165,7 @@ class AdminStub:
     GetPolicy: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GetPolicyRequest, mfad_pb2.GetPolicyResponse]
     SetPolicy: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.SetPolicyRequest, mfad_pb2.SetPolicyResponse]
     GetLockout: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GetLockoutRequest, mfad_pb2.GetLockoutResponse]
+    GetUserRecoveryStatus: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GetUserRecoveryStatusRequest, mfad_pb2.GetUserRecoveryStatusResponse]
     ResetLockout: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.ResetLockoutRequest, mfad_pb2.ResetLockoutResponse]
     QueryAudit: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.QueryAuditRequest, mfad_pb2.QueryAuditResponse]
     CreateCallerToken: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.CreateCallerTokenRequest, mfad_pb2.CreateCallerTokenResponse]
@@ -252,6 +265,11 @@ class AdminServicer:
         request: mfad_pb2.GetLockoutRequest,
         context: grpc.aio.ServicerContext[mfad_pb2.GetLockoutRequest, mfad_pb2.GetLockoutResponse],
     ) -> mfad_pb2.GetLockoutResponse: ...
+    async def GetUserRecoveryStatus(
+        self,
+        request: mfad_pb2.GetUserRecoveryStatusRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.GetUserRecoveryStatusRequest, mfad_pb2.GetUserRecoveryStatusResponse],
+    ) -> mfad_pb2.GetUserRecoveryStatusResponse: ...
     async def ResetLockout(
         self,
         request: mfad_pb2.ResetLockoutRequest,
