@@ -7,15 +7,12 @@ Real servicers on loopback, a real store (both engines), the fixed clock, the ty
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+from mfactl_runner import run_mfactl
 from real_servicers import GrpcMfad, grpc_mfad  # noqa: F401
 
 from mfad.core.clock import FixedClock
@@ -23,7 +20,6 @@ from mfad.core.model import Role
 from mfad.core.signin import Attempt
 from mfad_client import FailedPrecondition, Method, PermissionDenied, SignInOutcome, StepUpOutcome, VerifyOutcome
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 async def signed_in(g: GrpcMfad, user: Any) -> str:
@@ -74,24 +70,21 @@ async def test_policy_without_recovery_refuses_generation(grpc_mfad: GrpcMfad, e
 async def test_mfactl_recovery_status(grpc_mfad: GrpcMfad, enrol: Any, clock: FixedClock) -> None:
     g = grpc_mfad
     await enrol("alice")
-    env = {**os.environ, "MFAD_ADDR": g.address, "MFAD_TOKEN": g.tokens[Role.ADMIN],
-           "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "clients")])}
 
-    def mfactl(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "mfad_client", *args], capture_output=True, text=True,
-                              env=env, timeout=60)
+    async def mfactl(*args: str) -> subprocess.CompletedProcess[str]:
+        return await run_mfactl(g.address, g.tokens[Role.ADMIN], *args)
 
-    none = await asyncio.to_thread(mfactl, "recovery", "status", "alice")
+    none = await mfactl("recovery", "status", "alice")
     assert none.returncode == 0, none.stderr
     assert none.stdout.strip() == "alice: no recovery codes"
     made = await g.mfa.recovery.generate("alice", Attempt(protocol="test"))
     assert (await g.service.auth.verify_code("alice", made.codes[2], method=Method.RECOVERY)) is VerifyOutcome.ACCEPTED
-    text = await asyncio.to_thread(mfactl, "recovery", "status", "alice")
+    text = await mfactl("recovery", "status", "alice")
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
     assert lines[0] == "alice: 9 recovery code(s) left"
     assert lines[1] == f"generated: {clock.now():%Y-%m-%d %H:%M:%S} UTC"
-    as_json = json.loads((await asyncio.to_thread(mfactl, "--json", "recovery", "status", "alice")).stdout)
+    as_json = json.loads((await mfactl("--json", "recovery", "status", "alice")).stdout)
     assert as_json["codes_left"] == 9 and as_json["created_at"] and as_json["last_used_at"]
-    unknown = await asyncio.to_thread(mfactl, "recovery", "status", "nobody")
+    unknown = await mfactl("recovery", "status", "nobody")
     assert unknown.returncode != 0

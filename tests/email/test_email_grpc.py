@@ -7,9 +7,7 @@ and CompleteChallenge — on both store engines, on the fixed clock.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ if _API_TESTS not in sys.path:
 
 import pytest  # noqa: E402
 from email_peers import MailServer, smtp_for  # noqa: E402
+from mfactl_runner import run_mfactl  # noqa: E402
 from real_servicers import GrpcMfad, grpc_mfad  # noqa: E402, F401
 
 from mfad.core.clock import FixedClock  # noqa: E402
@@ -32,21 +31,14 @@ from mfad_client import (  # noqa: E402
     SignInOutcome,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "pw-alice-0123"
 
 
 async def mfactl(grpc: GrpcMfad, *args: str, as_json: bool = True) -> tuple[int, Any]:
-    env = {**os.environ, "MFAD_ADDR": grpc.address, "MFAD_TOKEN": grpc.tokens[Role.ADMIN],
-           "PYTHONPATH": os.pathsep.join([str(REPO / "clients"), str(REPO)])}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "mfad_client", *(["--json"] * as_json), *args,
-                                                env=env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
+    done = await run_mfactl(grpc.address, grpc.tokens[Role.ADMIN], *(["--json"] * as_json), *args)
     if not as_json:
-        return proc.returncode, out.decode() + err.decode()
-    return proc.returncode, json.loads(out) if out.strip() else err.decode()
+        return done.returncode, done.stdout + done.stderr
+    return done.returncode, json.loads(done.stdout) if done.stdout.strip() else done.stderr
 
 
 async def test_mfactl_email_bind_says_queued_while_no_mail_server_answers(grpc_mfad: GrpcMfad) -> None:

@@ -5,15 +5,12 @@ input mapped to their status codes, U2F import → appid sign-in → upgrade, an
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
+from mfactl_runner import run_mfactl
 from relying import APP_ID, ORIGIN, PASSWORD, GrpcRelying
 from softauthn import SoftAuthenticator, b64u, dumps, unb64u
 
@@ -30,7 +27,6 @@ from mfad_client import (
     StepUpOutcome,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 CLIENT = ClientInfo(ip="198.51.100.7", user_agent="Chromium")
 
 
@@ -205,20 +201,17 @@ async def test_mfactl_passkey_list(wa_grpc: GrpcRelying) -> None:
     legacy = SoftAuthenticator(u2f_only=True)
     handle, point, _ = legacy.u2f_register(APP_ID)
     await g.admin.admin.import_u2f("erin", key_handle=handle, public_key=point, app_id=APP_ID, name="yubikey")
-    env = {**os.environ, "MFAD_ADDR": g.address, "MFAD_TOKEN": g.tokens[Role.ADMIN],
-           "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "clients")])}
 
-    def mfactl(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "mfad_client", *args], capture_output=True, text=True,
-                              env=env, timeout=60)
+    async def mfactl(*args: str) -> subprocess.CompletedProcess[str]:
+        return await run_mfactl(g.address, g.tokens[Role.ADMIN], *args)
 
-    text = await asyncio.to_thread(mfactl, "passkey", "list", "erin")
+    text = await mfactl("passkey", "list", "erin")
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
     assert lines[0].split() == ["ID", "KIND", "LEVEL", "NAME", "BACKUP", "CREATED", "LAST", "USED", "AUTHENTICATOR"]
     assert any("passkey" in ln and "laptop" in ln and "eligible" in ln and "6d666164-" in ln for ln in lines)
     assert any("u2f" in ln and "yubikey" in ln and f"appid {APP_ID}" in ln for ln in lines)
-    as_json = await asyncio.to_thread(mfactl, "--json", "passkey", "list", "erin")
+    as_json = await mfactl("--json", "passkey", "list", "erin")
     listing = json.loads(as_json.stdout)
     keys = listing["items"]
     assert listing["next_page_token"] == "" and listing["lockout_risk"] is False
@@ -226,7 +219,7 @@ async def test_mfactl_passkey_list(wa_grpc: GrpcRelying) -> None:
     by_method = {k["method"]: k for k in keys}
     assert by_method["passkey"]["passkey"]["backup_eligible"] is True
     assert by_method["u2f"]["u2f"] == {"app_id": APP_ID}
-    missing = await asyncio.to_thread(mfactl, "passkey", "list", "nobody")
+    missing = await mfactl("passkey", "list", "nobody")
     assert missing.returncode != 0
 
 
