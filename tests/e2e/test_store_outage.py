@@ -56,9 +56,14 @@ async def test_store_outage_fails_closed_and_recovers_without_restart(mfad_daemo
         async def not_serving() -> bool:
             return await health(mfad.address) == NOT_SERVING
 
+        async def not_ready() -> bool:
+            status, _ = mfad.daemon.http("/readyz")
+            return status == 503
+
+        # gRPC health and /readyz are fed by two independent store probes (each every
+        # couple of seconds): each must say "not ready" in bounded time, in either order.
         await eventually(not_serving)
-        status, _ = mfad.daemon.http("/readyz")
-        assert status == 503
+        await eventually(not_ready)
         fresh_caller = mfad.client("portal").auth
         with pytest.raises(Unavailable):  # a caller not cached yet cannot be checked: closed too
             await fresh_caller.verify_code("ivan", code)
