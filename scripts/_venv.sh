@@ -40,9 +40,9 @@ ensure_debs() {
             as_root chmod 755 "$policy" && own_policy=1
     fi
     export DEBIAN_FRONTEND=noninteractive
-    as_root apt-get update -q &&
+    as_root apt-get -o DPkg::Lock::Timeout=600 update -q &&
         as_root env DEBIAN_FRONTEND=noninteractive \
-            apt-get install -y -q --no-install-recommends "${missing[@]}" || rc=$?
+            apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" || rc=$?
     [ -n "$own_policy" ] && as_root rm -f "$policy"
     if [ $rc -ne 0 ]; then
         echo "error: apt-get install ${missing[*]} failed (exit $rc)" >&2
