@@ -21,6 +21,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from signin_calls import verify_code
 
 PG_DSN = os.environ.get("MFAD_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REPO = Path(__file__).resolve().parent.parent
@@ -230,7 +231,7 @@ def test_rotate_key_reseals_secrets_and_retires_the_old_key(tmp_path: Path) -> N
     async def verify_next(key: bytes) -> bool:
         async with open_core(config) as mfa:
             code = totp.hotp(key, totp.step_at(mfa.clock.now(), 30) + 1)  # the next step: not a replay
-            result = await mfa.signin.verify_code("alice", code, Attempt(protocol="test"))
+            result = await verify_code(mfa.signin, "alice", code, Attempt(protocol="test"))
             return result.accepted
 
     key = asyncio.run(bind())

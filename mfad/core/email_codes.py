@@ -163,21 +163,6 @@ class EmailCodeService:
         raise PreconditionFailed("the code expired or was used up: request a new one")
 
     # --- codes for sign-in ----------------------------------------------------------------
-    async def send_verify_code(self, username: str, attempt: Attempt) -> CodeSent:
-        """Mail a code for a one-call verification (``SignInService.verify_code``) whose caller
-        vouches for the first factor. PreconditionFailed — the same for an unknown user — when
-        no usable security email is bound."""
-        user = await self._store.load_user_by_name(self._users.normalize(username))
-        device = None
-        if user is not None and not user.disabled:
-            devices = await self._store.load_devices(user.id)
-            device = active_email(devices)
-        if user is None or device is None or not (await self._policy.current()).allows(Method.EMAIL):
-            raise PreconditionFailed("method: email is not available for this user")
-        now = self._clock.now()
-        return await self._issue(user, device.email or "", CodePurpose.VERIFY, "", attempt, now,
-                                 now + timedelta(seconds=self.settings.code_ttl_seconds))
-
     async def send_challenge_code(self, user: User, device: Device, challenge: Challenge,
                                   attempt: Attempt) -> CodeSent:
         now = self._clock.now()
@@ -186,14 +171,17 @@ class EmailCodeService:
                                  expires)
 
     async def accept(self, ctx: VerifyContext, code: str, compared: list[int] | None = None) -> CodeCheck:
-        """Check ``code`` for the context's challenge (or a VERIFY code without one) and commit
-        a success with everything the sign-in service prepared, atomically. The ids of the
-        codes it was compared with are appended to ``compared``."""
+        """Check ``code`` for the context's challenge and commit a success with everything the
+        sign-in service prepared, atomically. The ids of the codes it was compared with are
+        appended to ``compared``. A code is bound to the challenge that mailed it: without a
+        challenge there is none to match."""
         p = ctx.pending
-        purpose = CodePurpose.SIGNIN if p.challenge_hash else CodePurpose.VERIFY
+        if not p.challenge_hash:
+            return CodeCheck.NO_CODE
+        purpose = CodePurpose.SIGNIN
         used = self._code_event(ctx.user, "used", purpose, ctx.attempt)
         return await self._store.accept_email_code(
-            ctx.user.id, purpose, p.challenge_hash or "", ctx.now, self._matches(code, compared),
+            ctx.user.id, purpose, p.challenge_hash, ctx.now, self._matches(code, compared),
             [*p.audit, used], self._refusal(ctx.user, purpose, ctx.attempt, None), p.remember, p.remember_hash)
 
     # --- shared ----------------------------------------------------------------------------
@@ -306,7 +294,6 @@ class EmailVerifier:
 # --- the message -------------------------------------------------------------------------------
 _PURPOSE_TEXT = {
     CodePurpose.SIGNIN: ("sign-in code", "Enter it to finish signing in."),
-    CodePurpose.VERIFY: ("sign-in code", "Enter it to finish signing in."),
     CodePurpose.BINDING: ("code to confirm your security email",
                           "Enter it to confirm this address as the security email of your account."),
 }

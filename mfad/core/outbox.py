@@ -62,7 +62,6 @@ class CodePurpose(StrEnum):
 
     SIGNIN = "signin"  # a sign-in challenge (ref = the challenge's id hash)
     BINDING = "binding"  # proving a pending security email (ref = the device id)
-    VERIFY = "verify"  # a one-call verification without a challenge (no ref)
 
 
 class IssueOutcome(StrEnum):
@@ -94,7 +93,7 @@ class Delivery(StrEnum):
 class CodeRequest:
     user_id: UserId
     purpose: CodePurpose
-    #: The challenge id hash (SIGNIN) or the device id (BINDING); "" for VERIFY.
+    #: The challenge id hash (SIGNIN) or the device id (BINDING).
     ref: str
     created_at: datetime
     expires_at: datetime

@@ -41,7 +41,18 @@ from mfad.core.policy import PolicyService
 from mfad.core.ports import RecoverySet, Store
 from mfad.core.recovery import RecoveryCodes, RecoveryService
 from mfad.core.sessions import SessionScope, UserSession, is_token_shaped, new_token, token_hash
-from mfad.core.signin import Attempt, ChallengeStarted, Outcome, SignInResult, SignInService, VerifyResult
+from mfad.core.signin import (
+    VOUCHED,
+    Attempt,
+    ChallengeStarted,
+    FirstFactor,
+    Outcome,
+    Password,
+    SignInRequest,
+    SignInResult,
+    SignInService,
+    VerifyResult,
+)
 
 #: The same words for every session refusal: a caller learns nothing about which check failed.
 SESSION_REFUSED = "the user session is missing, expired or revoked: sign in again"
@@ -125,8 +136,11 @@ class SelfService:
     # --- signing in ------------------------------------------------------------------------
     async def begin(self, username: str, password: str | None, attempt: Attempt, *, caller: str,
                     remembered_token: str | None = None) -> SignIn:
-        """The first factor (see ``SignInService.begin``), plus the session it earns."""
-        result = await self._signin.begin(username, password, attempt, remembered_token=remembered_token)
+        """The first factor (see ``SignInService.sign_in``; ``password`` None: the caller
+        vouches for it), plus the session it earns."""
+        first: FirstFactor = VOUCHED if password is None else Password(password)
+        result = await self._signin.sign_in(SignInRequest(username=username, first_factor=first, attempt=attempt,
+                                                          remembered_token=remembered_token))
         if result.user is None:
             return SignIn(result=result)
         if result.outcome is Outcome.ALLOWED:
@@ -167,7 +181,8 @@ class SelfService:
         user steps up and the session records it; without one, ``username`` does."""
         operation = check_operation(operation)
         session, username = await self._stepping_up(token, username, caller)
-        result = await self._signin.verify_code(username, code, attempt)
+        result = await self._signin.sign_in(SignInRequest(username=username, first_factor=VOUCHED, code=code,
+                                                          code_required=True, attempt=attempt))
         if not result.accepted or result.user is None:
             return StepUp(verified=False)
         return await self._stepped_up(session, result.user, Method.TOTP, operation, attempt)

@@ -1,10 +1,19 @@
-"""The sign-in decision: the one entry point both transports call.
+"""The sign-in decision: the one entry point every transport calls.
 
-``begin`` takes the first factor (or the caller's word that it was checked)
-and answers allowed / second factor required / enrolment required / refused.
-``complete`` verifies a second factor against the challenge ``begin`` issued;
-``verify_code`` does both steps in one call for callers that checked the
-password themselves (RADIUS ``otp_only``, gRPC ``VerifyCode``).
+``sign_in`` takes a :class:`SignInRequest` — the first factor (a password, a password
+with the code appended, or the caller's word that it checked it) and, when the
+transport received one in the same message, a typed code — and answers a
+:class:`SignInResult`: allowed / second factor required (a challenge opened) /
+enrolment required / refused. ``complete`` verifies a second factor against the
+challenge ``sign_in`` opened; ``start_challenge`` prepares a method for it (mails a
+code, makes WebAuthn options).
+
+Where new pieces plug in:
+- a first-factor source (LDAP, an upstream RADIUS server) is a
+  :class:`~mfad.core.first_factor.FirstFactorCheck` handed to the service;
+- a second-factor method (e.g. out-of-band approval) is a
+  :class:`SecondFactorVerifier` passed to ``register``: a challenge offers every
+  registered method the policy allows and the user holds.
 
 Guarantees:
 - every outcome writes one audit row, in the same transaction as the state it
@@ -14,6 +23,7 @@ Guarantees:
   for the audit log and metrics only;
 - an unknown user costs the same work as a known one (dummy argon2 and TOTP
   computations) and touches no real user's counters;
+- a response's shape is checked once per path, before anything is read;
 - when the store cannot be written, ``Unavailable`` propagates: never an accept.
 """
 
@@ -49,6 +59,7 @@ from mfad.core.model import (
     User,
     UserId,
 )
+from mfad.core.first_factor import FirstFactorCheck, LocalPasswordCheck
 from mfad.core.passwords import PasswordHasher, check_password_input
 from mfad.core.policy import PolicyService
 from mfad.core.ports import AuditStore, CoreMetrics, LimitChange, SignInStore, Subject
@@ -123,10 +134,17 @@ class SignInResult:
     methods: frozenset[Method] = frozenset()
     expires_at: datetime | None = None
     remembered_token: str | None = None
+    #: The second factor this call checked, if it checked one.
+    method: Method | None = None
 
     @property
     def allowed(self) -> bool:
         return self.outcome is Outcome.ALLOWED
+
+    @property
+    def accepted(self) -> bool:
+        """A second factor was accepted in this call (and the sign-in is allowed)."""
+        return self.outcome is Outcome.ALLOWED and self.method is not None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,6 +170,80 @@ class ChallengeStarted:
     expires_at: datetime | None = None
     #: Email: the earliest time another code may be requested.
     resend_after: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Password:
+    """The first factor as the user typed it; the service's ``FirstFactorCheck`` judges it."""
+
+    text: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordThenCode:
+    """The password immediately followed by the code, in one string (RADIUS ``append``).
+
+    The core splits it, not the caller: the code has the digits of the user's TOTP device
+    (6 or 8), so a password ending in digits is never cut at the wrong place. A user
+    without a TOTP device typed the password alone."""
+
+    typed: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Vouched:
+    """The caller checked the first factor itself: a RADIUS ``otp_only`` NAS, a gRPC
+    service caller, a live session."""
+
+
+VOUCHED = Vouched()
+
+FirstFactor = Password | PasswordThenCode | Vouched
+
+#: Methods whose response is a typed code of ASCII digits (checked before anything is read).
+TYPED_CODE_METHODS = frozenset({Method.TOTP, Method.EMAIL})
+#: Methods a code can be checked for without a challenge (``code_required``). An email
+#: code is bound to the challenge that mailed it and cannot be checked that way.
+ONE_CALL_METHODS = frozenset({Method.TOTP, Method.RECOVERY})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignInRequest:
+    """One sign-in as a transport received it. What it carries decides the path:
+
+    - no ``code``: the first factor, then allowed / refused / a challenge opened for the
+      second factor owed, whose proof ``complete`` takes (gRPC BeginSignIn, RADIUS
+      ``challenge``). An empty username with ``VOUCHED``: a usernameless passkey ceremony.
+    - a ``code``, or ``PasswordThenCode``: both factors at once and no challenge (RADIUS
+      ``otp_only`` and ``append``). ALLOWED when the code was accepted or none is needed
+      (MFA off, not enrolled under ``enrolled``, a remembered station: then the code is
+      not looked at); SECOND_FACTOR_REQUIRED with ``methods`` when none of the user's
+      usable methods can be typed (passkey only). TOTP codes only.
+    - ``code_required``: the caller asks whether ``code`` is a valid second factor of the
+      user, whatever the policy says (gRPC VerifyCode, a one-call step-up). Only with
+      ``VOUCHED``; ``method`` one of ``ONE_CALL_METHODS``.
+
+    InvalidInput for a username, password or (needed) code that can never be valid.
+    """
+
+    username: str
+    first_factor: FirstFactor
+    attempt: Attempt
+    code: str | None = field(default=None, repr=False)
+    #: The method ``code`` is for.
+    method: Method = Method.TOTP
+    code_required: bool = False
+    #: A remembered-device token from an earlier ``complete``: when valid (and the policy
+    #: still allows remembering) the second factor is skipped; the result carries its successor.
+    remembered_token: str | None = field(default=None, repr=False)
+    #: What a trusted transport asserts about the end device (RADIUS Calling-Station-Id
+    #: from a NAS with ``trust_calling_station_id``): a station remembered after an earlier
+    #: second factor skips the second factor while the policy allows remembering, and a
+    #: second factor given with it remembers it.
+    station: str | None = None
+    #: The lifetime and tries of a challenge this request opens (None: the core's settings).
+    challenge_ttl: int | None = None
+    challenge_tries: int | None = None
 
 
 @dataclass(slots=True)
@@ -252,12 +344,13 @@ class SignInServiceStore(SignInStore, AuditStore, Protocol):
 class SignInService:
     def __init__(self, *, store: SignInServiceStore, keyring: Keyring, clock: Clock, passwords: PasswordHasher,
                  policy: PolicyService, totp_settings: TotpSettings, limits: LimitSettings,
-                 metrics: CoreMetrics, usernames: UsernameRules | None = None) -> None:
+                 metrics: CoreMetrics, usernames: UsernameRules | None = None,
+                 first_factor: FirstFactorCheck | None = None) -> None:
         self._store = store
+        self._first_factor_check = first_factor or LocalPasswordCheck(passwords)
         self._usernames = usernames or UsernameRules()
         self._keyring = keyring
         self._clock = clock
-        self._passwords = passwords
         self._policy = policy
         self._totp = totp_settings
         self._limits = limits
@@ -275,41 +368,51 @@ class SignInService:
         """Methods this service can verify (the rest are bound but not yet usable)."""
         return frozenset(self._verifiers)
 
-    # --- step 1 -------------------------------------------------------------------------
-    async def begin(self, username: str, password: str | None, attempt: Attempt, *,
-                    remembered_token: str | None = None, station: str | None = None,
-                    challenge_ttl: int | None = None, challenge_tries: int | None = None) -> SignInResult:
-        """First factor → decision. ``password=None`` means the caller checked it already.
-
-        ``station`` is what a trusted transport asserts about the end device (RADIUS
-        Calling-Station-Id from a NAS with ``trust_calling_station_id``): a station
-        remembered after an earlier second factor (see ``complete``) skips the second
-        factor while the policy allows remembering, like a remembered-device token.
-
-        No username and no password: a usernameless passkey sign-in (when a verifier for
-        it is registered) — the discoverable credential will name the user.
-        """
-        if not username and password is None and self._usernameless is not None:
+    # --- the sign-in ----------------------------------------------------------------------
+    async def sign_in(self, request: SignInRequest) -> SignInResult:
+        """The sign-in use case for every transport; :class:`SignInRequest` says which path."""
+        first, attempt = request.first_factor, request.attempt
+        if isinstance(first, Vouched) and not request.username and request.code is None \
+                and not request.code_required and self._usernameless is not None:
             return await self._begin_usernameless(attempt)
-        username = self._usernames.normalize(username)
-        if password is not None:
-            check_password_input(password)
+        username = self._usernames.normalize(request.username)
+        if request.code_required:
+            return await self._check_code(username, request)
+        if isinstance(first, PasswordThenCode) and request.code is not None:
+            raise InvalidInput("code", "comes appended to the password here")
+        typed = first.text if isinstance(first, Password) else first.typed if isinstance(first, PasswordThenCode) \
+            else None
+        if typed is not None:
+            check_password_input(typed)
         started = time.perf_counter()
         subject = await self._store.load_subject(username, attempt.source)
-        passed = await self._first_factor(subject, password, attempt, started, remembered_token=remembered_token,
-                                          station=station)
+        password, code = typed, request.code
+        if isinstance(first, PasswordThenCode):
+            password, code = split_appended(first.typed, _totp_digits(subject.devices))
+        passed = await self._first_factor(subject, username, password, attempt, started,
+                                          remembered_token=request.remembered_token, station=request.station)
         if isinstance(passed, SignInResult):
+            if passed.outcome is Outcome.REFUSED and code is not None and password is None:
+                self._dummy_totp_work(code, self._clock.now())  # the work a known user's code costs
             return passed
+        if code is None:
+            return await self._owe_second_factor(subject, attempt, passed, request)
+        return await self._sign_in_with_code(subject, code, attempt, passed, started, request.station)
+
+    async def _owe_second_factor(self, subject: Subject, attempt: Attempt, passed: _Passed,
+                                 request: SignInRequest) -> SignInResult:
+        """The first factor passed and no code came with it: a challenge for the second
+        factor, or for binding a first device when the user has none usable."""
+        ttl, tries = request.challenge_ttl, request.challenge_tries
         if not passed.usable:
             methods = frozenset(m for m in ENROLMENT_METHODS if passed.policy.allows(m))
             return await self._open_challenge(subject, attempt, passed.now, "enrol", methods,
-                                              Outcome.ENROLMENT_REQUIRED, Reason.NO_DEVICE, challenge_ttl,
-                                              challenge_tries)
+                                              Outcome.ENROLMENT_REQUIRED, Reason.NO_DEVICE, ttl, tries)
         return await self._open_challenge(subject, attempt, passed.now, "signin", passed.usable,
-                                          Outcome.SECOND_FACTOR_REQUIRED, Reason.SECOND_FACTOR, challenge_ttl,
-                                          challenge_tries)
+                                          Outcome.SECOND_FACTOR_REQUIRED, Reason.SECOND_FACTOR, ttl, tries)
 
-    async def _first_factor(self, subject: Subject, password: str | None, attempt: Attempt, started: float, *,
+    async def _first_factor(self, subject: Subject, username: str, password: str | None, attempt: Attempt,
+                            started: float, *,
                             remembered_token: str | None, station: str | None) -> SignInResult | _Passed:
         """The first factor and everything that may end the sign-in before a second one:
         a final result (refused, allowed without a second factor), or what the second
@@ -317,8 +420,8 @@ class SignInService:
         now = self._clock.now()
         user = subject.user
         if password is not None:
-            ok = await self._passwords.verify(user.password_hash if user else None, password,
-                                              lane=attempt.client or attempt.protocol)
+            ok = await self._first_factor_check.check(username, user, password,
+                                                      lane=attempt.client or attempt.protocol)
         else:
             ok = user is not None
         policy = await self._policy.current()
@@ -412,12 +515,11 @@ class SignInService:
                        station: str | None = None) -> VerifyResult:
         """Verify the second factor owed by ``challenge_id``.
 
-        With ``station`` (see ``begin``) and a policy that allows remembering, a success
+        With ``station`` (see ``SignInRequest.station``) and a policy that allows remembering, a success
         also remembers that station for the policy's days, in the same transaction."""
         if not challenge_id or len(challenge_id) > 64:
             raise InvalidInput("challenge_id", "is not a challenge id")
-        if method in (Method.TOTP, Method.EMAIL):
-            totp.check_code_input(response)
+        _check_response(method, response)
         started = time.perf_counter()
         id_hash = challenge_hash(challenge_id)
         challenge = await self._store.load_challenge(id_hash)
@@ -447,70 +549,30 @@ class SignInService:
             return VerifyResult(accepted=False, reason=result.reason, tries_left=max(0, challenge.tries_left - 1))
         return result
 
-    async def verify_code(self, username: str, code: str, attempt: Attempt, *,
-                          method: Method | None = None) -> VerifyResult:
-        """A typed second factor without a challenge: the caller vouches for the first factor.
-
-        ``method`` None checks every typed method the user has: the TOTP device, then a
-        security-email code mailed for this kind of call (``EmailCodeService.send_verify_code``)
-        — never a code bound to a sign-in challenge or a binding. A wrong code counts as one
-        failure however many methods were tried."""
-        username = self._usernames.normalize(username)
-        if method is not Method.RECOVERY:  # a recovery code has letters; its verifier checks its shape
-            totp.check_code_input(code)
+    async def _check_code(self, username: str, request: SignInRequest) -> SignInResult:
+        """``code_required``: a typed second factor without a challenge, the caller vouching for
+        the first factor. Checked whatever the policy says; a wrong code is one failure."""
+        code, method, attempt = request.code, request.method, request.attempt
+        if not isinstance(request.first_factor, Vouched):
+            raise InvalidInput("password", "a one-call code check takes no password: the caller checked it")
+        if method not in ONE_CALL_METHODS:
+            raise InvalidInput("method", "only TOTP and recovery codes can be checked in one call")
+        if code is None:
+            raise InvalidInput("code", "must not be empty")
+        _check_response(method, code)
         started = time.perf_counter()
         subject = await self._store.load_subject(username, attempt.source)
         now = self._clock.now()
         if subject.user is None:
             self._dummy_totp_work(code, now)
-            await self._fail(subject, attempt, now, method or Method.TOTP, Reason.UNKNOWN_USER, code, None)
-            return self._refused(Reason.UNKNOWN_USER, method or Method.TOTP, attempt, started)
-        methods: tuple[Method, ...] = (method,) if method is not None else tuple(
-            m for m in (Method.TOTP, Method.EMAIL) if any(d.method is m and d.is_active for d in subject.devices)
-        ) or (Method.TOTP,)
-        return await self._verify(subject, methods, code, attempt, now, _Pending(challenge_hash=None), started)
+            await self._fail(subject, attempt, now, method, Reason.UNKNOWN_USER, code, None)
+            return self._refused_sign_in(self._refused(Reason.UNKNOWN_USER, method, attempt, started))
+        verified = await self._verify(subject, method, code, attempt, now, _Pending(challenge_hash=None), started)
+        return self._as_sign_in(verified)
 
-    async def sign_in_with_code(self, username: str, password: str | None, code: str, attempt: Attempt, *,
-                                station: str | None = None) -> SignInResult:
-        """Both factors in one call, for callers that receive them in one message.
-        ``password=None`` means the caller checked the first factor (RADIUS ``otp_only``).
-
-        Outcomes: ALLOWED (the code was accepted, or none is needed: MFA off, not enrolled
-        under ``enrolled``, a remembered station — then ``code`` is not looked at);
-        REFUSED; ENROLMENT_REQUIRED; SECOND_FACTOR_REQUIRED with ``methods`` when none of
-        the user's usable methods can be typed here (passkey only). No challenge is
-        opened. Raises InvalidInput for a username, password or (needed) code that can
-        never be valid."""
-        username = self._usernames.normalize(username)
-        if password is not None:
-            check_password_input(password)
-        started = time.perf_counter()
-        subject = await self._store.load_subject(username, attempt.source)
-        return await self._sign_in_once(subject, password, code, attempt, started, station)
-
-    async def sign_in_appended(self, username: str, typed: str, attempt: Attempt, *,
-                               station: str | None = None) -> SignInResult:
-        """``typed`` is the password immediately followed by the code (RADIUS ``append``).
-
-        The core splits it, not the caller: the code has the digits of the user's TOTP
-        device (6 or 8), so a password ending in digits is never cut at the wrong place.
-        A user without a TOTP device typed the password alone. Otherwise as
-        ``sign_in_with_code``."""
-        username = self._usernames.normalize(username)
-        check_password_input(typed)
-        started = time.perf_counter()
-        subject = await self._store.load_subject(username, attempt.source)
-        password, code = split_appended(typed, _totp_digits(subject.devices))
-        return await self._sign_in_once(subject, password, code, attempt, started, station)
-
-    async def _sign_in_once(self, subject: Subject, password: str | None, code: str, attempt: Attempt,
-                            started: float, station: str | None) -> SignInResult:
-        passed = await self._first_factor(subject, password, attempt, started, remembered_token=None,
-                                          station=station)
-        if isinstance(passed, SignInResult):
-            if passed.outcome is Outcome.REFUSED and password is None:
-                self._dummy_totp_work(code, self._clock.now())  # the work a known user's code costs
-            return passed
+    async def _sign_in_with_code(self, subject: Subject, code: str, attempt: Attempt, passed: _Passed,
+                                 started: float, station: str | None) -> SignInResult:
+        """The first factor passed and a TOTP code came with it: verify it, no challenge."""
         user = subject.user
         assert user is not None
         if Method.TOTP not in passed.usable:
@@ -522,15 +584,26 @@ class SignInService:
             await self._store.append_audit(passed.now, [self._event("signin", reason, subject, attempt,
                                                                     outcome=outcome.value)])
             return SignInResult(outcome=outcome, reason=reason, user=user, methods=methods)
-        totp.check_code_input(code)
+        _check_response(Method.TOTP, code)
         pending = _Pending(challenge_hash=None)
         if station and passed.policy.remember_device:
             self._prepare_station(pending, user, passed.now, passed.policy, attempt, station)
         result = await self._verify(subject, Method.TOTP, code, attempt, passed.now, pending, started)
         if not result.accepted:
             return SignInResult(outcome=Outcome.REFUSED, reason=result.reason)
-        return SignInResult(outcome=Outcome.ALLOWED, reason=Reason.ACCEPTED, user=user,
+        return SignInResult(outcome=Outcome.ALLOWED, reason=Reason.ACCEPTED, user=user, method=Method.TOTP,
                             methods=frozenset({Method.TOTP}))
+
+    @staticmethod
+    def _as_sign_in(verified: VerifyResult) -> SignInResult:
+        if not verified.accepted:
+            return SignInService._refused_sign_in(verified)
+        return SignInResult(outcome=Outcome.ALLOWED, reason=verified.reason, user=verified.user,
+                            method=verified.method, remembered_token=verified.remembered_token)
+
+    @staticmethod
+    def _refused_sign_in(verified: VerifyResult) -> SignInResult:
+        return SignInResult(outcome=Outcome.REFUSED, reason=verified.reason, method=verified.method)
 
     def _prepare_station(self, pending: _Pending, user: User, now: datetime, policy: Policy, attempt: Attempt,
                          station: str) -> None:
@@ -550,14 +623,11 @@ class SignInService:
         pending.remember_hash = token_hash
         pending.remember_token = str(token)
 
-    async def _verify(self, subject: Subject, methods: Method | tuple[Method, ...], response: str, attempt: Attempt,
-                      now: datetime, pending: _Pending, started: float) -> VerifyResult:
-        """Verify ``response`` with the first of ``methods`` that accepts it; one failure otherwise."""
+    async def _verify(self, subject: Subject, method: Method, response: str, attempt: Attempt, now: datetime,
+                      pending: _Pending, started: float) -> VerifyResult:
+        """Verify ``response`` (its shape already checked) with ``method``; one failure otherwise."""
         user = subject.user
         assert user is not None
-        if isinstance(methods, Method):
-            methods = (methods,)
-        method = methods[0]
         block = self._rules.blocked(subject.limits, subject.bucket, now)
         if block is None and user.disabled:
             reason: Reason | None = Reason.DISABLED
@@ -571,29 +641,20 @@ class SignInService:
                 self._metrics.rate_limited(block.value)
             return self._refused(reason, method, attempt, started)
         policy = await self._policy.current()
-        usable = [m for m in methods if m in self._verifiers and policy.allows(m)]
-        if not usable:
+        verifier = self._verifiers.get(method)
+        if verifier is None or not policy.allows(method):
             await self._fail(subject, attempt, now, method, Reason.METHOD_NOT_OFFERED, None, pending.challenge_hash)
             return self._refused(Reason.METHOD_NOT_OFFERED, method, attempt, started)
         ctx = VerifyContext(subject=subject, attempt=attempt, now=now, policy=policy, pending=pending)
-        refusal: tuple[Method, MethodOutcome] | None = None
-        keys: list[str | None] = []
-        for method in usable:
-            pending.audit.append(self._event("verify", Reason.ACCEPTED, subject, attempt, method=method,
-                                             outcome="accepted"))
-            found = await self._verifiers[method].verify(ctx, response)
-            if found.accepted:
-                self._metrics.verification(attempt.protocol, method, "accepted", time.perf_counter() - started)
-                return VerifyResult(accepted=True, reason=Reason.ACCEPTED, user=user, method=method,
-                                    remembered_token=pending.remember_token)
-            pending.audit.pop()
-            refusal = refusal or (method, found)
-            keys.append(found.repeat_key)
-        assert refusal is not None
-        method, found = refusal
-        # A repeat is free only if it met the same candidates in every method it was tried with.
-        repeat_key = None if None in keys else "|".join(k for k in keys if k is not None)
-        await self._fail(subject, attempt, now, method, found.reason, repeat_key, pending.challenge_hash)
+        pending.audit.append(self._event("verify", Reason.ACCEPTED, subject, attempt, method=method,
+                                         outcome="accepted"))
+        found = await verifier.verify(ctx, response)
+        if found.accepted:
+            self._metrics.verification(attempt.protocol, method, "accepted", time.perf_counter() - started)
+            return VerifyResult(accepted=True, reason=Reason.ACCEPTED, user=user, method=method,
+                                remembered_token=pending.remember_token)
+        pending.audit.pop()
+        await self._fail(subject, attempt, now, method, found.reason, found.repeat_key, pending.challenge_hash)
         return self._refused(found.reason, method, attempt, started)
 
     async def start_challenge(self, challenge_id: str, method: Method, attempt: Attempt) -> ChallengeStarted:
@@ -756,7 +817,6 @@ class TotpVerifier:
         return ChallengeStarted(method=self.method)  # the code is already on the user's phone
 
     async def verify(self, ctx: VerifyContext, code: str) -> MethodOutcome:
-        totp.check_code_input(code)
         device = next((d for d in ctx.subject.devices if d.method is Method.TOTP and d.is_active), None)
         if device is None or device.totp is None or device.sealed_secret is None:
             totp.match_code(_DUMMY_TOTP_KEY, code, ctx.now, _DEFAULT_PARAMS, last_step=-1, drift=0,
@@ -786,6 +846,14 @@ def _totp_repeat_key(code: str, now: datetime, params: TotpParams) -> str:
     centres the window changes only with a success, and a success clears the stored key:
     requests racing a success all name the window alike, whichever drift they loaded.)"""
     return f"{code}@{totp.step_at(now, params.period)}"
+
+
+def _check_response(method: Method, response: str) -> None:
+    """The one shape check of a typed response, before anything is read: InvalidInput for
+    a code that can never be valid. (Recovery codes and WebAuthn assertions are parsed by
+    their verifiers, which refuse a malformed one as wrong.)"""
+    if method in TYPED_CODE_METHODS:
+        totp.check_code_input(response)
 
 
 def split_appended(typed: str, digits: int | None) -> tuple[str, str]:

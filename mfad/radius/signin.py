@@ -1,18 +1,18 @@
 """The RADIUS sign-in adapter: one Access-Request in, the core's decision out as a reply.
 
-RADIUS is only a translation here. Per client mode:
+RADIUS is only a translation here: every Access-Request without a State becomes one
+``SignInService.sign_in`` request, per client mode:
 
-- ``challenge``: User-Password is the password → ``SignInService.begin``; a second
+- ``challenge``: User-Password is the password (``Password``); a second
   factor owed becomes an Access-Challenge whose State carries the core's challenge id
   and whose Reply-Message is the prompt; the next Access-Request brings the State back
   with the code → ``SignInService.complete`` (another Access-Challenge while tries
   remain after a wrong code). Typing ``email`` asks the core to start the email method
   (``SignInService.start_challenge``): refused with a clear prompt until that method
   is registered with the core.
-- ``append``: User-Password is the password followed by the code →
-  ``SignInService.sign_in_appended`` (the core splits them by the device's digits).
-- ``otp_only``: the NAS checked the password; User-Password is the code →
-  ``SignInService.sign_in_with_code`` without a password.
+- ``append``: User-Password is the password followed by the code (``PasswordThenCode``:
+  the core splits them by the device's digits).
+- ``otp_only``: the NAS checked the password (``VOUCHED``); User-Password is the code.
 
 Guarantees:
 
@@ -45,7 +45,17 @@ from typing import Final
 from mfad.core import recovery
 from mfad.core.errors import InvalidInput, NotFound, PreconditionFailed, RateLimited, Unavailable
 from mfad.core.model import Method
-from mfad.core.signin import Attempt, Outcome, Reason, SignInResult, SignInService
+from mfad.core.signin import (
+    VOUCHED,
+    Attempt,
+    Outcome,
+    Password,
+    PasswordThenCode,
+    Reason,
+    SignInRequest,
+    SignInResult,
+    SignInService,
+)
 from mfad.radius.clients import ClientMode, RadiusClient
 from mfad.radius.codec import PasswordIssue, RadiusRequest
 from mfad.radius.handler import NO_REPLY, Decision, NoReply
@@ -146,14 +156,19 @@ class SignInHandler:
         state = request.state
         if state is not None:
             return await self._answer_challenge(state, username, typed, attempt, trusted)
-        if client.mode is ClientMode.CHALLENGE:
-            result = await self._signin.begin(username, typed, attempt, station=trusted,
-                                              challenge_ttl=self._ttl, challenge_tries=self._tries)
-        elif client.mode is ClientMode.APPEND:
-            result = await self._signin.sign_in_appended(username, typed, attempt, station=trusted)
-        else:
-            result = await self._signin.sign_in_with_code(username, None, typed, attempt, station=trusted)
+        result = await self._signin.sign_in(self._request(client.mode, username, typed, attempt, trusted))
         return self._translate(result, client, username)
+
+    def _request(self, mode: ClientMode, username: str, typed: str, attempt: Attempt,
+                 station: str | None) -> SignInRequest:
+        """What User-Password means for the client's mode."""
+        if mode is ClientMode.CHALLENGE:
+            return SignInRequest(username=username, first_factor=Password(typed), attempt=attempt, station=station,
+                                 challenge_ttl=self._ttl, challenge_tries=self._tries)
+        if mode is ClientMode.APPEND:
+            return SignInRequest(username=username, first_factor=PasswordThenCode(typed), attempt=attempt,
+                                 station=station)
+        return SignInRequest(username=username, first_factor=VOUCHED, code=typed, attempt=attempt, station=station)
 
     def _translate(self, result: SignInResult, client: RadiusClient, username: str = "") -> Decision:
         """The one table from a sign-in result to a reply."""

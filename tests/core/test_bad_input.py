@@ -13,6 +13,7 @@ from mfad.core.errors import InvalidInput, NotFound
 from mfad.core.model import DeviceId, Method
 from mfad.core.service import Mfa
 from mfad.core.signin import Attempt
+from signin_calls import begin, verify_code
 
 ATTEMPT = Attempt(protocol="test", source="10.0.0.1")
 
@@ -53,13 +54,13 @@ async def test_bad_usernames_are_refused_before_anything_is_written(mfa: Mfa, co
     alice, before = counted
     calls = [
         lambda: mfa.users.create(username, "a long enough password"),
-        lambda: mfa.signin.begin(username, "a long enough password", ATTEMPT),
-        lambda: mfa.signin.verify_code(username, alice.code(1), ATTEMPT),
+        lambda: begin(mfa.signin, username, "a long enough password", ATTEMPT),
+        lambda: verify_code(mfa.signin, username, alice.code(1), ATTEMPT),
         lambda: mfa.devices.begin_totp(username),
         lambda: mfa.users.set_password(username, "a long enough password"),
     ]
     if username:  # no username and no password is the start of a usernameless passkey sign-in
-        calls.append(lambda: mfa.signin.begin(username, None, ATTEMPT))
+        calls.append(lambda: begin(mfa.signin, username, None, ATTEMPT))
     for call in calls:
         with pytest.raises(InvalidInput) as err:
             await call()
@@ -81,13 +82,13 @@ BAD_CODES = ["", " 123456", "123456 ", "123 456", "12345a", "abcdef", "12345", "
 async def test_bad_codes_are_refused_before_anything_is_written(mfa: Mfa, counted: Any, db: Any, bind: Any,
                                                                 code: str) -> None:
     alice, before = counted
-    begun = await mfa.signin.begin("alice", alice.password, ATTEMPT)
+    begun = await begin(mfa.signin, "alice", alice.password, ATTEMPT)
     await mfa.users.create("bob", None)
     pending = await bind("bob")
     before = await db.counts()
     for call in (
-        lambda: mfa.signin.verify_code("alice", code, ATTEMPT),
-        lambda: mfa.signin.verify_code("nobody", code, ATTEMPT),
+        lambda: verify_code(mfa.signin, "alice", code, ATTEMPT),
+        lambda: verify_code(mfa.signin, "nobody", code, ATTEMPT),
         lambda: mfa.signin.complete(begun.challenge_id or "", Method.TOTP, code, ATTEMPT),
         lambda: mfa.devices.confirm_totp("bob", pending.device.id, code),
     ):
@@ -104,7 +105,7 @@ async def test_bad_codes_are_refused_before_anything_is_written(mfa: Mfa, counte
 async def test_bad_passwords_are_refused_before_anything_is_written(mfa: Mfa, counted: Any, db: Any,
                                                                     password: str) -> None:
     _, before = counted
-    for call in (lambda: mfa.signin.begin("alice", password, ATTEMPT),
+    for call in (lambda: begin(mfa.signin, "alice", password, ATTEMPT),
                  lambda: mfa.users.create("carol", password),
                  lambda: mfa.users.set_password("alice", password)):
         with pytest.raises(InvalidInput) as err:

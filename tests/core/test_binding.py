@@ -17,6 +17,7 @@ from mfad.core.model import DeviceId, DeviceState, HashAlgorithm, Method, TotpPa
 from mfad.core.ports import AuditFilter
 from mfad.core.service import Mfa
 from mfad.core.signin import Attempt, Outcome, Reason
+from signin_calls import begin, verify_code
 
 ATTEMPT = Attempt(protocol="test")
 
@@ -41,10 +42,10 @@ async def test_binding_is_pending_until_confirmed(mfa: Mfa, bind: Any, db: Any, 
     assert binding.secret_base32 not in sealed and pending.key.hex() not in sealed
 
     # A pending device does not count: sign-in still asks to enrol, and its codes are refused.
-    begun = await mfa.signin.begin("alice", password, ATTEMPT)
+    begun = await begin(mfa.signin, "alice", password, ATTEMPT)
     assert begun.outcome is Outcome.ENROLMENT_REQUIRED
     assert begun.methods == {Method.PASSKEY, Method.TOTP}
-    assert not (await mfa.signin.verify_code("alice", pending.code(), ATTEMPT)).accepted
+    assert not (await verify_code(mfa.signin, "alice", pending.code(), ATTEMPT)).accepted
 
     listing = await mfa.devices.list("alice")
     assert [(d.id, d.state) for d in listing.devices] == [(pending.device.id, DeviceState.PENDING)]
@@ -55,7 +56,7 @@ async def test_binding_is_pending_until_confirmed(mfa: Mfa, bind: Any, db: Any, 
     assert await audit_events(mfa, "device_bind_started") == [("ok", None)]
     assert await audit_events(mfa, "device_bound") == [("ok", None)]
 
-    begun = await mfa.signin.begin("alice", password, ATTEMPT)
+    begun = await begin(mfa.signin, "alice", password, ATTEMPT)
     assert begun.outcome is Outcome.SECOND_FACTOR_REQUIRED and begun.methods == {Method.TOTP}
 
 
@@ -93,9 +94,9 @@ async def test_confirming_code_cannot_be_replayed_at_sign_in(mfa: Mfa, bind: Any
     await mfa.users.create("alice", None)
     pending = await bind("alice")
     await mfa.devices.confirm_totp("alice", pending.device.id, pending.code())
-    replay = await mfa.signin.verify_code("alice", pending.code(), ATTEMPT)
+    replay = await verify_code(mfa.signin, "alice", pending.code(), ATTEMPT)
     assert not replay.accepted and replay.reason is Reason.REPLAY
-    assert (await mfa.signin.verify_code("alice", pending.code(1), ATTEMPT)).accepted
+    assert (await verify_code(mfa.signin, "alice", pending.code(1), ATTEMPT)).accepted
 
 
 @pytest.mark.parametrize(("seconds", "still_valid"), [(599, True), (600, False), (3600, False)])
@@ -169,7 +170,7 @@ async def test_unbinding_needs_a_fresh_second_factor_unless_admin(mfa: Mfa, enro
     bob = await enrol("bob")
     await mfa.devices.unbind("bob", bob.device.id, actor="ops", as_admin=True)
     assert (await bind("bob")).device.state is DeviceState.PENDING
-    assert not (await mfa.signin.verify_code("bob", bob.code(1), ATTEMPT)).accepted
+    assert not (await verify_code(mfa.signin, "bob", bob.code(1), ATTEMPT)).accepted
 
 
 async def test_device_ids_of_other_users_are_not_found(mfa: Mfa, enrol: Any, db: Any) -> None:
@@ -185,7 +186,7 @@ async def test_device_ids_of_other_users_are_not_found(mfa: Mfa, enrol: Any, db:
     with pytest.raises(NotFound):
         await mfa.devices.unbind("alice", DeviceId(987654), actor="ops", as_admin=True)
     assert await db.counts() == before
-    assert (await mfa.signin.verify_code("alice", alice.code(1), ATTEMPT)).accepted
+    assert (await verify_code(mfa.signin, "alice", alice.code(1), ATTEMPT)).accepted
 
 
 async def test_policy_can_forbid_binding_totp(mfa: Mfa, db: Any) -> None:
@@ -231,7 +232,7 @@ async def test_an_imported_totp_device_is_active_sealed_one_of_each_and_audited(
     assert await db.scalar("SELECT count(*) FROM devices WHERE id = $1", pending.device.id) == 0
     stored = repr([tuple(r) for r in await db.rows("SELECT * FROM devices")])
     assert secret.hex() not in stored and repr(secret) not in stored
-    assert (await mfa.signin.verify_code("alice", totp_code(secret, clock.now(), params), ATTEMPT)).accepted
+    assert (await verify_code(mfa.signin, "alice", totp_code(secret, clock.now(), params), ATTEMPT)).accepted
     with pytest.raises(PreconditionFailed, match="already has a TOTP device"):
         await mfa.devices.import_totp("alice", secret, params, origin="otpauth")
     assert [(r.event.outcome, r.event.actor, r.event.detail) for r in await mfa.audit(

@@ -20,6 +20,7 @@ import pytest
 from mfad.core import totp
 from mfad.core.service import Mfa
 from mfad.core.signin import Attempt, Reason
+from signin_calls import verify_code
 
 DAY = 86400.0
 STEP = 30.0
@@ -53,7 +54,7 @@ async def guess_for_a_day(mfa: Mfa, alice: Any, clock: Any, *, code: Callable[[i
             continue
         reason = None
         for _ in range(tries_per_step):
-            result = await mfa.signin.verify_code(alice.username, guess, at(origin))
+            result = await verify_code(mfa.signin, alice.username, guess, at(origin))
             assert not result.accepted
             tally.attempts += 1
             reason = result.reason
@@ -124,11 +125,11 @@ async def test_a_fixed_code_over_200_steps_is_locked_out_like_distinct_codes(
     other_codes = bob.wrong_codes()
     fixed_reasons, distinct_reasons = [], []
     for _ in range(200):
-        fixed_reasons.append((await mfa.signin.verify_code("alice", fixed_code, at("192.0.2.9"))).reason)
+        fixed_reasons.append((await verify_code(mfa.signin, "alice", fixed_code, at("192.0.2.9"))).reason)
         guess = next(other_codes)
         while guess in {bob.code(d) for d in (-1, 0, 1)}:
             guess = next(other_codes)
-        distinct_reasons.append((await mfa.signin.verify_code("bob", guess, at("192.0.2.9"))).reason)
+        distinct_reasons.append((await verify_code(mfa.signin, "bob", guess, at("192.0.2.9"))).reason)
         clock.advance(STEP)
     assert fixed_reasons == distinct_reasons  # the same counting, the same back-off
     assert fixed_reasons[:5] == [Reason.WRONG_CODE] * 5 and Reason.SOURCE_BACKOFF in fixed_reasons
@@ -143,16 +144,16 @@ async def test_a_client_resending_a_stale_code_within_its_window_does_not_lock_i
     alice = await enrol("alice")
     clock.advance(300)
     saved = alice.code()
-    assert (await mfa.signin.verify_code("alice", saved, at(source))).accepted
+    assert (await verify_code(mfa.signin, "alice", saved, at(source))).accepted
     for _ in range(18):  # reconnecting every 5 s with the saved code, for 90 s
         clock.advance(5)
-        result = await mfa.signin.verify_code("alice", saved, at(source))
+        result = await verify_code(mfa.signin, "alice", saved, at(source))
         assert not result.accepted and result.reason in (Reason.REPLAY, Reason.WRONG_CODE)
     state = await mfa.lockout("alice")
     # One failure per step the window moved through (4 at most), far from any lock-out or back-off.
     assert 1 <= state.total_failures <= 4 and state.locked_until is None and state.source_blocked_until is None
     clock.advance(STEP)
-    assert (await mfa.signin.verify_code("alice", alice.code(), at(source))).accepted
+    assert (await verify_code(mfa.signin, "alice", alice.code(), at(source))).accepted
 
 
 async def test_the_same_wrong_code_within_one_step_counts_once(mfa: Mfa, enrol: Any, clock: Any) -> None:
@@ -161,9 +162,9 @@ async def test_the_same_wrong_code_within_one_step_counts_once(mfa: Mfa, enrol: 
     code = next(alice.wrong_codes())
     step = totp.step_at(clock.now(), 30)
     while totp.step_at(clock.now() + timedelta(seconds=1), 30) == step:
-        assert (await mfa.signin.verify_code("alice", code, at("192.0.2.1"))).reason is Reason.WRONG_CODE
+        assert (await verify_code(mfa.signin, "alice", code, at("192.0.2.1"))).reason is Reason.WRONG_CODE
         clock.advance(1)
     assert (await mfa.lockout("alice")).total_failures == 1
     clock.advance(1)  # the next step: a new candidate entered the window
-    await mfa.signin.verify_code("alice", code, at("192.0.2.1"))
+    await verify_code(mfa.signin, "alice", code, at("192.0.2.1"))
     assert (await mfa.lockout("alice")).total_failures == 2

@@ -16,6 +16,7 @@ from mfad.core.errors import SecretsError
 from mfad.core.keyring import Keyring, aad_for
 from mfad.core.service import Mfa
 from mfad.core.signin import Attempt
+from signin_calls import verify_code
 
 ATTEMPT = Attempt(protocol="test")
 KEY_B64 = base64.b64encode(bytes(32)).decode()
@@ -111,10 +112,10 @@ async def test_secret_pasted_into_another_device_row_does_not_open(mfa: Mfa, enr
     before = await db.counts()
     # Bob's row now holds Alice's ciphertext: it must not open there, whatever the code.
     with pytest.raises(SecretsError):
-        await mfa.signin.verify_code("bob", alice.code(1), ATTEMPT)
+        await verify_code(mfa.signin, "bob", alice.code(1), ATTEMPT)
     assert await db.counts() == before
     assert await db.scalar("SELECT last_step FROM devices WHERE id = $1", bob.device.id) == bob.step()
-    assert (await mfa.signin.verify_code("alice", alice.code(1), ATTEMPT)).accepted
+    assert (await verify_code(mfa.signin, "alice", alice.code(1), ATTEMPT)).accepted
 
 
 async def test_rotation_and_reencryption_keep_every_device_working(mfa: Mfa, enrol: Any, clock: Any) -> None:
@@ -125,7 +126,7 @@ async def test_rotation_and_reencryption_keep_every_device_working(mfa: Mfa, enr
     assert new_kid != old_kid and mfa.keyring.active_kid == new_kid
     # Before re-encryption, old ciphertexts still open (every key in the file opens).
     clock.advance(30)
-    assert (await mfa.signin.verify_code("alice", users[0].code(), ATTEMPT)).accepted
+    assert (await verify_code(mfa.signin, "alice", users[0].code(), ATTEMPT)).accepted
 
     assert await mfa.reencrypt_secrets(batch=2) == 3
     assert await mfa.store.count_sealed_by_kid() == {new_kid: 3}
@@ -133,7 +134,7 @@ async def test_rotation_and_reencryption_keep_every_device_working(mfa: Mfa, enr
     assert mfa.keyring.retire({new_kid}) == [old_kid]
     clock.advance(30)
     for user in users:
-        assert (await mfa.signin.verify_code(user.username, user.code(), ATTEMPT)).accepted, user.username
+        assert (await verify_code(mfa.signin, user.username, user.code(), ATTEMPT)).accepted, user.username
 
 
 def test_code_macs_survive_a_rotation(keyring: Keyring) -> None:

@@ -21,6 +21,7 @@ from mfad.core.model import LimitState, UserId
 from mfad.core.ports import AuditFilter
 from mfad.core.service import Mfa
 from mfad.core.signin import Attempt, Outcome, Reason
+from signin_calls import begin, verify_code
 
 NO_SOURCE = Attempt(protocol="test")
 
@@ -36,7 +37,7 @@ def outward(result: Any) -> Any:
 async def fail(mfa: Mfa, user: Any, codes: Any, n: int, attempt: Attempt = NO_SOURCE) -> list[Reason]:
     reasons = []
     for _ in range(n):
-        result = await mfa.signin.verify_code(user.username, next(codes), attempt)
+        result = await verify_code(mfa.signin, user.username, next(codes), attempt)
         assert not result.accepted
         reasons.append(result.reason)
     return reasons
@@ -47,23 +48,23 @@ async def test_ten_wrong_codes_lock_out_until_the_delay_passes(mfa: Mfa, enrol: 
     clock.advance(300)
     codes = alice.wrong_codes()
     assert await fail(mfa, alice, codes, 9) == [Reason.WRONG_CODE] * 9
-    wrong = await mfa.signin.verify_code("alice", next(codes), NO_SOURCE)  # the tenth
+    wrong = await verify_code(mfa.signin, "alice", next(codes), NO_SOURCE)  # the tenth
     assert wrong.reason is Reason.WRONG_CODE
     state = await mfa.lockout("alice")
     assert state.locked_until == clock.now() + timedelta(seconds=60) and state.lockouts == 1
     lock_rows = await mfa.audit(AuditFilter(event="lockout"))
     assert [(r.event.outcome, r.event.username) for r in lock_rows] == [("locked", "alice")]
 
-    locked = await mfa.signin.verify_code("alice", alice.code(), NO_SOURCE)
+    locked = await verify_code(mfa.signin, "alice", alice.code(), NO_SOURCE)
     assert not locked.accepted and locked.reason is Reason.LOCKED
     assert outward(locked) == outward(wrong)  # the caller cannot tell
-    assert (await mfa.signin.begin("alice", alice.password, NO_SOURCE)).outcome is Outcome.REFUSED
+    assert (await begin(mfa.signin, "alice", alice.password, NO_SOURCE)).outcome is Outcome.REFUSED
     assert (await mfa.lockout("alice")).total_failures == 10  # refusals while locked are not counted
 
     clock.advance(59)
-    assert (await mfa.signin.verify_code("alice", alice.code(), NO_SOURCE)).reason is Reason.LOCKED
+    assert (await verify_code(mfa.signin, "alice", alice.code(), NO_SOURCE)).reason is Reason.LOCKED
     clock.advance(1)
-    assert (await mfa.signin.verify_code("alice", alice.code(), NO_SOURCE)).accepted
+    assert (await verify_code(mfa.signin, "alice", alice.code(), NO_SOURCE)).accepted
     assert await mfa.lockout("alice") == LimitState()  # a success resets everything
     refusals = await mfa.audit(AuditFilter(event="verify", outcome="refused", limit=1000))
     assert sum(r.event.reason == "locked" for r in refusals) == 2
@@ -73,11 +74,11 @@ async def test_nine_failures_then_a_success_start_again_from_zero(mfa: Mfa, enro
     alice = await enrol("alice")
     codes = alice.wrong_codes()
     await fail(mfa, alice, codes, 9)
-    assert (await mfa.signin.verify_code("alice", alice.code(1), NO_SOURCE)).accepted
+    assert (await verify_code(mfa.signin, "alice", alice.code(1), NO_SOURCE)).accepted
     await fail(mfa, alice, codes, 9)
     assert (await mfa.lockout("alice")).locked_until is None
     clock.advance(60)
-    assert (await mfa.signin.verify_code("alice", alice.code(), NO_SOURCE)).accepted
+    assert (await verify_code(mfa.signin, "alice", alice.code(), NO_SOURCE)).accepted
 
 
 async def test_lockout_delay_doubles(mfa: Mfa, enrol: Any, clock: Any) -> None:
@@ -91,7 +92,7 @@ async def test_lockout_delay_doubles(mfa: Mfa, enrol: Any, clock: Any) -> None:
         delays.append((state.locked_until - clock.now()).total_seconds())
         clock.set(state.locked_until)
     assert delays == [60, 120, 240, 480]
-    assert (await mfa.signin.verify_code("alice", alice.code(), NO_SOURCE)).accepted
+    assert (await verify_code(mfa.signin, "alice", alice.code(), NO_SOURCE)).accepted
 
 
 async def test_hard_lock_after_a_hundred_failures_needs_an_administrator(mfa: Mfa, enrol: Any, clock: Any) -> None:
@@ -108,15 +109,15 @@ async def test_hard_lock_after_a_hundred_failures_needs_an_administrator(mfa: Mf
     assert len(hard) == 1
 
     clock.advance(86400 * 30)  # time alone never unlocks
-    refused = await mfa.signin.verify_code("alice", alice.code(), NO_SOURCE)
+    refused = await verify_code(mfa.signin, "alice", alice.code(), NO_SOURCE)
     assert not refused.accepted and refused.reason is Reason.HARD_LOCKED
-    assert (await mfa.signin.begin("alice", alice.password, NO_SOURCE)).reason is Reason.HARD_LOCKED
+    assert (await begin(mfa.signin, "alice", alice.password, NO_SOURCE)).reason is Reason.HARD_LOCKED
     assert (await mfa.lockout("alice")).total_failures == 100  # guessing stopped
 
     assert await mfa.reset_lockout("alice", actor="ops")
     assert [r.event.actor for r in await mfa.audit(AuditFilter(event="lockout_reset"))] == ["ops"]
     assert await mfa.lockout("alice") == LimitState()
-    assert (await mfa.signin.verify_code("alice", alice.code(), NO_SOURCE)).accepted
+    assert (await verify_code(mfa.signin, "alice", alice.code(), NO_SOURCE)).accepted
 
 
 @pytest.mark.parametrize("source", [None, "10.0.0.5"])
@@ -124,11 +125,11 @@ async def test_the_same_wrong_code_twenty_times_counts_once(mfa: Mfa, enrol: Any
     alice = await enrol("alice")
     stale = next(alice.wrong_codes())
     for _ in range(20):
-        result = await mfa.signin.verify_code("alice", stale, at(source))
+        result = await verify_code(mfa.signin, "alice", stale, at(source))
         assert not result.accepted and result.reason is Reason.WRONG_CODE
     state = await mfa.lockout("alice")
     assert (state.failures, state.total_failures, state.locked_until) == (1, 1, None)
-    assert (await mfa.signin.verify_code("alice", alice.code(1), at(source))).accepted
+    assert (await verify_code(mfa.signin, "alice", alice.code(1), at(source))).accepted
 
 
 async def test_alternating_wrong_codes_each_count(mfa: Mfa, enrol: Any) -> None:
@@ -136,7 +137,7 @@ async def test_alternating_wrong_codes_each_count(mfa: Mfa, enrol: Any) -> None:
     codes = alice.wrong_codes()
     a, b = next(codes), next(codes)
     for code in (a, b, a, b):
-        await mfa.signin.verify_code("alice", code, NO_SOURCE)
+        await verify_code(mfa.signin, "alice", code, NO_SOURCE)
     assert (await mfa.lockout("alice")).failures == 4
 
 
@@ -145,17 +146,17 @@ async def test_unknown_usernames_never_touch_a_real_user(mfa: Mfa, enrol: Any, d
     code = alice.code(1)
     for name in ("nobody", "alice2", "ali", "alice@example.com"):
         for source in (None, "10.0.0.7"):
-            r = await mfa.signin.verify_code(name, code, at(source))
+            r = await verify_code(mfa.signin, name, code, at(source))
             assert not r.accepted and r.reason is Reason.UNKNOWN_USER
-            r = await mfa.signin.begin(name, alice.password, at(source))
+            r = await begin(mfa.signin, name, alice.password, at(source))
             assert r.outcome is Outcome.REFUSED and r.reason is Reason.UNKNOWN_USER
     for bad in ("alice ", " alice", "alice\n", ""):
         with pytest.raises(InvalidInput):
-            await mfa.signin.verify_code(bad, code, NO_SOURCE)
+            await verify_code(mfa.signin, bad, code, NO_SOURCE)
     assert await db.scalar("SELECT count(*) FROM user_limits") == 0
     assert await db.scalar("SELECT count(*) FROM source_limits") == 0
     assert await mfa.lockout("alice") == LimitState()
-    assert (await mfa.signin.verify_code("alice", code, at("10.0.0.7"))).accepted
+    assert (await verify_code(mfa.signin, "alice", code, at("10.0.0.7"))).accepted
 
 
 async def test_one_noisy_source_cannot_lock_the_user_out_elsewhere(mfa: Mfa, enrol: Any, clock: Any) -> None:
@@ -164,7 +165,7 @@ async def test_one_noisy_source_cannot_lock_the_user_out_elsewhere(mfa: Mfa, enr
     noisy = at("203.0.113.66")
     counted = 0
     for _ in range(25):
-        result = await mfa.signin.verify_code("alice", next(codes), noisy)
+        result = await verify_code(mfa.signin, "alice", next(codes), noisy)
         if result.reason is Reason.SOURCE_BACKOFF:
             state = (await mfa.store.load_subject(alice.user.id, noisy.source)).limits
             assert state.source_blocked_until is not None
@@ -177,11 +178,11 @@ async def test_one_noisy_source_cannot_lock_the_user_out_elsewhere(mfa: Mfa, enr
     assert state.total_failures == counted > 10  # but the hard-lock total counts them all
 
     # While the noisy source waits, its attempts are refused unverified, even the right code.
-    await mfa.signin.verify_code("alice", next(codes), noisy)
-    blocked = await mfa.signin.verify_code("alice", alice.code(), noisy)
+    await verify_code(mfa.signin, "alice", next(codes), noisy)
+    blocked = await verify_code(mfa.signin, "alice", alice.code(), noisy)
     assert not blocked.accepted and blocked.reason is Reason.SOURCE_BACKOFF
     # The user, from anywhere else, signs in.
-    assert (await mfa.signin.verify_code("alice", alice.code(), at("198.51.100.10"))).accepted
+    assert (await verify_code(mfa.signin, "alice", alice.code(), at("198.51.100.10"))).accepted
     assert await mfa.lockout("alice") == LimitState()
 
 
@@ -192,7 +193,7 @@ async def test_failures_from_two_sources_add_up_to_a_lockout(mfa: Mfa, enrol: An
     assert (await mfa.lockout("alice")).locked_until is None
     await fail(mfa, alice, codes, 5, at("192.0.2.2"))
     assert (await mfa.lockout("alice")).locked_until is not None
-    result = await mfa.signin.verify_code("alice", alice.code(1), at("192.0.2.3"))
+    result = await verify_code(mfa.signin, "alice", alice.code(1), at("192.0.2.3"))
     assert not result.accepted and result.reason is Reason.LOCKED
 
 
@@ -204,7 +205,7 @@ async def test_lockout_is_shared_by_instances_on_one_database(mfa: Mfa, mfa_fact
     await fail(mfa, alice, codes, 5)
     await fail(other, alice, codes, 5)
     for instance in (mfa, other):
-        assert (await instance.signin.verify_code("alice", alice.code(1), NO_SOURCE)).reason is Reason.LOCKED
+        assert (await verify_code(instance.signin, "alice", alice.code(1), NO_SOURCE)).reason is Reason.LOCKED
 
 
 async def test_source_failure_bucket_limits_spraying(mfa: Mfa, enrol: Any, clock: Any, password: str) -> None:
@@ -212,18 +213,18 @@ async def test_source_failure_bucket_limits_spraying(mfa: Mfa, enrol: Any, clock
     bob = await enrol("bob")
     sprayer = at("198.18.0.1")
     for i in range(60):  # the burst: 60 failures at one instant, spread over unknown names
-        r = await mfa.signin.verify_code(f"user{i}", "123456", sprayer)
+        r = await verify_code(mfa.signin, f"user{i}", "123456", sprayer)
         assert r.reason is Reason.UNKNOWN_USER
     # The bucket is empty: even the right code (or password) from there is refused unverified.
-    blocked = await mfa.signin.verify_code("alice", alice.code(1), sprayer)
+    blocked = await verify_code(mfa.signin, "alice", alice.code(1), sprayer)
     assert not blocked.accepted and blocked.reason is Reason.SOURCE_RATE
-    assert (await mfa.signin.begin("alice", password, sprayer)).reason is Reason.SOURCE_RATE
+    assert (await begin(mfa.signin, "alice", password, sprayer)).reason is Reason.SOURCE_RATE
     assert (await mfa.lockout("alice")) == LimitState()
     # Other sources are unaffected.
-    assert (await mfa.signin.verify_code("bob", bob.code(1), at("198.18.0.2"))).accepted
+    assert (await verify_code(mfa.signin, "bob", bob.code(1), at("198.18.0.2"))).accepted
     # It refills at 2 per second.
     clock.advance(1)
-    assert (await mfa.signin.verify_code("alice", alice.code(1), sprayer)).accepted
+    assert (await verify_code(mfa.signin, "alice", alice.code(1), sprayer)).accepted
 
 
 # --- the rules themselves ------------------------------------------------------------------

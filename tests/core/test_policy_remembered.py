@@ -17,12 +17,13 @@ from mfad.core.model import Method, MfaRequired
 from mfad.core.ports import AuditFilter
 from mfad.core.service import Mfa
 from mfad.core.signin import Attempt, Outcome, Reason
+from signin_calls import begin, verify_code
 
 ATTEMPT = Attempt(protocol="test")
 
 
 async def remembered_token(mfa: Mfa, user: Any, *, label: str = "laptop", steps: int = 1) -> str:
-    begun = await mfa.signin.begin(user.username, user.password, ATTEMPT)
+    begun = await begin(mfa.signin, user.username, user.password, ATTEMPT)
     assert begun.outcome is Outcome.SECOND_FACTOR_REQUIRED
     done = await mfa.signin.complete(begun.challenge_id or "", Method.TOTP, user.code(steps), ATTEMPT,
                                      remember=True, remember_label=label)
@@ -37,8 +38,8 @@ async def test_default_policy_requires_mfa_of_everybody(mfa: Mfa, enrol: Any, pa
     assert policy.allowed_methods == frozenset(Method)
     await enrol("alice")
     await mfa.users.create("newbie", password)
-    assert (await mfa.signin.begin("alice", password, ATTEMPT)).outcome is Outcome.SECOND_FACTOR_REQUIRED
-    assert (await mfa.signin.begin("newbie", password, ATTEMPT)).outcome is Outcome.ENROLMENT_REQUIRED
+    assert (await begin(mfa.signin, "alice", password, ATTEMPT)).outcome is Outcome.SECOND_FACTOR_REQUIRED
+    assert (await begin(mfa.signin, "newbie", password, ATTEMPT)).outcome is Outcome.ENROLMENT_REQUIRED
 
 
 async def test_enrolled_policy_lets_users_without_a_device_in(mfa: Mfa, enrol: Any, bind: Any,
@@ -48,34 +49,34 @@ async def test_enrolled_policy_lets_users_without_a_device_in(mfa: Mfa, enrol: A
     await mfa.users.create("newbie", password)
     await mfa.users.create("halfway", password)
     await bind("halfway")  # a pending binding does not make a user enrolled
-    assert (await mfa.signin.begin("alice", password, ATTEMPT)).outcome is Outcome.SECOND_FACTOR_REQUIRED
+    assert (await begin(mfa.signin, "alice", password, ATTEMPT)).outcome is Outcome.SECOND_FACTOR_REQUIRED
     for name in ("newbie", "halfway"):
-        result = await mfa.signin.begin(name, password, ATTEMPT)
+        result = await begin(mfa.signin, name, password, ATTEMPT)
         assert result.outcome is Outcome.ALLOWED and result.reason is Reason.NOT_ENROLLED_ALLOWED, name
-    assert (await mfa.signin.begin("newbie", "wrong", ATTEMPT)).outcome is Outcome.REFUSED
+    assert (await begin(mfa.signin, "newbie", "wrong", ATTEMPT)).outcome is Outcome.REFUSED
 
 
 async def test_mfa_off_needs_only_the_password(mfa: Mfa, enrol: Any, password: str) -> None:
     await enrol("alice")
     await mfa.policy.update(actor="ops", mfa_required="off")
-    result = await mfa.signin.begin("alice", password, ATTEMPT)
+    result = await begin(mfa.signin, "alice", password, ATTEMPT)
     assert result.outcome is Outcome.ALLOWED and result.reason is Reason.MFA_OFF and result.challenge_id is None
-    assert (await mfa.signin.begin("alice", "wrong", ATTEMPT)).outcome is Outcome.REFUSED
+    assert (await begin(mfa.signin, "alice", "wrong", ATTEMPT)).outcome is Outcome.REFUSED
 
 
 async def test_disallowed_method_cannot_be_used(mfa: Mfa, enrol: Any, password: str) -> None:
     alice = await enrol("alice")
-    open_challenge = await mfa.signin.begin("alice", password, ATTEMPT)
+    open_challenge = await begin(mfa.signin, "alice", password, ATTEMPT)
     await mfa.policy.update(actor="ops", allowed_methods=[Method.PASSKEY, Method.EMAIL])
-    begun = await mfa.signin.begin("alice", password, ATTEMPT)
+    begun = await begin(mfa.signin, "alice", password, ATTEMPT)
     assert begun.outcome is Outcome.ENROLMENT_REQUIRED and begun.methods == {Method.PASSKEY}
-    r = await mfa.signin.verify_code("alice", alice.code(1), ATTEMPT)
+    r = await verify_code(mfa.signin, "alice", alice.code(1), ATTEMPT)
     assert not r.accepted and r.reason is Reason.METHOD_NOT_OFFERED
     # A challenge opened before the change cannot be completed with the now-forbidden method.
     r = await mfa.signin.complete(open_challenge.challenge_id or "", Method.TOTP, alice.code(1), ATTEMPT)
     assert not r.accepted
     await mfa.policy.update(actor="ops", allowed_methods=list(Method))
-    assert (await mfa.signin.verify_code("alice", alice.code(1), ATTEMPT)).accepted
+    assert (await verify_code(mfa.signin, "alice", alice.code(1), ATTEMPT)).accepted
 
 
 async def test_policy_changes_are_stored_and_audited(mfa: Mfa, mfa_factory: Any, config: Any) -> None:
@@ -127,7 +128,7 @@ async def test_bad_policy_changes_are_refused_and_write_nothing(mfa: Mfa, db: An
 # --- remembered devices -----------------------------------------------------------------------
 async def test_no_token_unless_the_policy_allows_remembering(mfa: Mfa, enrol: Any) -> None:
     alice = await enrol("alice")
-    begun = await mfa.signin.begin("alice", alice.password, ATTEMPT)
+    begun = await begin(mfa.signin, "alice", alice.password, ATTEMPT)
     done = await mfa.signin.complete(begun.challenge_id or "", Method.TOTP, alice.code(1), ATTEMPT, remember=True)
     assert done.accepted and done.remembered_token is None
     assert await mfa.store.list_remembered(alice.user.id, alice.clock.now()) == []
@@ -147,14 +148,14 @@ async def test_remembered_device_skips_the_second_factor_and_rotates(mfa: Mfa, e
     assert secret not in str([tuple(r) for r in stored]) and token not in str([tuple(r) for r in stored])
 
     clock.advance(3600)
-    allowed = await mfa.signin.begin("alice", alice.password, ATTEMPT, remembered_token=token)
+    allowed = await begin(mfa.signin, "alice", alice.password, ATTEMPT, remembered_token=token)
     assert allowed.outcome is Outcome.ALLOWED and allowed.reason is Reason.REMEMBERED
     rotated = allowed.remembered_token
     assert rotated is not None and rotated != token and rotated.split(".")[1:3] == [series, "2"]
-    again = await mfa.signin.begin("alice", alice.password, ATTEMPT, remembered_token=rotated)
+    again = await begin(mfa.signin, "alice", alice.password, ATTEMPT, remembered_token=rotated)
     assert again.outcome is Outcome.ALLOWED and again.remembered_token is not None
     # The password is still checked.
-    assert (await mfa.signin.begin("alice", "wrong", ATTEMPT, remembered_token=again.remembered_token)).outcome \
+    assert (await begin(mfa.signin, "alice", "wrong", ATTEMPT, remembered_token=again.remembered_token)).outcome \
         is Outcome.REFUSED
 
 
@@ -162,17 +163,17 @@ async def test_reusing_an_old_token_revokes_the_whole_series(mfa: Mfa, enrol: An
     await mfa.policy.update(actor="ops", remember_device=True)
     alice = await enrol("alice")
     token = await remembered_token(mfa, alice)
-    rotated = (await mfa.signin.begin("alice", alice.password, ATTEMPT, remembered_token=token)).remembered_token
+    rotated = (await begin(mfa.signin, "alice", alice.password, ATTEMPT, remembered_token=token)).remembered_token
     assert rotated is not None
 
-    stale = await mfa.signin.begin("alice", alice.password, Attempt(protocol="test", source="203.0.113.5"),
+    stale = await begin(mfa.signin, "alice", alice.password, Attempt(protocol="test", source="203.0.113.5"),
                                    remembered_token=token)  # the copied token
     assert stale.outcome is Outcome.SECOND_FACTOR_REQUIRED
     assert await mfa.store.list_remembered(alice.user.id, clock.now()) == []
     theft = await mfa.audit(AuditFilter(event="remembered_device"))
     assert [(r.event.outcome, r.event.source) for r in theft] == [("revoked", "203.0.113.5")]
     # The legitimate holder's current token died with the series.
-    after = await mfa.signin.begin("alice", alice.password, ATTEMPT, remembered_token=rotated)
+    after = await begin(mfa.signin, "alice", alice.password, ATTEMPT, remembered_token=rotated)
     assert after.outcome is Outcome.SECOND_FACTOR_REQUIRED and after.remembered_token is None
 
 
@@ -181,10 +182,10 @@ async def test_tokens_are_bound_to_their_user(mfa: Mfa, enrol: Any, clock: Any) 
     alice = await enrol("alice")
     bob = await enrol("bob")
     token = await remembered_token(mfa, alice)
-    as_bob = await mfa.signin.begin("bob", bob.password, ATTEMPT, remembered_token=token)
+    as_bob = await begin(mfa.signin, "bob", bob.password, ATTEMPT, remembered_token=token)
     assert as_bob.outcome is Outcome.SECOND_FACTOR_REQUIRED
     # Bob presenting it neither works nor destroys Alice's series.
-    assert (await mfa.signin.begin("alice", alice.password, ATTEMPT, remembered_token=token)).allowed
+    assert (await begin(mfa.signin, "alice", alice.password, ATTEMPT, remembered_token=token)).allowed
 
 
 @pytest.mark.parametrize("garbage", ["", "rd1", "rd1...", "rd1.x.notanumber.y", "rd2.a.1.b", "x" * 500,
@@ -192,7 +193,7 @@ async def test_tokens_are_bound_to_their_user(mfa: Mfa, enrol: Any, clock: Any) 
 async def test_malformed_tokens_just_mean_a_second_factor(mfa: Mfa, enrol: Any, garbage: str) -> None:
     await mfa.policy.update(actor="ops", remember_device=True)
     alice = await enrol("alice")
-    result = await mfa.signin.begin("alice", alice.password, ATTEMPT, remembered_token=garbage)
+    result = await begin(mfa.signin, "alice", alice.password, ATTEMPT, remembered_token=garbage)
     assert result.outcome is Outcome.SECOND_FACTOR_REQUIRED
 
 
@@ -201,10 +202,10 @@ async def test_token_expires_after_the_policys_days(mfa: Mfa, enrol: Any, clock:
     alice = await enrol("alice")
     token = await remembered_token(mfa, alice)
     clock.advance(3 * 86400 - 1)
-    token = (await mfa.signin.begin("alice", alice.password, ATTEMPT, remembered_token=token)).remembered_token
+    token = (await begin(mfa.signin, "alice", alice.password, ATTEMPT, remembered_token=token)).remembered_token
     assert token is not None
     clock.advance(1)
-    late = await mfa.signin.begin("alice", alice.password, ATTEMPT, remembered_token=token)
+    late = await begin(mfa.signin, "alice", alice.password, ATTEMPT, remembered_token=token)
     assert late.outcome is Outcome.SECOND_FACTOR_REQUIRED
 
 
@@ -231,8 +232,8 @@ async def test_tokens_are_revoked_when_something_changes(mfa: Mfa, enrol: Any, b
         await mfa.users.set_disabled("alice", True, actor="ops")
         await mfa.users.set_disabled("alice", False, actor="ops")
     assert await mfa.store.list_remembered(alice.user.id, clock.now()) == []
-    result = await mfa.signin.begin("alice", password, ATTEMPT, remembered_token=token)
+    result = await begin(mfa.signin, "alice", password, ATTEMPT, remembered_token=token)
     assert result.outcome is Outcome.SECOND_FACTOR_REQUIRED
     bob_kept = change != "policy_off"  # turning remembering off revokes everybody's
     assert bool(await mfa.store.list_remembered(bob.user.id, clock.now())) is bob_kept
-    assert (await mfa.signin.begin("bob", bob.password, ATTEMPT, remembered_token=bobs)).allowed is bob_kept
+    assert (await begin(mfa.signin, "bob", bob.password, ATTEMPT, remembered_token=bobs)).allowed is bob_kept

@@ -21,6 +21,7 @@ from mfad.core.selfservice import Use
 from mfad.core.service import Mfa
 from mfad.core.sessions import SessionScope
 from mfad.core.signin import Attempt, Outcome, Reason
+from signin_calls import begin, verify_code
 
 ATTEMPT = Attempt(protocol="test", source="192.0.2.7")
 
@@ -32,7 +33,7 @@ async def with_codes(mfa: Mfa, enrol: Any, name: str = "alice") -> tuple[Any, tu
 
 
 async def sign_in(mfa: Mfa, user: Any, code: str) -> Any:
-    begun = await mfa.signin.begin(user.username, user.password, ATTEMPT)
+    begun = await begin(mfa.signin, user.username, user.password, ATTEMPT)
     assert begun.outcome is Outcome.SECOND_FACTOR_REQUIRED and Method.RECOVERY in begun.methods
     return await mfa.signin.complete(begun.challenge_id or "", Method.RECOVERY, code, ATTEMPT)
 
@@ -103,19 +104,19 @@ async def test_a_code_signs_in_once(mfa: Mfa, enrol: Any, db: Any, clock: Any) -
 
 async def test_verify_code_takes_a_recovery_code_when_asked_for(mfa: Mfa, enrol: Any) -> None:
     alice, codes = await with_codes(mfa, enrol)
-    ok = await mfa.signin.verify_code("alice", codes[0], ATTEMPT, method=Method.RECOVERY)
+    ok = await verify_code(mfa.signin, "alice", codes[0], ATTEMPT, method=Method.RECOVERY)
     assert ok.accepted and ok.method is Method.RECOVERY
-    assert not (await mfa.signin.verify_code("alice", codes[0], ATTEMPT, method=Method.RECOVERY)).accepted
+    assert not (await verify_code(mfa.signin, "alice", codes[0], ATTEMPT, method=Method.RECOVERY)).accepted
 
 
 async def test_the_last_code_takes_the_set_with_it(mfa: Mfa, enrol: Any, db: Any) -> None:
     alice, codes = await with_codes(mfa, enrol)
     for code in codes:
-        assert (await mfa.signin.verify_code("alice", code, ATTEMPT, method=Method.RECOVERY)).accepted
+        assert (await verify_code(mfa.signin, "alice", code, ATTEMPT, method=Method.RECOVERY)).accepted
     assert await mfa.recovery.status("alice") is None
     assert await db.scalar("SELECT count(*) FROM recovery_codes") == 0
     assert (await mfa.devices.list("alice")).lockout_risk
-    begun = await mfa.signin.begin("alice", alice.password, ATTEMPT)
+    begun = await begin(mfa.signin, "alice", alice.password, ATTEMPT)
     assert begun.methods == {Method.TOTP}
 
 
@@ -124,12 +125,12 @@ async def test_a_wrong_code_is_a_failure_for_the_lockout(mfa: Mfa, enrol: Any, c
     wrong = iter(recovery.printed(recovery.new_code()) for _ in range(100))
     for i in range(10):  # from ten places: one place alone meets its own back-off first
         from_i = Attempt(protocol="test", source=f"198.51.100.{i}")
-        assert not (await mfa.signin.verify_code("alice", next(wrong), from_i, method=Method.RECOVERY)).accepted
+        assert not (await verify_code(mfa.signin, "alice", next(wrong), from_i, method=Method.RECOVERY)).accepted
     assert (await mfa.store.load_limits(alice.user.id)).locked_until is not None
-    locked = await mfa.signin.verify_code("alice", codes[0], ATTEMPT, method=Method.RECOVERY)
+    locked = await verify_code(mfa.signin, "alice", codes[0], ATTEMPT, method=Method.RECOVERY)
     assert not locked.accepted and locked.reason is Reason.LOCKED
     clock.advance(61)
-    assert (await mfa.signin.verify_code("alice", codes[0], ATTEMPT, method=Method.RECOVERY)).accepted
+    assert (await verify_code(mfa.signin, "alice", codes[0], ATTEMPT, method=Method.RECOVERY)).accepted
     assert (await mfa.store.load_limits(alice.user.id)).failures == 0
 
 
@@ -137,7 +138,7 @@ async def test_the_same_wrong_code_counts_once(mfa: Mfa, enrol: Any) -> None:
     alice, _ = await with_codes(mfa, enrol)
     wrong = recovery.printed(recovery.new_code())
     for _ in range(3):
-        await mfa.signin.verify_code("alice", wrong, ATTEMPT, method=Method.RECOVERY)
+        await verify_code(mfa.signin, "alice", wrong, ATTEMPT, method=Method.RECOVERY)
     assert (await mfa.store.load_limits(alice.user.id)).failures == 1
 
 
@@ -145,9 +146,9 @@ async def test_the_policy_can_disallow_recovery_codes(mfa: Mfa, enrol: Any) -> N
     alice, codes = await with_codes(mfa, enrol)
     current = await mfa.policy.current()
     await mfa.policy.update(actor="admin", allowed_methods=current.allowed_methods - {Method.RECOVERY})
-    begun = await mfa.signin.begin("alice", alice.password, ATTEMPT)
+    begun = await begin(mfa.signin, "alice", alice.password, ATTEMPT)
     assert begun.methods == {Method.TOTP}
-    refused = await mfa.signin.verify_code("alice", codes[0], ATTEMPT, method=Method.RECOVERY)
+    refused = await verify_code(mfa.signin, "alice", codes[0], ATTEMPT, method=Method.RECOVERY)
     assert not refused.accepted and refused.reason is Reason.METHOD_NOT_OFFERED
     with pytest.raises(PermissionDenied):
         await mfa.recovery.generate("alice", ATTEMPT)
@@ -157,7 +158,7 @@ async def test_racing_instances_accept_one_code_once(mfa: Mfa, enrol: Any, mfa_f
                                                      store_opener: Any, db: Any) -> None:
     alice, codes = await with_codes(mfa, enrol)
     second = await mfa_factory(store=await store_opener())
-    results = await asyncio.gather(*(m.signin.verify_code("alice", codes[0], ATTEMPT, method=Method.RECOVERY)
+    results = await asyncio.gather(*(verify_code(m.signin, "alice", codes[0], ATTEMPT, method=Method.RECOVERY)
                                      for m in [mfa, second] * 10))
     assert [r.accepted for r in results].count(True) == 1
     assert await db.scalar("SELECT count(*) FROM recovery_codes WHERE used_at IS NOT NULL") == 1
@@ -185,7 +186,8 @@ async def test_using_a_code_is_mailed_when_a_security_email_is_bound(mfa: Mfa, e
     assert [o for o, _ in await events(db, "recovery_notice")] == ["queued"]
     # A new email code does not cancel the queued notice.
     clock.advance(61)
-    await mfa.email.send_verify_code("alice", ATTEMPT)
+    again = await begin(mfa.signin, "alice", alice.password, ATTEMPT)
+    await mfa.signin.start_challenge(again.challenge_id or "", Method.EMAIL, ATTEMPT)
     assert await db.scalar("SELECT state FROM email_outbox WHERE kind = 'notice'") == "queued"
 
 

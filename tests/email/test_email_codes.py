@@ -25,6 +25,7 @@ from mfad.core.outbox import MailContent
 from mfad.core.ports import AuditFilter
 from mfad.core.service import Mfa
 from mfad.core.signin import Attempt, Outcome, Reason, challenge_hash
+from signin_calls import begin, verify_code
 
 GRPC = Attempt(protocol="grpc", source="198.51.100.7", client="portal")
 RADIUS = Attempt(protocol="radius", source="203.0.113.9", client="vpn-gw")
@@ -64,7 +65,7 @@ async def test_bind_confirm_and_audit(mfa: Mfa, queued: Queued, clock: Any) -> N
     assert code_of(mail) in mail.html and "Your mfad code to confirm" in mail.subject
     assert code_of(mail) not in mail.subject
     # A pending email is not a second factor yet.
-    begun = await mfa.signin.begin("alice", "pw-alice-123", GRPC)
+    begun = await begin(mfa.signin, "alice", "pw-alice-123", GRPC)
     assert begun.outcome is Outcome.ENROLMENT_REQUIRED and Method.EMAIL not in begun.methods
 
     device = await mfa.email.confirm_binding("alice", sent.device.id, code_of(mail), GRPC)
@@ -225,7 +226,7 @@ async def test_idn_domain_mailed_as_punycode(mfa: Mfa, queued: Queued) -> None:
 async def test_sign_in_with_an_email_code(mfa: Mfa, enrol: Any, queued: Queued, db: Any) -> None:
     alice = await enrol("alice")
     await bind_email(mfa, queued)
-    begun = await mfa.signin.begin("alice", alice.password, RADIUS)
+    begun = await begin(mfa.signin, "alice", alice.password, RADIUS)
     assert begun.outcome is Outcome.SECOND_FACTOR_REQUIRED and begun.methods == {Method.TOTP, Method.EMAIL}
     masked = (await mfa.signin.start_challenge(begun.challenge_id, Method.EMAIL, RADIUS)).shown
     assert masked == "a***@example.com"
@@ -236,21 +237,21 @@ async def test_sign_in_with_an_email_code(mfa: Mfa, enrol: Any, queued: Queued, 
     assert await db.scalar("SELECT consumed FROM challenges WHERE id_hash = $1",
                            challenge_hash(begun.challenge_id)) == 1
     # Used once: a second sign-in cannot reuse it, and neither can verify_code.
-    again = await mfa.signin.begin("alice", alice.password, RADIUS)
+    again = await begin(mfa.signin, "alice", alice.password, RADIUS)
     refused = await mfa.signin.complete(again.challenge_id, Method.EMAIL, code_of(mail), RADIUS)
     assert not refused.accepted
-    assert not (await mfa.signin.verify_code("alice", code_of(mail), RADIUS)).accepted
+    assert not (await verify_code(mfa.signin, "alice", code_of(mail), RADIUS)).accepted
 
 
 async def test_code_is_bound_to_its_challenge(mfa: Mfa, enrol: Any, queued: Queued) -> None:
     alice = await enrol("alice")
     await bind_email(mfa, queued)
-    one = await mfa.signin.begin("alice", alice.password, GRPC)
-    two = await mfa.signin.begin("alice", alice.password, GRPC)
+    one = await begin(mfa.signin, "alice", alice.password, GRPC)
+    two = await begin(mfa.signin, "alice", alice.password, GRPC)
     await mfa.signin.start_challenge(one.challenge_id, Method.EMAIL, GRPC)
     code = code_of(await queued())
     assert not (await mfa.signin.complete(two.challenge_id, Method.EMAIL, code, GRPC)).accepted
-    assert not (await mfa.signin.verify_code("alice", code, GRPC)).accepted  # not a one-call code
+    assert not (await verify_code(mfa.signin, "alice", code, GRPC)).accepted  # not a one-call code
     assert (await mfa.signin.complete(one.challenge_id, Method.EMAIL, code, GRPC)).accepted
 
 
@@ -261,7 +262,7 @@ async def test_fourth_try_refused_even_with_the_right_code(mfa_factory: Any, sto
         config, limits=LimitSettings(challenge_tries=10)))
     alice = await enrol("alice", on=patient)
     await bind_email(patient, queued)
-    begun = await patient.signin.begin("alice", alice.password, GRPC)
+    begun = await begin(patient.signin, "alice", alice.password, GRPC)
     await patient.signin.start_challenge(begun.challenge_id, Method.EMAIL, GRPC)
     code = code_of(await queued())
     for _ in range(3):
@@ -275,7 +276,7 @@ async def test_fourth_try_refused_even_with_the_right_code(mfa_factory: Any, sto
 async def test_expired_code_refused_and_resend_cooldown(mfa: Mfa, enrol: Any, queued: Queued, clock: Any) -> None:
     alice = await enrol("alice")
     await bind_email(mfa, queued)
-    begun = await mfa.signin.begin("alice", alice.password, GRPC, challenge_ttl=900)
+    begun = await begin(mfa.signin, "alice", alice.password, GRPC, challenge_ttl=900)
     await mfa.signin.start_challenge(begun.challenge_id, Method.EMAIL, GRPC)
     with pytest.raises(RateLimited):
         await mfa.signin.start_challenge(begun.challenge_id, Method.EMAIL, GRPC)
@@ -293,7 +294,7 @@ async def test_expired_code_refused_and_resend_cooldown(mfa: Mfa, enrol: Any, qu
 async def test_one_failure_counter_across_methods(mfa: Mfa, enrol: Any, queued: Queued, db: Any) -> None:
     alice = await enrol("alice")
     await bind_email(mfa, queued)
-    begun = await mfa.signin.begin("alice", alice.password, GRPC)
+    begun = await begin(mfa.signin, "alice", alice.password, GRPC)
     await mfa.signin.start_challenge(begun.challenge_id, Method.EMAIL, GRPC)
     code = code_of(await queued())
     await mfa.signin.complete(begun.challenge_id, Method.EMAIL, wrong(code), GRPC)
@@ -303,39 +304,36 @@ async def test_one_failure_counter_across_methods(mfa: Mfa, enrol: Any, queued: 
     assert (await mfa.lockout("alice")).failures == 0
 
 
-async def test_verify_code_accepts_a_one_call_email_code(mfa: Mfa, enrol: Any, queued: Queued) -> None:
-    await enrol("alice")
+async def test_verify_code_checks_no_email_code(mfa: Mfa, enrol: Any, queued: Queued) -> None:
+    # An email code is bound to the challenge that mailed it: a one-call check neither
+    # takes one nor tries one.
+    alice = await enrol("alice")
     await bind_email(mfa, queued)
-    sent = await mfa.email.send_verify_code("alice", RADIUS)
-    assert sent.masked_address == "a***@example.com"
+    begun = await begin(mfa.signin, "alice", alice.password, RADIUS)
+    await mfa.signin.start_challenge(begun.challenge_id, Method.EMAIL, RADIUS)
     code = code_of(await queued())
-    result = await mfa.signin.verify_code("alice", code, RADIUS)
-    assert result.accepted and result.method is Method.EMAIL
-    assert not (await mfa.signin.verify_code("alice", code, RADIUS)).accepted  # single use
-    # Unknown users and users without an email get the same refusal.
-    await mfa.users.create("bob", "pw-bob-12345")
-    with pytest.raises(PreconditionFailed) as bob:
-        await mfa.email.send_verify_code("bob", RADIUS)
-    with pytest.raises(PreconditionFailed) as nobody:
-        await mfa.email.send_verify_code("nobody", RADIUS)
-    assert str(bob.value) == str(nobody.value)
+    result = await verify_code(mfa.signin, "alice", code, RADIUS)
+    assert not result.accepted and result.method is Method.TOTP
+    with pytest.raises(InvalidInput):
+        await verify_code(mfa.signin, "alice", code, RADIUS, method=Method.EMAIL)
+    assert (await mfa.signin.complete(begun.challenge_id, Method.EMAIL, code, RADIUS)).accepted
 
 
 async def test_email_only_user_and_policy_that_disallows_email(mfa: Mfa, queued: Queued) -> None:
     await mfa.users.create("carol", "pw-carol-1234")
     await bind_email(mfa, queued, "carol", "carol@example.org")
-    begun = await mfa.signin.begin("carol", "pw-carol-1234", GRPC)
+    begun = await begin(mfa.signin, "carol", "pw-carol-1234", GRPC)
     assert begun.methods == {Method.EMAIL}
     await mfa.policy.update(actor="test", allowed_methods=frozenset({Method.TOTP, Method.PASSKEY}))
-    begun = await mfa.signin.begin("carol", "pw-carol-1234", GRPC)
+    begun = await begin(mfa.signin, "carol", "pw-carol-1234", GRPC)
     assert begun.outcome is Outcome.ENROLMENT_REQUIRED and Method.EMAIL not in begun.methods
     with pytest.raises(PreconditionFailed):
-        await mfa.email.send_verify_code("carol", GRPC)
+        await mfa.signin.start_challenge(begun.challenge_id, Method.EMAIL, GRPC)
 
 
 async def test_start_challenge_for_a_user_without_email(mfa: Mfa, enrol: Any) -> None:
     alice = await enrol("alice")
-    begun = await mfa.signin.begin("alice", alice.password, GRPC)
+    begun = await begin(mfa.signin, "alice", alice.password, GRPC)
     with pytest.raises(PreconditionFailed):
         await mfa.signin.start_challenge(begun.challenge_id, Method.EMAIL, GRPC)
     result = await mfa.signin.complete(begun.challenge_id, Method.EMAIL, "123456", GRPC)
@@ -346,7 +344,7 @@ async def test_a_repeated_wrong_code_counts_again_against_a_newly_mailed_code(
         mfa: Mfa, enrol: Any, queued: Queued, clock: Any) -> None:
     alice = await enrol("alice")
     await bind_email(mfa, queued)
-    begun = await mfa.signin.begin("alice", alice.password, GRPC)
+    begun = await begin(mfa.signin, "alice", alice.password, GRPC)
     await mfa.signin.start_challenge(begun.challenge_id, Method.EMAIL, GRPC)
     guess = wrong(code_of(await queued()))
     for _ in range(2):  # the same digits against the same mailed code: it cannot succeed, counted once

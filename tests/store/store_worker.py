@@ -28,7 +28,7 @@ from mfad.core import totp
 from mfad.core.clock import FixedClock
 from mfad.core.keyring import Keyring
 from mfad.core.service import Mfa
-from mfad.core.signin import Attempt
+from mfad.core.signin import VOUCHED, Attempt, SignInRequest, SignInResult, SignInService
 from mfad.store import open_store
 
 ATTEMPT = Attempt(protocol="worker")
@@ -45,6 +45,12 @@ async def open_mfa(engine: str, url: str, schema: str, key_file: str, now: str) 
     return mfa
 
 
+async def verify_code(signin: SignInService, username: str, code: str, attempt: Attempt) -> SignInResult:
+    """A code checked in one call, as gRPC VerifyCode sends it."""
+    return await signin.sign_in(SignInRequest(username=username, first_factor=VOUCHED, code=code,
+                                              code_required=True, attempt=attempt))
+
+
 def say(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
@@ -53,7 +59,7 @@ def say(line: str) -> None:
 async def race(mfa: Mfa, username: str, code: str, n: int) -> None:
     say("ready")
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    results = await asyncio.gather(*(mfa.signin.verify_code(username, code, ATTEMPT) for _ in range(n)))
+    results = await asyncio.gather(*(verify_code(mfa.signin, username, code, ATTEMPT) for _ in range(n)))
     say(f"accepted {sum(r.accepted for r in results)}")
 
 
@@ -75,13 +81,13 @@ async def stream(mfa: Mfa) -> None:
         say(f"bound {username} {device.id} {step}")
         clock.advance(30)
         later, step = code()
-        result = await mfa.signin.verify_code(username, later, ATTEMPT)
+        result = await verify_code(mfa.signin, username, later, ATTEMPT)
         assert result.accepted, result
         say(f"verified {username} {device.id} {step}")
         near = {code(d)[0] for d in range(-3, 4)}
         wrong = [c for c in (f"{n:06d}" for n in range(1000)) if c not in near][:2]
         for n, bad in enumerate(wrong, start=1):
-            refused = await mfa.signin.verify_code(username, bad, ATTEMPT)
+            refused = await verify_code(mfa.signin, username, bad, ATTEMPT)
             assert not refused.accepted, refused
             say(f"failure {username} {n}")
 

@@ -20,6 +20,7 @@ from mfad.core import totp
 from mfad.core.errors import Unavailable
 from mfad.core.signin import Attempt
 from mfad.store.postgres import PostgresStore
+from signin_calls import begin, verify_code
 from tcp_proxy import TcpProxy
 
 ATTEMPT = Attempt(protocol="test")
@@ -62,7 +63,7 @@ async def test_dropped_connection_fails_closed_and_recovers(pg_database: str, pg
 
         # Mid-use: a verification's query is on the wire when the link drops.
         proxy.hold()
-        in_flight = asyncio.create_task(mfa.signin.verify_code("alice", code(1), ATTEMPT))
+        in_flight = asyncio.create_task(verify_code(mfa.signin, "alice", code(1), ATTEMPT))
         async with asyncio.timeout(10):
             await proxy.held.wait()
         proxy.cut()
@@ -70,8 +71,8 @@ async def test_dropped_connection_fails_closed_and_recovers(pg_database: str, pg
             await in_flight
 
         # While the database cannot be reached, everything fails closed.
-        for attempt in (lambda: mfa.signin.verify_code("alice", code(1), ATTEMPT),
-                        lambda: mfa.signin.begin("alice", None, ATTEMPT),
+        for attempt in (lambda: verify_code(mfa.signin, "alice", code(1), ATTEMPT),
+                        lambda: begin(mfa.signin, "alice", None, ATTEMPT),
                         lambda: mfa.devices.list("alice"),
                         proxied.ping):
             with pytest.raises(Unavailable):
@@ -82,7 +83,7 @@ async def test_dropped_connection_fails_closed_and_recovers(pg_database: str, pg
         # Back again: the same Store instance reconnects by itself.
         proxy.restore()
         await proxied.ping()
-        result = await mfa.signin.verify_code("alice", code(1), ATTEMPT)
+        result = await verify_code(mfa.signin, "alice", code(1), ATTEMPT)
         assert result.accepted
         device = await direct.load_device(binding.device.id)
         assert device is not None and device.last_step == confirmed_step + 1

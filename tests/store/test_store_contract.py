@@ -30,6 +30,7 @@ from mfad.core.model import (
 from mfad.core.ports import AuditFilter, LimitChange, Store
 from mfad.core.signin import Attempt, Reason
 from mfad.store.migrations import latest_version, migrations
+from signin_calls import verify_code
 
 Opener = Callable[..., Awaitable[Store]]
 
@@ -343,7 +344,7 @@ async def test_fifty_concurrent_verifications_of_one_code_accept_once(mfa: Any, 
     alice = await enrol("alice")
     second = await mfa_factory(store=await store_opener())
     code = alice.code(1)
-    results = await asyncio.gather(*(m.signin.verify_code("alice", code, Attempt(protocol="test", source=None))
+    results = await asyncio.gather(*(verify_code(m.signin, "alice", code, Attempt(protocol="test", source=None))
                                      for m in [mfa, second] * 25))
     assert [r.accepted for r in results].count(True) == 1
     assert {r.reason for r in results if not r.accepted} == {Reason.REPLAY}
@@ -385,12 +386,12 @@ async def test_concurrent_failures_are_all_counted(mfa: Any, mfa_factory: Any, e
     codes = alice.wrong_codes()
     wrong = [next(codes) for _ in range(9)]
     attempt = Attempt(protocol="test")
-    results = await asyncio.gather(*(m.signin.verify_code("alice", c, attempt)
+    results = await asyncio.gather(*(verify_code(m.signin, "alice", c, attempt)
                                      for m, c in zip([mfa, second] * 5, wrong, strict=False)))
     assert not any(r.accepted for r in results)
     state = await mfa.store.load_limits(alice.user.id)
     assert (state.failures, state.total_failures, state.locked_until) == (9, 9, None)
-    await second.signin.verify_code("alice", next(codes), attempt)
+    await verify_code(second.signin, "alice", next(codes), attempt)
     assert (await mfa.store.load_limits(alice.user.id)).locked_until is not None
 
 

@@ -10,6 +10,7 @@ from mfad.config import LimitSettings
 from mfad.core.model import AuditEvent, Challenge, Method
 from mfad.core.retention import Retention
 from mfad.core.signin import Attempt, Reason
+from signin_calls import verify_code
 
 
 async def test_a_round_removes_full_buckets_old_challenges_and_audit_past_retention(
@@ -17,7 +18,7 @@ async def test_a_round_removes_full_buckets_old_challenges_and_audit_past_retent
     alice = await enrol("alice")
     now = clock.now()
     for i in range(3):  # three sources, each bucket drained once
-        await mfa.signin.verify_code("alice", next(alice.wrong_codes()), Attempt(protocol="t", source=f"s{i}"))
+        await verify_code(mfa.signin, "alice", next(alice.wrong_codes()), Attempt(protocol="t", source=f"s{i}"))
     await mfa.store.insert_challenge(Challenge(
         id_hash="old", user_id=alice.user.id, purpose="signin", methods=frozenset({Method.TOTP}),
         created_at=now - timedelta(hours=3), expires_at=now - timedelta(hours=2), tries_left=3,
@@ -34,9 +35,9 @@ async def test_a_round_removes_full_buckets_old_challenges_and_audit_past_retent
     assert await db.scalar("SELECT count(*) FROM source_buckets") == 0
     assert await db.scalar("SELECT count(*) FROM audit") == audit_rows - 1
     # A bucket that is gone is a full one: the next failure from that source starts at the burst.
-    await mfa.signin.verify_code("alice", next(alice.wrong_codes()), Attempt(protocol="t", source="s0"))
+    await verify_code(mfa.signin, "alice", next(alice.wrong_codes()), Attempt(protocol="t", source="s0"))
     assert await db.scalar("SELECT tokens FROM source_buckets") == 59
-    assert (await mfa.signin.verify_code("alice", alice.code(), Attempt(protocol="t", source="s0"))).reason \
+    assert (await verify_code(mfa.signin, "alice", alice.code(), Attempt(protocol="t", source="s0"))).reason \
         is Reason.ACCEPTED
 
 

@@ -58,7 +58,7 @@ class Relying:
 
     async def challenge(self, username: str) -> str:
         """A sign-in with the right password, up to the second factor: the challenge id."""
-        result = await self.mfa.signin.begin(username, PASSWORD, ATTEMPT)
+        result = await begin(self.mfa.signin, username, PASSWORD, ATTEMPT)
         assert result.outcome is Outcome.SECOND_FACTOR_REQUIRED, result
         assert result.challenge_id is not None
         return result.challenge_id
@@ -103,6 +103,7 @@ if str(_CLIENTS) not in sys.path:  # not installed (a bare PYTHONPATH=. run): us
     sys.path.insert(0, str(_CLIENTS))
 
 from mfad_client import MfadClient  # noqa: E402
+from signin_calls import begin
 
 
 @dataclass

@@ -16,6 +16,7 @@ from softauthn import SoftAuthenticator, b64u, dumps, unb64u
 from mfad.core.errors import NotFound
 from mfad.core.model import DeviceId, Method
 from mfad.core.signin import Outcome, Reason
+from signin_calls import begin as begin_sign_in
 
 
 async def test_options_allow_the_users_passkeys_with_uv_required(wa: Relying) -> None:
@@ -123,7 +124,7 @@ async def test_an_expired_ceremony_is_refused(wa: Relying) -> None:
     await wa.user("alice")
     auth = SoftAuthenticator()
     await wa.register("alice", auth)
-    result = await wa.mfa.signin.begin("alice", PASSWORD, ATTEMPT, challenge_ttl=900)
+    result = await begin_sign_in(wa.mfa.signin, "alice", PASSWORD, ATTEMPT, challenge_ttl=900)
     assert result.challenge_id is not None
     options = await wa.options(result.challenge_id)
     wa.clock.advance(301)  # the sign-in challenge lives on (900 s); the WebAuthn ceremony does not
@@ -200,10 +201,10 @@ async def test_unbinding_a_passkey_removes_its_credential(wa: Relying) -> None:
 
 async def test_a_user_with_only_a_passkey_gets_passkey_as_the_method(wa: Relying) -> None:
     await wa.user("alice")
-    begin = await wa.mfa.signin.begin("alice", PASSWORD, ATTEMPT)
+    begin = await begin_sign_in(wa.mfa.signin, "alice", PASSWORD, ATTEMPT)
     assert begin.outcome is Outcome.ENROLMENT_REQUIRED and Method.PASSKEY in begin.methods
     await wa.register("alice", SoftAuthenticator())
-    begin = await wa.mfa.signin.begin("alice", PASSWORD, ATTEMPT)
+    begin = await begin_sign_in(wa.mfa.signin, "alice", PASSWORD, ATTEMPT)
     assert begin.methods == frozenset({Method.PASSKEY})
 
 
@@ -215,7 +216,7 @@ async def test_remember_this_device_after_a_passkey(wa: Relying) -> None:
     cid = await wa.challenge("alice")
     result = await wa.complete(cid, auth.get(await wa.options(cid), ORIGIN), remember=True)
     assert result.accepted and result.remembered_token
-    again = await wa.mfa.signin.begin("alice", PASSWORD, ATTEMPT, remembered_token=result.remembered_token)
+    again = await begin_sign_in(wa.mfa.signin, "alice", PASSWORD, ATTEMPT, remembered_token=result.remembered_token)
     assert again.outcome is Outcome.ALLOWED
 
 
@@ -224,7 +225,7 @@ async def test_usernameless_sign_in_with_a_discoverable_credential(wa: Relying) 
     await wa.user("alice")
     auth = SoftAuthenticator()
     await wa.register("alice", auth)
-    begin = await wa.mfa.signin.begin("", None, ATTEMPT)
+    begin = await begin_sign_in(wa.mfa.signin, "", None, ATTEMPT)
     assert begin.outcome is Outcome.SECOND_FACTOR_REQUIRED and begin.user is None
     assert begin.methods == frozenset({Method.PASSKEY}) and begin.challenge_id
     o = await wa.options(begin.challenge_id)
@@ -242,7 +243,7 @@ async def test_usernameless_refusals_reveal_nothing(wa: Relying) -> None:
     stranger = SoftAuthenticator()
     stranger.create({"rp": {"id": "example.com"}, "user": {"id": b64u(b"x" * 32)}, "challenge": b64u(b"c" * 32),
                      "authenticatorSelection": {"residentKey": "required"}}, ORIGIN)
-    begin = await wa.mfa.signin.begin("", None, ATTEMPT)
+    begin = await begin_sign_in(wa.mfa.signin, "", None, ATTEMPT)
     assert begin.challenge_id is not None
     o = await wa.options(begin.challenge_id)
     unknown = await wa.complete(begin.challenge_id, stranger.get(o, ORIGIN))
@@ -259,7 +260,7 @@ async def test_usernameless_refusals_reveal_nothing(wa: Relying) -> None:
 
 async def test_usernameless_needs_passkeys_allowed(wa: Relying) -> None:
     await wa.mfa.policy.update(actor="admin", allowed_methods=frozenset({Method.TOTP}))
-    begin = await wa.mfa.signin.begin("", None, ATTEMPT)
+    begin = await begin_sign_in(wa.mfa.signin, "", None, ATTEMPT)
     assert begin.outcome is Outcome.REFUSED and begin.challenge_id is None
 
 
@@ -267,7 +268,7 @@ async def test_a_disabled_users_passkey_is_refused(wa: Relying) -> None:
     await wa.user("alice")
     auth = SoftAuthenticator()
     await wa.register("alice", auth)
-    begin = await wa.mfa.signin.begin("", None, ATTEMPT)
+    begin = await begin_sign_in(wa.mfa.signin, "", None, ATTEMPT)
     assert begin.challenge_id is not None
     o = await wa.options(begin.challenge_id)
     await wa.mfa.users.set_disabled("alice", True)

@@ -14,6 +14,7 @@ from mfad.core.errors import AlreadyExists, InvalidInput, PermissionDenied, Prec
 from mfad.core.model import Device, Method
 from mfad.core.signin import Reason
 from mfad.core.webauthn import RegistrationRefused
+from signin_calls import begin
 
 #: From the U2F raw message formats example (published vector C7): a valid P-256 point.
 C7_PUBLIC_KEY = bytes.fromhex(
@@ -121,7 +122,7 @@ async def test_upgrade_to_a_passkey_retires_the_u2f_key_in_one_transaction(wa: R
     assert upgraded[0].event.detail == f"retired={u2f.id} passkey={done.device.id}"
     assert wa.metric("mfad_webauthn_registrations_total", kind="upgrade", result="ok") == 1
     # The old U2F credential is refused from now on: no U2F method offered, unknown if forced.
-    begin_methods = (await wa.mfa.signin.begin("alice", PASSWORD, ATTEMPT)).methods
+    begin_methods = (await begin(wa.mfa.signin, "alice", PASSWORD, ATTEMPT)).methods
     assert Method.U2F not in begin_methods
     cid = await wa.challenge("alice")
     forged = old_key.get({"challenge": (await wa.options(cid))["challenge"], "rpId": "example.com",

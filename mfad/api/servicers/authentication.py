@@ -21,13 +21,9 @@ from mfad.api.servicers.base import attempt, strongest_first, user_agent, user_s
 from mfad.core.errors import InvalidInput, PermissionDenied
 from mfad.core.model import Method, Role
 from mfad.core.service import Mfa
-from mfad.core.signin import Outcome
+from mfad.core.signin import VOUCHED, Outcome, SignInRequest
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-#: Methods a code can be checked for in one call (VerifyCode); UNSPECIFIED means TOTP.
-_ONE_CALL_METHODS = frozenset({pb.METHOD_UNSPECIFIED, pb.METHOD_TOTP, pb.METHOD_RECOVERY})
-
 
 
 class AuthenticationServicer(pb_grpc.AuthenticationServicer):
@@ -86,11 +82,10 @@ class AuthenticationServicer(pb_grpc.AuthenticationServicer):
         return out
 
     async def VerifyCode(self, request: pb.VerifyCodeRequest, context: Context) -> pb.VerifyCodeResponse:
-        if request.method not in _ONE_CALL_METHODS:
-            raise InvalidInput("method", "only TOTP and recovery codes can be checked in one call")
-        method = Method.RECOVERY if request.method == pb.METHOD_RECOVERY else None
-        result = await self._mfa.signin.verify_code(request.username, request.code, attempt(request.client),
-                                                    method=method)
+        method = Method.TOTP if request.method == pb.METHOD_UNSPECIFIED else convert.method(request.method)
+        result = await self._mfa.signin.sign_in(SignInRequest(
+            username=request.username, first_factor=VOUCHED, code=request.code, method=method, code_required=True,
+            attempt=attempt(request.client)))
         return pb.VerifyCodeResponse(
             outcome=pb.VERIFY_OUTCOME_ACCEPTED if result.accepted else pb.VERIFY_OUTCOME_REFUSED)
 
