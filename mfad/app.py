@@ -22,7 +22,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from mfad.config import Config, parse_address
-from mfad.core.errors import SchemaError, Unavailable
+from mfad.core.errors import ConfigError, SchemaError, Unavailable
 from mfad.core.keyring import Keyring
 from mfad.core.ports import Store
 from mfad.core.retention import Retention
@@ -33,6 +33,7 @@ from mfad.mail.service import outbox_service
 from mfad.observability import systemd
 from mfad.observability.http import HealthState, MetricsHttpServer
 from mfad.observability.metrics import CorePrometheusMetrics, DaemonGauges, StorePrometheusMetrics
+from mfad.preflight import preflight
 from mfad.store import open_store
 from mfad.store.migrations import latest_version
 
@@ -161,6 +162,10 @@ async def serve(config: Config, *, reuse_port: bool = False) -> int:
     registry = CollectorRegistry()
     health = HealthState()
     try:
+        # Every check before anything is created, migrated or bound (what check-config runs).
+        report = await preflight(config)
+        if report.problems:
+            raise ConfigError(report.problems)
         async with contextlib.AsyncExitStack() as stack:
             mfa = await stack.enter_async_context(open_core(config, registry))
             gauges = DaemonGauges(registry, mfa.store.engine)

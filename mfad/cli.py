@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import mfad
-from mfad.config import Config, load_config
+from mfad.config import Config, find_config, load_config
 from mfad.core.errors import ConfigError, InvalidInput, MfadError, SchemaError, SecretsError, Unavailable
 from mfad.core.model import Role
 from mfad.importers import BadImportFile, add_import_arguments
@@ -30,8 +30,9 @@ log = logging.getLogger("mfad")
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", "-c", metavar="FILE", default=os.environ.get("MFAD_CONFIG"),
-                        help="TOML configuration file (default: $MFAD_CONFIG, else built-in defaults)")
+    common.add_argument("--config", "-c", metavar="FILE", default=None,
+                        help="TOML configuration file (default: $MFAD_CONFIG, else /etc/mfad/mfad.toml when it "
+                             "exists, else built-in defaults with paths relative to the working directory)")
     parser = argparse.ArgumentParser(prog="mfad", description="Second-factor authentication daemon.")
     parser.add_argument("--version", action="version", version=f"mfad {mfad.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -40,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=None,
                        help="RADIUS worker processes sharing the port (overrides radius.workers)")
     sub.add_parser("migrate", parents=[common], help="upgrade the database schema")
-    sub.add_parser("check-config", parents=[common], help="validate the configuration and exit")
+    sub.add_parser("check-config", parents=[common],
+                   help="run every check 'serve' runs (store read-only, key file, files, TLS, listeners) and exit")
 
     token = sub.add_parser("token", help="gRPC caller tokens").add_subparsers(dest="token_command", required=True)
     create = token.add_parser("create", parents=[common], help="create a caller token (printed once)")
@@ -68,23 +70,54 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    path = find_config(args.config)
     try:
-        config = load_config(args.config)
+        config = load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"mfad: config: {problem}", file=sys.stderr)
         return EXIT_USAGE
     setup_logging(config.logging.level, config.logging.format)
+    source = str(path) if path is not None else "built-in defaults"
     if args.command == "check-config":
-        print(f"configuration ok{f' ({args.config})' if args.config else ' (defaults)'}")
-        return EXIT_OK
+        return _check_config(config, source)
     if args.command == "serve":
         return _serve(config, args.workers)
     handlers: dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]] = {
         "migrate": _migrate, "rotate-key": _rotate_key, "import": _import}
     token_handlers = {"create": _token_create, "list": _token_list, "revoke": _token_revoke}
     handler = token_handlers[args.token_command] if args.command == "token" else handlers[args.command]
-    return _run(handler(config, args))
+    return _run(_offline(config, source, path is not None, args, handler))
+
+
+def _check_config(config: Config, source: str) -> int:
+    from mfad.preflight import preflight
+
+    report = asyncio.run(preflight(config, bind=True))
+    for problem in report.problems:
+        print(f"mfad: config: {problem}", file=sys.stderr)
+    if report.problems:
+        return EXIT_USAGE
+    state = "existing database" if report.existing else "no database yet: serve creates it"
+    print(f"configuration ok ({source}); store {report.store} ({state})")
+    return EXIT_OK
+
+
+async def _offline(config: Config, source: str, configured: bool, args: argparse.Namespace,
+                   handler: Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]) -> int:
+    """An offline command: say which store it works on, and run the pre-flight first, so
+    that a mistyped key file or a stray working directory never makes a new store or key."""
+    from mfad.preflight import preflight
+
+    report = await preflight(config, schema=args.command != "migrate")
+    print(f"mfad: store {report.store} (config: {source})", file=sys.stderr)
+    if not report.existing and not configured and args.command != "migrate":
+        print(f"mfad: no configuration file and no database at {report.store}: pass --config (or set "
+              "MFAD_CONFIG), or run from the directory 'mfad serve' runs in", file=sys.stderr)
+        return EXIT_USAGE
+    if report.problems:
+        raise ConfigError(report.problems)
+    return await handler(config, args)
 
 
 def _run(coro: Awaitable[int]) -> int:
@@ -94,7 +127,11 @@ def _run(coro: Awaitable[int]) -> int:
         for problem in exc.problems:
             print(f"mfad: import: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    except (SchemaError, SecretsError, ConfigError, InvalidInput) as exc:
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"mfad: config: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except (SchemaError, SecretsError, InvalidInput) as exc:
         print(f"mfad: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Unavailable as exc:
@@ -129,7 +166,11 @@ def _serve(config: Config, workers: int | None) -> int:
 def _guarded(runner: Callable[[Coroutine[Any, Any, int]], int], coro: Coroutine[Any, Any, int]) -> int:
     try:
         return runner(coro)
-    except (SchemaError, SecretsError, ConfigError) as exc:
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("refusing to start: %s", problem)
+        return EXIT_USAGE
+    except (SchemaError, SecretsError) as exc:
         log.error("%s", exc)
         return EXIT_USAGE
     except Unavailable as exc:

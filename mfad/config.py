@@ -410,24 +410,66 @@ def _type_name(tp: Any) -> str:
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, str(tp))
 
 
-def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """``MFAD_STORAGE_URL=...`` → {"storage": {"url": ...}}; values parse as TOML when they can."""
-    out: dict[str, dict[str, Any]] = {}
-    sections = {f.name for f in dataclasses.fields(Config)}
-    for name, text in env.items():
-        if not name.startswith("MFAD_"):
+#: ``MFAD_*`` variables that are not configuration: the file's own name, and what mfactl
+#: and the Python client read (they may well be set in the same shell). ``MFAD_TEST_*``
+#: belong to the test suite.
+CLIENT_VARIABLES = frozenset({"MFAD_CONFIG", "MFAD_ADDR", "MFAD_TOKEN", "MFAD_TLS_CA", "MFAD_TLS_CERT",
+                              "MFAD_TLS_KEY", "MFAD_TLS_SERVER_NAME"})
+
+
+@dataclass(slots=True)
+class _Environment:
+    """The ``MFAD_<SECTION>_<KEY>`` overrides, where each came from, and the variables refused."""
+
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``section.key`` → the variable that set it (to label the problems it causes).
+    origins: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def label(self, problem: str) -> str:
+        """``storage.nope: unknown key`` → ``environment MFAD_STORAGE_NOPE: storage.nope: unknown key``."""
+        for key_path, name in self.origins.items():
+            if problem.startswith((key_path + ":", key_path + ".", key_path + "[")):
+                return f"environment {name}: {problem}"
+        return problem
+
+
+def _env_overrides(env: Mapping[str, str], sections: Mapping[str, Any] | None = None) -> _Environment:
+    """``MFAD_STORAGE_URL=...`` → {"storage": {"url": ...}}; values parse as TOML when they can,
+    and a list key also takes comma-separated items (``MFAD_RADIUS_LISTEN=0.0.0.0:1812,[::]:1812``).
+    Any other ``MFAD_*`` variable is refused by name: a typo must not be silently ignored."""
+    out = _Environment()
+    sections = sections if sections is not None else {f.name: f.type for f in dataclasses.fields(Config)}
+    hints = typing.get_type_hints(Config)
+    for name, text in sorted(env.items()):
+        if not name.startswith("MFAD_") or name in CLIENT_VARIABLES or name.startswith("MFAD_TEST_"):
             continue
         rest = name[5:].lower()
-        section = next((s for s in sections if rest.startswith(s + "_")), None)
+        # The longest section name first: a section "radius_x" is not "radius" with key "x_...".
+        section = max((s for s in sections if rest.startswith(s + "_")), key=len, default=None)
         if section is None:
+            out.problems.append(f"environment {name}: unknown variable (no such section; sections: "
+                                f"{', '.join(sorted(sections))})")
             continue
         key = rest[len(section) + 1:]
         try:
             value: Any = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
             value = text
-        out.setdefault(section, {})[key] = value
+        if not isinstance(value, list) and _is_list_key(hints.get(section), _KEY_ALIASES.get(key, key)):
+            value = [item.strip() for item in text.split(",") if item.strip()]
+        out.values.setdefault(section, {})[key] = value
+        out.origins[f"{section}.{key}"] = name
     return out
+
+
+def _is_list_key(section_type: Any, key: str) -> bool:
+    if not dataclasses.is_dataclass(section_type):
+        return False
+    tp = typing.get_type_hints(section_type).get(key)
+    if typing.get_origin(tp) in (types.UnionType, typing.Union):
+        tp = next((a for a in typing.get_args(tp) if a is not type(None)), None)
+    return typing.get_origin(tp) is list and not dataclasses.is_dataclass(typing.get_args(tp)[0])
 
 
 def _read_secret_file(loader: _Loader, path: str, file_name: str) -> str | None:
@@ -569,8 +611,27 @@ def _validate_webauthn(loader: _Loader, w: WebauthnSettings) -> None:
             loader.fail("webauthn.attestation_roots_file", f"cannot read {roots}")
 
 
+#: Where ``mfad`` looks for its configuration after ``--config`` and ``$MFAD_CONFIG``.
+SYSTEM_CONFIG = Path("/etc/mfad/mfad.toml")
+
+
+def find_config(explicit: str | Path | None, env: Mapping[str, str] | None = None) -> Path | None:
+    """``--config``, then ``$MFAD_CONFIG``, then ``/etc/mfad/mfad.toml`` when it exists; None:
+    the built-in defaults (paths relative to the working directory)."""
+    env = os.environ if env is None else env
+    if explicit:
+        return Path(explicit)
+    if env.get("MFAD_CONFIG"):
+        return Path(env["MFAD_CONFIG"])
+    return SYSTEM_CONFIG if SYSTEM_CONFIG.is_file() else None
+
+
 def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:
-    """Read, validate and freeze the configuration. Raises ConfigError listing every problem."""
+    """Read, validate and freeze the configuration. Raises ConfigError listing every problem.
+
+    Relative paths (the SQLite database, the key file, TLS files, ``secret_file`` …) resolve
+    against the file's directory; without a file, against the working directory. The
+    result holds absolute paths only, so every command names the same files wherever it runs."""
     raw: dict[str, Any] = {}
     base_dir = Path.cwd()
     if path is not None:
@@ -584,19 +645,83 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
             raise ConfigError([f"{file}: cannot read: {exc}"]) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"{file}: not valid TOML: {exc}"]) from None
-    for section, values in _env_overrides(os.environ if env is None else env).items():
+    environment = _env_overrides(os.environ if env is None else env)
+    for section, values in environment.values.items():
         target = raw.setdefault(section, {})
         if isinstance(target, dict):
             target.update(values)
     loader = _Loader(base_dir)
+    loader.problems.extend(environment.problems)
     config = loader.section("", Config, raw)
     if config is not None:
         webauthn_raw = raw.get("webauthn")
         config = _validate(loader, config, origins_set=isinstance(webauthn_raw, dict) and "origins" in webauthn_raw)
+        config = _absolute_paths(_data_files(config, raw), base_dir)
+        _validate_listeners(loader, config)
     if loader.problems:
-        raise ConfigError(loader.problems)
+        raise ConfigError([environment.label(p) for p in loader.problems])
     assert isinstance(config, Config)
     return config
+
+
+def _absolute(base_dir: Path, value: str | None) -> str | None:
+    return value if value is None or Path(value).is_absolute() else str(base_dir / value)
+
+
+#: The keys that name files, per section: made absolute against the config file's directory.
+_FILE_KEYS = {"grpc": ("tls_cert", "tls_key", "client_ca"), "secrets": ("key_file",),
+              "portal": ("token_file", "tls_cert", "tls_key", "daemon_ca", "daemon_cert", "daemon_key")}
+
+
+def _absolute_files(section: str, settings: Any, base_dir: Path) -> Any:
+    keys = _FILE_KEYS[section]
+    return dataclasses.replace(settings, **{k: _absolute(base_dir, getattr(settings, k)) for k in keys})
+
+
+def _data_files(config: Config, raw: Mapping[str, Any]) -> Config:
+    """The key file and the portal's token file, when not set, live beside the SQLite
+    database (its directory is the data directory); with PostgreSQL, in ``mfad-data/`` of
+    the working directory."""
+    db = config.storage.url[len("sqlite:///"):] if config.storage.url.startswith("sqlite:///") else None
+
+    def unset(section: str, key: str) -> bool:
+        table = raw.get(section)
+        return not (isinstance(table, Mapping) and key in table)
+
+    def beside(name: str) -> str:
+        return str(Path(db).parent / name) if db is not None else str(Path.cwd() / DEFAULT_DATA_DIR / name)
+
+    secrets = config.secrets
+    if unset("secrets", "key_file"):
+        secrets = dataclasses.replace(secrets, key_file=beside("secrets.key"))
+    portal = config.portal
+    if unset("portal", "token_file"):
+        portal = dataclasses.replace(portal, token_file=beside("portal.token"))
+    return dataclasses.replace(config, secrets=secrets, portal=portal)
+
+
+def _absolute_paths(config: Config, base_dir: Path) -> Config:
+    """Every file name in the config, made absolute against ``base_dir``."""
+    storage = config.storage
+    if storage.url.startswith("sqlite:///") and not storage.url.startswith("sqlite:////"):
+        storage = dataclasses.replace(storage, url="sqlite:///" + str(base_dir / storage.url[len("sqlite:///"):]))
+    changes = {section: _absolute_files(section, getattr(config, section), base_dir) for section in _FILE_KEYS}
+    return dataclasses.replace(config, storage=storage, **changes)
+
+
+def _validate_listeners(loader: _Loader, config: Config) -> None:
+    """Without TLS, gRPC listens on loopback only (the bearer tokens would cross the network
+    in clear): refused here so that ``check-config`` says what ``serve`` would refuse."""
+    if config.grpc.tls_cert:
+        return
+    for address in config.grpc.listen:
+        try:
+            host, _ = parse_address(address)
+        except ValueError:
+            continue  # reported by the field check
+        if not is_loopback(host):
+            loader.fail("grpc.listen", f"{address} is not a loopback address; without TLS mfad listens on "
+                        "loopback only (set grpc.tls_cert and grpc.tls_key)")
 
 
 def load_portal_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> PortalSettings:
@@ -614,15 +739,18 @@ def load_portal_config(path: str | Path, *, env: Mapping[str, str] | None = None
         if key != "portal":
             loader.fail(key, "unknown key (this file holds only [portal])")
     section = dict(raw.get("portal", {})) if isinstance(raw.get("portal", {}), dict) else {}
-    section.update(_env_overrides(os.environ if env is None else env).get("portal", {}))
+    portal_env = {k: v for k, v in (os.environ if env is None else env).items() if k.startswith("MFAD_PORTAL_")}
+    environment = _env_overrides(portal_env, {"portal": PortalSettings})
+    section.update(environment.values.get("portal", {}))
     portal = loader.section("portal", PortalSettings, section)
     if portal is not None:
+        portal = _absolute_files("portal", portal, file.resolve().parent)
         if not portal.daemon_address:
             loader.fail("portal.daemon_address", "is required when the portal runs alone")
         _validate_portal(loader, portal, WebauthnSettings(origins=[portal.origin],
                                                           rp_id=urlsplit_host(portal.origin)), origins_set=False)
     if loader.problems:
-        raise ConfigError(loader.problems)
+        raise ConfigError([environment.label(p) for p in loader.problems])
     assert isinstance(portal, PortalSettings)
     return portal
 

@@ -47,7 +47,7 @@ async def portal_token(mfa: Mfa, path: Path) -> str:
         with contextlib.suppress(NotFound):
             await mfa.callers.revoke(name, actor=ACTOR)
         _, token = await mfa.callers.create(name, Role.PORTAL, actor=ACTOR)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(exist_ok=True, mode=0o700)  # its own directory at most (the pre-flight checked)
     partial = path.with_name(path.name + ".new")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -104,8 +104,14 @@ def pg_database() -> Iterator[str]:
 
 
 def test_check_config_accepts_defaults_and_the_example(tmp_path: Path) -> None:
-    assert mfad("check-config", cwd=tmp_path).returncode == 0
-    done = mfad("check-config", "--config", str(REPO / "mfad.example.toml"), cwd=tmp_path)
+    # Free ports: check-config binds every listener once, and the defaults may be taken here.
+    env = {"MFAD_RADIUS_LISTEN": f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}",
+           "MFAD_GRPC_LISTEN": f"127.0.0.1:{free_port()}", "MFAD_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+           "MFAD_PORTAL_LISTEN": f"127.0.0.1:{free_port()}"}
+    done = mfad("check-config", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert f"store sqlite {tmp_path}/mfad-data/mfad.db (no database yet: serve creates it)" in done.stdout
+    done = mfad("check-config", "--config", str(REPO / "mfad.example.toml"), cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
 
 
@@ -310,4 +316,4 @@ def test_serve_refuses_a_port_already_taken(tmp_path: Path) -> None:
         taken.listen()
         done = mfad("serve", "--config", str(cfg), cwd=tmp_path)
     assert done.returncode == 1
-    assert "Address already in use" in done.stderr
+    assert f"metrics.listen: cannot listen on 127.0.0.1:{ports['metrics']}: Address already in use" in done.stderr

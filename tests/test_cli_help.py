@@ -86,3 +86,21 @@ def test_bash_completion_completes_groups_commands_and_options(line: str, expect
                           text=True, timeout=60, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == expected
+
+
+def test_mfactl_names_the_walkthrough_pitfalls(tmp_path: Path) -> None:
+    """An empty MFAD_TOKEN (``export MFAD_TOKEN=$(mfad token create ...)`` after that command
+    failed) is a usage error, and an unreachable daemon is named with its address."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO / 'clients'}:{REPO}", "MFAD_ADDR": f"127.0.0.1:{port}"}
+    empty = subprocess.run([sys.executable, "-m", "mfad_client", "user", "list"], capture_output=True, text=True,
+                           timeout=60, env={**env, "MFAD_TOKEN": ""}, cwd=tmp_path)
+    assert empty.returncode == 2 and "MFAD_TOKEN is set but empty" in empty.stderr, empty
+    down = subprocess.run([sys.executable, "-m", "mfad_client", "user", "list"], capture_output=True, text=True,
+                          timeout=60, env={**env, "MFAD_TOKEN": "mfad_x"}, cwd=tmp_path)
+    assert down.returncode == 1, down
+    assert f"cannot reach mfad at 127.0.0.1:{port}" in down.stderr and "MFAD_ADDR" in down.stderr, down

@@ -798,6 +798,10 @@ def _client(a: argparse.Namespace, env: dict[str, str]) -> MfadClient:
             raise UsageError(f"--token-file: cannot read {token_file}: {exc}") from None
     else:
         token = env.get("MFAD_TOKEN") or None
+        if "MFAD_TOKEN" in env and token is None:
+            # export MFAD_TOKEN=$(mfad token create ...) leaves it empty when the command failed
+            raise UsageError("MFAD_TOKEN is set but empty: did 'mfad token create' fail (a name already "
+                             "taken, say)? Unset it or give it a token")
     files = {k: getattr(a, f"tls_{k}", None) or env.get(f"MFAD_TLS_{k.upper()}") for k in ("ca", "cert", "key")}
     server_name = getattr(a, "tls_server_name", None) or env.get("MFAD_TLS_SERVER_NAME") or None
     tls = None
@@ -858,7 +862,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.code is grpc.StatusCode.UNIMPLEMENTED:
             message = f"{a.group} {getattr(a, 'command', '')}: this mfad does not offer it yet ({exc.details})"
         elif exc.code is grpc.StatusCode.UNAVAILABLE:
-            message = f"cannot reach mfad or its store ({exc.details})"
+            address = getattr(a, "addr", None) or os.environ.get("MFAD_ADDR") or DEFAULT_ADDRESS
+            message = f"cannot reach mfad at {address} or its store ({exc.details}); mfad's gRPC address " \
+                      "comes from --addr or MFAD_ADDR"
         return _fail(out, exc.code.name, f"{exc.code.name}: {message}" if not out.json else message, status)
     except KeyboardInterrupt:
         return EXIT_FAILED

@@ -53,7 +53,10 @@ class PortalService:
         for address in self._settings.listen:
             host, port = parse_address(address)
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            sock = socket.create_server((host, port), family=family, reuse_port=False)
+            try:
+                sock = socket.create_server((host, port), family=family, reuse_port=False)
+            except OSError as exc:  # name the listener: "Address already in use" alone says not which
+                raise OSError(exc.errno, f"portal.listen: cannot listen on {address}: {exc.strerror}") from None
             sock.setblocking(False)
             self._sockets.append(sock)
             self.ports.append(sock.getsockname()[1])

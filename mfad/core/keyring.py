@@ -20,6 +20,8 @@ import hmac
 import os
 import secrets
 import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -36,6 +38,18 @@ _KID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 def aad_for(table: str, column: str, row_id: int | str) -> bytes:
     return f"{table}.{column}:{row_id}".encode()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeySample:
+    """A stored value that needs key ``kid``: ``sealed`` (opened to prove the key) or a keyed
+    hash (``sealed`` None: only the key's presence can be checked)."""
+
+    kid: str
+    table: str
+    column: str
+    row_id: int
+    sealed: str | None = None
 
 
 def _new_kid() -> str:
@@ -120,7 +134,10 @@ class Keyring:
         if not path.exists():
             if not create:
                 raise SecretsError(f"{path}: key file does not exist")
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                path.parent.mkdir(exist_ok=True, mode=0o700)  # its own directory at most, never a tree
+            except FileNotFoundError:
+                raise SecretsError(f"{path}: the directory {path.parent.parent} does not exist") from None
             _write_key_file(path, [(_new_kid(), secrets.token_bytes(_KEY_BYTES))])
         return cls(path, *cls._read(path))
 
@@ -205,6 +222,24 @@ class Keyring:
             return cipher.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], aad)
         except (binascii.Error, ValueError, InvalidTag):
             raise SecretsError("sealed value does not open (wrong key, wrong row or tampered)") from None
+
+    def unopened(self, samples: Iterable[KeySample]) -> list[str]:
+        """What this key file cannot open of the stored values, one line per key id: empty
+        when every key the database needs is here and opens what it sealed."""
+        problems: dict[str, str] = {}
+        for sample in samples:
+            if sample.kid in problems:
+                continue
+            where = f"{sample.table}.{sample.column} (row {sample.row_id} and maybe others)"
+            if sample.kid not in self._raw:
+                problems[sample.kid] = f"key {sample.kid!r}, used by {where}, is not in this key file"
+            elif sample.sealed is not None:
+                try:
+                    self.open_secret(sample.sealed, aad_for(sample.table, sample.column, sample.row_id))
+                except SecretsError:
+                    problems[sample.kid] = f"key {sample.kid!r} of this file does not open {where}: a different key " \
+                                           "with the same id"
+        return list(problems.values())
 
     def rotate(self) -> str:
         """Append a new sealing key to the file; older keys stay so everything still opens."""

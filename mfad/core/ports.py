@@ -30,6 +30,7 @@ from mfad.core.model import (
     UserId,
 )
 from mfad.core.credentials import WebauthnStore
+from mfad.core.keyring import KeySample
 from mfad.core.outbox import EmailStore
 from mfad.core.sessions import SessionStore
 
@@ -120,6 +121,10 @@ class SealedSecretStore(Protocol):
     async def load_sealed_secrets(self, not_kid: str, limit: int) -> list[tuple[DeviceId, str]]: ...
     async def update_sealed_secret(self, device_id: DeviceId, old: str, new: str) -> bool: ...
     async def count_sealed_by_kid(self) -> dict[str, int]: ...
+    async def load_key_samples(self) -> list[KeySample]:
+        """One stored value per (key id, table, column) in use: a sealed one when there is,
+        else a keyed hash (whose key can only be checked for presence)."""
+        ...
 
 
 class SignInStore(Protocol):

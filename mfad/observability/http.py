@@ -54,7 +54,11 @@ class MetricsHttpServer:
         return int(self._server.server_address[1])
 
     async def start(self) -> None:
-        self._server = ThreadingHTTPServer(self._address, self._handler)
+        try:
+            self._server = ThreadingHTTPServer(self._address, self._handler)
+        except OSError as exc:  # name the listener: "Address already in use" alone says not which
+            host, port = self._address
+            raise OSError(exc.errno, f"metrics.listen: cannot listen on {host}:{port}: {exc.strerror}") from None
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True).start()
 

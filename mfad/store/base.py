@@ -37,6 +37,7 @@ from mfad.core.model import (
     User,
     UserId,
 )
+from mfad.core.keyring import KeySample
 from mfad.core.ports import AuditFilter, LimitChange, RotateResult, Subject
 from mfad.store.email import EmailSql
 from mfad.store.radius import RadiusSql
@@ -551,6 +552,22 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql):
             kid = r["v"].partition(":")[0]
             counts[kid] = counts.get(kid, 0) + 1
         return counts
+
+    async def load_key_samples(self) -> list[KeySample]:
+        # Sealed values first, so that a key id is proven by opening something when it can be.
+        queries = (("devices", "sealed_secret", True, ""), ("email_outbox", "sealed_body", True, ""),
+                   ("email_codes", "code_mac", False, "AND state = 'live'"),
+                   ("recovery_codes", "code_mac", False, "AND used_at IS NULL"))
+        samples: dict[tuple[str, str, str], KeySample] = {}
+        async with self._timed("load_key_samples", write=False) as tx:
+            for table, column, sealed, live in queries:
+                rows = await tx.fetch(f"SELECT id, {column} AS v FROM {table} "  # noqa: S608 (names from above)
+                                      f"WHERE {column} IS NOT NULL AND {column} <> '' {live} ORDER BY id")
+                for r in rows:
+                    kid = r["v"].partition(":")[0]
+                    samples.setdefault((kid, table, column), KeySample(
+                        kid=kid, table=table, column=column, row_id=int(r["id"]), sealed=r["v"] if sealed else None))
+        return list(samples.values())
 
 
 def _caller_from(row: Row) -> CallerToken:

@@ -71,8 +71,10 @@ class PostgresStore(SqlStore):
 
     @classmethod
     async def open(cls, dsn: str, *, pool_size: int = 10, timeout: float = 5.0, schema: str | None = None,
-                   metrics: StoreMetrics | None = None) -> PostgresStore:
+                   metrics: StoreMetrics | None = None, readonly: bool = False) -> PostgresStore:
         settings = {"application_name": "mfad"}
+        if readonly:
+            settings["default_transaction_read_only"] = "on"
         if schema:
             settings["search_path"] = schema
         try:

@@ -220,17 +220,37 @@ class SqliteStore(SqlStore):
         """Batches committed (for tests and benchmarks: units / batches is the grouping)."""
 
     @classmethod
-    async def open(cls, path: str | Path, *, timeout: float = 5.0, metrics: StoreMetrics | None = None) -> SqliteStore:
+    async def open(cls, path: str | Path, *, timeout: float = 5.0, metrics: StoreMetrics | None = None,
+                   readonly: bool = False) -> SqliteStore:
+        """Open (creating the file, and its directory when that directory's parent exists);
+        ``readonly``: an existing database only, changing nothing (``mfad check-config``)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         loop = asyncio.get_running_loop()
         try:
+            if readonly:
+                if not path.is_file():
+                    raise Unavailable(f"sqlite: {path} does not exist")
+                reader = await loop.run_in_executor(None, cls._connect_readonly, path, timeout)
+                return cls(path, reader, reader, metrics, timeout=timeout)
+            # Only the database's own directory is made: a mistyped path fails, never a new tree.
+            path.parent.mkdir(exist_ok=True, mode=0o700)
             # The writer never waits inside SQLite: _begin_waiting retries BEGIN itself.
             writer = await loop.run_in_executor(None, cls._connect, path, timeout, 0)
             reader = await loop.run_in_executor(None, cls._connect, path, timeout, READER_BUSY_MS)
-        except sqlite3.Error as exc:
+        except FileNotFoundError as exc:
+            raise Unavailable(f"sqlite: cannot open {path}: the directory {path.parent.parent} does not exist") \
+                from exc
+        except (sqlite3.Error, OSError) as exc:
             raise Unavailable(f"sqlite: cannot open {path}: {exc}") from exc
         return cls(path, writer, reader, metrics, timeout=timeout)
+
+    @staticmethod
+    def _connect_readonly(path: Path, timeout: float) -> sqlite3.Connection:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                               timeout=timeout, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout={READER_BUSY_MS}")
+        return conn
 
     @staticmethod
     def _connect(path: Path, timeout: float, busy_ms: int) -> sqlite3.Connection:

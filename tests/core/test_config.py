@@ -31,8 +31,13 @@ def problems(path: Path | None, env: dict[str, str] | None = None) -> list[str]:
 
 def test_defaults_are_safe_without_a_file() -> None:
     config = load_config(None, env={})
-    assert config == Config()
-    assert config.storage.url.startswith("sqlite:///")
+    data = Path.cwd() / "mfad-data"  # without a file, relative paths are the working directory's
+    assert config.storage.url == f"sqlite:///{data}/mfad.db"
+    assert config.secrets.key_file == str(data / "secrets.key")
+    assert config.portal.token_file == str(data / "portal.token")
+    defaults = Config()
+    assert dataclasses.replace(config, storage=defaults.storage, secrets=defaults.secrets,
+                               portal=defaults.portal) == defaults
     assert config.radius.listen == ["127.0.0.1:1812"] and config.radius.require_message_authenticator
     assert config.grpc.listen == ["127.0.0.1:50051"] and config.metrics.listen == ["127.0.0.1:9812"]
     assert config.policy.mfa_required is MfaRequired.ALL and not config.policy.remember_device
@@ -204,7 +209,6 @@ max_failures = 7
         "MFAD_RADIUS_LISTEN": '["127.0.0.1:11812"]',
         "MFAD_POLICY_REMEMBER_DEVICE": "true",
         "MFAD_TOTP_ISSUER": "Plain words need no quotes",
-        "MFAD_UNRELATED": "ignored",
         "MFAD_TEST_POSTGRES_DSN": "postgresql://ignored",
         "OTHER_STORAGE_URL": "ignored",
     }
@@ -216,12 +220,63 @@ max_failures = 7
     assert config.totp.issuer == "Plain words need no quotes"
 
 
-def test_bad_environment_values_name_their_key() -> None:
+def test_bad_environment_values_name_their_variable_and_key() -> None:
     found = problems(None, env={"MFAD_LIMITS_MAX_FAILURES": "five", "MFAD_STORAGE_NOPE": "1",
                                 "MFAD_TOTP_PERIOD": "45"})
-    assert "limits.max_failures: must be an integer" in found
-    assert "storage.nope: unknown key" in found
-    assert "totp.period: must be one of 30, 60" in found
+    assert "environment MFAD_LIMITS_MAX_FAILURES: limits.max_failures: must be an integer" in found
+    assert "environment MFAD_STORAGE_NOPE: storage.nope: unknown key" in found
+    assert "environment MFAD_TOTP_PERIOD: totp.period: must be one of 30, 60" in found
+
+
+def test_unknown_mfad_variables_are_refused_by_name() -> None:
+    found = problems(None, env={"MFAD_NOSUCH_KEY": "1", "MFAD_RADIUSLISTEN": "x",
+                                # mfactl's and the test suite's own variables are not configuration
+                                "MFAD_ADDR": "127.0.0.1:1", "MFAD_TOKEN": "t", "MFAD_TLS_CA": "/x",
+                                "MFAD_CONFIG": "/x", "MFAD_TEST_POSTGRES_DSN": "postgresql://x"})
+    assert len(found) == 2
+    assert found[0].startswith("environment MFAD_NOSUCH_KEY: unknown variable")
+    assert found[1].startswith("environment MFAD_RADIUSLISTEN: unknown variable")
+
+
+def test_list_keys_from_the_environment_as_toml_or_comma_separated() -> None:
+    config = load_config(None, env={"MFAD_RADIUS_LISTEN": "127.0.0.1:11812, [::1]:11812",
+                                    "MFAD_GRPC_LISTEN": '["127.0.0.1:15051"]',
+                                    "MFAD_POLICY_ALLOWED_METHODS": "totp,passkey",
+                                    "MFAD_PORTAL_TRUSTED_PROXIES": "10.0.0.0/8"})
+    assert config.radius.listen == ["127.0.0.1:11812", "[::1]:11812"]
+    assert config.grpc.listen == ["127.0.0.1:15051"]
+    assert [m.value for m in config.policy.allowed_methods] == ["totp", "passkey"]
+    assert config.portal.trusted_proxies == ["10.0.0.0/8"]
+    found = problems(None, env={"MFAD_RADIUS_LISTEN": "127.0.0.1:11812,nonsense"})
+    assert found == ["environment MFAD_RADIUS_LISTEN: radius.listen: 'nonsense': must be host:port"]
+
+
+def test_relative_paths_resolve_against_the_config_files_directory(tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    path = write(etc, """
+[storage]
+url = "sqlite:///data/mfad.db"
+[secrets]
+key_file = "data/secrets.key"
+[portal]
+token_file = "portal.token"
+""")
+    config = load_config(path, env={})
+    assert config.storage.url == f"sqlite:///{etc}/data/mfad.db"
+    assert config.secrets.key_file == str(etc / "data" / "secrets.key")
+    assert config.portal.token_file == str(etc / "portal.token")
+    absolute = write(etc, 'storage.url = "sqlite:////srv/mfad.db"\n', "abs.toml")
+    config = load_config(absolute, env={})
+    assert config.storage.url == "sqlite:////srv/mfad.db"
+    # Unset, the key file and the portal's token live beside the database (the data directory).
+    assert (config.secrets.key_file, config.portal.token_file) == ("/srv/secrets.key", "/srv/portal.token")
+
+
+def test_grpc_off_loopback_without_tls_is_a_config_error() -> None:
+    found = problems(None, env={"MFAD_GRPC_LISTEN": "0.0.0.0:50051"})
+    assert found == ["environment MFAD_GRPC_LISTEN: grpc.listen: 0.0.0.0:50051 is not a loopback address; "
+                     "without TLS mfad listens on loopback only (set grpc.tls_cert and grpc.tls_key)"]
 
 
 @pytest.mark.parametrize(("text", "why"), [

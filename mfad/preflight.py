@@ -1,0 +1,178 @@
+"""The pre-flight: every check ``mfad serve`` makes before it starts, made without changing anything.
+
+Guarantee: ``mfad check-config`` and ``mfad serve`` run the same checks, so a configuration
+that passes ``check-config`` is not refused by ``serve`` for one of these reasons, and
+``serve`` refuses before it creates, migrates or binds anything. The store is opened
+read-only; the key file must open what the database sealed (a mistyped ``secrets.key_file``
+would otherwise make a new key and fail every verification); the files and directories the
+daemon will write must be there (mfad creates the database's own directory and nothing
+else); TLS files must load; with ``bind``, every listener is bound once and released. Each
+problem is named by its key, all of them at once.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote
+
+from mfad.config import Config, parse_address
+from mfad.core.errors import SecretsError, Unavailable
+from mfad.core.keyring import Keyring
+from mfad.store import open_store
+from mfad.store.migrations import latest_version
+
+
+@dataclass(slots=True)
+class Report:
+    """What the pre-flight found: the problems (``key: reason``) and which store it looked at."""
+
+    store: str
+    problems: list[str] = field(default_factory=list)
+    #: The database exists and has a schema (False: ``serve`` will create it).
+    existing: bool = False
+
+
+def sqlite_path(config: Config) -> Path | None:
+    url = config.storage.url
+    return Path(unquote(url[len("sqlite:///"):])) if url.startswith("sqlite:///") else None
+
+
+def describe_store(config: Config) -> str:
+    """The store in words, never with a password: ``sqlite /var/lib/mfad/mfad.db``."""
+    path = sqlite_path(config)
+    if path is not None:
+        return f"sqlite {path}"
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(config.storage.url)
+    host = parts.hostname or "localhost"
+    user = f"{parts.username}@" if parts.username else ""
+    return f"postgres {user}{host}{f':{parts.port}' if parts.port else ''}{parts.path or ''}"
+
+
+async def preflight(config: Config, *, bind: bool = False, schema: bool = True) -> Report:
+    """Check ``config`` against this machine and its store. ``schema``: an older schema is
+    a problem unless ``storage.auto_migrate`` (not for ``mfad migrate``); ``bind``: try
+    every listener. Raises nothing for what it finds; ``Unavailable`` only when a
+    PostgreSQL store cannot be reached and ``bind`` is off (``serve`` fails as before)."""
+    report = Report(store=describe_store(config))
+    problems = report.problems
+    _directories(config, problems)
+    keyring = _keyring(config, problems)
+    samples = []
+    try:
+        store = await open_store(config.storage, readonly=True)
+    except Unavailable as exc:
+        if sqlite_path(config) is not None:
+            store = None  # no database yet: serve makes a fresh one (and, with it, a new key)
+        elif bind:
+            problems.append(f"storage.url: {exc}")
+            store = None
+        else:
+            raise
+    if store is not None:
+        try:
+            current = await store.schema_version()
+            report.existing = current > 0
+            known = latest_version(store.engine)
+            if current > known:
+                problems.append(f"storage.url: the database schema is v{current}, newer than this mfad "
+                                f"knows (v{known}); upgrade mfad")
+            elif 0 < current < known and schema and not config.storage.auto_migrate:
+                problems.append(f"storage.url: the database schema is v{current}, this mfad needs v{known}: "
+                                "run 'mfad migrate' (or set storage.auto_migrate = true)")
+            if current > 0:
+                samples = await store.load_key_samples()
+        except Unavailable as exc:
+            problems.append(f"storage.url: {exc}")
+        finally:
+            await store.aclose()
+    key_file = Path(config.secrets.key_file)
+    if samples and keyring is None and not key_file.exists():
+        kids = ", ".join(sorted({s.kid for s in samples}))
+        problems.append(f"secrets.key_file: {key_file} does not exist, but the database ({report.store}) holds "
+                        f"values sealed with key(s) {kids}: a new key would open none of them — point "
+                        "secrets.key_file at the key file that goes with this database")
+    elif keyring is not None:
+        for reason in keyring.unopened(samples):
+            problems.append(f"secrets.key_file: {key_file} cannot open what the database ({report.store}) "
+                            f"sealed: {reason}")
+    _tls(config, problems)
+    if bind:
+        problems.extend(_unbindable(config))
+    return report
+
+
+def _directories(config: Config, problems: list[str]) -> None:
+    """mfad creates only the SQLite database's own directory (when its parent exists);
+    every other file it writes must go into an existing directory or that one."""
+    db = sqlite_path(config)
+    data_dir = db.parent if db is not None else None
+    if data_dir is not None and not data_dir.is_dir() and not data_dir.parent.is_dir():
+        problems.append(f"storage.url: the directory {data_dir.parent} does not exist (mfad creates only the "
+                        f"database's own directory, {data_dir})")
+    writes = [("secrets.key_file", Path(config.secrets.key_file))]
+    if config.portal.enabled and config.grpc.listen:
+        writes.append(("portal.token_file", Path(config.portal.token_file)))
+    for key, file in writes:
+        if not file.exists() and not file.parent.is_dir() and file.parent != data_dir:
+            problems.append(f"{key}: the directory {file.parent} does not exist")
+
+
+def _keyring(config: Config, problems: list[str]) -> Keyring | None:
+    path = Path(config.secrets.key_file)
+    if not path.exists():
+        return None
+    try:
+        return Keyring.open(path, create=False)
+    except SecretsError as exc:
+        problems.append(f"secrets.key_file: {exc}")
+        return None
+
+
+def _tls(config: Config, problems: list[str]) -> None:
+    pairs = [("grpc", config.grpc.tls_cert, config.grpc.tls_key)]
+    if config.portal.enabled:
+        pairs.append(("portal", config.portal.tls_cert, config.portal.tls_key))
+    for section, cert, key in pairs:
+        if cert and key:
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+            except (OSError, ssl.SSLError) as exc:
+                problems.append(f"{section}.tls_cert: cannot load {cert} with {key}: "
+                                f"{getattr(exc, 'strerror', None) or exc}")
+    if config.grpc.client_ca:
+        try:
+            ssl.create_default_context(cafile=config.grpc.client_ca)
+        except (OSError, ssl.SSLError) as exc:
+            problems.append(f"grpc.client_ca: cannot load {config.grpc.client_ca}: "
+                            f"{getattr(exc, 'strerror', None) or exc}")
+
+
+def listeners(config: Config) -> Iterator[tuple[str, str, int]]:
+    """(key, address, socket type) of every listener ``serve`` opens."""
+    yield from (("radius.listen", a, socket.SOCK_DGRAM) for a in config.radius.listen)
+    yield from (("grpc.listen", a, socket.SOCK_STREAM) for a in config.grpc.listen)
+    yield from (("metrics.listen", a, socket.SOCK_STREAM) for a in config.metrics.listen[:1])
+    if config.portal.enabled and config.grpc.listen:
+        yield from (("portal.listen", a, socket.SOCK_STREAM) for a in config.portal.listen)
+
+
+def _unbindable(config: Config) -> list[str]:
+    problems = []
+    for key, address, kind in listeners(config):
+        host, port = parse_address(address)
+        try:
+            infos = socket.getaddrinfo(host or None, port, type=kind, flags=socket.AI_PASSIVE)
+            family, _, _, _, sockaddr = infos[0]
+            with socket.socket(family, kind) as sock:
+                if kind == socket.SOCK_STREAM:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+                sock.bind(sockaddr)
+        except OSError as exc:
+            problems.append(f"{key}: cannot listen on {address}: {exc.strerror or exc}")
+    return problems

@@ -1,0 +1,205 @@
+"""The pre-flight, run as real ``mfad`` subprocesses: ``check-config`` finds what ``serve``
+would refuse, and ``serve`` refuses it before it creates, migrates or binds anything."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_cli import REPO, free_port, mfad, pg_database, write_config  # noqa: F401 (pg_database: a fresh database per test)
+
+
+def _seal_a_device(cfg: Path) -> None:
+    """A user with a confirmed TOTP device: the database now holds a value sealed by the key."""
+    from mfad.app import open_core
+    from mfad.config import load_config
+    from mfad.core import totp
+
+    async def bind() -> None:
+        async with open_core(load_config(cfg, env={})) as mfa:
+            await mfa.users.create("alice", "pw-0123456789abc")
+            binding = await mfa.devices.begin_totp("alice")
+            key = base64.b32decode(binding.secret_base32)
+            await mfa.devices.confirm_totp("alice", binding.device.id, totp.hotp(key, totp.step_at(mfa.clock.now(), 30)))
+
+    asyncio.run(bind())
+
+
+def _set_key_file(cfg: Path, key_file: Path) -> None:
+    text = cfg.read_text()
+    start = text.index('key_file = "')
+    end = text.index('"', start + len('key_file = "'))
+    cfg.write_text(text[:start] + f'key_file = "{key_file}' + text[end:])
+
+
+def _storage_url(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if engine == "sqlite":
+        return f"sqlite:///{tmp_path}/mfad.db"
+    return str(request.getfixturevalue("pg_database"))
+
+
+def _schema_and_callers(engine: str, url: str) -> tuple[int, int]:
+    """(schema version, caller tokens) straight from the database."""
+    if engine == "sqlite":
+        db = sqlite3.connect(url[len("sqlite:///"):])
+        try:
+            return (db.execute("SELECT max(version) FROM mfad_schema").fetchone()[0],
+                    db.execute("SELECT count(*) FROM caller_tokens").fetchone()[0])
+        finally:
+            db.close()
+    import asyncpg
+
+    async def read() -> tuple[int, int]:
+        conn = await asyncpg.connect(url)
+        try:
+            return (await conn.fetchval("SELECT max(version) FROM mfad_schema"),
+                    await conn.fetchval("SELECT count(*) FROM caller_tokens"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_a_mistyped_key_file_is_refused_never_replaced(engine: str, tmp_path: Path,
+                                                       request: pytest.FixtureRequest) -> None:
+    cfg = tmp_path / "mfad.toml"
+    url = _storage_url(engine, tmp_path, request)
+    write_config(cfg, url)
+    _seal_a_device(cfg)
+    before = _schema_and_callers(engine, url)
+    typo = tmp_path / "secret.key"  # the real one is secrets.key
+    _set_key_file(cfg, typo)
+
+    check = mfad("check-config", "--config", str(cfg), cwd=tmp_path)
+    assert check.returncode == 2
+    assert f"secrets.key_file: {typo} does not exist, but the database" in check.stderr
+    assert "a new key would open none of them" in check.stderr
+    served = mfad("serve", "--config", str(cfg), cwd=tmp_path)
+    assert served.returncode == 2
+    assert f"refusing to start: secrets.key_file: {typo} does not exist" in served.stderr
+    token = mfad("token", "create", "ops", "--role", "admin", "--config", str(cfg), cwd=tmp_path)
+    assert token.returncode == 2 and "secrets.key_file" in token.stderr
+    assert not typo.exists()  # no new key was made
+    assert _schema_and_callers(engine, url) == before  # nothing was written
+
+    # A key file that exists but holds another key: the stored secret does not open.
+    other = tmp_path / "other.key"
+    other.write_text(f"{_kid(tmp_path / 'secrets.key')} {base64.b64encode(secrets.token_bytes(32)).decode()}\n")
+    other.chmod(0o600)
+    _set_key_file(cfg, other)
+    check = mfad("check-config", "--config", str(cfg), cwd=tmp_path)
+    assert check.returncode == 2
+    assert f"secrets.key_file: {other} cannot open what the database" in check.stderr
+    assert "devices.sealed_secret" in check.stderr
+    assert mfad("serve", "--config", str(cfg), cwd=tmp_path).returncode == 2
+
+    _set_key_file(cfg, tmp_path / "secrets.key")  # the right one: all good
+    check = mfad("check-config", "--config", str(cfg), cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    assert "(existing database)" in check.stdout
+
+
+def _kid(path: Path) -> str:
+    return next(line.split()[0] for line in path.read_text().splitlines() if line and not line.startswith("#"))
+
+
+@pytest.mark.slow
+def test_check_config_reports_what_serve_refuses_all_at_once(tmp_path: Path) -> None:
+    cfg = tmp_path / "mfad.toml"
+    ports = write_config(cfg, f"sqlite:///{tmp_path}/nonexistent/dir/mfad.db")
+    key = tmp_path / "secrets.key"
+    key.write_text(f"k1 {base64.b64encode(secrets.token_bytes(32)).decode()}\n")
+    key.chmod(0o644)
+    text = cfg.read_text().replace(f'listen = ["127.0.0.1:{ports["grpc"]}"]', 'listen = ["0.0.0.0:50051"]')
+    cfg.write_text(text)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", ports["radius"]))
+        check = mfad("check-config", "--config", str(cfg), cwd=tmp_path)
+    assert check.returncode == 2
+    problems = [line.removeprefix("mfad: config: ") for line in check.stderr.splitlines()]
+    # The configuration's own rule first, reported alone: the address is wrong whatever the machine.
+    assert problems == ["grpc.listen: 0.0.0.0:50051 is not a loopback address; without TLS mfad listens on "
+                        "loopback only (set grpc.tls_cert and grpc.tls_key)"]
+    assert mfad("serve", "--config", str(cfg), cwd=tmp_path).returncode == 2
+
+    cfg.write_text(text.replace('listen = ["0.0.0.0:50051"]', f'listen = ["127.0.0.1:{ports["grpc"]}"]'))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", ports["radius"]))
+        check = mfad("check-config", "--config", str(cfg), cwd=tmp_path)
+    assert check.returncode == 2
+    assert f"storage.url: the directory {tmp_path}/nonexistent does not exist" in check.stderr
+    assert f"secrets.key_file: {key}: key file is readable by others (mode 644); chmod 600 it" in check.stderr
+    assert f"radius.listen: cannot listen on 127.0.0.1:{ports['radius']}: Address already in use" in check.stderr
+
+    served = mfad("serve", "--config", str(cfg), cwd=tmp_path)
+    assert served.returncode == 2
+    assert "refusing to start: storage.url: the directory" in served.stderr
+    assert "refusing to start: secrets.key_file" in served.stderr
+    assert not (tmp_path / "nonexistent").exists()  # no directory made on the way
+
+
+@pytest.mark.slow
+def test_offline_commands_name_their_store_and_refuse_a_stray_directory(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    elsewhere = tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    env = {"MFAD_GRPC_LISTEN": f"127.0.0.1:{free_port()}"}
+    assert mfad("migrate", cwd=home, env=env).returncode == 0
+    made = mfad("token", "create", "ops", "--role", "admin", cwd=home, env=env)
+    assert made.returncode == 0, made.stderr
+    assert f"mfad: store sqlite {home}/mfad-data/mfad.db (config: built-in defaults)" in made.stderr
+    stray = mfad("token", "create", "ops2", "--role", "admin", cwd=elsewhere, env=env)
+    assert stray.returncode == 2
+    assert f"no configuration file and no database at sqlite {elsewhere}/mfad-data/mfad.db" in stray.stderr
+    assert not (elsewhere / "mfad-data").exists()
+
+
+@pytest.mark.slow
+def test_the_config_is_found_in_etc_mfad(tmp_path: Path) -> None:
+    """In a mount namespace whose /etc holds mfad/mfad.toml (the rest of /etc as it is), mfad
+    run from any directory without --config uses that file, and its relative paths."""
+    root = tmp_path / "etc"
+    (root / "mfad").mkdir(parents=True)
+    real = tmp_path / "real-etc"
+    real.mkdir()
+    data = tmp_path / "var"
+    (root / "mfad" / "mfad.toml").write_text(f"""
+[storage]
+url = "sqlite:///{data}/mfad.db"
+[secrets]
+key_file = "keys/secrets.key"
+[grpc]
+listen = ["127.0.0.1:{free_port()}"]
+""")
+    (root / "mfad" / "keys").mkdir()
+    script = f"""
+set -e
+mount --bind /etc {real}
+for f in {real}/* {real}/.[!.]*; do [ -e "$f" ] && ln -s "$f" {root}/; done
+mount --bind {root} /etc
+cd {tmp_path}
+{sys.executable} -m mfad migrate
+{sys.executable} -m mfad token create ops --role admin
+{sys.executable} -m mfad check-config
+"""
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("MFAD_")} |
+                          {"PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert f"mfad: store sqlite {data}/mfad.db (config: /etc/mfad/mfad.toml)" in done.stderr
+    assert "configuration ok (/etc/mfad/mfad.toml)" in done.stdout
+    assert (root / "mfad" / "keys" / "secrets.key").exists()  # relative to the file's directory
+    assert not (tmp_path / "mfad-data").exists()
