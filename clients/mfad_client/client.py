@@ -319,8 +319,10 @@ class Enrollment:
                              session=session)
         return _device_list(m.devices)
 
-    async def generate_recovery_codes(self, session: str) -> t.RecoveryCodes:
-        m = await self._call(self._stub.GenerateRecoveryCodes, pb.GenerateRecoveryCodesRequest(), session=session)
+    async def generate_recovery_codes(self, session: str, client: t.ClientInfo | None = None) -> t.RecoveryCodes:
+        """A new set replacing the old one (needs a fresh second factor: FailedPrecondition otherwise)."""
+        m = await self._call(self._stub.GenerateRecoveryCodes, pb.GenerateRecoveryCodesRequest(
+            client=_client(client)), session=session)
         return t.RecoveryCodes(codes=tuple(m.codes), status=_recovery(m.status))
 
     async def recovery_status(self, session: str) -> t.RecoveryStatus:
