@@ -91,7 +91,7 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
 def _user_lines(u: t.User) -> list[str]:
     return [f"user:       {u.username}", f"id:         {u.id}", f"disabled:   {_yes(u.disabled)}",
             f"password:   {'set' if u.has_password else 'none (the NAS checks it)'}",
-            f"created:    {_when(u.created_at)}"]
+            f"created:    {_when(u.created_at)}", f"role:       {u.role or 'none'}"]
 
 
 def _device_lines(listing: t.DeviceList) -> list[str]:
@@ -237,6 +237,13 @@ async def user_set_password(c: MfadClient, a: argparse.Namespace, out: Output) -
     revoked = await c.admin.set_password(a.username, _read_password(sys.stdin))
     out.emit({"username": a.username, "remembered_revoked": revoked},
              f"{a.username}: password set; {revoked} remembered device(s) revoked")
+    return EXIT_OK
+
+
+async def user_role(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    role = None if a.role == "none" else t.StaffRole(a.role)
+    user = await c.admin.set_role(a.username, role)
+    out.emit(user, f"{user.username}: console role {user.role or 'none'}")
     return EXIT_OK
 
 
@@ -680,6 +687,9 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     p.add_argument("username")
     p.add_argument("--yes", action="store_true", help="really delete (required: there is no undo)")
     p.add_argument("--reason", help="why, for the audit log")
+    p = command(users, "role", user_role, "give a user a console role (admin, helpdesk, auditor) or take it (none)")
+    p.add_argument("username")
+    p.add_argument("role", choices=[*(r.value for r in t.StaffRole), "none"])
     p = command(users, "set-password", user_set_password, "set a user's password (revokes remembered devices)")
     p.add_argument("username")
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")

@@ -45,6 +45,9 @@ _STEP_UP = {pb.STEP_UP_OUTCOME_VERIFIED: t.StepUpOutcome.VERIFIED,
             pb.STEP_UP_OUTCOME_REFUSED: t.StepUpOutcome.REFUSED}
 _ROLE = {t.Role.ADMIN: pb.ROLE_ADMIN, t.Role.SERVICE: pb.ROLE_SERVICE, t.Role.PORTAL: pb.ROLE_PORTAL}
 _ROLE_BACK = {v: k for k, v in _ROLE.items()}
+_STAFF_ROLE = {t.StaffRole.ADMIN: pb.USER_ROLE_ADMIN, t.StaffRole.HELPDESK: pb.USER_ROLE_HELPDESK,
+               t.StaffRole.AUDITOR: pb.USER_ROLE_AUDITOR}
+_STAFF_ROLE_BACK = {v: k for k, v in _STAFF_ROLE.items()}
 _MFA = {t.MfaRequired.ALL: pb.MFA_REQUIRED_ALL, t.MfaRequired.ENROLLED: pb.MFA_REQUIRED_ENROLLED,
         t.MfaRequired.OFF: pb.MFA_REQUIRED_OFF}
 _MFA_BACK = {v: k for k, v in _MFA.items()}
@@ -93,7 +96,7 @@ def _methods(values: Iterable[int]) -> tuple[t.Method, ...]:
 
 def _user(m: pb.User) -> t.User:
     return t.User(id=m.id, username=m.username, disabled=m.disabled, has_password=m.has_password,
-                  created_at=_time(m.created_at, m.HasField("created_at")))
+                  created_at=_time(m.created_at, m.HasField("created_at")), role=_STAFF_ROLE_BACK.get(m.role))
 
 
 def _device(m: pb.Device) -> t.Device:
@@ -319,8 +322,10 @@ class Enrollment:
                              session=session)
         return _device_list(m.devices)
 
-    async def generate_recovery_codes(self, session: str) -> t.RecoveryCodes:
-        m = await self._call(self._stub.GenerateRecoveryCodes, pb.GenerateRecoveryCodesRequest(), session=session)
+    async def generate_recovery_codes(self, session: str, client: t.ClientInfo | None = None) -> t.RecoveryCodes:
+        """A new set replacing the old one (needs a fresh second factor: FailedPrecondition otherwise)."""
+        m = await self._call(self._stub.GenerateRecoveryCodes, pb.GenerateRecoveryCodesRequest(
+            client=_client(client)), session=session)
         return t.RecoveryCodes(codes=tuple(m.codes), status=_recovery(m.status))
 
     async def recovery_status(self, session: str) -> t.RecoveryStatus:
@@ -382,11 +387,29 @@ class Enrollment:
 
 
 class Admin:
-    """Administration (admin callers only)."""
+    """Administration: as an admin caller, or (``MfadClient.admin_as``) as a portal caller for
+    the console user whose session each call carries (their role decides)."""
 
-    def __init__(self, stub: pb_grpc.AdminStub, calls: _Calls) -> None:
+    def __init__(self, stub: pb_grpc.AdminStub, calls: _Calls, session: str | None = None) -> None:
         self._stub = stub
-        self._call = calls
+        self._calls = calls
+        self._session = session
+
+    async def _call(self, rpc: Callable[..., Awaitable[R]], request: Any) -> R:
+        return await self._calls(rpc, request, session=self._session)
+
+    # console users
+    async def console_access(self) -> t.ConsoleAccess:
+        """The session user's role and what it allows (for ``admin_as`` facades)."""
+        m = await self._call(self._stub.GetConsoleAccess, pb.GetConsoleAccessRequest())
+        return t.ConsoleAccess(username=m.username, role=_STAFF_ROLE_BACK.get(m.role),
+                               permissions=frozenset(m.permissions))
+
+    async def set_role(self, username: str, role: t.StaffRole | None) -> t.User:
+        """Give a console role, or take it away (None)."""
+        m = await self._call(self._stub.SetUserRole, pb.SetUserRoleRequest(
+            username=username, role=_STAFF_ROLE[role] if role else pb.USER_ROLE_UNSPECIFIED))
+        return _user(m.user)
 
     # users
     async def create_user(self, username: str, password: str | None = None) -> t.User:
@@ -554,10 +577,15 @@ class MfadClient:
                 options.append(("grpc.ssl_target_name_override", tls.server_name))
             self._channel = grpc.aio.secure_channel(address, tls.credentials(), options=options)
         calls = _Calls(token, timeout)
+        self._calls = calls
         self.address = address
         self.auth = Authentication(pb_grpc.AuthenticationStub(self._channel), calls)
         self.enrollment = Enrollment(pb_grpc.EnrollmentStub(self._channel), calls)
         self.admin = Admin(pb_grpc.AdminStub(self._channel), calls)
+
+    def admin_as(self, session: str) -> Admin:
+        """Admin calls made for the console user signed in with ``session`` (portal callers)."""
+        return Admin(pb_grpc.AdminStub(self._channel), self._calls, session)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> MfadClient:

@@ -52,6 +52,14 @@ class Role(StrEnum):
     PORTAL = "portal"
 
 
+class StaffRole(StrEnum):
+    """A user's console role (admin: everything; helpdesk: users and lost devices; auditor: read-only)."""
+
+    ADMIN = "admin"
+    HELPDESK = "helpdesk"
+    AUDITOR = "auditor"
+
+
 class MfaRequired(StrEnum):
     ALL = "all"
     ENROLLED = "enrolled"
@@ -78,6 +86,20 @@ class User:
     disabled: bool
     has_password: bool
     created_at: datetime | None
+    #: The console role (None: an ordinary user).
+    role: StaffRole | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsoleAccess:
+    """The console as a signed-in user may see it: their role and what it allows."""
+
+    username: str
+    role: StaffRole | None
+    permissions: frozenset[str]
+
+    def may(self, permission: str) -> bool:
+        return permission in self.permissions
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -71,6 +71,7 @@ _BY_OPERATION: dict[tuple[str, Code], Said] = {
         N_("The key was not upgraded. It keeps working as a security key."), 400),
     ("remove", Code.FAILED_PRECONDITION): Said(
         N_("This device cannot be removed now. Your administrator may require it."), 409),
+    ("recovery", Code.PERMISSION_DENIED): Said(N_("Your administrator does not allow recovery codes."), 403),
     ("step_up", Code.INVALID_ARGUMENT): Said(STEP_UP_REFUSED, 400),
     ("step_up", Code.FAILED_PRECONDITION): Said(STEP_UP_REFUSED, 400),
 }

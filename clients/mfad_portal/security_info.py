@@ -1,23 +1,26 @@
 """The Security Information page: the signed-in user's passkeys, virtual MFA device, security
-email, U2F keys and remembered devices — bind, remove, upgrade, revoke.
+email, U2F keys, recovery codes and remembered devices — bind, remove, upgrade, generate, revoke.
 
 mfad decides what may be done (``self_service``, the methods allowed, the re-auth window
-for removals); the page shows the answer. Removing a device asks mfad first: when mfad
-wants a fresh second factor (FAILED_PRECONDITION), the page asks for one inline
-(VerifySensitive with the session) and then removes the device.
+for removals and new recovery codes); the page shows the answer. Removing a device and
+making new recovery codes ask mfad first: when mfad wants a fresh second factor
+(FAILED_PRECONDITION), the page asks for one inline (:mod:`mfad_portal.step_up`) and
+then does it. New recovery codes are shown once, in that one answer, with *Download*
+(a text file made in the page, no second request) and *Print*; the portal keeps no copy.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mfad_client import ClientError, FailedPrecondition, Method, StepUpOutcome
+from mfad_client import ClientError, FailedPrecondition, Method
 from mfad_client import types as t
-from mfad_portal import messages
+from mfad_portal import step_up
 from mfad_portal.i18n import N_
 from mfad_portal.signin import (
     begin_totp,
@@ -28,7 +31,7 @@ from mfad_portal.signin import (
 from mfad_portal.web import BadRequest, Ctx, Portal, view
 
 HOME = "/security"
-STEP_UP_OPERATION = "unbind_device"
+RECOVERY = "/security/recovery"
 
 
 def routes(portal: Portal) -> list[Route]:
@@ -46,10 +49,9 @@ def routes(portal: Portal) -> list[Route]:
         r("/security/u2f/options", "security_u2f_options", upgrade_options),
         r("/security/u2f", "security_u2f", upgrade),
         r("/security/devices/remove", "security_remove", remove),
-        r("/security/step-up", "security_step_up", step_up_code),
-        r("/security/step-up/email", "security_step_up_email", step_up_email),
-        r("/security/step-up/passkey/options", "security_step_up_options", step_up_passkey_options),
-        r("/security/step-up/passkey", "security_step_up_passkey", step_up_passkey),
+        r(RECOVERY, "security_recovery", show_recovery, "GET"),
+        r(RECOVERY, "security_recovery_new", new_recovery_codes),
+        *step_up.routes(portal),
         r("/security/remembered/revoke", "security_revoke", revoke_one),
         r("/security/remembered/revoke-all", "security_revoke_all", revoke_all),
     ]
@@ -69,6 +71,7 @@ async def page(ctx: Ctx, error: str = "", status: int = 200) -> Response:
     enrollment = ctx.portal.client.enrollment
     try:
         seen = await enrollment.devices(token(ctx))
+        recovery = await enrollment.recovery_status(token(ctx))
         remembered: tuple[t.RememberedDevice, ...] = ()
         if seen.self_service:
             remembered = await enrollment.list_remembered(token(ctx))
@@ -81,7 +84,7 @@ async def page(ctx: Ctx, error: str = "", status: int = 200) -> Response:
     return ctx.render("security.html", status=status, error=error, manage=seen.self_service,
                       allowed=[m.value for m in seen.allowed_methods], lockout_risk=seen.listing.lockout_risk,
                       passkeys=by_method["passkey"], totp=by_method["totp"], email=by_method["email"],
-                      u2f=by_method["u2f"], remembered=remembered,
+                      u2f=by_method["u2f"], remembered=remembered, recovery=recovery,
                       passkey_begin="/security/passkey/options", passkey_finish="/security/passkey")
 
 
@@ -178,103 +181,64 @@ async def remove(ctx: Ctx) -> Response:
     device_id = await ctx.field("device_id")
     if not device_id:
         raise BadRequest(400)
-    ctx.session.pending["remove"] = device_id
-    return await removal(ctx, asked_for_step_up=False)
+    return await step_up.begin(ctx, "remove", device_id=device_id)
 
 
-async def removal(ctx: Ctx, *, asked_for_step_up: bool) -> Response:
-    device_id = ctx.session.pending.get("remove")
-    if device_id is None:
-        raise BadRequest(400)
+async def removal(ctx: Ctx, asked_for_step_up: bool) -> Response:
+    device_id = step_up.waiting(ctx)["device_id"]
     try:
         await ctx.portal.client.enrollment.unbind(token(ctx), device_id, client=ctx.client_info())
     except FailedPrecondition as exc:
         if asked_for_step_up:
             return await failed(ctx, "remove", exc)
-        return await step_up_page(ctx)
+        return await step_up.page(ctx)
     except ClientError as exc:
         return await failed(ctx, "remove", exc)
-    ctx.session.pending.pop("remove", None)
-    ctx.session.pending.pop("step_up", None)
+    step_up.done(ctx)
     if ctx.wants_json:
         ctx.session.flash = N_("The device is removed.")
         return JSONResponse({"redirect": HOME})
     return ctx.redirect(HOME, N_("The device is removed."))
 
 
-async def step_up_page(ctx: Ctx, error: str = "", status: int = 200) -> Response:
-    """How the user may confirm it is them: the methods of their active devices."""
+# --- recovery codes ----------------------------------------------------------------------------
+async def show_recovery(ctx: Ctx) -> Response:
+    """The page that offers a new set (where a passkey step-up comes back to)."""
+    return ctx.render("recovery.html")
+
+
+async def new_recovery_codes(ctx: Ctx) -> Response:
+    return await step_up.begin(ctx, "recovery")
+
+
+async def generation(ctx: Ctx, asked_for_step_up: bool) -> Response:
+    step_up.waiting(ctx)
+    if ctx.wants_json:  # after a passkey step-up: codes are shown on a page of their own, not in JSON
+        step_up.done(ctx)
+        ctx.session.flash = N_("It is you. Now make your new recovery codes.")
+        return JSONResponse({"redirect": RECOVERY})
     try:
-        seen = await ctx.portal.client.enrollment.devices(token(ctx))
+        made = await ctx.portal.client.enrollment.generate_recovery_codes(token(ctx), client=ctx.client_info())
+    except FailedPrecondition as exc:
+        if asked_for_step_up:
+            return await failed(ctx, "recovery", exc)
+        return await step_up.page(ctx)
     except ClientError as exc:
-        return await failed(ctx, "remove", exc)
-    methods = {d.method.value for d in seen.listing.devices
-               if d.method is not None and d.state is t.DeviceState.ACTIVE and d.method in seen.allowed_methods}
-    step_up = ctx.session.pending.get("step_up", {})
-    return ctx.render("step_up.html", status=status, error=error, methods=methods,
-                      masked_email=step_up.get("masked", ""))
+        return await failed(ctx, "recovery", exc)
+    step_up.done(ctx)
+    # Shown once: the codes are in this answer only (no-store), never kept in the session.
+    text = ctx.t(N_("Recovery codes for %(user)s. Each code works once."), user=ctx.session.username)
+    download = "\n".join([text, "", *made.codes, ""])
+    return ctx.render("recovery_codes.html", codes=made.codes, status_left=made.status,
+                      download="data:text/plain;charset=utf-8," + quote(download),
+                      filename=f"mfad-recovery-codes-{ctx.session.username}.txt")
 
 
-async def step_up_code(ctx: Ctx) -> Response:
-    method = await ctx.field("method")
-    if method not in ("totp", "email") or "remove" not in ctx.session.pending:
-        raise BadRequest(400)
-    challenge_id = ctx.session.pending.get("step_up", {}).get("challenge", "") if method == "email" else ""
-    try:
-        answer = await ctx.portal.client.auth.verify_sensitive(
-            operation=STEP_UP_OPERATION, session=token(ctx), method=Method(method), challenge_id=challenge_id,
-            code=(await ctx.field("code")).strip(), client=ctx.client_info())
-    except ClientError as exc:
-        return await ctx.failure("step_up", exc, page=lambda text, status: step_up_page(ctx, text, status))
-    if answer.outcome is not StepUpOutcome.VERIFIED:
-        return await step_up_page(ctx, messages.STEP_UP_REFUSED)
-    return await removal(ctx, asked_for_step_up=True)
-
-
-async def step_up_email(ctx: Ctx) -> Response:
-    if "remove" not in ctx.session.pending:
-        raise BadRequest(400)
-    try:
-        answer = await ctx.portal.client.auth.verify_sensitive(
-            operation=STEP_UP_OPERATION, session=token(ctx), method=Method.EMAIL, client=ctx.client_info())
-    except ClientError as exc:
-        return await ctx.failure("step_up", exc, page=lambda text, status: step_up_page(ctx, text, status))
-    if answer.challenge is None:
-        return await step_up_page(ctx, messages.STEP_UP_REFUSED)
-    ctx.session.pending["step_up"] = {"challenge": answer.challenge.challenge_id,
-                                      "masked": answer.challenge.masked_email}
-    return await step_up_page(ctx)
-
-
-async def step_up_passkey_options(ctx: Ctx) -> Response:
-    method = str((await ctx.json()).get("method", ""))
-    if method not in ("passkey", "u2f") or "remove" not in ctx.session.pending:
-        raise BadRequest(400)
-    try:
-        answer = await ctx.portal.client.auth.verify_sensitive(
-            operation=STEP_UP_OPERATION, session=token(ctx), method=Method(method), client=ctx.client_info())
-    except ClientError as exc:
-        return await ctx.failure("step_up", exc)
-    if answer.challenge is None:
-        return JSONResponse({"error": ctx.t(messages.STEP_UP_REFUSED)}, status_code=400)
-    ctx.session.pending["step_up"] = {"challenge": answer.challenge.challenge_id, "method": method}
-    return JSONResponse({"options": json.loads(answer.challenge.request_options_json)})
-
-
-async def step_up_passkey(ctx: Ctx) -> Response:
-    pending = ctx.session.pending.get("step_up", {})
-    credential = (await ctx.json()).get("credential")
-    if "challenge" not in pending or "method" not in pending or not isinstance(credential, dict):
-        raise BadRequest(400)
-    try:
-        answer = await ctx.portal.client.auth.verify_sensitive(
-            operation=STEP_UP_OPERATION, session=token(ctx), method=Method(pending["method"]),
-            challenge_id=pending["challenge"], assertion_json=json.dumps(credential), client=ctx.client_info())
-    except ClientError as exc:
-        return await ctx.failure("step_up", exc)
-    if answer.outcome is not StepUpOutcome.VERIFIED:
-        return JSONResponse({"error": ctx.t(messages.STEP_UP_REFUSED)}, status_code=400)
-    return await removal(ctx, asked_for_step_up=True)
+step_up.register("remove", step_up.Sensitive(
+    operation="unbind_device", why=N_("Removing a device needs a fresh second step."), cancel=HOME, run=removal))
+step_up.register("recovery", step_up.Sensitive(
+    operation="recovery_codes", why=N_("New recovery codes need a fresh second step."), cancel=HOME,
+    run=generation))
 
 
 # --- remembered devices ------------------------------------------------------------------------

@@ -4,8 +4,10 @@ Guarantee: a caller is identified only by a bearer token that the core
 resolves, or by the subject CN of a client certificate that the TLS layer
 verified against the configured client CA and that the configuration maps to a
 role; nothing else (no peer address, no unverified certificate field) counts.
-Each RPC is allowed by exactly one table, :data:`ROLE_SERVICES`; health and
-reflection are the only services open without credentials. Tokens are never
+Each RPC is allowed by exactly one table, :data:`ROLE_SERVICES` — or, for a call
+made on behalf of a signed-in user, :data:`ON_BEHALF_SERVICES`, after which the
+core checks that user's console role; health and reflection are the only
+services open without credentials. Tokens are never
 logged or kept beyond the call.
 """
 
@@ -51,6 +53,13 @@ ROLE_SERVICES: Mapping[Role, frozenset[str]] = {
 
 #: Services whose every call acts for a signed-in end user (SESSION_METADATA).
 SESSION_SERVICES: frozenset[str] = frozenset({ENROLLMENT_SERVICE})
+
+#: Services a role may call only on behalf of a signed-in user (SESSION_METADATA on every
+#: call): the portal's console. The servicer then checks that user's console role per call;
+#: without a session the call is refused here (PERMISSION_DENIED).
+ON_BEHALF_SERVICES: Mapping[Role, frozenset[str]] = {
+    Role.PORTAL: frozenset({ADMIN_SERVICE}),
+}
 
 #: Tokens mfad issues are URL-safe base64 of 32 random bytes plus a short
 #: prefix; 256 visible ASCII characters leaves room and bounds the lookup.
@@ -102,6 +111,11 @@ def service_of(method: str) -> str:
 
 def may_call(role: Role, service: str) -> bool:
     return role is Role.ADMIN or service in ROLE_SERVICES.get(role, frozenset())
+
+
+def may_call_on_behalf(role: Role, service: str) -> bool:
+    """Whether ``role`` may call ``service`` for a signed-in user (whose role then decides)."""
+    return service in ON_BEHALF_SERVICES.get(role, frozenset())
 
 
 def bearer_token(values: list[str]) -> str | None:

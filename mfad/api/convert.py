@@ -29,6 +29,7 @@ from mfad.core.model import (
     Policy,
     RememberedDevice,
     Role,
+    StaffRole,
     User,
 )
 from mfad.core.ports import RecoverySet
@@ -67,6 +68,13 @@ ROLE_TO_PB: Mapping[Role, pb.Role] = {
     Role.PORTAL: pb.ROLE_PORTAL,
 }
 ROLE_FROM_PB: Mapping[int, Role] = {v: k for k, v in ROLE_TO_PB.items()}
+
+STAFF_ROLE_TO_PB: Mapping[StaffRole, pb.UserRole] = {
+    StaffRole.ADMIN: pb.USER_ROLE_ADMIN,
+    StaffRole.HELPDESK: pb.USER_ROLE_HELPDESK,
+    StaffRole.AUDITOR: pb.USER_ROLE_AUDITOR,
+}
+STAFF_ROLE_FROM_PB: Mapping[int, StaffRole] = {v: k for k, v in STAFF_ROLE_TO_PB.items()}
 
 MFA_REQUIRED_TO_PB: Mapping[MfaRequired, pb.MfaRequired] = {
     MfaRequired.ALL: pb.MFA_REQUIRED_ALL,
@@ -113,6 +121,16 @@ def role(value: int, field: str = "role") -> Role:
     found = ROLE_FROM_PB.get(value)
     if found is None:
         raise InvalidInput(field, "must be ROLE_ADMIN, ROLE_SERVICE or ROLE_PORTAL")
+    return found
+
+
+def staff_role(value: int, field: str = "role") -> StaffRole | None:
+    """A user's console role; USER_ROLE_UNSPECIFIED is None (no role)."""
+    if value == pb.USER_ROLE_UNSPECIFIED:
+        return None
+    found = STAFF_ROLE_FROM_PB.get(value)
+    if found is None:
+        raise InvalidInput(field, "must be USER_ROLE_UNSPECIFIED, USER_ROLE_ADMIN, USER_ROLE_HELPDESK or USER_ROLE_AUDITOR")
     return found
 
 
@@ -169,7 +187,8 @@ def totp_provisioning(binding: TotpBinding, *, issuer: str, account: str) -> pb.
 
 def user(u: User) -> pb.User:
     return pb.User(id=str(u.id), username=u.username, disabled=u.disabled, has_password=u.has_password,
-                   created_at=timestamp(u.created_at))
+                   created_at=timestamp(u.created_at),
+                   role=STAFF_ROLE_TO_PB[u.role] if u.role else pb.USER_ROLE_UNSPECIFIED)
 
 
 def policy(p: Policy) -> pb.Policy:

@@ -2,8 +2,9 @@
 
 Guarantee: no servicer code runs for an mfad.v1 call unless its caller was
 authenticated (bearer token resolved by the core, or a verified and mapped
-client certificate) and the role table allows the service; Enrollment calls
-also need a well-formed ``x-mfad-session`` (which the core then checks).
+client certificate) and the role table allows the service; Enrollment calls,
+and Admin calls a portal makes for a console user, also need a well-formed
+``x-mfad-session`` (which the core then checks, with that user's role).
 Every such call is counted once in the metrics with its final status code; an
 exception escaping a servicer becomes a status code through the one table in
 :mod:`mfad.api.errors`, never a stack trace on the wire. Credentials are never
@@ -36,6 +37,7 @@ from mfad.api.auth import (
     bind_caller,
     certificate_caller,
     may_call,
+    may_call_on_behalf,
     service_of,
     session_token,
     unbind_caller,
@@ -197,7 +199,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         if caller is None:
             log.debug("grpc %s: caller not authenticated", call.method)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
-        if not may_call(caller.role, call.service):
+        on_behalf = may_call_on_behalf(caller.role, call.service)
+        if on_behalf and session_token(call.session) is None:
+            log.info("grpc %s: caller %s (%s) called without a user session", call.method, caller.name, caller.role)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"role {caller.role} may call {call.service} only for a signed-in user with a "
+                                f"console role ({SESSION_METADATA})")
+        if not (on_behalf or may_call(caller.role, call.service)):
             log.info("grpc %s: caller %s (%s) may not call it", call.method, caller.name, caller.role)
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED, f"role {caller.role} may not call {call.service}"

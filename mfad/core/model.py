@@ -57,6 +57,14 @@ class Role(StrEnum):
     PORTAL = "portal"
 
 
+class StaffRole(StrEnum):
+    """What a user may do in the administrators' console (their own session calls Admin)."""
+
+    ADMIN = "admin"
+    HELPDESK = "helpdesk"
+    AUDITOR = "auditor"
+
+
 class HashAlgorithm(StrEnum):
     SHA1 = "SHA1"
     SHA256 = "SHA256"
@@ -70,6 +78,8 @@ class User:
     disabled: bool
     created_at: datetime
     password_hash: str | None = field(default=None, repr=False)
+    #: A console role (None: an ordinary user).
+    role: StaffRole | None = None
 
     @property
     def has_password(self) -> bool:

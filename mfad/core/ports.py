@@ -25,6 +25,7 @@ from mfad.core.model import (
     Policy,
     RememberedDevice,
     Role,
+    StaffRole,
     TotpParams,
     User,
     UserId,
@@ -90,6 +91,8 @@ class UserStore(Protocol):
                               audit: Sequence[AuditEvent]) -> None: ...
     async def update_user_disabled(self, user_id: UserId, disabled: bool, now: datetime,
                                    audit: Sequence[AuditEvent]) -> None: ...
+    async def update_user_role(self, user_id: UserId, role: StaffRole | None, now: datetime,
+                               audit: Sequence[AuditEvent]) -> User: ...
     async def delete_user(self, user_id: UserId, now: datetime, audit: Sequence[AuditEvent]) -> None: ...
 
 

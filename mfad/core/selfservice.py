@@ -218,7 +218,7 @@ class SelfService:
         """Who steps up: the session's user (the session must be a full one), or ``username``."""
         if token is None:
             return None, username
-        session = await self._resolve(token, caller)
+        session = await self.resolve(token, caller)
         if session.scope is not SessionScope.FULL:
             raise PermissionDenied("an enrolment session cannot step up: sign in again")
         if username and username != session.username:
@@ -242,7 +242,7 @@ class SelfService:
     # --- sessions --------------------------------------------------------------------------
     async def authorize(self, token: str | None, caller: str, use: Use) -> UserSession:
         """The live session ``token`` names, if it may be used for ``use`` now."""
-        session = await self._resolve(token, caller)
+        session = await self.resolve(token, caller)
         policy = await self._policy.current()
         if session.scope is SessionScope.ENROLMENT:
             if use is Use.MANAGE:
@@ -267,7 +267,7 @@ class SelfService:
 
     async def end(self, token: str | None, caller: str, attempt: Attempt) -> None:
         """Sign-out: the session's token is refused from now on."""
-        session = await self._resolve(token, caller)
+        session = await self.resolve(token, caller)
         await self._store.delete_session(session.id_hash, self._clock.now(), [AuditEvent(
             event="session_ended", outcome="ok", user_id=session.user_id, username=session.username,
             protocol=attempt.protocol, source=attempt.source, actor=caller, detail=f"scope={session.scope}")])
@@ -285,7 +285,7 @@ class SelfService:
         await self._store.delete_session(session.id_hash, self._clock.now(), [])
         return issued
 
-    async def _resolve(self, token: str | None, caller: str) -> UserSession:
+    async def resolve(self, token: str | None, caller: str) -> UserSession:
         if token is None or not is_token_shaped(token):
             raise Unauthenticated(SESSION_REFUSED)
         session = await self._store.load_session(token_hash(token))
@@ -324,7 +324,7 @@ class SelfService:
         device = await self._devices.confirm_totp(session.username, device_id, code, actor=SELF_ACTOR)
         return device, await self._devices.list(session.username)
 
-    async def _fresh_second_factor(self, session: UserSession, doing: str) -> datetime:
+    async def fresh_second_factor(self, session: UserSession, doing: str) -> datetime:
         """When the session's second factor was given, if recent enough for a sensitive change."""
         window = (await self._policy.current()).sensitive_reauth_seconds
         at = session.second_factor_at
@@ -334,14 +334,14 @@ class SelfService:
         return at
 
     async def unbind(self, session: UserSession, device_id: DeviceId) -> DeviceListing:
-        at = await self._fresh_second_factor(session, "unbinding")
+        at = await self.fresh_second_factor(session, "unbinding")
         await self._devices.unbind(session.username, device_id, actor=SELF_ACTOR, as_admin=False,
                                    second_factor_at=at)
         return await self._devices.list(session.username)
 
     async def generate_recovery_codes(self, session: UserSession, attempt: Attempt) -> RecoveryCodes:
         """A new set of recovery codes (replacing the old one): a sensitive change."""
-        await self._fresh_second_factor(session, "generating recovery codes")
+        await self.fresh_second_factor(session, "generating recovery codes")
         return await self._recovery.generate(session.username, attempt, actor=SELF_ACTOR)
 
     async def recovery_status(self, session: UserSession) -> RecoverySet | None:

@@ -24,6 +24,7 @@ from mfad.core.recovery import RecoveryService, RecoveryVerifier
 from mfad.core.selfservice import SelfService
 from mfad.core.settings import CoreSettings
 from mfad.core.signin import SignInService
+from mfad.core.staff import StaffService
 from mfad.core.users import UserService
 from mfad.core.webauthn import PasskeyVerifier, U2fVerifier, WebauthnMetrics, WebauthnService
 
@@ -64,6 +65,7 @@ class Mfa:
                                        devices=self.devices, recovery=self.recovery,
                                        session_ttl_seconds=settings.session_ttl_seconds)
         self.admin = AdminService(store=store, clock=self.clock, users=self.users, devices=self.devices)
+        self.staff = StaffService(store=store, clock=self.clock, users=self.users, selfservice=self.selfservice)
 
     async def start(self) -> None:
         await self.policy.seed()

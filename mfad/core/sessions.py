@@ -22,7 +22,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from mfad.core.model import AuditEvent, UserId
+from mfad.core.model import AuditEvent, StaffRole, UserId
 
 TOKEN_PREFIX = "mfs1_"
 #: Well above a generated token (5 + 43 characters); bounds the hash input.
@@ -49,6 +49,8 @@ class UserSession:
     expires_at: datetime
     #: When the user last completed a second factor in this session (None: never).
     second_factor_at: datetime | None = None
+    #: Filled in by the store when the session is loaded: the user's console role now.
+    role: StaffRole | None = None
 
 
 def new_token() -> tuple[str, str]:

@@ -33,6 +33,7 @@ from mfad.core.model import (
     Policy,
     RememberedDevice,
     Role,
+    StaffRole,
     TotpParams,
     User,
     UserId,
@@ -127,6 +128,18 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql):
                 await self._delete_user_sessions(tx, user_id)
             await self._audit(tx, now, audit)
 
+    async def update_user_role(self, user_id: UserId, role: StaffRole | None, now: datetime,
+                               audit: Sequence[AuditEvent]) -> User:
+        """Give (or, with None, take) a console role; the user's sessions keep working for
+        self-service, and every Admin call checks the role anew."""
+        async with self._timed("update_user_role", write=True) as tx:
+            row = await tx.fetchrow(f"UPDATE users SET role = $2, updated_at = $3 WHERE id = $1 RETURNING {USER_COLUMNS}",
+                                    user_id, role.value if role else None, now.timestamp())
+            if row is None:
+                raise NotFound("user")
+            await self._audit(tx, now, audit)
+        return user_from(row)
+
     async def delete_user(self, user_id: UserId, now: datetime, audit: Sequence[AuditEvent]) -> None:
         """The user and everything that hangs off them (devices, codes, challenges, remembered
         devices, sessions, counters: ON DELETE CASCADE); the audit rows stay (no foreign key)."""
@@ -143,7 +156,7 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql):
         by = "u.id = $1" if isinstance(user, int) else "u.username = $1"
         async with self._timed("load_subject", write=False) as tx:
             row = await tx.fetchrow((
-                "SELECT u.id, u.username, u.password_hash, u.disabled, u.created_at, "
+                "SELECT u.id, u.username, u.password_hash, u.disabled, u.created_at, u.role, "
                 "l.failures, l.total_failures, l.lockouts, l.locked_until, l.hard_locked, l.last_wrong_hash, "
                 "s.failures AS s_failures, s.blocked_until AS s_blocked_until, "
                 "b.tokens AS b_tokens, b.updated_at AS b_updated_at "

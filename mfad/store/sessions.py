@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from mfad.core.model import AuditEvent, UserId
+from mfad.core.model import AuditEvent, StaffRole, UserId
 from mfad.core.sessions import SessionScope, UserSession
 from mfad.store.sql import SqlParts, Tx
 
-_COLUMNS = "s.id_hash, s.user_id, u.username, s.scope, s.caller, s.created_at, s.expires_at, s.second_factor_at"
+_COLUMNS = ("s.id_hash, s.user_id, u.username, u.role, s.scope, s.caller, s.created_at, s.expires_at, "
+            "s.second_factor_at")
 
 
 def _dt(value: float | None) -> datetime | None:
@@ -27,7 +28,8 @@ def _session_from(row: Any) -> UserSession:
                        scope=SessionScope(row["scope"]), caller=row["caller"],
                        created_at=datetime.fromtimestamp(row["created_at"], UTC),
                        expires_at=datetime.fromtimestamp(row["expires_at"], UTC),
-                       second_factor_at=_dt(row["second_factor_at"]))
+                       second_factor_at=_dt(row["second_factor_at"]),
+                       role=StaffRole(row["role"]) if row["role"] else None)
 
 
 class SessionSql(SqlParts):

@@ -27,6 +27,7 @@ from mfad.core.model import (
     LimitState,
     Method,
     RememberedDevice,
+    StaffRole,
     TotpParams,
     User,
     UserId,
@@ -57,7 +58,7 @@ def dt_req(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
-USER_COLUMNS = "id, username, password_hash, disabled, created_at"
+USER_COLUMNS = "id, username, password_hash, disabled, created_at, role"
 DEVICE_COLUMNS = ("id, user_id, method, name, state, created_at, confirmed_at, last_used_at, expires_at, "
                   "sealed_secret, digits, period, algorithm, last_step, drift, data")
 CHALLENGE_COLUMNS = "id_hash, user_id, purpose, methods, created_at, expires_at, tries_left, source, protocol, consumed"
@@ -69,7 +70,8 @@ INSERT_AUDIT = ("INSERT INTO audit (at, event, outcome, user_id, username, metho
 
 def user_from(row: Row) -> User:
     return User(id=UserId(row["id"]), username=row["username"], disabled=bool(row["disabled"]),
-                created_at=dt_req(row["created_at"]), password_hash=row["password_hash"])
+                created_at=dt_req(row["created_at"]), password_hash=row["password_hash"],
+                role=StaffRole(row["role"]) if row["role"] else None)
 
 
 def device_from(row: Row) -> Device:

@@ -85,7 +85,9 @@ async def test_service_token_verifies_and_servicer_sees_the_caller(
         (SERVICE_TOKEN, "Admin", grpc.StatusCode.PERMISSION_DENIED),
         (PORTAL_TOKEN, "Authentication", grpc.StatusCode.OK),
         (PORTAL_TOKEN, "Enrollment", grpc.StatusCode.OK),
-        (PORTAL_TOKEN, "Admin", grpc.StatusCode.PERMISSION_DENIED),
+        # With a user session the servicer decides by that user's console role
+        # (tests/api/test_grpc_console_roles.py); without one, see the next test.
+        (PORTAL_TOKEN, "Admin", grpc.StatusCode.OK),
         (ADMIN_TOKEN, "Authentication", grpc.StatusCode.OK),
         (ADMIN_TOKEN, "Enrollment", grpc.StatusCode.OK),
         (ADMIN_TOKEN, "Admin", grpc.StatusCode.OK),
@@ -120,6 +122,20 @@ async def test_service_calling_admin_is_denied_before_servicer(
             )
     assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
     assert "mfad.v1.Admin" in (err.value.details() or "")
+    assert observed.callers == []
+
+
+async def test_portal_calling_admin_without_a_user_session_is_denied_before_servicer(
+    start_server: StartServer, observed: Observed
+) -> None:
+    server = await start_server()
+    async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await pb_grpc.AdminStub(channel).GetPolicy(
+                pb.GetPolicyRequest(), metadata=bearer(PORTAL_TOKEN), timeout=TIMEOUT
+            )
+    assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert "only for a signed-in user" in (err.value.details() or "")
     assert observed.callers == []
 
 

@@ -33,7 +33,9 @@ VALID_WHEN_EMPTY = {"Admin/ListUsers", "Admin/GetPolicy", "Admin/SetPolicy", "Ad
 #: Either is right: an empty BeginSignIn is a usernameless passkey sign-in where passkeys are
 #: served, and a missing username where they are not; the security email, passkey and U2F
 #: methods answer UNIMPLEMENTED until their issues land, then name the empty field.
-EITHER = {"Authentication/BeginSignIn": {OK, INVALID}}
+EITHER = {"Authentication/BeginSignIn": {OK, INVALID},
+          # A question about a console user's session: an admin caller token has none.
+          "Admin/GetConsoleAccess": {grpc.StatusCode.FAILED_PRECONDITION}}
 NOT_SERVED_YET = {"Enrollment/BeginEmailBinding", "Enrollment/ConfirmEmailBinding", "Enrollment/BeginPasskeyBinding",
                   "Enrollment/CompletePasskeyBinding", "Enrollment/BeginU2FUpgrade", "Enrollment/CompleteU2FUpgrade",
                   "Admin/BindEmail", "Admin/ConfirmEmail", "Admin/ImportU2F"}

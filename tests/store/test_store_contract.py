@@ -24,6 +24,7 @@ from mfad.core.model import (
     Policy,
     RememberedDevice,
     Role,
+    StaffRole,
     TotpParams,
     UserId,
 )
@@ -116,6 +117,22 @@ async def test_users_round_trip(store: Store, clock: Any) -> None:
     assert (await store.load_user(alice.id)).disabled  # type: ignore[union-attr]
     with pytest.raises(NotFound):
         await store.update_password(UserId(999), "x", now, [])
+
+
+async def test_a_console_role_is_stored_audited_and_read_with_the_user_and_subject(store: Store, clock: Any,
+                                                                                 db: Any) -> None:
+    now = clock.now()
+    alice = await store.create_user("alice", None, now, no_audit)
+    assert alice.role is None
+    given = await store.update_user_role(alice.id, StaffRole.HELPDESK, now, [event("role_set", alice.id)])
+    assert given.role is StaffRole.HELPDESK and given == await store.load_user(alice.id)
+    assert (await store.load_subject("alice", None)).user == given
+    assert [u.role for u in await store.list_users(0, 10)] == [StaffRole.HELPDESK]
+    taken = await store.update_user_role(alice.id, None, now, [event("role_set", alice.id)])
+    assert taken.role is None and (await store.load_user_by_name("alice")) == taken
+    assert len(await db.rows("SELECT id FROM audit WHERE event = 'role_set'")) == 2
+    with pytest.raises(NotFound):
+        await store.update_user_role(UserId(999), StaffRole.ADMIN, now, [])
 
 
 async def test_unknown_subject_is_empty(store: Store) -> None:

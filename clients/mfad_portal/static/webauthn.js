@@ -1,4 +1,4 @@
-// mfad portal: passkeys. The only script the portal serves. Buttons marked data-webauthn="create" or
+// mfad portal: passkeys (with page.js, the only scripts the portal serves). Buttons marked data-webauthn="create" or
 // "get" ask the portal for WebAuthn options (data-begin), run the browser's ceremony and send the
 // credential's JSON back (data-finish); the answer says where to go next, or what went wrong.
 (function () {

@@ -1,16 +1,24 @@
-"""mfad.v1.Admin: users, devices, policy, lock-outs, audit and caller tokens.
+"""mfad.v1.Admin: users, devices, policy, lock-outs, audit, caller tokens and console roles.
 
-Callers of role ROLE_ADMIN only (the interceptor's role table); every change
-is made by the core with the caller's name as the audit actor. Users are
-addressed by username and an unknown one answers NOT_FOUND: administrators
+Callers of role ROLE_ADMIN may call everything; a ROLE_PORTAL caller calls for the
+console user whose session the call carries (the interceptor refuses it without
+one). :meth:`AdminServicer.admit` runs before every method: for a console user it
+asks the core whether that user's role *now* holds the permission the method needs
+(:data:`PERMISSIONS`; a method missing from the table is refused), and a fresh
+second factor for the sensitive ones. Every change is made by the core with the
+caller's name — or ``user:<name>`` for a console user — as the audit actor. Users
+are addressed by username and an unknown one answers NOT_FOUND: administrators
 may know who exists. U2F import comes from
 :class:`mfad.api.servicers.passkeys.U2fAdmin`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from typing import Any
 
 import grpc.aio
@@ -18,16 +26,17 @@ import grpc.aio
 from mfad._proto.mfad.v1 import mfad_pb2 as pb
 from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
 from mfad.api import convert
-from mfad.api.auth import current_caller
+from mfad.api.auth import current_caller, session_of
 from mfad.api.servicers import email
 from mfad.api.servicers.enrollment import remembered_target
 from mfad.api.servicers.passkeys import U2fAdmin
 from mfad.core.admin import clean_reason
-from mfad.core.errors import InvalidInput, NotFound
-from mfad.core.model import HashAlgorithm, Method, TotpParams
+from mfad.core.errors import InvalidInput, NotFound, PreconditionFailed
+from mfad.core.model import HashAlgorithm, Method, Role, TotpParams
 from mfad.core.ports import AuditFilter
 from mfad.core.service import Mfa
 from mfad.core.signin import Attempt
+from mfad.core.staff import Permission, Staff
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -51,8 +60,37 @@ def page_token(text: str) -> int | None:
     return int(text)
 
 
+P = Permission
+#: What each Admin method needs of a console user's role (ROLE_ADMIN callers need nothing).
+PERMISSIONS: Mapping[str, Permission] = {
+    "GetConsoleAccess": P.CONSOLE, "SetUserRole": P.MANAGE_ROLES,
+    "CreateUser": P.MANAGE_USERS, "ListUsers": P.VIEW_USERS, "GetUser": P.VIEW_USERS,
+    "DisableUser": P.MANAGE_USERS, "EnableUser": P.MANAGE_USERS, "DeleteUser": P.MANAGE_USERS,
+    "SetPassword": P.MANAGE_USERS, "ListDevices": P.VIEW_USERS, "UnbindDevice": P.UNBIND,
+    "BindTotp": P.MANAGE_USERS, "ConfirmTotp": P.MANAGE_USERS, "BindEmail": P.MANAGE_USERS,
+    "ConfirmEmail": P.MANAGE_USERS, "ImportTotp": P.MANAGE_USERS, "ImportU2F": P.MANAGE_USERS,
+    "GetPolicy": P.VIEW_POLICY, "SetPolicy": P.MANAGE_POLICY, "GetLockout": P.VIEW_USERS,
+    "GetUserRecoveryStatus": P.VIEW_USERS, "ResetLockout": P.RESET_LOCKOUT, "QueryAudit": P.VIEW_AUDIT,
+    "CreateCallerToken": P.MANAGE_TOKENS, "ListCallerTokens": P.VIEW_TOKENS, "RevokeCallerToken": P.MANAGE_TOKENS,
+    "ListUserRemembered": P.VIEW_USERS, "RevokeUserRemembered": P.REVOKE_REMEMBERED,
+}
+
+#: The console user the current call acts for (None: a ROLE_ADMIN caller).
+_staff: ContextVar[Staff | None] = ContextVar("mfad_console_user", default=None)
+
+
+@contextlib.asynccontextmanager
+async def _acting(staff: Staff | None) -> AsyncIterator[None]:
+    token = _staff.set(staff)
+    try:
+        yield
+    finally:
+        _staff.reset(token)
+
+
 def _actor() -> str:
-    return current_caller().name
+    staff = _staff.get()
+    return staff.actor if staff is not None else current_caller().name
 
 
 def _admin_attempt() -> Attempt:
@@ -64,6 +102,28 @@ class AdminServicer(U2fAdmin, pb_grpc.AdminServicer):
         self._mfa = mfa
         self._issuer = issuer
         self._on_token_revoked = on_token_revoked
+
+    async def admit(self, method: str, context: Context) -> AbstractAsyncContextManager[None]:
+        """Whether this call may run ``method`` (raises when not); held while it runs."""
+        caller = current_caller()
+        if caller.role is Role.ADMIN:
+            return _acting(None)
+        staff = await self._mfa.staff.authorize(session_of(context), caller.name, PERMISSIONS.get(method),
+                                                operation=method, protocol="grpc")
+        return _acting(staff)
+
+    # --- console users -------------------------------------------------------------------------
+    async def GetConsoleAccess(self, request: pb.GetConsoleAccessRequest,
+                               context: Context) -> pb.GetConsoleAccessResponse:
+        staff = _staff.get()
+        if staff is None:
+            raise PreconditionFailed("GetConsoleAccess answers for a console user's session (ROLE_PORTAL callers)")
+        return pb.GetConsoleAccessResponse(username=staff.username, role=convert.STAFF_ROLE_TO_PB[staff.role],
+                                           permissions=sorted(p.value for p in staff.permissions))
+
+    async def SetUserRole(self, request: pb.SetUserRoleRequest, context: Context) -> pb.SetUserRoleResponse:
+        user = await self._mfa.staff.set_role(request.username, convert.staff_role(request.role), actor=_actor())
+        return pb.SetUserRoleResponse(user=convert.user(user))
 
     # --- users -------------------------------------------------------------------------------
     async def CreateUser(self, request: pb.CreateUserRequest, context: Context) -> pb.CreateUserResponse:

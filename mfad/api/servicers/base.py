@@ -52,28 +52,37 @@ def _lenient(cls: type[Message]) -> Callable[[bytes], Message | Undecodable]:
     return deserialize
 
 
-def _checked(method: Callable[..., Any]) -> Callable[..., Any]:
+#: Decides, before a method runs, whether this call may run it (``admit(name, context)``
+#: raises when not); it may return a context manager that is held while the method runs.
+Admit = Callable[[str, "grpc.aio.ServicerContext[Any, Any]"], Any]
+
+
+def _checked(method: Callable[..., Any], name: str, admit: Admit | None) -> Callable[..., Any]:
     async def behaviour(request: Message | Undecodable, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         if isinstance(request, Undecodable):
             raise InvalidInput("request", "is not a valid message (string fields must be valid UTF-8)")
         check_request(request)
-        result = method(request, context)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
+        if admit is None:
+            result = method(request, context)
+            return await result if inspect.isawaitable(result) else result
+        async with await admit(name, context):
+            result = method(request, context)
+            return await result if inspect.isawaitable(result) else result
 
     return behaviour
 
 
 def binding(servicer: object, service: str) -> ServiceBinding:
-    """A ServiceBinding serving every method of mfad.v1 ``service`` ("Admin") from ``servicer``."""
+    """A ServiceBinding serving every method of mfad.v1 ``service`` ("Admin") from ``servicer``.
+    A servicer with an ``admit`` method has it decide every call first (:data:`Admit`)."""
     descriptor = pb.DESCRIPTOR.services_by_name[service]
+    admit: Admit | None = getattr(servicer, "admit", None)
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in descriptor.methods:
         request_cls = GetMessageClass(method.input_type)
         response_cls = GetMessageClass(method.output_type)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _checked(getattr(servicer, method.name)),
+            _checked(getattr(servicer, method.name), method.name, admit),
             request_deserializer=_lenient(request_cls),
             response_serializer=response_cls.SerializeToString,
         )

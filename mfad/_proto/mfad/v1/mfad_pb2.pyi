@@ -54,6 +54,13 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROLE_SERVICE: _ClassVar[Role]
     ROLE_PORTAL: _ClassVar[Role]
 
+class UserRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    USER_ROLE_UNSPECIFIED: _ClassVar[UserRole]
+    USER_ROLE_ADMIN: _ClassVar[UserRole]
+    USER_ROLE_HELPDESK: _ClassVar[UserRole]
+    USER_ROLE_AUDITOR: _ClassVar[UserRole]
+
 class MfaRequired(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     MFA_REQUIRED_UNSPECIFIED: _ClassVar[MfaRequired]
@@ -91,6 +98,10 @@ ROLE_UNSPECIFIED: Role
 ROLE_ADMIN: Role
 ROLE_SERVICE: Role
 ROLE_PORTAL: Role
+USER_ROLE_UNSPECIFIED: UserRole
+USER_ROLE_ADMIN: UserRole
+USER_ROLE_HELPDESK: UserRole
+USER_ROLE_AUDITOR: UserRole
 MFA_REQUIRED_UNSPECIFIED: MfaRequired
 MFA_REQUIRED_ALL: MfaRequired
 MFA_REQUIRED_ENROLLED: MfaRequired
@@ -606,18 +617,48 @@ class EndSessionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class User(_message.Message):
-    __slots__ = ("id", "username", "disabled", "has_password", "created_at")
+    __slots__ = ("id", "username", "disabled", "has_password", "created_at", "role")
     ID_FIELD_NUMBER: _ClassVar[int]
     USERNAME_FIELD_NUMBER: _ClassVar[int]
     DISABLED_FIELD_NUMBER: _ClassVar[int]
     HAS_PASSWORD_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
     id: str
     username: str
     disabled: bool
     has_password: bool
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., username: _Optional[str] = ..., disabled: _Optional[bool] = ..., has_password: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    role: UserRole
+    def __init__(self, id: _Optional[str] = ..., username: _Optional[str] = ..., disabled: _Optional[bool] = ..., has_password: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., role: _Optional[_Union[UserRole, str]] = ...) -> None: ...
+
+class GetConsoleAccessRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetConsoleAccessResponse(_message.Message):
+    __slots__ = ("username", "role", "permissions")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    PERMISSIONS_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    role: UserRole
+    permissions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, username: _Optional[str] = ..., role: _Optional[_Union[UserRole, str]] = ..., permissions: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SetUserRoleRequest(_message.Message):
+    __slots__ = ("username", "role")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    role: UserRole
+    def __init__(self, username: _Optional[str] = ..., role: _Optional[_Union[UserRole, str]] = ...) -> None: ...
+
+class SetUserRoleResponse(_message.Message):
+    __slots__ = ("user",)
+    USER_FIELD_NUMBER: _ClassVar[int]
+    user: User
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ...) -> None: ...
 
 class CreateUserRequest(_message.Message):
     __slots__ = ("username", "password")

@@ -996,9 +996,16 @@ class Enrollment:
 
 
 class AdminStub:
-    """Administration. Callers: ROLE_ADMIN only. Every change is audited with the
-    caller's name as the actor. Users are addressed by username; an unknown
-    username answers NOT_FOUND here (administrators may know who exists).
+    """Administration. Callers: ROLE_ADMIN (everything), or ROLE_PORTAL on behalf of a
+    signed-in user with a console role: then every call carries that user's
+    x-mfad-session, mfad checks the user's role on each call (PERMISSION_DENIED when
+    it does not allow the call, also for a portal call without a session), and
+    sensitive calls (policy, roles, caller tokens, unbinding) need a second factor
+    within the policy's re-auth window on the session (FAILED_PRECONDITION: step up
+    with Authentication.VerifySensitive, then call again). Every change is audited
+    with the caller's name (or "user:<name>" for a console user) as the actor. Users
+    are addressed by username; an unknown username answers NOT_FOUND here
+    (administrators may know who exists).
     """
 
     def __init__(self, channel):
@@ -1007,6 +1014,16 @@ class AdminStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.GetConsoleAccess = channel.unary_unary(
+                '/mfad.v1.Admin/GetConsoleAccess',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetConsoleAccessRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetConsoleAccessResponse.FromString,
+                _registered_method=True)
+        self.SetUserRole = channel.unary_unary(
+                '/mfad.v1.Admin/SetUserRole',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.SetUserRoleRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.SetUserRoleResponse.FromString,
+                _registered_method=True)
         self.CreateUser = channel.unary_unary(
                 '/mfad.v1.Admin/CreateUser',
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.CreateUserRequest.SerializeToString,
@@ -1140,10 +1157,32 @@ class AdminStub:
 
 
 class AdminServicer:
-    """Administration. Callers: ROLE_ADMIN only. Every change is audited with the
-    caller's name as the actor. Users are addressed by username; an unknown
-    username answers NOT_FOUND here (administrators may know who exists).
+    """Administration. Callers: ROLE_ADMIN (everything), or ROLE_PORTAL on behalf of a
+    signed-in user with a console role: then every call carries that user's
+    x-mfad-session, mfad checks the user's role on each call (PERMISSION_DENIED when
+    it does not allow the call, also for a portal call without a session), and
+    sensitive calls (policy, roles, caller tokens, unbinding) need a second factor
+    within the policy's re-auth window on the session (FAILED_PRECONDITION: step up
+    with Authentication.VerifySensitive, then call again). Every change is audited
+    with the caller's name (or "user:<name>" for a console user) as the actor. Users
+    are addressed by username; an unknown username answers NOT_FOUND here
+    (administrators may know who exists).
     """
+
+    def GetConsoleAccess(self, request, context):
+        """Who the session's user is in the console and what their role allows
+        (ROLE_PORTAL with a session only; PERMISSION_DENIED for a user without a role).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetUserRole(self, request, context):
+        """Gives a user a console role or takes it away (USER_ROLE_UNSPECIFIED). Audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def CreateUser(self, request, context):
         """Creates an end user (no devices yet).
@@ -1335,6 +1374,16 @@ class AdminServicer:
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'GetConsoleAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsoleAccess,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetConsoleAccessRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetConsoleAccessResponse.SerializeToString,
+            ),
+            'SetUserRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUserRole,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.SetUserRoleRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.SetUserRoleResponse.SerializeToString,
+            ),
             'CreateUser': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateUser,
                     request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.CreateUserRequest.FromString,
@@ -1474,10 +1523,71 @@ def add_AdminServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Admin:
-    """Administration. Callers: ROLE_ADMIN only. Every change is audited with the
-    caller's name as the actor. Users are addressed by username; an unknown
-    username answers NOT_FOUND here (administrators may know who exists).
+    """Administration. Callers: ROLE_ADMIN (everything), or ROLE_PORTAL on behalf of a
+    signed-in user with a console role: then every call carries that user's
+    x-mfad-session, mfad checks the user's role on each call (PERMISSION_DENIED when
+    it does not allow the call, also for a portal call without a session), and
+    sensitive calls (policy, roles, caller tokens, unbinding) need a second factor
+    within the policy's re-auth window on the session (FAILED_PRECONDITION: step up
+    with Authentication.VerifySensitive, then call again). Every change is audited
+    with the caller's name (or "user:<name>" for a console user) as the actor. Users
+    are addressed by username; an unknown username answers NOT_FOUND here
+    (administrators may know who exists).
     """
+
+    @staticmethod
+    def GetConsoleAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Admin/GetConsoleAccess',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetConsoleAccessRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetConsoleAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUserRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Admin/SetUserRole',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.SetUserRoleRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.SetUserRoleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def CreateUser(request,

@@ -147,6 +147,8 @@ def add_EnrollmentServicer_to_server(servicer: EnrollmentServicer, server: grpc.
 
 class AdminStub:
     def __init__(self, channel: grpc.aio.Channel) -> None: ...
+    GetConsoleAccess: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GetConsoleAccessRequest, mfad_pb2.GetConsoleAccessResponse]
+    SetUserRole: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.SetUserRoleRequest, mfad_pb2.SetUserRoleResponse]
     CreateUser: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.CreateUserRequest, mfad_pb2.CreateUserResponse]
     ListUsers: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.ListUsersRequest, mfad_pb2.ListUsersResponse]
     GetUser: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GetUserRequest, mfad_pb2.GetUserResponse]
@@ -175,6 +177,16 @@ class AdminStub:
     RevokeUserRemembered: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.RevokeUserRememberedRequest, mfad_pb2.RevokeUserRememberedResponse]
 
 class AdminServicer:
+    async def GetConsoleAccess(
+        self,
+        request: mfad_pb2.GetConsoleAccessRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.GetConsoleAccessRequest, mfad_pb2.GetConsoleAccessResponse],
+    ) -> mfad_pb2.GetConsoleAccessResponse: ...
+    async def SetUserRole(
+        self,
+        request: mfad_pb2.SetUserRoleRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.SetUserRoleRequest, mfad_pb2.SetUserRoleResponse],
+    ) -> mfad_pb2.SetUserRoleResponse: ...
     async def CreateUser(
         self,
         request: mfad_pb2.CreateUserRequest,
