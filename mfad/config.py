@@ -58,6 +58,10 @@ def _addresses(value: Any) -> str | None:
     return None
 
 
+def _optional_addresses(value: Any) -> str | None:
+    return _addresses(value) if value else None
+
+
 def _storage_url(value: Any) -> str | None:
     if value.startswith("sqlite:///") or value.startswith(("postgresql://", "postgres://")):
         return None
@@ -131,6 +135,11 @@ class RadiusSettings:
     #: Claim requests and share replies through the store so that a retransmission reaching
     #: another instance is not decided twice. Unset: on with PostgreSQL (several hosts).
     shared_replies: bool | None = None
+    #: RADIUS accounting (RFC 2866). Unset: each listen host on port 1813 (the listen port + 1
+    #: when that is not 1812); an empty list turns accounting off.
+    accounting_listen: list[str] | None = field(default=None, metadata=check(_optional_addresses))
+    #: NAS session reports (start, interim, stop) are audit rows kept this many days.
+    accounting_retention_days: int = field(default=90, metadata=check(between(1, 36500)))
     clients: list[RadiusClientSettings] = field(default_factory=list)
 
 

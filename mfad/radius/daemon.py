@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -21,10 +22,12 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry
 
 from mfad.config import Config, RadiusSettings
+from mfad.core.accounting import SessionLog
 from mfad.core.errors import ConfigError, Unavailable
 from mfad.core.ports import ReplyStore
 from mfad.core.retention import drain
 from mfad.core.service import Mfa
+from mfad.radius.accounting import AccountingHandler, AccountingServer, PrometheusAccountingMetrics, accounting_listen
 from mfad.radius.cache import Claim, RequestKey
 from mfad.radius.clients import ClientMode, ClientTable, RadiusClient, parse_network
 from mfad.radius.errors import RadiusConfigError
@@ -134,10 +137,13 @@ class StoreReplyCache:
 
 
 class RadiusService:
-    """The listener plus, with a shared cache, a janitor for its expired rows."""
+    """The listener plus, with a shared cache, a janitor for its expired rows; and the
+    accounting listener when there is one."""
 
-    def __init__(self, server: RadiusServer, cache: StoreReplyCache | None, *, purge_interval: float = 30.0) -> None:
+    def __init__(self, server: RadiusServer, cache: StoreReplyCache | None, *, purge_interval: float = 30.0,
+                 accounting: AccountingServer | None = None) -> None:
         self.server = server
+        self.accounting = accounting
         self._cache = cache
         self._purge_interval = purge_interval
         self._stop = asyncio.Event()
@@ -145,10 +151,18 @@ class RadiusService:
     async def start(self) -> None:
         """Bind the listeners (or raise): the daemon says READY only after this."""
         await self.server.start()
+        if self.accounting is not None:
+            try:
+                await self.accounting.start()
+            except BaseException:
+                await self.server.aclose()
+                raise
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.server.run())
+            if self.accounting is not None:
+                group.create_task(self.accounting.run())
             if self._cache is not None:
                 group.create_task(self._purge())
 
@@ -168,6 +182,8 @@ class RadiusService:
     async def aclose(self) -> None:
         self._stop.set()
         await self.server.aclose()
+        if self.accounting is not None:
+            await self.accounting.aclose()
 
 
 def radius_service(mfa: Mfa, config: Config, registry: CollectorRegistry | None, *,
@@ -185,6 +201,19 @@ def radius_service(mfa: Mfa, config: Config, registry: CollectorRegistry | None,
         cache = StoreReplyCache(mfa.store)
     handler = SignInHandler(mfa.signin, challenge_ttl=radius.challenge_ttl_seconds,
                             challenge_tries=radius.challenge_tries)
-    server = RadiusServer(server_settings(radius, reuse_port=reuse_port), clients, handler,
-                          metrics=metrics, shared_cache=cache)
-    return RadiusService(server, cache, purge_interval=config.storage.prune_interval_seconds)
+    settings = server_settings(radius, reuse_port=reuse_port)
+    server = RadiusServer(settings, clients, handler, metrics=metrics, shared_cache=cache)
+    return RadiusService(server, cache, purge_interval=config.storage.prune_interval_seconds,
+                         accounting=accounting_server(mfa, radius, settings, clients, registry, metrics))
+
+
+def accounting_server(mfa: Mfa, radius: RadiusSettings, settings: RadiusServerSettings, clients: ClientTable,
+                      registry: CollectorRegistry | None, metrics: RadiusMetrics | None) -> AccountingServer | None:
+    """The accounting listener on the same clients, or None when ``accounting_listen = []``."""
+    listen = accounting_listen(radius.accounting_listen, settings.listen)
+    if not listen:
+        return None
+    handler = AccountingHandler(SessionLog(mfa.store, mfa.clock),
+                                metrics=PrometheusAccountingMetrics(registry) if registry is not None else None)
+    acct_settings = dataclasses.replace(settings, listen=tuple(parse_listen_address(a) for a in listen))
+    return AccountingServer(acct_settings, clients, handler, metrics=metrics)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from mfad.radius import CountingMetrics, RadiusServer
 from mfad.radius.daemon import RadiusService, radius_service
 
 StartDaemon = Callable[..., Awaitable[RadiusServer]]
+_SERVICES: weakref.WeakKeyDictionary[RadiusServer, RadiusService] = weakref.WeakKeyDictionary()
 
 
 def nas(name: str = "lo", *, address: str = "127.0.0.1", **options: Any) -> RadiusClientSettings:
@@ -41,7 +43,8 @@ async def start_daemon(mfa: Mfa, config: Config) -> AsyncIterator[StartDaemon]:
                                 **values)
         service = radius_service(on or mfa, dataclasses.replace(config, radius=radius), None,
                                  metrics=CountingMetrics())
-        await service.server.start()
+        await service.start()
+        _SERVICES[service.server] = service
         running.append((service, asyncio.create_task(service.run())))
         return service.server
 
@@ -53,3 +56,10 @@ async def start_daemon(mfa: Mfa, config: Config) -> AsyncIterator[StartDaemon]:
 
 def address(server: RadiusServer) -> tuple[str, int]:
     return server.addresses[0]
+
+
+def accounting_address(server: RadiusServer) -> tuple[str, int]:
+    """Where the daemon of ``server`` answers accounting (its first accounting listener)."""
+    accounting = _SERVICES[server].accounting
+    assert accounting is not None, "accounting is off (accounting_listen = [])"
+    return accounting.addresses[0]
