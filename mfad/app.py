@@ -172,7 +172,8 @@ async def serve(config: Config, *, reuse_port: bool = False) -> int:
             host, port = parse_address(config.metrics.listen[0])
             http = MetricsHttpServer(host, port, registry, health)
             retention = Retention(store=mfa.store, clock=mfa.clock, limits=config.limits,
-                                  audit_retention_days=config.audit.retention_days)
+                                  audit_retention_days=config.audit.retention_days,
+                                  session_retention_days=config.radius.accounting_retention_days)
             housekeeping = Housekeeping(mfa, health, gauges, retention,
                                         prune_interval=config.storage.prune_interval_seconds)
             services: list[Service] = [http, housekeeping, outbox_service(mfa, config.smtp),

@@ -58,6 +58,10 @@ def _addresses(value: Any) -> str | None:
     return None
 
 
+def _optional_addresses(value: Any) -> str | None:
+    return _addresses(value) if value else None
+
+
 def _storage_url(value: Any) -> str | None:
     if value.startswith("sqlite:///") or value.startswith(("postgresql://", "postgres://")):
         return None
@@ -113,6 +117,36 @@ class RadiusClientSettings:
     trust_calling_station_id: bool = False
     require_message_authenticator: bool | None = None
     limit_proxy_state: bool = True
+    #: RadSec (RFC 6614): this client connects over TLS with a certificate issued by the CA of
+    #: this ``[[radsec.groups]]`` entry; it is then not a UDP client, and its secret is "radsec".
+    radsec_group: str | None = None
+    #: The name its certificate carries: the subject CN or a subjectAltName (DNS, IP or URI).
+    certificate_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RadsecGroupSettings:
+    """One group of RadSec clients and the CA whose certificates identify them."""
+
+    name: str
+    ca_file: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RadsecSettings:
+    """RADIUS over TLS (RFC 6614): off until ``listen`` names an address."""
+
+    listen: list[str] = field(default_factory=list, metadata=check(_optional_addresses))
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_min_version: Literal["1.2", "1.3"] = "1.2"
+    #: A connection that carries no packet for this long is closed (the client reconnects).
+    idle_timeout_seconds: float = field(default=600.0, metadata=check(between(5, 86400)))
+    handshake_timeout_seconds: float = field(default=10.0, metadata=check(between(1, 120)))
+    max_connections: int = field(default=256, metadata=check(between(1, 100_000)))
+    #: Requests being decided at once on one connection; more are dropped (``overload``).
+    max_in_flight_per_connection: int = field(default=256, metadata=check(between(1, 4096)))
+    groups: list[RadsecGroupSettings] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,6 +165,11 @@ class RadiusSettings:
     #: Claim requests and share replies through the store so that a retransmission reaching
     #: another instance is not decided twice. Unset: on with PostgreSQL (several hosts).
     shared_replies: bool | None = None
+    #: RADIUS accounting (RFC 2866). Unset: each listen host on port 1813 (the listen port + 1
+    #: when that is not 1812); an empty list turns accounting off.
+    accounting_listen: list[str] | None = field(default=None, metadata=check(_optional_addresses))
+    #: NAS session reports (start, interim, stop) are audit rows kept this many days.
+    accounting_retention_days: int = field(default=90, metadata=check(between(1, 36500)))
     clients: list[RadiusClientSettings] = field(default_factory=list)
 
 
@@ -297,6 +336,7 @@ class Config:
     passwords: PasswordSettings = field(default_factory=PasswordSettings)
     users: UserSettings = field(default_factory=UserSettings)
     radius: RadiusSettings = field(default_factory=RadiusSettings)
+    radsec: RadsecSettings = field(default_factory=RadsecSettings)
     grpc: GrpcSettings = field(default_factory=GrpcSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
@@ -492,9 +532,17 @@ def _validate(loader: _Loader, config: Config, *, origins_set: bool = True) -> C
     """Checks that span several keys; resolves ``secret_file`` into ``secret``."""
     clients = []
     names: set[str] = set()
+    groups = {group.name for group in config.radsec.groups}
     for i, client in enumerate(config.radius.clients):
         path = f"radius.clients[{i}]"
         secret = client.secret
+        if client.radsec_group is not None or client.certificate_name is not None:
+            _validate_radsec_client(loader, path, client, groups)
+            if client.name in names:
+                loader.fail(f"{path}.name", f"duplicate client name {client.name!r}")
+            names.add(client.name)
+            clients.append(client)
+            continue
         if client.secret_file is not None:
             if secret is not None:
                 loader.fail(f"{path}.secret_file", "give secret or secret_file, not both")
@@ -510,6 +558,7 @@ def _validate(loader: _Loader, config: Config, *, origins_set: bool = True) -> C
         names.add(client.name)
         clients.append(dataclasses.replace(client, secret=secret, secret_file=None))
     smtp = _validate_smtp(loader, config.smtp)
+    radsec = _validate_radsec(loader, config.radsec)
     if bool(config.grpc.tls_cert) != bool(config.grpc.tls_key):
         loader.fail("grpc.tls_key" if config.grpc.tls_cert else "grpc.tls_cert",
                     "tls_cert and tls_key go together")
@@ -530,7 +579,48 @@ def _validate(loader: _Loader, config: Config, *, origins_set: bool = True) -> C
     _validate_webauthn(loader, webauthn)
     _validate_portal(loader, config.portal, webauthn, origins_set=origins_set)
     return dataclasses.replace(config, radius=dataclasses.replace(config.radius, clients=clients), smtp=smtp,
-                               webauthn=webauthn)
+                               webauthn=webauthn, radsec=radsec)
+
+
+def _validate_radsec_client(loader: _Loader, path: str, client: RadiusClientSettings, groups: set[str]) -> None:
+    if client.radsec_group is None:
+        loader.fail(f"{path}.radsec_group", "is required with certificate_name (a RadSec client)")
+    elif client.radsec_group not in groups:
+        loader.fail(f"{path}.radsec_group", f"no [[radsec.groups]] entry is named {client.radsec_group!r}")
+    if not client.certificate_name:
+        loader.fail(f"{path}.certificate_name", "is required for a RadSec client (the name its certificate carries)")
+    for key in ("secret", "secret_file"):
+        if getattr(client, key) is not None:
+            loader.fail(f"{path}.{key}", "a RadSec client has none: TLS protects it, and RFC 6614 fixes the RADIUS "
+                        "secret to 'radsec'")
+
+
+def _validate_radsec(loader: _Loader, radsec: RadsecSettings) -> RadsecSettings:
+    """Paths resolved against the config's folder; on needs a certificate, a key and a group."""
+    def resolve(key: str, value: str | None) -> str | None:
+        if value is None:
+            return None
+        file = Path(value) if Path(value).is_absolute() else loader.base_dir / value
+        if not file.is_file():
+            loader.fail(key, f"cannot read {file}")
+        return str(file)
+
+    names: set[str] = set()
+    groups = []
+    for i, group in enumerate(radsec.groups):
+        if group.name in names:
+            loader.fail(f"radsec.groups[{i}].name", f"duplicate group name {group.name!r}")
+        names.add(group.name)
+        groups.append(dataclasses.replace(group, ca_file=resolve(f"radsec.groups[{i}].ca_file", group.ca_file)
+                                          or group.ca_file))
+    if radsec.listen:
+        for key in ("tls_cert", "tls_key"):
+            if getattr(radsec, key) is None:
+                loader.fail(f"radsec.{key}", "is required when radsec.listen is set")
+        if not groups:
+            loader.fail("radsec.groups", "RadSec needs at least one group (a CA its clients' certificates come from)")
+    return dataclasses.replace(radsec, groups=groups, tls_cert=resolve("radsec.tls_cert", radsec.tls_cert),
+                               tls_key=resolve("radsec.tls_key", radsec.tls_key))
 
 
 def _validate_portal(loader: _Loader, portal: PortalSettings, webauthn: WebauthnSettings, *,

@@ -4,7 +4,8 @@ is kept for its retention period only.
 Guarantees: rows are deleted only once they change nothing — a failure bucket not drained
 for as long as it takes to refill is full again, the same as no row; a challenge expired
 an hour ago can only be answered "expired" (the hour keeps that answer distinct from
-"unknown" for a late NAS); audit rows older than ``retention_days``. The work runs off the
+"unknown" for a late NAS); audit rows older than ``retention_days``, NAS session reports
+older than their own (shorter) retention. The work runs off the
 hot path (the daemon's housekeeping), in batches of ``BATCH`` rows, each its own short
 transaction, yielding to the event loop in between, and at most ``MAX_BATCHES`` per table
 and round: one round never holds the store for long, and a backlog drains over rounds.
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from mfad.core.accounting import SESSION_EVENT
 from mfad.core.clock import Clock
 from mfad.core.ports import RetentionStore
 from mfad.core.settings import LimitSettings
@@ -46,6 +48,8 @@ class Retention:
     clock: Clock
     limits: LimitSettings
     audit_retention_days: int
+    #: NAS session reports (``nas_session`` audit rows) are kept this long, at most as long as the audit.
+    session_retention_days: int | None = None
     batch: int = BATCH
     max_batches: int = MAX_BATCHES
 
@@ -63,5 +67,8 @@ class Retention:
             "challenges": lambda n: store.delete_expired_challenges(now - EXPIRED_CHALLENGE_KEPT, n),
             "audit": lambda n: store.delete_audit_before(now - timedelta(days=self.audit_retention_days), n),
         }
+        if self.session_retention_days is not None and self.session_retention_days < self.audit_retention_days:
+            days = self.session_retention_days
+            jobs["session_reports"] = lambda n: store.delete_audit_before(now - timedelta(days=days), n, SESSION_EVENT)
         return {table: await drain(job, batch=self.batch, max_batches=self.max_batches)
                 for table, job in jobs.items()}

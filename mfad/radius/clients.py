@@ -23,6 +23,9 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MIN_SECRET_LENGTH: Final = 16
 """Shorter shared secrets are brute-forced offline from one captured packet."""
 
+RADSEC_SECRET: Final = b"radsec"
+"""RFC 6614 §2.3: the RADIUS shared secret over TLS, which does the protecting."""
+
 _MEMO_LIMIT: Final = 4096
 """Source addresses whose lookup is remembered; bounded so spoofed sources cannot grow it."""
 
@@ -58,13 +61,18 @@ class RadiusClient:
     limit_proxy_state: bool = True
     #: Requests per second this client may send (None: the server-wide ``client_rate``).
     rate_per_second: float | None = None
+    #: A RadSec client (RFC 6614): TLS carries it, and its secret is the fixed ``radsec``.
+    over_tls: bool = False
 
     def __post_init__(self) -> None:
         if not self.name:
             raise RadiusConfigError("a RADIUS client needs a name")
         if not isinstance(self.network, ipaddress.IPv4Network | ipaddress.IPv6Network):
             raise RadiusConfigError(f"RADIUS client {self.name}: network must be an IP network")
-        if not isinstance(self.secret, bytes) or len(self.secret) < MIN_SECRET_LENGTH:
+        if self.over_tls:
+            if self.secret != RADSEC_SECRET:
+                raise RadiusConfigError(f"RADIUS client {self.name}: over TLS the secret is 'radsec' (RFC 6614)")
+        elif not isinstance(self.secret, bytes) or len(self.secret) < MIN_SECRET_LENGTH:
             raise RadiusConfigError(
                 f"RADIUS client {self.name}: secret must be at least {MIN_SECRET_LENGTH} octets"
             )

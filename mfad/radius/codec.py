@@ -78,6 +78,8 @@ _CODE_NAMES: Final = {
 }
 
 _REQUEST_CODES: Final = frozenset({RadiusCode.ACCESS_REQUEST, RadiusCode.STATUS_SERVER})
+ACCOUNTING_CODES: Final = frozenset({RadiusCode.ACCOUNTING_REQUEST, RadiusCode.STATUS_SERVER})
+"""What the accounting port takes (RFC 2866, RFC 5997): pass as ``decode_request(codes=...)``."""
 _SINGLE_ATTRIBUTES: Final = frozenset(
     {Attr.USER_NAME, Attr.USER_PASSWORD, Attr.STATE, Attr.MESSAGE_AUTHENTICATOR}
 )
@@ -184,12 +186,16 @@ def _text(value: bytes | None) -> str | None:
         return None
 
 
-def decode_request(data: bytes, secret: bytes, source_address: str = "") -> RadiusRequest | PacketFault:
+def decode_request(data: bytes, secret: bytes, source_address: str = "", *,
+                   codes: frozenset[RadiusCode] = _REQUEST_CODES) -> RadiusRequest | PacketFault:
     """Parse and verify one datagram sent to the authentication port.
 
-    Accepts Access-Request and Status-Server; every other code is
-    :attr:`PacketFault.UNEXPECTED_CODE`. Whether a *missing* Message-Authenticator is
-    acceptable is the caller's policy (``has_message_authenticator`` tells).
+    Accepts Access-Request and Status-Server (or the ``codes`` given, such as
+    :data:`ACCOUNTING_CODES`); every other code is :attr:`PacketFault.UNEXPECTED_CODE`.
+    Whether a *missing* Message-Authenticator is acceptable is the caller's policy
+    (``has_message_authenticator`` tells). An Accounting-Request's Request Authenticator
+    is itself keyed (RFC 2866 §3) and is checked: a mismatch is
+    :attr:`PacketFault.BAD_AUTHENTICATOR`.
     """
     size = len(data)
     if size < HEADER_LENGTH:
@@ -197,7 +203,7 @@ def decode_request(data: bytes, secret: bytes, source_address: str = "") -> Radi
     if size > MAX_PACKET_LENGTH:
         return PacketFault.TOO_LONG
     code = data[0]
-    if code not in _REQUEST_CODES:
+    if code not in codes:
         return PacketFault.UNEXPECTED_CODE
     length = (data[2] << 8) | data[3]
     if length < HEADER_LENGTH:
@@ -238,8 +244,14 @@ def decode_request(data: bytes, secret: bytes, source_address: str = "") -> Radi
         return PacketFault.TOO_MANY_ATTRIBUTES
 
     authenticator = data[4:HEADER_LENGTH]
+    accounting = code == RadiusCode.ACCOUNTING_REQUEST
+    if accounting and not hmac.compare_digest(
+            _MD5(data[:4] + _ZERO_VECTOR + data[HEADER_LENGTH:length] + secret).digest(), authenticator):
+        return PacketFault.BAD_AUTHENTICATOR
     if ma_at >= 0:
         signed = data[: ma_at + 2] + _ZERO_VECTOR + data[ma_at + _MA_ATTRIBUTE_LENGTH :]
+        if accounting:  # RFC 3579 §3.2: computed with a zero Request Authenticator
+            signed = signed[:4] + _ZERO_VECTOR + signed[HEADER_LENGTH:]
         expected = hmac.new(secret, signed, _MD5).digest()
         if not hmac.compare_digest(expected, data[ma_at + 2 : ma_at + _MA_ATTRIBUTE_LENGTH]):
             return PacketFault.BAD_AUTHENTICATOR
@@ -322,22 +334,26 @@ def encode_reply(
     code: RadiusCode,
     secret: bytes,
     attributes: Iterable[tuple[int, bytes]] = (),
+    *,
+    message_authenticator: bool = True,
 ) -> bytes:
     """Encode a signed reply to ``request``.
 
-    Layout: Message-Authenticator, then ``attributes`` in the order given, then the
-    request's Proxy-State attributes in their order. Raises
-    :class:`RadiusEncodeError` for a value over 253 octets or a reply over 4096.
+    Layout: Message-Authenticator (unless ``message_authenticator`` is false, as for an
+    Accounting-Response, which the Response Authenticator alone signs), then
+    ``attributes`` in the order given, then the request's Proxy-State attributes in
+    their order. Raises :class:`RadiusEncodeError` for a value over 253 octets or a
+    reply over 4096.
     """
-    body = bytearray(b"\x50\x12")
-    body += _ZERO_VECTOR
+    body = bytearray(b"\x50\x12" + _ZERO_VECTOR if message_authenticator else b"")
     _append(body, attributes)
     _append(body, ((Attr.PROXY_STATE, value) for value in request.proxy_states))
     length = HEADER_LENGTH + len(body)
     if length > MAX_PACKET_LENGTH:
         raise RadiusEncodeError(f"reply of {length} octets is over {MAX_PACKET_LENGTH}")
     header = struct.pack("!BBH", code, request.identifier, length)
-    body[2:18] = hmac.new(secret, header + request.authenticator + body, _MD5).digest()
+    if message_authenticator:
+        body[2:18] = hmac.new(secret, header + request.authenticator + body, _MD5).digest()
     response_authenticator = _MD5(header + request.authenticator + body + secret).digest()
     return header + response_authenticator + bytes(body)
 

@@ -14,21 +14,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
-from mfad.config import Config, RadiusSettings
+from mfad.config import Config, RadiusClientSettings, RadiusSettings
+from mfad.core.accounting import SessionLog
 from mfad.core.errors import ConfigError, Unavailable
 from mfad.core.ports import ReplyStore
 from mfad.core.retention import drain
 from mfad.core.service import Mfa
+from mfad.radius.accounting import (
+    AccountingHandler,
+    AccountingMetrics,
+    AccountingServer,
+    PrometheusAccountingMetrics,
+    accounting_listen,
+)
 from mfad.radius.cache import Claim, RequestKey
-from mfad.radius.clients import ClientMode, ClientTable, RadiusClient, parse_network
+from mfad.radius.clients import RADSEC_SECRET, ClientMode, ClientTable, RadiusClient, parse_network
 from mfad.radius.errors import RadiusConfigError
 from mfad.radius.metrics import PrometheusRadiusMetrics, RadiusMetrics
+from mfad.radius.radsec import (
+    Identities,
+    PrometheusRadsecMetrics,
+    RadsecClient,
+    RadsecServer,
+    RadsecServerSettings,
+    load_cas,
+    server_context,
+)
 from mfad.radius.server import RadiusServer, RadiusServerSettings, parse_listen_address
 from mfad.radius.signin import SignInHandler
 
@@ -62,28 +80,39 @@ def client_rate(radius: RadiusSettings, mode: ClientMode, password_capacity: flo
     return max(1.0, 2 * password_capacity)
 
 
+def make_client(radius: RadiusSettings, entry: RadiusClientSettings, password_capacity: float) -> RadiusClient:
+    """One configured client; a RadSec one (``radsec_group`` set) has the secret ``radsec`` and
+    needs no Message-Authenticator (TLS protects its packets). Raises RadiusConfigError."""
+    over_tls = entry.radsec_group is not None
+    if entry.secret is None and not over_tls:
+        raise RadiusConfigError("no secret")
+    mode = ClientMode(entry.mode or radius.mode)
+    return RadiusClient(
+        name=entry.name,
+        network=parse_network(entry.address),
+        secret=RADSEC_SECRET if over_tls else (entry.secret or "").encode("utf-8"),
+        mode=mode,
+        rate_per_second=client_rate(radius, mode, password_capacity),
+        require_message_authenticator=not over_tls and (radius.require_message_authenticator
+                                                        if entry.require_message_authenticator is None
+                                                        else entry.require_message_authenticator),
+        trust_calling_station_id=entry.trust_calling_station_id,
+        limit_proxy_state=entry.limit_proxy_state and not over_tls,
+        over_tls=over_tls,
+    )
+
+
 def client_table(radius: RadiusSettings, password_capacity: float = 20.0) -> ClientTable:
-    """The configured NAS clients (``secret_file`` was resolved when the config loaded);
-    ``password_capacity`` is the hasher's verifications per second (for default rates)."""
+    """The configured UDP clients (``secret_file`` was resolved when the config loaded; RadSec
+    clients are not among them); ``password_capacity`` is the hasher's verifications per
+    second (for default rates)."""
     clients = []
     problems = []
     for i, entry in enumerate(radius.clients):
+        if entry.radsec_group is not None:
+            continue
         try:
-            if entry.secret is None:
-                raise RadiusConfigError("no secret")
-            mode = ClientMode(entry.mode or radius.mode)
-            clients.append(RadiusClient(
-                name=entry.name,
-                network=parse_network(entry.address),
-                secret=entry.secret.encode("utf-8"),
-                mode=mode,
-                rate_per_second=client_rate(radius, mode, password_capacity),
-                require_message_authenticator=(radius.require_message_authenticator
-                                               if entry.require_message_authenticator is None
-                                               else entry.require_message_authenticator),
-                trust_calling_station_id=entry.trust_calling_station_id,
-                limit_proxy_state=entry.limit_proxy_state,
-            ))
+            clients.append(make_client(radius, entry, password_capacity))
         except RadiusConfigError as exc:
             problems.append(f"radius.clients[{i}]: {exc}")
     try:
@@ -134,10 +163,15 @@ class StoreReplyCache:
 
 
 class RadiusService:
-    """The listener plus, with a shared cache, a janitor for its expired rows."""
+    """The listener plus, with a shared cache, a janitor for its expired rows; and the
+    accounting and RadSec listeners when there are any."""
 
-    def __init__(self, server: RadiusServer, cache: StoreReplyCache | None, *, purge_interval: float = 30.0) -> None:
+    def __init__(self, server: RadiusServer, cache: StoreReplyCache | None, *, purge_interval: float = 30.0,
+                 accounting: AccountingServer | None = None, radsec: RadsecServer | None = None) -> None:
         self.server = server
+        self.accounting = accounting
+        self.radsec = radsec
+        self._others: list[AccountingServer | RadsecServer] = [s for s in (accounting, radsec) if s is not None]
         self._cache = cache
         self._purge_interval = purge_interval
         self._stop = asyncio.Event()
@@ -145,10 +179,18 @@ class RadiusService:
     async def start(self) -> None:
         """Bind the listeners (or raise): the daemon says READY only after this."""
         await self.server.start()
+        try:
+            for other in self._others:
+                await other.start()
+        except BaseException:
+            await self.aclose()
+            raise
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.server.run())
+            for other in self._others:
+                group.create_task(other.run())
             if self._cache is not None:
                 group.create_task(self._purge())
 
@@ -168,6 +210,8 @@ class RadiusService:
     async def aclose(self) -> None:
         self._stop.set()
         await self.server.aclose()
+        for other in self._others:
+            await other.aclose()
 
 
 def radius_service(mfa: Mfa, config: Config, registry: CollectorRegistry | None, *,
@@ -185,6 +229,62 @@ def radius_service(mfa: Mfa, config: Config, registry: CollectorRegistry | None,
         cache = StoreReplyCache(mfa.store)
     handler = SignInHandler(mfa.signin, challenge_ttl=radius.challenge_ttl_seconds,
                             challenge_tries=radius.challenge_tries)
-    server = RadiusServer(server_settings(radius, reuse_port=reuse_port), clients, handler,
-                          metrics=metrics, shared_cache=cache)
-    return RadiusService(server, cache, purge_interval=config.storage.prune_interval_seconds)
+    settings = server_settings(radius, reuse_port=reuse_port)
+    server = RadiusServer(settings, clients, handler, metrics=metrics, shared_cache=cache)
+    reports = PrometheusAccountingMetrics(registry) if registry is not None else None
+    accounting = accounting_server(mfa, radius, settings, clients, reports, metrics)
+    radsec = None
+    if config.radsec.listen:
+        radsec = radsec_server(mfa, config, handler, registry, metrics, reports, reuse_port=reuse_port)
+    return RadiusService(server, cache, purge_interval=config.storage.prune_interval_seconds,
+                         accounting=accounting, radsec=radsec)
+
+
+def accounting_server(mfa: Mfa, radius: RadiusSettings, settings: RadiusServerSettings, clients: ClientTable,
+                      reports: AccountingMetrics | None, metrics: RadiusMetrics | None) -> AccountingServer | None:
+    """The accounting listener on the same clients, or None when ``accounting_listen = []``."""
+    listen = accounting_listen(radius.accounting_listen, settings.listen)
+    if not listen:
+        return None
+    handler = AccountingHandler(SessionLog(mfa.store, mfa.clock), metrics=reports)
+    acct_settings = dataclasses.replace(settings, listen=tuple(parse_listen_address(a) for a in listen))
+    return AccountingServer(acct_settings, clients, handler, metrics=metrics)
+
+
+def radsec_server(mfa: Mfa, config: Config, handler: SignInHandler, registry: CollectorRegistry | None,
+                  metrics: RadiusMetrics | None, reports: AccountingMetrics | None = None, *,
+                  reuse_port: bool = False) -> RadsecServer:
+    """The RadSec listener on the sign-in handler of the UDP one, with its own accounting
+    handler (reports recorded with protocol ``radsec``)."""
+    radius, radsec = config.radius, config.radsec
+    assert radsec.tls_cert is not None and radsec.tls_key is not None  # the config's checks
+    problems = []
+    clients = []
+    for i, entry in enumerate(radius.clients):
+        if entry.radsec_group is None:
+            continue
+        try:
+            clients.append(RadsecClient(client=make_client(radius, entry, mfa.passwords.capacity),
+                                        group=entry.radsec_group, certificate_name=entry.certificate_name or ""))
+        except RadiusConfigError as exc:
+            problems.append(f"radius.clients[{i}]: {exc}")
+    try:
+        cas = {group.name: load_cas(group.ca_file) for group in radsec.groups}
+        identities = Identities(cas, clients)
+        context = server_context(cert_file=radsec.tls_cert, key_file=radsec.tls_key,
+                                 ca_files=[group.ca_file for group in radsec.groups],
+                                 min_version=radsec.tls_min_version)
+    except RadiusConfigError as exc:
+        problems.append(f"radsec: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    if not len(identities):
+        log.warning("RadSec listens but no [[radius.clients]] entry has a radsec_group: every connection is refused")
+    accounting = AccountingHandler(SessionLog(mfa.store, mfa.clock), metrics=reports, protocol="radsec")
+    settings = RadsecServerSettings(
+        listen=tuple(parse_listen_address(address) for address in radsec.listen), reuse_port=reuse_port,
+        idle_timeout=radsec.idle_timeout_seconds, handshake_timeout=radsec.handshake_timeout_seconds,
+        max_connections=radsec.max_connections, max_in_flight_per_connection=radsec.max_in_flight_per_connection,
+        reject_delay=radius.reject_delay_seconds)
+    return RadsecServer(settings, context, identities, handler, accounting, metrics=metrics,
+                        connection_metrics=PrometheusRadsecMetrics(registry) if registry is not None else None)

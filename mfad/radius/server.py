@@ -44,7 +44,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final, Protocol, cast
 
 from mfad.net import parse_address
 from mfad.radius.attributes import Attr
@@ -155,10 +155,19 @@ def is_missing_message_authenticator(request: RadiusRequest, client: RadiusClien
     )
 
 
+class DatagramSink(Protocol):
+    """What a :class:`RadiusProtocol` feeds: this module's server, or the accounting one."""
+
+    @property
+    def metrics(self) -> RadiusMetrics: ...
+
+    def receive(self, listener: RadiusProtocol, data: bytes, addr: Address) -> None: ...
+
+
 class RadiusProtocol(asyncio.DatagramProtocol):
     """One bound socket of a :class:`RadiusServer`; everything else is the server's."""
 
-    def __init__(self, server: RadiusServer) -> None:
+    def __init__(self, server: DatagramSink) -> None:
         self._server = server
         self.transport: asyncio.DatagramTransport | None = None
         self.lost = asyncio.Event()
@@ -615,3 +624,7 @@ def _open_socket(host: str, port: int, settings: RadiusServerSettings) -> socket
         sock.close()
         raise
     return sock
+
+
+open_socket = _open_socket
+"""A bound, non-blocking UDP socket for ``host:port`` with ``settings``' options (also the accounting port's)."""

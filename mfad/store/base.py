@@ -275,11 +275,17 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql):
                                   expired_before.timestamp(), limit)
         return len(rows)
 
-    async def delete_audit_before(self, before: datetime, limit: int) -> int:
-        """Up to ``limit`` of the oldest audit rows written before ``before`` (retention)."""
+    async def delete_audit_before(self, before: datetime, limit: int, event: str | None = None) -> int:
+        """Up to ``limit`` of the oldest audit rows written before ``before`` (retention);
+        with ``event``, only rows of that event (through the ``audit_event`` index)."""
         async with self._timed("delete_audit_before", write=True) as tx:
-            rows = await tx.fetch("DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < $1 "
-                                  "ORDER BY at LIMIT $2) RETURNING id", before.timestamp(), limit)
+            if event is None:
+                rows = await tx.fetch("DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < $1 "
+                                      "ORDER BY at LIMIT $2) RETURNING id", before.timestamp(), limit)
+            else:
+                rows = await tx.fetch("DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE event = $3 "
+                                      "AND at < $1 ORDER BY id LIMIT $2) RETURNING id", before.timestamp(),
+                                      limit, event)
         return len(rows)
 
     async def delete_expired_pending(self, now: datetime) -> int:

@@ -12,7 +12,8 @@ import grpc
 import grpc.aio
 import pytest
 from e2e_daemon import StartDaemon, mfad_daemon  # noqa: F401
-from e2e_support import TestCA, child_env, free_port, health, mfactl_argv, run
+from e2e_support import child_env, free_port, health, mfactl_argv, run
+from tls_ca import TestCA
 from grpc_health.v1 import health_pb2
 
 from mfad._proto.mfad.v1 import mfad_pb2 as pb

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 from radius_peers import SECRET
 
-from mfad.config import Config, RadiusClientSettings, RadiusSettings
+from mfad.config import Config, RadiusClientSettings, RadiusSettings, RadsecSettings
 from mfad.core.service import Mfa
 from mfad.radius import CountingMetrics, RadiusServer
 from mfad.radius.daemon import RadiusService, radius_service
 
 StartDaemon = Callable[..., Awaitable[RadiusServer]]
+_SERVICES: weakref.WeakKeyDictionary[RadiusServer, RadiusService] = weakref.WeakKeyDictionary()
 
 
 def nas(name: str = "lo", *, address: str = "127.0.0.1", **options: Any) -> RadiusClientSettings:
@@ -34,14 +36,16 @@ async def start_daemon(mfa: Mfa, config: Config) -> AsyncIterator[StartDaemon]:
     running: list[tuple[RadiusService, asyncio.Task[None]]] = []
 
     async def start(*, mode: str = "challenge", clients: list[RadiusClientSettings] | None = None,
-                    on: Mfa | None = None, **settings: Any) -> RadiusServer:
+                    on: Mfa | None = None, radsec: RadsecSettings | None = None, **settings: Any) -> RadiusServer:
         values: dict[str, Any] = {"listen": ["127.0.0.1:0"], "reject_delay_seconds": 0.0,
                                   "client_rate_per_second": 10000.0} | settings
         radius = RadiusSettings(mode=mode, clients=clients if clients is not None else [nas()],  # type: ignore[arg-type]
                                 **values)
-        service = radius_service(on or mfa, dataclasses.replace(config, radius=radius), None,
+        service = radius_service(on or mfa, dataclasses.replace(config, radius=radius,
+                                                                 radsec=radsec or config.radsec), None,
                                  metrics=CountingMetrics())
-        await service.server.start()
+        await service.start()
+        _SERVICES[service.server] = service
         running.append((service, asyncio.create_task(service.run())))
         return service.server
 
@@ -53,3 +57,15 @@ async def start_daemon(mfa: Mfa, config: Config) -> AsyncIterator[StartDaemon]:
 
 def address(server: RadiusServer) -> tuple[str, int]:
     return server.addresses[0]
+
+
+def accounting_address(server: RadiusServer) -> tuple[str, int]:
+    """Where the daemon of ``server`` answers accounting (its first accounting listener)."""
+    accounting = service_of(server).accounting
+    assert accounting is not None, "accounting is off (accounting_listen = [])"
+    return accounting.addresses[0]
+
+
+def service_of(server: RadiusServer) -> RadiusService:
+    """The daemon service ``server`` belongs to (its accounting and RadSec listeners)."""
+    return _SERVICES[server]

@@ -1,0 +1,379 @@
+"""RadSec (RADIUS over TLS, RFC 6614) on the real daemon service and store, both engines.
+
+Debian's radsecproxy stands in front of mfad as a RadSec client, taking radclient's UDP
+requests and forwarding them over TLS with its certificate: a sign-in (append mode) and
+accounting work end to end; radsecproxy with a certificate from another CA gets
+nothing. A Python TLS client checks the rest: Status-Server, a certificate of the right
+CA with a name no client has, an address no client may use, TLS versions, idle
+timeouts and framing errors. The test CA and certificates are made by the test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from radius_peers import RADCLIENT, SECRET, pyrad_request, radclient
+from signin_peers import StartDaemon, nas, service_of, start_daemon  # noqa: F401  (fixture)
+from tls_ca import TestCA
+
+from mfad.config import RadiusClientSettings, RadsecGroupSettings, RadsecSettings, load_config
+from mfad.core.accounting import SESSION_EVENT
+from mfad.core.errors import ConfigError
+from mfad.core.ports import AuditFilter
+from mfad.core.service import Mfa
+from mfad.radius import RadiusServer
+from mfad.radius.radsec import CountingRadsecMetrics, RadsecServer
+from peer_tools import missing
+
+Enrol = Callable[..., Awaitable[Any]]
+PASSWORD = "a password for radsec tests"
+RADSECPROXY = shutil.which("radsecproxy") or (
+    "/usr/sbin/radsecproxy" if Path("/usr/sbin/radsecproxy").exists() else None)
+needs_radsecproxy = pytest.mark.skipif(RADSECPROXY is None or RADCLIENT is None,
+                                       reason=missing("radsecproxy, radclient"))
+
+
+@dataclass
+class Pki:
+    ca: TestCA
+    other: TestCA
+    server: tuple[Path, Path]
+    berlin: tuple[Path, Path]
+    """A client certificate of the clients' CA, for the name the config gives client "berlin"."""
+    stranger: tuple[Path, Path]
+    """The clients' CA, a name no client has."""
+    forged: tuple[Path, Path]
+    """Another CA, the name of client "berlin"."""
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    ca = TestCA(tmp_path, "branch CA")
+    other = TestCA(tmp_path, "other CA")
+    (tmp_path / "other").mkdir()
+    return Pki(ca=ca, other=other, server=ca.issue("localhost", server=True),
+               berlin=ca.issue("nas-berlin.example.net", server=False),
+               stranger=ca.issue("nas-paris.example.net", server=False),
+               forged=TestCA(tmp_path / "other", "other CA").issue("nas-berlin.example.net", server=False))
+
+
+def radsec_settings(pki: Pki, **options: Any) -> RadsecSettings:
+    return RadsecSettings(listen=["127.0.0.1:0"], tls_cert=str(pki.server[0]), tls_key=str(pki.server[1]),
+                          groups=[RadsecGroupSettings(name="branches", ca_file=str(pki.ca.cert_path))], **options)
+
+
+def berlin(**options: Any) -> RadiusClientSettings:
+    values: dict[str, Any] = {"address": "127.0.0.1", "mode": "append"} | options
+    return RadiusClientSettings(name="berlin", radsec_group="branches", certificate_name="nas-berlin.example.net",
+                                **values)
+
+
+def radsec_of(server: RadiusServer) -> RadsecServer:
+    radsec = service_of(server).radsec
+    assert radsec is not None
+    return radsec
+
+
+def connections(radsec: RadsecServer) -> CountingRadsecMetrics:
+    metrics = radsec.connection_metrics
+    assert isinstance(metrics, CountingRadsecMetrics)
+    return metrics
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.05)
+
+
+# --- radsecproxy in front ----------------------------------------------------------------------
+PROXY_CONF = """\
+ListenUDP 127.0.0.1:{udp_port}
+LogLevel 4
+LogDestination file://{dir}/radsecproxy.log
+tls mfad {{
+    CACertificateFile {ca}
+    CertificateFile {cert}
+    CertificateKeyFile {key}
+}}
+client radclient {{
+    host 127.0.0.1
+    type udp
+    secret {secret}
+}}
+server mfad {{
+    host 127.0.0.1
+    port {port}
+    type tls
+    tls mfad
+    CertificateNameCheck on
+}}
+realm * {{
+    server mfad
+    accountingServer mfad
+}}
+"""
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def radsecproxy(directory: Path, port: int, ca: Path, cert: tuple[Path, Path]) -> Iterator[int]:
+    """radsecproxy in the foreground, UDP in from radclient, TLS out to mfad on ``port``;
+    yields its UDP port."""
+    assert RADSECPROXY is not None
+    udp_port = free_udp_port()
+    conf = directory / "radsecproxy.conf"
+    conf.write_text(PROXY_CONF.format(udp_port=udp_port, dir=directory, ca=ca, cert=cert[0], key=cert[1],
+                                      secret=SECRET.decode(), port=port))
+    process = subprocess.Popen([RADSECPROXY, "-f", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        yield udp_port
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+async def through_proxy(udp_port: int, lines: list[str], command: str = "auth") -> str | None:
+    """radclient to radsecproxy; the first request may wait for radsecproxy's TLS connection."""
+    result = None
+    for _ in range(5):
+        result = await radclient("127.0.0.1", udp_port, lines, command=command)
+        if result.reply is not None:
+            return result.reply
+    return None
+
+
+@needs_radsecproxy
+async def test_radsecproxy_forwards_sign_in_and_accounting_over_tls(
+        start_daemon: StartDaemon, enrol: Enrol, pki: Pki, mfa: Mfa, tmp_path: Path) -> None:
+    alice = await enrol("alice", password=PASSWORD)
+    server = await start_daemon(clients=[nas(), berlin()], radsec=radsec_settings(pki))
+    radsec = radsec_of(server)
+    with radsecproxy(tmp_path, radsec.addresses[0][1], pki.ca.cert_path, pki.berlin) as udp_port:
+        accepted = await through_proxy(udp_port, ['User-Name = "alice"',
+                                                  f'User-Password = "{PASSWORD}{alice.code(1)}"'])
+        assert accepted == "Access-Accept", (tmp_path / "radsecproxy.log").read_text()
+        refused = await through_proxy(udp_port, ['User-Name = "alice"',
+                                                 f'User-Password = "{PASSWORD}{next(iter(alice.wrong_codes()))}"'])
+        assert refused == "Access-Reject"
+        answered = await through_proxy(udp_port, ['User-Name = "alice"', "Acct-Status-Type = Start",
+                                                  'Acct-Session-Id = "T1"'], command="acct")
+        assert answered == "Accounting-Response"
+    rows = await mfa.store.query_audit(AuditFilter(event=SESSION_EVENT))
+    assert [(r.event.outcome, r.event.protocol, r.event.source) for r in rows] == [("start", "radsec", "nas:berlin")]
+    assert await accepted_sign_ins(mfa, alice), "the sign-in went through the core like a UDP one"
+    assert connections(radsec).connections["accepted"] >= 1
+    assert connections(radsec).connections["handshake_failed"] == 0
+
+
+@needs_radsecproxy
+async def test_radsecproxy_with_a_certificate_of_another_ca_is_refused(
+        start_daemon: StartDaemon, enrol: Enrol, pki: Pki, mfa: Mfa, tmp_path: Path) -> None:
+    alice = await enrol("alice", password=PASSWORD)
+    server = await start_daemon(clients=[nas(), berlin()], radsec=radsec_settings(pki))
+    radsec = radsec_of(server)
+    with radsecproxy(tmp_path, radsec.addresses[0][1], pki.ca.cert_path, pki.forged) as udp_port:
+        result = await radclient("127.0.0.1", udp_port, ['User-Name = "alice"',
+                                                        f'User-Password = "{PASSWORD}{alice.code(1)}"'])
+        assert result.reply in (None, "Access-Reject")  # radsecproxy may reject when its server is down
+        await until(lambda: connections(radsec).connections["handshake_failed"] >= 1)
+    assert connections(radsec).connections["accepted"] == 0
+    assert not await accepted_sign_ins(mfa, alice)
+
+
+async def accepted_sign_ins(mfa: Mfa, user: Any) -> list[Any]:
+    rows = await mfa.store.query_audit(AuditFilter(user_id=user.user.id))
+    return [r.event for r in rows if r.event.protocol == "radius" and r.event.outcome == "accepted"]
+
+
+# --- a TLS client of the test's own ----------------------------------------------------------------
+@contextlib.asynccontextmanager
+async def tls_client(pki: Pki, port: int, cert: tuple[Path, Path], *,
+                     max_version: ssl.TLSVersion | None = None) -> AsyncIterator[tuple[asyncio.StreamReader,
+                                                                                      asyncio.StreamWriter]]:
+    context = ssl.create_default_context(cafile=str(pki.ca.cert_path))
+    context.load_cert_chain(str(cert[0]), str(cert[1]))
+    if max_version is not None:
+        context.maximum_version = max_version
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname="localhost")
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+
+
+async def read_packet(reader: asyncio.StreamReader) -> bytes:
+    async with asyncio.timeout(5):
+        header = await reader.readexactly(4)
+        return header + await reader.readexactly(int.from_bytes(header[2:4], "big") - 4)
+
+
+async def closed_without_reply(reader: asyncio.StreamReader) -> bool:
+    """True when the server closes the connection (or the TLS session fails) with nothing sent."""
+    try:
+        async with asyncio.timeout(5):
+            data = await reader.read(1)
+    except (ssl.SSLError, ConnectionError):
+        return True
+    return data == b""
+
+
+async def test_status_server_and_an_access_request_over_tls(start_daemon: StartDaemon, enrol: Enrol,
+                                                             pki: Pki) -> None:
+    alice = await enrol("alice", password=PASSWORD)
+    server = await start_daemon(clients=[nas(), berlin()], radsec=radsec_settings(pki))
+    radsec = radsec_of(server)
+    async with tls_client(pki, radsec.addresses[0][1], pki.berlin) as (reader, writer):
+        assert writer.get_extra_info("ssl_object").version() == "TLSv1.3"  # preferred when both have it
+        status = pyrad_request(code=12, identifier=1, secret=b"radsec")
+        writer.write(status.RequestPacket())
+        assert (await read_packet(reader))[:2] == bytes([2, 1])  # Access-Accept to Status-Server
+        # No Message-Authenticator: over TLS it is not needed (BlastRADIUS needs a path it cannot alter).
+        request = pyrad_request(user="alice", password=PASSWORD + alice.code(1), secret=b"radsec", identifier=2,
+                                message_authenticator=False)
+        writer.write(request.RequestPacket())
+        reply = await read_packet(reader)
+        assert reply[:2] == bytes([2, 2]) and reply[20] == 80  # Access-Accept, Message-Authenticator first
+
+
+async def test_a_certificate_naming_no_client_is_refused(start_daemon: StartDaemon, pki: Pki) -> None:
+    server = await start_daemon(clients=[nas(), berlin()], radsec=radsec_settings(pki))
+    radsec = radsec_of(server)
+    async with tls_client(pki, radsec.addresses[0][1], pki.stranger) as (reader, writer):
+        writer.write(pyrad_request(code=12, identifier=1, secret=b"radsec").RequestPacket())
+        assert await closed_without_reply(reader)
+    assert connections(radsec).connections["unknown_certificate"] == 1
+
+
+async def test_a_certificate_of_another_ca_is_refused(start_daemon: StartDaemon, pki: Pki) -> None:
+    server = await start_daemon(clients=[nas(), berlin()], radsec=radsec_settings(pki))
+    radsec = radsec_of(server)
+    async with tls_client(pki, radsec.addresses[0][1], pki.forged) as (reader, writer):
+        writer.write(pyrad_request(code=12, identifier=1, secret=b"radsec").RequestPacket())
+        assert await closed_without_reply(reader)
+    await until(lambda: connections(radsec).connections["handshake_failed"] == 1)
+
+
+async def test_an_address_no_radsec_client_may_use_is_closed_before_tls(start_daemon: StartDaemon,
+                                                                        pki: Pki) -> None:
+    server = await start_daemon(clients=[nas(), berlin(address="192.0.2.0/24")], radsec=radsec_settings(pki))
+    radsec = radsec_of(server)
+    reader, writer = await asyncio.open_connection(*radsec.addresses[0])
+    try:
+        assert await closed_without_reply(reader)
+    finally:
+        writer.close()
+    assert connections(radsec).connections["refused_address"] == 1
+
+
+async def test_tls_below_the_minimum_version_is_refused(start_daemon: StartDaemon, pki: Pki) -> None:
+    server = await start_daemon(clients=[nas(), berlin()], radsec=radsec_settings(pki, tls_min_version="1.3"))
+    radsec = radsec_of(server)
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        async with tls_client(pki, radsec.addresses[0][1], pki.berlin, max_version=ssl.TLSVersion.TLSv1_2):
+            pass
+    await until(lambda: connections(radsec).connections["handshake_failed"] == 1)
+
+
+async def test_tls_1_2_is_accepted_by_default(start_daemon: StartDaemon, pki: Pki) -> None:
+    server = await start_daemon(clients=[nas(), berlin()], radsec=radsec_settings(pki))
+    radsec = radsec_of(server)
+    async with tls_client(pki, radsec.addresses[0][1], pki.berlin, max_version=ssl.TLSVersion.TLSv1_2) as (
+            reader, writer):
+        assert writer.get_extra_info("ssl_object").version() == "TLSv1.2"
+        writer.write(pyrad_request(code=12, identifier=3, secret=b"radsec").RequestPacket())
+        assert (await read_packet(reader))[0] == 2
+
+
+async def test_an_idle_connection_is_closed(start_daemon: StartDaemon, pki: Pki) -> None:
+    server = await start_daemon(clients=[nas(), berlin()], radsec=radsec_settings(pki, idle_timeout_seconds=0.5))
+    radsec = radsec_of(server)
+    async with tls_client(pki, radsec.addresses[0][1], pki.berlin) as (reader, _):
+        assert await closed_without_reply(reader)
+    assert connections(radsec).disconnects["idle_timeout"] == 1
+
+
+async def test_a_framing_error_closes_the_connection(start_daemon: StartDaemon, pki: Pki) -> None:
+    server = await start_daemon(clients=[nas(), berlin()], radsec=radsec_settings(pki))
+    radsec = radsec_of(server)
+    async with tls_client(pki, radsec.addresses[0][1], pki.berlin) as (reader, writer):
+        writer.write(bytes([1, 1, 0, 5]) + bytes(16))  # Length 5: under a RADIUS header
+        assert await closed_without_reply(reader)
+    await until(lambda: connections(radsec).disconnects["framing_error"] == 1)
+
+
+# --- configuration -------------------------------------------------------------------------------
+def test_config_names_the_bad_radsec_keys(tmp_path: Path, pki: Pki) -> None:
+    file = tmp_path / "mfad.toml"
+    file.write_text(f"""
+[radsec]
+listen = ["127.0.0.1:2083"]
+tls_cert = "{pki.server[0]}"
+
+[[radsec.groups]]
+name = "branches"
+ca_file = "{pki.ca.cert_path}"
+
+[[radius.clients]]
+name = "berlin"
+address = "0.0.0.0/0"
+radsec_group = "branches"
+certificate_name = "nas-berlin.example.net"
+secret = "a secret that RadSec does not use"
+
+[[radius.clients]]
+name = "paris"
+address = "0.0.0.0/0"
+radsec_group = "paris-group"
+""")
+    with pytest.raises(ConfigError) as caught:
+        load_config(file, env={})
+    text = str(caught.value)
+    for key in ("radsec.tls_key", "radius.clients[0].secret", "radius.clients[1].radsec_group",
+                "radius.clients[1].certificate_name"):
+        assert key in text, text
+
+
+def test_a_good_radsec_config_loads(tmp_path: Path, pki: Pki) -> None:
+    file = tmp_path / "mfad.toml"
+    file.write_text(f"""
+[radsec]
+listen = ["0.0.0.0:2083"]
+tls_cert = "{pki.server[0]}"
+tls_key = "{pki.server[1]}"
+
+[[radsec.groups]]
+name = "branches"
+ca_file = "{pki.ca.cert_path}"
+
+[[radius.clients]]
+name = "berlin"
+address = "0.0.0.0/0"
+radsec_group = "branches"
+certificate_name = "nas-berlin.example.net"
+mode = "append"
+""")
+    config = load_config(file, env={})
+    assert config.radsec.listen == ["0.0.0.0:2083"]
+    assert config.radius.clients[0].radsec_group == "branches"
