@@ -157,10 +157,10 @@ access to * by dn.exact="{SERVICE_DN}" read by self read by * none
 
     def _run(self) -> None:
         urls = f"ldap://127.0.0.1:{self.port}/ ldaps://127.0.0.1:{self.ldaps_port}/"
-        log = open(self.root / "slapd.log", "wb")
         # -d 0: stay in the foreground (the test owns the process) and log nothing.
-        self.proc = subprocess.Popen([SLAPD, "-f", str(self.root / "slapd.conf"), "-h", urls, "-d", "0"],
-                                     stdout=log, stderr=subprocess.STDOUT)
+        with open(self.root / "slapd.log", "wb") as log:
+            self.proc = subprocess.Popen([SLAPD, "-f", str(self.root / "slapd.conf"), "-h", urls, "-d", "0"],
+                                         stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
