@@ -10,7 +10,7 @@ directory that cannot be reached raises ``Unavailable`` — never an accept.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
@@ -48,9 +48,9 @@ class DirectoryCheck:
     check: Check
     reason: DirectoryReason
     entry: DirectoryEntry | None = None
-    #: Reply attributes from an upstream RADIUS server, already filtered by the client's
-    #: allow-list: (attribute name, value) pairs, for the transport to copy.
-    reply: tuple[tuple[str, str], ...] = ()
+    #: What an upstream RADIUS server's Accept carried: (attribute name, octets) pairs, for
+    #: the transport to copy the ones its client's allow-list names (opaque to the core).
+    reply: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
 
     @property
     def accepted(self) -> bool:

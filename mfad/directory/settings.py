@@ -79,7 +79,10 @@ class UpstreamRadiusSettings:
     timeout_seconds: float = field(default=3.0, metadata=check(between(0.1, 30)))
     #: Sends per server before the next one is tried.
     retries: int = field(default=2, metadata=check(between(1, 10)))
-    #: Send Message-Authenticator and require it in replies (RFC 3579, BlastRADIUS).
+    #: Sign requests with Message-Authenticator (RFC 3579).
+    send_message_authenticator: bool = True
+    #: Ignore replies without a valid Message-Authenticator (BlastRADIUS, CVE-2024-3596). Servers
+    #: older than the 2024 fixes (FreeRADIUS before 3.2.5, as in Debian 12) do not sign replies.
     require_message_authenticator: bool = True
     #: NAS-Identifier sent upstream.
     nas_identifier: str = field(default="mfad", metadata=check(short_text))
