@@ -38,6 +38,7 @@ from mfad.core.settings import (
     positive,
     short_text,
 )
+from mfad.directory.settings import DirectorySettings
 from mfad.net import is_loopback, parse_address
 
 __all__ = ["WEBAUTHN_ATTESTATION_FORMATS", "Config", "ConfigError", "LimitSettings", "PasswordSettings",
@@ -147,6 +148,11 @@ class RadsecSettings:
     #: Requests being decided at once on one connection; more are dropped (``overload``).
     max_in_flight_per_connection: int = field(default=256, metadata=check(between(1, 4096)))
     groups: list[RadsecGroupSettings] = field(default_factory=list)
+    #: Who checks this client's passwords: local, ldap[:NAME], radius[:NAME] (unset: [radius]
+    #: first_factor); otp_only clients checked it themselves (none).
+    first_factor: str | None = None
+    #: Attributes of an upstream RADIUS server's Access-Accept copied into mfad's Accept.
+    upstream_reply_attributes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,6 +176,8 @@ class RadiusSettings:
     accounting_listen: list[str] | None = field(default=None, metadata=check(_optional_addresses))
     #: NAS session reports (start, interim, stop) are audit rows kept this many days.
     accounting_retention_days: int = field(default=90, metadata=check(between(1, 36500)))
+    #: The first factor of clients that name none (see docs/directory.md).
+    first_factor: str = "local"
     clients: list[RadiusClientSettings] = field(default_factory=list)
 
 
@@ -184,6 +192,8 @@ class GrpcSettings:
     max_message_bytes: int = field(default=65536, metadata=check(between(1024, 4 * 1024 * 1024)))
     session_ttl_seconds: int = field(default=900, metadata=check(between(60, 86400)))
     shutdown_grace_seconds: float = field(default=10.0, metadata=check(non_negative))
+    #: Who checks the passwords BeginSignIn brings: local, ldap[:NAME] or radius[:NAME].
+    first_factor: str = "local"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -347,6 +357,7 @@ class Config:
     audit: AuditSettings = field(default_factory=AuditSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     portal: PortalSettings = field(default_factory=PortalSettings)
+    directory: DirectorySettings = field(default_factory=DirectorySettings)
 
     @property
     def core(self) -> CoreSettings:
@@ -559,6 +570,11 @@ def _validate(loader: _Loader, config: Config, *, origins_set: bool = True) -> C
         clients.append(dataclasses.replace(client, secret=secret, secret_file=None))
     smtp = _validate_smtp(loader, config.smtp)
     radsec = _validate_radsec(loader, config.radsec)
+    from mfad.directory.config import validate_directories, validate_first_factors
+
+    directory = validate_directories(loader.fail, lambda path, name: _read_secret_file(loader, path, name),
+                                     loader.base_dir, config.directory)
+    clients = validate_first_factors(loader.fail, config.radius, clients, config.grpc.first_factor, directory)
     if bool(config.grpc.tls_cert) != bool(config.grpc.tls_key):
         loader.fail("grpc.tls_key" if config.grpc.tls_cert else "grpc.tls_cert",
                     "tls_cert and tls_key go together")
@@ -579,7 +595,7 @@ def _validate(loader: _Loader, config: Config, *, origins_set: bool = True) -> C
     _validate_webauthn(loader, webauthn)
     _validate_portal(loader, config.portal, webauthn, origins_set=origins_set)
     return dataclasses.replace(config, radius=dataclasses.replace(config.radius, clients=clients), smtp=smtp,
-                               webauthn=webauthn, radsec=radsec)
+                               webauthn=webauthn, radsec=radsec, directory=directory)
 
 
 def _validate_radsec_client(loader: _Loader, path: str, client: RadiusClientSettings, groups: set[str]) -> None:

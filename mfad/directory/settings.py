@@ -94,3 +94,26 @@ class UpstreamRadiusSettings:
 class DirectorySettings:
     ldap: list[LdapSettings] = field(default_factory=list)
     radius: list[UpstreamRadiusSettings] = field(default_factory=list)
+
+
+#: First-factor names that are not directories.
+LOCAL = "local"
+NONE = "none"
+
+
+def resolve_first_factor(value: str, directories: DirectorySettings) -> str | None:
+    """``local``, ``none``, ``ldap``/``radius`` (the first such directory), ``ldap:NAME`` or
+    ``radius:NAME`` → ``local``, ``none`` or a directory's name; None when it names nothing."""
+    if value in (LOCAL, NONE):
+        return value
+    kind, _, name = value.partition(":")
+    tables: list[LdapSettings] | list[UpstreamRadiusSettings]
+    if kind == "ldap":
+        tables = directories.ldap
+    elif kind == "radius":
+        tables = directories.radius
+    else:
+        return None
+    if not name:
+        return tables[0].name if tables else None
+    return name if any(t.name == name for t in tables) else None
