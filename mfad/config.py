@@ -123,6 +123,11 @@ class RadiusClientSettings:
     radsec_group: str | None = None
     #: The name its certificate carries: the subject CN or a subjectAltName (DNS, IP or URI).
     certificate_name: str | None = None
+    #: Who checks this client's passwords: local, ldap[:NAME], radius[:NAME] (unset: [radius]
+    #: first_factor); otp_only clients checked it themselves (none).
+    first_factor: str | None = None
+    #: Attributes of an upstream RADIUS server's Access-Accept copied into mfad's Accept.
+    upstream_reply_attributes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,11 +153,6 @@ class RadsecSettings:
     #: Requests being decided at once on one connection; more are dropped (``overload``).
     max_in_flight_per_connection: int = field(default=256, metadata=check(between(1, 4096)))
     groups: list[RadsecGroupSettings] = field(default_factory=list)
-    #: Who checks this client's passwords: local, ldap[:NAME], radius[:NAME] (unset: [radius]
-    #: first_factor); otp_only clients checked it themselves (none).
-    first_factor: str | None = None
-    #: Attributes of an upstream RADIUS server's Access-Accept copied into mfad's Accept.
-    upstream_reply_attributes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
