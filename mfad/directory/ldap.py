@@ -38,7 +38,7 @@ from ldap3.utils.dn import parse_dn
 
 from mfad.core.directory import Check, DirectoryCheck, DirectoryEntry, DirectoryReason
 from mfad.core.errors import InvalidInput, Unavailable
-from mfad.directory.settings import LdapSettings
+from mfad.config import LdapSettings
 
 log = logging.getLogger("mfad.directory.ldap")
 T = TypeVar("T")

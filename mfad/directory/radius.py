@@ -23,7 +23,7 @@ import secrets
 
 from mfad.core.directory import Check, DirectoryCheck, DirectoryEntry, DirectoryReason
 from mfad.core.errors import InvalidInput, Unavailable
-from mfad.directory.settings import UpstreamRadiusSettings
+from mfad.config import UpstreamRadiusSettings
 from mfad.net import parse_address
 from mfad.radius.attributes import Attr, attribute_code, attribute_name
 from mfad.radius.codec import (

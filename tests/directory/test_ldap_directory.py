@@ -11,7 +11,7 @@ import pytest
 from mfad.core.directory import Check, DirectoryReason
 from mfad.core.errors import InvalidInput, Unavailable
 from mfad.directory.ldap import LdapDirectory, escape_filter_value
-from mfad.directory.settings import LdapSettings
+from mfad.config import LdapSettings
 from slapd_peer import GROUPS_BASE, PEOPLE_BASE, SERVICE_DN, SERVICE_PASSWORD, SUFFIX, Slapd
 
 pytestmark = pytest.mark.slow

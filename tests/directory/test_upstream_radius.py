@@ -14,7 +14,7 @@ from freeradius_peer import FREERADIUS, SECRET, Upstream, start_upstream
 from mfad.core.directory import Check, DirectoryReason
 from mfad.core.errors import Unavailable
 from mfad.directory.radius import UpstreamRadius
-from mfad.directory.settings import UpstreamRadiusSettings
+from mfad.config import UpstreamRadiusSettings
 from mfad.radius.codec import RadiusCode, encode_request
 from peer_tools import missing
 
