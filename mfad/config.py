@@ -125,8 +125,6 @@ class RadiusClientSettings:
     #: Who checks this client's passwords: local, ldap[:NAME], radius[:NAME] (unset: [radius]
     #: first_factor); otp_only clients checked it themselves (none).
     first_factor: str | None = None
-    #: Attributes of an upstream RADIUS server's Access-Accept copied into mfad's Accept.
-    upstream_reply_attributes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -428,9 +426,7 @@ class DirectorySettings:
     radius: list[UpstreamRadiusSettings] = field(default_factory=list)
 
 
-#: First-factor names that are not directories.
-LOCAL = "local"
-NONE = "none"
+from mfad.core.first_factor import LOCAL, NONE  # noqa: E402  (the names that are not directories)
 
 
 def resolve_first_factor(value: str, directories: DirectorySettings) -> str | None:
@@ -947,9 +943,6 @@ def _validate_first_factors(fail: _Fail, radius: RadiusSettings, clients: Sequen
         if (first == NONE) != (mode == "otp_only"):
             fail(f"{path}.first_factor", "'none' goes with mode otp_only, and otp_only with 'none' (the NAS "
                                          "checked the password)")
-        for j, name in enumerate(client.upstream_reply_attributes):
-            if name in ("Message-Authenticator", "Proxy-State", "State", "User-Password"):
-                fail(f"{path}.upstream_reply_attributes[{j}]", f"{name} is mfad's own, never copied")
         out.append(dataclasses.replace(client, first_factor=first))
     return out
 

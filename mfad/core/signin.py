@@ -273,6 +273,8 @@ class _Passed:
     now: datetime
     policy: Policy
     usable: frozenset[Method]
+    #: The subject as the first factor left it (a directory user just provisioned).
+    subject: Subject
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -403,8 +405,8 @@ class SignInService:
                 self._dummy_totp_work(code, self._clock.now())  # the work a known user's code costs
             return passed
         if code is None:
-            return await self._owe_second_factor(subject, attempt, passed, request)
-        return await self._sign_in_with_code(subject, code, attempt, passed, started, request.station)
+            return await self._owe_second_factor(passed.subject, attempt, passed, request)
+        return await self._sign_in_with_code(passed.subject, code, attempt, passed, started, request.station)
 
     async def _owe_second_factor(self, subject: Subject, attempt: Attempt, passed: _Passed,
                                  request: SignInRequest) -> SignInResult:
@@ -472,7 +474,7 @@ class SignInService:
             event = self._event("signin", Reason.REMEMBERED, subject, attempt, outcome="allowed")
             if await self._store.update_remembered_station(user.id, series, now, [event]):
                 return SignInResult(outcome=Outcome.ALLOWED, reason=Reason.REMEMBERED, user=user)
-        return _Passed(now=now, policy=policy, usable=usable)
+        return _Passed(now=now, policy=policy, usable=usable, subject=subject)
 
     async def _provisioned(self, subject: Subject, username: str, directory: str, entry: DirectoryEntry,
                            attempt: Attempt, now: datetime) -> Subject:

@@ -246,7 +246,7 @@ class LdapDirectory:
         for idle in self._idle:
             while True:
                 try:
-                    idle.get_nowait().unbind()
+                    _discard(idle.get_nowait())
                 except queue.Empty:
                     break
                 except ldap_errors.LDAPException:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+
+# The RADIUS peers and daemon fixture (tests/radius) serve the directory sign-in tests too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "radius"))
 
 import pytest
 

@@ -34,7 +34,6 @@ name = "vpn"
 address = "10.0.0.0/24"
 secret = "vpn-shared-secret-0123"
 first_factor = "radius:nps"
-upstream_reply_attributes = ["Framed-IP-Address"]
 
 [[radius.clients]]
 name = "wifi"
@@ -90,7 +89,6 @@ def test_a_full_directory_config_loads(tmp_path: Path) -> None:
     (('first_factor = "radius:nps"', 'first_factor = "none"'), "radius.clients[0].first_factor"),
     (('mode = "otp_only"', 'mode = "otp_only"\nfirst_factor = "ldap"'), "radius.clients[2].first_factor"),
     (('first_factor = "ldap:corp"', 'first_factor = "kerberos"'), "grpc.first_factor"),
-    (('["Framed-IP-Address"]', '["State"]'), "radius.clients[0].upstream_reply_attributes[0]"),
     (('name = "nps"', 'name = "corp"'), "directory.radius[0].name"),
     (('username_attribute = "sAMAccountName"', 'usernme_attribute = "x"'), "directory.ldap[0].usernme_attribute"),
     (('check_account_control = true', 'user_filter = "objectClass=person"'), "directory.ldap[0].user_filter"),
