@@ -24,6 +24,7 @@ from mfad.core.ports import AuditFilter, CoreMetrics, NullMetrics, Store
 from mfad.core.recovery import RecoveryService, RecoveryVerifier
 from mfad.core.selfservice import SelfService
 from mfad.core.directory import Directory
+from mfad.core.provisioning import DirectoryUsers
 from mfad.core.first_factor import FirstFactorRouter, LocalPasswordCheck
 from mfad.core.settings import CoreSettings
 from mfad.core.signin import SignInService
@@ -59,6 +60,7 @@ class Mfa:
         self.signin = SignInService(store=store, keyring=keyring, clock=self.clock, passwords=self.passwords,
                                     policy=self.policy, totp_settings=settings.totp, limits=settings.limits,
                                     metrics=self.metrics, usernames=self.users.usernames, first_factor=first_factor)
+        self.directory_users = DirectoryUsers(store, self.clock, self.directories)
         self.email = EmailCodeService(store=store, keyring=keyring, clock=self.clock, settings=settings.email_codes,
                                       policy=self.policy, users=self.users, metrics=email_metrics,
                                       core_metrics=self.metrics)

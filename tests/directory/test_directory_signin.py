@@ -169,3 +169,28 @@ async def test_group_rules_give_two_users_different_methods_and_remembering(
         user = await directory_mfa.users.get(name)
         assert (await directory_mfa.policy.effective(user, "portal")).allows(Method.EMAIL) is (name == "alice")
     assert results["alice"][1] is True and results["bob"][1] is False
+
+
+async def test_prune_lists_and_disables_users_the_directory_no_longer_knows(
+        directory_mfa: Mfa, slapd: Slapd, store: Store) -> None:
+    attempt = Attempt(protocol="grpc", client="portal")
+    for name in ("alice", "dave"):
+        await directory_mfa.signin.sign_in(SignInRequest(username=name, first_factor=Password(f"{name}-directory-pw"),
+                                                         attempt=attempt))
+    await directory_mfa.users.create("local-user", "local-password-123456")
+    assert await directory_mfa.directory_users.prune(disable=False, actor="admin") == []
+    slapd.set_account_control("alice", 514)
+    try:
+        listed = await directory_mfa.directory_users.prune("corp", disable=False, actor="admin")
+        assert [(s.username, s.why, s.disabled) for s in listed] == [("alice", "disabled", False)]
+        assert not (await directory_mfa.users.get("alice")).disabled
+        done = await directory_mfa.directory_users.prune("corp", disable=True, actor="admin")
+        assert [(s.username, s.disabled) for s in done] == [("alice", True)]
+        assert (await directory_mfa.users.get("alice")).disabled
+        assert not (await directory_mfa.users.get("local-user")).disabled
+        rows = await store.query_audit(AuditFilter(event="user_disabled"))
+        assert [(r.event.username, r.event.reason) for r in rows] == [("alice", "directory_disabled")]
+        # Disabled in mfad: listed no more.
+        assert await directory_mfa.directory_users.prune("corp", disable=False, actor="admin") == []
+    finally:
+        slapd.set_account_control("alice", 512)
