@@ -10,9 +10,8 @@ Guarantees:
   another request cannot be taken for its answer;
 - each server gets ``retries`` sends, ``timeout_seconds`` apart; then the next one is
   tried; when none answers, ``Unavailable``;
-- the reply's attributes are returned by name for the transport to copy only those a
-  RADIUS client's allow-list names (``upstream_reply_attributes``); the ones named in
-  ``group_attributes`` become the user's groups.
+- the reply's attributes are returned by name (``DirectoryCheck.reply``) but not copied
+  into mfad's replies; the ones named in ``group_attributes`` become the user's groups.
 """
 
 from __future__ import annotations
