@@ -27,6 +27,7 @@ from mfad.core.keyring import Keyring
 from mfad.core.ports import Store
 from mfad.core.retention import Retention
 from mfad.core.service import Mfa
+from mfad.directory import build as build_directories
 from mfad.lifecycle import Service, StopSignals, run_all, start_all
 from mfad.mail.metrics import EmailPrometheusMetrics
 from mfad.mail.service import outbox_service
@@ -70,12 +71,16 @@ async def open_core(config: Config, registry: CollectorRegistry | None = None, *
         keyring = Keyring.open(Path(config.secrets.key_file))
         core_metrics = CorePrometheusMetrics(registry) if registry is not None else None
         email_metrics = EmailPrometheusMetrics(registry) if registry is not None else None
-        mfa = Mfa(settings=config.core, store=store, keyring=keyring, metrics=core_metrics, email_metrics=email_metrics)
+        directories = build_directories(config)
+        mfa = Mfa(settings=config.core, store=store, keyring=keyring, metrics=core_metrics, email_metrics=email_metrics,
+                  directories=directories.by_name, first_factor_by_client=directories.by_client,
+                  first_factor_by_protocol=directories.by_protocol)
         try:
             await mfa.start()
             yield mfa
         finally:
             mfa.close()
+            await directories.aclose()
     finally:
         await store.aclose()
 

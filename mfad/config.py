@@ -15,7 +15,7 @@ import os
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -122,6 +122,9 @@ class RadiusClientSettings:
     radsec_group: str | None = None
     #: The name its certificate carries: the subject CN or a subjectAltName (DNS, IP or URI).
     certificate_name: str | None = None
+    #: Who checks this client's passwords: local, ldap[:NAME], radius[:NAME] (unset: [radius]
+    #: first_factor); otp_only clients checked it themselves (none).
+    first_factor: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,6 +173,8 @@ class RadiusSettings:
     accounting_listen: list[str] | None = field(default=None, metadata=check(_optional_addresses))
     #: NAS session reports (start, interim, stop) are audit rows kept this many days.
     accounting_retention_days: int = field(default=90, metadata=check(between(1, 36500)))
+    #: The first factor of clients that name none (see docs/directory.md).
+    first_factor: str = "local"
     clients: list[RadiusClientSettings] = field(default_factory=list)
 
 
@@ -184,6 +189,8 @@ class GrpcSettings:
     max_message_bytes: int = field(default=65536, metadata=check(between(1024, 4 * 1024 * 1024)))
     session_ttl_seconds: int = field(default=900, metadata=check(between(60, 86400)))
     shutdown_grace_seconds: float = field(default=10.0, metadata=check(non_negative))
+    #: Who checks the passwords BeginSignIn brings: local, ldap[:NAME] or radius[:NAME].
+    first_factor: str = "local"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -329,6 +336,117 @@ class PortalSettings:
         return f"http{'s' if self.tls_cert else ''}://localhost:{parse_address(self.listen[0])[1]}"
 
 
+# --- directories: the first factor from LDAP / AD or an upstream RADIUS server ----------
+
+def _ldap_urls(value: Any) -> str | None:
+    from urllib.parse import urlsplit
+
+    if not value:
+        return "must list at least one ldap:// or ldaps:// URL"
+    for url in value:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018  (raises on a bad port)
+        except ValueError:
+            return f"{url!r} is not a URL"
+        if parts.scheme not in ("ldap", "ldaps") or not parts.hostname or parts.path not in ("", "/") \
+                or parts.query or parts.username:
+            return f"{url!r} must be ldap://host[:port] or ldaps://host[:port]"
+    return None
+
+
+def _filter(value: Any) -> str | None:
+    if not (value.startswith("(") and value.endswith(")")) or value.count("(") != value.count(")"):
+        return "must be an LDAP filter in parentheses, e.g. (objectClass=person)"
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LdapSettings:
+    """One directory, reachable at ``servers`` (tried in order: the next one only when a
+    server cannot be reached or does not answer in time)."""
+
+    name: str = field(default="ldap", metadata=check(short_text))
+    servers: list[str] = field(default_factory=list, metadata=check(_ldap_urls))
+    #: For ldap:// URLs: upgrade with StartTLS (plain LDAP is allowed only to loopback).
+    start_tls: bool = True
+    #: PEM CA bundle the server certificate is verified against (default: the system's CAs).
+    ca_file: str | None = None
+    #: The service account that searches for users (unset: anonymous search).
+    bind_dn: str | None = None
+    bind_password: str | None = field(default=None, repr=False)
+    bind_password_file: str | None = None
+    base_dn: str = ""
+    #: The attribute the typed username is compared with (AD: sAMAccountName or userPrincipalName).
+    username_attribute: str = "uid"
+    user_filter: str = field(default="(objectClass=person)", metadata=check(_filter))
+    #: Entries that also match this filter are refused (e.g. "(pwdAccountLockedTime=*)").
+    disabled_filter: str | None = field(default=None, metadata=check(_filter))
+    #: Active Directory: refuse accounts whose userAccountControl says disabled (0x2) or locked (0x10).
+    check_account_control: bool = False
+    display_name_attribute: str = "displayName"
+    email_attribute: str = "mail"
+    #: The user attribute listing group DNs ("" when groups are searched instead).
+    group_attribute: str = "memberOf"
+    #: Search groups instead: base, filter with {dn} (the user's DN, escaped), name attribute.
+    group_search_base: str | None = None
+    group_search_filter: str = "(member={dn})"
+    group_name_attribute: str = "cn"
+    timeout_seconds: float = field(default=5.0, metadata=check(between(0.1, 60)))
+    #: Connections (and threads) per directory: a bound on what mfad asks of it at once.
+    pool_size: int = field(default=4, metadata=check(between(1, 64)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpstreamRadiusSettings:
+    """An existing RADIUS server (NPS, FreeRADIUS) that checks passwords sent to it as PAP."""
+
+    name: str = field(default="radius", metadata=check(short_text))
+    #: "host:port" addresses, tried in order (the next one when a server does not answer).
+    servers: list[str] = field(default_factory=list)
+    secret: str | None = field(default=None, repr=False)
+    secret_file: str | None = None
+    timeout_seconds: float = field(default=3.0, metadata=check(between(0.1, 30)))
+    #: Sends per server before the next one is tried.
+    retries: int = field(default=2, metadata=check(between(1, 10)))
+    #: Sign requests with Message-Authenticator (RFC 3579).
+    send_message_authenticator: bool = True
+    #: Ignore replies without a valid Message-Authenticator (BlastRADIUS, CVE-2024-3596). Servers
+    #: older than the 2024 fixes (FreeRADIUS before 3.2.5, as in Debian 12) do not sign replies.
+    require_message_authenticator: bool = True
+    #: NAS-Identifier sent upstream.
+    nas_identifier: str = field(default="mfad", metadata=check(short_text))
+    #: Reply attributes of an Access-Accept that become the user's groups (e.g. Class, Filter-Id).
+    group_attributes: list[str] = field(default_factory=lambda: ["Class"])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DirectorySettings:
+    ldap: list[LdapSettings] = field(default_factory=list)
+    radius: list[UpstreamRadiusSettings] = field(default_factory=list)
+
+
+from mfad.core.first_factor import LOCAL, NONE  # noqa: E402  (the names that are not directories)
+
+
+def resolve_first_factor(value: str, directories: DirectorySettings) -> str | None:
+    """``local``, ``none``, ``ldap``/``radius`` (the first such directory), ``ldap:NAME`` or
+    ``radius:NAME`` → ``local``, ``none`` or a directory's name; None when it names nothing."""
+    if value in (LOCAL, NONE):
+        return value
+    kind, _, name = value.partition(":")
+    tables: list[LdapSettings] | list[UpstreamRadiusSettings]
+    if kind == "ldap":
+        tables = directories.ldap
+    elif kind == "radius":
+        tables = directories.radius
+    else:
+        return None
+    if not name:
+        return tables[0].name if tables else None
+    return name if any(t.name == name for t in tables) else None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -347,6 +465,7 @@ class Config:
     audit: AuditSettings = field(default_factory=AuditSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     portal: PortalSettings = field(default_factory=PortalSettings)
+    directory: DirectorySettings = field(default_factory=DirectorySettings)
 
     @property
     def core(self) -> CoreSettings:
@@ -559,6 +678,9 @@ def _validate(loader: _Loader, config: Config, *, origins_set: bool = True) -> C
         clients.append(dataclasses.replace(client, secret=secret, secret_file=None))
     smtp = _validate_smtp(loader, config.smtp)
     radsec = _validate_radsec(loader, config.radsec)
+    directory = _validate_directories(loader.fail, lambda path, name: _read_secret_file(loader, path, name),
+                                     loader.base_dir, config.directory)
+    clients = _validate_first_factors(loader.fail, config.radius, clients, config.grpc.first_factor, directory)
     if bool(config.grpc.tls_cert) != bool(config.grpc.tls_key):
         loader.fail("grpc.tls_key" if config.grpc.tls_cert else "grpc.tls_cert",
                     "tls_cert and tls_key go together")
@@ -579,7 +701,7 @@ def _validate(loader: _Loader, config: Config, *, origins_set: bool = True) -> C
     _validate_webauthn(loader, webauthn)
     _validate_portal(loader, config.portal, webauthn, origins_set=origins_set)
     return dataclasses.replace(config, radius=dataclasses.replace(config.radius, clients=clients), smtp=smtp,
-                               webauthn=webauthn, radsec=radsec)
+                               webauthn=webauthn, radsec=radsec, directory=directory)
 
 
 def _validate_radsec_client(loader: _Loader, path: str, client: RadiusClientSettings, groups: set[str]) -> None:
@@ -714,6 +836,120 @@ def find_config(explicit: str | Path | None, env: Mapping[str, str] | None = Non
     if env.get("MFAD_CONFIG"):
         return Path(env["MFAD_CONFIG"])
     return SYSTEM_CONFIG if SYSTEM_CONFIG.is_file() else None
+
+
+MIN_UPSTREAM_SECRET = 16
+_Fail = Callable[[str, str], None]
+_ReadSecret = Callable[[str, str], str | None]
+
+
+def _validate_directories(fail: _Fail, read_secret: _ReadSecret, base_dir: Path,
+                         directory: DirectorySettings) -> DirectorySettings:
+    names: set[str] = set()
+    ldap = [_ldap(fail, read_secret, base_dir, f"directory.ldap[{i}]", s) for i, s in enumerate(directory.ldap)]
+    radius = [_radius(fail, read_secret, f"directory.radius[{i}]", s) for i, s in enumerate(directory.radius)]
+    tables = [(f"directory.ldap[{i}].name", s.name) for i, s in enumerate(ldap)]
+    tables += [(f"directory.radius[{i}].name", s.name) for i, s in enumerate(radius)]
+    for path, name in tables:
+        if name in names or name in (LOCAL, NONE) or ":" in name:
+            fail(path, f"{name!r} is taken (directory names are unique, not local or none, without ':')")
+        names.add(name)
+    return DirectorySettings(ldap=ldap, radius=radius)
+
+
+def _ldap(fail: _Fail, read_secret: _ReadSecret, base_dir: Path, path: str, s: LdapSettings) -> LdapSettings:
+    if not s.servers:
+        fail(f"{path}.servers", "is required")
+    if not s.base_dn:
+        fail(f"{path}.base_dn", "is required")
+    from urllib.parse import urlsplit
+
+    for url in s.servers:
+        parts = urlsplit(url)
+        if parts.scheme == "ldap" and not s.start_tls and not is_loopback(parts.hostname or ""):
+            fail(f"{path}.start_tls", f"{url}: plain LDAP would send passwords in clear off this host; use ldaps:// "
+                                      "or start_tls = true")
+    password = s.bind_password
+    if s.bind_password_file is not None:
+        if password is not None:
+            fail(f"{path}.bind_password_file", "give bind_password or bind_password_file, not both")
+        password = read_secret(f"{path}.bind_password_file", s.bind_password_file)
+    if s.bind_dn and password is None and s.bind_password_file is None:
+        fail(f"{path}.bind_password_file", "is required with bind_dn (or bind_password)")
+    if password is not None and not s.bind_dn:
+        fail(f"{path}.bind_dn", "is required when a bind password is set")
+    ca = s.ca_file
+    if ca is not None:
+        file = Path(ca) if Path(ca).is_absolute() else base_dir / ca
+        if not file.is_file():
+            fail(f"{path}.ca_file", f"cannot read {file}")
+        ca = str(file)
+    if s.group_search_base and "{dn}" not in s.group_search_filter:
+        fail(f"{path}.group_search_filter", "must contain {dn} (the user's DN)")
+    return dataclasses.replace(s, bind_password=password, bind_password_file=None, ca_file=ca)
+
+
+def _radius(fail: _Fail, read_secret: _ReadSecret, path: str, s: UpstreamRadiusSettings) -> UpstreamRadiusSettings:
+    if not s.servers:
+        fail(f"{path}.servers", "is required")
+    for i, address in enumerate(s.servers):
+        try:
+            parse_address(address)
+        except ValueError as exc:
+            fail(f"{path}.servers[{i}]", str(exc))
+    secret = s.secret
+    if s.secret_file is not None:
+        if secret is not None:
+            fail(f"{path}.secret_file", "give secret or secret_file, not both")
+        secret = read_secret(f"{path}.secret_file", s.secret_file)
+    if secret is None:
+        if s.secret_file is None:
+            fail(f"{path}.secret", "is required (or secret_file)")
+    elif len(secret) < MIN_UPSTREAM_SECRET:
+        fail(f"{path}.{'secret_file' if s.secret_file else 'secret'}",
+             f"must be at least {MIN_UPSTREAM_SECRET} characters")
+    if s.require_message_authenticator and not s.send_message_authenticator:
+        fail(f"{path}.send_message_authenticator", "must be true while require_message_authenticator is")
+    return dataclasses.replace(s, secret=secret, secret_file=None)
+
+
+def _validate_first_factors(fail: _Fail, radius: RadiusSettings, clients: Sequence[RadiusClientSettings],
+                           grpc_first_factor: str, directory: DirectorySettings) -> list[RadiusClientSettings]:
+    """Resolves every first factor to ``local``, ``none`` or a directory name. (Attribute
+    names are checked against the RADIUS dictionary when the daemon is built.)"""
+
+    def resolve(path: str, value: str) -> str:
+        found = resolve_first_factor(value, directory)
+        if found is None:
+            fail(path, f"{value!r} names no first factor (local, ldap[:NAME], radius[:NAME], none)")
+            return LOCAL
+        return found
+
+    default = resolve("radius.first_factor", radius.first_factor)
+    if default == NONE:
+        fail("radius.first_factor", "'none' is for otp_only clients: set it per client")
+    grpc = resolve("grpc.first_factor", grpc_first_factor)
+    if grpc == NONE:
+        fail("grpc.first_factor", "BeginSignIn without a password is how a caller says it checked it")
+    del grpc
+    out = []
+    for i, client in enumerate(clients):
+        path = f"radius.clients[{i}]"
+        mode = client.mode or radius.mode
+        if client.first_factor is None:
+            first = NONE if mode == "otp_only" else default
+        else:
+            first = resolve(f"{path}.first_factor", client.first_factor)
+        if (first == NONE) != (mode == "otp_only"):
+            fail(f"{path}.first_factor", "'none' goes with mode otp_only, and otp_only with 'none' (the NAS "
+                                         "checked the password)")
+        out.append(dataclasses.replace(client, first_factor=first))
+    return out
+
+
+def grpc_first_factor(value: str, directory: DirectorySettings) -> str:
+    """The resolved gRPC first factor (the config check has vetted it)."""
+    return resolve_first_factor(value, directory) or LOCAL
 
 
 def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:

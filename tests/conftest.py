@@ -32,7 +32,7 @@ Store and core
     :class:`mfad.core.service.Mfa` over ``config``/``store``/``keyring``/``clock``,
     started (policy seeded); closed after.
 ``mfa_factory``
-    ``await mfa_factory(store=s, config=config)`` → another started Mfa over ``s``
+    ``await mfa_factory(store=s, config=config, **mfa_options)`` → another started Mfa over ``s``
     sharing the keyring and clock (a second store instance, another config); closed after.
 ``bind``
     ``await bind("alice", on=None)`` → :class:`Pending`: a started TOTP binding of an
@@ -239,8 +239,8 @@ def config() -> Config:
 async def mfa_factory(config: Config, keyring: Keyring, clock: FixedClock) -> AsyncIterator[Callable[..., Awaitable[Mfa]]]:
     made: list[Mfa] = []
 
-    async def make(*, store: Store, config: Config = config) -> Mfa:
-        m = Mfa(settings=config.core, store=store, keyring=keyring, clock=clock)
+    async def make(*, store: Store, config: Config = config, **options: Any) -> Mfa:
+        m = Mfa(settings=config.core, store=store, keyring=keyring, clock=clock, **options)
         made.append(m)
         await m.start()
         return m

@@ -20,7 +20,7 @@ CORE = ROOT / "mfad" / "core"
 FORBIDDEN = (
     "grpc", "pyrad", "asyncpg", "aiosqlite", "sqlite3", "prometheus_client", "aiohttp", "aiosmtplib",
     "mfad.api", "mfad.radius", "mfad.store", "mfad.observability", "mfad.cli", "mfad.config", "mfad.mail",
-    "mfad.app", "mfad.workers",
+    "mfad.app", "mfad.workers", "mfad.directory", "ldap3",
 )
 
 
@@ -175,6 +175,7 @@ ALLOWED = {
     "mfad.store": {"mfad.core", "mfad.config"},
     "mfad.mail": {"mfad.core", "mfad.config"},
     "mfad.radius": {"mfad.core", "mfad.config", "mfad.net"},
+    "mfad.directory": {"mfad.core", "mfad.config", "mfad.net", "mfad.radius"},
     "mfad.api": {"mfad.core", "mfad.config", "mfad.net", "mfad.observability"},
     "mfad.lifecycle": {"mfad.observability"},
 }

@@ -225,6 +225,13 @@ async def user_disable(c: MfadClient, a: argparse.Namespace, out: Output) -> int
     return EXIT_OK
 
 
+async def user_prune(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    found = await c.admin.prune_directory_users(a.directory_name or "", disable=a.disable)
+    lines = [f"{u.username}\t{u.directory}\t{u.why}\t{'disabled' if u.disabled else 'listed'}" for u in found]
+    out.emit_list(found, lines or "no stale directory users")
+    return EXIT_OK
+
+
 async def user_enable(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     user = await c.admin.enable_user(a.username, a.reason or "")
     out.emit(user, f"{user.username}: enabled")
@@ -678,6 +685,10 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=10_000, help="at most this many (default 10000)")
     p.add_argument("--page-token", metavar="TOKEN", help="continue after a listing cut by --limit (its next_page_token)")
     command(users, "show", user_show, "a user with devices and lock-out state").add_argument("username")
+    p = command(users, "prune", user_prune, "users provisioned from a directory that it no longer knows")
+    p.add_argument("--directory", dest="directory_name", nargs="?", const="", required=True, metavar="NAME",
+                   help="the directory to check (without NAME: every LDAP directory)")
+    p.add_argument("--disable", action="store_true", help="disable the users found (default: only list them)")
     for name, handler, text in (("disable", user_disable, "refuse every sign-in of a user"),
                                 ("enable", user_enable, "let a disabled user sign in again")):
         p = command(users, name, handler, text)

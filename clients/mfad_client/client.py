@@ -431,6 +431,12 @@ class Admin:
         return _user((await self._call(self._stub.DisableUser,
                                        pb.DisableUserRequest(username=username, reason=reason))).user)
 
+    async def prune_directory_users(self, directory: str = "", *, disable: bool = False) -> list[t.StaleDirectoryUser]:
+        reply = await self._call(self._stub.PruneDirectoryUsers,
+                                 pb.PruneDirectoryUsersRequest(directory=directory, disable=disable))
+        return [t.StaleDirectoryUser(username=u.username, directory=u.directory, why=u.why, disabled=u.disabled)
+                for u in reply.users]
+
     async def enable_user(self, username: str, reason: str = "") -> t.User:
         return _user((await self._call(self._stub.EnableUser,
                                        pb.EnableUserRequest(username=username, reason=reason))).user)

@@ -91,6 +91,16 @@ class User:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StaleDirectoryUser:
+    """A provisioned user the directory no longer knows ("unknown") or has disabled."""
+
+    username: str
+    directory: str
+    why: str
+    disabled: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConsoleAccess:
     """The console as a signed-in user may see it: their role and what it allows."""
 

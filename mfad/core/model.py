@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -80,6 +81,13 @@ class User:
     password_hash: str | None = field(default=None, repr=False)
     #: A console role (None: an ordinary user).
     role: StaffRole | None = None
+    #: The directory that provisioned the user (``[[directory.*]]`` name); None: a local user.
+    directory: str | None = None
+    #: Profile data as the directory last told it (never a security email).
+    display_name: str | None = None
+    profile_email: str | None = None
+    #: Directory groups as of the last directory sign-in (policy rules match them).
+    groups: tuple[str, ...] = ()
 
     @property
     def has_password(self) -> bool:
@@ -175,6 +183,36 @@ class Policy:
 
     def allows(self, method: Method) -> bool:
         return method in self.allowed_methods
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyRule:
+    """One group rule on top of the global policy: it applies to a sign-in whose user is in
+    one of ``groups`` (any, when empty) and which comes through one of ``clients`` (RADIUS
+    client names or ``grpc``; any, when empty). Fields left None keep the global value.
+    Rules are ordered; the first that matches wins."""
+
+    name: str
+    groups: tuple[str, ...] = ()
+    clients: tuple[str, ...] = ()
+    mfa_required: MfaRequired | None = None
+    allowed_methods: frozenset[Method] | None = None
+    remember_device: bool | None = None
+    remember_days: int | None = None
+
+    def matches(self, groups: tuple[str, ...], client: str | None) -> bool:
+        folded = {g.casefold() for g in groups}
+        if self.groups and not any(g.casefold() in folded for g in self.groups):
+            return False
+        return not self.clients or (client is not None and client in self.clients)
+
+    def apply(self, policy: Policy) -> Policy:
+        return dataclasses.replace(
+            policy,
+            mfa_required=self.mfa_required if self.mfa_required is not None else policy.mfa_required,
+            allowed_methods=self.allowed_methods if self.allowed_methods is not None else policy.allowed_methods,
+            remember_device=policy.remember_device if self.remember_device is None else self.remember_device,
+            remember_days=self.remember_days if self.remember_days is not None else policy.remember_days)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

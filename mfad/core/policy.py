@@ -1,27 +1,38 @@
-"""The global MFA policy: stored, cached briefly, changed only with an audit row.
+"""The global MFA policy and the group rules on top of it: stored, cached briefly,
+changed only with an audit row.
 
 Guarantee: every instance sees a change within ``CACHE_SECONDS``; the instance
 that made it sees it at once. Turning "remember this device" off revokes every
-remembered device in the same transaction.
+remembered device in the same transaction. The policy that applies to a sign-in
+is the global one changed by the first rule matching the user's directory groups
+and the client (``effective``); with no rule matching, the global policy.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+import typing
 from collections.abc import Callable
 from typing import Any
 
 from mfad.core.clock import Clock
 from mfad.core.errors import InvalidInput
-from mfad.core.model import AuditEvent, Method, MfaRequired, Policy
-from mfad.core.ports import PolicyStore
+from mfad.core.model import AuditEvent, Method, MfaRequired, Policy, PolicyRule, User
+from mfad.core.ports import PolicyRuleStore, PolicyStore
 
 CACHE_SECONDS = 2.0  # bounds how stale another instance's policy change can be
 
 
+class PolicyServiceStore(PolicyStore, PolicyRuleStore, typing.Protocol):
+    """The store as the policy service uses it."""
+
+
+MAX_RULES = 100  # evaluated on every sign-in: a bound keeps that cheap
+
+
 class PolicyService:
-    def __init__(self, store: PolicyStore, clock: Clock, initial: Policy, *,
+    def __init__(self, store: PolicyServiceStore, clock: Clock, initial: Policy, *,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._store = store
         self._clock = clock
@@ -29,6 +40,8 @@ class PolicyService:
         self._initial = initial
         self._cached: Policy | None = None
         self._cached_at = 0.0
+        self._rules: list[PolicyRule] | None = None
+        self._rules_at = 0.0
 
     async def seed(self) -> None:
         """Write the configured initial policy once, if the store has none yet."""
@@ -42,6 +55,54 @@ class PolicyService:
         policy = await self._store.load_policy() or self._initial
         self._cached, self._cached_at = policy, self._monotonic()
         return policy
+
+    async def rules(self) -> list[PolicyRule]:
+        if self._rules is not None and self._monotonic() - self._rules_at < CACHE_SECONDS:
+            return self._rules
+        rules = await self._store.load_policy_rules()
+        self._rules, self._rules_at = rules, self._monotonic()
+        return rules
+
+    async def effective(self, user: User | None, client: str | None) -> Policy:
+        """The policy for a sign-in of ``user`` through ``client`` (a RADIUS client's name,
+        or ``grpc``): the first matching rule applied to the global policy."""
+        policy = await self.current()
+        groups = user.groups if user is not None else ()
+        for rule in await self.rules():
+            if rule.matches(groups, client):
+                return rule.apply(policy)
+        return policy
+
+    async def set_rule(self, rule: PolicyRule, *, position: int | None, actor: str | None) -> list[PolicyRule]:
+        """Add ``rule`` (at ``position``, default last) or replace the rule of its name
+        (moved to ``position`` when given)."""
+        rule = _validated_rule(rule)
+        current = await self._store.load_policy_rules()
+        old = next((i for i, r in enumerate(current) if r.name == rule.name), None)
+        rules = [r for r in current if r.name != rule.name]
+        at = position if position is not None else (old if old is not None else len(rules))
+        if not 0 <= at <= len(rules):
+            raise InvalidInput("position", f"must be between 0 and {len(rules)}")
+        rules.insert(at, rule)
+        if len(rules) > MAX_RULES:
+            raise InvalidInput("rules", f"at most {MAX_RULES} rules")
+        event = AuditEvent(event="policy_rule_changed", outcome="ok", actor=actor,
+                           detail=f"position={at} {_describe_rule(rule)}")
+        return await self._save_rules(rules, event)
+
+    async def delete_rule(self, name: str, *, actor: str | None) -> bool:
+        rules = await self._store.load_policy_rules()
+        kept = [r for r in rules if r.name != name]
+        if len(kept) == len(rules):
+            return False
+        await self._save_rules(kept, AuditEvent(event="policy_rule_deleted", outcome="ok", actor=actor,
+                                                detail=f"name={name}"))
+        return True
+
+    async def _save_rules(self, rules: list[PolicyRule], event: AuditEvent) -> list[PolicyRule]:
+        await self._store.save_policy_rules(rules, self._clock.now(), [event])
+        self._rules, self._rules_at = rules, self._monotonic()
+        return rules
 
     async def update(self, *, actor: str | None, **changes: Any) -> Policy:
         """Change some fields. Unknown fields or bad values raise InvalidInput naming the field."""
@@ -81,3 +142,40 @@ def _describe(p: Policy) -> str:
             f"self_service={p.self_service} remember_device={p.remember_device} remember_days={p.remember_days} "
             f"sensitive_reauth_seconds={p.sensitive_reauth_seconds} "
             f"require_backup_method={p.require_backup_method}")
+
+
+def _validated_rule(rule: PolicyRule) -> PolicyRule:
+    if not rule.name or len(rule.name) > 64 or not rule.name.isprintable():
+        raise InvalidInput("name", "must be 1 to 64 printable characters")
+    for field_name, items in (("groups", rule.groups), ("clients", rule.clients)):
+        if len(items) > 50 or any(not item or len(item) > 256 or not item.isprintable() for item in items):
+            raise InvalidInput(field_name, "must be at most 50 names of 1 to 256 printable characters")
+    if rule.allowed_methods is not None:
+        try:
+            methods = frozenset(Method(m) for m in rule.allowed_methods)
+        except ValueError:
+            raise InvalidInput("allowed_methods", "must be passkey, totp, email, u2f or recovery") from None
+        if not methods:
+            raise InvalidInput("allowed_methods", "must allow at least one method")
+        rule = dataclasses.replace(rule, allowed_methods=methods)
+    if rule.remember_days is not None and not 1 <= rule.remember_days <= 365:
+        raise InvalidInput("remember_days", "must be between 1 and 365")
+    if rule.mfa_required is not None:
+        try:
+            rule = dataclasses.replace(rule, mfa_required=MfaRequired(rule.mfa_required))
+        except ValueError:
+            raise InvalidInput("mfa_required", "must be all, enrolled or off") from None
+    return rule
+
+
+def _describe_rule(r: PolicyRule) -> str:
+    parts = [f"name={r.name}", f"groups={','.join(r.groups)}", f"clients={','.join(r.clients)}"]
+    if r.mfa_required is not None:
+        parts.append(f"mfa_required={r.mfa_required}")
+    if r.allowed_methods is not None:
+        parts.append(f"allowed_methods={','.join(sorted(r.allowed_methods))}")
+    if r.remember_device is not None:
+        parts.append(f"remember_device={r.remember_device}")
+    if r.remember_days is not None:
+        parts.append(f"remember_days={r.remember_days}")
+    return " ".join(parts)

@@ -23,6 +23,7 @@ from mfad.core.model import (
     DeviceId,
     LimitState,
     Policy,
+    PolicyRule,
     RememberedDevice,
     Role,
     StaffRole,
@@ -32,6 +33,7 @@ from mfad.core.model import (
 )
 from mfad.core.credentials import WebauthnStore
 from mfad.core.keyring import KeySample
+from mfad.core.directory import DirectoryEntry
 from mfad.core.outbox import EmailStore
 from mfad.core.sessions import SessionStore
 
@@ -248,8 +250,28 @@ class RecoveryStore(Protocol):
         ...
 
 
+class DirectoryUserStore(Protocol):
+    """Users provisioned from a directory (``mfad.store.directory``)."""
+
+    async def provision_user(self, username: str, directory: str, entry: DirectoryEntry, now: datetime,
+                             audit: Callable[[UserId], Sequence[AuditEvent]]) -> tuple[User, bool]:
+        """The user named ``username``, created from ``entry`` (with ``audit``) when absent;
+        the flag says whether this call created it."""
+        ...
+
+    async def update_directory_profile(self, user_id: UserId, entry: DirectoryEntry, now: datetime) -> None: ...
+    async def list_directory_users(self, directory: str, after_id: int, limit: int) -> list[User]: ...
+
+
+class PolicyRuleStore(Protocol):
+    async def load_policy_rules(self) -> list[PolicyRule]: ...
+    async def save_policy_rules(self, rules: Sequence[PolicyRule], now: datetime,
+                                audit: Sequence[AuditEvent]) -> None: ...
+
+
 class Store(AuditStore, UserStore, DeviceStore, RetentionStore, SealedSecretStore, SignInStore, PolicyStore,
-            CallerStore, SessionStore, WebauthnStore, EmailStore, ReplyStore, RecoveryStore, Protocol):
+            CallerStore, SessionStore, WebauthnStore, EmailStore, ReplyStore, RecoveryStore, DirectoryUserStore,
+            PolicyRuleStore, Protocol):
     """The whole store, as the engines implement it; each service is typed to its slices."""
 
     engine: str

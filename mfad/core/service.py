@@ -7,6 +7,7 @@ injected so the core stays free of drivers and transports.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from mfad.core.admin import AdminService
 from mfad.core.callers import CallerService
@@ -22,6 +23,9 @@ from mfad.core.policy import PolicyService
 from mfad.core.ports import AuditFilter, CoreMetrics, NullMetrics, Store
 from mfad.core.recovery import RecoveryService, RecoveryVerifier
 from mfad.core.selfservice import SelfService
+from mfad.core.directory import Directory
+from mfad.core.provisioning import DirectoryUsers
+from mfad.core.first_factor import FirstFactorRouter, LocalPasswordCheck
 from mfad.core.settings import CoreSettings
 from mfad.core.signin import SignInService
 from mfad.core.staff import StaffService
@@ -32,7 +36,9 @@ from mfad.core.webauthn import PasskeyVerifier, U2fVerifier, WebauthnMetrics, We
 class Mfa:
     def __init__(self, *, settings: CoreSettings, store: Store, keyring: Keyring, clock: Clock | None = None,
                  metrics: CoreMetrics | None = None, passwords: PasswordHasher | None = None,
-                 email_metrics: EmailMetrics | None = None) -> None:
+                 email_metrics: EmailMetrics | None = None, directories: Mapping[str, Directory] | None = None,
+                 first_factor_by_client: Mapping[str, str] | None = None,
+                 first_factor_by_protocol: Mapping[str, str] | None = None) -> None:
         self.store = store
         self.keyring = keyring
         self.clock = clock or SystemClock()
@@ -46,9 +52,15 @@ class Mfa:
         self.devices = DeviceService(store=store, keyring=keyring, clock=self.clock, users=self.users,
                                      policy=self.policy, settings=settings.totp)
         self.callers = CallerService(store, self.clock)
+        #: Directories that check first factors (LDAP, upstream RADIUS), by name.
+        self.directories: dict[str, Directory] = dict(directories or {})
+        first_factor = FirstFactorRouter(LocalPasswordCheck(self.passwords), self.directories,
+                                         by_client=first_factor_by_client or {},
+                                         by_protocol=first_factor_by_protocol or {})
         self.signin = SignInService(store=store, keyring=keyring, clock=self.clock, passwords=self.passwords,
                                     policy=self.policy, totp_settings=settings.totp, limits=settings.limits,
-                                    metrics=self.metrics, usernames=self.users.usernames)
+                                    metrics=self.metrics, usernames=self.users.usernames, first_factor=first_factor)
+        self.directory_users = DirectoryUsers(store, self.clock, self.directories)
         self.email = EmailCodeService(store=store, keyring=keyring, clock=self.clock, settings=settings.email_codes,
                                       policy=self.policy, users=self.users, metrics=email_metrics,
                                       core_metrics=self.metrics)

@@ -59,10 +59,11 @@ from mfad.core.model import (
     User,
     UserId,
 )
+from mfad.core.directory import DirectoryEntry, DirectoryReason
 from mfad.core.first_factor import FirstFactorCheck, LocalPasswordCheck
 from mfad.core.passwords import PasswordHasher, check_password_input
 from mfad.core.policy import PolicyService
-from mfad.core.ports import AuditStore, CoreMetrics, LimitChange, SignInStore, Subject
+from mfad.core.ports import AuditStore, CoreMetrics, DirectoryUserStore, LimitChange, SignInStore, Subject
 from mfad.core.usernames import UsernameRules
 
 CHALLENGE_ID_BYTES = 16  # 128-bit bearer ids; only their SHA-256 is stored
@@ -87,6 +88,9 @@ class Reason(StrEnum):
     UNKNOWN_USER = "unknown_user"
     DISABLED = "disabled"
     WRONG_PASSWORD = "wrong_password"
+    #: The directory no longer knows the user, or has disabled them (the local record stays).
+    DIRECTORY_UNKNOWN = "directory_unknown_user"
+    DIRECTORY_DISABLED = "directory_disabled"
     WRONG_CODE = "wrong_code"
     REPLAY = "replay"
     LOCKED = "locked"
@@ -110,6 +114,9 @@ class Reason(StrEnum):
     BAD_SIGNATURE = "webauthn_bad_signature"
     POSSIBLE_CLONE = "webauthn_sign_count_regression"
 
+
+_DIRECTORY_GONE = {DirectoryReason.UNKNOWN_USER: Reason.DIRECTORY_UNKNOWN,
+                   DirectoryReason.DISABLED: Reason.DIRECTORY_DISABLED}
 
 _BLOCK_REASON = {Block.LOCKED: Reason.LOCKED, Block.HARD_LOCKED: Reason.HARD_LOCKED,
                  Block.SOURCE_BACKOFF: Reason.SOURCE_BACKOFF, Block.SOURCE_RATE: Reason.SOURCE_RATE}
@@ -266,6 +273,8 @@ class _Passed:
     now: datetime
     policy: Policy
     usable: frozenset[Method]
+    #: The subject as the first factor left it (a directory user just provisioned).
+    subject: Subject
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -337,7 +346,7 @@ def challenge_hash(challenge_id: str) -> str:
     return hashlib.sha256(challenge_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-class SignInServiceStore(SignInStore, AuditStore, Protocol):
+class SignInServiceStore(SignInStore, AuditStore, DirectoryUserStore, Protocol):
     """The store as the sign-in service uses it."""
 
 
@@ -396,8 +405,8 @@ class SignInService:
                 self._dummy_totp_work(code, self._clock.now())  # the work a known user's code costs
             return passed
         if code is None:
-            return await self._owe_second_factor(subject, attempt, passed, request)
-        return await self._sign_in_with_code(subject, code, attempt, passed, started, request.station)
+            return await self._owe_second_factor(passed.subject, attempt, passed, request)
+        return await self._sign_in_with_code(passed.subject, code, attempt, passed, started, request.station)
 
     async def _owe_second_factor(self, subject: Subject, attempt: Attempt, passed: _Passed,
                                  request: SignInRequest) -> SignInResult:
@@ -419,14 +428,22 @@ class SignInService:
         factor may use."""
         now = self._clock.now()
         user = subject.user
+        verdict = None
         if password is not None:
-            ok = await self._first_factor_check.check(username, user, password,
-                                                      lane=attempt.client or attempt.protocol)
+            verdict = await self._first_factor_check.check(username, user, password,
+                                                           lane=attempt.client or attempt.protocol,
+                                                           client=attempt.client, protocol=attempt.protocol)
+            ok = verdict.ok
+            if ok and verdict.directory is not None and verdict.entry is not None:
+                subject = await self._provisioned(subject, username, verdict.directory, verdict.entry, attempt, now)
+                user = subject.user
         else:
             ok = user is not None
-        policy = await self._policy.current()
+        policy = await self._policy.effective(user, attempt.client)
 
         refusal = self._refusal(subject, now, password_ok=ok)
+        if refusal is Reason.WRONG_PASSWORD and verdict is not None and verdict.reason in _DIRECTORY_GONE:
+            refusal = _DIRECTORY_GONE[verdict.reason]
         if refusal is not None:
             if refusal in (Reason.WRONG_PASSWORD, Reason.UNKNOWN_USER):
                 await self._fail(subject, attempt, now, None, refusal, None, None)
@@ -457,7 +474,26 @@ class SignInService:
             event = self._event("signin", Reason.REMEMBERED, subject, attempt, outcome="allowed")
             if await self._store.update_remembered_station(user.id, series, now, [event]):
                 return SignInResult(outcome=Outcome.ALLOWED, reason=Reason.REMEMBERED, user=user)
-        return _Passed(now=now, policy=policy, usable=usable)
+        return _Passed(now=now, policy=policy, usable=usable, subject=subject)
+
+    async def _provisioned(self, subject: Subject, username: str, directory: str, entry: DirectoryEntry,
+                           attempt: Attempt, now: datetime) -> Subject:
+        """The subject with its record: created from the directory's entry when the user has
+        none (just-in-time provisioning, audited), its profile and groups refreshed when
+        they changed. The profile email is only a profile field, never a security email."""
+        user = subject.user
+        if user is None:
+            def audit(user_id: UserId) -> list[AuditEvent]:
+                return [AuditEvent(event="user_provisioned", outcome="ok", user_id=user_id, username=username,
+                                   protocol=attempt.protocol, source=attempt.source, actor=attempt.client,
+                                   detail=f"directory={directory}")]
+
+            user, _ = await self._store.provision_user(username, directory, entry, now, audit)
+        elif (user.display_name, user.profile_email, user.groups) != (entry.display_name, entry.email, entry.groups) \
+                and user.directory == directory:
+            await self._store.update_directory_profile(user.id, entry, now)
+        # This sign-in's policy follows the groups the directory just told.
+        return dataclasses.replace(subject, user=dataclasses.replace(user, groups=entry.groups))
 
     def _refusal(self, subject: Subject, now: datetime, *, password_ok: bool) -> Reason | None:
         if subject.user is None:
@@ -539,7 +575,7 @@ class SignInService:
             await self._fail(subject, attempt, now, method, reason, None, id_hash)
             return self._refused(reason, method, attempt, started, challenge.tries_left - 1)
         pending = _Pending(challenge_hash=id_hash)
-        policy = await self._policy.current()
+        policy = await self._policy.effective(subject.user, attempt.client)
         if remember and policy.remember_device:
             self._prepare_remember(pending, subject.user, now, policy, remember_label or attempt.protocol)
         elif station and policy.remember_device:
@@ -640,7 +676,7 @@ class SignInService:
             if block is not None:
                 self._metrics.rate_limited(block.value)
             return self._refused(reason, method, attempt, started)
-        policy = await self._policy.current()
+        policy = await self._policy.effective(subject.user, attempt.client)
         verifier = self._verifiers.get(method)
         if verifier is None or not policy.allows(method):
             await self._fail(subject, attempt, now, method, Reason.METHOD_NOT_OFFERED, None, pending.challenge_hash)
@@ -679,7 +715,8 @@ class SignInService:
         subject = await self._store.load_subject(challenge.user_id, attempt.source)
         if subject.user is None:
             raise NotFound("challenge not found or expired")
-        ctx = VerifyContext(subject=subject, attempt=attempt, now=now, policy=await self._policy.current(),
+        ctx = VerifyContext(subject=subject, attempt=attempt, now=now,
+                            policy=await self._policy.effective(subject.user, attempt.client),
                             pending=_Pending(challenge_hash=challenge.id_hash))
         return await verifier.start(ctx, challenge)
 
@@ -706,7 +743,8 @@ class SignInService:
         subject = await self._store.load_subject(username, attempt.source)
         now = self._clock.now()
         reason = self._refusal(subject, now, password_ok=True)
-        if reason is None and method not in self._usable_methods(subject.devices, await self._policy.current()):
+        if reason is None and method not in self._usable_methods(
+                subject.devices, await self._policy.effective(subject.user, attempt.client)):
             reason = Reason.METHOD_NOT_OFFERED
         if reason is not None:
             await self._store.append_audit(now, [self._event("step_up", reason, subject, attempt, method=method)])
@@ -757,7 +795,7 @@ class SignInService:
                 await self._audit_refusal(None, reason, method, attempt, now)
             return self._refused(reason, method, attempt, started)
         pending = _Pending(challenge_hash=None, usernameless=id_hash)
-        policy = await self._policy.current()
+        policy = await self._policy.effective(subject.user, attempt.client)
         if remember and policy.remember_device:
             self._prepare_remember(pending, subject.user, now, policy, remember_label or attempt.protocol)
         return await self._verify(subject, method, response, attempt, now, pending, started)

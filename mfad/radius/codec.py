@@ -392,3 +392,61 @@ def encode_request(
     if message_authenticator:
         body[2:18] = hmac.new(secret, header + authenticator + body, _MD5).digest()
     return header + authenticator + bytes(body)
+
+
+@dataclass(frozen=True, slots=True)
+class RadiusReply:
+    """A verified reply to a request this process sent (the upstream first factor)."""
+
+    code: RadiusCode
+    attributes: tuple[tuple[int, bytes], ...] = field(repr=False)
+    has_message_authenticator: bool
+
+    def get_all(self, attr: int) -> tuple[bytes, ...]:
+        return tuple(value for number, value in self.attributes if number == attr)
+
+
+_REPLY_CODES: Final = frozenset({RadiusCode.ACCESS_ACCEPT, RadiusCode.ACCESS_REJECT, RadiusCode.ACCESS_CHALLENGE})
+
+
+def decode_reply(data: bytes, secret: bytes, identifier: int, request_authenticator: bytes) -> RadiusReply | PacketFault:
+    """Parse and verify a reply to our request ``identifier``: its Response Authenticator
+    (RFC 2865 §3) and, when present, its Message-Authenticator (RFC 3579 §3.2), both in
+    constant time. Never raises."""
+    size = len(data)
+    if size < HEADER_LENGTH:
+        return PacketFault.TOO_SHORT
+    code, ident, length = struct.unpack_from("!BBH", data)
+    if length < HEADER_LENGTH or length > size or length > MAX_PACKET_LENGTH:
+        return PacketFault.BAD_LENGTH
+    if code not in _REPLY_CODES or ident != identifier:
+        return PacketFault.UNEXPECTED_CODE
+    packet = data[:length]
+    expected = _MD5(packet[:4] + request_authenticator + packet[HEADER_LENGTH:] + secret).digest()
+    if not hmac.compare_digest(expected, packet[4:HEADER_LENGTH]):
+        return PacketFault.BAD_AUTHENTICATOR
+    attributes: list[tuple[int, bytes]] = []
+    offset = HEADER_LENGTH
+    ma_offset = -1
+    while offset < length:
+        if offset + 2 > length:
+            return PacketFault.TRUNCATED
+        number, alen = packet[offset], packet[offset + 1]
+        if alen < 2 or offset + alen > length:
+            return PacketFault.BAD_ATTRIBUTE
+        if number == Attr.MESSAGE_AUTHENTICATOR:
+            if alen != _MA_ATTRIBUTE_LENGTH or ma_offset >= 0:
+                return PacketFault.BAD_MESSAGE_AUTHENTICATOR_LENGTH
+            ma_offset = offset
+        else:
+            attributes.append((number, packet[offset + 2 : offset + alen]))
+        offset += alen
+        if len(attributes) > MAX_ATTRIBUTES:
+            return PacketFault.TOO_MANY_ATTRIBUTES
+    if ma_offset >= 0:
+        zeroed = packet[: ma_offset + 2] + _ZERO_VECTOR + packet[ma_offset + _MA_ATTRIBUTE_LENGTH :]
+        signed = zeroed[:4] + request_authenticator + zeroed[HEADER_LENGTH:]
+        mac = hmac.new(secret, signed, _MD5).digest()
+        if not hmac.compare_digest(mac, packet[ma_offset + 2 : ma_offset + _MA_ATTRIBUTE_LENGTH]):
+            return PacketFault.BAD_AUTHENTICATOR
+    return RadiusReply(code=RadiusCode(code), attributes=tuple(attributes), has_message_authenticator=ma_offset >= 0)

@@ -40,6 +40,7 @@ from mfad.core.model import (
 )
 from mfad.core.keyring import KeySample
 from mfad.core.ports import AuditFilter, LimitChange, RotateResult, Subject
+from mfad.store.directory import DirectorySql
 from mfad.store.email import EmailSql
 from mfad.store.radius import RadiusSql
 from mfad.store.recovery import RecoverySql
@@ -62,7 +63,7 @@ from mfad.store.sql import (
 from mfad.store.webauthn import WebauthnSql
 
 
-class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql):
+class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, DirectorySql):
     """The core's Store over an engine's ``transaction()`` and ``read()`` primitives."""
 
     async def append_audit(self, now: datetime, events: Sequence[AuditEvent]) -> None:
@@ -156,7 +157,8 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql):
         by = "u.id = $1" if isinstance(user, int) else "u.username = $1"
         async with self._timed("load_subject", write=False) as tx:
             row = await tx.fetchrow((
-                "SELECT u.id, u.username, u.password_hash, u.disabled, u.created_at, u.role, "
+                "SELECT u.id, u.username, u.password_hash, u.disabled, u.created_at, u.role, u.directory, "
+                "u.display_name, u.profile_email, u.groups, "
                 "l.failures, l.total_failures, l.lockouts, l.locked_until, l.hard_locked, l.last_wrong_hash, "
                 "s.failures AS s_failures, s.blocked_until AS s_blocked_until, "
                 "b.tokens AS b_tokens, b.updated_at AS b_updated_at "

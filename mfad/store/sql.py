@@ -58,7 +58,8 @@ def dt_req(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
-USER_COLUMNS = "id, username, password_hash, disabled, created_at, role"
+USER_COLUMNS = ("id, username, password_hash, disabled, created_at, role, directory, display_name, profile_email, "
+                "groups")
 DEVICE_COLUMNS = ("id, user_id, method, name, state, created_at, confirmed_at, last_used_at, expires_at, "
                   "sealed_secret, digits, period, algorithm, last_step, drift, data")
 CHALLENGE_COLUMNS = "id_hash, user_id, purpose, methods, created_at, expires_at, tries_left, source, protocol, consumed"
@@ -71,7 +72,9 @@ INSERT_AUDIT = ("INSERT INTO audit (at, event, outcome, user_id, username, metho
 def user_from(row: Row) -> User:
     return User(id=UserId(row["id"]), username=row["username"], disabled=bool(row["disabled"]),
                 created_at=dt_req(row["created_at"]), password_hash=row["password_hash"],
-                role=StaffRole(row["role"]) if row["role"] else None)
+                role=StaffRole(row["role"]) if row["role"] else None,
+                directory=row["directory"], display_name=row["display_name"], profile_email=row["profile_email"],
+                groups=tuple(json.loads(row["groups"] or "[]")))
 
 
 def device_from(row: Row) -> Device:

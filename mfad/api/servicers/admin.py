@@ -65,7 +65,7 @@ P = Permission
 PERMISSIONS: Mapping[str, Permission] = {
     "GetConsoleAccess": P.CONSOLE, "SetUserRole": P.MANAGE_ROLES,
     "CreateUser": P.MANAGE_USERS, "ListUsers": P.VIEW_USERS, "GetUser": P.VIEW_USERS,
-    "DisableUser": P.MANAGE_USERS, "EnableUser": P.MANAGE_USERS, "DeleteUser": P.MANAGE_USERS,
+    "DisableUser": P.MANAGE_USERS, "EnableUser": P.MANAGE_USERS, "PruneDirectoryUsers": P.MANAGE_USERS, "DeleteUser": P.MANAGE_USERS,
     "SetPassword": P.MANAGE_USERS, "ListDevices": P.VIEW_USERS, "UnbindDevice": P.UNBIND,
     "BindTotp": P.MANAGE_USERS, "ConfirmTotp": P.MANAGE_USERS, "BindEmail": P.MANAGE_USERS,
     "ConfirmEmail": P.MANAGE_USERS, "ImportTotp": P.MANAGE_USERS, "ImportU2F": P.MANAGE_USERS,
@@ -147,6 +147,14 @@ class AdminServicer(U2fAdmin, pb_grpc.AdminServicer):
     async def DisableUser(self, request: pb.DisableUserRequest, context: Context) -> pb.DisableUserResponse:
         await self._mfa.users.set_disabled(request.username, True, actor=_actor(), reason=clean_reason(request.reason))
         return pb.DisableUserResponse(user=convert.user(await self._mfa.users.get(request.username)))
+
+    async def PruneDirectoryUsers(self, request: pb.PruneDirectoryUsersRequest,
+                                  context: Context) -> pb.PruneDirectoryUsersResponse:
+        found = await self._mfa.directory_users.prune(request.directory or None, disable=request.disable,
+                                                      actor=_actor())
+        return pb.PruneDirectoryUsersResponse(users=[
+            pb.StaleDirectoryUser(username=s.username, directory=s.directory, why=s.why, disabled=s.disabled)
+            for s in found])
 
     async def EnableUser(self, request: pb.EnableUserRequest, context: Context) -> pb.EnableUserResponse:
         await self._mfa.users.set_disabled(request.username, False, actor=_actor(),

@@ -708,6 +708,32 @@ class GetUserResponse(_message.Message):
     lockout: Lockout
     def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., devices: _Optional[_Union[DeviceList, _Mapping]] = ..., lockout: _Optional[_Union[Lockout, _Mapping]] = ...) -> None: ...
 
+class PruneDirectoryUsersRequest(_message.Message):
+    __slots__ = ("directory", "disable")
+    DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    DISABLE_FIELD_NUMBER: _ClassVar[int]
+    directory: str
+    disable: bool
+    def __init__(self, directory: _Optional[str] = ..., disable: _Optional[bool] = ...) -> None: ...
+
+class StaleDirectoryUser(_message.Message):
+    __slots__ = ("username", "directory", "why", "disabled")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    WHY_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    directory: str
+    why: str
+    disabled: bool
+    def __init__(self, username: _Optional[str] = ..., directory: _Optional[str] = ..., why: _Optional[str] = ..., disabled: _Optional[bool] = ...) -> None: ...
+
+class PruneDirectoryUsersResponse(_message.Message):
+    __slots__ = ("users",)
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    users: _containers.RepeatedCompositeFieldContainer[StaleDirectoryUser]
+    def __init__(self, users: _Optional[_Iterable[_Union[StaleDirectoryUser, _Mapping]]] = ...) -> None: ...
+
 class DisableUserRequest(_message.Message):
     __slots__ = ("username", "reason")
     USERNAME_FIELD_NUMBER: _ClassVar[int]

@@ -1059,6 +1059,11 @@ class AdminStub:
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.SetPasswordRequest.SerializeToString,
                 response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.SetPasswordResponse.FromString,
                 _registered_method=True)
+        self.PruneDirectoryUsers = channel.unary_unary(
+                '/mfad.v1.Admin/PruneDirectoryUsers',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.PruneDirectoryUsersRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.PruneDirectoryUsersResponse.FromString,
+                _registered_method=True)
         self.ListDevices = channel.unary_unary(
                 '/mfad.v1.Admin/ListDevices',
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.AdminListDevicesRequest.SerializeToString,
@@ -1229,6 +1234,15 @@ class AdminServicer:
 
     def SetPassword(self, request, context):
         """Sets the password; revokes the user's remembered devices and sessions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PruneDirectoryUsers(self, request, context):
+        """Users provisioned from a directory that it no longer knows (or has disabled);
+        optionally disables them in mfad (audited). UNAVAILABLE when the directory cannot
+        be reached: then nothing is disabled.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1418,6 +1432,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.SetPassword,
                     request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.SetPasswordRequest.FromString,
                     response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.SetPasswordResponse.SerializeToString,
+            ),
+            'PruneDirectoryUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneDirectoryUsers,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.PruneDirectoryUsersRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.PruneDirectoryUsersResponse.SerializeToString,
             ),
             'ListDevices': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDevices,
@@ -1768,6 +1787,33 @@ class Admin:
             '/mfad.v1.Admin/SetPassword',
             mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.SetPasswordRequest.SerializeToString,
             mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.SetPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneDirectoryUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Admin/PruneDirectoryUsers',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.PruneDirectoryUsersRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.PruneDirectoryUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -156,6 +156,7 @@ class AdminStub:
     EnableUser: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.EnableUserRequest, mfad_pb2.EnableUserResponse]
     DeleteUser: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.DeleteUserRequest, mfad_pb2.DeleteUserResponse]
     SetPassword: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.SetPasswordRequest, mfad_pb2.SetPasswordResponse]
+    PruneDirectoryUsers: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.PruneDirectoryUsersRequest, mfad_pb2.PruneDirectoryUsersResponse]
     ListDevices: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.AdminListDevicesRequest, mfad_pb2.AdminListDevicesResponse]
     UnbindDevice: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.UnbindDeviceRequest, mfad_pb2.UnbindDeviceResponse]
     BindTotp: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.BindTotpRequest, mfad_pb2.BindTotpResponse]
@@ -222,6 +223,11 @@ class AdminServicer:
         request: mfad_pb2.SetPasswordRequest,
         context: grpc.aio.ServicerContext[mfad_pb2.SetPasswordRequest, mfad_pb2.SetPasswordResponse],
     ) -> mfad_pb2.SetPasswordResponse: ...
+    async def PruneDirectoryUsers(
+        self,
+        request: mfad_pb2.PruneDirectoryUsersRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.PruneDirectoryUsersRequest, mfad_pb2.PruneDirectoryUsersResponse],
+    ) -> mfad_pb2.PruneDirectoryUsersResponse: ...
     async def ListDevices(
         self,
         request: mfad_pb2.AdminListDevicesRequest,

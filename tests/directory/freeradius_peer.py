@@ -1,0 +1,149 @@
+"""A real FreeRADIUS as the upstream first factor: PAP against its users file.
+
+``await start_upstream(tmp_path, require_message_authenticator=...)`` → an ``Upstream``
+with its port and secret; ``stop()`` ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+FREERADIUS = shutil.which("freeradius") or (
+    "/usr/sbin/freeradius" if Path("/usr/sbin/freeradius").exists() else None)
+SECRET = "upstream-shared-secret-0123"
+
+#: name → (password, reply attributes in users-file syntax)
+USERS = {
+    "erin": ("erin-upstream-pw", 'Class := "vpn-contractors", Filter-Id := "vpn-acl", Reply-Message := "hello"'),
+    "frank": ("frank-upstream-pw", 'Class := "staff"'),
+}
+
+CONF = """
+prefix = /usr
+exec_prefix = /usr
+sysconfdir = /etc
+localstatedir = /var
+sbindir = /usr/sbin
+logdir = {dir}
+raddbdir = {dir}
+radacctdir = {dir}
+name = freeradius
+confdir = {dir}
+modconfdir = {dir}
+run_dir = {dir}
+db_dir = {dir}
+libdir = /usr/lib/freeradius
+pidfile = {dir}/freeradius.pid
+max_request_time = 30
+cleanup_delay = 0
+max_requests = 1024
+hostname_lookups = no
+log {{
+  destination = files
+  file = {dir}/radius.log
+}}
+security {{
+  max_attributes = 200
+  reject_delay = 0
+  status_server = yes
+}}
+thread pool {{
+  start_servers = 2
+  max_servers = 4
+  min_spare_servers = 1
+  max_spare_servers = 2
+}}
+client mfad {{
+  ipaddr = 127.0.0.1
+  secret = {secret}
+  require_message_authenticator = {require_ma}
+}}
+modules {{
+  files {{
+    filename = {dir}/users
+  }}
+  pap {{
+  }}
+}}
+server default {{
+  listen {{
+    type = auth
+    ipaddr = 127.0.0.1
+    port = {port}
+  }}
+  authorize {{
+    files
+    pap
+  }}
+  authenticate {{
+    Auth-Type PAP {{
+      pap
+    }}
+  }}
+}}
+"""
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Upstream:
+    port: int
+    process: subprocess.Popen[bytes]
+    directory: Path
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def _users_file() -> str:
+    lines = []
+    for name, (password, reply) in USERS.items():
+        lines.append(f'{name} Cleartext-Password := "{password}"\n\t{reply}\n')
+    return "\n".join(lines)
+
+
+async def start_upstream(root: Path, *, require_message_authenticator: bool = True) -> Upstream:
+    assert FREERADIUS is not None
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_udp_port()
+    (root / "users").write_text(_users_file())
+    (root / "radiusd.conf").write_text(CONF.format(dir=root, port=port, secret=SECRET,
+                                                   require_ma="yes" if require_message_authenticator else "no"))
+    process = subprocess.Popen([FREERADIUS, "-f", "-d", str(root)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.STDOUT)
+    upstream = Upstream(port, process, root)
+    for _ in range(100):
+        if process.poll() is not None:
+            break
+        if _answers_status(port):
+            return upstream
+        await asyncio.sleep(0.1)
+    upstream.stop()
+    log = root / "radius.log"
+    raise AssertionError(f"FreeRADIUS did not start: {log.read_text() if log.exists() else ''}")
+
+
+def _answers_status(port: int) -> bool:
+    done = subprocess.run(["radclient", "-q", "-r", "1", "-t", "0.3", f"127.0.0.1:{port}", "status", SECRET],
+                          input=b"Message-Authenticator = 0x00\n", capture_output=True, timeout=5)
+    return done.returncode == 0
