@@ -43,7 +43,9 @@ def netns() -> Iterator[Namespaces]:
 
 async def vpn_daemon(start_daemon: StartDaemon, ns: Namespaces, mode: str) -> RadiusServer:
     # radiusplugin 2.1 sends no Message-Authenticator: the per-client override (docs/radius.md).
-    return await start_daemon(mode=mode, listen=[f"{ns.mfad_address}:0"],
+    # It also reads only the first four digits of a port ("51107" is 5110): the usual ports,
+    # on the address of this test's own.
+    return await start_daemon(mode=mode, listen=[f"{ns.mfad_address}:1812"],
                               clients=[nas("openvpn", address=ns.nas_address, require_message_authenticator=False)])
 
 
