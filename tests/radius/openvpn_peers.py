@@ -112,6 +112,7 @@ status {dir}/status.log 1
 tmp-dir {dir}
 keepalive 2 20
 reneg-sec {reneg_sec}
+hand-window 5
 {token}
 verb 3
 log {dir}/server.log
