@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from mfad.config import Config, parse_address
 from mfad.core.errors import ConfigError, SchemaError, Unavailable
@@ -78,6 +78,16 @@ async def open_core(config: Config, registry: CollectorRegistry | None = None, *
             mfa.close()
     finally:
         await store.aclose()
+
+
+def daemon_registry() -> CollectorRegistry:
+    """The daemon's metrics registry, with the standard ``process_*`` (CPU, memory, file
+    descriptors) and ``python_*`` (garbage collection, version) collectors."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
 
 
 class Housekeeping:
@@ -159,7 +169,7 @@ async def serve(config: Config, *, reuse_port: bool = False) -> int:
     loop_name = type(loop).__module__.split(".")[0]
     signals = StopSignals(loop)
     loop.add_signal_handler(signal.SIGHUP, systemd.reload_requested)
-    registry = CollectorRegistry()
+    registry = daemon_registry()
     health = HealthState()
     try:
         # Every check before anything is created, migrated or bound (what check-config runs).
