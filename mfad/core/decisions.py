@@ -15,8 +15,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 from mfad.core.errors import InvalidInput, RateLimited
 
@@ -24,25 +24,24 @@ log = logging.getLogger("mfad.signin")
 
 P = ParamSpec("P")
 R = TypeVar("R")
-S = TypeVar("S")
 
 
-def logged(fn: Callable[Concatenate[S, P], Awaitable[R]]) -> Callable[Concatenate[S, P], Awaitable[R]]:
+def logged(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
     """Log the decision of the wrapped entry point: ``sign_in(request)`` or
     ``complete(challenge_id, method, response, attempt, ...)``."""
 
     @functools.wraps(fn)
-    async def logged_call(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
+    async def logged_call(*args: P.args, **kwargs: P.kwargs) -> R:
         if not log.isEnabledFor(logging.INFO):
-            return await fn(self, *args, **kwargs)
+            return await fn(*args, **kwargs)
         started = time.perf_counter()
         try:
-            result = await fn(self, *args, **kwargs)
+            result = await fn(*args, **kwargs)
         except (InvalidInput, RateLimited) as exc:
-            _line(args, None, "refused", "invalid_input" if isinstance(exc, InvalidInput) else "rate_limited",
+            _line(args[1:], None, "refused", "invalid_input" if isinstance(exc, InvalidInput) else "rate_limited",
                   started)
             raise
-        _line(args, result, _outcome(result), _reason(result), started)
+        _line(args[1:], result, _outcome(result), _reason(result), started)  # args[0] is the service
         return result
 
     return logged_call
@@ -62,7 +61,7 @@ def _reason(result: Any) -> str | None:
 
 def _step(args: tuple[Any, ...]) -> tuple[str, Any, str | None, str | None]:
     """(step, attempt, user name as asked, method as asked) from the entry point's arguments."""
-    request = args[0] if args else None
+    request: Any = args[0] if args else None
     if hasattr(request, "first_factor"):  # sign_in(SignInRequest)
         one_call = request.code is not None or type(request.first_factor).__name__ == "PasswordThenCode"
         step = "verify_code" if request.code_required else "sign_in_with_code" if one_call else "begin"
