@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import mfad
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         return _check_config(config, source)
     if args.command == "serve":
-        return _serve(config, args.workers)
+        return _serve(config, args.workers, path)
     handlers: dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]] = {
         "migrate": _migrate, "rotate-key": _rotate_key, "import": _import}
     token_handlers = {"create": _token_create, "list": _token_list, "revoke": _token_revoke}
@@ -142,7 +143,7 @@ def _run(coro: Awaitable[int]) -> int:
         return EXIT_FAILED
 
 
-def _serve(config: Config, workers: int | None) -> int:
+def _serve(config: Config, workers: int | None, path: Path | None) -> int:
     from mfad.app import serve
 
     if workers is not None:
@@ -157,10 +158,22 @@ def _serve(config: Config, workers: int | None) -> int:
     else:
         runner = uvloop.run
     if config.radius.workers > 1:
-        from mfad.workers import run_workers
+        from mfad.workers import run_workers, worker_config
 
-        return run_workers(config, lambda cfg: _guarded(runner, serve(cfg, reuse_port=True)))
-    return _guarded(runner, serve(config))
+        def serve_worker(cfg: Config, index: int) -> int:
+            def own(new: Config) -> Config:  # a reload keeps the worker's own view, as it started
+                return worker_config(dataclasses.replace(new, radius=dataclasses.replace(
+                    new.radius, workers=config.radius.workers)), index)
+
+            return _guarded(runner, serve(cfg, reuse_port=True, config_path=path, transform=own))
+
+        return run_workers(config, serve_worker)
+    return _guarded(runner, serve(config, config_path=path, transform=_keep_workers(config)))
+
+
+def _keep_workers(config: Config) -> Callable[[Config], Config]:
+    """A reload keeps ``--workers`` as given on the command line (not a config change)."""
+    return lambda new: dataclasses.replace(new, radius=dataclasses.replace(new.radius, workers=config.radius.workers))
 
 
 def _guarded(runner: Callable[[Coroutine[Any, Any, int]], int], coro: Coroutine[Any, Any, int]) -> int:

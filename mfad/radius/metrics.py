@@ -172,6 +172,7 @@ class PrometheusRadiusMetrics:
         shed = PromCounter("mfad_radius_requests_shed", "Access-Requests of a configured client left "
                            "unanswered for lack of capacity, by client and reason (rate_limited, overload, "
                            "timeout).", ["client", "reason"], registry=registry)
+        self._shed_family = shed
         self._shed = {(client, reason): shed.labels(client, reason.value)
                       for client in clients for reason in SHED_REASONS}
 
@@ -192,8 +193,9 @@ class PrometheusRadiusMetrics:
 
     def request_shed(self, client: str, reason: DropReason) -> None:
         child = self._shed.get((client, reason))
-        if child is not None:  # only configured clients have series
-            child.inc()
+        if child is None:  # a client added by a reload (only configured clients are passed here)
+            child = self._shed[(client, reason)] = self._shed_family.labels(client, reason.value)
+        child.inc()
 
     def request_latency(self, seconds: float) -> None:
         self._latency.observe(seconds)

@@ -222,12 +222,7 @@ class RadiusServer:
         self._cache = ReplyCache(
             ttl=settings.duplicate_ttl, max_entries=settings.max_cached_replies
         )
-        self._limiter = TokenBuckets(rate=settings.client_rate, burst=settings.client_burst, per_key={
-            c.name: (c.rate_per_second, max(1.0, 2 * c.rate_per_second))  # two seconds' worth of burst
-            for c in clients if c.rate_per_second is not None})
-        # Each client's share of the in-flight cap, kept for it whether it uses it or not:
-        # requests wait seconds at most (handler_timeout), so a share is never idle for long.
-        self._share = max(1, settings.max_in_flight // max(1, len(clients)))
+        self._limiter, self._share = self._client_limits(clients)
         self._in_flight_of: dict[str, int] = {}
         self._listeners: list[RadiusProtocol] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -237,6 +232,22 @@ class RadiusServer:
         self._accepting = False
         self._closing = False
         self._closed = asyncio.Event()
+
+    def _client_limits(self, clients: ClientTable) -> tuple[TokenBuckets, int]:
+        settings = self.settings
+        limiter = TokenBuckets(rate=settings.client_rate, burst=settings.client_burst, per_key={
+            c.name: (c.rate_per_second, max(1.0, 2 * c.rate_per_second))  # two seconds' worth of burst
+            for c in clients if c.rate_per_second is not None})
+        # Each client's share of the in-flight cap, kept for it whether it uses it or not:
+        # requests wait seconds at most (handler_timeout), so a share is never idle for long.
+        return limiter, max(1, settings.max_in_flight // max(1, len(clients)))
+
+    def replace_clients(self, clients: ClientTable) -> None:
+        """A reload: new clients, secrets and rates from the next packet on. Requests being
+        decided finish with the client they were matched to; their slots are freed by name."""
+        self.clients.replace(clients)
+        self._limiter, self._share = self._client_limits(self.clients)
+        self._warn_about_clients()
 
     @property
     def in_flight(self) -> int:
