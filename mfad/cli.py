@@ -62,6 +62,17 @@ def _parser() -> argparse.ArgumentParser:
                              "into the local store (docs/import.md)")
     add_import_arguments(imports)
 
+    export = sub.add_parser("export", parents=[common],
+                            help="export every active TOTP device's secret as an encrypted PSKC file (RFC 6030) "
+                                 "from the local store (metadata only: 'mfactl export')")
+    export.add_argument("--include-secrets", action="store_true", required=True,
+                        help="required: says that the secrets leave mfad (each export is audited per device)")
+    export.add_argument("--pskc-key-file", required=True, metavar="FILE",
+                        help="the pre-shared AES-128 key, 32 hex digits in a file only its owner may read "
+                             "(what 'import pskc --pskc-key-file' reads back)")
+    export.add_argument("-o", "--output", required=True, metavar="FILE",
+                        help="the PSKC file to write (created 0600; an existing file is not overwritten)")
+
     rotate = sub.add_parser("rotate-key", parents=[common],
                             help="add a new secrets key and re-encrypt every secret under it")
     rotate.add_argument("--retire", action="store_true",
@@ -85,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(config, args.workers, path)
     handlers: dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]] = {
-        "migrate": _migrate, "rotate-key": _rotate_key, "import": _import}
+        "migrate": _migrate, "rotate-key": _rotate_key, "import": _import, "export": _export}
     token_handlers = {"create": _token_create, "list": _token_list, "revoke": _token_revoke}
     handler = token_handlers[args.token_command] if args.command == "token" else handlers[args.command]
     return _run(_offline(config, source, path is not None, args, handler))
@@ -262,6 +273,30 @@ async def _import(config: Config, args: argparse.Namespace) -> int:
     for line in summary(report):
         print(line)
     return EXIT_FAILED if report.failed else EXIT_OK
+
+
+async def _export(config: Config, args: argparse.Namespace) -> int:
+    from mfad.app import open_core
+    from mfad.import_records import TotpRecord
+    from mfad.importers import read_key_file
+    from mfad.pskc import EXPORT_KEY_BYTES, write_pskc
+
+    key = read_key_file(args.pskc_key_file)
+    if len(key) != EXPORT_KEY_BYTES:
+        raise BadImportFile([f"--pskc-key-file: the key must be {EXPORT_KEY_BYTES} bytes (32 hex digits), "
+                             f"not {len(key)}"])
+    try:  # created before any secret is read: never a world-readable file, never an overwrite
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        print(f"mfad: --output: cannot create {args.output}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        async with open_core(config) as mfa:
+            exported = await mfa.devices.export_totp_secrets(actor="cli")
+        out.write(write_pskc([TotpRecord(username=e.username, secret=e.secret, params=e.params, name=e.name)
+                              for e in exported], key))
+    print(f"exported {len(exported)} TOTP secret(s) to {args.output} (PSKC, AES-128-CBC under the pre-shared key)")
+    return EXIT_OK
 
 
 async def _rotate_key(config: Config, args: argparse.Namespace) -> int:
