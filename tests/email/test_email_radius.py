@@ -87,6 +87,23 @@ async def test_a_wrong_code_keeps_the_email_choice_in_the_prompt(
     assert asked.reply == "Access-Challenge" and "d***@example.com" in (asked.first("Reply-Message") or "")
 
 
+async def test_email_right_after_binding_mails_a_sign_in_code(
+        start_daemon: StartDaemon, enrol: Any, mfa: Mfa, mailed: MailServer) -> None:
+    """The binding code cannot sign in: it does not start the sign-in code's cool-down."""
+    await enrol("erin", password=PASSWORD)
+    sent = await mfa.email.begin_binding("erin", "erin@example.com", PORTAL)
+    mail = (await mailed.wait_for(1))[-1]
+    await mfa.email.confirm_binding("erin", sent.device.id, mail.code, PORTAL)  # no time passes
+    host, port = address(await start_daemon())
+    first = await radclient(host, port, pap("erin", PASSWORD))
+    asked = await radclient(host, port, pap("erin", "email", f"State = {first.first('State')}"))
+    assert asked.reply == "Access-Challenge" and "e***@example.com" in (asked.first("Reply-Message") or ""), \
+        asked.output
+    code = (await mailed.wait_for(2))[-1].code
+    done = await radclient(host, port, pap("erin", code, f"State = {asked.first('State')}"))
+    assert done.reply == "Access-Accept", done.output
+
+
 async def test_email_only_user_over_radius(start_daemon: StartDaemon, mfa: Mfa, mailed: MailServer,
                                            clock: FixedClock) -> None:
     await mfa.users.create("carol", PASSWORD)
