@@ -51,6 +51,7 @@ log = logging.getLogger("mfad.workers")
 STOP_TIMEOUT: Final = 30.0
 """Seconds the workers get to drain after SIGTERM before they are killed."""
 EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2  # a configuration problem found before anything started
 
 #: Serves one worker: its config (``worker_config``) and its index.
 ServeOne = Callable[[Config, int], int]
@@ -173,15 +174,25 @@ def _prepare_child(config: Config) -> None:
     from mfad.app import open_core
     from mfad.core.errors import MfadError
 
-    async def prepare() -> None:
+    from mfad.preflight import preflight
+
+    async def prepare() -> list[str]:
+        report = await preflight(config)  # before anything is created: a mistyped key file stays an error
+        if report.problems:
+            return report.problems
         async with open_core(config):
             pass
+        return []
 
     try:
-        asyncio.run(prepare())
+        problems = asyncio.run(prepare())
     except MfadError as exc:
         log.error("%s", exc)
         raise SystemExit(EXIT_FAILED) from None
+    for problem in problems:
+        log.error("refusing to start: %s", problem)
+    if problems:
+        raise SystemExit(EXIT_USAGE)
 
 
 def _worker_child(serve_one: ServeOne, config: Config, index: int, env: dict[str, str]) -> None:
