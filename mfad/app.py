@@ -21,6 +21,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, GCCollector, PlatformCollector, ProcessCollector
 
+from mfad.api.server import GrpcServer
 from mfad.config import Config, parse_address
 from mfad.core.errors import ConfigError, SchemaError, Unavailable
 from mfad.core.keyring import Keyring
@@ -151,6 +152,11 @@ def _radius_part(service: RadiusService) -> Reloadable:
     return lambda new: service.prepare_reload(new.radius)
 
 
+def _tls_part(server: GrpcServer) -> Reloadable:
+    """gRPC's certificate, re-read from its files (renewed in place: the paths stay)."""
+    return lambda new: (server.prepare_tls_reload(), [])
+
+
 def transport_services(mfa: Mfa, config: Config, registry: CollectorRegistry, health: HealthState,
                        *, reuse_port: bool) -> list[Service]:
     """The network front ends (gRPC, RADIUS) as services sharing one core."""
@@ -205,7 +211,8 @@ async def serve(config: Config, *, reuse_port: bool = False, config_path: Path |
             mailer = ReloadableMailer(config.smtp)
             transports = transport_services(mfa, config, registry, health, reuse_port=reuse_port)
             parts = [logging_part(config), smtp_part(config, mailer),
-                     *(_radius_part(t) for t in transports if isinstance(t, RadiusService))]
+                     *(_radius_part(t) for t in transports if isinstance(t, RadiusService)),
+                     *(_tls_part(t) for t in transports if isinstance(t, GrpcServer))]
             reloads = Counter("mfad_config_reloads", "Configuration reloads (SIGHUP), by result: applied, or "
                               "refused (the file had a problem; nothing changed).", ["result"], registry=registry)
             for result in ("applied", "refused"):

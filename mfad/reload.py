@@ -5,8 +5,8 @@ file with a problem changes nothing, and each problem is logged with its key. Wh
 change under a running daemon is then applied between two packets, never dropping a
 request in flight (a request being decided finishes with the settings it started with):
 the RADIUS clients and their secrets (``[[radius.clients]]`` over UDP), the log level and
-format (``[logging]``), and the mail server (``[smtp]`` host, port, security, CA,
-credentials, sender). Every other changed key is named in one WARNING line as needing a
+format (``[logging]``), the mail server (``[smtp]`` host, port, security, CA,
+credentials, sender), and gRPC's certificate renewed in place (for new connections). Every other changed key is named in one WARNING line as needing a
 restart, and keeps its running value. ``[policy]`` holds the initial values of the
 policy stored in the database (``mfactl policy set`` changes it live), so a reload says
 so rather than pretending to apply it.

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from e2e_daemon import Running, StartDaemon, mfad_daemon  # noqa: F401
+from tls_ca import TestCA
 
 pytestmark = pytest.mark.slow  # real mfad serve subprocesses
 
@@ -117,4 +118,46 @@ async def test_sighup_applies_the_log_level(mfad_daemon: StartDaemon) -> None:
     assert decisions == 1
     await one_request("::1", port, OLD_SECRET)
     assert mfad.daemon.log().count("mfad.signin: sign-in ") == decisions  # INFO is off now
+    assert await mfad.daemon.stop() == 0
+
+
+def _served_certificate(port: int, ca: Path) -> bytes:
+    """The certificate a new TLS connection to mfad's gRPC port is given (DER)."""
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(ca))
+    context.set_alpn_protocols(["h2"])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+async def test_sighup_puts_a_renewed_grpc_certificate_in_force(mfad_daemon: StartDaemon, tmp_path: Path) -> None:
+    import ssl
+
+    ca = TestCA(tmp_path)
+    cert, key = ca.issue("mfad-server", server=True)
+    mfad = await mfad_daemon(sections={"grpc": {"tls_cert": str(cert), "tls_key": str(key)}})
+    port = mfad.daemon.grpc_port
+    first = await asyncio.to_thread(_served_certificate, port, ca.cert_path)
+    assert first == ssl.PEM_cert_to_DER_cert(cert.read_text())
+
+    renewed_cert, renewed_key = ca.issue("mfad-server-renewed", server=True)
+    cert.write_bytes(renewed_cert.read_bytes())  # renewed in place, as certbot or an ACME client does
+    key.write_bytes(renewed_key.read_bytes())
+    await hangup(mfad, _reloads(mfad))
+    second = await asyncio.to_thread(_served_certificate, port, ca.cert_path)
+    assert second == ssl.PEM_cert_to_DER_cert(renewed_cert.read_text()) != first
+    assert "grpc TLS certificate reloaded" in mfad.daemon.log()
+    ok = await mfad.mfactl("--tls-ca", str(ca.cert_path), "--json", "policy", "get")
+    assert ok.code == 0, ok
+
+    key.write_bytes(ca.issue("mfad-other", server=True)[1].read_bytes())  # a key of another certificate
+    await hangup(mfad, _reloads(mfad))
+    assert "reload refused, nothing changed: grpc.tls_cert: the new certificate and key do not load together" \
+        in mfad.daemon.log()
+    assert await asyncio.to_thread(_served_certificate, port, ca.cert_path) == second
     assert await mfad.daemon.stop() == 0
