@@ -16,11 +16,12 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, GCCollector, PlatformCollector, ProcessCollector
 
+from mfad.api.server import GrpcServer
 from mfad.config import Config, parse_address
 from mfad.core.errors import ConfigError, SchemaError, Unavailable
 from mfad.core.keyring import Keyring
@@ -30,11 +31,13 @@ from mfad.core.service import Mfa
 from mfad.directory import build as build_directories
 from mfad.lifecycle import Service, StopSignals, run_all, start_all
 from mfad.mail.metrics import EmailPrometheusMetrics
-from mfad.mail.service import outbox_service
+from mfad.mail.service import ReloadableMailer, outbox_service
 from mfad.observability import systemd
 from mfad.observability.http import HealthState, MetricsHttpServer
 from mfad.observability.metrics import CorePrometheusMetrics, DaemonGauges, StorePrometheusMetrics
 from mfad.preflight import preflight
+from mfad.radius.daemon import RadiusService
+from mfad.reload import Reloadable, Reloader, logging_part, smtp_part
 from mfad.store import open_store
 from mfad.store.migrations import latest_version
 
@@ -83,6 +86,16 @@ async def open_core(config: Config, registry: CollectorRegistry | None = None, *
             await directories.aclose()
     finally:
         await store.aclose()
+
+
+def daemon_registry() -> CollectorRegistry:
+    """The daemon's metrics registry, with the standard ``process_*`` (CPU, memory, file
+    descriptors) and ``python_*`` (garbage collection, version) collectors."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
 
 
 class Housekeeping:
@@ -140,6 +153,15 @@ class Housekeeping:
         self._stop.set()
 
 
+def _radius_part(service: RadiusService) -> Reloadable:
+    return lambda new: service.prepare_reload(new.radius)
+
+
+def _tls_part(server: GrpcServer) -> Reloadable:
+    """gRPC's certificate, re-read from its files (renewed in place: the paths stay)."""
+    return lambda new: (server.prepare_tls_reload(), [])
+
+
 def transport_services(mfa: Mfa, config: Config, registry: CollectorRegistry, health: HealthState,
                        *, reuse_port: bool) -> list[Service]:
     """The network front ends (gRPC, RADIUS) as services sharing one core."""
@@ -157,14 +179,24 @@ def transport_services(mfa: Mfa, config: Config, registry: CollectorRegistry, he
     return services
 
 
-async def serve(config: Config, *, reuse_port: bool = False) -> int:
+async def serve(config: Config, *, reuse_port: bool = False, config_path: Path | None = None,
+                transform: Callable[[Config], Config] | None = None) -> int:
     """Run until SIGTERM/SIGINT or a service fails. Returns the process exit code; a
-    failure is logged here, once."""
+    failure is logged here, once. SIGHUP reloads ``config_path`` (``mfad.reload``),
+    passed through ``transform`` (a worker's own listeners) the way ``config`` was."""
     loop = asyncio.get_running_loop()
     loop_name = type(loop).__module__.split(".")[0]
     signals = StopSignals(loop)
-    loop.add_signal_handler(signal.SIGHUP, systemd.reload_requested)
-    registry = CollectorRegistry()
+    hangups: list[Reloader] = []
+
+    def hangup() -> None:
+        if not hangups:
+            log.warning("SIGHUP before the daemon is ready: ignored (send it again once it is)")
+        for reloader in hangups:
+            reloader.request()
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
+    registry = daemon_registry()
     health = HealthState()
     try:
         # Every check before anything is created, migrated or bound (what check-config runs).
@@ -181,13 +213,25 @@ async def serve(config: Config, *, reuse_port: bool = False) -> int:
                                   session_retention_days=config.radius.accounting_retention_days)
             housekeeping = Housekeeping(mfa, health, gauges, retention,
                                         prune_interval=config.storage.prune_interval_seconds)
-            services: list[Service] = [http, housekeeping, outbox_service(mfa, config.smtp),
-                                       *transport_services(mfa, config, registry, health, reuse_port=reuse_port)]
+            mailer = ReloadableMailer(config.smtp)
+            transports = transport_services(mfa, config, registry, health, reuse_port=reuse_port)
+            parts = [logging_part(config), smtp_part(config, mailer),
+                     *(_radius_part(t) for t in transports if isinstance(t, RadiusService)),
+                     *(_tls_part(t) for t in transports if isinstance(t, GrpcServer))]
+            reloads = Counter("mfad_config_reloads", "Configuration reloads (SIGHUP), by result: applied, or "
+                              "refused (the file had a problem; nothing changed).", ["result"], registry=registry)
+            for result in ("applied", "refused"):
+                reloads.labels(result)
+            reloader = Reloader(config_path, config, parts, transform=transform or (lambda c: c),
+                                on_reload=lambda result: reloads.labels(result).inc())
+            services: list[Service] = [http, housekeeping, reloader, outbox_service(mfa, config.smtp, mailer),
+                                       *transports]
             if config.portal.enabled and config.grpc.listen:  # one portal, beside the gRPC it calls
                 from mfad.embedded_portal import portal_service
 
                 services.append(await portal_service(mfa, config, registry))
             await start_all(services)  # every listener bound before READY=1
+            hangups.append(reloader)
             log.info("mfad serving (store %s, event loop %s, metrics http://%s:%d/metrics)", mfa.store.engine,
                      loop_name, host, http.port)
             # What is alive now lives as long as the daemon: keep it out of every later garbage

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import mfad
@@ -61,6 +62,17 @@ def _parser() -> argparse.ArgumentParser:
                              "into the local store (docs/import.md)")
     add_import_arguments(imports)
 
+    export = sub.add_parser("export", parents=[common],
+                            help="export every active TOTP device's secret as an encrypted PSKC file (RFC 6030) "
+                                 "from the local store (metadata only: 'mfactl export')")
+    export.add_argument("--include-secrets", action="store_true", required=True,
+                        help="required: says that the secrets leave mfad (each export is audited per device)")
+    export.add_argument("--pskc-key-file", required=True, metavar="FILE",
+                        help="the pre-shared AES-128 key, 32 hex digits in a file only its owner may read "
+                             "(what 'import pskc --pskc-key-file' reads back)")
+    export.add_argument("-o", "--output", required=True, metavar="FILE",
+                        help="the PSKC file to write (created 0600; an existing file is not overwritten)")
+
     rotate = sub.add_parser("rotate-key", parents=[common],
                             help="add a new secrets key and re-encrypt every secret under it")
     rotate.add_argument("--retire", action="store_true",
@@ -82,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         return _check_config(config, source)
     if args.command == "serve":
-        return _serve(config, args.workers)
+        return _serve(config, args.workers, path)
     handlers: dict[str, Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]] = {
-        "migrate": _migrate, "rotate-key": _rotate_key, "import": _import}
+        "migrate": _migrate, "rotate-key": _rotate_key, "import": _import, "export": _export}
     token_handlers = {"create": _token_create, "list": _token_list, "revoke": _token_revoke}
     handler = token_handlers[args.token_command] if args.command == "token" else handlers[args.command]
     return _run(_offline(config, source, path is not None, args, handler))
@@ -142,7 +154,7 @@ def _run(coro: Awaitable[int]) -> int:
         return EXIT_FAILED
 
 
-def _serve(config: Config, workers: int | None) -> int:
+def _serve(config: Config, workers: int | None, path: Path | None) -> int:
     from mfad.app import serve
 
     if workers is not None:
@@ -157,10 +169,22 @@ def _serve(config: Config, workers: int | None) -> int:
     else:
         runner = uvloop.run
     if config.radius.workers > 1:
-        from mfad.workers import run_workers
+        from mfad.workers import run_workers, worker_config
 
-        return run_workers(config, lambda cfg: _guarded(runner, serve(cfg, reuse_port=True)))
-    return _guarded(runner, serve(config))
+        def serve_worker(cfg: Config, index: int) -> int:
+            def own(new: Config) -> Config:  # a reload keeps the worker's own view, as it started
+                return worker_config(dataclasses.replace(new, radius=dataclasses.replace(
+                    new.radius, workers=config.radius.workers)), index)
+
+            return _guarded(runner, serve(cfg, reuse_port=True, config_path=path, transform=own))
+
+        return run_workers(config, serve_worker)
+    return _guarded(runner, serve(config, config_path=path, transform=_keep_workers(config)))
+
+
+def _keep_workers(config: Config) -> Callable[[Config], Config]:
+    """A reload keeps ``--workers`` as given on the command line (not a config change)."""
+    return lambda new: dataclasses.replace(new, radius=dataclasses.replace(new.radius, workers=config.radius.workers))
 
 
 def _guarded(runner: Callable[[Coroutine[Any, Any, int]], int], coro: Coroutine[Any, Any, int]) -> int:
@@ -249,6 +273,30 @@ async def _import(config: Config, args: argparse.Namespace) -> int:
     for line in summary(report):
         print(line)
     return EXIT_FAILED if report.failed else EXIT_OK
+
+
+async def _export(config: Config, args: argparse.Namespace) -> int:
+    from mfad.app import open_core
+    from mfad.import_records import TotpRecord
+    from mfad.importers import read_key_file
+    from mfad.pskc import EXPORT_KEY_BYTES, write_pskc
+
+    key = read_key_file(args.pskc_key_file)
+    if len(key) != EXPORT_KEY_BYTES:
+        raise BadImportFile([f"--pskc-key-file: the key must be {EXPORT_KEY_BYTES} bytes (32 hex digits), "
+                             f"not {len(key)}"])
+    try:  # created before any secret is read: never a world-readable file, never an overwrite
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        print(f"mfad: --output: cannot create {args.output}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        async with open_core(config) as mfa:
+            exported = await mfa.devices.export_totp_secrets(actor="cli")
+        out.write(write_pskc([TotpRecord(username=e.username, secret=e.secret, params=e.params, name=e.name)
+                              for e in exported], key))
+    print(f"exported {len(exported)} TOTP secret(s) to {args.output} (PSKC, AES-128-CBC under the pre-shared key)")
+    return EXIT_OK
 
 
 async def _rotate_key(config: Config, args: argparse.Namespace) -> int:

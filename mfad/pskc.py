@@ -1,4 +1,5 @@
-"""PSKC (RFC 6030) key containers: the TOTP keys in them, for ``mfad import pskc``.
+"""PSKC (RFC 6030) key containers: the TOTP keys in them, for ``mfad import pskc``, and
+the container ``mfad export --include-secrets`` writes.
 
 Reads plain-value containers and the pre-shared-key variant (RFC 6030 section 6.1:
 AES-CBC encrypted secrets, authenticated with an HMAC under the container's MAC key).
@@ -7,7 +8,9 @@ container with a DOCTYPE is refused (no entity tricks); every key that cannot be
 imported — HOTP (mfad verifies time-based codes only), no user, a bad MAC — is
 named by its Id and nothing of the file is imported. The TOTP profile's parameters
 (``ResponseFormat Length``, ``TimeInterval``, a ``Suite`` of HMAC-SHA256/-SHA512)
-become the device's.
+become the device's. What :func:`write_pskc` writes is the pre-shared-key variant (never
+a plain value): each secret AES-128-CBC encrypted under the key, a fresh MAC key for the
+container (itself encrypted), a ValueMAC per secret — what :func:`parse_pskc` reads back.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import base64
 import binascii
 import hashlib
 import hmac
+import secrets
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -162,3 +167,59 @@ def parse_pskc(text: str, source: str, secret_key: bytes | None) -> list[UserRec
     if not records:
         raise BadImportFile([f"{source}: no keys"])
     return records
+
+
+_ALGORITHM_OF = {HashAlgorithm.SHA1: "HMAC-SHA1", HashAlgorithm.SHA256: "HMAC-SHA256",
+                 HashAlgorithm.SHA512: "HMAC-SHA512"}
+#: The writer's cipher: AES-128-CBC (RFC 6030's mandatory one), so a 16-byte pre-shared key.
+EXPORT_KEY_BYTES = 16
+
+
+def _encrypt(key: bytes, plain: bytes) -> bytes:
+    iv = secrets.token_bytes(16)
+    padder = padding.PKCS7(128).padder()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    return iv + encryptor.update(padder.update(plain) + padder.finalize()) + encryptor.finalize()
+
+
+def _encrypted(parent: ET.Element, tag: str, key: bytes, plain: bytes) -> bytes:
+    element = ET.SubElement(parent, tag)
+    ET.SubElement(element, f"{{{NS['xenc']}}}EncryptionMethod",
+                  Algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc")
+    data = _encrypt(key, plain)
+    cipher = ET.SubElement(ET.SubElement(element, f"{{{NS['xenc']}}}CipherData"), f"{{{NS['xenc']}}}CipherValue")
+    cipher.text = base64.b64encode(data).decode()
+    return data
+
+
+def write_pskc(records: Iterable[TotpRecord], key: bytes, *, key_name: str = "mfad export") -> str:
+    """A PSKC container of ``records`` encrypted under the pre-shared ``key`` (16 bytes)."""
+    if len(key) != EXPORT_KEY_BYTES:
+        raise ValueError(f"the pre-shared key must be {EXPORT_KEY_BYTES} bytes (AES-128)")
+    p = f"{{{NS['p']}}}"
+    ET.register_namespace("", NS["p"])
+    ET.register_namespace("xenc", NS["xenc"])
+    ET.register_namespace("ds", "http://www.w3.org/2000/09/xmldsig#")
+    root = ET.Element(f"{p}KeyContainer", Version="1.0")
+    name = ET.SubElement(ET.SubElement(root, f"{p}EncryptionKey"), "{http://www.w3.org/2000/09/xmldsig#}KeyName")
+    name.text = key_name
+    mac_key = secrets.token_bytes(20)
+    method = ET.SubElement(root, f"{p}MACMethod", Algorithm="http://www.w3.org/2000/09/xmldsig#hmac-sha1")
+    _encrypted(method, f"{p}MACKey", key, mac_key)
+    for i, record in enumerate(records, start=1):
+        package = ET.SubElement(root, f"{p}KeyPackage")
+        element = ET.SubElement(package, f"{p}Key", Id=str(i), Algorithm=_TOTP[0])
+        ET.SubElement(element, f"{p}Issuer").text = record.name
+        parameters = ET.SubElement(element, f"{p}AlgorithmParameters")
+        ET.SubElement(parameters, f"{p}Suite").text = _ALGORITHM_OF[record.params.algorithm]
+        ET.SubElement(parameters, f"{p}ResponseFormat", Length=str(record.params.digits), Encoding="DECIMAL")
+        data = ET.SubElement(element, f"{p}Data")
+        secret = ET.SubElement(data, f"{p}Secret")
+        sealed = _encrypted(secret, f"{p}EncryptedValue", key, record.secret)
+        ET.SubElement(secret, f"{p}ValueMAC").text = base64.b64encode(
+            hmac.new(mac_key, sealed, hashlib.sha1).digest()).decode()
+        interval = ET.SubElement(data, f"{p}TimeInterval")
+        ET.SubElement(interval, f"{p}PlainValue").text = str(record.params.period)
+        ET.SubElement(element, f"{p}UserId").text = record.username
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

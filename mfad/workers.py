@@ -51,8 +51,10 @@ log = logging.getLogger("mfad.workers")
 STOP_TIMEOUT: Final = 30.0
 """Seconds the workers get to drain after SIGTERM before they are killed."""
 EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2  # a configuration problem found before anything started
 
-ServeOne = Callable[[Config], int]
+#: Serves one worker: its config (``worker_config``) and its index.
+ServeOne = Callable[[Config, int], int]
 
 
 def worker_config(config: Config, index: int) -> Config:
@@ -90,8 +92,16 @@ def run_workers(config: Config, serve_one: ServeOne) -> int:
             stopping = True
 
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, systemd.reload_requested)
         workers: list[BaseProcess] = []
+
+        def reload(signum: int, frame: object) -> None:
+            # Each worker reloads the file itself (what it changes is its own process's).
+            log.info("SIGHUP: asking %d worker(s) to reload", len(workers))
+            for worker in workers:
+                if worker.pid is not None and worker.is_alive():
+                    os.kill(worker.pid, signal.SIGHUP)
+
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
         try:
             for index in range(count):
                 process = context.Process(target=_worker_child, args=(serve_one, worker_config(config, index),
@@ -164,15 +174,25 @@ def _prepare_child(config: Config) -> None:
     from mfad.app import open_core
     from mfad.core.errors import MfadError
 
-    async def prepare() -> None:
+    from mfad.preflight import preflight
+
+    async def prepare() -> list[str]:
+        report = await preflight(config)  # before anything is created: a mistyped key file stays an error
+        if report.problems:
+            return report.problems
         async with open_core(config):
             pass
+        return []
 
     try:
-        asyncio.run(prepare())
+        problems = asyncio.run(prepare())
     except MfadError as exc:
         log.error("%s", exc)
         raise SystemExit(EXIT_FAILED) from None
+    for problem in problems:
+        log.error("refusing to start: %s", problem)
+    if problems:
+        raise SystemExit(EXIT_USAGE)
 
 
 def _worker_child(serve_one: ServeOne, config: Config, index: int, env: dict[str, str]) -> None:
@@ -182,7 +202,7 @@ def _worker_child(serve_one: ServeOne, config: Config, index: int, env: dict[str
     os.environ.pop("WATCHDOG_PID", None)
     os.environ.update(env)
     log.info("worker %d serving (pid %d)", index, os.getpid())
-    raise SystemExit(serve_one(config))
+    raise SystemExit(serve_one(config, index))
 
 
 class _Notifications:

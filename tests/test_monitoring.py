@@ -24,7 +24,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from mfad.api.metrics import PrometheusGrpcMetrics
-from mfad.app import open_core, transport_services
+from mfad.app import daemon_registry, open_core, transport_services
 from mfad.config import Config
 from mfad.core.limits import Block
 from mfad.core.model import Method
@@ -94,7 +94,7 @@ async def _daemon_registry(tmp: Path) -> CollectorRegistry:
         storage=dataclasses.replace(config.storage, url=f"sqlite:///{tmp}/mfad.db"),
         secrets=dataclasses.replace(config.secrets, key_file=str(tmp / "secrets.key")),
     )
-    registry = CollectorRegistry()
+    registry = daemon_registry()
     async with open_core(config, registry) as mfa:
         DaemonGauges(registry, mfa.store.engine)
         transport_services(mfa, config, registry, HealthState(), reuse_port=False)
@@ -294,7 +294,7 @@ def test_dashboard_is_grafana_json_with_datasource_and_instance_variables() -> N
     assert len(ids) == len(set(ids)), "panel ids must be unique"
     rows = [panel["title"] for panel in panels if panel["type"] == "row"]
     assert rows == ["Overview", "Verifications", "Lock-outs and rate limits", "RADIUS", "gRPC", "Store",
-                    "Email outbox", "WebAuthn"]
+                    "Email outbox", "WebAuthn", "Process"]
     for panel in panels:
         if panel["type"] == "row":
             continue
@@ -365,3 +365,19 @@ def test_labels_and_values_are_exported(exported: dict[str, Family]) -> None:
                 if v not in allowed:
                     problems.append(f"{where}: {name}{{{label}={v!r}}} is never exported")
     assert not problems, "\n".join(problems)
+
+
+def test_counter_panels_show_zero_before_the_first_event() -> None:
+    """A sum of a labelled counter's rates has no series until its first event: such a panel
+    says 0 (``or vector(0)``), not "No data", which reads as a broken scrape."""
+    empty = [expr for expr in _dashboard_exprs()
+             if expr.lstrip("(").startswith("sum") and ("rate(" in expr or "increase(" in expr)
+             and "histogram_quantile" not in expr
+             and not expr.rstrip().endswith("or vector(0)")]
+    assert not empty, empty
+
+
+def test_the_daemon_exports_process_and_python_collectors(exported: dict[str, Family]) -> None:
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
+                 "python_info", "python_gc_collections_total"):
+        assert name in exported, name

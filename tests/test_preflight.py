@@ -88,6 +88,8 @@ def test_a_mistyped_key_file_is_refused_never_replaced(engine: str, tmp_path: Pa
     served = mfad("serve", "--config", str(cfg), cwd=tmp_path)
     assert served.returncode == 2
     assert f"refusing to start: secrets.key_file: {typo} does not exist" in served.stderr
+    workers = mfad("serve", "--workers", "2", "--config", str(cfg), cwd=tmp_path)
+    assert workers.returncode == 2 and "refusing to start: secrets.key_file" in workers.stderr
     token = mfad("token", "create", "ops", "--role", "admin", "--config", str(cfg), cwd=tmp_path)
     assert token.returncode == 2 and "secrets.key_file" in token.stderr
     assert not typo.exists()  # no new key was made

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
+import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +134,8 @@ class GrpcServer:
                         ]
                     )
         self._settings = settings
+        self._tls_loaded: tuple[bytes, bytes, bytes | None] | None = None
+        self._tls_pending: grpc.ServerCertificateConfiguration | None = None
         self._services = tuple(services)
         self._readiness = readiness
         self._interceptor = CallInterceptor(
@@ -201,7 +205,8 @@ class GrpcServer:
         ) if s.tls else "no TLS: loopback only"
         log.info("grpc listening on %s (%s)", ", ".join(self._addresses), mode)
 
-    def _credentials(self) -> grpc.ServerCredentials:
+    def _tls_files(self) -> tuple[bytes, bytes, bytes | None]:
+        """(key, certificate chain, client CAs) as the files hold them now."""
         s = self._settings
         if s.tls_cert is None or s.tls_key is None:
             raise ConfigError(["grpc.tls_cert, grpc.tls_key: both are needed for TLS"])
@@ -210,9 +215,44 @@ class GrpcServer:
             ca = s.client_ca.read_bytes() if s.client_ca is not None else None
         except OSError as exc:
             raise ConfigError([f"grpc: cannot read TLS file {exc.filename}: {exc.strerror}"]) from exc
-        return grpc.ssl_server_credentials(
-            [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
-        )
+        return key, cert, ca
+
+    def _credentials(self) -> grpc.ServerCredentials:
+        # Dynamic credentials: grpc asks the fetcher at each new handshake, so a reload can
+        # hand it renewed certificates (connections already open keep theirs).
+        self._tls_loaded = self._tls_files()
+        key, cert, ca = self._tls_loaded
+        initial = grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
+        # The fetcher returns None to keep the current certificate, as grpc documents; its
+        # type stubs say it must always return one.
+        return grpc.dynamic_ssl_server_credentials(initial, self._fetch_certificates,  # type: ignore[arg-type]
+                                                   require_client_authentication=ca is not None)
+
+    def _fetch_certificates(self) -> grpc.ServerCertificateConfiguration | None:
+        pending, self._tls_pending = self._tls_pending, None
+        return pending  # None: keep the current ones
+
+    def prepare_tls_reload(self) -> Callable[[], None] | None:
+        """A reload: when the TLS files changed on disk, (what puts them in force for new
+        connections); None when unchanged or without TLS. Raises ConfigError — changing
+        nothing — for files that cannot be read or do not go together."""
+        if not self._settings.tls or self._tls_loaded is None:
+            return None
+        files = self._tls_files()
+        if files == self._tls_loaded:
+            return None
+        key, cert, ca = files
+        if ca is not None and ca != self._tls_loaded[2]:
+            raise ConfigError(["grpc.client_ca: a changed client CA bundle needs a restart"])
+        _check_pair(cert, key)
+        config = grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
+
+        def apply() -> None:
+            self._tls_pending = config
+            self._tls_loaded = files
+            log.info("grpc TLS certificate reloaded (new connections use it)")
+
+        return apply
 
     @staticmethod
     def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> str:
@@ -282,3 +322,16 @@ class GrpcServer:
         except TimeoutError:
             log.error("grpc server did not stop within %.1f s", grace + 1.0)
         log.info("grpc stopped")
+
+
+def _check_pair(cert: bytes, key: bytes) -> None:
+    """The certificate and key load together (ConfigError naming grpc.tls_cert otherwise)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cert_file, key_file = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
+        cert_file.write_bytes(cert)
+        key_file.touch(mode=0o600)
+        key_file.write_bytes(key)
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_file, key_file)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError([f"grpc.tls_cert: the new certificate and key do not load together: {exc}"]) from None

@@ -10,8 +10,9 @@ unbinding each write an audit row and revoke the user's remembered devices.
 from __future__ import annotations
 
 import asyncio
+import builtins
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 from datetime import datetime, timedelta
 
@@ -57,6 +58,16 @@ def lockout_risk(devices: list[Device]) -> bool:
     return len({d.method for d in devices if d.is_active}) < 2
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportedSecret:
+    """An active TOTP device's secret in clear, for a migration out of mfad."""
+
+    username: str
+    name: str
+    secret: bytes = field(repr=False)
+    params: TotpParams
+
+
 class DeviceServiceStore(DeviceStore, AuditStore, Protocol):
     """The store as the device service uses it."""
 
@@ -77,6 +88,32 @@ class DeviceService:
         now = self._clock.now()
         live = [d for d in devices if d.is_active or (d.expires_at is not None and d.expires_at > now)]
         return DeviceListing(user=user, devices=live, lockout_risk=lockout_risk(live))
+
+    async def export_totp_secrets(self, *, actor: str, page: int = 500) -> tuple[ExportedSecret, ...]:
+        """Every active TOTP device's secret, opened — for ``mfad export --include-secrets``,
+        which encrypts them at once. One audit row per device (``device_secret_exported``)."""
+        exported: builtins.list[ExportedSecret] = []  # "list" is a method name here
+        audit: builtins.list[AuditEvent] = []
+        after = 0
+        while True:
+            users = await self._users.list(after_id=after, limit=page)
+            for user in users:
+                for device in await self._store.load_devices(user.id):
+                    if device.method is not Method.TOTP or not device.is_active or device.sealed_secret is None:
+                        continue
+                    secret = self._keyring.open_secret(device.sealed_secret,
+                                                       aad_for("devices", "sealed_secret", device.id))
+                    exported.append(ExportedSecret(username=user.username, name=device.name, secret=secret,
+                                                   params=device.totp or TotpParams()))
+                    audit.append(AuditEvent(event="device_secret_exported", outcome="ok", user_id=user.id,
+                                            username=user.username, method="totp", actor=actor,
+                                            detail=f"device={device.id}"))
+            if len(users) < page:
+                break
+            after = users[-1].id
+        if audit:
+            await self._store.append_audit(self._clock.now(), audit)
+        return tuple(exported)
 
     async def begin_totp(self, username: str, *, name: str = "authenticator app", actor: str | None = None) -> TotpBinding:
         if not name or len(name) > MAX_DEVICE_NAME or not name.isprintable():

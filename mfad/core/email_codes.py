@@ -16,8 +16,9 @@ Guarantees:
   verification that asked for it, after at most ``code_tries`` tries — each
   try is spent atomically *before* the comparison, so parallel guesses cannot
   exceed it — and the comparison is constant-time;
-- a user may be mailed a code only ``resend_seconds`` after the previous one and
-  at most ``hourly_limit`` an hour (``RateLimited`` otherwise); a new code kills
+- a user may be mailed a code only ``resend_seconds`` after the previous one of the
+  same purpose (a binding code cannot sign in, so it holds no sign-in code back) and
+  at most ``hourly_limit`` an hour of any purpose (``RateLimited`` otherwise); a new code kills
   the previous one and cancels its unsent mail;
 - the code's mail is queued in the outbox in the same transaction (see
   ``mfad.core.outbox``); issuing, using and refusing a code are audited there too.

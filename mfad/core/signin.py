@@ -43,6 +43,7 @@ from mfad.core.settings import LimitSettings, TotpSettings
 from mfad.core import remembered, totp
 from mfad.core.clock import Clock
 from mfad.core.errors import InvalidInput, NotFound, PreconditionFailed
+from mfad.core.decisions import logged
 from mfad.core.keyring import Keyring, aad_for
 from mfad.core.limits import Block, LimitRules
 from mfad.core.model import (
@@ -378,6 +379,7 @@ class SignInService:
         return frozenset(self._verifiers)
 
     # --- the sign-in ----------------------------------------------------------------------
+    @logged
     async def sign_in(self, request: SignInRequest) -> SignInResult:
         """The sign-in use case for every transport; :class:`SignInRequest` says which path."""
         first, attempt = request.first_factor, request.attempt
@@ -546,6 +548,7 @@ class SignInService:
         return str(new_token)
 
     # --- step 2 -------------------------------------------------------------------------
+    @logged
     async def complete(self, challenge_id: str, method: Method, response: str, attempt: Attempt, *,
                        remember: bool = False, remember_label: str = "",
                        station: str | None = None) -> VerifyResult:

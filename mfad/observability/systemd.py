@@ -1,8 +1,5 @@
-"""sd_notify without a dependency: READY=1, WATCHDOG=1 and STOPPING=1 over $NOTIFY_SOCKET.
-
-Also what SIGHUP (``systemctl reload``) does: this version does not reload its
-configuration, so the signal is logged instead of ending the daemon, which is
-SIGHUP's default and would turn a reload into a crash and a restart.
+"""sd_notify without a dependency: READY=1, RELOADING=1, WATCHDOG=1 and STOPPING=1 over
+$NOTIFY_SOCKET. (SIGHUP, ``systemctl reload``, is ``mfad.reload``'s.)
 """
 
 from __future__ import annotations
@@ -12,10 +9,6 @@ import os
 import socket
 
 log = logging.getLogger("mfad")
-
-
-def reload_requested(*_: object) -> None:
-    log.warning("SIGHUP: this mfad does not reload its configuration; restart it to apply changes")
 
 
 def notify(message: str) -> bool:

@@ -51,7 +51,7 @@ from mfad.radius.codec import (
     encode_reply,
 )
 from mfad.radius.limits import TokenBuckets
-from mfad.radius.metrics import DropReason, NullMetrics, RadiusMetrics
+from mfad.radius.metrics import UNKNOWN_CLIENT_LABEL, DropReason, NullMetrics, RadiusMetrics
 from mfad.radius.server import Address, RadiusProtocol, RadiusServerSettings, is_missing_message_authenticator, \
     open_socket
 
@@ -245,29 +245,29 @@ class AccountingServer:
     def receive(self, listener: RadiusProtocol, data: bytes, addr: Address) -> None:
         metrics = self.metrics
         metrics.packet_received(code_name(data[0]) if data else "other")
-        if not self._accepting:
-            metrics.packet_dropped(DropReason.SHUTDOWN)
-            return
         client = self.clients.lookup(addr[0])
+        if not self._accepting:
+            metrics.packet_dropped(DropReason.SHUTDOWN, client.name if client is not None else UNKNOWN_CLIENT_LABEL)
+            return
         if client is None:
-            metrics.packet_dropped(DropReason.UNKNOWN_CLIENT)
+            metrics.packet_dropped(DropReason.UNKNOWN_CLIENT, UNKNOWN_CLIENT_LABEL)
             return
         if len(data) < HEADER_LENGTH:
-            metrics.packet_dropped(DropReason.MALFORMED)
+            metrics.packet_dropped(DropReason.MALFORMED, client.name)
             return
         now = self._clock()
         if not self._limiter.allow(client.name, now):
-            metrics.packet_dropped(DropReason.RATE_LIMITED)
+            metrics.packet_dropped(DropReason.RATE_LIMITED, client.name)
             return
         key = RequestKey(addr[0], addr[1], data[1], data[4:HEADER_LENGTH])
         cached = self._cache.lookup(key, now)
         if cached is not None:
-            metrics.packet_dropped(DropReason.DUPLICATE)
+            metrics.packet_dropped(DropReason.DUPLICATE, client.name)
             if isinstance(cached, bytes):
                 listener.send(cached, addr)
             return
         if len(self._tasks) >= self.settings.max_in_flight:
-            metrics.packet_dropped(DropReason.OVERLOAD)
+            metrics.packet_dropped(DropReason.OVERLOAD, client.name)
             return
         request = decode_accounting(data, client, addr[0], metrics)
         if request is None:
@@ -284,15 +284,15 @@ class AccountingServer:
             async with asyncio.timeout(self.settings.handler_timeout):
                 reply = await self._handler.answer(request, client)
         except TimeoutError:
-            self.metrics.packet_dropped(DropReason.TIMEOUT)
+            self.metrics.packet_dropped(DropReason.TIMEOUT, client.name)
         except Exception:
             log.exception("RADIUS accounting request of client %s could not be recorded", client.name)
-            self.metrics.packet_dropped(DropReason.HANDLER_ERROR)
+            self.metrics.packet_dropped(DropReason.HANDLER_ERROR, client.name)
         finally:
             if reply is None:
                 self._cache.forget(key)
         if reply is None:
-            self.metrics.packet_dropped(DropReason.NO_REPLY)
+            self.metrics.packet_dropped(DropReason.NO_REPLY, client.name)
             return
         self._cache.complete(key, reply, self._clock())
         listener.send(reply, addr)
@@ -304,10 +304,10 @@ def decode_accounting(data: bytes, client: RadiusClient, host: str, metrics: Rad
     request = decode_request(data, client.secret, host, codes=ACCOUNTING_CODES)
     if isinstance(request, PacketFault):
         metrics.packet_dropped(DropReason.BAD_AUTHENTICATOR if request is PacketFault.BAD_AUTHENTICATOR
-                               else DropReason.MALFORMED)
+                               else DropReason.MALFORMED, client.name)
         return None
     if request.code is RadiusCode.STATUS_SERVER and is_missing_message_authenticator(request, client):
-        metrics.packet_dropped(DropReason.MISSING_MESSAGE_AUTHENTICATOR)
+        metrics.packet_dropped(DropReason.MISSING_MESSAGE_AUTHENTICATOR, client.name)
         return None
     return request
 

@@ -125,6 +125,12 @@ class ClientTable:
             mask = ((1 << prefixlen) - 1) << (bits - prefixlen)
             (self._v4 if version == 4 else self._v6).append((prefixlen, mask, table))
 
+    def replace(self, other: ClientTable) -> None:
+        """Take ``other``'s clients (a reload): the servers sharing this table see them from
+        their next packet on; a request being decided keeps the client it was matched to."""
+        self._clients, self._by_name, self._v4, self._v6 = other._clients, other._by_name, other._v4, other._v6
+        self._memo = {}
+
     def __iter__(self) -> Iterator[RadiusClient]:
         return iter(self._clients)
 

@@ -167,8 +167,11 @@ class RadiusService:
     accounting and RadSec listeners when there are any."""
 
     def __init__(self, server: RadiusServer, cache: StoreReplyCache | None, *, purge_interval: float = 30.0,
-                 accounting: AccountingServer | None = None, radsec: RadsecServer | None = None) -> None:
+                 accounting: AccountingServer | None = None, radsec: RadsecServer | None = None,
+                 radius: RadiusSettings | None = None, password_capacity: float = 20.0) -> None:
         self.server = server
+        self._radius = radius
+        self._capacity = password_capacity
         self.accounting = accounting
         self.radsec = radsec
         self._others: list[AccountingServer | RadsecServer] = [s for s in (accounting, radsec) if s is not None]
@@ -207,6 +210,31 @@ class RadiusService:
             except (Unavailable, TimeoutError) as exc:
                 log.debug("shared RADIUS replies not purged: %s", exc)
 
+    def prepare_reload(self, radius: RadiusSettings) -> tuple[Callable[[], None] | None, list[str]]:
+        """A reload of ``[[radius.clients]]``: (what applies the new UDP clients, None when they
+        did not change; the keys that changed but need a restart). Raises ConfigError — and
+        changes nothing — when the new clients are invalid."""
+        current = self._radius
+        if current is None:
+            return None, []
+        restart = [f"radius.{f.name}" for f in dataclasses.fields(RadiusSettings)
+                   if f.name != "clients" and getattr(current, f.name) != getattr(radius, f.name)]
+        if [c for c in current.clients if c.radsec_group is not None] != \
+                [c for c in radius.clients if c.radsec_group is not None]:
+            restart.append("radius.clients (RadSec clients)")
+        udp = [c for c in radius.clients if c.radsec_group is None]
+        if udp == [c for c in current.clients if c.radsec_group is None]:
+            return None, restart
+        table = client_table(dataclasses.replace(current, clients=udp), self._capacity)
+
+        def apply() -> None:
+            self.server.replace_clients(table)
+            self._radius = dataclasses.replace(current, clients=[*udp, *(c for c in current.clients
+                                                                         if c.radsec_group is not None)])
+            log.info("RADIUS clients reloaded: %s", ", ".join(c.name for c in self.server.clients) or "none")
+
+        return apply, restart
+
     async def aclose(self) -> None:
         self._stop.set()
         await self.server.aclose()
@@ -237,7 +265,8 @@ def radius_service(mfa: Mfa, config: Config, registry: CollectorRegistry | None,
     if config.radsec.listen:
         radsec = radsec_server(mfa, config, handler, registry, metrics, reports, reuse_port=reuse_port)
     return RadiusService(server, cache, purge_interval=config.storage.prune_interval_seconds,
-                         accounting=accounting, radsec=radsec)
+                         accounting=accounting, radsec=radsec, radius=radius,
+                         password_capacity=mfa.passwords.capacity)
 
 
 def accounting_server(mfa: Mfa, radius: RadiusSettings, settings: RadiusServerSettings, clients: ClientTable,

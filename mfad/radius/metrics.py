@@ -53,7 +53,9 @@ class RadiusMetrics(Protocol):
 
     def packet_sent(self, code: str) -> None: ...
 
-    def packet_dropped(self, reason: DropReason) -> None: ...
+    def packet_dropped(self, reason: DropReason, client: str) -> None:
+        """``client``: the configured client's name, or :data:`UNKNOWN_CLIENT_LABEL`."""
+        ...
 
     def reply_decided(self, mode: ClientMode, outcome: Outcome) -> None:
         """A handler's decision was encoded (counted once, not per retransmission)."""
@@ -68,6 +70,11 @@ class RadiusMetrics(Protocol):
         ...
 
 
+UNKNOWN_CLIENT_LABEL = "unknown"
+"""The client label of packets from sources no ``[[radius.clients]]`` entry matches: one
+value for all of them, so that a scan of the internet cannot grow the series."""
+
+
 class NullMetrics:
     def packet_received(self, code: str) -> None:
         pass
@@ -75,7 +82,7 @@ class NullMetrics:
     def packet_sent(self, code: str) -> None:
         pass
 
-    def packet_dropped(self, reason: DropReason) -> None:
+    def packet_dropped(self, reason: DropReason, client: str) -> None:
         pass
 
     def reply_decided(self, mode: ClientMode, outcome: Outcome) -> None:
@@ -95,6 +102,7 @@ class CountingMetrics:
         self.received: Counter[str] = Counter()
         self.sent: Counter[str] = Counter()
         self.dropped: Counter[DropReason] = Counter()
+        self.dropped_by_client: Counter[tuple[str, DropReason]] = Counter()
         self.decided: Counter[tuple[ClientMode, Outcome]] = Counter()
         self.shed: Counter[tuple[str, DropReason]] = Counter()
         self.latencies: list[float] = []
@@ -105,8 +113,9 @@ class CountingMetrics:
     def packet_sent(self, code: str) -> None:
         self.sent[code] += 1
 
-    def packet_dropped(self, reason: DropReason) -> None:
+    def packet_dropped(self, reason: DropReason, client: str) -> None:
         self.dropped[reason] += 1
+        self.dropped_by_client[(client, reason)] += 1
 
     def reply_decided(self, mode: ClientMode, outcome: Outcome) -> None:
         self.decided[(mode, outcome)] += 1
@@ -130,7 +139,7 @@ class PrometheusRadiusMetrics:
     """The server's counters as Prometheus series on ``registry``.
 
     ``mfad_radius_packets_received_total{code}``, ``mfad_radius_packets_sent_total{code}``,
-    ``mfad_radius_packets_dropped_total{reason}``, ``mfad_radius_replies_total{mode,outcome}``,
+    ``mfad_radius_packets_dropped_total{client,reason}``, ``mfad_radius_replies_total{mode,outcome}``,
     ``mfad_radius_requests_shed_total{client,reason}`` and
     ``mfad_radius_request_duration_seconds``. Every label value is from a closed set (the
     client names from the configuration), and the expected series exist from the start
@@ -139,13 +148,15 @@ class PrometheusRadiusMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry, clients: Iterable[str] = ()) -> None:
+        clients = tuple(clients)
         received = PromCounter("mfad_radius_packets_received", "RADIUS packets received, by packet code.",
                            ["code"], registry=registry)
         sent = PromCounter("mfad_radius_packets_sent", "RADIUS packets sent, by packet code.", ["code"],
                        registry=registry)
         dropped = PromCounter("mfad_radius_packets_dropped",
-                          "RADIUS packets that got no new answer, by reason (a duplicate may be answered "
-                          "from the reply cache).", ["reason"], registry=registry)
+                          "RADIUS packets that got no new answer, by client (\"unknown\" for every source "
+                          "that is no configured client) and reason (a duplicate may be answered from the "
+                          "reply cache).", ["client", "reason"], registry=registry)
         replies = PromCounter("mfad_radius_replies", "Access-Request decisions, by client mode and outcome "
                           "(once per request, not per retransmission).", ["mode", "outcome"], registry=registry)
         self._latency = Histogram("mfad_radius_request_duration_seconds",
@@ -153,12 +164,15 @@ class PrometheusRadiusMetrics:
                                   "(reject delay excluded).", buckets=LATENCY_BUCKETS, registry=registry)
         self._received = {code: received.labels(code) for code in _CODES}
         self._sent = {code: sent.labels(code) for code in _CODES}
-        self._dropped = {reason: dropped.labels(reason.value) for reason in DropReason}
+        self._dropped_family = dropped
+        self._dropped = {(client, reason): dropped.labels(client, reason.value)
+                         for client in (*clients, UNKNOWN_CLIENT_LABEL) for reason in DropReason}
         self._replies = {(mode, outcome): replies.labels(mode.value, outcome.value)
                          for mode in ClientMode for outcome in Outcome}
         shed = PromCounter("mfad_radius_requests_shed", "Access-Requests of a configured client left "
                            "unanswered for lack of capacity, by client and reason (rate_limited, overload, "
                            "timeout).", ["client", "reason"], registry=registry)
+        self._shed_family = shed
         self._shed = {(client, reason): shed.labels(client, reason.value)
                       for client in clients for reason in SHED_REASONS}
 
@@ -168,16 +182,20 @@ class PrometheusRadiusMetrics:
     def packet_sent(self, code: str) -> None:
         self._sent.get(code, self._sent["other"]).inc()
 
-    def packet_dropped(self, reason: DropReason) -> None:
-        self._dropped[reason].inc()
+    def packet_dropped(self, reason: DropReason, client: str) -> None:
+        child = self._dropped.get((client, reason))
+        if child is None:  # a client added by a reload: its series start now (names are configured ones)
+            child = self._dropped[(client, reason)] = self._dropped_family.labels(client, reason.value)
+        child.inc()
 
     def reply_decided(self, mode: ClientMode, outcome: Outcome) -> None:
         self._replies[(mode, outcome)].inc()
 
     def request_shed(self, client: str, reason: DropReason) -> None:
         child = self._shed.get((client, reason))
-        if child is not None:  # only configured clients have series
-            child.inc()
+        if child is None:  # a client added by a reload (only configured clients are passed here)
+            child = self._shed[(client, reason)] = self._shed_family.labels(client, reason.value)
+        child.inc()
 
     def request_latency(self, seconds: float) -> None:
         self._latency.observe(seconds)

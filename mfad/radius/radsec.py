@@ -406,7 +406,7 @@ class RadsecServer:
             length = int.from_bytes(header[2:4], "big")
             if not HEADER_LENGTH <= length <= MAX_PACKET_LENGTH:
                 self.metrics.packet_received(code_name(header[0]))
-                self.metrics.packet_dropped(DropReason.MALFORMED)
+                self.metrics.packet_dropped(DropReason.MALFORMED, connection.client.name)
                 return CloseReason.FRAMING
             try:
                 async with asyncio.timeout(_READ_TIMEOUT):
@@ -423,20 +423,20 @@ class RadsecServer:
         request = decode_request(data, client.secret, connection.host, codes=_CODES)
         if isinstance(request, PacketFault):
             metrics.packet_dropped(DropReason.BAD_AUTHENTICATOR if request is PacketFault.BAD_AUTHENTICATOR
-                                   else DropReason.MALFORMED)
+                                   else DropReason.MALFORMED, client.name)
             return
         if is_missing_message_authenticator(request, client):
-            metrics.packet_dropped(DropReason.MISSING_MESSAGE_AUTHENTICATOR)
+            metrics.packet_dropped(DropReason.MISSING_MESSAGE_AUTHENTICATOR, client.name)
             return
         if request.code is RadiusCode.STATUS_SERVER:
             connection.send(encode_reply(request, RadiusCode.ACCESS_ACCEPT, client.secret), metrics)
             return
         key = (request.identifier, request.authenticator)
         if key in connection.keys:
-            metrics.packet_dropped(DropReason.DUPLICATE)
+            metrics.packet_dropped(DropReason.DUPLICATE, client.name)
             return
         if len(connection.tasks) >= self.settings.max_in_flight_per_connection:
-            metrics.packet_dropped(DropReason.OVERLOAD)
+            metrics.packet_dropped(DropReason.OVERLOAD, client.name)
             return
         connection.keys.add(key)
         task = asyncio.get_running_loop().create_task(self._decide(request, connection, time.monotonic()))
@@ -454,14 +454,14 @@ class RadsecServer:
                 else:
                     packet, delay = await self._sign_in(request, client)
         except TimeoutError:
-            self.metrics.packet_dropped(DropReason.TIMEOUT)
+            self.metrics.packet_dropped(DropReason.TIMEOUT, client.name)
             return
         except Exception:
             log.exception("RadSec request of client %s could not be decided", client.name)
-            self.metrics.packet_dropped(DropReason.HANDLER_ERROR)
+            self.metrics.packet_dropped(DropReason.HANDLER_ERROR, client.name)
             return
         if packet is None:
-            self.metrics.packet_dropped(DropReason.NO_REPLY)
+            self.metrics.packet_dropped(DropReason.NO_REPLY, client.name)
             return
         self.metrics.request_latency(time.monotonic() - received_at)
         if delay > 0:

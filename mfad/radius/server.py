@@ -62,7 +62,8 @@ from mfad.radius.codec import (
 from mfad.radius.errors import RadiusBindError, RadiusConfigError, RadiusEncodeError, RadiusError
 from mfad.radius.handler import Decision, NoReply, Outcome, RadiusHandler
 from mfad.radius.limits import TokenBuckets
-from mfad.radius.metrics import SHED_REASONS, DropReason, NullMetrics, RadiusMetrics
+from mfad.radius.drops import DropLog
+from mfad.radius.metrics import SHED_REASONS, UNKNOWN_CLIENT_LABEL, DropReason, NullMetrics, RadiusMetrics
 
 log = logging.getLogger("mfad.radius")
 
@@ -217,15 +218,11 @@ class RadiusServer:
         self._handler = handler
         self._shared = shared_cache
         self._clock = clock
+        self._drop_log = DropLog(clock)
         self._cache = ReplyCache(
             ttl=settings.duplicate_ttl, max_entries=settings.max_cached_replies
         )
-        self._limiter = TokenBuckets(rate=settings.client_rate, burst=settings.client_burst, per_key={
-            c.name: (c.rate_per_second, max(1.0, 2 * c.rate_per_second))  # two seconds' worth of burst
-            for c in clients if c.rate_per_second is not None})
-        # Each client's share of the in-flight cap, kept for it whether it uses it or not:
-        # requests wait seconds at most (handler_timeout), so a share is never idle for long.
-        self._share = max(1, settings.max_in_flight // max(1, len(clients)))
+        self._limiter, self._share = self._client_limits(clients)
         self._in_flight_of: dict[str, int] = {}
         self._listeners: list[RadiusProtocol] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -235,6 +232,22 @@ class RadiusServer:
         self._accepting = False
         self._closing = False
         self._closed = asyncio.Event()
+
+    def _client_limits(self, clients: ClientTable) -> tuple[TokenBuckets, int]:
+        settings = self.settings
+        limiter = TokenBuckets(rate=settings.client_rate, burst=settings.client_burst, per_key={
+            c.name: (c.rate_per_second, max(1.0, 2 * c.rate_per_second))  # two seconds' worth of burst
+            for c in clients if c.rate_per_second is not None})
+        # Each client's share of the in-flight cap, kept for it whether it uses it or not:
+        # requests wait seconds at most (handler_timeout), so a share is never idle for long.
+        return limiter, max(1, settings.max_in_flight // max(1, len(clients)))
+
+    def replace_clients(self, clients: ClientTable) -> None:
+        """A reload: new clients, secrets and rates from the next packet on. Requests being
+        decided finish with the client they were matched to; their slots are freed by name."""
+        self.clients.replace(clients)
+        self._limiter, self._share = self._client_limits(self.clients)
+        self._warn_about_clients()
 
     @property
     def in_flight(self) -> int:
@@ -338,7 +351,8 @@ class RadiusServer:
         metrics = self.metrics
         metrics.packet_received(code_name(data[0]) if data else "other")
         if not self._accepting:
-            metrics.packet_dropped(DropReason.SHUTDOWN)
+            known = self.clients.lookup(addr[0])
+            metrics.packet_dropped(DropReason.SHUTDOWN, known.name if known is not None else UNKNOWN_CLIENT_LABEL)
             return
         host = addr[0]
         client = self.clients.lookup(host)
@@ -474,20 +488,20 @@ class RadiusServer:
             log.exception(
                 "RADIUS handler failed (client %s, id %d)", client.name, request.identifier
             )
-            self.metrics.packet_dropped(DropReason.HANDLER_ERROR)
+            self._drop(DropReason.HANDLER_ERROR, key.host, client)
             return None
         if isinstance(decision, NoReply):
             self._drop(DropReason.NO_REPLY, key.host, client)
             return None
         if not isinstance(decision, Decision):
             log.error("RADIUS handler returned %s, not a Decision", type(decision).__name__)
-            self.metrics.packet_dropped(DropReason.HANDLER_ERROR)
+            self._drop(DropReason.HANDLER_ERROR, key.host, client)
             return None
         try:
             packet = encode_reply(request, decision.code, client.secret, decision.encoded)
         except RadiusEncodeError as exc:
             log.error("RADIUS reply for client %s cannot be encoded: %s", client.name, exc)
-            self.metrics.packet_dropped(DropReason.HANDLER_ERROR)
+            self._drop(DropReason.HANDLER_ERROR, key.host, client)
             return None
         now = self._clock()
         send_at = now + (self.settings.reject_delay if decision.outcome is Outcome.REJECT else 0.0)
@@ -559,17 +573,12 @@ class RadiusServer:
         client: RadiusClient | None,
         fault: PacketFault | None = None,
     ) -> None:
-        self.metrics.packet_dropped(reason)
+        name = client.name if client is not None else UNKNOWN_CLIENT_LABEL
+        self.metrics.packet_dropped(reason, name)
         if client is not None and reason in SHED_REASONS:
             self.metrics.request_shed(client.name, reason)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "RADIUS packet from %s (client %s) dropped: %s%s",
-                host,
-                client.name if client is not None else "-",
-                reason.value,
-                f" ({fault.value})" if fault is not None else "",
-            )
+        self._drop_log.dropped(reason, host, client.name if client is not None else None,
+                               f" ({fault.value})" if fault is not None else "")
 
     def _warn_about_clients(self) -> None:
         for client in self.clients:

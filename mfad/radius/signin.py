@@ -95,7 +95,10 @@ EMAIL_WORD: Final = "email"
 
 STATE_PREFIX: Final = b"mfad1"
 _STATE_METHOD: Final = {Method.TOTP: b"t", Method.EMAIL: b"e", Method.RECOVERY: b"r"}
-_METHOD_OF_STATE: Final = {ord(v): k for k, v in _STATE_METHOD.items()}
+#: A TOTP challenge that also offers the email method: after a wrong code the prompt
+#: still says "or type email" (it is the same challenge, with the same choices).
+_TOTP_OR_EMAIL: Final = b"o"
+_METHOD_OF_STATE: Final = {**{ord(v): k for k, v in _STATE_METHOD.items()}, ord(_TOTP_OR_EMAIL): Method.TOTP}
 _MAX_CHALLENGE_ID: Final = 64
 _TAG_BYTES: Final = 8
 _RETRY_REASONS: Final = frozenset({Reason.WRONG_CODE, Reason.REPLAY})
@@ -106,8 +109,14 @@ def user_tag(username: str) -> bytes:
     return hashlib.sha256(username.encode("utf-8", "surrogatepass")).digest()[:_TAG_BYTES]
 
 
-def encode_state(method: Method, challenge_id: str, username: str) -> bytes:
-    return STATE_PREFIX + _STATE_METHOD[method] + challenge_id.encode("ascii") + b":" + user_tag(username)
+def encode_state(method: Method, challenge_id: str, username: str, *, email_offered: bool = False) -> bytes:
+    kind = _TOTP_OR_EMAIL if method is Method.TOTP and email_offered else _STATE_METHOD[method]
+    return STATE_PREFIX + kind + challenge_id.encode("ascii") + b":" + user_tag(username)
+
+
+def state_offers_email(state: bytes) -> bool:
+    """Whether the challenge of a State (one :func:`decode_state` accepts) offers email too."""
+    return state[len(STATE_PREFIX):len(STATE_PREFIX) + 1] == _TOTP_OR_EMAIL
 
 
 def decode_state(state: bytes) -> tuple[Method, str, bytes] | None:
@@ -185,7 +194,8 @@ class SignInHandler:
             only_passkeys = result.methods and result.methods <= {Method.PASSKEY, Method.U2F}
             return Decision.reject(PASSKEY_ONLY if only_passkeys else NEEDS_APP)
         method = next(m for m in (Method.TOTP, Method.EMAIL, Method.RECOVERY) if m in result.methods)
-        return self._challenge(prompt, method, result.challenge_id, username)
+        return self._challenge(prompt, method, result.challenge_id, username,
+                               email_offered=Method.EMAIL in result.methods)
 
     async def _answer_challenge(self, state: bytes, username: str, typed: str, attempt: Attempt,
                                 station: str | None) -> Decision:
@@ -208,7 +218,9 @@ class SignInHandler:
                 return Decision.reject(DENIED)
             return Decision.accept()
         if result.tries_left > 0 and result.reason in _RETRY_REASONS:
-            return self._challenge(WRONG_CODE + _again(method), method, challenge_id, username)
+            email = state_offers_email(state)
+            again = ENTER_CODE_OR_EMAIL if email and method is Method.TOTP else _again(method)
+            return self._challenge(WRONG_CODE + again, method, challenge_id, username, email_offered=email)
         return Decision.reject(DENIED)
 
     async def _start_email(self, challenge_id: str, attempt: Attempt, username: str) -> Decision:
@@ -224,10 +236,11 @@ class SignInHandler:
         return self._challenge(EMAIL_SENT.format(where=started.shown or "your security email"), Method.EMAIL,
                                challenge_id, username)
 
-    def _challenge(self, prompt: str, method: Method, challenge_id: str, username: str) -> Decision:
+    def _challenge(self, prompt: str, method: Method, challenge_id: str, username: str, *,
+                   email_offered: bool = False) -> Decision:
         # Session-Timeout in an Access-Challenge: how long the NAS should wait for the
         # answer (RFC 2865 §5.27); Prompt: the code may be echoed as it is typed.
-        return Decision.challenge(prompt, encode_state(method, challenge_id, username),
+        return Decision.challenge(prompt, encode_state(method, challenge_id, username, email_offered=email_offered),
                                   attributes=(("Session-Timeout", self._ttl), ("Prompt", 1)))
 
     @staticmethod

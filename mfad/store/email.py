@@ -63,9 +63,13 @@ class EmailSql(SqlParts):
             if pending is not None:
                 device_id = await self._pending_device(tx, req.user_id, pending, now)
                 ref = str(device_id)
+            # The cool-down counts codes of the same purpose only: a binding code just mailed cannot
+            # sign in, so it must not make a sign-in wait ("a code was sent a moment ago" would be
+            # wrong). The hourly cap counts every code.
             row = await tx.fetchrow(
-                "SELECT max(created_at) AS last, min(created_at) AS first, count(*) AS n FROM email_codes "
-                "WHERE user_id = $1 AND created_at > $2", req.user_id, now - HOUR)
+                "SELECT max(CASE WHEN purpose = $3 THEN created_at END) AS last, min(created_at) AS first, "
+                "count(*) AS n FROM email_codes WHERE user_id = $1 AND created_at > $2",
+                req.user_id, now - HOUR, req.purpose.value)
             assert row is not None
             refusal: IssueResult | None = None
             if row["last"] is not None and row["last"] > now - req.resend_seconds:

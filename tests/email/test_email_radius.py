@@ -21,7 +21,7 @@ from signin_peers import StartDaemon, address, start_daemon  # noqa: E402, F401 
 from mfad.core.clock import FixedClock  # noqa: E402
 from mfad.core.service import Mfa  # noqa: E402
 from mfad.core.signin import Attempt  # noqa: E402
-from mfad.radius.signin import DENIED  # noqa: E402
+from mfad.radius.signin import DENIED, ENTER_CODE_OR_EMAIL, WRONG_CODE  # noqa: E402
 from peer_tools import missing  # noqa: E402
 
 PASSWORD = "a password for radius tests"
@@ -71,6 +71,37 @@ async def test_typing_email_mails_a_code_that_completes_the_sign_in(
     stale = await radclient(host, port, pap("alice", mail.code, f"State = {replayed.first('State')}"))
     assert stale.reply == "Access-Challenge" and stale.first("Reply-Message", ).startswith("Wrong code")  # type: ignore[union-attr]
     assert len(mailed.received) == 3
+
+
+async def test_a_wrong_code_keeps_the_email_choice_in_the_prompt(
+        start_daemon: StartDaemon, enrol: Any, mfa: Mfa, mailed: MailServer, clock: FixedClock) -> None:
+    await enrol("dave", password=PASSWORD)
+    await bind(mfa, mailed, clock, "dave", "dave@example.com")
+    host, port = address(await start_daemon())
+    first = await radclient(host, port, pap("dave", PASSWORD))
+    assert first.first("Reply-Message") == ENTER_CODE_OR_EMAIL
+    wrong = await radclient(host, port, pap("dave", "000000", f"State = {first.first('State')}"))
+    assert wrong.reply == "Access-Challenge", wrong.output
+    assert wrong.first("Reply-Message") == WRONG_CODE + ENTER_CODE_OR_EMAIL  # the same choices as before
+    asked = await radclient(host, port, pap("dave", "email", f"State = {wrong.first('State')}"))
+    assert asked.reply == "Access-Challenge" and "d***@example.com" in (asked.first("Reply-Message") or "")
+
+
+async def test_email_right_after_binding_mails_a_sign_in_code(
+        start_daemon: StartDaemon, enrol: Any, mfa: Mfa, mailed: MailServer) -> None:
+    """The binding code cannot sign in: it does not start the sign-in code's cool-down."""
+    await enrol("erin", password=PASSWORD)
+    sent = await mfa.email.begin_binding("erin", "erin@example.com", PORTAL)
+    mail = (await mailed.wait_for(1))[-1]
+    await mfa.email.confirm_binding("erin", sent.device.id, mail.code, PORTAL)  # no time passes
+    host, port = address(await start_daemon())
+    first = await radclient(host, port, pap("erin", PASSWORD))
+    asked = await radclient(host, port, pap("erin", "email", f"State = {first.first('State')}"))
+    assert asked.reply == "Access-Challenge" and "e***@example.com" in (asked.first("Reply-Message") or ""), \
+        asked.output
+    code = (await mailed.wait_for(2))[-1].code
+    done = await radclient(host, port, pap("erin", code, f"State = {asked.first('State')}"))
+    assert done.reply == "Access-Accept", done.output
 
 
 async def test_email_only_user_over_radius(start_daemon: StartDaemon, mfa: Mfa, mailed: MailServer,
