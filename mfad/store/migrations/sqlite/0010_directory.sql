@@ -1,4 +1,4 @@
--- mfad schema v11 (SQLite): users provisioned from a directory, and group policy rules.
+-- mfad schema v10 (SQLite): users provisioned from a directory, and group policy rules.
 -- directory: the [[directory.*]] name that provisioned the user (NULL: a local user);
 -- display_name, profile_email: profile data as the directory last told it (never a
 -- security email); groups: a JSON list of the directory's groups at the last sign-in.
