@@ -29,7 +29,9 @@ OK, INVALID, UNIMPLEMENTED = grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMEN
 #: Methods for which a request with every field empty is a valid question (the rest name a field).
 VALID_WHEN_EMPTY = {"Admin/ListUsers", "Admin/GetPolicy", "Admin/SetPolicy", "Admin/QueryAudit",
                     "Admin/ListCallerTokens", "Enrollment/ListDevices", "Enrollment/ListRemembered",
-                    "Enrollment/EndSession", "Enrollment/GenerateRecoveryCodes", "Enrollment/GetRecoveryStatus"}
+                    "Enrollment/EndSession", "Enrollment/GenerateRecoveryCodes", "Enrollment/GetRecoveryStatus",
+                    # Empty: list (without disabling) the users no configured directory knows.
+                    "Admin/PruneDirectoryUsers"}
 #: Either is right: an empty BeginSignIn is a usernameless passkey sign-in where passkeys are
 #: served, and a missing username where they are not; the security email, passkey and U2F
 #: methods answer UNIMPLEMENTED until their issues land, then name the empty field.
