@@ -61,6 +61,8 @@ class Directory(Protocol):
     """One configured directory. ``name`` appears in the audit log and on provisioned users."""
 
     name: str
+    #: Whether ``lookup`` can answer without the user's password (LDAP can; RADIUS cannot).
+    can_look_up: bool
 
     async def authenticate(self, username: str, password: str) -> DirectoryCheck:
         """Check ``password`` for ``username``. Raises ``Unavailable`` when no server answered."""
@@ -69,7 +71,7 @@ class Directory(Protocol):
     async def lookup(self, username: str) -> DirectoryEntry | None | DirectoryReason:
         """The entry of an active ``username`` (no password), ``None`` when the directory does
         not know it, ``DirectoryReason.DISABLED`` when it is disabled there. Raises
-        ``Unavailable``. A directory that cannot look users up (RADIUS) raises NotImplementedError."""
+        ``Unavailable``. Called only when ``can_look_up``."""
         ...
 
     async def aclose(self) -> None: ...

@@ -17,7 +17,7 @@ from typing import Protocol
 from mfad.core.clock import Clock
 from mfad.core.directory import Directory, DirectoryReason
 from mfad.core.errors import InvalidInput
-from mfad.core.model import AuditEvent
+from mfad.core.model import AuditEvent, User
 from mfad.core.ports import DirectoryUserStore, UserStore
 
 PAGE = 200
@@ -50,34 +50,29 @@ class DirectoryUsers:
         None); with ``disable``, each is disabled in mfad."""
         if directory is not None and directory not in self._directories:
             raise InvalidInput("directory", f"no directory is named {directory!r}")
-        names = [directory] if directory is not None else list(self._directories)
+        if directory is not None and not self._directories[directory].can_look_up:
+            raise InvalidInput("directory", f"{directory!r} cannot look users up (a RADIUS server needs a password)")
         found: list[Stale] = []
-        for name in names:
-            source = self._directories[name]
+        for name, source in self._directories.items():
+            if directory not in (None, name) or not source.can_look_up:
+                continue
             after = 0
-            while True:
-                users = await self._store.list_directory_users(name, after, PAGE)
+            while users := await self._store.list_directory_users(name, after, PAGE):
                 for user in users:
-                    if user.disabled:
-                        continue
-                    try:
+                    if not user.disabled:
                         entry = await source.lookup(user.username)
-                    except NotImplementedError:
-                        if directory is not None:
-                            raise InvalidInput("directory", f"{name!r} cannot look users up (a RADIUS "
-                                                            "server needs a password)") from None
-                        break
-                    if entry is not None and entry is not DirectoryReason.DISABLED:
-                        continue
-                    why = "disabled" if entry is DirectoryReason.DISABLED else "unknown"
-                    if disable:
-                        await self._store.update_user_disabled(user.id, True, self._clock.now(), [AuditEvent(
-                            event="user_disabled", outcome="ok", user_id=user.id, username=user.username,
-                            actor=actor, reason=f"directory_{why}", detail=f"prune directory={name}")])
-                    found.append(Stale(username=user.username, directory=name, why=why, disabled=disable))
-                else:
-                    if len(users) == PAGE:
-                        after = users[-1].id
-                        continue
-                break
+                        if entry is None or entry is DirectoryReason.DISABLED:
+                            found.append(await self._stale(user, name, entry, disable=disable, actor=actor))
+                if len(users) < PAGE:
+                    break
+                after = users[-1].id
         return found
+
+    async def _stale(self, user: User, directory: str, entry: DirectoryReason | None, *,
+                     disable: bool, actor: str | None) -> Stale:
+        why = "disabled" if entry is DirectoryReason.DISABLED else "unknown"
+        if disable:
+            await self._store.update_user_disabled(user.id, True, self._clock.now(), [AuditEvent(
+                event="user_disabled", outcome="ok", user_id=user.id, username=user.username,
+                actor=actor, reason=f"directory_{why}", detail=f"prune directory={directory}")])
+        return Stale(username=user.username, directory=directory, why=why, disabled=disable)

@@ -87,6 +87,7 @@ class LdapDirectory:
         if not settings.servers:
             raise ValueError("an LDAP directory needs servers")
         self.name = settings.name
+        self.can_look_up = True
         self._s = settings
         self._servers = [self._server(url) for url in settings.servers]
         self._pool = ThreadPoolExecutor(max_workers=settings.pool_size, thread_name_prefix=f"ldap-{settings.name}")

@@ -69,6 +69,7 @@ class UpstreamRadius:
         if not settings.servers or not settings.secret:
             raise ValueError("an upstream RADIUS directory needs servers and a secret")
         self.name = settings.name
+        self.can_look_up = False
         self._s = settings
         self._secret = settings.secret.encode()
         self._servers = [parse_address(a) for a in settings.servers]
@@ -96,7 +97,7 @@ class UpstreamRadius:
         raise Unavailable(f"directory {self.name}: no server answered")
 
     async def lookup(self, username: str) -> DirectoryEntry | None | DirectoryReason:
-        raise NotImplementedError("a RADIUS server cannot be asked about a user without a password")
+        raise TypeError("a RADIUS server cannot be asked about a user without a password (can_look_up is False)")
 
     async def aclose(self) -> None:
         pass

@@ -9,14 +9,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from mfad.config import Config, LdapSettings
+from mfad.config import Config, LdapSettings, UpstreamRadiusSettings
+from mfad.core.clock import FixedClock
 from mfad.core.directory import Directory
-from mfad.core.errors import Unavailable
+from mfad.core.errors import InvalidInput, Unavailable
 from mfad.core.model import Method, PolicyRule
 from mfad.core.ports import AuditFilter, Store
+from mfad.core.provisioning import DirectoryUsers
 from mfad.core.service import Mfa
 from mfad.core.signin import Attempt, Outcome, Password, Reason, SignInRequest
 from mfad.directory.ldap import LdapDirectory
+from mfad.directory.radius import UpstreamRadius
 from mfad.radius import RadiusServer
 from peer_tools import missing
 from radius_peers import RADCLIENT, radclient
@@ -194,3 +197,25 @@ async def test_prune_lists_and_disables_users_the_directory_no_longer_knows(
         assert await directory_mfa.directory_users.prune("corp", disable=False, actor="admin") == []
     finally:
         slapd.set_account_control("alice", 512)
+
+
+async def test_prune_leaves_out_a_directory_that_cannot_look_users_up(
+        directory_mfa: Mfa, slapd: Slapd, store: Store, clock: FixedClock) -> None:
+    await directory_mfa.signin.sign_in(SignInRequest(username="alice", first_factor=Password("alice-directory-pw"),
+                                                     attempt=Attempt(protocol="grpc", client="portal")))
+    # An upstream RADIUS server answers only with a password: prune never asks it, and refuses
+    # to be pointed at it (the refusal comes before any packet, so no server is needed here).
+    upstream = UpstreamRadius(UpstreamRadiusSettings(name="nps", servers=["127.0.0.1:9"], secret="s3cret"))
+    corp_directory = LdapDirectory(corp(slapd))
+    users = DirectoryUsers(store, clock, {"corp": corp_directory, "nps": upstream})
+    slapd.set_account_control("alice", 514)
+    try:
+        with pytest.raises(InvalidInput, match="cannot look users up"):
+            await users.prune("nps", disable=True, actor="admin")
+        assert not (await directory_mfa.users.get("alice")).disabled
+        # Every directory: only corp is asked, and it vouches no more for alice.
+        assert [(s.directory, s.username) for s in await users.prune(disable=False, actor="admin")] == [
+            ("corp", "alice")]
+    finally:
+        slapd.set_account_control("alice", 512)
+        await corp_directory.aclose()
