@@ -7,14 +7,12 @@ with its port and secret; ``stop()`` ends it.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-FREERADIUS = shutil.which("freeradius") or (
-    "/usr/sbin/freeradius" if Path("/usr/sbin/freeradius").exists() else None)
+from freeradius_conf import FREERADIUS, free_udp_port, radiusd_conf
+
 SECRET = "upstream-shared-secret-0123"
 
 #: name → (password, reply attributes in users-file syntax)
@@ -23,41 +21,7 @@ USERS = {
     "frank": ("frank-upstream-pw", 'Class := "staff"'),
 }
 
-CONF = """
-prefix = /usr
-exec_prefix = /usr
-sysconfdir = /etc
-localstatedir = /var
-sbindir = /usr/sbin
-logdir = {dir}
-raddbdir = {dir}
-radacctdir = {dir}
-name = freeradius
-confdir = {dir}
-modconfdir = {dir}
-run_dir = {dir}
-db_dir = {dir}
-libdir = /usr/lib/freeradius
-pidfile = {dir}/freeradius.pid
-max_request_time = 30
-cleanup_delay = 0
-max_requests = 1024
-hostname_lookups = no
-log {{
-  destination = files
-  file = {dir}/radius.log
-}}
-security {{
-  max_attributes = 200
-  reject_delay = 0
-  status_server = yes
-}}
-thread pool {{
-  start_servers = 2
-  max_servers = 4
-  min_spare_servers = 1
-  max_spare_servers = 2
-}}
+CONF = """\
 client mfad {{
   ipaddr = 127.0.0.1
   secret = {secret}
@@ -87,12 +51,6 @@ server default {{
   }}
 }}
 """
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -127,8 +85,9 @@ async def start_upstream(root: Path, *, require_message_authenticator: bool = Tr
     root.mkdir(parents=True, exist_ok=True)
     port = free_udp_port()
     (root / "users").write_text(_users_file())
-    (root / "radiusd.conf").write_text(CONF.format(dir=root, port=port, secret=SECRET,
-                                                   require_ma="yes" if require_message_authenticator else "no"))
+    require_ma = "yes" if require_message_authenticator else "no"
+    (root / "radiusd.conf").write_text(radiusd_conf(root, CONF.format(dir=root, port=port, secret=SECRET,
+                                                                      require_ma=require_ma)))
     process = subprocess.Popen([FREERADIUS, "-f", "-d", str(root)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.STDOUT)
     upstream = Upstream(port, process, root)

@@ -6,14 +6,13 @@ sign-in through (its config written by the test, FreeRADIUS on a port of its own
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from freeradius_conf import FREERADIUS, free_udp_port, radiusd_conf
 from pam_peers import pam_service as pam_service_at
 from pam_peers import pamtester
 from radius_peers import SECRET, radclient
@@ -24,9 +23,6 @@ from peer_tools import missing
 
 Enrol = Callable[..., Awaitable[Any]]
 PASSWORD = "a password for radius tests"
-
-FREERADIUS = shutil.which("freeradius") or (
-    "/usr/sbin/freeradius" if Path("/usr/sbin/freeradius").exists() else None)
 
 
 @pytest.fixture
@@ -57,41 +53,7 @@ async def test_pam_radius_auth_signs_in_with_password_then_code(
 
 # --- FreeRADIUS as a proxy in front of mfad ------------------------------------------------------
 PROXY_CONF = """\
-prefix = /usr
-exec_prefix = /usr
-sysconfdir = /etc
-localstatedir = /var
-sbindir = /usr/sbin
-logdir = {dir}
-raddbdir = {dir}
-radacctdir = {dir}
-name = freeradius
-confdir = {dir}
-modconfdir = {dir}
-run_dir = {dir}
-db_dir = {dir}
-libdir = /usr/lib/freeradius
-pidfile = {dir}/freeradius.pid
-max_request_time = 30
-cleanup_delay = 5
-max_requests = 1024
-hostname_lookups = no
-log {{
-  destination = files
-  file = {dir}/radius.log
-}}
-security {{
-  max_attributes = 200
-  reject_delay = 0
-  status_server = yes
-}}
 proxy_requests = yes
-thread pool {{
-  start_servers = 2
-  max_servers = 4
-  min_spare_servers = 1
-  max_spare_servers = 2
-}}
 client nas {{
   ipaddr = 127.0.0.1
   secret = {nas_secret}
@@ -141,12 +103,6 @@ server default {{
 """
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 async def freeradius_proxy(tmp_path: Path) -> AsyncIterator[Callable[[int], Awaitable[int]]]:
     """``await freeradius_proxy(mfad_port)`` → the port of a FreeRADIUS proxying to mfad."""
@@ -158,9 +114,9 @@ async def freeradius_proxy(tmp_path: Path) -> AsyncIterator[Callable[[int], Awai
         directory = tmp_path / "freeradius"
         directory.mkdir()
         port = free_udp_port()
-        (directory / "radiusd.conf").write_text(PROXY_CONF.format(
-            dir=directory, port=port, mfad_port=mfad_port, nas_secret="nas-to-proxy-secret-0123",
-            mfad_secret=SECRET.decode()))
+        (directory / "radiusd.conf").write_text(radiusd_conf(directory, PROXY_CONF.format(
+            port=port, mfad_port=mfad_port, nas_secret="nas-to-proxy-secret-0123", mfad_secret=SECRET.decode()),
+            cleanup_delay=5))
         process = subprocess.Popen([FREERADIUS, "-f", "-d", str(directory)], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.STDOUT)
         processes.append(process)
