@@ -29,7 +29,7 @@ from mfad.config import (  # noqa: E402
     Config, LdapSettings, PasswordSettings, RadiusClientSettings, RadiusSettings, StorageSettings)
 from mfad.core.keyring import Keyring  # noqa: E402
 from mfad.core.service import Mfa  # noqa: E402
-from mfad.core.signin import Attempt, Password, SignInRequest  # noqa: E402
+from mfad.core.verification import Attempt, Password, SignInRequest  # noqa: E402
 from mfad.directory.ldap import LdapDirectory  # noqa: E402
 from mfad.radius.attributes import Attr  # noqa: E402
 from mfad.radius.codec import RadiusCode, decode_reply, encode_request, hide_password  # noqa: E402

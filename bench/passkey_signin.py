@@ -28,7 +28,7 @@ from mfad.config import Config, PasswordSettings, StorageSettings, WebauthnSetti
 from mfad.core.keyring import Keyring
 from mfad.core.model import Method
 from mfad.core.service import Mfa
-from mfad.core.signin import Attempt
+from mfad.core.verification import Attempt
 from mfad.store import open_store
 
 ORIGIN = "https://login.example.com"

@@ -235,7 +235,8 @@ def send_main(args: argparse.Namespace) -> int:
 
 
 # --- set-up --------------------------------------------------------------------------------
-def config_text(store_url: str, key_file: Path, port: int, metrics_port: int, workers: int) -> str:
+def config_text(store_url: str, key_file: Path, port: int, metrics_port: int, workers: int,
+                log_level: str = "info") -> str:
     return f"""
 [storage]
 url = "{store_url}"
@@ -264,7 +265,7 @@ listen = ["127.0.0.1:{metrics_port}"]
 [portal]
 enabled = false
 [logging]
-level = "warning"
+level = "{log_level}"
 """
 
 
@@ -336,8 +337,9 @@ def status_ok(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def mfad_running(config: Path, port: int, workers: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def mfad_running(config: Path, port: int, workers: int, log: Path,
+                 tree: Path = REPO) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "mfad", "serve", "--config", str(config),
                                     "--workers", str(workers)], stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -627,16 +629,20 @@ def drop_databases(stores: list[Store], pg_dsn: str) -> None:
     asyncio.run(drop())
 
 
-def bench_mfad(store: Store, workers: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def bench_mfad(store: Store, workers: int, args: argparse.Namespace, work: Path, tree: Path = REPO,
+               tag: str = "") -> dict[str, Any]:
     port, metrics_port = free_port(), free_port(socket.SOCK_STREAM)
-    config = work / f"mfad-{store.engine}-{workers}.toml"
-    config.write_text(config_text(store.url, store.key_file, port, metrics_port, workers))
-    with mfad_running(config, port, workers, work / f"mfad-{store.engine}-{workers}.log") as process:
+    name = f"mfad-{store.engine}-{workers}{tag}"
+    config = work / f"{name}.toml"
+    config.write_text(config_text(store.url, store.key_file, port, metrics_port, workers, args.log_level))
+    with mfad_running(config, port, workers, work / f"{name}.log", tree) as process:
         spy = None
         if args.py_spy:
             # Profile the serving process (with workers, the supervisor's children too).
-            spy = subprocess.Popen(["py-spy", "record", "--subprocesses", "-p", str(process.pid), "-r", "250",
-                                    "-f", "raw", "-o", str(args.py_spy.with_suffix(f".{store.engine}{workers}.txt"))],
+            args.py_spy.parent.mkdir(parents=True, exist_ok=True)  # py-spy does not create it
+            native = ["--native"] if args.py_spy_native else []
+            spy = subprocess.Popen([_py_spy(), "record", "--subprocesses", *native, "-p", str(process.pid), "-r", "250",
+                                    "-f", "raw", "-o", str(args.py_spy.with_suffix(f".{store.engine}{workers}{tag}.txt"))],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
         note = wait_for_quiet()
@@ -655,6 +661,12 @@ def bench_mfad(store: Store, workers: int, args: argparse.Namespace, work: Path)
         half_run = run_sender(port, codes_for(store.keys, half_step), args.in_flight * 4, half_rate, work)
         store.used_step = half_step
     return {"engine": store.engine, "workers": workers, "max": top_run, "half": half_run, "note": note}
+
+
+def _py_spy() -> str:
+    """py-spy from this interpreter's environment (pip installs it there), else from PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else "py-spy"
 
 
 def main() -> int:
@@ -676,8 +688,15 @@ def main() -> int:
                         help="before each measurement wait (up to 5 min) until at most this much CPU is busy")
     parser.add_argument("--freeradius", type=lambda s: s.split(","), default=["-X", "-f", "-s"],
                         help="FreeRADIUS modes to measure (-X debug and one thread, -f thread pool, -s one thread)")
+    parser.add_argument("--log-level", default="info",
+                        help="mfad's [logging] level: info (the default, a line per decision) or warning")
+    parser.add_argument("--trees", type=lambda s: [Path(p).resolve() for p in s.split(",")], default=[REPO],
+                        metavar="DIR,DIR", help="run mfad from each of these source trees in turn against copies "
+                        "of the same stores (before/after in one run); default: this tree")
     parser.add_argument("--py-spy", type=Path, default=None, metavar="PREFIX",
                         help="profile mfad during the maximum-rate runs (raw py-spy output PREFIX.<engine><N>.txt)")
+    parser.add_argument("--py-spy-native", action="store_true",
+                        help="with --py-spy: also sample the C frames (the interpreter's, SQLite's, uvloop's)")
     args = parser.parse_args()
     if args.command == "send":
         return send_main(args)
@@ -704,21 +723,32 @@ def main() -> int:
                     line += (f"; this script's sender {fr_sender['rate']:,.0f} req/s "
                              f"(p50 {fr_sender['p50_ms']:.2f} ms, p99 {fr_sender['p99_ms']:.2f} ms)")
                 print(line, flush=True)
-        for store in stores:
+        runs = [(store, workers, t, tree) for store in stores for workers in args.workers
+                for t, tree in enumerate(args.trees)]
+        for store, workers, t, tree in runs:
+            tag = f"-t{t}" if len(args.trees) > 1 else ""
+            target = copy_store(store, work, f"w{workers}{tag.replace('-', '')}", args.pg_dsn)
+            made.append(target)
+            result = bench_mfad(target, workers, args, work, tree, tag)
+            results.append(result)
+            top, half = result["max"], result["half"]
+            problems = {k: top[k] + half[k] for k in ("rejects", "others", "timeouts", "bad_replies")
+                        if top[k] + half[k]}
+            ratios = ", ".join(f"{top['rate'] / rate:.2f}x FreeRADIUS {flag}" for flag, rate in baselines.items())
+            label = f" [{tree}]" if len(args.trees) > 1 else ""
+            print(f"mfad {store.engine:8} {workers} worker{'s' if workers > 1 else ' '}{label}: "
+                  f"{top['rate']:,.0f} req/s (p50 {top['p50_ms']:.2f} ms, p99 {top['p99_ms']:.2f} ms, "
+                  f"{top['cpu_us']:.0f} us CPU/accept) = {ratios}; "
+                  f"at {half['rate']:,.0f} req/s: p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms"
+                  f"{'; NOT ACCEPTED: ' + str(problems) if problems else ''}{result['note']}", flush=True)
+            result["tree"] = t
+        for t, tree in enumerate(args.trees):
             for workers in args.workers:
-                target = copy_store(store, work, f"w{workers}", args.pg_dsn)
-                made.append(target)
-                result = bench_mfad(target, workers, args, work)
-                results.append(result)
-                top, half = result["max"], result["half"]
-                problems = {k: top[k] + half[k] for k in ("rejects", "others", "timeouts", "bad_replies")
-                            if top[k] + half[k]}
-                ratios = ", ".join(f"{top['rate'] / rate:.2f}x FreeRADIUS {flag}" for flag, rate in baselines.items())
-                print(f"mfad {store.engine:8} {workers} worker{'s' if workers > 1 else ' '}: "
-                      f"{top['rate']:,.0f} req/s (p50 {top['p50_ms']:.2f} ms, p99 {top['p99_ms']:.2f} ms, "
-                      f"{top['cpu_us']:.0f} us CPU/accept) = {ratios}; "
-                      f"at {half['rate']:,.0f} req/s: p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms"
-                      f"{'; NOT ACCEPTED: ' + str(problems) if problems else ''}{result['note']}", flush=True)
+                rate = {r["engine"]: r["max"]["rate"] for r in results if r["tree"] == t and r["workers"] == workers}
+                if "sqlite" in rate and "postgres" in rate:
+                    label = f" [{tree}]" if len(args.trees) > 1 else ""
+                    print(f"postgres/sqlite, {workers} worker{'s' if workers > 1 else ''}{label}: "
+                          f"{rate['postgres'] / rate['sqlite']:.2f}x", flush=True)
     finally:
         drop_databases(made, args.pg_dsn)
         if args.keep is None:

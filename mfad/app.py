@@ -137,7 +137,9 @@ class Housekeeping:
     async def _probe(self) -> bool:
         try:
             await self._mfa.store.ping()
-            self._gauges.challenges_open.set(await self._mfa.store.count_open_challenges(self._mfa.clock.now()))
+            now = self._mfa.clock.now()
+            self._gauges.challenges_open.set(await self._mfa.store.count_open_challenges(now))
+            self._gauges.approvals_pending.set(await self._mfa.store.count_open_approvals(now))
             ok = True
         except Unavailable as exc:
             if self._health.store_ok:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import logging
 import os
 import tomllib
 import types
@@ -163,8 +164,6 @@ class RadiusSettings:
     #: hasher's measured capacity for challenge/append clients, 500/s for otp_only ones).
     client_rate_per_second: float | None = field(default=None, metadata=check(positive))
     reject_delay_seconds: float = field(default=1.0, metadata=check(between(0, 10)))
-    challenge_ttl_seconds: int = field(default=120, metadata=check(between(10, 3600)))
-    challenge_tries: int = field(default=3, metadata=check(between(1, 10)))
     #: Claim requests and share replies through the store so that a retransmission reaching
     #: another instance is not decided twice. Unset: on with PostgreSQL (several hosts).
     shared_replies: bool | None = None
@@ -317,6 +316,9 @@ class PortalSettings:
     daemon_cert: str | None = None
     daemon_key: str | None = None
     daemon_server_name: str | None = None
+    #: Each gRPC call to mfad is given up after this long (the page then says the service is not
+    #: available); above mfad's own store timeout, so a slow store answers UNAVAILABLE first.
+    daemon_timeout_seconds: float = field(default=10.0, metadata=check(between(1, 120)))
     #: The portal's caller token (role portal). ``mfad serve`` writes it (0600) when missing.
     token_file: str = str(DEFAULT_DATA_DIR / "portal.token")
     #: A portal session ends after this long without a request...
@@ -327,6 +329,11 @@ class PortalSettings:
     help_contact: str = ""
     #: Larger request bodies are refused (413).
     max_body_bytes: int = field(default=65536, metadata=check(between(4096, 1024 * 1024)))
+
+    @property
+    def approve_url(self) -> str | None:
+        """The Approve sign-in page (docs/approval.md); None when no portal is known."""
+        return f"{self.origin}/approve" if self.enabled or self.public_url else None
 
     @property
     def origin(self) -> str:
@@ -476,7 +483,26 @@ class Config:
 
 
 #: TOML keys that are Python keywords or clearer under another field name.
+log = logging.getLogger(__name__)
+
 _KEY_ALIASES = {"from": "sender"}
+#: Keys that moved to another section: the old name still works, with a warning naming the new one.
+_MOVED_KEYS = {("radius", "challenge_ttl_seconds"): ("limits", "challenge_ttl_seconds"),
+               ("radius", "challenge_tries"): ("limits", "challenge_tries")}
+
+
+def _move_deprecated_keys(raw: dict[str, Any]) -> None:
+    """``[radius] challenge_ttl_seconds`` → ``[limits] challenge_ttl_seconds`` (one knob per
+    rule); the new key wins when both are set."""
+    for (old_section, old_key), (new_section, new_key) in _MOVED_KEYS.items():
+        table = raw.get(old_section)
+        if not isinstance(table, dict) or old_key not in table:
+            continue
+        value = table.pop(old_key)
+        log.warning("%s.%s is deprecated: use %s.%s", old_section, old_key, new_section, new_key)
+        target = raw.setdefault(new_section, {})
+        if isinstance(target, dict):
+            target.setdefault(new_key, value)
 _FIELD_ALIASES = {v: k for k, v in _KEY_ALIASES.items()}
 
 
@@ -976,6 +1002,7 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
         target = raw.setdefault(section, {})
         if isinstance(target, dict):
             target.update(values)
+    _move_deprecated_keys(raw)
     loader = _Loader(base_dir)
     loader.problems.extend(environment.problems)
     config = loader.section("", Config, raw)

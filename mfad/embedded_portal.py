@@ -80,5 +80,5 @@ async def portal_service(mfa: Mfa, config: Config, registry: CollectorRegistry) 
                        cert=Path(p.daemon_cert) if p.daemon_cert else None,
                        key=Path(p.daemon_key) if p.daemon_key else None,
                        server_name=p.daemon_server_name)
-    client = MfadClient(daemon_address(config), token=token, tls=tls)
+    client = MfadClient(daemon_address(config), token=token, tls=tls, timeout=p.daemon_timeout_seconds)
     return PortalService(client, p, registry, close_client=True)

@@ -12,6 +12,7 @@ problem is named by its key, all of them at once.
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 import ssl
 from collections.abc import Iterator
@@ -145,12 +146,25 @@ def _tls(config: Config, problems: list[str]) -> None:
             except (OSError, ssl.SSLError) as exc:
                 problems.append(f"{section}.tls_cert: cannot load {cert} with {key}: "
                                 f"{getattr(exc, 'strerror', None) or exc}")
+                continue
+            _expiry(f"{section}.tls_cert", cert, problems)
     if config.grpc.client_ca:
         try:
             ssl.create_default_context(cafile=config.grpc.client_ca)
         except (OSError, ssl.SSLError) as exc:
             problems.append(f"grpc.client_ca: cannot load {config.grpc.client_ca}: "
                             f"{getattr(exc, 'strerror', None) or exc}")
+
+
+def _expiry(key: str, path: str, problems: list[str]) -> None:
+    from cryptography import x509  # noqa: PLC0415 - only when a certificate is configured
+    try:
+        with open(path, "rb") as f:
+            not_after = x509.load_pem_x509_certificate(f.read()).not_valid_after_utc
+    except (OSError, ValueError):
+        return  # load_cert_chain accepted it; a format it reads that cryptography does not stays its call
+    if not_after <= dt.datetime.now(dt.UTC):
+        problems.append(f"{key}: {path} expired on {not_after:%Y-%m-%d %H:%M} UTC")
 
 
 def listeners(config: Config) -> Iterator[tuple[str, str, int]]:

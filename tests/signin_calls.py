@@ -1,6 +1,6 @@
 """The sign-in requests the tests send most, in one line each.
 
-Both build a :class:`~mfad.core.signin.SignInRequest` for ``SignInService.sign_in``, the
+Both build a :class:`~mfad.core.verification.SignInRequest` for ``SignInService.sign_in``, the
 one entry point the transports call:
 
 ``begin(signin, username, password, attempt, **kw)``
@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from mfad.core.model import Method
-from mfad.core.signin import VOUCHED, Attempt, FirstFactor, Password, SignInRequest, SignInResult, SignInService
+from mfad.core.signin import SignInService
+from mfad.core.verification import VOUCHED, Attempt, FirstFactor, Password, SignInRequest, SignInResult
 
 
 async def begin(signin: SignInService, username: str, password: str | None, attempt: Attempt,

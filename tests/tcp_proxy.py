@@ -3,7 +3,9 @@
 As asyncpg's ``tests/test_adversity.py`` does: ``cut()`` drops every link and refuses
 new ones (a network partition, a crashed server), ``restore()`` lets traffic in again,
 ``hold()`` keeps the clients' bytes back until the next ``cut()`` and sets ``held``
-when a client sent some meanwhile (a query in flight).
+when a client sent some meanwhile (a query in flight). ``round_trips`` counts the
+times a client spoke again after its server had answered (or for the first time on
+a link): with one query at a time, the client's waits for its server.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class TcpProxy:
         self.held = asyncio.Event()
         self.server: asyncio.Server | None = None
         self.port = 0
+        self.round_trips = 0
+        self._answered: dict[asyncio.StreamWriter, bool] = {}
 
     @classmethod
     def to(cls, dsn: str) -> TcpProxy:
@@ -51,14 +55,19 @@ class TcpProxy:
             writer.transport.abort()
             return
         self.links.add((writer, up_writer))
+        self._answered[writer] = True
         for src, dst, from_client in ((reader, up_writer, True), (up_reader, writer, False)):
-            task = asyncio.create_task(self._pipe(src, dst, from_client))
+            task = asyncio.create_task(self._pipe(src, dst, from_client, writer))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, from_client: bool) -> None:
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, from_client: bool,
+                    client: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while data := await src.read(65536):
+                if from_client and self._answered.get(client):
+                    self.round_trips += 1
+                self._answered[client] = not from_client
                 if from_client and not self.flowing.is_set():
                     self.held.set()
                     await self.flowing.wait()

@@ -193,3 +193,33 @@ def test_the_cycle_finder_finds_cycles(tmp_path: Path) -> None:
     assert cycles({"a": {"b"}, "b": set()}) == []
     assert package_graph({"mfad.core.x": {"mfad.config"}, "mfad.config": {"mfad.core.model"}}) == {
         "mfad.core": {"mfad.config"}, "mfad.config": {"mfad.core"}}
+
+
+# --- narrow ports ---------------------------------------------------------------------------
+
+#: Only the composition root (``Mfa``) and the port's own module name the whole store.
+WHOLE_STORE_ALLOWED = {"mfad/core/ports.py", "mfad/core/service.py"}
+
+
+def names_the_whole_store(path: Path) -> bool:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return any((isinstance(node, ast.Name) and node.id == "Store")
+               or (isinstance(node, ast.alias) and node.name == "Store")
+               or (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                   and node.value.strip() in ("Store", "ports.Store"))
+               for node in ast.walk(tree))
+
+
+@pytest.mark.parametrize("path", [p for p in CORE_FILES if str(p.relative_to(ROOT)) not in WHOLE_STORE_ALLOWED],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_each_core_service_takes_only_the_store_slices_it_uses(path: Path) -> None:
+    assert not names_the_whole_store(path), f"{path.relative_to(ROOT)} is typed to the whole Store"
+
+
+def test_the_whole_store_check_sees_an_annotation(tmp_path: Path) -> None:
+    wide = tmp_path / "wide.py"
+    wide.write_text("from mfad.core.ports import Store\nclass A:\n    def __init__(self, store: Store) -> None: ...\n")
+    narrow = tmp_path / "narrow.py"
+    narrow.write_text("from mfad.core.ports import UserStore\nclass A:\n"
+                      "    def __init__(self, store: UserStore) -> None: ...\n")
+    assert names_the_whole_store(wide) and not names_the_whole_store(narrow)

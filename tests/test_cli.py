@@ -219,7 +219,7 @@ def test_rotate_key_reseals_secrets_and_retires_the_old_key(tmp_path: Path) -> N
     from mfad.app import open_core
     from mfad.config import load_config
     from mfad.core import totp
-    from mfad.core.signin import Attempt
+    from mfad.core.verification import Attempt
 
     cfg = tmp_path / "mfad.toml"
     write_config(cfg, f"sqlite:///{tmp_path}/mfad.db")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -104,3 +105,15 @@ def test_mfactl_names_the_walkthrough_pitfalls(tmp_path: Path) -> None:
                           timeout=60, env={**env, "MFAD_TOKEN": "mfad_x"}, cwd=tmp_path)
     assert down.returncode == 1, down
     assert f"cannot reach mfad at 127.0.0.1:{port}" in down.stderr and "MFAD_ADDR" in down.stderr, down
+
+
+def test_mfactl_is_quiet_when_the_reader_of_its_output_has_gone(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO / 'clients'}:{REPO}"}
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `| head` does once it has its lines
+    try:
+        done = subprocess.run([sys.executable, "-m", "mfad_client", "completion", "bash"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=60, env=env, cwd=tmp_path)
+    finally:
+        os.close(write_end)
+    assert done.stderr == "" and done.returncode == 1, done

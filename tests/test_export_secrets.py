@@ -94,7 +94,7 @@ def test_export_then_import_round_trip(engine: str, tmp_path: Path, request: pyt
     async def verify() -> bool:
         from mfad.app import open_core
         from mfad.config import load_config
-        from mfad.core.signin import VOUCHED, Attempt, SignInRequest
+        from mfad.core.verification import VOUCHED, Attempt, SignInRequest
 
         async with open_core(load_config(target / "mfad.toml", env={})) as mfa:
             devices = (await mfa.devices.list("alice")).devices

@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import json
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,13 +22,14 @@ import grpc
 import pytest
 from prometheus_client import CollectorRegistry
 
+from peer_tools import need_tool
 from mfad.api.metrics import PrometheusGrpcMetrics
 from mfad.app import daemon_registry, open_core, transport_services
 from mfad.config import Config
 from mfad.core.limits import Block
 from mfad.core.model import Method
 from mfad.core.outbox import IssueOutcome
-from mfad.core.signin import Reason
+from mfad.core.verification import Reason
 from mfad.mail.metrics import EmailPrometheusMetrics
 from mfad.observability.http import HealthState
 from mfad.observability.metrics import CorePrometheusMetrics, DaemonGauges, StorePrometheusMetrics
@@ -79,8 +79,7 @@ class Family:
 
 
 def _promtool(*args: str, cwd: Path = MONITORING) -> subprocess.CompletedProcess[str]:
-    promtool = shutil.which("promtool")
-    assert promtool is not None, "promtool (Debian package prometheus, installed by scripts/test) is needed"
+    promtool = need_tool("promtool", "prometheus")
     return subprocess.run([promtool, *args], cwd=cwd, capture_output=True, text=True, timeout=30)
 
 

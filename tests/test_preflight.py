@@ -205,3 +205,42 @@ cd {tmp_path}
     assert "configuration ok (/etc/mfad/mfad.toml)" in done.stdout
     assert (root / "mfad" / "keys" / "secrets.key").exists()  # relative to the file's directory
     assert not (tmp_path / "mfad-data").exists()
+
+
+def test_check_config_and_serve_refuse_an_expired_grpc_certificate(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    ended = dt.datetime(2020, 1, 2, 3, 4, tzinfo=dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(ended - dt.timedelta(days=30))
+            .not_valid_after(ended).sign(key, hashes.SHA256()))
+    (tmp_path / "grpc.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "grpc.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    (tmp_path / "grpc.key").chmod(0o600)
+    (tmp_path / "secrets.key").write_text(f"k1 {base64.b64encode(secrets.token_bytes(32)).decode()}\n")
+    (tmp_path / "secrets.key").chmod(0o600)
+    cfg = tmp_path / "mfad.toml"
+    cfg.write_text(f"""
+[storage]
+url = "sqlite:///{tmp_path}/mfad.db"
+[secrets]
+key_file = "secrets.key"
+[grpc]
+listen = ["127.0.0.1:{free_port()}"]
+tls_cert = "grpc.crt"
+tls_key = "grpc.key"
+""")
+    expected = f"grpc.tls_cert: {tmp_path}/grpc.crt expired on 2020-01-02 03:04 UTC"
+    check = mfad("check-config", "--config", str(cfg), cwd=tmp_path)
+    assert check.returncode == 2 and expected in check.stderr, check
+    served = mfad("serve", "--config", str(cfg), cwd=tmp_path)
+    assert served.returncode == 2 and expected in served.stderr, served

@@ -24,9 +24,11 @@ from mfad_client.errors import (
     Unimplemented,
 )
 from mfad_client.types import (
+    ApprovalOutcome,
     ClientInfo,
     Method,
     MfaRequired,
+    PolicyRule,
     Role,
     StaffRole,
     SessionScope,
@@ -38,6 +40,7 @@ from mfad_client.types import (
 
 __all__ = [
     "AlreadyExists",
+    "ApprovalOutcome",
     "ClientError",
     "ClientInfo",
     "FailedPrecondition",
@@ -47,6 +50,7 @@ __all__ = [
     "MfadClient",
     "NotFound",
     "PermissionDenied",
+    "PolicyRule",
     "ResourceExhausted",
     "Role",
     "StaffRole",

@@ -323,11 +323,14 @@ async def totp_confirm(c: MfadClient, a: argparse.Namespace, out: Output) -> int
 
 async def email_bind(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     sent = await c.admin.bind_email(a.username, a.address)
-    # mfad answers once the code is in its durable outbox, before any mail server saw it:
-    # "queued", never "sent" (delivery failures are in the audit log and mfad_email_* metrics).
-    out.emit({**t.to_json(sent), "delivery": "queued"},
-             [f"device id:  {sent.device_id}", f"code queued: {sent.masked_email} (mailed when the mail server "
-              "accepts it)", f"then:       mfactl email confirm {a.username} {sent.device_id} CODE"])
+    # mfad waits a few seconds for the mail server: "sent" only once it accepted the message,
+    # else "queued" (retried; delivery failures are in the audit log and mfad_email_* metrics).
+    delivery = "sent" if sent.accepted else "queued"
+    shown = (f"code sent:   {sent.masked_email}" if sent.accepted
+             else f"code queued: {sent.masked_email} (mailed when the mail server accepts it)")
+    out.emit({**t.to_json(sent), "delivery": delivery},
+             [f"device id:   {sent.device_id}", shown,
+              f"then:        mfactl email confirm {a.username} {sent.device_id} CODE"])
     return EXIT_OK
 
 
@@ -397,6 +400,101 @@ async def policy_set(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
         changes["mfa_required"] = t.MfaRequired(changes["mfa_required"])
     policy = await c.admin.set_policy(**changes)
     out.emit(policy, _policy_lines(policy))
+    return EXIT_OK
+
+
+def _rule_lines(position: int, r: t.PolicyRule) -> list[str]:
+    def value(v: object) -> str:
+        if v is None:
+            return "(global)"
+        if isinstance(v, bool):
+            return str(v).lower()
+        if isinstance(v, tuple):
+            return ",".join(str(getattr(x, "value", x)) for x in v) or "-"
+        return str(getattr(v, "value", v))
+
+    return [f"name:            {r.name}", f"position:        {position}",
+            f"groups:          {','.join(r.groups) or '(any)'}", f"clients:         {','.join(r.clients) or '(any)'}",
+            f"mfa_required:    {value(r.mfa_required)}", f"allowed_methods: {value(r.allowed_methods)}",
+            f"remember_device: {value(r.remember_device)}", f"remember_days:   {value(r.remember_days)}"]
+
+
+def _rules_table(rules: Sequence[t.PolicyRule]) -> list[str]:
+    def opt(v: object) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, bool):
+            return str(v).lower()
+        if isinstance(v, tuple):
+            return ",".join(m.value for m in v)
+        return str(getattr(v, "value", v))
+
+    if not rules:
+        return ["no rules: the global policy applies to every sign-in"]
+    return _table(("POS", "NAME", "GROUPS", "CLIENTS", "MFA", "METHODS", "REMEMBER", "DAYS"),
+                  [(str(i), r.name, ",".join(r.groups) or "*", ",".join(r.clients) or "*", opt(r.mfa_required),
+                    opt(r.allowed_methods), opt(r.remember_device), opt(r.remember_days))
+                   for i, r in enumerate(rules)])
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+_RULE_SETTINGS = ("mfa_required", "allowed_methods", "remember_device", "remember_days")
+
+
+def _rule_settings(a: argparse.Namespace) -> dict[str, Any]:
+    found = {name: getattr(a, name) for name in _RULE_SETTINGS if getattr(a, name) is not None}
+    if "mfa_required" in found:
+        found["mfa_required"] = t.MfaRequired(found["mfa_required"])
+    return found
+
+
+async def policy_rule_list(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    rules = await c.admin.list_policy_rules()
+    out.emit_list(rules, _rules_table(rules))
+    return EXIT_OK
+
+
+async def policy_rule_show(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    position, rule = await c.admin.get_policy_rule(a.name)
+    out.emit({"position": position, "rule": rule}, _rule_lines(position, rule))
+    return EXIT_OK
+
+
+async def policy_rule_add(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    settings = _rule_settings(a)
+    if not settings:
+        raise UsageError("policy rule add: give at least one setting (--mfa-required, --allowed-methods, "
+                         "--remember-device, --remember-days)")
+    if "allowed_methods" in settings:
+        settings["allowed_methods"] = tuple(settings["allowed_methods"])
+    rule = t.PolicyRule(name=a.name, groups=tuple(a.groups or ()), clients=tuple(a.clients or ()), **settings)
+    rules = await c.admin.add_policy_rule(rule, position=a.position)
+    out.emit_list(rules, _rules_table(rules))
+    return EXIT_OK
+
+
+async def policy_rule_update(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    settings = _rule_settings(a)
+    inherit = [n.replace("-", "_") for n in a.inherit or ()]
+    if not settings and not inherit and a.groups is None and a.clients is None:
+        raise UsageError("policy rule update: give at least one change (see mfactl policy rule update --help)")
+    rules = await c.admin.update_policy_rule(a.name, groups=a.groups, clients=a.clients, inherit=inherit, **settings)
+    out.emit_list(rules, _rules_table(rules))
+    return EXIT_OK
+
+
+async def policy_rule_move(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    rules = await c.admin.move_policy_rule(a.name, a.position)
+    out.emit_list(rules, _rules_table(rules))
+    return EXIT_OK
+
+
+async def policy_rule_remove(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    rules = await c.admin.delete_policy_rule(a.name)
+    out.emit_list(rules, _rules_table(rules))
     return EXIT_OK
 
 
@@ -758,6 +856,38 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--require-backup-method", type=_bool, metavar="BOOL",
                    help="users must bind a second method type before they are done")
 
+    rule = policy.add_parser("rule", help="group rules on top of the global policy (first match wins)",
+                             parents=[common]).add_subparsers(dest="rule_command", required=True, metavar="COMMAND")
+    command(rule, "list", policy_rule_list, "the rules in evaluation order")
+    command(rule, "show", policy_rule_show, "one rule and its position").add_argument("name")
+
+    def rule_settings(p: argparse.ArgumentParser, *, update: bool) -> None:
+        p.add_argument("--groups", type=_names, metavar="LIST",
+                       help="comma-separated directory groups (compared without case; empty: any group)")
+        p.add_argument("--clients", type=_names, metavar="LIST",
+                       help="comma-separated RADIUS client or gRPC caller names (empty: any client)")
+        p.add_argument("--mfa-required", choices=[m.value for m in t.MfaRequired], help="who must use a second factor")
+        p.add_argument("--allowed-methods", type=_methods, metavar="LIST",
+                       help="comma-separated: passkey,totp,email,u2f,recovery,approval")
+        p.add_argument("--remember-device", type=_bool, metavar="BOOL", help="offer \"remember this device\"")
+        p.add_argument("--remember-days", type=int, metavar="DAYS", help="how long a remembered device skips it (1-365)")
+        if update:
+            p.add_argument("--inherit", action="append", metavar="FIELD",
+                           choices=[n.replace("_", "-") for n in _RULE_SETTINGS],
+                           help="give this setting back to the global policy (repeatable)")
+
+    p = command(rule, "add", policy_rule_add, "add a rule (last, or at --position)")
+    p.add_argument("name")
+    p.add_argument("--position", type=int, metavar="N", help="where it goes (0: evaluated first; default last)")
+    rule_settings(p, update=False)
+    p = command(rule, "update", policy_rule_update, "change some of a rule's settings (the others keep theirs)")
+    p.add_argument("name")
+    rule_settings(p, update=True)
+    p = command(rule, "move", policy_rule_move, "move a rule to another position")
+    p.add_argument("name")
+    p.add_argument("position", type=int, help="0: evaluated first")
+    command(rule, "remove", policy_rule_remove, "delete a rule").add_argument("name")
+
     p = command(groups, "verify", verify, "check a user's second-factor code (exit 0 accepted, 1 refused)")
     p.add_argument("username")
     p.add_argument("code")
@@ -866,6 +996,16 @@ async def _run(a: argparse.Namespace, out: Output) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # `mfactl ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(json_errors="--json" in args)
     try:
@@ -889,6 +1029,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(out, exc.code.name, f"{exc.code.name}: {message}" if not out.json else message, status)
     except KeyboardInterrupt:
         return EXIT_FAILED
+    except BrokenPipeError:  # output larger than the pipe's buffer fails here, not at the flush: main() says nothing
+        raise
     except OSError as exc:  # writing a QR file, reading stdin
         return _fail(out, "OS_ERROR", str(exc), EXIT_FAILED)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,7 +33,10 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_TOTP_NAME = "authenticator app"
 
 _METHOD = {t.Method.TOTP: pb.METHOD_TOTP, t.Method.EMAIL: pb.METHOD_EMAIL, t.Method.PASSKEY: pb.METHOD_PASSKEY,
-           t.Method.U2F: pb.METHOD_U2F, t.Method.RECOVERY: pb.METHOD_RECOVERY}
+           t.Method.U2F: pb.METHOD_U2F, t.Method.RECOVERY: pb.METHOD_RECOVERY, t.Method.APPROVAL: pb.METHOD_APPROVAL}
+_APPROVAL_OUTCOME = {pb.APPROVAL_OUTCOME_APPROVED: t.ApprovalOutcome.APPROVED,
+                     pb.APPROVAL_OUTCOME_DENIED: t.ApprovalOutcome.DENIED,
+                     pb.APPROVAL_OUTCOME_ACCOUNT_LOCKED: t.ApprovalOutcome.ACCOUNT_LOCKED}
 _METHOD_BACK: dict[int, t.Method] = {int(v): k for k, v in _METHOD.items()}
 _STATE = {pb.DEVICE_STATE_PENDING: t.DeviceState.PENDING, pb.DEVICE_STATE_ACTIVE: t.DeviceState.ACTIVE}
 _SIGN_IN = {pb.SIGN_IN_OUTCOME_ALLOWED: t.SignInOutcome.ALLOWED,
@@ -136,6 +139,32 @@ def _policy(m: pb.Policy) -> t.Policy:
                     require_backup_method=m.require_backup_method)
 
 
+def _rule(m: pb.PolicyRule) -> t.PolicyRule:
+    return t.PolicyRule(
+        name=m.name, groups=tuple(m.groups), clients=tuple(m.clients),
+        mfa_required=_MFA_BACK.get(m.mfa_required) if m.HasField("mfa_required") else None,
+        allowed_methods=_methods(m.allowed_methods.methods) if m.HasField("allowed_methods") else None,
+        remember_device=m.remember_device if m.HasField("remember_device") else None,
+        remember_days=m.remember_days if m.HasField("remember_days") else None)
+
+
+def _rules(items: Iterable[pb.PolicyRule]) -> list[t.PolicyRule]:
+    return [_rule(m) for m in items]
+
+
+def _rule_fields(target: pb.PolicyRule | pb.UpdatePolicyRuleRequest, mfa_required: t.MfaRequired | None,
+                 allowed_methods: Iterable[t.Method] | None, remember_device: bool | None,
+                 remember_days: int | None) -> None:
+    if mfa_required is not None:
+        target.mfa_required = _MFA[mfa_required]
+    if allowed_methods is not None:
+        target.allowed_methods.CopyFrom(pb.MethodSet(methods=[_METHOD[m] for m in allowed_methods]))
+    if remember_device is not None:
+        target.remember_device = remember_device
+    if remember_days is not None:
+        target.remember_days = remember_days
+
+
 def _provisioning(m: pb.TotpProvisioning) -> t.TotpProvisioning:
     return t.TotpProvisioning(device_id=m.device_id, otpauth_uri=m.otpauth_uri, secret_base32=m.secret_base32,
                               qr_png=m.qr_png, qr_svg=m.qr_svg, issuer=m.issuer, account_name=m.account_name,
@@ -146,7 +175,8 @@ def _provisioning(m: pb.TotpProvisioning) -> t.TotpProvisioning:
 def _session(m: pb.UserSession, present: bool) -> t.Session | None:
     if not present:
         return None
-    return t.Session(token=m.token, scope=_SCOPE.get(m.scope), expires_at=_time(m.expires_at, m.HasField("expires_at")))
+    return t.Session(token=m.token, scope=_SCOPE.get(m.scope), expires_at=_time(m.expires_at, m.HasField("expires_at")),
+                     console_role=_STAFF_ROLE_BACK.get(m.console_role))
 
 
 def _remembered_token(m: pb.RememberedToken, present: bool) -> t.RememberedToken | None:
@@ -157,6 +187,7 @@ def _remembered_token(m: pb.RememberedToken, present: bool) -> t.RememberedToken
 
 def _challenge(m: pb.ChallengeDetails) -> t.ChallengeDetails:
     return t.ChallengeDetails(challenge_id=m.challenge_id, method=_METHOD_BACK.get(m.method),
+                              approval_number=m.approval_number, approval_url=m.approval_url,
                               masked_email=m.masked_email,
                               resend_after=_time(m.resend_after, m.HasField("resend_after")),
                               request_options_json=m.request_options_json,
@@ -296,6 +327,35 @@ class Enrollment:
         return t.Devices(listing=_device_list(m.devices), self_service=m.self_service,
                          allowed_methods=_methods(m.allowed_methods))
 
+    async def pending_approvals(self, session: str) -> tuple[t.PendingApproval, ...]:
+        m = await self._call(self._stub.ListPendingApprovals, pb.ListPendingApprovalsRequest(), session=session)
+        return tuple(t.PendingApproval(id=a.id, client=a.client, source=a.source, protocol=a.protocol,
+                                       created_at=_time(a.created_at, a.HasField("created_at")),
+                                       expires_at=_time(a.expires_at, a.HasField("expires_at")),
+                                       choices=tuple(a.choices)) for a in m.approvals)
+
+    async def approve(self, session: str, approval_id: str, number: int, *, challenge_id: str, assertion_json: str,
+                      client: t.ClientInfo | None = None) -> t.ApprovalOutcome:
+        """Approve a pending sign-in: the number its prompt shows and a passkey assertion for a
+        step-up challenge of this session (``auth.verify_sensitive(..., operation="approve_signin")``)."""
+        return await self._decide(session, pb.DecideApprovalRequest(
+            approval_id=approval_id, decision=pb.APPROVAL_DECISION_APPROVE, number=number, challenge_id=challenge_id,
+            assertion_json=assertion_json, client=_client(client)))
+
+    async def deny(self, session: str, approval_id: str, *, client: t.ClientInfo | None = None) -> t.ApprovalOutcome:
+        """"This wasn't me": the sign-in is refused."""
+        return await self._decide(session, pb.DecideApprovalRequest(
+            approval_id=approval_id, decision=pb.APPROVAL_DECISION_DENY, client=_client(client)))
+
+    async def lock_account(self, session: str, *, client: t.ClientInfo | None = None) -> t.ApprovalOutcome:
+        """After a denial: lock the account until an administrator resets the lock-out."""
+        return await self._decide(session, pb.DecideApprovalRequest(
+            decision=pb.APPROVAL_DECISION_LOCK_ACCOUNT, client=_client(client)))
+
+    async def _decide(self, session: str, request: pb.DecideApprovalRequest) -> t.ApprovalOutcome:
+        m = await self._call(self._stub.DecideApproval, request, session=session)
+        return _APPROVAL_OUTCOME.get(m.outcome, t.ApprovalOutcome.REFUSED)
+
     async def end_session(self, session: str) -> None:
         """Sign-out: mfad refuses the session token from now on."""
         await self._call(self._stub.EndSession, pb.EndSessionRequest(), session=session)
@@ -405,6 +465,13 @@ class Admin:
         return t.ConsoleAccess(username=m.username, role=_STAFF_ROLE_BACK.get(m.role),
                                permissions=frozenset(m.permissions))
 
+    async def overview(self) -> t.Overview:
+        m = await self._call(self._stub.GetOverview, pb.GetOverviewRequest())
+        return t.Overview(users=m.users, users_without_mfa=m.users_without_mfa,
+                          users_at_lockout_risk=m.users_at_lockout_risk, users_locked=m.users_locked,
+                          failed_sign_ins_24h=m.failed_sign_ins_24h, outbox_depth=m.outbox_depth,
+                          outbox_oldest=_time(m.outbox_oldest, m.HasField("outbox_oldest")))
+
     async def set_role(self, username: str, role: t.StaffRole | None) -> t.User:
         """Give a console role, or take it away (None)."""
         m = await self._call(self._stub.SetUserRole, pb.SetUserRoleRequest(
@@ -480,7 +547,7 @@ class Admin:
 
     async def bind_email(self, username: str, address: str) -> t.EmailCodeSent:
         m = await self._call(self._stub.BindEmail, pb.BindEmailRequest(username=username, address=address))
-        return _email_sent(m.sent)
+        return replace(_email_sent(m.sent), accepted=m.accepted)
 
     async def confirm_email(self, username: str, device_id: str, code: str) -> tuple[t.Device, t.DeviceList]:
         m = await self._call(self._stub.ConfirmEmail, pb.ConfirmEmailRequest(
@@ -517,6 +584,46 @@ class Admin:
             if value is not None:
                 setattr(request, name, value)
         return _policy((await self._call(self._stub.SetPolicy, request)).policy)
+
+    # group rules
+    async def list_policy_rules(self) -> list[t.PolicyRule]:
+        return _rules((await self._call(self._stub.ListPolicyRules, pb.ListPolicyRulesRequest())).rules)
+
+    async def get_policy_rule(self, name: str) -> tuple[int, t.PolicyRule]:
+        """The rule and its position (0: evaluated first); NotFound."""
+        m = await self._call(self._stub.GetPolicyRule, pb.GetPolicyRuleRequest(name=name))
+        return m.position, _rule(m.rule)
+
+    async def add_policy_rule(self, rule: t.PolicyRule, *, position: int | None = None) -> list[t.PolicyRule]:
+        """Add a rule (last, or at ``position``); AlreadyExists when the name is taken."""
+        m = pb.PolicyRule(name=rule.name, groups=list(rule.groups), clients=list(rule.clients))
+        _rule_fields(m, rule.mfa_required, rule.allowed_methods, rule.remember_device, rule.remember_days)
+        request = pb.AddPolicyRuleRequest(rule=m)
+        if position is not None:
+            request.position = position
+        return _rules((await self._call(self._stub.AddPolicyRule, request)).rules)
+
+    async def update_policy_rule(self, name: str, *, groups: Iterable[str] | None = None,
+                                 clients: Iterable[str] | None = None, mfa_required: t.MfaRequired | None = None,
+                                 allowed_methods: Iterable[t.Method] | None = None,
+                                 remember_device: bool | None = None, remember_days: int | None = None,
+                                 inherit: Iterable[str] = ()) -> list[t.PolicyRule]:
+        """Change the given fields; ``inherit`` names fields that go back to the global value."""
+        request = pb.UpdatePolicyRuleRequest(name=name, inherit=list(inherit))
+        if groups is not None:
+            request.groups.CopyFrom(pb.NameList(names=list(groups)))
+        if clients is not None:
+            request.clients.CopyFrom(pb.NameList(names=list(clients)))
+        _rule_fields(request, mfa_required, allowed_methods, remember_device, remember_days)
+        return _rules((await self._call(self._stub.UpdatePolicyRule, request)).rules)
+
+    async def move_policy_rule(self, name: str, position: int) -> list[t.PolicyRule]:
+        request = pb.MovePolicyRuleRequest(name=name, position=position)
+        return _rules((await self._call(self._stub.MovePolicyRule, request)).rules)
+
+    async def delete_policy_rule(self, name: str) -> list[t.PolicyRule]:
+        request = pb.DeletePolicyRuleRequest(name=name)
+        return _rules((await self._call(self._stub.DeletePolicyRule, request)).rules)
 
     # lock-outs and audit
     async def get_lockout(self, username: str) -> t.Lockout:

@@ -21,6 +21,7 @@ class Method(StrEnum):
     PASSKEY = "passkey"
     U2F = "u2f"
     RECOVERY = "recovery"
+    APPROVAL = "approval"
 
 
 class DeviceState(StrEnum):
@@ -192,6 +193,19 @@ class Lockout:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Overview:
+    """The console's overview counts."""
+
+    users: int
+    users_without_mfa: int
+    users_at_lockout_risk: int
+    users_locked: int
+    failed_sign_ins_24h: int
+    outbox_depth: int
+    outbox_oldest: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RecoveryStatus:
     """A user's recovery codes: how many are left (0: no set), since when."""
 
@@ -227,6 +241,19 @@ class Policy:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyRule:
+    """A group rule on top of the global policy; None keeps the global value."""
+
+    name: str
+    groups: tuple[str, ...] = ()
+    clients: tuple[str, ...] = ()
+    mfa_required: MfaRequired | None = None
+    allowed_methods: tuple[Method, ...] | None = None
+    remember_device: bool | None = None
+    remember_days: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TotpProvisioning:
     """A pending TOTP device's secret: show it to the user once, never log it."""
 
@@ -248,6 +275,8 @@ class EmailCodeSent:
     masked_email: str
     resend_after: datetime | None
     expires_at: datetime | None
+    #: Administrator binding only: the mail server accepted the message (else only queued).
+    accepted: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -257,6 +286,8 @@ class Session:
     token: str = field(repr=False)
     scope: SessionScope | None
     expires_at: datetime | None
+    #: The user's console role when the session was issued (a hint: mfad checks it on every call).
+    console_role: StaffRole | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -290,6 +321,9 @@ class ChallengeDetails:
     resend_after: datetime | None = None
     request_options_json: str = ""
     expires_at: datetime | None = None
+    #: Method APPROVAL: the number to show and the page where the user approves.
+    approval_number: str = ""
+    approval_url: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -377,3 +411,27 @@ def to_json(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): to_json(v) for k, v in value.items()}
     return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingApproval:
+    """A sign-in waiting for the user's approval (the Approve sign-in page)."""
+
+    id: str
+    #: The NAS (RADIUS client name) or service that asked.
+    client: str
+    #: The end client as the NAS told it, or the NAS's address.
+    source: str
+    protocol: str
+    created_at: datetime | None
+    expires_at: datetime | None
+    #: Three numbers, one of them the one the sign-in's prompt shows.
+    choices: tuple[int, ...]
+
+
+class ApprovalOutcome(StrEnum):
+    APPROVED = "approved"
+    DENIED = "denied"
+    REFUSED = "refused"
+    ACCOUNT_LOCKED = "account_locked"
+

@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 
 from mfad.config import PortalSettings
 from mfad_client import MfadClient
-from mfad_portal import messages, security_info, signin
+from mfad_portal import approve, console, console_audit, console_policy, console_tokens, console_users, messages, security_info, signin
 from mfad_portal.sessions import Sessions
 from mfad_portal.web import Ctx, Guard, Portal, PortalMetrics, environments, view
 
@@ -69,6 +69,9 @@ def create_app(client: MfadClient, settings: PortalSettings, registry: Collector
         Route("/readyz", readyz, methods=["GET"]),
         *signin.routes(portal),
         *security_info.routes(portal),
+        *approve.routes(portal),
+        *console.routes(portal), *console_users.routes(portal), *console_policy.routes(portal),
+        *console_audit.routes(portal), *console_tokens.routes(portal),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     if serve_metrics:

@@ -34,7 +34,7 @@ def client_for(p: PortalSettings) -> MfadClient:
                        cert=Path(p.daemon_cert) if p.daemon_cert else None,
                        key=Path(p.daemon_key) if p.daemon_key else None, server_name=p.daemon_server_name)
     assert p.daemon_address is not None  # required by load_portal_config
-    return MfadClient(p.daemon_address, token=token, tls=tls)
+    return MfadClient(p.daemon_address, token=token, tls=tls, timeout=p.daemon_timeout_seconds)
 
 
 async def serve(p: PortalSettings) -> int:

@@ -28,6 +28,7 @@ STEP_UP_REFUSED = N_("That did not confirm it is you. Try again.")
 PASSKEY_FAILED = N_("The passkey was not created. Try again, or use another method.")
 NOT_FOUND_PAGE = N_("There is no such page.")
 HTTPS_ONLY = N_("This site is served over https only.")
+CONSOLE_DENIED = N_("Your console role does not allow this.")
 CODE_WAIT = N_("A code was sent a moment ago. Wait a minute before you ask for another.")
 
 
@@ -72,6 +73,16 @@ _BY_OPERATION: dict[tuple[str, Code], Said] = {
     ("remove", Code.FAILED_PRECONDITION): Said(
         N_("This device cannot be removed now. Your administrator may require it."), 409),
     ("recovery", Code.PERMISSION_DENIED): Said(N_("Your administrator does not allow recovery codes."), 403),
+    ("console", Code.PERMISSION_DENIED): Said(CONSOLE_DENIED, 403),
+    ("console_policy", Code.INVALID_ARGUMENT): Said(
+        N_("The policy was not changed: a value is not allowed. Check it and try again."), 400),
+    ("admin_create_user", Code.ALREADY_EXISTS): Said(N_("A user with that name exists already."), 409),
+    ("admin_create_user", Code.INVALID_ARGUMENT): Said(
+        N_("That username cannot be used: it starts with a letter or a digit, then has only letters, digits and "
+           ". _ - @ +, at most 64 characters."), 400),
+    ("admin_user", Code.NOT_FOUND): Said(N_("There is no such user. Check the name and search again."), 404),
+    ("admin_user", Code.PERMISSION_DENIED): Said(CONSOLE_DENIED, 403),
+    ("console_token_revoke", Code.NOT_FOUND): Said(N_("There is no caller token of that name."), 404),
     ("step_up", Code.INVALID_ARGUMENT): Said(STEP_UP_REFUSED, 400),
     ("step_up", Code.FAILED_PRECONDITION): Said(STEP_UP_REFUSED, 400),
 }

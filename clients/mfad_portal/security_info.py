@@ -57,10 +57,6 @@ def routes(portal: Portal) -> list[Route]:
     ]
 
 
-def token(ctx: Ctx) -> str:
-    assert ctx.session.token is not None  # the view let only signed-in sessions in
-    return ctx.session.token
-
 
 # --- the page ----------------------------------------------------------------------------------
 async def show(ctx: Ctx) -> Response:
@@ -70,11 +66,11 @@ async def show(ctx: Ctx) -> Response:
 async def page(ctx: Ctx, error: str = "", status: int = 200) -> Response:
     enrollment = ctx.portal.client.enrollment
     try:
-        seen = await enrollment.devices(token(ctx))
-        recovery = await enrollment.recovery_status(token(ctx))
+        seen = await enrollment.devices(step_up.token(ctx))
+        recovery = await enrollment.recovery_status(step_up.token(ctx))
         remembered: tuple[t.RememberedDevice, ...] = ()
         if seen.self_service:
-            remembered = await enrollment.list_remembered(token(ctx))
+            remembered = await enrollment.list_remembered(step_up.token(ctx))
     except ClientError as exc:
         return await ctx.failure("security", exc)
     by_method: dict[str, list[dict[str, Any]]] = {m.value: [] for m in Method}
@@ -113,8 +109,8 @@ async def bind_totp_confirm(ctx: Ctx) -> Response:
 # --- security email ----------------------------------------------------------------------------
 async def bind_email(ctx: Ctx) -> Response:
     try:
-        sent = await ctx.portal.client.enrollment.begin_email_binding(token(ctx), (await ctx.field("address")).strip(),
-                                                                      client=ctx.client_info())
+        sent = await ctx.portal.client.enrollment.begin_email_binding(
+            step_up.token(ctx), (await ctx.field("address")).strip(), client=ctx.client_info())
     except ClientError as exc:
         return await failed(ctx, "bind_email", exc)
     ctx.session.pending["email"] = {"device_id": sent.device_id, "masked": sent.masked_email}
@@ -133,7 +129,7 @@ async def confirm_email(ctx: Ctx) -> Response:
     if pending is None:
         raise BadRequest(400)
     try:
-        await ctx.portal.client.enrollment.confirm_email_binding(token(ctx), pending["device_id"],
+        await ctx.portal.client.enrollment.confirm_email_binding(step_up.token(ctx), pending["device_id"],
                                                                  (await ctx.field("code")).strip(),
                                                                  client=ctx.client_info())
     except ClientError as exc:
@@ -168,8 +164,8 @@ async def upgrade(ctx: Ctx) -> Response:
     if registration is None or not isinstance(credential, dict):
         raise BadRequest(400)
     try:
-        await ctx.portal.client.enrollment.complete_u2f_upgrade(token(ctx), registration, json.dumps(credential),
-                                                                client=ctx.client_info())
+        await ctx.portal.client.enrollment.complete_u2f_upgrade(
+            step_up.token(ctx), registration, json.dumps(credential), client=ctx.client_info())
     except ClientError as exc:
         return await ctx.failure("upgrade", exc)
     ctx.session.flash = N_("Your security key is now a passkey.")
@@ -187,7 +183,7 @@ async def remove(ctx: Ctx) -> Response:
 async def removal(ctx: Ctx, asked_for_step_up: bool) -> Response:
     device_id = step_up.waiting(ctx)["device_id"]
     try:
-        await ctx.portal.client.enrollment.unbind(token(ctx), device_id, client=ctx.client_info())
+        await ctx.portal.client.enrollment.unbind(step_up.token(ctx), device_id, client=ctx.client_info())
     except FailedPrecondition as exc:
         if asked_for_step_up:
             return await failed(ctx, "remove", exc)
@@ -218,7 +214,7 @@ async def generation(ctx: Ctx, asked_for_step_up: bool) -> Response:
         ctx.session.flash = N_("It is you. Now make your new recovery codes.")
         return JSONResponse({"redirect": RECOVERY})
     try:
-        made = await ctx.portal.client.enrollment.generate_recovery_codes(token(ctx), client=ctx.client_info())
+        made = await ctx.portal.client.enrollment.generate_recovery_codes(step_up.token(ctx), client=ctx.client_info())
     except FailedPrecondition as exc:
         if asked_for_step_up:
             return await failed(ctx, "recovery", exc)
@@ -255,7 +251,7 @@ async def revoke_all(ctx: Ctx) -> Response:
 
 async def revoke(ctx: Ctx, remembered_id: str, *, all: bool) -> Response:
     try:
-        await ctx.portal.client.enrollment.revoke_remembered(token(ctx), remembered_id, all=all)
+        await ctx.portal.client.enrollment.revoke_remembered(step_up.token(ctx), remembered_id, all=all)
     except ClientError as exc:
         return await failed(ctx, "revoke", exc)
     return ctx.redirect(HOME, N_("Forgotten: that device asks for a second step again at its next sign-in."))

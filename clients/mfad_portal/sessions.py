@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mfad_client.types import Session, SessionScope
+from mfad_client.types import Session, SessionScope, StaffRole
 
 
 @dataclass(slots=True)
@@ -32,6 +32,8 @@ class PortalSession:
     token: str | None = field(default=None, repr=False)
     scope: SessionScope | None = None
     signed_in_at: float | None = None
+    #: The console role mfad reported at sign-in: only whether to show the Console link.
+    console_role: StaffRole | None = None
     #: A step in progress: a sign-in challenge, a binding, a step-up (never a password).
     pending: dict[str, Any] = field(default_factory=dict, repr=False)
     #: A message for the next page ("Your passkey was created.").
@@ -85,6 +87,7 @@ class Sessions:
         fresh = self.new()
         fresh.username, fresh.token, fresh.scope = username, session.token, session.scope
         fresh.signed_in_at = fresh.created
+        fresh.console_role = session.console_role
         return fresh
 
     def drop(self, session: PortalSession) -> None:

@@ -83,7 +83,9 @@ def first_factor_passed(ctx: Ctx, begun: t.SignIn, username: str) -> Response:
         signed_in(ctx, username, begun.session)
         ctx.session.pending = {"bind_methods": [m.value for m in begun.methods]}
         return ctx.redirect("/signin/bind")
-    ctx.session.pending = {"challenge": begun.challenge_id, "methods": [m.value for m in begun.methods],
+    # Approval is for sign-ins elsewhere (a VPN); here the passkey itself is used.
+    methods = [m.value for m in begun.methods if m is not Method.APPROVAL]
+    ctx.session.pending = {"challenge": begun.challenge_id, "methods": methods,
                            "remember_days": begun.remember_days, "username": username,
                            "email_to": begun.masked_email}
     return ctx.redirect("/signin/verify")

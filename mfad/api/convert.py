@@ -27,6 +27,7 @@ from mfad.core.model import (
     Method,
     MfaRequired,
     Policy,
+    PolicyRule,
     RememberedDevice,
     Role,
     StaffRole,
@@ -34,7 +35,7 @@ from mfad.core.model import (
 )
 from mfad.core.ports import RecoverySet
 from mfad.core.sessions import SessionScope
-from mfad.core.signin import ChallengeStarted, Outcome
+from mfad.core.verification import ChallengeStarted, Outcome
 
 METHOD_TO_PB: Mapping[Method, pb.Method] = {
     Method.TOTP: pb.METHOD_TOTP,
@@ -42,6 +43,7 @@ METHOD_TO_PB: Mapping[Method, pb.Method] = {
     Method.PASSKEY: pb.METHOD_PASSKEY,
     Method.U2F: pb.METHOD_U2F,
     Method.RECOVERY: pb.METHOD_RECOVERY,
+    Method.APPROVAL: pb.METHOD_APPROVAL,
 }
 METHOD_FROM_PB: Mapping[int, Method] = {v: k for k, v in METHOD_TO_PB.items()}
 
@@ -101,6 +103,8 @@ def challenge_details(challenge_id: str, started: ChallengeStarted) -> pb.Challe
                                   resend_after=timestamp(started.resend_after))
     if started.method is Method.EMAIL:
         details.masked_email = started.shown or ""
+    elif started.method is Method.APPROVAL:
+        details.approval_number = started.shown or ""
     elif started.shown is not None:
         details.request_options_json = started.shown
     return details
@@ -197,6 +201,39 @@ def policy(p: Policy) -> pb.Policy:
                      self_service=p.self_service, remember_device=p.remember_device,
                      remember_days=p.remember_days, sensitive_reauth_seconds=p.sensitive_reauth_seconds,
                      require_backup_method=p.require_backup_method)
+
+
+def policy_rule(r: PolicyRule) -> pb.PolicyRule:
+    out = pb.PolicyRule(name=r.name, groups=list(r.groups), clients=list(r.clients))
+    if r.mfa_required is not None:
+        out.mfa_required = MFA_REQUIRED_TO_PB[r.mfa_required]
+    if r.allowed_methods is not None:
+        out.allowed_methods.methods.extend(sorted(METHOD_TO_PB[m] for m in r.allowed_methods))
+    if r.remember_device is not None:
+        out.remember_device = r.remember_device
+    if r.remember_days is not None:
+        out.remember_days = r.remember_days
+    return out
+
+
+def policy_rule_fields(m: pb.PolicyRule | pb.UpdatePolicyRuleRequest) -> dict[str, object]:
+    """The rule fields a request sets (groups and clients of a PolicyRule are always set)."""
+    fields: dict[str, object] = {}
+    if isinstance(m, pb.PolicyRule):
+        fields["groups"], fields["clients"] = tuple(m.groups), tuple(m.clients)
+    else:
+        for name in ("groups", "clients"):
+            if m.HasField(name):
+                fields[name] = tuple(getattr(m, name).names)
+    if m.HasField("mfa_required"):
+        fields["mfa_required"] = mfa_required(m.mfa_required)
+    if m.HasField("allowed_methods"):
+        fields["allowed_methods"] = frozenset(method(v, "allowed_methods.methods") for v in m.allowed_methods.methods)
+    if m.HasField("remember_device"):
+        fields["remember_device"] = m.remember_device
+    if m.HasField("remember_days"):
+        fields["remember_days"] = m.remember_days
+    return fields
 
 
 def lockout(username: str, state: LimitState, now: datetime) -> pb.Lockout:

@@ -52,7 +52,7 @@ def grpc_service(mfa: Mfa, config: Config, registry: CollectorRegistry, health: 
     callers = CachedCallers(mfa.callers)
     issuer = config.totp.issuer
     services = [
-        binding(AuthenticationServicer(mfa), "Authentication"),
+        binding(AuthenticationServicer(mfa, approve_url=config.portal.approve_url), "Authentication"),
         binding(EnrollmentServicer(mfa, issuer=issuer), "Enrollment"),
         binding(AdminServicer(mfa, issuer=issuer, on_token_revoked=callers.forget), "Admin"),
     ]

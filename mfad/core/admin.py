@@ -11,26 +11,54 @@ change is audited with the administrator as the actor.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
 from mfad.core.clock import Clock
 from mfad.core.devices import DeviceListing, DeviceService
 from mfad.core.model import AuditEvent, DeviceId, RememberedDevice
-from mfad.core.ports import Store
+from mfad.core.outbox import EmailStore
+from mfad.core.ports import DeviceStore, SignInStore, UserCounts, UserStore
 from mfad.core.selfservice import revoke_remembered
+from mfad.core.sessions import SessionStore
 from mfad.core.users import UserService
 
 MAX_REASON = 256
+#: How far back the overview counts failed sign-ins.
+FAILURE_WINDOW = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Overview:
+    counts: UserCounts
+    outbox_depth: int
+    #: When the oldest message still waiting was queued (None: the outbox is empty).
+    outbox_oldest: datetime | None
 
 
 def clean_reason(reason: str) -> str | None:
     return reason[:MAX_REASON] or None
 
 
+class AdminStore(UserStore, DeviceStore, SessionStore, SignInStore, EmailStore, Protocol):
+    """The store as the administration service uses it: users, their devices, sessions and
+    remembered devices, the outbox's depth."""
+
+
 class AdminService:
-    def __init__(self, *, store: Store, clock: Clock, users: UserService, devices: DeviceService) -> None:
+    def __init__(self, *, store: AdminStore, clock: Clock, users: UserService, devices: DeviceService) -> None:
         self._store = store
         self._clock = clock
         self._users = users
         self._devices = devices
+
+    async def overview(self) -> Overview:
+        """The console's first page: counted by the store, never by listing users."""
+        now = self._clock.now()
+        counts = await self._store.count_users(now, now - FAILURE_WINDOW)
+        depth, oldest = await self._store.outbox_depth()
+        return Overview(counts=counts, outbox_depth=depth, outbox_oldest=oldest)
 
     async def set_password(self, username: str, password: str | None, *, actor: str | None) -> int:
         """Set (or, with None, clear) the password; returns how many remembered devices it revoked."""

@@ -94,9 +94,9 @@ class DeviceService:
         which encrypts them at once. One audit row per device (``device_secret_exported``)."""
         exported: builtins.list[ExportedSecret] = []  # "list" is a method name here
         audit: builtins.list[AuditEvent] = []
-        after = 0
+        after: str | None = None
         while True:
-            users = await self._users.list(after_id=after, limit=page)
+            users = await self._users.list(after=after, limit=page)
             for user in users:
                 for device in await self._store.load_devices(user.id):
                     if device.method is not Method.TOTP or not device.is_active or device.sealed_secret is None:
@@ -110,7 +110,7 @@ class DeviceService:
                                             detail=f"device={device.id}"))
             if len(users) < page:
                 break
-            after = users[-1].id
+            after = users[-1].username
         if audit:
             await self._store.append_audit(self._clock.now(), audit)
         return tuple(exported)

@@ -26,11 +26,14 @@ Guarantees:
 
 from __future__ import annotations
 
+import asyncio
 import html
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 from email.utils import format_datetime
 
 from mfad.core.settings import EmailCodeSettings
@@ -45,7 +48,9 @@ from mfad.core.outbox import (
     CodeCheck,
     CodePurpose,
     CodeRequest,
+    Delivery,
     EmailMetrics,
+    EmailStore,
     IssueOutcome,
     MailContent,
     NullEmailMetrics,
@@ -53,11 +58,14 @@ from mfad.core.outbox import (
     seal_body,
 )
 from mfad.core.policy import PolicyService
-from mfad.core.ports import CoreMetrics, NullMetrics, Store
-from mfad.core.signin import Attempt, ChallengeStarted, MethodOutcome, Reason, VerifyContext
+from mfad.core.ports import CoreMetrics, DeviceStore, NullMetrics
+from mfad.core.verification import Attempt, ChallengeStarted, MethodOutcome, Reason, VerifyContext
 from mfad.core.users import UserService
 
 DEFAULT_DEVICE_NAME = "security email"
+#: How long an administrator's bind answer waits for the mail server to accept the code.
+DELIVERY_WAIT_SECONDS = 5.0
+_DELIVERY_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +79,8 @@ class CodeSent:
     #: BINDING: the pending device to confirm.
     device: Device | None = None
     lockout_risk: bool = False
+    #: The outbox message carrying the code (see ``EmailCodeService.wait_sent``).
+    message_id: int | None = None
 
 
 def new_code(digits: int) -> str:
@@ -87,8 +97,12 @@ def check_code(code: str, digits: int, field: str = "code") -> None:
         raise InvalidInput(field, f"must be {digits} ASCII digits")
 
 
+class EmailCodeStore(EmailStore, DeviceStore, Protocol):
+    """The store as the email-code service uses it."""
+
+
 class EmailCodeService:
-    def __init__(self, *, store: Store, keyring: Keyring, clock: Clock, settings: EmailCodeSettings,
+    def __init__(self, *, store: EmailCodeStore, keyring: Keyring, clock: Clock, settings: EmailCodeSettings,
                  policy: PolicyService, users: UserService, metrics: EmailMetrics | None = None,
                  core_metrics: CoreMetrics | None = None) -> None:
         self._store = store
@@ -134,7 +148,21 @@ class EmailCodeService:
         devices = await self._store.load_devices(user.id)
         device = next((d for d in devices if d.method is Method.EMAIL), None)
         return CodeSent(masked_address=sent.masked_address, expires_at=sent.expires_at,
-                        resend_after=sent.resend_after, device=device, lockout_risk=lockout_risk(devices))
+                        resend_after=sent.resend_after, device=device, lockout_risk=lockout_risk(devices),
+                        message_id=sent.message_id)
+
+    async def wait_sent(self, sent: CodeSent, within: float = DELIVERY_WAIT_SECONDS) -> bool:
+        """True once the mail server accepted ``sent``'s message, waiting at most ``within``
+        seconds; False while it is only queued (no sender, the mail server down or slow: a
+        failed attempt ends the wait at once) or was not sent at all."""
+        if sent.message_id is None:
+            return False
+        deadline = time.monotonic() + within
+        while True:
+            found = await self._store.outbox_message(sent.message_id)
+            if found is None or found[0] != "queued" or found[1] or time.monotonic() >= deadline:
+                return found is not None and found[0] == Delivery.SENT.value
+            await asyncio.sleep(_DELIVERY_POLL_SECONDS)
 
     async def confirm_binding(self, username: str, device_id: DeviceId, code: str, attempt: Attempt, *,
                               actor: str | None = None) -> Device:
@@ -214,7 +242,10 @@ class EmailCodeService:
                               actor=actor, now=now, expires=expires, settings=s, message_id=message_id)
             return seal_body(self._keyring, content, message_id)
 
+        queued: list[int] = []
+
         def audit(message_id: int) -> Sequence[AuditEvent]:
+            queued.append(message_id)
             events = [self._code_event(user, "queued", purpose, attempt, actor=actor,
                                        detail=f"message={message_id} address={masked}")]
             if pending is not None:
@@ -236,7 +267,7 @@ class EmailCodeService:
                               else f"too many codes this hour: try again in {wait} s")
         self.mail_queued(purpose.value)
         return CodeSent(masked_address=masked, expires_at=expires,
-                        resend_after=now + timedelta(seconds=s.resend_seconds))
+                        resend_after=now + timedelta(seconds=s.resend_seconds), message_id=queued[-1])
 
     def _refusal(self, user: User, purpose: CodePurpose, attempt: Attempt,
                  actor: str | None) -> Callable[[CodeCheck, int], Sequence[AuditEvent]]:

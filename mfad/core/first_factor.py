@@ -1,8 +1,8 @@
 """The first factor: whether what a user typed as the password is right.
 
 The sign-in service asks one :class:`FirstFactorCheck` for every request that brings a
-password (:class:`~mfad.core.signin.Password`, :class:`~mfad.core.signin.PasswordThenCode`);
-a request marked :data:`~mfad.core.signin.VOUCHED` skips it (the caller checked the
+password (:class:`~mfad.core.verification.Password`, :class:`~mfad.core.verification.PasswordThenCode`);
+a request marked :data:`~mfad.core.verification.VOUCHED` skips it (the caller checked the
 password: a RADIUS ``otp_only`` NAS, a gRPC service caller). Today's only check is
 :class:`LocalPasswordCheck`, argon2id against the hash in the store. A directory (LDAP)
 or an upstream RADIUS server is another implementation of this port, handed to

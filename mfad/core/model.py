@@ -19,6 +19,10 @@ class Method(StrEnum):
     U2F = "u2f"
     #: One-time recovery codes: the user's own way back when the device is lost.
     RECOVERY = "recovery"
+    #: Out-of-band approval of a sign-in on the portal's Approve sign-in page, with a fresh
+    #: passkey assertion and number matching (docs/approval.md). Not a device: a user may use
+    #: it while they hold an active passkey.
+    APPROVAL = "approval"
 
 
 #: Security level per method (the product rules): passkey highest, email lowest.
@@ -29,6 +33,8 @@ SECURITY_LEVEL: dict[Method, int] = {
     Method.EMAIL: 1,
     # A printed list is something you have, like a mailbox's code: the lowest level.
     Method.RECOVERY: 1,
+    # Proven by a passkey assertion with user verification, on the user's own device.
+    Method.APPROVAL: 3,
 }
 
 #: Methods a user may bind while signing in for the first time (never email).

@@ -198,6 +198,11 @@ class EmailStore(Protocol):
                             audit: Sequence[AuditEvent] = ()) -> bool:
         ...
 
+    async def outbox_message(self, message_id: int) -> tuple[str, bool] | None:
+        """A message's state (``queued`` or a Delivery value) and whether an attempt to send
+        it has failed; None once it is gone."""
+        ...
+
     async def outbox_depth(self) -> tuple[int, datetime | None]:
         """Queued messages and the creation time of the oldest."""
         ...

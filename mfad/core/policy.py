@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mfad.core.clock import Clock
-from mfad.core.errors import InvalidInput
+from mfad.core.errors import AlreadyExists, InvalidInput, NotFound
 from mfad.core.model import AuditEvent, Method, MfaRequired, Policy, PolicyRule, User
 from mfad.core.ports import PolicyRuleStore, PolicyStore
 
@@ -63,6 +63,10 @@ class PolicyService:
         self._rules, self._rules_at = rules, self._monotonic()
         return rules
 
+    async def stored_rules(self) -> list[PolicyRule]:
+        """The rules as stored now (no cache: what an administrator lists)."""
+        return await self._store.load_policy_rules()
+
     async def effective(self, user: User | None, client: str | None) -> Policy:
         """The policy for a sign-in of ``user`` through ``client`` (a RADIUS client's name,
         or ``grpc``): the first matching rule applied to the global policy."""
@@ -89,6 +93,43 @@ class PolicyService:
         event = AuditEvent(event="policy_rule_changed", outcome="ok", actor=actor,
                            detail=f"position={at} {_describe_rule(rule)}")
         return await self._save_rules(rules, event)
+
+    async def add_rule(self, rule: PolicyRule, *, position: int | None, actor: str | None) -> list[PolicyRule]:
+        """Add a new rule (at ``position``, default last); AlreadyExists when its name is taken."""
+        if any(r.name == rule.name for r in await self._store.load_policy_rules()):
+            raise AlreadyExists(f"a policy rule named {rule.name!r} exists")
+        return await self.set_rule(rule, position=position, actor=actor)
+
+    async def get_rule(self, name: str) -> tuple[int, PolicyRule]:
+        """The rule of that name and its position, as stored now (NotFound)."""
+        for i, rule in enumerate(await self._store.load_policy_rules()):
+            if rule.name == name:
+                return i, rule
+        raise NotFound(f"no policy rule named {name!r}")
+
+    async def update_rule(self, name: str, *, actor: str | None, inherit: frozenset[str] = frozenset(),
+                          **changes: Any) -> list[PolicyRule]:
+        """Change some fields of the rule ``name`` (NotFound); the fields named in ``inherit``
+        go back to the global policy's value."""
+        settable = {f.name for f in dataclasses.fields(PolicyRule)} - {"name"}
+        for field_name in (*changes, *inherit):
+            if field_name not in settable:
+                raise InvalidInput(field_name, "is not a policy rule field")
+        inheritable = settable - {"groups", "clients"}
+        for field_name in inherit:
+            if field_name not in inheritable:
+                raise InvalidInput(field_name, "cannot be inherited (give an empty list instead)")
+            if field_name in changes:
+                raise InvalidInput(field_name, "is both set and inherited")
+        position, rule = await self.get_rule(name)
+        reset: dict[str, Any] = {f: None for f in inherit}
+        changed = dataclasses.replace(rule, **changes, **reset)
+        return await self.set_rule(changed, position=position, actor=actor)
+
+    async def move_rule(self, name: str, position: int, *, actor: str | None) -> list[PolicyRule]:
+        """Move the rule ``name`` (NotFound) to ``position`` (0: evaluated first)."""
+        _, rule = await self.get_rule(name)
+        return await self.set_rule(rule, position=position, actor=actor)
 
     async def delete_rule(self, name: str, *, actor: str | None) -> bool:
         rules = await self._store.load_policy_rules()
@@ -127,7 +168,7 @@ def _validated(p: Policy) -> Policy:
     try:
         methods = frozenset(Method(m) for m in p.allowed_methods)
     except ValueError:
-        raise InvalidInput("allowed_methods", "must be passkey, totp, email, u2f or recovery") from None
+        raise InvalidInput("allowed_methods", "must be passkey, totp, email, u2f, recovery or approval") from None
     if not methods:
         raise InvalidInput("allowed_methods", "must allow at least one method")
     if not 1 <= p.remember_days <= 365:
@@ -154,7 +195,7 @@ def _validated_rule(rule: PolicyRule) -> PolicyRule:
         try:
             methods = frozenset(Method(m) for m in rule.allowed_methods)
         except ValueError:
-            raise InvalidInput("allowed_methods", "must be passkey, totp, email, u2f or recovery") from None
+            raise InvalidInput("allowed_methods", "must be passkey, totp, email, u2f, recovery or approval") from None
         if not methods:
             raise InvalidInput("allowed_methods", "must allow at least one method")
         rule = dataclasses.replace(rule, allowed_methods=methods)

@@ -31,6 +31,7 @@ from mfad.core.model import (
     User,
     UserId,
 )
+from mfad.core.approval_records import ApprovalStore
 from mfad.core.credentials import WebauthnStore
 from mfad.core.keyring import KeySample
 from mfad.core.directory import DirectoryEntry
@@ -83,12 +84,28 @@ class AuditStore(Protocol):
     async def query_audit(self, f: AuditFilter) -> list[AuditRecord]: ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserCounts:
+    """The console's overview, answered by counting in the store (nobody is listed)."""
+
+    users: int
+    #: No active device at all.
+    without_mfa: int
+    #: Active devices of exactly one method type: losing that device locks them out.
+    one_method_type: int
+    #: Locked now (a timed lock-out not over yet, or a hard lock).
+    locked: int
+    #: Refused sign-ins and verifications since the given time.
+    failed_sign_ins: int
+
+
 class UserStore(Protocol):
     async def create_user(self, username: str, password_hash: str | None, now: datetime,
                           audit: Callable[[UserId], Sequence[AuditEvent]]) -> User: ...
     async def load_user(self, user_id: UserId) -> User | None: ...
     async def load_user_by_name(self, username: str) -> User | None: ...
-    async def list_users(self, after_id: int, limit: int, prefix: str | None = None) -> list[User]: ...
+    async def list_users(self, after: str | None, limit: int, prefix: str | None = None) -> list[User]: ...
+    async def count_users(self, now: datetime, failures_since: datetime) -> UserCounts: ...
     async def update_password(self, user_id: UserId, password_hash: str | None, now: datetime,
                               audit: Sequence[AuditEvent]) -> None: ...
     async def update_user_disabled(self, user_id: UserId, disabled: bool, now: datetime,
@@ -271,7 +288,7 @@ class PolicyRuleStore(Protocol):
 
 class Store(AuditStore, UserStore, DeviceStore, RetentionStore, SealedSecretStore, SignInStore, PolicyStore,
             CallerStore, SessionStore, WebauthnStore, EmailStore, ReplyStore, RecoveryStore, DirectoryUserStore,
-            PolicyRuleStore, Protocol):
+            PolicyRuleStore, ApprovalStore, Protocol):
     """The whole store, as the engines implement it; each service is typed to its slices."""
 
     engine: str

@@ -38,7 +38,7 @@ from mfad.core.model import AuditEvent, Challenge, Device, Method, User
 from mfad.core.outbox import MailContent, seal_body
 from mfad.core.policy import PolicyService
 from mfad.core.ports import AuditStore, RecoveryCheck, RecoveryNotice, RecoverySet, RecoveryStore
-from mfad.core.signin import Attempt, ChallengeStarted, MethodOutcome, Reason, VerifyContext
+from mfad.core.verification import Attempt, ChallengeStarted, MethodOutcome, Reason, VerifyContext
 from mfad.core.users import UserService
 
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"

@@ -30,18 +30,20 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 
 from mfad.core import remembered
 from mfad.core.addresses import mask_address
 from mfad.core.clock import Clock
 from mfad.core.devices import DeviceListing, DeviceService, TotpBinding
 from mfad.core.errors import InvalidInput, NotFound, PermissionDenied, PreconditionFailed, Unauthenticated
-from mfad.core.model import AuditEvent, Device, DeviceId, Method, RememberedDevice, User, UserId
+from mfad.core.model import AuditEvent, Device, DeviceId, Method, RememberedDevice, StaffRole, User, UserId
 from mfad.core.policy import PolicyService
-from mfad.core.ports import RecoverySet, Store
+from mfad.core.ports import AuditStore, DeviceStore, RecoverySet, SignInStore, UserStore
 from mfad.core.recovery import RecoveryCodes, RecoveryService
-from mfad.core.sessions import SessionScope, UserSession, is_token_shaped, new_token, token_hash
-from mfad.core.signin import (
+from mfad.core.sessions import SessionScope, SessionStore, UserSession, is_token_shaped, new_token, token_hash
+from mfad.core.signin import SignInService
+from mfad.core.verification import (
     VOUCHED,
     Attempt,
     ChallengeStarted,
@@ -50,7 +52,6 @@ from mfad.core.signin import (
     Password,
     SignInRequest,
     SignInResult,
-    SignInService,
     VerifyResult,
 )
 
@@ -77,6 +78,8 @@ class IssuedSession:
     token: str
     scope: SessionScope
     expires_at: datetime
+    #: The user's console role at issue (a hint for the portal's link; checked again on every call).
+    console_role: StaffRole | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,8 +125,12 @@ def check_operation(operation: str) -> str:
     return operation
 
 
+class SelfServiceStore(UserStore, DeviceStore, SessionStore, SignInStore, AuditStore, Protocol):
+    """The store as the self-service uses it: sessions, the user's devices and remembered devices."""
+
+
 class SelfService:
-    def __init__(self, *, store: Store, clock: Clock, policy: PolicyService, signin: SignInService,
+    def __init__(self, *, store: SelfServiceStore, clock: Clock, policy: PolicyService, signin: SignInService,
                  devices: DeviceService, recovery: RecoveryService, session_ttl_seconds: int) -> None:
         self._store = store
         self._recovery = recovery
@@ -302,7 +309,8 @@ class SelfService:
         await self._store.insert_session(session, [AuditEvent(
             event="session_created", outcome="ok", user_id=user.id, username=user.username,
             protocol=attempt.protocol, source=attempt.source, actor=caller, detail=f"scope={scope} via={how}")])
-        return IssuedSession(token=token, scope=scope, expires_at=session.expires_at)
+        return IssuedSession(token=token, scope=scope, expires_at=session.expires_at,
+                             console_role=user.role if scope is SessionScope.FULL else None)
 
     async def _remembered_expiry(self, user: User, token: str) -> datetime | None:
         parsed = remembered.parse(token)
@@ -356,7 +364,7 @@ class SelfService:
                                        actor=SELF_ACTOR)
 
 
-async def revoke_remembered(store: Store, now: datetime, user_id: UserId, username: str, series: str | None, *,
+async def revoke_remembered(store: SignInStore, now: datetime, user_id: UserId, username: str, series: str | None, *,
                             actor: str | None) -> int:
     """Revoke one remembered device (series) of a user, or all of them (None)."""
 

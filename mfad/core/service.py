@@ -7,9 +7,11 @@ injected so the core stays free of drivers and transports.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 from mfad.core.admin import AdminService
+from mfad.core.approval import ApprovalMetrics, ApprovalService, ApprovalVerifier, NullApprovalMetrics
 from mfad.core.callers import CallerService
 from mfad.core.clock import Clock, SystemClock
 from mfad.core.devices import DeviceService
@@ -30,7 +32,9 @@ from mfad.core.settings import CoreSettings
 from mfad.core.signin import SignInService
 from mfad.core.staff import StaffService
 from mfad.core.users import UserService
-from mfad.core.webauthn import PasskeyVerifier, U2fVerifier, WebauthnMetrics, WebauthnService
+from mfad.core.webauthn import WebauthnService
+from mfad.core.webauthn.assertion import PasskeyVerifier, U2fVerifier
+from mfad.core.webauthn.relying_party import WebauthnMetrics
 
 
 class Mfa:
@@ -38,7 +42,8 @@ class Mfa:
                  metrics: CoreMetrics | None = None, passwords: PasswordHasher | None = None,
                  email_metrics: EmailMetrics | None = None, directories: Mapping[str, Directory] | None = None,
                  first_factor_by_client: Mapping[str, str] | None = None,
-                 first_factor_by_protocol: Mapping[str, str] | None = None) -> None:
+                 first_factor_by_protocol: Mapping[str, str] | None = None,
+                 monotonic: Callable[[], float] | None = None) -> None:
         self.store = store
         self.keyring = keyring
         self.clock = clock or SystemClock()
@@ -46,7 +51,9 @@ class Mfa:
         p = settings.passwords
         self.passwords = passwords or PasswordHasher(time_cost=p.time_cost, memory_kib=p.memory_kib,
                                                      parallelism=p.parallelism, max_concurrent=p.max_concurrent)
-        self.policy = PolicyService(store, self.clock, settings.initial_policy)
+        #: ``monotonic``: elapsed time for the policy cache (tests move it; default time.monotonic).
+        self.policy = PolicyService(store, self.clock, settings.initial_policy,
+                                    monotonic=monotonic or time.monotonic)
         self.users = UserService(store, self.passwords, self.clock, usernames=settings.users.to_rules(),
                                  password_policy=settings.passwords.to_policy())
         self.devices = DeviceService(store=store, keyring=keyring, clock=self.clock, users=self.users,
@@ -73,6 +80,9 @@ class Mfa:
                                         metrics=self.metrics if isinstance(self.metrics, WebauthnMetrics) else None)
         self.signin.register_usernameless(PasskeyVerifier(self.webauthn))
         self.signin.register(U2fVerifier(self.webauthn))
+        approval_metrics = self.metrics if isinstance(self.metrics, ApprovalMetrics) else NullApprovalMetrics()
+        self.signin.register(ApprovalVerifier(store, approval_metrics))
+        self.approvals = ApprovalService(store=store, clock=self.clock, signin=self.signin, metrics=approval_metrics)
         self.selfservice = SelfService(store=store, clock=self.clock, policy=self.policy, signin=self.signin,
                                        devices=self.devices, recovery=self.recovery,
                                        session_ttl_seconds=settings.session_ttl_seconds)

@@ -92,7 +92,9 @@ class LimitSettings:
     #: Token bucket of failures per source (spraying across users); 0 disables it.
     source_failure_rate: float = field(default=2.0, metadata=check(non_negative))
     source_failure_burst: int = field(default=60, metadata=check(positive))
+    #: The life of a sign-in challenge (a RADIUS State, a gRPC challenge id), every transport alike.
     challenge_ttl_seconds: int = field(default=300, metadata=check(between(10, 3600)))
+    #: Wrong answers one challenge allows.
     challenge_tries: int = field(default=3, metadata=check(between(1, 10)))
 
 

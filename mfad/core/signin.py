@@ -12,7 +12,7 @@ Where new pieces plug in:
 - a first-factor source (LDAP, an upstream RADIUS server) is a
   :class:`~mfad.core.first_factor.FirstFactorCheck` handed to the service;
 - a second-factor method (e.g. out-of-band approval) is a
-  :class:`SecondFactorVerifier` passed to ``register``: a challenge offers every
+  :class:`~mfad.core.verification.SecondFactorVerifier` passed to ``register``: a challenge offers every
   registered method the policy allows and the user holds.
 
 Guarantees:
@@ -26,17 +26,14 @@ Guarantees:
 - a response's shape is checked once per path, before anything is read;
 - when the store cannot be written, ``Unavailable`` propagates: never an accept.
 """
-
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import secrets
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Protocol
 
 from mfad.core.settings import LimitSettings, TotpSettings
@@ -44,7 +41,7 @@ from mfad.core import remembered, totp
 from mfad.core.clock import Clock
 from mfad.core.errors import InvalidInput, NotFound, PreconditionFailed
 from mfad.core.decisions import logged
-from mfad.core.keyring import Keyring, aad_for
+from mfad.core.keyring import Keyring
 from mfad.core.limits import Block, LimitRules
 from mfad.core.model import (
     ENROLMENT_METHODS,
@@ -56,7 +53,6 @@ from mfad.core.model import (
     MfaRequired,
     Policy,
     RememberedDevice,
-    TotpParams,
     User,
     UserId,
 )
@@ -65,206 +61,38 @@ from mfad.core.first_factor import FirstFactorCheck, LocalPasswordCheck
 from mfad.core.passwords import PasswordHasher, check_password_input
 from mfad.core.policy import PolicyService
 from mfad.core.ports import AuditStore, CoreMetrics, DirectoryUserStore, LimitChange, SignInStore, Subject
+from mfad.core.totp_verifier import TotpVerifier, dummy_check
 from mfad.core.usernames import UsernameRules
+from mfad.core.verification import (
+    CHALLENGE_ID_BYTES,
+    ONE_CALL_METHODS,
+    TYPED_CODE_METHODS,
+    Attempt,
+    ChallengeStarted,
+    Outcome,
+    Password,
+    PasswordThenCode,
+    Pending,
+    Reason,
+    SecondFactorVerifier,
+    SignInRequest,
+    SignInResult,
+    UsernamelessVerifier,
+    VerifyContext,
+    VerifyResult,
+    Vouched,
+    challenge_hash,
+)
 
-CHALLENGE_ID_BYTES = 16  # 128-bit bearer ids; only their SHA-256 is stored
-_DUMMY_TOTP_KEY = secrets.token_bytes(totp.SECRET_BYTES)
-
-
-class Outcome(StrEnum):
-    ALLOWED = "allowed"
-    SECOND_FACTOR_REQUIRED = "second_factor_required"
-    ENROLMENT_REQUIRED = "enrolment_required"
-    REFUSED = "refused"
-
-
-class Reason(StrEnum):
-    """Why: for the audit log and metrics only, never for the caller."""
-
-    SECOND_FACTOR = "second_factor"
-    MFA_OFF = "mfa_off"
-    NOT_ENROLLED_ALLOWED = "not_enrolled_allowed"
-    REMEMBERED = "remembered_device"
-    NO_DEVICE = "no_device"
-    UNKNOWN_USER = "unknown_user"
-    DISABLED = "disabled"
-    WRONG_PASSWORD = "wrong_password"
-    #: The directory no longer knows the user, or has disabled them (the local record stays).
-    DIRECTORY_UNKNOWN = "directory_unknown_user"
-    DIRECTORY_DISABLED = "directory_disabled"
-    WRONG_CODE = "wrong_code"
-    REPLAY = "replay"
-    LOCKED = "locked"
-    HARD_LOCKED = "hard_locked"
-    SOURCE_BACKOFF = "source_backoff"
-    SOURCE_RATE = "source_rate_limited"
-    NO_CHALLENGE = "unknown_challenge"
-    EXPIRED = "expired_challenge"
-    METHOD_NOT_OFFERED = "method_not_offered"
-    ACCEPTED = "accepted"
-    # WebAuthn (passkeys, U2F keys): which check refused the assertion.
-    USERNAMELESS = "usernameless"
-    NO_CEREMONY = "webauthn_ceremony_unknown_or_used"
-    BAD_CLIENT_DATA = "webauthn_bad_client_data"
-    WRONG_ORIGIN = "webauthn_wrong_origin"
-    WRONG_CHALLENGE = "webauthn_wrong_challenge"
-    WRONG_RP_ID = "webauthn_wrong_rp_id"
-    USER_NOT_PRESENT = "webauthn_user_not_present"
-    USER_NOT_VERIFIED = "webauthn_user_not_verified"
-    UNKNOWN_CREDENTIAL = "webauthn_unknown_credential"
-    BAD_SIGNATURE = "webauthn_bad_signature"
-    POSSIBLE_CLONE = "webauthn_sign_count_regression"
-
+#: Not a failure: the sign-in waits for a decision made elsewhere (no try spent, nothing
+#: counted), or its approval was replaced by a newer sign-in of the same user.
+_WAITING = frozenset({Reason.APPROVAL_PENDING, Reason.APPROVAL_UNKNOWN})
 
 _DIRECTORY_GONE = {DirectoryReason.UNKNOWN_USER: Reason.DIRECTORY_UNKNOWN,
                    DirectoryReason.DISABLED: Reason.DIRECTORY_DISABLED}
 
 _BLOCK_REASON = {Block.LOCKED: Reason.LOCKED, Block.HARD_LOCKED: Reason.HARD_LOCKED,
                  Block.SOURCE_BACKOFF: Reason.SOURCE_BACKOFF, Block.SOURCE_RATE: Reason.SOURCE_RATE}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Attempt:
-    """Where an attempt comes from: ``source`` is the end client's address as the
-    transport knows it (Calling-Station-Id, the gRPC client info, the peer)."""
-
-    protocol: str
-    source: str | None = None
-    client: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SignInResult:
-    outcome: Outcome
-    reason: Reason
-    user: User | None = None
-    challenge_id: str | None = None
-    methods: frozenset[Method] = frozenset()
-    expires_at: datetime | None = None
-    remembered_token: str | None = None
-    #: The second factor this call checked, if it checked one.
-    method: Method | None = None
-
-    @property
-    def allowed(self) -> bool:
-        return self.outcome is Outcome.ALLOWED
-
-    @property
-    def accepted(self) -> bool:
-        """A second factor was accepted in this call (and the sign-in is allowed)."""
-        return self.outcome is Outcome.ALLOWED and self.method is not None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VerifyResult:
-    accepted: bool
-    reason: Reason
-    user: User | None = None
-    method: Method | None = None
-    remembered_token: str | None = None
-    #: Tries left on the challenge after a refusal (0 when it is spent or unknown).
-    tries_left: int = 0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChallengeStarted:
-    """A method made ready for an open challenge: what the caller shows, and until when."""
-
-    method: Method
-    #: The masked address a code went to (email) or the WebAuthn request options (JSON);
-    #: None when there is nothing to show (TOTP: the code is on the user's phone).
-    shown: str | None = None
-    #: Until when the response is accepted (None: the challenge's own life).
-    expires_at: datetime | None = None
-    #: Email: the earliest time another code may be requested.
-    resend_after: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Password:
-    """The first factor as the user typed it; the service's ``FirstFactorCheck`` judges it."""
-
-    text: str = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class PasswordThenCode:
-    """The password immediately followed by the code, in one string (RADIUS ``append``).
-
-    The core splits it, not the caller: the code has the digits of the user's TOTP device
-    (6 or 8), so a password ending in digits is never cut at the wrong place. A user
-    without a TOTP device typed the password alone."""
-
-    typed: str = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Vouched:
-    """The caller checked the first factor itself: a RADIUS ``otp_only`` NAS, a gRPC
-    service caller, a live session."""
-
-
-VOUCHED = Vouched()
-
-FirstFactor = Password | PasswordThenCode | Vouched
-
-#: Methods whose response is a typed code of ASCII digits (checked before anything is read).
-TYPED_CODE_METHODS = frozenset({Method.TOTP, Method.EMAIL})
-#: Methods a code can be checked for without a challenge (``code_required``). An email
-#: code is bound to the challenge that mailed it and cannot be checked that way.
-ONE_CALL_METHODS = frozenset({Method.TOTP, Method.RECOVERY})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SignInRequest:
-    """One sign-in as a transport received it. What it carries decides the path:
-
-    - no ``code``: the first factor, then allowed / refused / a challenge opened for the
-      second factor owed, whose proof ``complete`` takes (gRPC BeginSignIn, RADIUS
-      ``challenge``). An empty username with ``VOUCHED``: a usernameless passkey ceremony.
-    - a ``code``, or ``PasswordThenCode``: both factors at once and no challenge (RADIUS
-      ``otp_only`` and ``append``). ALLOWED when the code was accepted or none is needed
-      (MFA off, not enrolled under ``enrolled``, a remembered station: then the code is
-      not looked at); SECOND_FACTOR_REQUIRED with ``methods`` when none of the user's
-      usable methods can be typed (passkey only). TOTP codes only.
-    - ``code_required``: the caller asks whether ``code`` is a valid second factor of the
-      user, whatever the policy says (gRPC VerifyCode, a one-call step-up). Only with
-      ``VOUCHED``; ``method`` one of ``ONE_CALL_METHODS``.
-
-    InvalidInput for a username, password or (needed) code that can never be valid.
-    """
-
-    username: str
-    first_factor: FirstFactor
-    attempt: Attempt
-    code: str | None = field(default=None, repr=False)
-    #: The method ``code`` is for.
-    method: Method = Method.TOTP
-    code_required: bool = False
-    #: A remembered-device token from an earlier ``complete``: when valid (and the policy
-    #: still allows remembering) the second factor is skipped; the result carries its successor.
-    remembered_token: str | None = field(default=None, repr=False)
-    #: What a trusted transport asserts about the end device (RADIUS Calling-Station-Id
-    #: from a NAS with ``trust_calling_station_id``): a station remembered after an earlier
-    #: second factor skips the second factor while the policy allows remembering, and a
-    #: second factor given with it remembers it.
-    station: str | None = None
-    #: The lifetime and tries of a challenge this request opens (None: the core's settings).
-    challenge_ttl: int | None = None
-    challenge_tries: int | None = None
-
-
-@dataclass(slots=True)
-class _Pending:
-    """The accept-side context handed to a method verifier."""
-
-    challenge_hash: str | None
-    audit: list[AuditEvent] = field(default_factory=list)
-    remember: RememberedDevice | None = None
-    remember_hash: str | None = None
-    remember_token: str | None = None
-    #: A usernameless passkey sign-in: the id hash of its WebAuthn ceremony (no challenge row).
-    usernameless: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -277,74 +105,6 @@ class _Passed:
     #: The subject as the first factor left it (a directory user just provisioned).
     subject: Subject
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MethodOutcome:
-    """What a method verifier found. ``accepted`` means it already committed the
-    success atomically (its own consume step plus ``ctx.commit_success``)."""
-
-    accepted: bool
-    reason: Reason
-    #: A wrong typed response together with what it was checked against (the TOTP steps, the
-    #: email codes): a repeat with the same key could not succeed where it just failed, so it
-    #: counts once. None: not a typed code, every failure counts.
-    repeat_key: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VerifyContext:
-    subject: Subject
-    attempt: Attempt
-    now: datetime
-    policy: Policy
-    pending: _Pending
-
-    @property
-    def user(self) -> User:
-        assert self.subject.user is not None
-        return self.subject.user
-
-
-class SecondFactorVerifier(Protocol):
-    """One MFA method's verification, plugged into the sign-in service.
-
-    ``verify`` must commit a success in ONE store transaction that also consumes
-    ``ctx.pending.challenge_hash`` (when set), resets the user's counters, stores
-    ``ctx.pending.remember`` and writes ``ctx.pending.audit`` — see
-    ``Store.accept_totp`` for the pattern. Failures are counted by the service.
-    """
-
-    method: Method
-
-    async def verify(self, ctx: VerifyContext, response: str) -> MethodOutcome: ...
-
-    async def start(self, ctx: VerifyContext, challenge: Challenge) -> ChallengeStarted:
-        """Prepare the method for a challenge (mail a code, make WebAuthn options):
-        what the caller must see, and until when."""
-        ...
-
-
-class UsernamelessVerifier(SecondFactorVerifier, Protocol):
-    """A verifier whose response names its user: a discoverable passkey. The sign-in
-    service keeps the flow (limits, audit, metrics); the verifier keeps the ceremony."""
-
-    async def open_usernameless(self, id_hash: str, now: datetime, audit: Sequence[AuditEvent]) -> datetime:
-        """Store a ceremony under ``id_hash`` (with ``audit``); returns when it expires."""
-        ...
-
-    async def start_usernameless(self, id_hash: str, now: datetime) -> ChallengeStarted | None:
-        """The request options of that ceremony; None when it is unknown, used or expired."""
-        ...
-
-    async def identify(self, id_hash: str, response: str, now: datetime) -> UserId | Reason:
-        """The user the response's credential belongs to (nothing consumed), or why not
-        (NO_CHALLENGE, EXPIRED, UNKNOWN_CREDENTIAL). Raises InvalidInput for a response
-        that can never be valid."""
-        ...
-
-
-def challenge_hash(challenge_id: str) -> str:
-    return hashlib.sha256(challenge_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class SignInServiceStore(SignInStore, AuditStore, DirectoryUserStore, Protocol):
@@ -512,8 +272,12 @@ class SignInService:
         return None
 
     def _usable_methods(self, devices: Sequence[Device], policy: Policy) -> frozenset[Method]:
-        return frozenset(d.method for d in devices
-                         if d.is_active and policy.allows(d.method) and d.method in self._verifiers)
+        usable = frozenset(d.method for d in devices
+                           if d.is_active and policy.allows(d.method) and d.method in self._verifiers)
+        # Approval is proven with a passkey: on for every user who can use one.
+        if Method.PASSKEY in usable and Method.APPROVAL in self._verifiers and policy.allows(Method.APPROVAL):
+            usable |= {Method.APPROVAL}
+        return usable
 
     async def _open_challenge(self, subject: Subject, attempt: Attempt, now: datetime, purpose: str,
                               methods: frozenset[Method], outcome: Outcome, reason: Reason, ttl: int | None,
@@ -577,7 +341,7 @@ class SignInService:
             reason = Reason.METHOD_NOT_OFFERED if subject.user else Reason.NO_CHALLENGE
             await self._fail(subject, attempt, now, method, reason, None, id_hash)
             return self._refused(reason, method, attempt, started, challenge.tries_left - 1)
-        pending = _Pending(challenge_hash=id_hash)
+        pending = Pending(challenge_hash=id_hash)
         policy = await self._policy.effective(subject.user, attempt.client)
         if remember and policy.remember_device:
             self._prepare_remember(pending, subject.user, now, policy, remember_label or attempt.protocol)
@@ -585,7 +349,9 @@ class SignInService:
             self._prepare_station(pending, subject.user, now, policy, attempt, station)
         result = await self._verify(subject, method, response, attempt, now, pending, started)
         if not result.accepted:
-            return VerifyResult(accepted=False, reason=result.reason, tries_left=max(0, challenge.tries_left - 1))
+            spent = 0 if result.reason in _WAITING else 1
+            return VerifyResult(accepted=False, reason=result.reason,
+                                tries_left=max(0, challenge.tries_left - spent))
         return result
 
     async def _check_code(self, username: str, request: SignInRequest) -> SignInResult:
@@ -606,7 +372,7 @@ class SignInService:
             self._dummy_totp_work(code, now)
             await self._fail(subject, attempt, now, method, Reason.UNKNOWN_USER, code, None)
             return self._refused_sign_in(self._refused(Reason.UNKNOWN_USER, method, attempt, started))
-        verified = await self._verify(subject, method, code, attempt, now, _Pending(challenge_hash=None), started)
+        verified = await self._verify(subject, method, code, attempt, now, Pending(challenge_hash=None), started)
         return self._as_sign_in(verified)
 
     async def _sign_in_with_code(self, subject: Subject, code: str, attempt: Attempt, passed: _Passed,
@@ -624,7 +390,7 @@ class SignInService:
                                                                     outcome=outcome.value)])
             return SignInResult(outcome=outcome, reason=reason, user=user, methods=methods)
         _check_response(Method.TOTP, code)
-        pending = _Pending(challenge_hash=None)
+        pending = Pending(challenge_hash=None)
         if station and passed.policy.remember_device:
             self._prepare_station(pending, user, passed.now, passed.policy, attempt, station)
         result = await self._verify(subject, Method.TOTP, code, attempt, passed.now, pending, started)
@@ -644,7 +410,7 @@ class SignInService:
     def _refused_sign_in(verified: VerifyResult) -> SignInResult:
         return SignInResult(outcome=Outcome.REFUSED, reason=verified.reason, method=verified.method)
 
-    def _prepare_station(self, pending: _Pending, user: User, now: datetime, policy: Policy, attempt: Attempt,
+    def _prepare_station(self, pending: Pending, user: User, now: datetime, policy: Policy, attempt: Attempt,
                          station: str) -> None:
         """Remember ``station`` on success: a remembered device whose series is derived from
         (user, client, station), so it is listed, expires and is revoked like the others."""
@@ -655,7 +421,7 @@ class SignInService:
         # No token is ever handed out for a station: the stored hash matches nothing.
         pending.remember_hash = remembered.token_hash(secrets.token_urlsafe(32))
 
-    def _prepare_remember(self, pending: _Pending, user: User, now: datetime, policy: Policy, label: str) -> None:
+    def _prepare_remember(self, pending: Pending, user: User, now: datetime, policy: Policy, label: str) -> None:
         token, token_hash = remembered.new_series()
         pending.remember = RememberedDevice(series=token.series, user_id=user.id, label=label[:100], created_at=now,
                                             expires_at=now + timedelta(days=policy.remember_days), last_used_at=None)
@@ -663,7 +429,7 @@ class SignInService:
         pending.remember_token = str(token)
 
     async def _verify(self, subject: Subject, method: Method, response: str, attempt: Attempt, now: datetime,
-                      pending: _Pending, started: float) -> VerifyResult:
+                      pending: Pending, started: float) -> VerifyResult:
         """Verify ``response`` (its shape already checked) with ``method``; one failure otherwise."""
         user = subject.user
         assert user is not None
@@ -693,6 +459,10 @@ class SignInService:
             return VerifyResult(accepted=True, reason=Reason.ACCEPTED, user=user, method=method,
                                 remembered_token=pending.remember_token)
         pending.audit.pop()
+        if found.reason in _WAITING:
+            await self._store.append_audit(now, [self._event("verify", found.reason, subject, attempt, method=method,
+                                                             outcome="waiting")])
+            return self._refused(found.reason, method, attempt, started)
         await self._fail(subject, attempt, now, method, found.reason, found.repeat_key, pending.challenge_hash)
         return self._refused(found.reason, method, attempt, started)
 
@@ -720,7 +490,7 @@ class SignInService:
             raise NotFound("challenge not found or expired")
         ctx = VerifyContext(subject=subject, attempt=attempt, now=now,
                             policy=await self._policy.effective(subject.user, attempt.client),
-                            pending=_Pending(challenge_hash=challenge.id_hash))
+                            pending=Pending(challenge_hash=challenge.id_hash))
         return await verifier.start(ctx, challenge)
 
     async def _audit_refusal(self, challenge: Challenge | None, reason: Reason, method: Method, attempt: Attempt,
@@ -733,8 +503,7 @@ class SignInService:
 
     def _dummy_totp_work(self, code: str, now: datetime) -> None:
         """The same computation a real verification does, so timing says nothing."""
-        totp.match_code(_DUMMY_TOTP_KEY, code if code.isdigit() else "000000", now,
-                        _DEFAULT_PARAMS, last_step=-1, drift=0, window=self._totp.window)
+        dummy_check(code if code.isdigit() else "000000", now, self._totp.window)
 
     # --- step-up -------------------------------------------------------------------------
     async def open_step_up(self, username: str, method: Method, attempt: Attempt) -> SignInResult:
@@ -797,13 +566,19 @@ class SignInService:
             else:
                 await self._audit_refusal(None, reason, method, attempt, now)
             return self._refused(reason, method, attempt, started)
-        pending = _Pending(challenge_hash=None, usernameless=id_hash)
+        pending = Pending(challenge_hash=None, usernameless=id_hash)
         policy = await self._policy.effective(subject.user, attempt.client)
         if remember and policy.remember_device:
             self._prepare_remember(pending, subject.user, now, policy, remember_label or attempt.protocol)
         return await self._verify(subject, method, response, attempt, now, pending, started)
 
     # --- failures ------------------------------------------------------------------------
+    async def count_failure(self, user: User, attempt: Attempt, method: Method, reason: Reason) -> None:
+        """One failure of ``user`` decided outside a verification (a refused approval), counted
+        and audited like a wrong code."""
+        subject = await self._store.load_subject(user.id, attempt.source)
+        await self._fail(subject, attempt, self._clock.now(), method, reason, None, None)
+
     async def _fail(self, subject: Subject, attempt: Attempt, now: datetime, method: Method | None, reason: Reason,
                     repeat_key: str | None, id_hash: str | None) -> LimitChange | None:
         """Count one failure (user counters, source back-off and bucket) with its audit row.
@@ -839,54 +614,6 @@ class SignInService:
         result = "locked" if reason in (Reason.LOCKED, Reason.HARD_LOCKED) else reason.value
         self._metrics.verification(attempt.protocol, method.value, result, time.perf_counter() - started)
         return VerifyResult(accepted=False, reason=reason, method=method, tries_left=max(0, tries_left))
-
-
-_DEFAULT_PARAMS = TotpParams()
-
-
-class TotpVerifier:
-    """TOTP codes against the user's one active TOTP device, with the replay guard."""
-
-    method = Method.TOTP
-
-    def __init__(self, *, store: SignInStore, keyring: Keyring, window: int) -> None:
-        self._store = store
-        self._keyring = keyring
-        self._window = window
-
-    async def start(self, ctx: VerifyContext, challenge: Challenge) -> ChallengeStarted:
-        return ChallengeStarted(method=self.method)  # the code is already on the user's phone
-
-    async def verify(self, ctx: VerifyContext, code: str) -> MethodOutcome:
-        device = next((d for d in ctx.subject.devices if d.method is Method.TOTP and d.is_active), None)
-        if device is None or device.totp is None or device.sealed_secret is None:
-            totp.match_code(_DUMMY_TOTP_KEY, code, ctx.now, _DEFAULT_PARAMS, last_step=-1, drift=0,
-                            window=self._window)  # same work as a real check
-            return MethodOutcome(accepted=False, reason=Reason.WRONG_CODE,
-                                 repeat_key=_totp_repeat_key(code, ctx.now, _DEFAULT_PARAMS))
-        key = self._keyring.open_secret(device.sealed_secret, aad_for("devices", "sealed_secret", device.id))
-        found = totp.match_code(key, code, ctx.now, device.totp, last_step=device.last_step, drift=device.drift,
-                                window=self._window)
-        if isinstance(found, totp.TotpMatch):
-            p = ctx.pending
-            if await self._store.accept_totp(device.id, ctx.user.id, found.step, found.drift, ctx.now,
-                                             p.challenge_hash, p.audit, p.remember, p.remember_hash):
-                return MethodOutcome(accepted=True, reason=Reason.ACCEPTED)
-            # Another request won the race for this step (or for the challenge).
-            reason = Reason.REPLAY
-        else:
-            reason = Reason.REPLAY if isinstance(found, totp.TotpReplay) else Reason.WRONG_CODE
-        return MethodOutcome(accepted=False, reason=reason,
-                             repeat_key=_totp_repeat_key(code, ctx.now, device.totp))
-
-
-def _totp_repeat_key(code: str, now: datetime, params: TotpParams) -> str:
-    """``code`` and the window it was checked against, named by the current step. Within one
-    step a repeat meets the very same candidates and cannot succeed; in the next step a new
-    candidate has entered, so the repeat is a fresh guess and counts again. (The drift that
-    centres the window changes only with a success, and a success clears the stored key:
-    requests racing a success all name the window alike, whichever drift they loaded.)"""
-    return f"{code}@{totp.step_at(now, params.period)}"
 
 
 def _check_response(method: Method, response: str) -> None:

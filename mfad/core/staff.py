@@ -22,11 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from mfad.core.clock import Clock
 from mfad.core.errors import PermissionDenied, Unauthenticated
 from mfad.core.model import AuditEvent, StaffRole, User
-from mfad.core.ports import Store
+from mfad.core.ports import AuditStore, UserStore
 from mfad.core.selfservice import SESSION_REFUSED, SelfService
 from mfad.core.sessions import SessionScope, UserSession
 from mfad.core.users import UserService
@@ -87,8 +88,12 @@ class Staff:
         return f"user:{self.username}"
 
 
+class StaffStore(UserStore, AuditStore, Protocol):
+    """The store as the staff service uses it: roles and their audit rows."""
+
+
 class StaffService:
-    def __init__(self, *, store: Store, clock: Clock, users: UserService, selfservice: SelfService) -> None:
+    def __init__(self, *, store: StaffStore, clock: Clock, users: UserService, selfservice: SelfService) -> None:
         self._store = store
         self._clock = clock
         self._users = users

@@ -52,12 +52,13 @@ class UserService:
             raise NotFound(f"user {username!r} not found")
         return user
 
-    async def list(self, *, after_id: int = 0, limit: int = 100, prefix: str | None = None) -> list[User]:
+    async def list(self, *, after: str | None = None, limit: int = 100, prefix: str | None = None) -> list[User]:
+        """Users ordered by username (code point order), ``limit`` of them after ``after``."""
         if not 1 <= limit <= 1000:
             raise InvalidInput("page_size", "must be between 1 and 1000")
         if prefix and self.usernames.case_insensitive:
             prefix = unicodedata.normalize("NFC", prefix.casefold())
-        return await self._store.list_users(after_id, limit, prefix)
+        return await self._store.list_users(after, limit, prefix)
 
     async def set_password(self, username: str, password: str | None, *, actor: str | None = None) -> None:
         user = await self.get(username)

@@ -35,6 +35,13 @@ class CorePrometheusMetrics:
         self._registrations = Counter("mfad_webauthn_registrations", "Passkey registrations, U2F upgrades and "
                                       "imports by result.", ["kind", "result"], registry=registry)
 
+        self._approvals = Counter("mfad_approvals", "Out-of-band sign-in approvals by step and result "
+                                  "(requested, approved, wrong_number, denied, reported, used, refused).",
+                                  ["result"], registry=registry)
+
+    def approval(self, result: str) -> None:
+        self._approvals.labels(result).inc()
+
     def verification(self, protocol: str, method: str, result: str, seconds: float) -> None:
         # Label children looked up once per label set (bounded): this runs per request.
         counter = self._verification_children.get((protocol, method, result))
@@ -85,4 +92,6 @@ class DaemonGauges:
             {"version": mfad.__version__, "store": engine})
         self.challenges_open = Gauge("mfad_challenges_open", "Sign-in challenges waiting for a second factor.",
                                      registry=registry)
+        self.approvals_pending = Gauge("mfad_approvals_pending", "Sign-ins waiting for their user's approval.",
+                                       registry=registry)
         self.store_up = Gauge("mfad_store_up", "1 when the store answered the last health probe.", registry=registry)

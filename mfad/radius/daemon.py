@@ -255,8 +255,8 @@ def radius_service(mfa: Mfa, config: Config, registry: CollectorRegistry | None,
     cache = None
     if shares_replies(radius, mfa.store.engine):
         cache = StoreReplyCache(mfa.store)
-    handler = SignInHandler(mfa.signin, challenge_ttl=radius.challenge_ttl_seconds,
-                            challenge_tries=radius.challenge_tries)
+    handler = SignInHandler(mfa.signin, challenge_ttl=config.limits.challenge_ttl_seconds,
+                            approve_url=config.portal.approve_url)
     settings = server_settings(radius, reuse_port=reuse_port)
     server = RadiusServer(settings, clients, handler, metrics=metrics, shared_cache=cache)
     reports = PrometheusAccountingMetrics(registry) if registry is not None else None

@@ -10,6 +10,12 @@ RADIUS is only a translation here: every Access-Request without a State becomes 
   remain after a wrong code). Typing ``email`` asks the core to start the email method
   (``SignInService.start_challenge``): refused with a clear prompt until that method
   is registered with the core.
+- a challenge that offers ``approval`` (a user with a passkey, docs/approval.md) names the
+  portal's Approve sign-in page and the number to choose there; the next Access-Request
+  with the State (an empty or any password) gets Access-Accept once approved, another
+  Access-Challenge ("not approved yet") while it waits, Access-Reject when it was denied
+  or expired. No request is ever held. A TOTP code, a recovery code or ``email`` still
+  work at the same prompt.
 - ``append``: User-Password is the password followed by the code (``PasswordThenCode``:
   the core splits them by the device's digits).
 - ``otp_only``: the NAS checked the password (``VOUCHED``); User-Password is the code.
@@ -45,7 +51,8 @@ from typing import Final
 from mfad.core import recovery
 from mfad.core.errors import InvalidInput, NotFound, PreconditionFailed, RateLimited, Unavailable
 from mfad.core.model import Method
-from mfad.core.signin import (
+from mfad.core.signin import SignInService
+from mfad.core.verification import (
     VOUCHED,
     Attempt,
     Outcome,
@@ -54,7 +61,6 @@ from mfad.core.signin import (
     Reason,
     SignInRequest,
     SignInResult,
-    SignInService,
 )
 from mfad.radius.clients import ClientMode, RadiusClient
 from mfad.radius.codec import PasswordIssue, RadiusRequest
@@ -92,9 +98,23 @@ EMAIL_SENT: Final = "A code was sent to {where}. Enter it: "
 EMAIL_UNAVAILABLE: Final = "Codes by email are not available for this sign-in. "
 EMAIL_TOO_SOON: Final = "A code was sent a moment ago; enter it or wait a minute: "
 EMAIL_WORD: Final = "email"
+APPROVE: Final = "Approve this sign-in at {url} and choose {number}, then press Enter"
+APPROVE_OR: Final = {
+    frozenset(): ": ",
+    frozenset({Method.TOTP}): ". Or type the code from your authenticator app: ",
+    frozenset({Method.TOTP, Method.EMAIL}): ". Or type the code from your authenticator app, or type email to get "
+                                            "a code by email: ",
+    frozenset({Method.EMAIL}): ". Or type email to get a code by email: ",
+}
+NOT_APPROVED_YET: Final = "Not approved yet. "
 
 STATE_PREFIX: Final = b"mfad1"
-_STATE_METHOD: Final = {Method.TOTP: b"t", Method.EMAIL: b"e", Method.RECOVERY: b"r"}
+_STATE_METHOD: Final = {Method.TOTP: b"t", Method.EMAIL: b"e", Method.RECOVERY: b"r", Method.APPROVAL: b"a"}
+#: An approval State also carries the number shown and the typed methods offered beside it
+#: (one byte), so that "not approved yet" repeats the same prompt without a store read.
+_APPROVAL_ALSO: Final = {frozenset(): b"-", frozenset({Method.TOTP}): b"t", frozenset({Method.EMAIL}): b"e",
+                         frozenset({Method.TOTP, Method.EMAIL}): b"b"}
+_ALSO_OF_BYTE: Final = {ord(v): k for k, v in _APPROVAL_ALSO.items()}
 #: A TOTP challenge that also offers the email method: after a wrong code the prompt
 #: still says "or type email" (it is the same challenge, with the same choices).
 _TOTP_OR_EMAIL: Final = b"o"
@@ -112,6 +132,19 @@ def user_tag(username: str) -> bytes:
 def encode_state(method: Method, challenge_id: str, username: str, *, email_offered: bool = False) -> bytes:
     kind = _TOTP_OR_EMAIL if method is Method.TOTP and email_offered else _STATE_METHOD[method]
     return STATE_PREFIX + kind + challenge_id.encode("ascii") + b":" + user_tag(username)
+
+
+def encode_approval_state(number: str, also: frozenset[Method], challenge_id: str, username: str) -> bytes:
+    """The State of an approval prompt: its number and what else it offers, then as above."""
+    return encode_state(Method.APPROVAL, number + _APPROVAL_ALSO[also].decode() + challenge_id, username)
+
+
+def approval_of_state(challenge_body: str) -> tuple[str, frozenset[Method], str] | None:
+    """(number, other methods offered, challenge id) of an approval State's body."""
+    number, also, challenge_id = challenge_body[:2], challenge_body[2:3], challenge_body[3:]
+    if not (number.isdigit() and also and ord(also) in _ALSO_OF_BYTE and challenge_id):
+        return None
+    return number, _ALSO_OF_BYTE[ord(also)], challenge_id
 
 
 def state_offers_email(state: bytes) -> bool:
@@ -140,10 +173,12 @@ def nas_source(client: RadiusClient, request: RadiusRequest) -> str:
 class SignInHandler:
     """The :class:`~mfad.radius.handler.RadiusHandler` that asks the core."""
 
-    def __init__(self, signin: SignInService, *, challenge_ttl: int, challenge_tries: int) -> None:
+    def __init__(self, signin: SignInService, *, challenge_ttl: int, approve_url: str | None = None) -> None:
+        """``challenge_ttl``: the core's challenge lifetime, sent as an Access-Challenge's Session-Timeout;
+        ``approve_url``: the portal's Approve sign-in page (None: approval is not offered over RADIUS)."""
         self._signin = signin
         self._ttl = challenge_ttl
-        self._tries = challenge_tries
+        self._approve_url = approve_url
 
     async def __call__(self, request: RadiusRequest, client: RadiusClient) -> Decision | NoReply:
         try:
@@ -158,6 +193,8 @@ class SignInHandler:
     async def _decide(self, request: RadiusRequest, client: RadiusClient) -> Decision:
         username = request.user_name
         typed = request.password
+        if typed is PasswordIssue.ABSENT and request.state is not None:
+            typed = ""  # Enter at a challenge prompt: some NASes then send no User-Password at all
         if username is None or isinstance(typed, PasswordIssue):
             return self._denied(client)
         trusted = request.calling_station_id if client.trust_calling_station_id else None
@@ -166,14 +203,28 @@ class SignInHandler:
         if state is not None:
             return await self._answer_challenge(state, username, typed, attempt, trusted)
         result = await self._signin.sign_in(self._request(client.mode, username, typed, attempt, trusted))
+        if (client.mode is ClientMode.CHALLENGE and result.outcome is Outcome.SECOND_FACTOR_REQUIRED
+                and Method.APPROVAL in result.methods and result.challenge_id and self._approve_url):
+            return await self._offer_approval(result.challenge_id, result.methods, attempt, username)
         return self._translate(result, client, username)
+
+    async def _offer_approval(self, challenge_id: str, methods: frozenset[Method], attempt: Attempt,
+                              username: str) -> Decision:
+        started = await self._signin.start_challenge(challenge_id, Method.APPROVAL, attempt)
+        also = frozenset(methods & {Method.TOTP, Method.EMAIL})
+        return self._approval_challenge("", started.shown or "", also, challenge_id, username)
+
+    def _approval_challenge(self, lead: str, number: str, also: frozenset[Method], challenge_id: str,
+                            username: str) -> Decision:
+        prompt = lead + APPROVE.format(url=self._approve_url, number=number) + APPROVE_OR[also]
+        return Decision.challenge(prompt, encode_approval_state(number, also, challenge_id, username),
+                                  attributes=(("Session-Timeout", self._ttl), ("Prompt", 1)))
 
     def _request(self, mode: ClientMode, username: str, typed: str, attempt: Attempt,
                  station: str | None) -> SignInRequest:
         """What User-Password means for the client's mode."""
         if mode is ClientMode.CHALLENGE:
-            return SignInRequest(username=username, first_factor=Password(typed), attempt=attempt, station=station,
-                                 challenge_ttl=self._ttl, challenge_tries=self._tries)
+            return SignInRequest(username=username, first_factor=Password(typed), attempt=attempt, station=station)
         if mode is ClientMode.APPEND:
             return SignInRequest(username=username, first_factor=PasswordThenCode(typed), attempt=attempt,
                                  station=station)
@@ -191,7 +242,7 @@ class SignInHandler:
             return Decision.reject(ENROL_FIRST)
         prompt = _prompt(result.methods)
         if prompt is None or result.challenge_id is None:
-            only_passkeys = result.methods and result.methods <= {Method.PASSKEY, Method.U2F}
+            only_passkeys = result.methods and result.methods <= {Method.PASSKEY, Method.U2F, Method.APPROVAL}
             return Decision.reject(PASSKEY_ONLY if only_passkeys else NEEDS_APP)
         method = next(m for m in (Method.TOTP, Method.EMAIL, Method.RECOVERY) if m in result.methods)
         return self._challenge(prompt, method, result.challenge_id, username,
@@ -208,6 +259,8 @@ class SignInHandler:
             # near the challenge (no try spent, no failure counted against its user).
             log.warning("RADIUS challenge answered with another User-Name (client %s)", attempt.client)
             return Decision.reject(DENIED)
+        if method is Method.APPROVAL:
+            return await self._answer_approval(challenge_id, username, typed, attempt, station)
         if typed.strip().lower() == EMAIL_WORD:
             return await self._start_email(challenge_id, attempt, username)
         answered = recovery.typed_method(method, typed)
@@ -221,6 +274,34 @@ class SignInHandler:
             email = state_offers_email(state)
             again = ENTER_CODE_OR_EMAIL if email and method is Method.TOTP else _again(method)
             return self._challenge(WRONG_CODE + again, method, challenge_id, username, email_offered=email)
+        return Decision.reject(DENIED)
+
+    async def _answer_approval(self, body: str, username: str, typed: str, attempt: Attempt,
+                               station: str | None) -> Decision:
+        """Enter (or any text) asks whether the sign-in was approved; a code is checked as a code."""
+        found = approval_of_state(body)
+        if found is None:
+            return Decision.reject(DENIED)
+        number, also, challenge_id = found
+        code = typed.strip()
+        if code.lower() == EMAIL_WORD:
+            return await self._start_email(challenge_id, attempt, username)
+        if Method.TOTP in also and code.isascii() and code.isdigit():
+            answered, response = Method.TOTP, code
+        elif recovery.looks_like_code(code):
+            answered, response = Method.RECOVERY, code
+        else:
+            answered, response = Method.APPROVAL, ""
+        result = await self._signin.complete(challenge_id, answered, response, attempt, station=station)
+        if result.accepted:
+            if result.user is None or result.user.username != username:
+                log.warning("RADIUS challenge answered with another User-Name (client %s)", attempt.client)
+                return Decision.reject(DENIED)
+            return Decision.accept()
+        if result.reason is Reason.APPROVAL_PENDING:
+            return self._approval_challenge(NOT_APPROVED_YET, number, also, challenge_id, username)
+        if result.tries_left > 0 and result.reason in _RETRY_REASONS:
+            return self._approval_challenge(WRONG_CODE, number, also, challenge_id, username)
         return Decision.reject(DENIED)
 
     async def _start_email(self, challenge_id: str, attempt: Attempt, username: str) -> Decision:

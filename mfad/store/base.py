@@ -39,7 +39,8 @@ from mfad.core.model import (
     UserId,
 )
 from mfad.core.keyring import KeySample
-from mfad.core.ports import AuditFilter, LimitChange, RotateResult, Subject
+from mfad.core.ports import AuditFilter, LimitChange, RotateResult, Subject, UserCounts
+from mfad.store.approval import ApprovalSql
 from mfad.store.directory import DirectorySql
 from mfad.store.email import EmailSql
 from mfad.store.radius import RadiusSql
@@ -49,6 +50,8 @@ from mfad.store.sql import (
     CHALLENGE_COLUMNS,
     DEVICE_COLUMNS,
     LIMIT_COLUMNS,
+    PREFIXED_DEVICE_COLUMNS,
+    Prefixed,
     USER_COLUMNS,
     Rollback,
     Row,
@@ -63,7 +66,7 @@ from mfad.store.sql import (
 from mfad.store.webauthn import WebauthnSql
 
 
-class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, DirectorySql):
+class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, DirectorySql, ApprovalSql):
     """The core's Store over an engine's ``transaction()`` and ``read()`` primitives."""
 
     async def append_audit(self, now: datetime, events: Sequence[AuditEvent]) -> None:
@@ -96,13 +99,35 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, Direct
             row = await tx.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE username = $1", username)
         return None if row is None else user_from(row)
 
-    async def list_users(self, after_id: int, limit: int, prefix: str | None = None) -> list[User]:
+    async def list_users(self, after: str | None, limit: int, prefix: str | None = None) -> list[User]:
+        # Ordered by the username's code points on both engines (SQLite's BINARY collation,
+        # PostgreSQL's "C"), so a page token — the last username — pages alike everywhere and
+        # whatever the database's locale.
+        bytewise = self.sql("bytewise", ' COLLATE "C"')
         async with self._timed("list_users", write=False) as tx:
             rows = await tx.fetch(
-                f"SELECT {USER_COLUMNS} FROM users WHERE id > $1 AND ($2::text IS NULL OR "
-                "substr(username, 1, length($2::text)) = $2::text) ORDER BY id LIMIT $3",
-                after_id, prefix, limit)
+                f"SELECT {USER_COLUMNS} FROM users WHERE ($1::text IS NULL OR username{bytewise} > $1::text) AND "
+                "($2::text IS NULL OR substr(username, 1, length($2::text)) = $2::text) "
+                f"ORDER BY username{bytewise} LIMIT $3",
+                after, prefix, limit)
         return [user_from(r) for r in rows]
+
+    async def count_users(self, now: datetime, failures_since: datetime) -> UserCounts:
+        async with self._timed("count_users", write=False) as tx:
+            row = await tx.fetchrow(
+                "SELECT (SELECT count(*) FROM users) AS users, "
+                "(SELECT count(*) FROM users u WHERE NOT EXISTS (SELECT 1 FROM devices d "
+                " WHERE d.user_id = u.id AND d.state = 'active')) AS without_mfa, "
+                "(SELECT count(*) FROM (SELECT user_id FROM devices WHERE state = 'active' GROUP BY user_id "
+                " HAVING count(DISTINCT method) = 1) AS one) AS one_method_type, "
+                "(SELECT count(*) FROM user_limits WHERE hard_locked <> 0 OR locked_until > $1) AS locked, "
+                "(SELECT count(*) FROM audit WHERE event IN ('signin', 'verify') AND outcome = 'refused' "
+                " AND at > $2) AS failed_sign_ins",
+                now.timestamp(), failures_since.timestamp())
+        assert row is not None
+        return UserCounts(users=int(row["users"]), without_mfa=int(row["without_mfa"]),
+                          one_method_type=int(row["one_method_type"]), locked=int(row["locked"]),
+                          failed_sign_ins=int(row["failed_sign_ins"]))
 
     async def update_password(self, user_id: UserId, password_hash: str | None, now: datetime,
                               audit: Sequence[AuditEvent]) -> None:
@@ -150,30 +175,29 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, Direct
                 raise NotFound("user")
             await self._audit(tx, now, audit)
 
-    # --- the hot path: everything a verification needs, in one read ----------------------
+    # --- the hot path: everything a verification needs, in one statement -----------------
     async def load_subject(self, user: str | UserId, source: str | None) -> Subject:
-        """The user (by name, or by id when an int), their limit counters for ``source`` and
-        the source's failure bucket."""
+        """The user (by name, or by id when an int), their devices, their limit counters for
+        ``source`` and the source's failure bucket: one statement (one round trip on
+        PostgreSQL), a row per device, the user's columns repeated on each."""
         by = "u.id = $1" if isinstance(user, int) else "u.username = $1"
         async with self._timed("load_subject", write=False) as tx:
-            row = await tx.fetchrow((
+            rows = await tx.fetch((
                 "SELECT u.id, u.username, u.password_hash, u.disabled, u.created_at, u.role, u.directory, "
                 "u.display_name, u.profile_email, u.groups, "
                 "l.failures, l.total_failures, l.lockouts, l.locked_until, l.hard_locked, l.last_wrong_hash, "
                 "s.failures AS s_failures, s.blocked_until AS s_blocked_until, "
-                "b.tokens AS b_tokens, b.updated_at AS b_updated_at "
+                f"b.tokens AS b_tokens, b.updated_at AS b_updated_at, {PREFIXED_DEVICE_COLUMNS} "
                 "FROM (SELECT 1 AS one) AS one "
                 f"LEFT JOIN users u ON {by} "
                 "LEFT JOIN user_limits l ON l.user_id = u.id "
                 "LEFT JOIN source_limits s ON s.user_id = u.id AND s.source = $2 "
-                "LEFT JOIN source_buckets b ON b.source = $2"), user, source or "")
-            assert row is not None
-            devices: list[Device] = []
-            found = None
-            if row["id"] is not None:
-                found = user_from(row)
-                devices = [device_from(r) for r in await tx.fetch(
-                    f"SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = $1 ORDER BY id", found.id)]
+                "LEFT JOIN source_buckets b ON b.source = $2 "
+                "LEFT JOIN devices d ON d.user_id = u.id "
+                "ORDER BY d.id"), user, source or "")
+        row = rows[0]
+        found = user_from(row) if row["id"] is not None else None
+        devices = [device_from(Prefixed(r, "d_")) for r in rows if r["d_id"] is not None]
         bucket = None if row["b_tokens"] is None else (row["b_tokens"], dt_req(row["b_updated_at"]))
         return Subject(user=found, devices=devices, limits=limits_from(row, row), bucket=bucket)
 

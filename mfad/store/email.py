@@ -231,6 +231,11 @@ class EmailSql(SqlParts):
             await self._audit(tx, now, audit)
         return True
 
+    async def outbox_message(self, message_id: int) -> tuple[str, bool] | None:
+        async with self._timed("outbox_message", write=False) as tx:
+            row = await tx.fetchrow("SELECT state, last_error FROM email_outbox WHERE id = $1", message_id)
+        return None if row is None else (str(row["state"]), row["last_error"] is not None)
+
     async def outbox_depth(self) -> tuple[int, datetime | None]:
         async with self._timed("outbox_depth", write=False) as tx:
             row = await tx.fetchrow("SELECT count(*) AS n, min(created_at) AS oldest FROM email_outbox "

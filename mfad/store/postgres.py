@@ -9,13 +9,15 @@ together migrate once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
 
 from mfad.core.errors import AlreadyExists, SchemaError, Unavailable
+from mfad.core.model import AuditEvent, DeviceId, RememberedDevice, UserId
 from mfad.core.ports import StoreMetrics
 from mfad.store.base import SqlStore
 from mfad.store.radius import ONE_STATEMENT_REPLIES
@@ -23,6 +25,9 @@ from mfad.store.sql import Rollback, Row
 from mfad.store.migrations import migrations
 
 T = TypeVar("T")
+
+_AUDIT_FIELDS = ("event", "outcome", "user_id", "username", "method", "protocol", "source", "reason", "actor",
+                 "detail")
 
 _MIGRATION_LOCK = 0x6D666164  # "mfad": advisory lock id for migrations
 
@@ -33,6 +38,29 @@ _UNAVAILABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.
 
 async def _no_session_state_reset(conn: asyncpg.Connection) -> None:
     """mfad sets no session state on pooled connections, so there is nothing to reset."""
+
+
+_ACCEPT_TOTP = """
+WITH guard AS (
+    UPDATE devices SET last_step = $2, drift = $3, last_used_at = $4
+    WHERE id = $1 AND state = 'active' AND last_step < $2 RETURNING id),
+user_reset AS (
+    DELETE FROM user_limits WHERE user_id = $5 AND failures + total_failures > 0 AND hard_locked = 0
+    AND EXISTS (SELECT 1 FROM guard)),
+source_reset AS (
+    DELETE FROM source_limits WHERE user_id = $5 AND EXISTS (SELECT 1 FROM guard)),
+audit_rows AS (
+    INSERT INTO audit (at, event, outcome, user_id, username, method, protocol, source, reason, actor, detail)
+    SELECT $4, e.* FROM unnest($6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[],
+                               $12::text[], $13::text[], $14::text[], $15::text[]) AS e
+    WHERE EXISTS (SELECT 1 FROM guard))
+SELECT count(*) AS won FROM guard"""
+"""The replay guard, the limits reset and the audit rows of an accepted code as one
+statement: PostgreSQL runs it as one transaction (every sub-statement sees the same
+snapshot and the deletes and inserts happen only when the guard's UPDATE won the row:
+a concurrent UPDATE of the same device waits for the row lock and then re-checks
+``last_step``), committed before the reply, in one round trip instead of six
+(BEGIN, four statements, COMMIT)."""
 
 
 class _PgTx:
@@ -85,6 +113,22 @@ class PostgresStore(SqlStore):
             raise Unavailable(f"postgres: cannot connect: {exc}") from exc
         assert pool is not None
         return cls(pool, timeout, metrics)
+
+    async def accept_totp(self, device_id: DeviceId, user_id: UserId, step: int, drift: int, now: datetime,
+                          challenge_hash: str | None, audit: Sequence[AuditEvent],
+                          remember: RememberedDevice | None = None, remember_hash: str | None = None) -> bool:
+        """As :meth:`SqlStore.accept_totp`; a code without a challenge or a remembered device to
+        create (the one-call sign-ins: RADIUS, gRPC ``VerifyCode``) takes one statement. With
+        a challenge the guard must be undone when the challenge was consumed meanwhile, which
+        one statement cannot express: those keep the transaction."""
+        if challenge_hash is not None or remember is not None:
+            return await super().accept_totp(device_id, user_id, step, drift, now, challenge_hash, audit,
+                                             remember, remember_hash)
+        columns: list[list[Any]] = [[getattr(e, name) for e in audit] for name in _AUDIT_FIELDS]
+        # A single statement is its own transaction: no BEGIN and COMMIT round trips.
+        async with self._timed("accept_totp", write=False) as tx:
+            row = await tx.fetchrow(_ACCEPT_TOTP, device_id, step, drift, now.timestamp(), user_id, *columns)
+        return row is not None and row["won"] == 1
 
     @asynccontextmanager
     async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:

@@ -62,11 +62,26 @@ USER_COLUMNS = ("id, username, password_hash, disabled, created_at, role, direct
                 "groups")
 DEVICE_COLUMNS = ("id, user_id, method, name, state, created_at, confirmed_at, last_used_at, expires_at, "
                   "sealed_secret, digits, period, algorithm, last_step, drift, data")
+#: The device columns of ``devices d`` named ``d_<column>``, for a join with the user's row.
+PREFIXED_DEVICE_COLUMNS = ", ".join(f"d.{c} AS d_{c}" for c in DEVICE_COLUMNS.split(", "))
 CHALLENGE_COLUMNS = "id_hash, user_id, purpose, methods, created_at, expires_at, tries_left, source, protocol, consumed"
 LIMIT_COLUMNS = "failures, total_failures, lockouts, locked_until, hard_locked, last_wrong_hash"
 
 INSERT_AUDIT = ("INSERT INTO audit (at, event, outcome, user_id, username, method, protocol, source, reason, "
                 "actor, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+
+
+class Prefixed:
+    """The columns of ``row`` whose names start with ``prefix``, by their names without it."""
+
+    __slots__ = ("_row", "_prefix")
+
+    def __init__(self, row: Row, prefix: str) -> None:
+        self._row = row
+        self._prefix = prefix
+
+    def __getitem__(self, key: str) -> Any:
+        return self._row[self._prefix + key]
 
 
 def user_from(row: Row) -> User:

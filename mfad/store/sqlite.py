@@ -189,7 +189,7 @@ class SqliteStore(SqlStore):
     engine = "sqlite"
     # BEGIN IMMEDIATE already holds the whole database; synchronous is per connection.
     # No row locks (the write lock covers the database), no session setting to relax.
-    dialect = {"lock": "", "relaxed_commit": "", "skip_locked": ""}
+    dialect = {"lock": "", "relaxed_commit": "", "skip_locked": "", "bytewise": ""}
 
     def __init__(self, path: Path, writer: sqlite3.Connection, reader: sqlite3.Connection,
                  metrics: StoreMetrics | None, *, timeout: float = 5.0) -> None:

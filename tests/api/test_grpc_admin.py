@@ -33,7 +33,7 @@ Enrol = Callable[..., Awaitable[Any]]
 
 async def test_users_are_created_listed_in_pages_shown_and_refused_twice(grpc_mfad: GrpcMfad) -> None:
     admin = grpc_mfad.admin.admin
-    for name in ("ann", "bob", "cat", "dan", "eve"):
+    for name in ("eve", "cat", "ann", "dan", "bob"):  # made out of order: listed by username
         await admin.create_user(name, "pw-0123456789" if name != "dan" else None)
     with pytest.raises(AlreadyExists):
         await admin.create_user("ann", "pw-0123456789")
@@ -43,11 +43,16 @@ async def test_users_are_created_listed_in_pages_shown_and_refused_twice(grpc_mf
     assert [u.username for p in (first, second, third) for u in p.users] == ["ann", "bob", "cat", "dan", "eve"]
     assert third.next_page_token == ""
     assert [u.has_password for u in second.users] == [True, False]
+    await admin.create_user("bea")  # a name made between two pages lands where it sorts; paging goes on
+    assert [u.username for u in (await admin.list_users(page_size=2, page_token=first.next_page_token)).users] == [
+        "cat", "dan"]
     assert [u.username for u in (await admin.list_users(prefix="e")).users] == ["eve"]
     with pytest.raises(InvalidArgument, match="page_size"):
         await admin.list_users(page_size=501)
     with pytest.raises(InvalidArgument, match="page_token"):
         await admin.list_users(page_token="not-a-token")
+    with pytest.raises(InvalidArgument, match="page_token"):
+        await admin.list_users(page_token="u.__8")  # not UTF-8 inside
     with pytest.raises(NotFound):
         await admin.get_user("zed")
     with pytest.raises(InvalidArgument, match="username"):

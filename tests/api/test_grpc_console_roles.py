@@ -13,7 +13,10 @@ import subprocess
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import grpc
+import grpc.aio
 import pytest
+from google.protobuf import message_factory
 from mfactl_runner import run_mfactl
 from real_servicers import GrpcMfad, grpc_mfad  # noqa: F401
 from test_grpc_sessions import full_session
@@ -167,3 +170,50 @@ async def test_mfactl_user_role(grpc_mfad: GrpcMfad, enrol: Enrol) -> None:
     assert unknown.returncode == 1
     denied = await run_mfactl(g.address, g.tokens[Role.PORTAL], "user", "role", "alice", "admin")
     assert denied.returncode == 1 and "PERMISSION_DENIED" in denied.stderr
+
+
+async def _every_admin_method(g: GrpcMfad, metadata: tuple[tuple[str, str], ...]) -> dict[str, grpc.StatusCode]:
+    """Each Admin method called with an empty request and ``metadata``: its status code."""
+    codes = {}
+    async with grpc.aio.insecure_channel(g.address) as channel:
+        for method in pb.DESCRIPTOR.services_by_name["Admin"].methods:
+            request = message_factory.GetMessageClass(method.input_type)()
+            response = message_factory.GetMessageClass(method.output_type)
+            call = channel.unary_unary(f"/mfad.v1.Admin/{method.name}",
+                                       request_serializer=type(request).SerializeToString,
+                                       response_deserializer=response.FromString)
+            try:
+                await call(request, metadata=metadata, timeout=10)
+                codes[method.name] = grpc.StatusCode.OK
+            except grpc.aio.AioRpcError as exc:
+                codes[method.name] = exc.code()
+    return codes
+
+
+async def test_no_admin_method_answers_a_portal_or_service_token_without_a_console_session(
+        grpc_mfad: GrpcMfad, enrol: Enrol, db: Any) -> None:
+    g = grpc_mfad
+    await enrol("alice")
+    before = int((await db.rows("SELECT count(*) AS n FROM users"))[0]["n"])
+    for role in (Role.PORTAL, Role.SERVICE):
+        codes = await _every_admin_method(g, (("authorization", f"Bearer {g.tokens[role]}"),))
+        assert set(codes.values()) == {grpc.StatusCode.PERMISSION_DENIED}, (role, codes)
+    # A service token cannot borrow a console user's session: only portal callers act for one.
+    _, token = await staff_session(g, enrol, "ada", StaffRole.ADMIN)
+    codes = await _every_admin_method(g, (("authorization", f"Bearer {g.tokens[Role.SERVICE]}"),
+                                          ("x-mfad-session", token)))
+    assert set(codes.values()) <= {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED}, codes
+    assert int((await db.rows("SELECT count(*) AS n FROM users"))[0]["n"]) == before + 1  # ada, made above
+
+
+async def test_every_sensitive_admin_method_needs_a_fresh_second_factor_and_no_other_does(
+        grpc_mfad: GrpcMfad, enrol: Enrol, clock: FixedClock) -> None:
+    g = grpc_mfad
+    _, token = await staff_session(g, enrol, "ada", StaffRole.ADMIN)
+    clock.advance(301)  # the policy's sensitive_reauth_seconds is 300
+    codes = await _every_admin_method(g, (("authorization", f"Bearer {g.tokens[Role.PORTAL]}"),
+                                          ("x-mfad-session", token)))
+    stale = {m for m, code in codes.items() if code is grpc.StatusCode.FAILED_PRECONDITION}
+    sensitive = {m for m, needs in PERMISSIONS.items() if needs in SENSITIVE}
+    assert {"SetPolicy", "SetUserRole", "CreateCallerToken", "RevokeCallerToken", "UnbindDevice"} <= sensitive
+    assert stale == sensitive, codes

@@ -17,7 +17,7 @@ from real_servicers import GrpcMfad, grpc_mfad  # noqa: F401
 
 from mfad.core.clock import FixedClock
 from mfad.core.model import Role
-from mfad.core.signin import Attempt
+from mfad.core.verification import Attempt
 from mfad_client import FailedPrecondition, Method, PermissionDenied, SignInOutcome, StepUpOutcome, VerifyOutcome
 
 

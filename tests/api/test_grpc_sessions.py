@@ -18,6 +18,7 @@ from mfad.core.model import Role
 from mfad_client import (
     ClientInfo,
     FailedPrecondition,
+    InvalidArgument,
     Method,
     NotFound,
     PermissionDenied,
@@ -311,3 +312,23 @@ async def test_sign_in_says_whether_and_how_long_a_device_may_be_remembered(
     assert (await g.portal.auth.begin_sign_in(alice.username, alice.password)).remember_days == 12
     refused = await g.portal.auth.begin_sign_in(alice.username, "wrong")
     assert refused.outcome is SignInOutcome.REFUSED and refused.remember_days == 0
+
+
+async def test_a_bad_operation_name_is_invalid_argument_before_any_factor_is_checked(
+        grpc_mfad: GrpcMfad, enrol: Enrol, db: Any) -> None:
+    g = grpc_mfad
+    alice = await enrol("alice")
+    done = await full_session(g, alice)
+    assert done.session is not None
+    code = alice.code(2)
+    for bad in ("Unbind_Device", "unbind device", "x" * 65, "-leading", "änderung"):
+        for call in (g.portal.auth.verify_sensitive(code=code, operation=bad, session=done.session.token),
+                     g.portal.auth.verify_sensitive(method=Method.PASSKEY, operation=bad, session=done.session.token),
+                     g.service.auth.verify_sensitive(username="alice", code=code, operation=bad)):
+            with pytest.raises(InvalidArgument) as refused:
+                await call
+            assert refused.value.details.startswith("operation: must be"), bad
+    assert not await db.rows("SELECT id FROM audit WHERE event = 'step_up'")
+    # The code was never tried: it still works for a well-named operation.
+    ok = await g.service.auth.verify_sensitive(username="alice", code=code, operation="unbind_device")
+    assert ok.outcome is StepUpOutcome.VERIFIED

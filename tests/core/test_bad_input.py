@@ -12,7 +12,7 @@ import pytest
 from mfad.core.errors import InvalidInput, NotFound
 from mfad.core.model import DeviceId, Method
 from mfad.core.service import Mfa
-from mfad.core.signin import Attempt
+from mfad.core.verification import Attempt
 from signin_calls import begin, verify_code
 
 ATTEMPT = Attempt(protocol="test", source="10.0.0.1")

@@ -5,18 +5,18 @@ Runs on both store engines through the ``mfa`` fixture.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from peer_tools import need_tool
 from mfad.core.errors import InvalidInput, NotFound, PermissionDenied, PreconditionFailed
 from mfad.core.model import DeviceId, DeviceState, HashAlgorithm, Method, TotpParams
 from mfad.core.ports import AuditFilter
 from mfad.core.service import Mfa
-from mfad.core.signin import Attempt, Outcome, Reason
+from mfad.core.verification import Attempt, Outcome, Reason
 from signin_calls import begin, verify_code
 
 ATTEMPT = Attempt(protocol="test")
@@ -62,9 +62,7 @@ async def test_binding_is_pending_until_confirmed(mfa: Mfa, bind: Any, db: Any, 
 
 @pytest.mark.slow
 async def test_qr_code_of_a_binding_reads_back_as_its_uri(mfa: Mfa, bind: Any, tmp_path: Path) -> None:
-    zbarimg = shutil.which("zbarimg")
-    if zbarimg is None:
-        pytest.fail("zbarimg is not installed (Debian package zbar-tools; scripts/test installs it)")
+    zbarimg = need_tool("zbarimg", "zbar-tools")
     await mfa.users.create("bob@example.com", None)
     binding = (await bind("bob@example.com")).binding
     (tmp_path / "qr.png").write_bytes(binding.qr_png)

@@ -220,6 +220,24 @@ max_failures = 7
     assert config.totp.issuer == "Plain words need no quotes"
 
 
+def test_the_old_radius_challenge_keys_still_set_the_one_knob_with_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert load_config(None, env={}).limits.challenge_ttl_seconds == 300
+    path = write(tmp_path, "[radius]\nchallenge_ttl_seconds = 90\nchallenge_tries = 2\n")
+    with caplog.at_level("WARNING", logger="mfad.config"):
+        config = load_config(path, env={})
+    assert (config.limits.challenge_ttl_seconds, config.limits.challenge_tries) == (90, 2)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "mfad.config"]
+    assert warnings == ["radius.challenge_ttl_seconds is deprecated: use limits.challenge_ttl_seconds",
+                        "radius.challenge_tries is deprecated: use limits.challenge_tries"]
+    from_env = load_config(None, env={"MFAD_RADIUS_CHALLENGE_TRIES": "4"})
+    assert from_env.limits.challenge_tries == 4
+    both = write(tmp_path, "[radius]\nchallenge_tries = 2\n[limits]\nchallenge_tries = 5\n", "both.toml")
+    assert load_config(both, env={}).limits.challenge_tries == 5  # the new key wins
+    assert problems(write(tmp_path, "[radius]\nchallenge_tries = 99\n", "bad.toml")) == [
+        "limits.challenge_tries: must be between 1 and 10"]
+
+
 def test_bad_environment_values_name_their_variable_and_key() -> None:
     found = problems(None, env={"MFAD_LIMITS_MAX_FAILURES": "five", "MFAD_STORAGE_NOPE": "1",
                                 "MFAD_TOTP_PERIOD": "45"})

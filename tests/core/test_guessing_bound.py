@@ -19,7 +19,7 @@ import pytest
 
 from mfad.core import totp
 from mfad.core.service import Mfa
-from mfad.core.signin import Attempt, Reason
+from mfad.core.verification import Attempt, Reason
 from signin_calls import verify_code
 
 DAY = 86400.0

@@ -15,7 +15,7 @@ import pytest
 from mfad.core.errors import SecretsError
 from mfad.core.keyring import Keyring, aad_for
 from mfad.core.service import Mfa
-from mfad.core.signin import Attempt
+from mfad.core.verification import Attempt
 from signin_calls import verify_code
 
 ATTEMPT = Attempt(protocol="test")

@@ -20,7 +20,7 @@ from mfad.core.limits import Block, LimitRules
 from mfad.core.model import LimitState, UserId
 from mfad.core.ports import AuditFilter
 from mfad.core.service import Mfa
-from mfad.core.signin import Attempt, Outcome, Reason
+from mfad.core.verification import Attempt, Outcome, Reason
 from signin_calls import begin, verify_code
 
 NO_SOURCE = Attempt(protocol="test")

@@ -16,7 +16,7 @@ from mfad.core.errors import InvalidInput
 from mfad.core.model import Method, MfaRequired
 from mfad.core.ports import AuditFilter
 from mfad.core.service import Mfa
-from mfad.core.signin import Attempt, Outcome, Reason
+from mfad.core.verification import Attempt, Outcome, Reason
 from signin_calls import begin, verify_code
 
 ATTEMPT = Attempt(protocol="test")

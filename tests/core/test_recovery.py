@@ -20,7 +20,7 @@ from mfad.core.outbox import open_body
 from mfad.core.selfservice import Use
 from mfad.core.service import Mfa
 from mfad.core.sessions import SessionScope
-from mfad.core.signin import Attempt, Outcome, Reason
+from mfad.core.verification import Attempt, Outcome, Reason
 from signin_calls import begin, verify_code
 
 ATTEMPT = Attempt(protocol="test", source="192.0.2.7")

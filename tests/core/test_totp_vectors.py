@@ -12,7 +12,6 @@ import csv
 import hashlib
 import hmac
 import random
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 
+from peer_tools import need_tool
 from mfad.core import totp
 from mfad.core.errors import InvalidInput
 from mfad.core.model import HashAlgorithm, TotpParams
@@ -120,13 +120,6 @@ def test_window_around_rfc_t59() -> None:
 
 
 # --- oathtool, an independent implementation ------------------------------------------------
-def tool(name: str, package: str) -> str:
-    """The path of a real peer program; its absence fails the test (scripts/test installs it)."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed (Debian package {package}; scripts/test installs it)")
-    return path
-
 OATH_CASES = [
     # (algorithm, key bytes, digits, period, time)
     (HashAlgorithm.SHA1, 20, 6, 30, "2026-01-01 00:00:30 UTC"),
@@ -151,7 +144,7 @@ def test_oathtool_codes_are_accepted(algorithm: HashAlgorithm, key_bytes: int, d
     when = datetime.strptime(at, "%Y-%m-%d %H:%M:%S %Z").replace(tzinfo=UTC)
     params = TotpParams(digits=digits, period=period, algorithm=algorithm)
     out = subprocess.run(
-        [tool("oathtool", "oathtool"), f"--totp={algorithm.value.lower()}", "-d", str(digits), "-s", f"{period}s",
+        [need_tool("oathtool", "oathtool"), f"--totp={algorithm.value.lower()}", "-d", str(digits), "-s", f"{period}s",
          "-b", totp.base32_secret(key), "-N", at],
         check=True, capture_output=True, text=True, timeout=30)
     code = out.stdout.strip()
@@ -239,7 +232,7 @@ def test_qr_png_reads_back_as_the_exact_uri(tmp_path: Path, account: str) -> Non
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     path = tmp_path / "qr.png"
     path.write_bytes(png)
-    out = subprocess.run([tool("zbarimg", "zbar-tools"), "--raw", "-q", str(path)], check=True, capture_output=True, timeout=30)
+    out = subprocess.run([need_tool("zbarimg", "zbar-tools"), "--raw", "-q", str(path)], check=True, capture_output=True, timeout=30)
     assert out.stdout.decode("ascii").removesuffix("\n") == uri
 
 

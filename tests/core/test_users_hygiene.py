@@ -15,7 +15,7 @@ from mfad.config import Config, PasswordSettings, UserSettings
 from mfad.core.errors import AlreadyExists, InvalidInput
 from mfad.core.passwords import PasswordPolicy, common_passwords
 from mfad.core.service import Mfa
-from mfad.core.signin import Attempt, Outcome
+from mfad.core.verification import Attempt, Outcome
 from signin_calls import begin, verify_code
 
 ATTEMPT = Attempt(protocol="test", source="10.0.0.1")
@@ -96,3 +96,12 @@ def test_the_bundled_list_is_lower_case_and_holds_the_classics() -> None:
 def test_config_keys_and_their_bounds() -> None:
     assert PasswordSettings().to_policy() == PasswordPolicy(min_length=12, max_length=256, refuse_common=True)
     assert UserSettings().to_rules().case_insensitive
+
+
+async def test_every_totp_secret_is_exported_across_pages_of_users(mfa: Mfa,
+                                                                  enrol: Callable[..., Awaitable[Any]]) -> None:
+    """The export walks the users a page at a time (by username): none skipped, none twice."""
+    for name in ("zed", "amy", "kim", "bob", "eve"):  # made out of name order
+        await enrol(name, password=None)
+    exported = await mfa.devices.export_totp_secrets(actor="test", page=2)
+    assert sorted(e.username for e in exported) == ["amy", "bob", "eve", "kim", "zed"]

@@ -10,7 +10,6 @@ by ``bench/directory_timing.py``.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 from grpc_doubles import CertificateAuthority  # noqa: E402
+from peer_tools import find_tool  # noqa: E402
 
 SLAPD = "/usr/sbin/slapd"
 SUFFIX = "dc=example,dc=org"
@@ -61,7 +61,7 @@ def free_port() -> int:
 
 
 def available() -> bool:
-    return os.path.exists(SLAPD) and shutil.which("ldapadd") is not None
+    return os.path.exists(SLAPD) and find_tool("ldapadd") is not None
 
 
 def _ldif(people: tuple[Person, ...]) -> str:

@@ -17,7 +17,7 @@ from mfad.core.model import Method, PolicyRule
 from mfad.core.ports import AuditFilter, Store
 from mfad.core.provisioning import DirectoryUsers
 from mfad.core.service import Mfa
-from mfad.core.signin import Attempt, Outcome, Password, Reason, SignInRequest
+from mfad.core.verification import Attempt, Outcome, Password, Reason, SignInRequest
 from mfad.directory.ldap import LdapDirectory
 from mfad.directory.radius import UpstreamRadius
 from mfad.radius import RadiusServer
@@ -98,7 +98,7 @@ async def test_refusals_read_the_same_and_provision_nobody(
     assert refused.reply == "Access-Reject", refused.output
     known = await radius(server, "alice", "wrong-password")
     assert refused.first("Reply-Message") == known.first("Reply-Message")
-    assert await store.list_users(0, 10) == []
+    assert await store.list_users(None, 10) == []
     rows = await store.query_audit(AuditFilter(event="signin"))
     assert rows[0].event.reason == reason.value
 
@@ -109,7 +109,7 @@ async def test_injection_in_the_username_is_refused(directory_mfa: Mfa, start_da
     for name in ("*", "*)(uid=*", "alice)(|(uid=*", "al*"):
         refused = await radius(server, name, "alice-directory-pw")
         assert refused.reply == "Access-Reject", refused.output
-    assert await store.list_users(0, 10) == []
+    assert await store.list_users(None, 10) == []
 
 
 async def test_a_user_removed_or_disabled_in_the_directory_can_no_longer_sign_in(
@@ -138,7 +138,7 @@ async def test_an_unreachable_directory_is_no_reply_over_radius_and_unavailable_
     with pytest.raises(Unavailable):
         await mfa.signin.sign_in(SignInRequest(username="dave", first_factor=Password("dave-directory-pw"),
                                                attempt=Attempt(protocol="grpc", client="portal")))
-    assert await store.list_users(0, 10) == []
+    assert await store.list_users(None, 10) == []
     await down.aclose()
 
 

@@ -7,16 +7,16 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import socket
 
 import pytest
 from e2e_daemon import Running, StartDaemon, mfad_daemon  # noqa: F401
+from peer_tools import find_tool
 
 pytestmark = pytest.mark.slow  # real mfad serve subprocesses
 
 SECRET = "nas-shared-secret-0123"
-RADCLIENT = shutil.which("radclient")
+RADCLIENT = find_tool("radclient")
 
 
 def radius_sections(**logging: str) -> dict[str, dict[str, object]]:

@@ -6,25 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import signal
 from pathlib import Path
 
 import pytest
 from e2e_daemon import Running, StartDaemon, mfad_daemon  # noqa: F401
+from peer_tools import find_tool
 from tls_ca import TestCA
 
 pytestmark = pytest.mark.slow  # real mfad serve subprocesses
 
-RADCLIENT = shutil.which("radclient")
+RADCLIENT = find_tool("radclient")
 LOAD_SECRET = "load-shared-secret-0123"
 OLD_SECRET = "old-shared-secret-0123"
 NEW_SECRET = "new-shared-secret-4567"
 REQUESTS = 20000
 
 
-def sections(port: int, v6_secret: str, level: str = "info") -> dict[str, dict[str, object]]:
+def sections(port: int, v6_secret: str, level: str = "info", workers: int = 1) -> dict[str, dict[str, object]]:
     return {"radius": {"listen": [f"127.0.0.1:{port}", f"[::1]:{port}"], "reject_delay_seconds": 0,
+                       "workers": workers,
                        "client_rate_per_second": 100000.0,
                        "clients": [{"name": "load", "address": "127.0.0.1", "secret": LOAD_SECRET, "mode": "otp_only"},
                                    {"name": "v6", "address": "::1", "secret": v6_secret, "mode": "otp_only"}]},
@@ -57,12 +58,14 @@ def _reloads(mfad: Running) -> int:
     return sum(int(float(n)) for n in re.findall(r'^mfad_config_reloads_total\{result="\w+"\} (\S+)$', body, re.MULTILINE))
 
 
+# One process, and two RADIUS worker processes sharing the port (each reloads itself).
+@pytest.mark.parametrize("workers", [1, 2])
 async def test_sighup_under_load_drops_nothing_and_applies_the_new_secret(mfad_daemon: StartDaemon,
-                                                                         tmp_path: Path) -> None:
+                                                                         tmp_path: Path, workers: int) -> None:
     from e2e_support import free_udp_port
 
     port = free_udp_port()
-    mfad = await mfad_daemon(sections=sections(port, OLD_SECRET))
+    mfad = await mfad_daemon(sections=sections(port, OLD_SECRET, workers=workers))
     assert "Received Access-Reject" in await one_request("::1", port, OLD_SECRET)
 
     requests = tmp_path / "load.txt"
@@ -74,13 +77,13 @@ async def test_sighup_under_load_drops_nothing_and_applies_the_new_secret(mfad_d
 
     # Several reloads while the load runs: the v6 client's secret changes, then a broken
     # file (refused, nothing changed), then a change that needs a restart.
-    mfad.daemon.sections.update(sections(port, NEW_SECRET))
+    mfad.daemon.sections.update(sections(port, NEW_SECRET, workers=workers))
     mfad.daemon.write_config()
     await hangup(mfad, _reloads(mfad))
     broken = mfad.daemon.config_path.read_text().replace(NEW_SECRET, "short")
     mfad.daemon.config_path.write_text(broken)
     await hangup(mfad, _reloads(mfad))
-    mfad.daemon.sections.update(sections(port, NEW_SECRET))
+    mfad.daemon.sections.update(sections(port, NEW_SECRET, workers=workers))
     mfad.daemon.sections["metrics"]["listen"] = ["127.0.0.1:1"]  # a listener: only a restart moves it
     mfad.daemon.write_config()
     await hangup(mfad, _reloads(mfad))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import time
 from datetime import UTC, datetime
 
@@ -19,6 +18,7 @@ import pytest
 from e2e_daemon import Running, StartDaemon, mfad_daemon  # noqa: F401
 from e2e_support import AuthenticatorApp, mfactl_argv, run
 
+from peer_tools import need_tool
 from mfad_client import ClientInfo, Method, SignInOutcome, Unauthenticated, VerifyOutcome
 
 pytestmark = pytest.mark.slow  # real mfad serve subprocesses
@@ -54,15 +54,15 @@ async def test_readme_walkthrough(mfad_daemon: StartDaemon) -> None:
     assert bound.code == 0, bound
     binding = bound.json()
     assert binding["otpauth_uri"] == f"otpauth://totp/mfad:alice?secret={binding['secret_base32']}&issuer=mfad"
-    if shutil.which("zbarimg"):
-        assert await zbarimg(str(png)) == binding["otpauth_uri"]
+    need_tool("zbarimg", "zbar-tools")
+    assert await zbarimg(str(png)) == binding["otpauth_uri"]
     assert svg.read_text().startswith("<svg")
     assert [oct(f.stat().st_mode & 0o777) for f in (png, svg)] == ["0o600", "0o600"], "a QR code is the secret"
 
     app = AuthenticatorApp(binding["secret_base32"])
     code = await app.next_code()
-    if shutil.which("oathtool"):
-        assert await oathtool(binding["secret_base32"], app.last_step) == code
+    need_tool("oathtool", "oathtool")
+    assert await oathtool(binding["secret_base32"], app.last_step) == code
     confirmed = await mfad.mfactl("totp", "confirm", "alice", binding["device_id"], code)
     assert confirmed.code == 0 and "confirmed" in confirmed.out, confirmed
 

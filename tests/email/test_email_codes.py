@@ -24,7 +24,7 @@ from mfad.core.model import DeviceState, Method
 from mfad.core.outbox import MailContent
 from mfad.core.ports import AuditFilter
 from mfad.core.service import Mfa
-from mfad.core.signin import Attempt, Outcome, Reason, challenge_hash
+from mfad.core.verification import Attempt, Outcome, Reason, challenge_hash
 from signin_calls import begin, verify_code
 
 GRPC = Attempt(protocol="grpc", source="198.51.100.7", client="portal")

@@ -49,6 +49,24 @@ async def test_mfactl_email_bind_says_queued_while_no_mail_server_answers(grpc_m
     assert "code queued: a***@example.com" in text and "sent" not in text
     depth, _ = await grpc_mfad.mfa.store.outbox_depth()
     assert depth == 1
+    # The wait for the mail server stays within the caller's deadline: an answer, not DEADLINE_EXCEEDED.
+    await grpc_mfad.mfa.users.create("bob", PASSWORD)
+    code, text = await mfactl(grpc_mfad, "--timeout", "2", "email", "bind", "bob", "bob@example.com",
+                              as_json=False)
+    assert code == 0 and "code queued: b***@example.com" in text, text
+
+
+async def test_mfactl_email_bind_says_queued_when_the_mail_server_is_down(grpc_mfad: GrpcMfad,
+                                                                          run_sender: Any) -> None:
+    """A sender runs but nothing listens on the SMTP port: the refused attempt ends the wait."""
+    never_started = MailServer()  # a free port nobody listens on: connections are refused
+    await run_sender(grpc_mfad.mfa, smtp_for(never_started))
+    await grpc_mfad.mfa.users.create("alice", PASSWORD)
+    code, sent = await mfactl(grpc_mfad, "email", "bind", "alice", "alice@example.com")
+    assert code == 0, sent
+    assert (sent["masked_email"], sent["delivery"]) == ("a***@example.com", "queued")
+    depth, _ = await grpc_mfad.mfa.store.outbox_depth()
+    assert depth == 1  # still waiting to be retried, not lost
 
 
 @pytest.fixture
@@ -62,7 +80,9 @@ async def test_mfactl_bind_then_sign_in_with_an_email_code(grpc_mfad: GrpcMfad, 
     await grpc_mfad.mfa.users.create("alice", PASSWORD)
     code, sent = await mfactl(grpc_mfad, "email", "bind", "alice", "alice@example.com")
     assert code == 0, sent
-    assert (sent["masked_email"], sent["delivery"]) == ("a***@example.com", "queued")
+    # The mail server accepted the message before mfad answered: "sent", in text too.
+    assert (sent["masked_email"], sent["delivery"]) == ("a***@example.com", "sent")
+    assert len(mailed.received) == 1
     (mail,) = await mailed.wait_for(1)
     code, confirmed = await mfactl(grpc_mfad, "email", "confirm", "alice", sent["device_id"], mail.code)
     assert code == 0, confirmed

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
-import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from mfad.mail.metrics import EmailPrometheusMetrics
-from peer_tools import missing
+from peer_tools import need_tool
 
 
 def test_series_and_promtool() -> None:
@@ -30,7 +28,6 @@ def test_series_and_promtool() -> None:
     assert registry.get_sample_value("mfad_email_outbox_oldest_age_seconds") == 42.5
     assert registry.get_sample_value("mfad_email_send_duration_seconds_count") == 1
     text = generate_latest(registry)
-    if shutil.which("promtool") is None:
-        pytest.skip(missing("promtool"))
+    need_tool("promtool", "prometheus")
     run = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, timeout=30)
     assert run.returncode == 0, run.stdout + run.stderr

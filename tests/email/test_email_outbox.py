@@ -24,7 +24,7 @@ from mfad.core.model import DeviceState
 from mfad.core.outbox import Delivery, OutboxSender
 from mfad.core.ports import AuditFilter, Store
 from mfad.core.service import Mfa
-from mfad.core.signin import Attempt
+from mfad.core.verification import Attempt
 from mfad.mail.metrics import EmailPrometheusMetrics
 
 PORTAL = Attempt(protocol="grpc", source="198.51.100.7", client="portal")

@@ -20,7 +20,7 @@ from signin_peers import StartDaemon, address, start_daemon  # noqa: E402, F401 
 
 from mfad.core.clock import FixedClock  # noqa: E402
 from mfad.core.service import Mfa  # noqa: E402
-from mfad.core.signin import Attempt  # noqa: E402
+from mfad.core.verification import Attempt  # noqa: E402
 from mfad.radius.signin import DENIED, ENTER_CODE_OR_EMAIL, WRONG_CODE  # noqa: E402
 from peer_tools import missing  # noqa: E402
 

@@ -6,7 +6,7 @@ Import into a test module (``from portal_support import *  # noqa: F403``): the 
 along. This folder has no ``conftest.py`` (a second module named ``conftest`` would shadow
 another folder's when folders run together).
 
-``site``      ``await site(policy=..., https=False, **portal_keys)`` → :class:`Site`: the daemon
+``site``      ``await site(policy=..., https=False, radius=..., limits=..., **portal_keys)`` → :class:`Site`: the daemon
               with the portal on, its mail server, an admin client; ``site.browser(chromium,
               locale=...)`` → a :class:`Tab` (a page with the DevTools virtual authenticator on).
 ``chromium``  the browser (tests/webauthn/chromium.py), one per test that asks for it.
@@ -198,7 +198,9 @@ async def site(mfad_daemon: StartDaemon, tmp_path: Path) -> AsyncIterator[StartS
     started: list[Site] = []
     mails: list[MailServer] = []
 
-    async def start(*, policy: dict[str, Any] | None = None, https: bool = False, **portal: Any) -> Site:
+    async def start(*, policy: dict[str, Any] | None = None, https: bool = False,
+                    radius: dict[str, Any] | None = None, limits: dict[str, Any] | None = None,
+                    **portal: Any) -> Site:
         mail = MailServer()
         await mail.start()
         mails.append(mail)
@@ -216,6 +218,8 @@ async def site(mfad_daemon: StartDaemon, tmp_path: Path) -> AsyncIterator[StartS
                      "poll_seconds": 0.05, "retry_initial_seconds": 0.05, "retry_max_seconds": 0.2,
                      "resend_seconds": RESEND_SECONDS},
             "policy": policy or {},
+            "radius": radius or {},
+            "limits": limits or {},
         }
         running = await mfad_daemon(sections=sections)
         made = Site(mfad=running, url=f"{scheme}://localhost:{port}", mail=mail, admin=running.client("ops"),

@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
 from portal_support import mfad_daemon  # noqa: F401
 from e2e_daemon import StartDaemon
@@ -132,3 +136,65 @@ async def wait_for(url: str) -> tuple[int, str]:
     raise AssertionError(f"{url} never answered 200")
 
 
+
+
+@pytest.mark.slow
+async def test_a_daemon_that_never_answers_costs_a_page_only_daemon_timeout_seconds(tmp_path: Path) -> None:
+    """``[portal] daemon_timeout_seconds``: mfad's address accepts connections and says nothing."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        await reader.read()
+
+    black_hole = await asyncio.start_server(silent, "127.0.0.1", 0)
+    hole_port = black_hole.sockets[0].getsockname()[1]
+    token_file = tmp_path / "portal.token"
+    token_file.write_text("mfad_not-checked-by-anyone")
+    port = free_port()
+    config = tmp_path / "portal.toml"
+    config.write_text(f'[portal]\nlisten = ["127.0.0.1:{port}"]\ndaemon_address = "127.0.0.1:{hole_port}"\n'
+                      f'token_file = "{token_file}"\ndaemon_timeout_seconds = 1.5\n')
+    proc = subprocess.Popen([sys.executable, "-m", "mfad_portal.cli", "--config", str(config)], env=child_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://localhost:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url, headers={"origin": url}, timeout=30) as http:
+            for _ in range(200):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get("/healthz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            form = await http.get("/signin")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+            assert csrf is not None
+            started = time.monotonic()
+            answer = await http.post("/signin", data={"csrf": csrf.group(1), "username": "alice", "password": "x"})
+            took = time.monotonic() - started
+        assert answer.status_code == 503 and "not available right now" in answer.text
+        assert 1.4 < took < 6, took  # the setting, not the 10 s default
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            assert proc.stdout is not None
+            proc.stdout.close()
+        for writer in held:
+            writer.close()
+        black_hole.close()
+
+
+def test_every_step_up_the_portal_asks_for_names_an_operation_mfad_takes() -> None:
+    """mfad answers a badly named operation INVALID_ARGUMENT, which the step-up page could only
+    word as "that did not confirm it is you": so every name the portal sends is checked here."""
+    from mfad.core.selfservice import check_operation
+    from mfad_portal import app, approve, step_up  # noqa: F401  (app imports every page that registers one)
+
+    names = {action.operation for action in step_up._ACTIONS.values()} | {approve.OPERATION}
+    assert {"set_policy", "unbind_device", "create_caller_token", "revoke_caller_token"} <= names
+    for name in names:
+        assert check_operation(name) == name

@@ -4,12 +4,12 @@ own directory."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 from pathlib import Path
 
-FREERADIUS = shutil.which("freeradius") or (
-    "/usr/sbin/freeradius" if Path("/usr/sbin/freeradius").exists() else None)
+from peer_tools import find_tool
+
+FREERADIUS = find_tool("freeradius")
 
 _PREAMBLE = """\
 prefix = /usr

@@ -14,19 +14,19 @@ import asyncio
 import contextlib
 import itertools
 import os
-import shutil
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from peer_tools import find_tool
 from tls_ca import TestCA
 
-OPENVPN = shutil.which("openvpn") or ("/usr/sbin/openvpn" if Path("/usr/sbin/openvpn").exists() else None)
+OPENVPN = find_tool("openvpn")
 RADIUSPLUGIN = next((p for p in ("/usr/lib/openvpn/radiusplugin.so",
                                  "/usr/lib/x86_64-linux-gnu/openvpn/radiusplugin.so") if Path(p).exists()), None)
-IP = shutil.which("ip")
+IP = find_tool("ip")
 _SERIAL = itertools.count()
 
 

@@ -7,12 +7,11 @@ import asyncio
 import contextlib
 import os
 import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from peer_tools import missing
+from peer_tools import find_tool, missing
 
 PAM_MODULE = next((path for path in (
     Path("/lib/x86_64-linux-gnu/security/pam_radius_auth.so"),
@@ -20,7 +19,7 @@ PAM_MODULE = next((path for path in (
     Path("/lib/security/pam_radius_auth.so"),
     Path("/usr/lib/security/pam_radius_auth.so"),
 ) if path.exists()), None)
-PAMTESTER = shutil.which("pamtester")
+PAMTESTER = find_tool("pamtester")
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ from typing import Any
 
 from pyrad.packet import AccessRequest, AuthPacket, StatusServer  # type: ignore[import-untyped]
 
+from peer_tools import find_tool
 from mfad.radius import (
     ClientMode,
     CountingMetrics,
@@ -212,7 +213,7 @@ class RadclientResult:
         return [value for key, value in self.attributes if key == name]
 
 
-RADCLIENT = shutil.which("radclient")
+RADCLIENT = find_tool("radclient")
 _RECEIVED = re.compile(r"^Received (\S+) Id \d+")
 _ATTRIBUTE = re.compile(r"^\s+([A-Za-z0-9-]+) = (.*)$")
 

@@ -31,17 +31,24 @@ def nas(name: str = "lo", *, address: str = "127.0.0.1", **options: Any) -> Radi
 
 
 @pytest.fixture
-async def start_daemon(mfa: Mfa, config: Config) -> AsyncIterator[StartDaemon]:
-    """``await start_daemon(mode="otp_only", clients=[...], on=mfa, **radius_settings)``."""
+async def start_daemon(mfa: Mfa, config: Config,
+                       mfa_factory: Callable[..., Awaitable[Mfa]]) -> AsyncIterator[StartDaemon]:
+    """``await start_daemon(mode="otp_only", clients=[...], on=mfa, **radius_settings)``.
+    ``challenge_ttl_seconds`` and ``challenge_tries`` are the core's (``[limits]``): with
+    them the daemon asks a second core over the same store."""
     running: list[tuple[RadiusService, asyncio.Task[None]]] = []
 
     async def start(*, mode: str = "challenge", clients: list[RadiusClientSettings] | None = None,
                     on: Mfa | None = None, radsec: RadsecSettings | None = None, **settings: Any) -> RadiusServer:
         values: dict[str, Any] = {"listen": ["127.0.0.1:0"], "reject_delay_seconds": 0.0,
                                   "client_rate_per_second": 10000.0} | settings
+        limits = {k: values.pop(k) for k in ("challenge_ttl_seconds", "challenge_tries") if k in values}
+        daemon_config = dataclasses.replace(config, limits=dataclasses.replace(config.limits, **limits))
+        if limits:
+            on = await mfa_factory(store=(on or mfa).store, config=daemon_config)
         radius = RadiusSettings(mode=mode, clients=clients if clients is not None else [nas()],  # type: ignore[arg-type]
                                 **values)
-        service = radius_service(on or mfa, dataclasses.replace(config, radius=radius,
+        service = radius_service(on or mfa, dataclasses.replace(daemon_config, radius=radius,
                                                                  radsec=radsec or config.radsec), None,
                                  metrics=CountingMetrics())
         await service.start()

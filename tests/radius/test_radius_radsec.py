@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import socket
 import ssl
 import subprocess
@@ -32,12 +31,11 @@ from mfad.core.ports import AuditFilter
 from mfad.core.service import Mfa
 from mfad.radius import RadiusServer
 from mfad.radius.radsec import CountingRadsecMetrics, RadsecServer
-from peer_tools import missing
+from peer_tools import find_tool, missing
 
 Enrol = Callable[..., Awaitable[Any]]
 PASSWORD = "a password for radsec tests"
-RADSECPROXY = shutil.which("radsecproxy") or (
-    "/usr/sbin/radsecproxy" if Path("/usr/sbin/radsecproxy").exists() else None)
+RADSECPROXY = find_tool("radsecproxy")
 needs_radsecproxy = pytest.mark.skipif(RADSECPROXY is None or RADCLIENT is None,
                                        reason=missing("radsecproxy, radclient"))
 

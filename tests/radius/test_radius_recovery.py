@@ -11,7 +11,7 @@ from radius_peers import radclient
 from signin_peers import StartDaemon, address, start_daemon  # noqa: F401  (fixture)
 
 from mfad.core.service import Mfa
-from mfad.core.signin import Attempt
+from mfad.core.verification import Attempt
 from mfad.radius.signin import ENTER_CODE, WRONG_CODE
 
 Enrol = Callable[..., Awaitable[Any]]

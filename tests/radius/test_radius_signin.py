@@ -81,7 +81,7 @@ async def test_append_splits_password_and_code(start_daemon: StartDaemon, enrol:
 
 async def test_challenge_round_trip_with_state(start_daemon: StartDaemon, enrol: Enrol) -> None:
     alice = await enrol("alice", password=PASSWORD)
-    host, port = address(await start_daemon())
+    host, port = address(await start_daemon(challenge_ttl_seconds=120))  # the one [limits] knob
     ma = "Message-Authenticator = 0x00"
     first = await radclient(host, port, pap("alice", PASSWORD, ma))
     assert first.reply == "Access-Challenge", first.output

@@ -82,7 +82,7 @@ async def decide_all(batch: list[tuple[bytes | None, str | PasswordIssue, bytes 
             step = totp.step_at(NOW, 30)
             await mfa.devices.confirm_totp("alice", binding.device.id, totp.hotp(key, step))
             valid = totp.hotp(key, step + 1)
-            handler = SignInHandler(mfa.signin, challenge_ttl=120, challenge_tries=3)
+            handler = SignInHandler(mfa.signin, challenge_ttl=120)
             out = []
             last = b"none yet"
             for user, password, state, station, mode in batch:

@@ -6,6 +6,7 @@ sign-in through (its config written by the test, FreeRADIUS on a port of its own
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -16,8 +17,9 @@ from freeradius_conf import FREERADIUS, free_udp_port, radiusd_conf
 from pam_peers import pam_service as pam_service_at
 from pam_peers import pamtester
 from radius_peers import SECRET, radclient
-from signin_peers import StartDaemon, address, nas, start_daemon  # noqa: F401  (fixture)
+from signin_peers import StartDaemon, address, start_daemon  # noqa: F401  (fixture)
 
+from mfad.config import RadiusClientSettings, load_config
 from mfad.radius.signin import ENTER_CODE
 from peer_tools import missing
 
@@ -25,10 +27,37 @@ Enrol = Callable[..., Awaitable[Any]]
 PASSWORD = "a password for radius tests"
 
 
-@pytest.fixture
-def pam_service(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    # max_challenge: a wrong code gets another Access-Challenge while tries remain.
-    with pam_service_at(tmp_path, "max_challenge=3 prompt_attribute") as service:
+SHIPPED_NAS = Path(__file__).resolve().parents[2] / "clients" / "nas"
+SHIPPED_PAM = SHIPPED_NAS / "pam_radius_auth"
+
+
+def shipped_client(directory: Path, name: str) -> RadiusClientSettings:
+    """The client ``name`` of the shipped clients/nas/mfad.toml, read by mfad's own loader
+    (its /etc/mfad/*.secret files in ``directory``, holding the tests' secret), moved to
+    loopback: every other setting is the shipped one."""
+    directory.mkdir(exist_ok=True)
+    (directory / "mfad.toml").write_text((SHIPPED_NAS / "mfad.toml").read_text()
+                                         .replace("/etc/mfad/", f"{directory}/"))
+    for secret in ("freeradius", "hosts", "vpn"):
+        (directory / f"{secret}.secret").write_text(SECRET.decode() + "\n")
+        (directory / f"{secret}.secret").chmod(0o600)
+    (client,) = [c for c in load_config(directory / "mfad.toml", env={}).radius.clients if c.name == name]
+    return dataclasses.replace(client, address="127.0.0.1")
+
+
+def shipped_options(service_file: str) -> str:
+    """The pam_radius_auth options of the shipped example's auth line."""
+    (line,) = [line for line in (SHIPPED_PAM / service_file).read_text().splitlines()
+               if line.startswith("auth") and "pam_radius_auth.so" in line]
+    return line.split("pam_radius_auth.so", 1)[1].strip()
+
+
+# The shipped sshd and sudo examples' options, and none at all: pam_radius_auth 2.0
+# re-prompts after a wrong code by itself (it follows every Access-Challenge), so the
+# examples need no max_challenge or prompt_attribute.
+@pytest.fixture(params=[shipped_options("sshd"), shipped_options("sudo"), ""], ids=["sshd", "sudo", "bare"])
+def pam_service(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, Path]]:
+    with pam_service_at(tmp_path, request.param) as service:
         yield service
 
 
@@ -36,8 +65,10 @@ async def test_pam_radius_auth_signs_in_with_password_then_code(
         start_daemon: StartDaemon, enrol: Enrol, pam_service: tuple[str, Path]) -> None:
     service, conf = pam_service
     alice = await enrol("alice", password=PASSWORD)
-    # pam_radius_auth 2.0 sends no Message-Authenticator: the per-client override.
-    host, port = address(await start_daemon(clients=[nas(require_message_authenticator=False)]))
+    # The shipped "linux-hosts" entry: pam_radius_auth 2.0 sends no Message-Authenticator.
+    hosts = shipped_client(conf.parent / "etc", "linux-hosts")
+    assert hosts.require_message_authenticator is False
+    host, port = address(await start_daemon(clients=[hosts]))
     conf.write_text(f"{host}:{port} {SECRET.decode()} 5\n")
     conf.chmod(0o600)
 
@@ -140,10 +171,12 @@ async def freeradius_proxy(tmp_path: Path) -> AsyncIterator[Callable[[int], Awai
             process.kill()
 
 
-async def test_freeradius_proxies_an_otp_only_sign_in(start_daemon: StartDaemon, enrol: Enrol,
+async def test_freeradius_proxies_an_otp_only_sign_in(start_daemon: StartDaemon, enrol: Enrol, tmp_path: Path,
                                                       freeradius_proxy: Callable[[int], Awaitable[int]]) -> None:
     alice = await enrol("alice", password=PASSWORD)
-    server = await start_daemon(mode="otp_only")
+    # The shipped "freeradius" entry (otp_only, Message-Authenticator required) under a
+    # daemon whose own mode is challenge: the client's mode is the one in force.
+    server = await start_daemon(mode="challenge", clients=[shipped_client(tmp_path / "etc", "freeradius")])
     proxy_port = await freeradius_proxy(address(server)[1])
     lines = ['User-Name = "alice"', f'User-Password = "{alice.code(1)}"', "Message-Authenticator = 0x00"]
     accepted = await radclient("127.0.0.1", proxy_port, lines, secret=b"nas-to-proxy-secret-0123")

@@ -20,7 +20,7 @@ from tcp_proxy import TcpProxy
 from mfad.config import StorageSettings
 from mfad.core.model import Method
 from mfad.core.service import Mfa
-from mfad.core.signin import Outcome, Reason, SignInResult
+from mfad.core.verification import Outcome, Reason, SignInResult
 from mfad.radius import ClientMode, CountingMetrics, DropReason, RadiusClient, RadiusServer
 from mfad.radius.signin import NEEDS_APP, OTP_ONLY_DENIED, PASSKEY_ONLY, SignInHandler
 from mfad.store import open_store
@@ -91,7 +91,7 @@ async def test_stations_are_not_remembered_unless_the_policy_allows(
 
 # --- what cannot be typed -------------------------------------------------------------------------
 def test_users_without_a_typeable_method_are_told_what_to_do() -> None:
-    handler = SignInHandler(None, challenge_ttl=120, challenge_tries=3)  # type: ignore[arg-type]
+    handler = SignInHandler(None, challenge_ttl=120)  # type: ignore[arg-type]
     client = RadiusClient(name="vpn", network=ipaddress.ip_network("192.0.2.0/24"), secret=SECRET)
     passkey_only = SignInResult(outcome=Outcome.SECOND_FACTOR_REQUIRED, reason=Reason.SECOND_FACTOR,
                                 challenge_id="c" * 22, methods=frozenset({Method.PASSKEY}))

@@ -10,7 +10,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +26,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import pytest
 from radius_peers import SECRET, check_reply, pyrad_request
 
+from peer_tools import need_tool
 from mfad.config import Config, PasswordSettings
 from mfad.core import totp
 from mfad.core.clock import SystemClock
@@ -34,7 +34,6 @@ from mfad.core.keyring import Keyring
 from mfad.core.service import Mfa
 
 REPO = Path(__file__).resolve().parent.parent.parent
-PROMTOOL = shutil.which("promtool")
 
 pytestmark = pytest.mark.slow
 
@@ -179,10 +178,10 @@ async def test_two_workers_accept_one_code_once(tmp_path: Path, store_location: 
         texts = [_metrics(daemon["metrics"] + worker) for worker in (0, 1)]
         served = [_counter(text, 'mfad_radius_packets_received_total{code="Access-Request"}') for text in texts]
         assert sum(served) == 50 and all(n > 0 for n in served), served
-        if PROMTOOL is not None:
-            for text in texts:
-                check = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True)
-                assert check.returncode == 0, check.stdout + check.stderr
+        promtool = need_tool("promtool", "prometheus")
+        for text in texts:
+            check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+            assert check.returncode == 0, check.stdout + check.stderr
 
         process = daemon["process"]
         process.send_signal(signal.SIGTERM)

@@ -28,7 +28,8 @@ from mfad.core import totp
 from mfad.core.clock import FixedClock
 from mfad.core.keyring import Keyring
 from mfad.core.service import Mfa
-from mfad.core.signin import VOUCHED, Attempt, SignInRequest, SignInResult, SignInService
+from mfad.core.signin import SignInService
+from mfad.core.verification import VOUCHED, Attempt, SignInRequest, SignInResult
 from mfad.store import open_store
 
 ATTEMPT = Attempt(protocol="worker")

@@ -18,7 +18,7 @@ import pytest
 
 from mfad.core import totp
 from mfad.core.errors import Unavailable
-from mfad.core.signin import Attempt
+from mfad.core.verification import Attempt
 from mfad.store.postgres import PostgresStore
 from signin_calls import begin, verify_code
 from tcp_proxy import TcpProxy

@@ -29,7 +29,7 @@ from mfad.core.model import (
     UserId,
 )
 from mfad.core.ports import AuditFilter, LimitChange, Store
-from mfad.core.signin import Attempt, Reason
+from mfad.core.verification import Attempt, Reason
 from mfad.store.migrations import latest_version, migrations
 from signin_calls import verify_code
 
@@ -109,10 +109,18 @@ async def test_users_round_trip(store: Store, clock: Any) -> None:
     assert loaded == alice and loaded.created_at == now and loaded.created_at.tzinfo is not None
     assert await store.load_user(alice.id) == alice
     assert await store.load_user_by_name("ALICE") is None
-    assert [u.username for u in await store.list_users(0, 10)] == ["alice", "bob", "alfred", "carol"]
-    assert [u.username for u in await store.list_users(0, 10, "al")] == ["alice", "alfred"]
-    page = await store.list_users(0, 2)
-    assert [u.username for u in await store.list_users(page[-1].id, 2)] == ["alfred", "carol"]
+    # By username in code point order on both engines (not by id, not by the database's locale).
+    for name in ("Zoe", "émile", "al-x", "alfa"):
+        await store.create_user(name, None, now, no_audit)
+    ordered = ["Zoe", "al-x", "alfa", "alfred", "alice", "bob", "carol", "émile"]
+    assert [u.username for u in await store.list_users(None, 20)] == ordered
+    assert [u.username for u in await store.list_users(None, 10, "al")] == ["al-x", "alfa", "alfred", "alice"]
+    paged, after = [], None
+    while page := await store.list_users(after, 3):
+        paged += [u.username for u in page]
+        after = page[-1].username
+    assert paged == ordered
+    assert [u.username for u in await store.list_users("alfa", 2, "al")] == ["alfred", "alice"]
     await store.update_user_disabled(alice.id, True, now, [])
     assert (await store.load_user(alice.id)).disabled  # type: ignore[union-attr]
     with pytest.raises(NotFound):
@@ -127,7 +135,7 @@ async def test_a_console_role_is_stored_audited_and_read_with_the_user_and_subje
     given = await store.update_user_role(alice.id, StaffRole.HELPDESK, now, [event("role_set", alice.id)])
     assert given.role is StaffRole.HELPDESK and given == await store.load_user(alice.id)
     assert (await store.load_subject("alice", None)).user == given
-    assert [u.role for u in await store.list_users(0, 10)] == [StaffRole.HELPDESK]
+    assert [u.role for u in await store.list_users(None, 10)] == [StaffRole.HELPDESK]
     taken = await store.update_user_role(alice.id, None, now, [event("role_set", alice.id)])
     assert taken.role is None and (await store.load_user_by_name("alice")) == taken
     assert len(await db.rows("SELECT id FROM audit WHERE event = 'role_set'")) == 2
@@ -470,3 +478,29 @@ async def _first_code(store: Store) -> int:
     async with store.read() as tx:  # type: ignore[attr-defined]
         row = await tx.fetchrow("SELECT min(id) AS id FROM recovery_codes")
     return int(row["id"])
+
+
+async def test_count_users_counts_without_listing(store: Store, clock: Any) -> None:
+    """The console's overview: users, without MFA, one method type, locked, refused sign-ins."""
+    now = clock.now()
+    await new_user(store, now, "nobody")                       # no device: without MFA
+    one = await new_user(store, now, "one")                    # one type: at lock-out risk
+    await new_active_totp(store, one, now)
+    two = await new_user(store, now, "two")                    # TOTP and recovery codes: two types
+    await new_active_totp(store, two, now)
+    await store.replace_recovery_codes(two, 2, now, lambda i: f"mac-{i}", [])
+    await store.insert_pending_totp(await new_user(store, now, "pending"), "app", TotpParams(), now,
+                                    now + timedelta(minutes=10), lambda did: f"kx:sealed-{did}", no_audit)
+    locked = LimitState(failures=5, total_failures=5, locked_until=now + timedelta(minutes=5))
+    await store.record_failure(one, None, now, lambda s: LimitChange(state=locked), None, None, [])
+    refused = AuditEvent(event="signin", outcome="refused", user_id=one, username="one")
+    await store.append_audit(now - timedelta(hours=25), [refused])  # too old to count
+    await store.append_audit(now - timedelta(hours=1), [refused, refused,
+                                                          AuditEvent(event="verify", outcome="refused")])
+    await store.append_audit(now, [AuditEvent(event="signin", outcome="allowed")])
+
+    counts = await store.count_users(now, now - timedelta(hours=24))
+    assert (counts.users, counts.without_mfa, counts.one_method_type, counts.locked, counts.failed_sign_ins) == \
+        (4, 2, 1, 1, 3)
+    later = await store.count_users(now + timedelta(minutes=6), now - timedelta(hours=24))
+    assert later.locked == 0  # the timed lock-out is over

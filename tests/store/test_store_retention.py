@@ -9,7 +9,7 @@ from typing import Any
 from mfad.config import LimitSettings
 from mfad.core.model import AuditEvent, Challenge, Method
 from mfad.core.retention import Retention
-from mfad.core.signin import Attempt, Reason
+from mfad.core.verification import Attempt, Reason
 from signin_calls import verify_code
 
 

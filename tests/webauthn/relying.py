@@ -27,7 +27,7 @@ from mfad.core.clock import FixedClock
 from mfad.core.model import AuditRecord, Device, Method, Role, User
 from mfad.core.ports import AuditFilter, Store
 from mfad.core.service import Mfa
-from mfad.core.signin import Attempt, Outcome, VerifyResult
+from mfad.core.verification import Attempt, Outcome, VerifyResult
 
 RP_ID = "example.com"
 ORIGIN = "https://login.example.com"

@@ -116,7 +116,8 @@ async def test_passkey_enrol_sign_in_and_usernameless(live: Live) -> None:
     assert bound["method"] == "passkey"
 
     signed = await live.sign_in("alice", PASSWORD, "passkey")
-    assert signed["outcome"] == "allowed" and signed["username"] == "alice" and signed["methods"] == ["passkey"]
+    assert signed["outcome"] == "allowed" and signed["username"] == "alice" \
+        and signed["methods"] == ["passkey", "approval"]
     usernameless = await live.sign_in("", None, "passkey")
     assert usernameless["outcome"] == "allowed" and usernameless["username"] == "alice"
 
@@ -173,7 +174,7 @@ async def test_a_ctap2_key_completes_the_upgrade_and_the_old_u2f_credential_is_r
     assert resident["isResidentCredential"]
 
     new = await live.sign_in("carol", PASSWORD, "passkey")
-    assert new["outcome"] == "allowed" and new["methods"] == ["passkey"]
+    assert new["outcome"] == "allowed" and new["methods"] == ["passkey", "approval"]
 
     # U2F is no longer offered, and the old credential, still in the key, is refused.
     with pytest.raises(PlaywrightError, match="not offered"):

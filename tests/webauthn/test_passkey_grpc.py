@@ -54,7 +54,7 @@ async def test_enrol_sign_in_and_list_a_passkey(wa_grpc: GrpcRelying) -> None:
     device_id = await enrol_passkey(g, "alice", auth)
     portal = g.portal
     begun = await portal.auth.begin_sign_in("alice", PASSWORD, client=CLIENT)
-    assert begun.outcome is SignInOutcome.SECOND_FACTOR_REQUIRED and begun.methods == (Method.PASSKEY,)
+    assert begun.outcome is SignInOutcome.SECOND_FACTOR_REQUIRED and begun.methods == (Method.PASSKEY, Method.APPROVAL)
     details = await portal.auth.start_challenge(begun.challenge_id, Method.PASSKEY, client=CLIENT)
     assert details.method is Method.PASSKEY and details.expires_at == g.wa.clock.now() + timedelta(seconds=300)
     options = json.loads(details.request_options_json)
@@ -172,7 +172,7 @@ async def test_u2f_import_appid_sign_in_and_upgrade(wa_grpc: GrpcRelying) -> Non
 
     # The old U2F credential is refused now.
     begun = await portal.auth.begin_sign_in("carol", PASSWORD)
-    assert begun.methods == (Method.PASSKEY,)
+    assert begun.methods == (Method.PASSKEY, Method.APPROVAL)
     with pytest.raises(FailedPrecondition):
         await portal.auth.start_challenge(begun.challenge_id, Method.U2F)
     options = json.loads((await portal.auth.start_challenge(begun.challenge_id, Method.PASSKEY)).request_options_json)

@@ -1,7 +1,8 @@
 """A passkey cannot be typed: over RADIUS (radclient against the RADIUS service on the real
 core, both engines) a passkey-only user with the right password gets an Access-Reject whose
-Reply-Message says so and what to do; with a wrong password the reply is the same as for
-anyone else (nothing about the account is told)."""
+Reply-Message says so and what to do — except at a challenge-mode client, where a passkey user
+is asked to approve the sign-in on the portal instead (tests/webauthn/test_approval.py); with
+a wrong password the reply is the same as for anyone else (nothing about the account is told)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,10 @@ async def test_a_passkey_only_user_is_told_a_passkey_cannot_be_used_here(wa: Rel
     host, port = await radius(mode)
     for user in ("alice", "bob"):
         reply = await radclient(host, port, pap(user, PASSWORD))
+        if mode == "challenge" and user == "alice":  # a passkey, not a U2F key: approval is offered
+            assert reply.reply == "Access-Challenge", reply.output
+            assert (reply.first("Reply-Message") or "").startswith("Approve this sign-in at ")
+            continue
         assert reply.reply == "Access-Reject", reply.output
         message = reply.first("Reply-Message")
         assert message == PASSKEY_ONLY

@@ -11,7 +11,7 @@ from softauthn import AttestationCa, SoftAuthenticator, b64u, dumps, unb64u
 
 from mfad.core.errors import InvalidInput, NotFound, PermissionDenied
 from mfad.core.model import DeviceState, Method
-from mfad.core.webauthn import RegistrationRefused
+from mfad.core.webauthn.registration import RegistrationRefused
 
 
 async def test_options_are_level3_json_with_the_required_settings(wa: Relying) -> None:

@@ -5,7 +5,6 @@ sign-in with a discoverable credential, and unbinding."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 
 import pytest
@@ -13,9 +12,10 @@ from prometheus_client import generate_latest
 from relying import ATTEMPT, ORIGIN, PASSWORD, Relying
 from softauthn import SoftAuthenticator, b64u, dumps, unb64u
 
+from peer_tools import need_tool
 from mfad.core.errors import NotFound
 from mfad.core.model import DeviceId, Method
-from mfad.core.signin import Outcome, Reason
+from mfad.core.verification import Outcome, Reason
 from signin_calls import begin as begin_sign_in
 
 
@@ -205,7 +205,8 @@ async def test_a_user_with_only_a_passkey_gets_passkey_as_the_method(wa: Relying
     assert begin.outcome is Outcome.ENROLMENT_REQUIRED and Method.PASSKEY in begin.methods
     await wa.register("alice", SoftAuthenticator())
     begin = await begin_sign_in(wa.mfa.signin, "alice", PASSWORD, ATTEMPT)
-    assert begin.methods == frozenset({Method.PASSKEY})
+    # A passkey also approves sign-ins out of band (the policy allows approval by default).
+    assert begin.methods == frozenset({Method.PASSKEY, Method.APPROVAL})
 
 
 async def test_remember_this_device_after_a_passkey(wa: Relying) -> None:
@@ -294,8 +295,7 @@ async def test_webauthn_metrics_pass_promtool(wa: Relying) -> None:
     body = generate_latest(wa.registry).decode()
     assert 'mfad_webauthn_clone_warnings_total{method="passkey"} 1.0' in body
     assert 'mfad_webauthn_registrations_total{kind="passkey",result="ok"} 1.0' in body
-    promtool = shutil.which("promtool")
-    assert promtool is not None, "promtool (Debian package prometheus) is needed"
+    promtool = need_tool("promtool", "prometheus")
     check = await asyncio.to_thread(subprocess.run, [promtool, "check", "metrics"], input=body,
                                     capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr

@@ -12,8 +12,8 @@ from softauthn import SoftAuthenticator, SoftCredential, unb64u
 
 from mfad.core.errors import AlreadyExists, InvalidInput, PermissionDenied, PreconditionFailed
 from mfad.core.model import Device, Method
-from mfad.core.signin import Reason
-from mfad.core.webauthn import RegistrationRefused
+from mfad.core.verification import Reason
+from mfad.core.webauthn.registration import RegistrationRefused
 from signin_calls import begin
 
 #: From the U2F raw message formats example (published vector C7): a valid P-256 point.

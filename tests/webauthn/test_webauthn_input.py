@@ -19,8 +19,9 @@ from softauthn import SoftAuthenticator, b64u, cbor, unb64u
 from mfad.core.credentials import Ceremony, CeremonyPurpose, NewCredential
 from mfad.core.errors import InvalidInput
 from mfad.core.model import Method, WebauthnInfo
-from mfad.core.signin import Reason, challenge_hash
-from mfad.core.webauthn import RegistrationRefused, parse_assertion
+from mfad.core.verification import Reason, challenge_hash
+from mfad.core.webauthn.input import parse_assertion
+from mfad.core.webauthn.registration import RegistrationRefused
 from signin_calls import begin as begin_sign_in
 
 Bend = Callable[[dict[str, Any]], Any]
@@ -190,7 +191,7 @@ async def test_w3c_vector_registration_passes_every_check_up_to_user_verificatio
 async def test_w3c_vector_assertion_signature_verifies(wa_factory) -> None:
     wa = await wa_factory(rp_id=VECTOR["rp_id"], origins=[VECTOR["origin"]])
     user = await wa.user("alice")
-    from mfad.core.webauthn import parse_registration
+    from mfad.core.webauthn.input import parse_registration
 
     reg = parse_registration(_vector_registration())
     cred = reg.response.response.attestation_object.auth_data.credential_data

@@ -78,6 +78,8 @@
     var kind = button.dataset.webauthn;
     var body = {method: button.dataset.method || "passkey", device_id: button.dataset.device || ""};
     if (button.dataset.name) body.name = document.getElementById(button.dataset.name).value;
+    // data-form: that form's fields go along (the approval and the number chosen on Approve sign-in).
+    if (button.dataset.form) new FormData(document.getElementById(button.dataset.form)).forEach(function (v, k) { body[k] = v; });
     var remember = document.getElementById("remember");
     if (!(await confirmed(button.dataset.confirm))) return;
     button.disabled = true;

@@ -14,6 +14,7 @@ may know who exists. U2F import comes from
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -31,11 +32,12 @@ from mfad.api.servicers import email
 from mfad.api.servicers.enrollment import remembered_target
 from mfad.api.servicers.passkeys import U2fAdmin
 from mfad.core.admin import clean_reason
+from mfad.core.email_codes import DELIVERY_WAIT_SECONDS
 from mfad.core.errors import InvalidInput, NotFound, PreconditionFailed
-from mfad.core.model import HashAlgorithm, Method, Role, TotpParams
+from mfad.core.model import HashAlgorithm, Method, PolicyRule, Role, TotpParams
 from mfad.core.ports import AuditFilter
 from mfad.core.service import Mfa
-from mfad.core.signin import Attempt
+from mfad.core.verification import Attempt
 from mfad.core.staff import Permission, Staff
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -51,6 +53,23 @@ def page_size(value: int) -> int:
     return value or DEFAULT_PAGE_SIZE
 
 
+def username_token(username: str) -> str:
+    """A ListUsers page token: the last username of the page (opaque to callers)."""
+    return "u." + base64.urlsafe_b64encode(username.encode()).decode().rstrip("=")
+
+
+def username_after(text: str) -> str | None:
+    if not text:
+        return None
+    try:
+        if not text.startswith("u.") or len(text) > 1024:
+            raise ValueError(text)
+        body = text[2:]
+        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("page_token", "is not a page token from a previous answer") from None
+
+
 def page_token(text: str) -> int | None:
     """Page tokens are the last id of the previous page (opaque to callers)."""
     if not text:
@@ -63,13 +82,15 @@ def page_token(text: str) -> int | None:
 P = Permission
 #: What each Admin method needs of a console user's role (ROLE_ADMIN callers need nothing).
 PERMISSIONS: Mapping[str, Permission] = {
-    "GetConsoleAccess": P.CONSOLE, "SetUserRole": P.MANAGE_ROLES,
+    "GetConsoleAccess": P.CONSOLE, "GetOverview": P.VIEW_USERS, "SetUserRole": P.MANAGE_ROLES,
     "CreateUser": P.MANAGE_USERS, "ListUsers": P.VIEW_USERS, "GetUser": P.VIEW_USERS,
     "DisableUser": P.MANAGE_USERS, "EnableUser": P.MANAGE_USERS, "PruneDirectoryUsers": P.MANAGE_USERS, "DeleteUser": P.MANAGE_USERS,
     "SetPassword": P.MANAGE_USERS, "ListDevices": P.VIEW_USERS, "UnbindDevice": P.UNBIND,
     "BindTotp": P.MANAGE_USERS, "ConfirmTotp": P.MANAGE_USERS, "BindEmail": P.MANAGE_USERS,
     "ConfirmEmail": P.MANAGE_USERS, "ImportTotp": P.MANAGE_USERS, "ImportU2F": P.MANAGE_USERS,
     "GetPolicy": P.VIEW_POLICY, "SetPolicy": P.MANAGE_POLICY, "GetLockout": P.VIEW_USERS,
+    "ListPolicyRules": P.VIEW_POLICY, "GetPolicyRule": P.VIEW_POLICY, "AddPolicyRule": P.MANAGE_POLICY,
+    "UpdatePolicyRule": P.MANAGE_POLICY, "MovePolicyRule": P.MANAGE_POLICY, "DeletePolicyRule": P.MANAGE_POLICY,
     "GetUserRecoveryStatus": P.VIEW_USERS, "ResetLockout": P.RESET_LOCKOUT, "QueryAudit": P.VIEW_AUDIT,
     "CreateCallerToken": P.MANAGE_TOKENS, "ListCallerTokens": P.VIEW_TOKENS, "RevokeCallerToken": P.MANAGE_TOKENS,
     "ListUserRemembered": P.VIEW_USERS, "RevokeUserRemembered": P.REVOKE_REMEMBERED,
@@ -97,6 +118,10 @@ def _admin_attempt() -> Attempt:
     return Attempt(protocol="grpc", client=_actor())
 
 
+def _rules(rules: list[PolicyRule]) -> list[pb.PolicyRule]:
+    return [convert.policy_rule(r) for r in rules]
+
+
 class AdminServicer(U2fAdmin, pb_grpc.AdminServicer):
     def __init__(self, mfa: Mfa, *, issuer: str, on_token_revoked: Callable[[str], None] | None = None) -> None:
         self._mfa = mfa
@@ -121,6 +146,14 @@ class AdminServicer(U2fAdmin, pb_grpc.AdminServicer):
         return pb.GetConsoleAccessResponse(username=staff.username, role=convert.STAFF_ROLE_TO_PB[staff.role],
                                            permissions=sorted(p.value for p in staff.permissions))
 
+    async def GetOverview(self, request: pb.GetOverviewRequest, context: Context) -> pb.GetOverviewResponse:
+        seen = await self._mfa.admin.overview()
+        c = seen.counts
+        return pb.GetOverviewResponse(users=c.users, users_without_mfa=c.without_mfa,
+                                      users_at_lockout_risk=c.one_method_type, users_locked=c.locked,
+                                      failed_sign_ins_24h=c.failed_sign_ins, outbox_depth=seen.outbox_depth,
+                                      outbox_oldest=convert.timestamp(seen.outbox_oldest))
+
     async def SetUserRole(self, request: pb.SetUserRoleRequest, context: Context) -> pb.SetUserRoleResponse:
         user = await self._mfa.staff.set_role(request.username, convert.staff_role(request.role), actor=_actor())
         return pb.SetUserRoleResponse(user=convert.user(user))
@@ -133,10 +166,10 @@ class AdminServicer(U2fAdmin, pb_grpc.AdminServicer):
 
     async def ListUsers(self, request: pb.ListUsersRequest, context: Context) -> pb.ListUsersResponse:
         size = page_size(request.page_size)
-        users = await self._mfa.users.list(after_id=page_token(request.page_token) or 0, limit=size,
+        users = await self._mfa.users.list(after=username_after(request.page_token), limit=size,
                                            prefix=request.username_prefix or None)
         return pb.ListUsersResponse(users=[convert.user(u) for u in users],
-                                    next_page_token=str(users[-1].id) if len(users) == size else "")
+                                    next_page_token=username_token(users[-1].username) if len(users) == size else "")
 
     async def GetUser(self, request: pb.GetUserRequest, context: Context) -> pb.GetUserResponse:
         listing = await self._mfa.devices.list(request.username)
@@ -204,7 +237,10 @@ class AdminServicer(U2fAdmin, pb_grpc.AdminServicer):
     async def BindEmail(self, request: pb.BindEmailRequest, context: Context) -> pb.BindEmailResponse:
         sent = await self._mfa.email.begin_binding(request.username, request.address, _admin_attempt(),
                                                    actor=_actor())
-        return pb.BindEmailResponse(sent=email.code_sent(sent))
+        # Wait for the mail server, but answer well within the caller's deadline.
+        left = context.time_remaining()
+        within = DELIVERY_WAIT_SECONDS if left is None else max(0.0, min(DELIVERY_WAIT_SECONDS, left / 2))
+        return pb.BindEmailResponse(sent=email.code_sent(sent), accepted=await self._mfa.email.wait_sent(sent, within))
 
     async def ConfirmEmail(self, request: pb.ConfirmEmailRequest, context: Context) -> pb.ConfirmEmailResponse:
         device = await self._mfa.email.confirm_binding(request.username, convert.device_id(request.device_id),
@@ -231,6 +267,41 @@ class AdminServicer(U2fAdmin, pb_grpc.AdminServicer):
         policy = await self._mfa.policy.update(actor=_actor(), **changes) if changes \
             else await self._mfa.policy.current()
         return pb.SetPolicyResponse(policy=convert.policy(policy))
+
+    # --- group rules -------------------------------------------------------------------------
+    async def ListPolicyRules(self, request: pb.ListPolicyRulesRequest,
+                              context: Context) -> pb.ListPolicyRulesResponse:
+        return pb.ListPolicyRulesResponse(rules=_rules(await self._mfa.policy.stored_rules()))
+
+    async def GetPolicyRule(self, request: pb.GetPolicyRuleRequest, context: Context) -> pb.GetPolicyRuleResponse:
+        position, rule = await self._mfa.policy.get_rule(request.name)
+        return pb.GetPolicyRuleResponse(rule=convert.policy_rule(rule), position=position)
+
+    async def AddPolicyRule(self, request: pb.AddPolicyRuleRequest, context: Context) -> pb.AddPolicyRuleResponse:
+        fields = convert.policy_rule_fields(request.rule)
+        rule = PolicyRule(name=request.rule.name, **fields)  # type: ignore[arg-type]
+        rules = await self._mfa.policy.add_rule(
+            rule, position=request.position if request.HasField("position") else None, actor=_actor())
+        return pb.AddPolicyRuleResponse(rules=_rules(rules))
+
+    async def UpdatePolicyRule(self, request: pb.UpdatePolicyRuleRequest,
+                               context: Context) -> pb.UpdatePolicyRuleResponse:
+        fields = convert.policy_rule_fields(request)
+        if not fields and not request.inherit:
+            raise InvalidInput("name", "nothing to change: set a field or name one in inherit")
+        rules = await self._mfa.policy.update_rule(request.name, actor=_actor(), inherit=frozenset(request.inherit),
+                                                   **fields)
+        return pb.UpdatePolicyRuleResponse(rules=_rules(rules))
+
+    async def MovePolicyRule(self, request: pb.MovePolicyRuleRequest, context: Context) -> pb.MovePolicyRuleResponse:
+        rules = await self._mfa.policy.move_rule(request.name, request.position, actor=_actor())
+        return pb.MovePolicyRuleResponse(rules=_rules(rules))
+
+    async def DeletePolicyRule(self, request: pb.DeletePolicyRuleRequest,
+                               context: Context) -> pb.DeletePolicyRuleResponse:
+        if not await self._mfa.policy.delete_rule(request.name, actor=_actor()):
+            raise NotFound(f"no policy rule named {request.name!r}")
+        return pb.DeletePolicyRuleResponse(rules=_rules(await self._mfa.policy.stored_rules()))
 
     # --- lock-outs and audit -----------------------------------------------------------------
     async def GetLockout(self, request: pb.GetLockoutRequest, context: Context) -> pb.GetLockoutResponse:

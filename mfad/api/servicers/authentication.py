@@ -18,17 +18,18 @@ from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
 from mfad.api import convert
 from mfad.api.auth import current_caller, session_of
 from mfad.api.servicers.base import attempt, strongest_first, user_agent, user_session
-from mfad.core.errors import InvalidInput, PermissionDenied
+from mfad.core.errors import InvalidInput, PermissionDenied, PreconditionFailed
 from mfad.core.model import Method, Role
 from mfad.core.service import Mfa
-from mfad.core.signin import VOUCHED, Outcome, SignInRequest
+from mfad.core.verification import VOUCHED, Outcome, SignInRequest
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class AuthenticationServicer(pb_grpc.AuthenticationServicer):
-    def __init__(self, mfa: Mfa) -> None:
+    def __init__(self, mfa: Mfa, *, approve_url: str | None = None) -> None:
         self._mfa = mfa
+        self._approve_url = approve_url
 
     async def BeginSignIn(self, request: pb.BeginSignInRequest, context: Context) -> pb.BeginSignInResponse:
         caller = current_caller()
@@ -60,8 +61,13 @@ class AuthenticationServicer(pb_grpc.AuthenticationServicer):
 
     async def StartChallenge(self, request: pb.StartChallengeRequest, context: Context) -> pb.StartChallengeResponse:
         method = convert.method(request.method)
+        if method is Method.APPROVAL and self._approve_url is None:
+            raise PreconditionFailed("method: approval needs the portal ([portal] enabled or public_url)")
         started = await self._mfa.signin.start_challenge(request.challenge_id, method, attempt(request.client))
-        return pb.StartChallengeResponse(challenge=convert.challenge_details(request.challenge_id, started))
+        details = convert.challenge_details(request.challenge_id, started)
+        if method is Method.APPROVAL:
+            details.approval_url = self._approve_url or ""
+        return pb.StartChallengeResponse(challenge=details)
 
     async def CompleteChallenge(self, request: pb.CompleteChallengeRequest,
                                 context: Context) -> pb.CompleteChallengeResponse:

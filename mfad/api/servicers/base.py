@@ -28,7 +28,7 @@ from mfad.api.validation import check_request, cut
 from mfad.core.errors import InvalidInput
 from mfad.core.model import SECURITY_LEVEL, Method
 from mfad.core.selfservice import IssuedSession
-from mfad.core.signin import Attempt
+from mfad.core.verification import Attempt
 
 PROTOCOL = "grpc"
 
@@ -95,13 +95,17 @@ def binding(servicer: object, service: str) -> ServiceBinding:
 
 
 def strongest_first(methods: frozenset[Method] | tuple[Method, ...]) -> list[pb.Method]:
-    """Methods as a client should offer them: strongest first."""
-    return [convert.METHOD_TO_PB[m] for m in sorted(set(methods), key=lambda m: (-SECURITY_LEVEL[m], m.value))]
+    """Methods as a client should offer them: strongest first; at a level, what the user does
+    on the spot before an approval on another device."""
+    return [convert.METHOD_TO_PB[m] for m in sorted(set(methods), key=lambda m: (
+        -SECURITY_LEVEL[m], m is Method.APPROVAL, m.value))]
 
 
 def user_session(issued: IssuedSession) -> pb.UserSession:
     return pb.UserSession(token=issued.token, scope=convert.SCOPE_TO_PB[issued.scope],
-                          expires_at=convert.timestamp(issued.expires_at))
+                          expires_at=convert.timestamp(issued.expires_at),
+                          console_role=convert.STAFF_ROLE_TO_PB[issued.console_role] if issued.console_role
+                          else pb.USER_ROLE_UNSPECIFIED)
 
 
 def attempt(client: pb.ClientInfo | None) -> Attempt:

@@ -18,6 +18,7 @@ from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
 from mfad.api import convert
 from mfad.api.auth import current_caller, session_of
 from mfad.api.servicers import email
+from mfad.api.servicers.approval import ApprovalEnrollment
 from mfad.api.servicers.base import attempt, strongest_first, user_session
 from mfad.api.servicers.passkeys import PasskeyEnrollment
 from mfad.core.errors import InvalidInput
@@ -28,7 +29,7 @@ from mfad.core.sessions import SessionScope, UserSession
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-class EnrollmentServicer(PasskeyEnrollment, pb_grpc.EnrollmentServicer):
+class EnrollmentServicer(PasskeyEnrollment, ApprovalEnrollment, pb_grpc.EnrollmentServicer):
     def __init__(self, mfa: Mfa, *, issuer: str) -> None:
         self._mfa = mfa
         self._issuer = issuer

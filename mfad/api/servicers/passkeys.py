@@ -22,7 +22,7 @@ from mfad.api.servicers.base import attempt, user_session
 from mfad.core.selfservice import SELF_ACTOR, Use
 from mfad.core.service import Mfa
 from mfad.core.sessions import UserSession
-from mfad.core.webauthn import Registration
+from mfad.core.webauthn.registration import Registration
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

@@ -19,6 +19,7 @@ class Method(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     METHOD_PASSKEY: _ClassVar[Method]
     METHOD_U2F: _ClassVar[Method]
     METHOD_RECOVERY: _ClassVar[Method]
+    METHOD_APPROVAL: _ClassVar[Method]
 
 class DeviceState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -73,12 +74,28 @@ class SessionScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SESSION_SCOPE_UNSPECIFIED: _ClassVar[SessionScope]
     SESSION_SCOPE_FULL: _ClassVar[SessionScope]
     SESSION_SCOPE_ENROLMENT: _ClassVar[SessionScope]
+
+class ApprovalDecision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    APPROVAL_DECISION_UNSPECIFIED: _ClassVar[ApprovalDecision]
+    APPROVAL_DECISION_APPROVE: _ClassVar[ApprovalDecision]
+    APPROVAL_DECISION_DENY: _ClassVar[ApprovalDecision]
+    APPROVAL_DECISION_LOCK_ACCOUNT: _ClassVar[ApprovalDecision]
+
+class ApprovalOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    APPROVAL_OUTCOME_UNSPECIFIED: _ClassVar[ApprovalOutcome]
+    APPROVAL_OUTCOME_APPROVED: _ClassVar[ApprovalOutcome]
+    APPROVAL_OUTCOME_DENIED: _ClassVar[ApprovalOutcome]
+    APPROVAL_OUTCOME_REFUSED: _ClassVar[ApprovalOutcome]
+    APPROVAL_OUTCOME_ACCOUNT_LOCKED: _ClassVar[ApprovalOutcome]
 METHOD_UNSPECIFIED: Method
 METHOD_TOTP: Method
 METHOD_EMAIL: Method
 METHOD_PASSKEY: Method
 METHOD_U2F: Method
 METHOD_RECOVERY: Method
+METHOD_APPROVAL: Method
 DEVICE_STATE_UNSPECIFIED: DeviceState
 DEVICE_STATE_PENDING: DeviceState
 DEVICE_STATE_ACTIVE: DeviceState
@@ -109,6 +126,15 @@ MFA_REQUIRED_OFF: MfaRequired
 SESSION_SCOPE_UNSPECIFIED: SessionScope
 SESSION_SCOPE_FULL: SessionScope
 SESSION_SCOPE_ENROLMENT: SessionScope
+APPROVAL_DECISION_UNSPECIFIED: ApprovalDecision
+APPROVAL_DECISION_APPROVE: ApprovalDecision
+APPROVAL_DECISION_DENY: ApprovalDecision
+APPROVAL_DECISION_LOCK_ACCOUNT: ApprovalDecision
+APPROVAL_OUTCOME_UNSPECIFIED: ApprovalOutcome
+APPROVAL_OUTCOME_APPROVED: ApprovalOutcome
+APPROVAL_OUTCOME_DENIED: ApprovalOutcome
+APPROVAL_OUTCOME_REFUSED: ApprovalOutcome
+APPROVAL_OUTCOME_ACCOUNT_LOCKED: ApprovalOutcome
 
 class ClientInfo(_message.Message):
     __slots__ = ("ip", "user_agent")
@@ -119,14 +145,16 @@ class ClientInfo(_message.Message):
     def __init__(self, ip: _Optional[str] = ..., user_agent: _Optional[str] = ...) -> None: ...
 
 class UserSession(_message.Message):
-    __slots__ = ("token", "scope", "expires_at")
+    __slots__ = ("token", "scope", "expires_at", "console_role")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CONSOLE_ROLE_FIELD_NUMBER: _ClassVar[int]
     token: str
     scope: SessionScope
     expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, token: _Optional[str] = ..., scope: _Optional[_Union[SessionScope, str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    console_role: UserRole
+    def __init__(self, token: _Optional[str] = ..., scope: _Optional[_Union[SessionScope, str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., console_role: _Optional[_Union[UserRole, str]] = ...) -> None: ...
 
 class RememberedToken(_message.Message):
     __slots__ = ("token", "expires_at")
@@ -137,20 +165,24 @@ class RememberedToken(_message.Message):
     def __init__(self, token: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ChallengeDetails(_message.Message):
-    __slots__ = ("challenge_id", "method", "masked_email", "resend_after", "request_options_json", "expires_at")
+    __slots__ = ("challenge_id", "method", "masked_email", "resend_after", "request_options_json", "expires_at", "approval_number", "approval_url")
     CHALLENGE_ID_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     MASKED_EMAIL_FIELD_NUMBER: _ClassVar[int]
     RESEND_AFTER_FIELD_NUMBER: _ClassVar[int]
     REQUEST_OPTIONS_JSON_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_URL_FIELD_NUMBER: _ClassVar[int]
     challenge_id: str
     method: Method
     masked_email: str
     resend_after: _timestamp_pb2.Timestamp
     request_options_json: str
     expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, challenge_id: _Optional[str] = ..., method: _Optional[_Union[Method, str]] = ..., masked_email: _Optional[str] = ..., resend_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_options_json: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    approval_number: str
+    approval_url: str
+    def __init__(self, challenge_id: _Optional[str] = ..., method: _Optional[_Union[Method, str]] = ..., masked_email: _Optional[str] = ..., resend_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_options_json: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., approval_number: _Optional[str] = ..., approval_url: _Optional[str] = ...) -> None: ...
 
 class Device(_message.Message):
     __slots__ = ("id", "method", "name", "state", "created_at", "last_used_at", "security_level", "email", "passkey", "u2f")
@@ -612,6 +644,56 @@ class EndSessionRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ListPendingApprovalsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PendingApproval(_message.Message):
+    __slots__ = ("id", "client", "source", "protocol", "created_at", "expires_at", "choices")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CHOICES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    client: str
+    source: str
+    protocol: str
+    created_at: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    choices: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, id: _Optional[str] = ..., client: _Optional[str] = ..., source: _Optional[str] = ..., protocol: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., choices: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ListPendingApprovalsResponse(_message.Message):
+    __slots__ = ("approvals",)
+    APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    approvals: _containers.RepeatedCompositeFieldContainer[PendingApproval]
+    def __init__(self, approvals: _Optional[_Iterable[_Union[PendingApproval, _Mapping]]] = ...) -> None: ...
+
+class DecideApprovalRequest(_message.Message):
+    __slots__ = ("approval_id", "decision", "number", "challenge_id", "assertion_json", "client")
+    APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGE_ID_FIELD_NUMBER: _ClassVar[int]
+    ASSERTION_JSON_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    approval_id: str
+    decision: ApprovalDecision
+    number: int
+    challenge_id: str
+    assertion_json: str
+    client: ClientInfo
+    def __init__(self, approval_id: _Optional[str] = ..., decision: _Optional[_Union[ApprovalDecision, str]] = ..., number: _Optional[int] = ..., challenge_id: _Optional[str] = ..., assertion_json: _Optional[str] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
+
+class DecideApprovalResponse(_message.Message):
+    __slots__ = ("outcome",)
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    outcome: ApprovalOutcome
+    def __init__(self, outcome: _Optional[_Union[ApprovalOutcome, str]] = ...) -> None: ...
+
 class EndSessionResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -861,10 +943,12 @@ class BindEmailRequest(_message.Message):
     def __init__(self, username: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
 
 class BindEmailResponse(_message.Message):
-    __slots__ = ("sent",)
+    __slots__ = ("sent", "accepted")
     SENT_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     sent: EmailCodeSent
-    def __init__(self, sent: _Optional[_Union[EmailCodeSent, _Mapping]] = ...) -> None: ...
+    accepted: bool
+    def __init__(self, sent: _Optional[_Union[EmailCodeSent, _Mapping]] = ..., accepted: _Optional[bool] = ...) -> None: ...
 
 class ConfirmEmailRequest(_message.Message):
     __slots__ = ("username", "device_id", "code")
@@ -990,6 +1074,120 @@ class SetPolicyResponse(_message.Message):
     policy: Policy
     def __init__(self, policy: _Optional[_Union[Policy, _Mapping]] = ...) -> None: ...
 
+class PolicyRule(_message.Message):
+    __slots__ = ("name", "groups", "clients", "mfa_required", "allowed_methods", "remember_device", "remember_days")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    CLIENTS_FIELD_NUMBER: _ClassVar[int]
+    MFA_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_METHODS_FIELD_NUMBER: _ClassVar[int]
+    REMEMBER_DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REMEMBER_DAYS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    groups: _containers.RepeatedScalarFieldContainer[str]
+    clients: _containers.RepeatedScalarFieldContainer[str]
+    mfa_required: MfaRequired
+    allowed_methods: MethodSet
+    remember_device: bool
+    remember_days: int
+    def __init__(self, name: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., clients: _Optional[_Iterable[str]] = ..., mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Union[MethodSet, _Mapping]] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ...) -> None: ...
+
+class NameList(_message.Message):
+    __slots__ = ("names",)
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListPolicyRulesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPolicyRulesResponse(_message.Message):
+    __slots__ = ("rules",)
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    rules: _containers.RepeatedCompositeFieldContainer[PolicyRule]
+    def __init__(self, rules: _Optional[_Iterable[_Union[PolicyRule, _Mapping]]] = ...) -> None: ...
+
+class GetPolicyRuleRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetPolicyRuleResponse(_message.Message):
+    __slots__ = ("rule", "position")
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    rule: PolicyRule
+    position: int
+    def __init__(self, rule: _Optional[_Union[PolicyRule, _Mapping]] = ..., position: _Optional[int] = ...) -> None: ...
+
+class AddPolicyRuleRequest(_message.Message):
+    __slots__ = ("rule", "position")
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    rule: PolicyRule
+    position: int
+    def __init__(self, rule: _Optional[_Union[PolicyRule, _Mapping]] = ..., position: _Optional[int] = ...) -> None: ...
+
+class AddPolicyRuleResponse(_message.Message):
+    __slots__ = ("rules",)
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    rules: _containers.RepeatedCompositeFieldContainer[PolicyRule]
+    def __init__(self, rules: _Optional[_Iterable[_Union[PolicyRule, _Mapping]]] = ...) -> None: ...
+
+class UpdatePolicyRuleRequest(_message.Message):
+    __slots__ = ("name", "groups", "clients", "mfa_required", "allowed_methods", "remember_device", "remember_days", "inherit")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    CLIENTS_FIELD_NUMBER: _ClassVar[int]
+    MFA_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_METHODS_FIELD_NUMBER: _ClassVar[int]
+    REMEMBER_DEVICE_FIELD_NUMBER: _ClassVar[int]
+    REMEMBER_DAYS_FIELD_NUMBER: _ClassVar[int]
+    INHERIT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    groups: NameList
+    clients: NameList
+    mfa_required: MfaRequired
+    allowed_methods: MethodSet
+    remember_device: bool
+    remember_days: int
+    inherit: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., groups: _Optional[_Union[NameList, _Mapping]] = ..., clients: _Optional[_Union[NameList, _Mapping]] = ..., mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Union[MethodSet, _Mapping]] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., inherit: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UpdatePolicyRuleResponse(_message.Message):
+    __slots__ = ("rules",)
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    rules: _containers.RepeatedCompositeFieldContainer[PolicyRule]
+    def __init__(self, rules: _Optional[_Iterable[_Union[PolicyRule, _Mapping]]] = ...) -> None: ...
+
+class MovePolicyRuleRequest(_message.Message):
+    __slots__ = ("name", "position")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    position: int
+    def __init__(self, name: _Optional[str] = ..., position: _Optional[int] = ...) -> None: ...
+
+class MovePolicyRuleResponse(_message.Message):
+    __slots__ = ("rules",)
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    rules: _containers.RepeatedCompositeFieldContainer[PolicyRule]
+    def __init__(self, rules: _Optional[_Iterable[_Union[PolicyRule, _Mapping]]] = ...) -> None: ...
+
+class DeletePolicyRuleRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeletePolicyRuleResponse(_message.Message):
+    __slots__ = ("rules",)
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    rules: _containers.RepeatedCompositeFieldContainer[PolicyRule]
+    def __init__(self, rules: _Optional[_Iterable[_Union[PolicyRule, _Mapping]]] = ...) -> None: ...
+
 class Lockout(_message.Message):
     __slots__ = ("username", "locked", "locked_until", "hard_locked", "consecutive_failures", "lockouts")
     USERNAME_FIELD_NUMBER: _ClassVar[int]
@@ -1011,6 +1209,28 @@ class GetUserRecoveryStatusRequest(_message.Message):
     USERNAME_FIELD_NUMBER: _ClassVar[int]
     username: str
     def __init__(self, username: _Optional[str] = ...) -> None: ...
+
+class GetOverviewRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetOverviewResponse(_message.Message):
+    __slots__ = ("users", "users_without_mfa", "users_at_lockout_risk", "users_locked", "failed_sign_ins_24h", "outbox_depth", "outbox_oldest")
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    USERS_WITHOUT_MFA_FIELD_NUMBER: _ClassVar[int]
+    USERS_AT_LOCKOUT_RISK_FIELD_NUMBER: _ClassVar[int]
+    USERS_LOCKED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_SIGN_INS_24H_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_OLDEST_FIELD_NUMBER: _ClassVar[int]
+    users: int
+    users_without_mfa: int
+    users_at_lockout_risk: int
+    users_locked: int
+    failed_sign_ins_24h: int
+    outbox_depth: int
+    outbox_oldest: _timestamp_pb2.Timestamp
+    def __init__(self, users: _Optional[int] = ..., users_without_mfa: _Optional[int] = ..., users_at_lockout_risk: _Optional[int] = ..., users_locked: _Optional[int] = ..., failed_sign_ins_24h: _Optional[int] = ..., outbox_depth: _Optional[int] = ..., outbox_oldest: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetUserRecoveryStatusResponse(_message.Message):
     __slots__ = ("status",)

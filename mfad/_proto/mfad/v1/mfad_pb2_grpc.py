@@ -365,6 +365,16 @@ class EnrollmentStub:
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeRememberedRequest.SerializeToString,
                 response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeRememberedResponse.FromString,
                 _registered_method=True)
+        self.ListPendingApprovals = channel.unary_unary(
+                '/mfad.v1.Enrollment/ListPendingApprovals',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListPendingApprovalsRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListPendingApprovalsResponse.FromString,
+                _registered_method=True)
+        self.DecideApproval = channel.unary_unary(
+                '/mfad.v1.Enrollment/DecideApproval',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.DecideApprovalRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.DecideApprovalResponse.FromString,
+                _registered_method=True)
         self.EndSession = channel.unary_unary(
                 '/mfad.v1.Enrollment/EndSession',
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.EndSessionRequest.SerializeToString,
@@ -487,6 +497,24 @@ class EnrollmentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPendingApprovals(self, request, context):
+        """The session user's sign-ins waiting for approval (docs/approval.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideApproval(self, request, context):
+        """Approves one of them (the number its prompt shows and a fresh passkey
+        assertion), denies it ("this wasn't me"), or — after a denial — locks the
+        account until an administrator resets the lock-out. Refusals are an OK
+        answer with outcome REFUSED, the same for every reason (unknown, another
+        user's, decided, expired, wrong number, a proof that did not verify).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def EndSession(self, request, context):
         """Ends the session (sign-out): its token is refused from now on. Works with
         any live session, whatever the policy.
@@ -567,6 +595,16 @@ def add_EnrollmentServicer_to_server(servicer, server):
                     servicer.RevokeRemembered,
                     request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeRememberedRequest.FromString,
                     response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeRememberedResponse.SerializeToString,
+            ),
+            'ListPendingApprovals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPendingApprovals,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListPendingApprovalsRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListPendingApprovalsResponse.SerializeToString,
+            ),
+            'DecideApproval': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideApproval,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.DecideApprovalRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.DecideApprovalResponse.SerializeToString,
             ),
             'EndSession': grpc.unary_unary_rpc_method_handler(
                     servicer.EndSession,
@@ -968,6 +1006,60 @@ class Enrollment:
             _registered_method=True)
 
     @staticmethod
+    def ListPendingApprovals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Enrollment/ListPendingApprovals',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListPendingApprovalsRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListPendingApprovalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideApproval(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Enrollment/DecideApproval',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.DecideApprovalRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.DecideApprovalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def EndSession(request,
             target,
             options=(),
@@ -1018,6 +1110,11 @@ class AdminStub:
                 '/mfad.v1.Admin/GetConsoleAccess',
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetConsoleAccessRequest.SerializeToString,
                 response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetConsoleAccessResponse.FromString,
+                _registered_method=True)
+        self.GetOverview = channel.unary_unary(
+                '/mfad.v1.Admin/GetOverview',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetOverviewRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetOverviewResponse.FromString,
                 _registered_method=True)
         self.SetUserRole = channel.unary_unary(
                 '/mfad.v1.Admin/SetUserRole',
@@ -1114,6 +1211,36 @@ class AdminStub:
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.SetPolicyRequest.SerializeToString,
                 response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.SetPolicyResponse.FromString,
                 _registered_method=True)
+        self.ListPolicyRules = channel.unary_unary(
+                '/mfad.v1.Admin/ListPolicyRules',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListPolicyRulesRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListPolicyRulesResponse.FromString,
+                _registered_method=True)
+        self.GetPolicyRule = channel.unary_unary(
+                '/mfad.v1.Admin/GetPolicyRule',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetPolicyRuleRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetPolicyRuleResponse.FromString,
+                _registered_method=True)
+        self.AddPolicyRule = channel.unary_unary(
+                '/mfad.v1.Admin/AddPolicyRule',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.AddPolicyRuleRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.AddPolicyRuleResponse.FromString,
+                _registered_method=True)
+        self.UpdatePolicyRule = channel.unary_unary(
+                '/mfad.v1.Admin/UpdatePolicyRule',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.UpdatePolicyRuleRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.UpdatePolicyRuleResponse.FromString,
+                _registered_method=True)
+        self.MovePolicyRule = channel.unary_unary(
+                '/mfad.v1.Admin/MovePolicyRule',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.MovePolicyRuleRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.MovePolicyRuleResponse.FromString,
+                _registered_method=True)
+        self.DeletePolicyRule = channel.unary_unary(
+                '/mfad.v1.Admin/DeletePolicyRule',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.DeletePolicyRuleRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.DeletePolicyRuleResponse.FromString,
+                _registered_method=True)
         self.GetLockout = channel.unary_unary(
                 '/mfad.v1.Admin/GetLockout',
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetLockoutRequest.SerializeToString,
@@ -1177,6 +1304,14 @@ class AdminServicer:
     def GetConsoleAccess(self, request, context):
         """Who the session's user is in the console and what their role allows
         (ROLE_PORTAL with a session only; PERMISSION_DENIED for a user without a role).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOverview(self, request, context):
+        """The console's overview: counts over all users and the email outbox (counted by
+        the store, nobody is listed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1321,6 +1456,50 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPolicyRules(self, request, context):
+        """The group rules on top of the global policy, in order (the first that matches a
+        sign-in wins). Every instance applies a change within 2 seconds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicyRule(self, request, context):
+        """One rule by name and its position; NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddPolicyRule(self, request, context):
+        """Adds a rule (ALREADY_EXISTS when its name is taken). Audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePolicyRule(self, request, context):
+        """Changes the fields that are set, or gives them back to the global policy
+        (`inherit`); NOT_FOUND. Audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MovePolicyRule(self, request, context):
+        """Moves a rule to another position; NOT_FOUND. Audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePolicyRule(self, request, context):
+        """Deletes a rule; NOT_FOUND. Audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetLockout(self, request, context):
         """A user's failure counters and lock-out.
         """
@@ -1392,6 +1571,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.GetConsoleAccess,
                     request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetConsoleAccessRequest.FromString,
                     response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetConsoleAccessResponse.SerializeToString,
+            ),
+            'GetOverview': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOverview,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetOverviewRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetOverviewResponse.SerializeToString,
             ),
             'SetUserRole': grpc.unary_unary_rpc_method_handler(
                     servicer.SetUserRole,
@@ -1488,6 +1672,36 @@ def add_AdminServicer_to_server(servicer, server):
                     request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.SetPolicyRequest.FromString,
                     response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.SetPolicyResponse.SerializeToString,
             ),
+            'ListPolicyRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicyRules,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListPolicyRulesRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListPolicyRulesResponse.SerializeToString,
+            ),
+            'GetPolicyRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicyRule,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetPolicyRuleRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetPolicyRuleResponse.SerializeToString,
+            ),
+            'AddPolicyRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddPolicyRule,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.AddPolicyRuleRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.AddPolicyRuleResponse.SerializeToString,
+            ),
+            'UpdatePolicyRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePolicyRule,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.UpdatePolicyRuleRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.UpdatePolicyRuleResponse.SerializeToString,
+            ),
+            'MovePolicyRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.MovePolicyRule,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.MovePolicyRuleRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.MovePolicyRuleResponse.SerializeToString,
+            ),
+            'DeletePolicyRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePolicyRule,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.DeletePolicyRuleRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.DeletePolicyRuleResponse.SerializeToString,
+            ),
             'GetLockout': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLockout,
                     request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetLockoutRequest.FromString,
@@ -1571,6 +1785,33 @@ class Admin:
             '/mfad.v1.Admin/GetConsoleAccess',
             mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetConsoleAccessRequest.SerializeToString,
             mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetConsoleAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOverview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Admin/GetOverview',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetOverviewRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetOverviewResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -2084,6 +2325,168 @@ class Admin:
             '/mfad.v1.Admin/SetPolicy',
             mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.SetPolicyRequest.SerializeToString,
             mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.SetPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicyRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Admin/ListPolicyRules',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListPolicyRulesRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ListPolicyRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicyRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Admin/GetPolicyRule',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetPolicyRuleRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetPolicyRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddPolicyRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Admin/AddPolicyRule',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.AddPolicyRuleRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.AddPolicyRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePolicyRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Admin/UpdatePolicyRule',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.UpdatePolicyRuleRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.UpdatePolicyRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MovePolicyRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Admin/MovePolicyRule',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.MovePolicyRuleRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.MovePolicyRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePolicyRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Admin/DeletePolicyRule',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.DeletePolicyRuleRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.DeletePolicyRuleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -64,6 +64,8 @@ class EnrollmentStub:
     GenerateRecoveryCodes: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GenerateRecoveryCodesRequest, mfad_pb2.GenerateRecoveryCodesResponse]
     GetRecoveryStatus: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GetRecoveryStatusRequest, mfad_pb2.GetRecoveryStatusResponse]
     RevokeRemembered: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.RevokeRememberedRequest, mfad_pb2.RevokeRememberedResponse]
+    ListPendingApprovals: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.ListPendingApprovalsRequest, mfad_pb2.ListPendingApprovalsResponse]
+    DecideApproval: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.DecideApprovalRequest, mfad_pb2.DecideApprovalResponse]
     EndSession: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.EndSessionRequest, mfad_pb2.EndSessionResponse]
 
 class EnrollmentServicer:
@@ -137,6 +139,16 @@ class EnrollmentServicer:
         request: mfad_pb2.RevokeRememberedRequest,
         context: grpc.aio.ServicerContext[mfad_pb2.RevokeRememberedRequest, mfad_pb2.RevokeRememberedResponse],
     ) -> mfad_pb2.RevokeRememberedResponse: ...
+    async def ListPendingApprovals(
+        self,
+        request: mfad_pb2.ListPendingApprovalsRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.ListPendingApprovalsRequest, mfad_pb2.ListPendingApprovalsResponse],
+    ) -> mfad_pb2.ListPendingApprovalsResponse: ...
+    async def DecideApproval(
+        self,
+        request: mfad_pb2.DecideApprovalRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.DecideApprovalRequest, mfad_pb2.DecideApprovalResponse],
+    ) -> mfad_pb2.DecideApprovalResponse: ...
     async def EndSession(
         self,
         request: mfad_pb2.EndSessionRequest,
@@ -148,6 +160,7 @@ def add_EnrollmentServicer_to_server(servicer: EnrollmentServicer, server: grpc.
 class AdminStub:
     def __init__(self, channel: grpc.aio.Channel) -> None: ...
     GetConsoleAccess: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GetConsoleAccessRequest, mfad_pb2.GetConsoleAccessResponse]
+    GetOverview: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GetOverviewRequest, mfad_pb2.GetOverviewResponse]
     SetUserRole: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.SetUserRoleRequest, mfad_pb2.SetUserRoleResponse]
     CreateUser: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.CreateUserRequest, mfad_pb2.CreateUserResponse]
     ListUsers: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.ListUsersRequest, mfad_pb2.ListUsersResponse]
@@ -167,6 +180,12 @@ class AdminStub:
     ImportU2F: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.ImportU2FRequest, mfad_pb2.ImportU2FResponse]
     GetPolicy: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GetPolicyRequest, mfad_pb2.GetPolicyResponse]
     SetPolicy: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.SetPolicyRequest, mfad_pb2.SetPolicyResponse]
+    ListPolicyRules: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.ListPolicyRulesRequest, mfad_pb2.ListPolicyRulesResponse]
+    GetPolicyRule: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GetPolicyRuleRequest, mfad_pb2.GetPolicyRuleResponse]
+    AddPolicyRule: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.AddPolicyRuleRequest, mfad_pb2.AddPolicyRuleResponse]
+    UpdatePolicyRule: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.UpdatePolicyRuleRequest, mfad_pb2.UpdatePolicyRuleResponse]
+    MovePolicyRule: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.MovePolicyRuleRequest, mfad_pb2.MovePolicyRuleResponse]
+    DeletePolicyRule: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.DeletePolicyRuleRequest, mfad_pb2.DeletePolicyRuleResponse]
     GetLockout: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GetLockoutRequest, mfad_pb2.GetLockoutResponse]
     GetUserRecoveryStatus: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GetUserRecoveryStatusRequest, mfad_pb2.GetUserRecoveryStatusResponse]
     ResetLockout: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.ResetLockoutRequest, mfad_pb2.ResetLockoutResponse]
@@ -183,6 +202,11 @@ class AdminServicer:
         request: mfad_pb2.GetConsoleAccessRequest,
         context: grpc.aio.ServicerContext[mfad_pb2.GetConsoleAccessRequest, mfad_pb2.GetConsoleAccessResponse],
     ) -> mfad_pb2.GetConsoleAccessResponse: ...
+    async def GetOverview(
+        self,
+        request: mfad_pb2.GetOverviewRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.GetOverviewRequest, mfad_pb2.GetOverviewResponse],
+    ) -> mfad_pb2.GetOverviewResponse: ...
     async def SetUserRole(
         self,
         request: mfad_pb2.SetUserRoleRequest,
@@ -278,6 +302,36 @@ class AdminServicer:
         request: mfad_pb2.SetPolicyRequest,
         context: grpc.aio.ServicerContext[mfad_pb2.SetPolicyRequest, mfad_pb2.SetPolicyResponse],
     ) -> mfad_pb2.SetPolicyResponse: ...
+    async def ListPolicyRules(
+        self,
+        request: mfad_pb2.ListPolicyRulesRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.ListPolicyRulesRequest, mfad_pb2.ListPolicyRulesResponse],
+    ) -> mfad_pb2.ListPolicyRulesResponse: ...
+    async def GetPolicyRule(
+        self,
+        request: mfad_pb2.GetPolicyRuleRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.GetPolicyRuleRequest, mfad_pb2.GetPolicyRuleResponse],
+    ) -> mfad_pb2.GetPolicyRuleResponse: ...
+    async def AddPolicyRule(
+        self,
+        request: mfad_pb2.AddPolicyRuleRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.AddPolicyRuleRequest, mfad_pb2.AddPolicyRuleResponse],
+    ) -> mfad_pb2.AddPolicyRuleResponse: ...
+    async def UpdatePolicyRule(
+        self,
+        request: mfad_pb2.UpdatePolicyRuleRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.UpdatePolicyRuleRequest, mfad_pb2.UpdatePolicyRuleResponse],
+    ) -> mfad_pb2.UpdatePolicyRuleResponse: ...
+    async def MovePolicyRule(
+        self,
+        request: mfad_pb2.MovePolicyRuleRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.MovePolicyRuleRequest, mfad_pb2.MovePolicyRuleResponse],
+    ) -> mfad_pb2.MovePolicyRuleResponse: ...
+    async def DeletePolicyRule(
+        self,
+        request: mfad_pb2.DeletePolicyRuleRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.DeletePolicyRuleRequest, mfad_pb2.DeletePolicyRuleResponse],
+    ) -> mfad_pb2.DeletePolicyRuleResponse: ...
     async def GetLockout(
         self,
         request: mfad_pb2.GetLockoutRequest,

@@ -1,0 +1,119 @@
+"""The Approve sign-in page: the signed-in user's sign-ins waiting for approval (a VPN that
+showed "approve this sign-in at … and choose 47"), docs/approval.md.
+
+For each one the page shows where and when it comes from and three numbers; the user picks
+the one their VPN shows and confirms with their passkey — a fresh assertion for a step-up
+challenge of this session, handed to mfad together with the number in one
+``DecideApproval``. **Deny — this wasn't me** refuses it, and then offers to lock the
+account (mfad audits it for the administrators). mfad decides everything: which numbers,
+whether the number and the passkey are right, whether the approval is still open.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mfad_client import ApprovalOutcome, ClientError, Method
+from mfad_portal import step_up
+from mfad_portal.i18n import N_
+from mfad_portal.web import BadRequest, Ctx, Portal, view
+
+PAGE = "/approve"
+#: The step-up operation mfad's audit names for the passkey of an approval.
+OPERATION = "approve_signin"
+
+APPROVED = N_("Approved. Go back to your VPN and press Enter to finish signing in.")
+NOT_APPROVED = N_("The sign-in was not approved: the number or the passkey did not match, or it expired. "
+                  "If it was you, start the sign-in again.")
+DENIED = N_("The sign-in is refused.")
+LOCKED = N_("Your account is locked and your administrator is told. Ask them to unlock it when it is safe.")
+CHOOSE = N_("Choose the number your VPN shows.")
+
+
+def routes(portal: Portal) -> list[Route]:
+    def r(path: str, name: str, fn: Any, method: str = "POST") -> Route:
+        return Route(path, view(portal, name, fn, needs="signed_in"), methods=[method])
+
+    return [
+        r(PAGE, "approve", show, "GET"),
+        r(f"{PAGE}/passkey/options", "approve_options", passkey_options),
+        r(f"{PAGE}/passkey", "approve_passkey", approve),
+        r(f"{PAGE}/deny", "approve_deny", deny),
+        r(f"{PAGE}/lock", "approve_lock", lock),
+    ]
+
+
+
+async def show(ctx: Ctx) -> Response:
+    return await page(ctx)
+
+
+async def page(ctx: Ctx, error: str = "", status: int = 200) -> Response:
+    try:
+        pending = await ctx.portal.client.enrollment.pending_approvals(step_up.token(ctx))
+    except ClientError as exc:
+        return await ctx.failure("approve", exc)
+    return ctx.render("approve.html", status=status, error=error, pending=pending)
+
+
+async def passkey_options(ctx: Ctx) -> Response:
+    """The passkey request for approving ``approval_id`` with ``number`` (kept for the answer)."""
+    body = await ctx.json()
+    approval_id, number = str(body.get("approval_id", "")), str(body.get("number", ""))
+    if not approval_id or len(approval_id) > 64:
+        raise BadRequest(400)
+    if not (number.isascii() and number.isdigit() and len(number) == 2):
+        return JSONResponse({"error": ctx.t(CHOOSE)}, status_code=400)
+    try:
+        started = await ctx.portal.client.auth.verify_sensitive(operation=OPERATION, session=step_up.token(ctx),
+                                                                method=Method.PASSKEY, client=ctx.client_info())
+    except ClientError as exc:
+        return await ctx.failure("approve", exc)
+    if started.challenge is None:
+        return JSONResponse({"error": ctx.t(NOT_APPROVED)}, status_code=400)
+    ctx.session.pending["approval"] = {"id": approval_id, "number": int(number),
+                                       "challenge": started.challenge.challenge_id}
+    return JSONResponse({"options": json.loads(started.challenge.request_options_json)})
+
+
+async def approve(ctx: Ctx) -> Response:
+    asked = ctx.session.pending.pop("approval", None)
+    credential = (await ctx.json()).get("credential")
+    if asked is None or not isinstance(credential, dict):
+        raise BadRequest(400)
+    try:
+        outcome = await ctx.portal.client.enrollment.approve(
+            step_up.token(ctx), asked["id"], asked["number"], challenge_id=asked["challenge"],
+            assertion_json=json.dumps(credential), client=ctx.client_info())
+    except ClientError as exc:
+        return await ctx.failure("approve", exc)
+    if outcome is not ApprovalOutcome.APPROVED:
+        return JSONResponse({"error": ctx.t(NOT_APPROVED)}, status_code=400)
+    ctx.session.flash = APPROVED
+    return JSONResponse({"redirect": PAGE})
+
+
+async def deny(ctx: Ctx) -> Response:
+    approval_id = await ctx.field("approval_id")
+    if not approval_id or len(approval_id) > 64:
+        raise BadRequest(400)
+    try:
+        outcome = await ctx.portal.client.enrollment.deny(step_up.token(ctx), approval_id, client=ctx.client_info())
+    except ClientError as exc:
+        return await ctx.failure("approve", exc)
+    if outcome is not ApprovalOutcome.DENIED:
+        return await page(ctx, NOT_APPROVED)
+    return ctx.render("approve_denied.html")
+
+
+async def lock(ctx: Ctx) -> Response:
+    try:
+        await ctx.portal.client.enrollment.lock_account(step_up.token(ctx), client=ctx.client_info())
+    except ClientError as exc:
+        return await ctx.failure("approve", exc)
+    return ctx.render("message.html", heading=LOCKED)
+
