@@ -5,7 +5,6 @@ exit codes and answers when a server does not offer a call."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import grpc
@@ -143,7 +142,6 @@ async def test_sigterm_lets_the_call_in_flight_finish_then_exits_0(mfad_daemon: 
     mfad = await mfad_daemon(sections={"passwords": {"time_cost": 3, "memory_kib": 262144, "parallelism": 1}})
     portal = mfad.client("portal")
     await portal.auth.verify_code("nobody", "123456")  # the connection is up before the slow call
-    started = time.monotonic()
     in_flight = asyncio.create_task(portal.auth.begin_sign_in("nobody", "a password"))
     await asyncio.sleep(0.3)
     assert not in_flight.done()
@@ -152,7 +150,6 @@ async def test_sigterm_lets_the_call_in_flight_finish_then_exits_0(mfad_daemon: 
     assert answer.outcome is SignInOutcome.REFUSED  # answered, not cut off
     code = await mfad.daemon.stop()
     assert code == 0, mfad.daemon.log()
-    assert time.monotonic() - started < 15
     log = mfad.daemon.log()
     assert "grpc shutting down" in log and "mfad stopped" in log
     with pytest.raises(Unavailable):
