@@ -50,6 +50,7 @@ from mfad.radius.codec import (
     decode_request,
     encode_reply,
 )
+from mfad.radius.errors import RadiusError
 from mfad.radius.limits import TokenBuckets
 from mfad.radius.metrics import UNKNOWN_CLIENT_LABEL, DropReason, NullMetrics, RadiusMetrics
 from mfad.radius.server import Address, RadiusProtocol, RadiusServerSettings, is_missing_message_authenticator, \
@@ -219,7 +220,9 @@ class AccountingServer:
         log.info("RADIUS accounting listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
 
     async def run(self) -> None:
-        await self.start()
+        """Serve until :meth:`aclose`; :meth:`start` binds first."""
+        if not self._listeners and not self._closed.is_set():
+            raise RadiusError("AccountingServer.run() before start()")
         await self._closed.wait()
 
     async def aclose(self) -> None:

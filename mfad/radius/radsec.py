@@ -62,7 +62,7 @@ from mfad.radius.codec import (
     decode_request,
     encode_reply,
 )
-from mfad.radius.errors import RadiusBindError, RadiusConfigError, RadiusEncodeError
+from mfad.radius.errors import RadiusBindError, RadiusConfigError, RadiusEncodeError, RadiusError
 from mfad.radius.handler import Decision, NoReply, Outcome, RadiusHandler
 from mfad.radius.metrics import DropReason, NullMetrics, RadiusMetrics
 from mfad.radius.server import is_missing_message_authenticator
@@ -317,7 +317,9 @@ class RadsecServer:
         log.info("RadSec listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
 
     async def run(self) -> None:
-        await self.start()
+        """Serve until :meth:`aclose`; :meth:`start` binds first."""
+        if not self._servers and not self._closing:
+            raise RadiusError("RadsecServer.run() before start()")
         await self._closed.wait()
 
     async def aclose(self) -> None:

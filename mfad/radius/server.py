@@ -302,8 +302,10 @@ class RadiusServer:
             log.warning("no [[radius.clients]] configured: every RADIUS request is dropped (unknown client)")
 
     async def run(self) -> None:
-        """Serve until :meth:`aclose` is called."""
-        await self.start()
+        """Serve until :meth:`aclose` is called; :meth:`start` binds first (it raises, this
+        does not bind)."""
+        if not self._listeners and not self._closing:
+            raise RadiusError("RadiusServer.run() before start()")
         await self._closed.wait()
 
     async def aclose(self) -> None:

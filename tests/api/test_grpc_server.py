@@ -84,6 +84,7 @@ async def test_run_publishes_health_and_returns_after_aclose(
         authenticator=tokens,
         readiness=always_ready,
     )
+    await server.start()
     runner = asyncio.create_task(server.run())
     try:
         for _ in range(100):

@@ -523,3 +523,21 @@ async def test_a_closed_server_does_not_start_again(start_server: StartServer) -
     await server.aclose()  # idempotent
     with pytest.raises(RadiusError):
         await server.start()
+
+
+async def test_run_serves_what_start_bound_and_never_binds_itself() -> None:
+    from mfad.radius import ClientTable, RadiusServer, RadiusServerSettings
+
+    server = RadiusServer(RadiusServerSettings(listen=(("127.0.0.1", 0),)), ClientTable(loopback_clients()),
+                          DemoPolicy())
+    with pytest.raises(RadiusError, match="before start"):
+        await server.run()
+    assert server.addresses == []
+    await server.start()
+    bound = server.addresses
+    runner = asyncio.create_task(server.run())
+    await server.start()  # a second start binds nothing more
+    assert server.addresses == bound
+    await server.aclose()
+    async with asyncio.timeout(10):
+        await runner
