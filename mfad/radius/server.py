@@ -21,8 +21,9 @@ Guarantees:
   (the NAS fails over); nothing but a handler's Decision.accept produces an
   Access-Accept to an Access-Request.
 - With a shared cache, a request another instance already answered gets that reply;
-  with a claiming one, a request another instance is deciding gets its reply when it
-  comes within ``shared_wait``, or silence — never a second decision.
+  with a claiming one, a request another instance is deciding gets the reply that
+  instance saved by the end of ``shared_wait`` (one look then, or at shutdown — no
+  polling of the store), or silence — never a second decision.
 - Access-Rejects leave after ``reject_delay`` through ``loop.call_later``: the
   waiting holds no task and no in-flight slot, and a retransmission during the wait
   does not get the reject early.
@@ -38,6 +39,7 @@ Nothing here logs a secret, a password or packet contents.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
@@ -96,8 +98,9 @@ class RadiusServerSettings:
     max_cached_replies: int = 100_000
     shared_cache_timeout: float = 0.5
     shared_wait: float = 1.0
-    """Seconds a retransmission waits for another instance that is deciding its request."""
-    shared_poll: float = 0.02
+    """Seconds a retransmission waits for another instance that is deciding its request,
+    then looks for that instance's reply once. Shorter than a NAS's retransmission
+    interval (3 s and more), so the reply still beats the NAS's next try."""
     receive_buffer: int = 4 * 1024 * 1024
     """SO_RCVBUF asked for (the kernel may cap it): absorbs bursts while the loop is busy."""
     drain_timeout: float = 5.0
@@ -116,7 +119,6 @@ class RadiusServerSettings:
                 ("max_cached_replies", self.max_cached_replies >= 1),
                 ("shared_cache_timeout", self.shared_cache_timeout > 0),
                 ("shared_wait", self.shared_wait >= 0),
-                ("shared_poll", self.shared_poll > 0),
                 ("drain_timeout", self.drain_timeout >= 0),
             )
             if not ok
@@ -231,6 +233,7 @@ class RadiusServer:
         self._in_flight = 0
         self._accepting = False
         self._closing = False
+        self._stopping = asyncio.Event()  # aclose() began: waits for peers end early
         self._closed = asyncio.Event()
 
     def _client_limits(self, clients: ClientTable) -> tuple[TokenBuckets, int]:
@@ -314,6 +317,7 @@ class RadiusServer:
             return
         self._closing = True
         self._accepting = False
+        self._stopping.set()
         try:
             if self._tasks:
                 _, pending = await asyncio.wait(
@@ -530,19 +534,21 @@ class RadiusServer:
             return None
 
     async def _wait_for_peer(self, key: RequestKey) -> bytes | None:
+        """The reply of the instance deciding ``key``, looked for once: after ``shared_wait``
+        or when shutdown begins. Another instance's save gives this process no signal (a
+        NOTIFY on every saved reply would cost each request a commit-time lock), and a
+        poll would cost the store a read every few milliseconds per waiting request."""
         assert self._shared is not None
-        deadline = self._clock() + self.settings.shared_wait
-        while self._clock() < deadline and not self._closing:
-            await asyncio.sleep(self.settings.shared_poll)
-            try:
-                async with asyncio.timeout(self.settings.shared_cache_timeout):
-                    reply = await self._shared.load_reply(key)
-            except Exception as exc:
-                log.warning("shared RADIUS reply cache lookup failed: %s", type(exc).__name__)
-                return None
-            if reply is not None:
-                return reply
-        return None
+        if self.settings.shared_wait > 0 and not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.shared_wait):
+                    await self._stopping.wait()
+        try:
+            async with asyncio.timeout(self.settings.shared_cache_timeout):
+                return await self._shared.load_reply(key)
+        except Exception as exc:
+            log.warning("shared RADIUS reply cache lookup failed: %s", type(exc).__name__)
+            return None
 
     async def _release_shared(self, key: RequestKey) -> None:
         shared = self._shared

@@ -33,6 +33,7 @@ from mfad.radius import (
     RequestKey,
     parse_network,
 )
+from mfad.radius.cache import Claim
 
 
 async def nas_for(server_address: tuple[str, int]) -> UdpNas:
@@ -541,3 +542,59 @@ async def test_run_serves_what_start_bound_and_never_binds_itself() -> None:
     await server.aclose()
     async with asyncio.timeout(10):
         await runner
+
+
+class PeerDeciding:
+    """A claiming shared cache whose every request another instance is deciding."""
+
+    def __init__(self) -> None:
+        self.claimed = asyncio.Event()
+        self.loads = 0
+        self.reply: bytes | None = None
+
+    async def claim_reply(self, key: RequestKey, hold: float) -> bytes | Claim:
+        self.claimed.set()
+        return Claim.IN_FLIGHT
+
+    async def load_reply(self, key: RequestKey) -> bytes | None:
+        self.loads += 1
+        return self.reply
+
+    async def save_reply(self, key: RequestKey, reply: bytes, ttl: float) -> None:
+        raise AssertionError("a request another instance decides is not saved here")
+
+    async def release_reply(self, key: RequestKey) -> None:
+        raise AssertionError("nothing claimed here")
+
+
+async def test_a_request_another_instance_decides_gets_its_reply_after_one_look(start_server: StartServer) -> None:
+    peer = PeerDeciding()
+    policy = DemoPolicy()
+    server = await start_server(policy, shared_cache=peer, shared_wait=0.3)
+    nas = await nas_for(server.addresses[0])
+    nas.send(pyrad_request(identifier=1).RequestPacket())
+    await peer.claimed.wait()
+    peer.reply = b"the other instance's reply"  # saved there while this one waits
+    assert await nas.receive() == b"the other instance's reply"
+    assert (peer.loads, policy.calls) == (1, 0)  # looked once, never decided here
+
+    peer.claimed.clear()
+    peer.reply = None
+    nas.send(pyrad_request(identifier=2).RequestPacket())
+    await peer.claimed.wait()
+    await nas.silence()
+    assert (peer.loads, policy.calls) == (2, 0)
+    assert counters(server).dropped == {DropReason.DUPLICATE: 2}
+    nas.close()
+
+
+async def test_shutdown_ends_the_wait_for_another_instance(start_server: StartServer) -> None:
+    peer = PeerDeciding()
+    server = await start_server(DemoPolicy(), shared_cache=peer, shared_wait=10.0, drain_timeout=30.0)
+    nas = await nas_for(server.addresses[0])
+    nas.send(pyrad_request().RequestPacket())
+    await peer.claimed.wait()
+    async with asyncio.timeout(5):  # far less than shared_wait: aclose ends the wait
+        await server.aclose()
+    assert peer.loads == 1  # looked once more, not cancelled by the drain bound
+    nas.close()
