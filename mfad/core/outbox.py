@@ -269,6 +269,12 @@ class OutboxSender:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._last_janitor = 0.0
+        self._settled: list[Callable[[int], None]] = []
+
+    def add_listener(self, settled: Callable[[int], None]) -> None:
+        """Called with a message's id after each attempt at it is recorded (sent, failed,
+        expired, cancelled or to be retried): ``EmailCodeService.message_settled``."""
+        self._settled.append(settled)
 
     def wake(self) -> None:
         """Something was queued in this process: look now rather than at the next poll."""
@@ -355,6 +361,8 @@ class OutboxSender:
             log.warning("outbox: message %d was taken over by another instance (lease too short?)", item.id)
             return
         self._metrics.finished(delivery.value, seconds)
+        for settled in self._settled:
+            settled(item.id)
 
     async def _housekeeping(self) -> None:
         depth, oldest = await self._store.outbox_depth()
