@@ -64,7 +64,7 @@ from mfad.radius.codec import (
 )
 from mfad.radius.errors import RadiusBindError, RadiusConfigError, RadiusEncodeError, RadiusError
 from mfad.radius.handler import Decision, NoReply, Outcome, RadiusHandler
-from mfad.radius.metrics import DropReason, NullMetrics, RadiusMetrics
+from mfad.radius.metrics import DropReason, NullMetrics, RadiusMetrics, WatchedCounters
 from mfad.radius.server import is_missing_message_authenticator
 
 log = logging.getLogger("mfad.radius")
@@ -103,16 +103,19 @@ class RadsecMetrics(Protocol):
     def disconnect(self, reason: str) -> None: ...
 
 
-class CountingRadsecMetrics:
+class CountingRadsecMetrics(WatchedCounters):
     def __init__(self) -> None:
+        super().__init__()
         self.connections: dict[str, int] = dict.fromkeys(ConnectionResult.ALL, 0)
         self.disconnects: dict[str, int] = dict.fromkeys(CloseReason.ALL, 0)
 
     def connection(self, result: str) -> None:
         self.connections[result] += 1
+        self._changed()
 
     def disconnect(self, reason: str) -> None:
         self.disconnects[reason] += 1
+        self._changed()
 
 
 class PrometheusRadsecMetrics:
