@@ -120,9 +120,9 @@ class _Unit:
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
+    code = getattr(exc, "sqlite_errorcode", None)  # None: raised by the module, not by SQLite
     if code is None:
-        return "locked" in str(exc)
+        return False
     return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # primary code of an extended one
 
 

@@ -240,9 +240,3 @@ def test_the_listener_timeouts_are_radius_keys_and_bad_values_are_named(tmp_path
     with pytest.raises(ConfigError) as from_env:
         load_config(None, env={"MFAD_RADIUS_HANDLER_TIMEOUT_SECONDS": "99"})
     assert any("radius.handler_timeout_seconds" in p for p in from_env.value.problems)
-
-
-def test_radius_config_error_is_a_config_error() -> None:
-    from mfad.core.errors import ConfigError
-
-    assert issubclass(RadiusConfigError, ConfigError) and issubclass(RadiusConfigError, ValueError)
