@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -23,6 +22,7 @@ import pytest
 from radius_peers import RADCLIENT, SECRET, pyrad_request, radclient
 from signin_peers import StartDaemon, nas, service_of, start_daemon  # noqa: F401  (fixture)
 from tls_ca import TestCA
+from loopback import free_udp_port
 
 from mfad.config import RadiusClientSettings, RadsecGroupSettings, RadsecSettings, load_config
 from mfad.core.accounting import SESSION_EVENT
@@ -114,12 +114,6 @@ realm * {{
     accountingServer mfad
 }}
 """
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
