@@ -201,6 +201,57 @@ class RadiusProtocol(asyncio.DatagramProtocol):
         self._server.metrics.packet_sent(code_name(packet[0]))
 
 
+class UdpListeners:
+    """The bound UDP sockets of one listener (authentication or accounting), all or none."""
+
+    def __init__(self, sink: DatagramSink, what: str) -> None:
+        self._sink = sink
+        self._what = what
+        self._protocols: list[RadiusProtocol] = []
+
+    def __len__(self) -> int:
+        return len(self._protocols)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The bound (host, port) of each socket, in ``listen`` order."""
+        bound = []
+        for listener in self._protocols:
+            if listener.transport is not None:
+                name = listener.transport.get_extra_info("sockname")
+                bound.append((str(name[0]), int(name[1])))
+        return bound
+
+    async def bind(self, settings: RadiusServerSettings) -> None:
+        """Bind every ``settings.listen`` address, or none (raises :class:`RadiusBindError`)."""
+        loop = asyncio.get_running_loop()
+        sockets: list[socket.socket] = []
+        try:
+            for host, port in settings.listen:
+                sockets.append(_open_socket(host, port, settings))
+            for sock in sockets:
+                _, protocol = await loop.create_datagram_endpoint(lambda: RadiusProtocol(self._sink), sock=sock)
+                self._protocols.append(protocol)
+        except BaseException:
+            for sock in sockets[len(self._protocols):]:
+                sock.close()
+            await self.close()
+            self._protocols.clear()
+            raise
+
+    async def close(self) -> None:
+        for listener in self._protocols:
+            if listener.transport is not None:
+                listener.transport.close()
+        # The port is free only once the transports have really let go of it.
+        try:
+            async with asyncio.timeout(_SOCKET_CLOSE_TIMEOUT):
+                for listener in self._protocols:
+                    await listener.lost.wait()
+        except TimeoutError:
+            log.warning("%s sockets did not close within %.0f s", self._what, _SOCKET_CLOSE_TIMEOUT)
+
+
 class RadiusServer:
     """The RADIUS listener service: ``start()``/``run()`` and ``aclose()``."""
 
@@ -226,7 +277,7 @@ class RadiusServer:
         )
         self._limiter, self._share = self._client_limits(clients)
         self._in_flight_of: dict[str, int] = {}
-        self._listeners: list[RadiusProtocol] = []
+        self._listeners = UdpListeners(self, "RADIUS")
         self._tasks: set[asyncio.Task[None]] = set()
         self._delayed: dict[int, tuple[asyncio.TimerHandle, RadiusProtocol, bytes, Address]] = {}
         self._next_delayed = 0
@@ -259,12 +310,7 @@ class RadiusServer:
     @property
     def addresses(self) -> list[tuple[str, int]]:
         """The bound (host, port) of each listener, in ``settings.listen`` order."""
-        bound = []
-        for listener in self._listeners:
-            if listener.transport is not None:
-                name = listener.transport.get_extra_info("sockname")
-                bound.append((str(name[0]), int(name[1])))
-        return bound
+        return self._listeners.addresses
 
     def protocol(self) -> RadiusProtocol:
         """A protocol feeding this server, for a transport the caller provides."""
@@ -278,27 +324,7 @@ class RadiusServer:
         if self._listeners:
             return
         self._warn_about_clients()
-        loop = asyncio.get_running_loop()
-        sockets: list[socket.socket] = []
-        try:
-            for host, port in self.settings.listen:
-                sockets.append(_open_socket(host, port, self.settings))
-        except BaseException:
-            for sock in sockets:
-                sock.close()
-            raise
-        try:
-            for sock in sockets:
-                _, protocol = await loop.create_datagram_endpoint(
-                    lambda: RadiusProtocol(self), sock=sock
-                )
-                self._listeners.append(protocol)
-        except BaseException:
-            for sock in sockets[len(self._listeners) :]:
-                sock.close()
-            await self._close_listeners()
-            self._listeners.clear()
-            raise
+        await self._listeners.bind(self.settings)
         self._accepting = True
         log.info("RADIUS listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
         if not len(self.clients):
@@ -336,20 +362,8 @@ class RadiusServer:
                 listener.send(packet, addr)
             self._delayed.clear()
         finally:
-            await self._close_listeners()
+            await self._listeners.close()
             self._closed.set()
-
-    async def _close_listeners(self) -> None:
-        for listener in self._listeners:
-            if listener.transport is not None:
-                listener.transport.close()
-        # The port is free only once the transports have really let go of it.
-        try:
-            async with asyncio.timeout(_SOCKET_CLOSE_TIMEOUT):
-                for listener in self._listeners:
-                    await listener.lost.wait()
-        except TimeoutError:
-            log.warning("RADIUS sockets did not close within %.0f s", _SOCKET_CLOSE_TIMEOUT)
 
     # The per-datagram path. Synchronous up to the task, so garbage costs no task.
 
@@ -641,7 +655,3 @@ def _open_socket(host: str, port: int, settings: RadiusServerSettings) -> socket
         sock.close()
         raise
     return sock
-
-
-open_socket = _open_socket
-"""A bound, non-blocking UDP socket for ``host:port`` with ``settings``' options (also the accounting port's)."""
