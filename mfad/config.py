@@ -164,6 +164,17 @@ class RadiusSettings:
     #: hasher's measured capacity for challenge/append clients, 500/s for otp_only ones).
     client_rate_per_second: float | None = field(default=None, metadata=check(positive))
     reject_delay_seconds: float = field(default=1.0, metadata=check(between(0, 10)))
+    #: A request not decided within this gets no reply (the NAS has retransmitted or failed
+    #: over by then); also RadSec's and accounting's bound.
+    handler_timeout_seconds: float = field(default=5.0, metadata=check(between(0.1, 60)))
+    #: At shutdown, requests being decided get this long to finish; the rest are cancelled.
+    drain_timeout_seconds: float = field(default=5.0, metadata=check(between(0, 300)))
+    #: With shared replies: one look-up, claim or save of a shared reply may take this long
+    #: before the request is decided here as if nothing were shared.
+    shared_cache_timeout_seconds: float = field(default=0.5, metadata=check(between(0.01, 10)))
+    #: With shared replies: how long a retransmission waits for the reply of the instance
+    #: deciding it before it is left unanswered (the NAS retransmits again).
+    shared_wait_seconds: float = field(default=1.0, metadata=check(between(0, 10)))
     #: Claim requests and share replies through the store so that a retransmission reaching
     #: another instance is not decided twice. Unset: on with PostgreSQL (several hosts).
     shared_replies: bool | None = None

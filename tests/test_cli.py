@@ -22,6 +22,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from signin_calls import verify_code
+from loopback import free_port
 
 PG_DSN = os.environ.get("MFAD_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REPO = Path(__file__).resolve().parent.parent
@@ -30,12 +31,6 @@ REPO = Path(__file__).resolve().parent.parent
 def mfad(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mfad", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(path: Path, storage_url: str, extra: str = "") -> dict[str, int]:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,3 +108,74 @@ def test_a_second_sigterm_ends_a_shutdown_that_hangs() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+async def test_serve_exits_1_logging_the_failure_once_after_closing_every_service(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service failing while the daemon runs (a fault injected here: nothing in a healthy
+    daemon can be made to raise from ``run()`` on purpose) ends ``mfad serve`` with 1, the
+    cause logged once, and every other service closed, last started first."""
+    import gc
+
+    from mfad import app
+    from mfad.config import load_config
+
+    closed: list[str] = []
+
+    class Failing:
+        async def start(self) -> None:
+            pass
+
+        async def run(self) -> None:
+            raise RuntimeError("the disk caught fire")
+
+        async def aclose(self) -> None:
+            closed.append("failing")
+
+    def recorded(service: Any, name: str) -> Any:
+        close = service.aclose
+
+        async def aclose() -> None:
+            if name not in closed:  # GrpcServer.run closes itself again when it ends
+                closed.append(name)
+            await close()
+        service.aclose = aclose
+        return service
+
+    transports: list[Any] = []
+    real = app.transport_services
+
+    def with_a_failing_one(*args: Any, **kwargs: Any) -> list[Any]:
+        transports.extend(real(*args, **kwargs))
+        return [Failing(), *(recorded(s, type(s).__name__) for s in transports)]
+
+    monkeypatch.setattr(app, "transport_services", with_a_failing_one)
+    cfg = tmp_path / "mfad.toml"
+    cfg.write_text(f"""
+[storage]
+url = "sqlite:///{tmp_path}/mfad.db"
+[secrets]
+key_file = "{tmp_path / 'secrets.key'}"
+[metrics]
+listen = ["127.0.0.1:0"]
+[grpc]
+listen = ["127.0.0.1:0"]
+[radius]
+listen = ["127.0.0.1:0"]
+accounting_listen = []
+[portal]
+enabled = false
+""")
+    try:
+        with caplog.at_level("INFO", logger="mfad"):
+            async with asyncio.timeout(60):
+                code = await app.serve(load_config(cfg, env={}))
+    finally:
+        gc.unfreeze()
+    assert code == 1
+    assert closed == ["RadiusService", "GrpcServer", "failing"]
+    failures = [r for r in caplog.records if r.levelname == "ERROR" and "failed" in r.getMessage()]
+    assert len(failures) == 1 and "the disk caught fire" in failures[0].getMessage()
+    assert not any("mfad stopped" in r.getMessage() for r in caplog.records)
+    radius = next(s for s in transports if type(s).__name__ == "RadiusService")
+    assert radius.server.addresses == []  # its socket let go

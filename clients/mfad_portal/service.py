@@ -65,7 +65,9 @@ class PortalService:
         log.info("portal serving %s (listening on %s)", self._settings.origin, ", ".join(self._settings.listen))
 
     async def run(self) -> None:
-        await self.start()
+        """Serve what :meth:`start` bound until :meth:`aclose` (it binds nothing itself)."""
+        if not self._started:
+            raise RuntimeError("PortalService.run() before start()")
         try:
             while not self._stop.is_set():
                 await self._server.on_tick(0)

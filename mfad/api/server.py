@@ -269,8 +269,11 @@ class GrpcServer:
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     async def run(self) -> None:
-        """Serve until :meth:`aclose`; keeps the health status current meanwhile."""
-        await self.start()
+        """Serve until :meth:`aclose`; keeps the health status current meanwhile.
+        :meth:`start` binds first (this binds nothing)."""
+        if self._server is None:
+            raise RuntimeError("GrpcServer.run() before start()" if not self._closing.is_set()
+                               else "GrpcServer.run() after aclose()")
         try:
             while not self._closing.is_set():
                 await self.check_readiness()

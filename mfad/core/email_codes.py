@@ -27,9 +27,9 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import secrets
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -65,7 +65,6 @@ from mfad.core.users import UserService
 DEFAULT_DEVICE_NAME = "security email"
 #: How long an administrator's bind answer waits for the mail server to accept the code.
 DELIVERY_WAIT_SECONDS = 5.0
-_DELIVERY_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,6 +113,7 @@ class EmailCodeService:
         self.metrics: EmailMetrics = metrics or NullEmailMetrics()
         self._core_metrics = core_metrics or NullMetrics()
         self._listeners: list[Callable[[], None]] = []
+        self._settling: dict[int, list[asyncio.Future[None]]] = {}
 
     def add_listener(self, wake: Callable[[], None]) -> None:
         """Called after each queued message (the in-process sender wakes up)."""
@@ -124,6 +124,13 @@ class EmailCodeService:
         self.metrics.queued(kind)
         for wake in self._listeners:
             wake()
+
+    def message_settled(self, message_id: int) -> None:
+        """The sender of this process finished an attempt at ``message_id`` (sent, failed,
+        or to be retried): wake whoever waits for it (``wait_sent``)."""
+        for waiter in self._settling.pop(message_id, ()):
+            if not waiter.done():
+                waiter.set_result(None)
 
     # --- binding ------------------------------------------------------------------------
     async def begin_binding(self, username: str, address: str, attempt: Attempt, *, enrolment: bool = False,
@@ -157,12 +164,24 @@ class EmailCodeService:
         failed attempt ends the wait at once) or was not sent at all."""
         if sent.message_id is None:
             return False
-        deadline = time.monotonic() + within
-        while True:
+        # Woken by this process's sender (``message_settled``) after its attempt; a message
+        # another instance sends is looked at once more when ``within`` is over.
+        settled = asyncio.get_running_loop().create_future()
+        waiters = self._settling.setdefault(sent.message_id, [])
+        waiters.append(settled)
+        try:
             found = await self._store.outbox_message(sent.message_id)
-            if found is None or found[0] != "queued" or found[1] or time.monotonic() >= deadline:
-                return found is not None and found[0] == Delivery.SENT.value
-            await asyncio.sleep(_DELIVERY_POLL_SECONDS)
+            if found is not None and found[0] == "queued" and not found[1]:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(within):
+                        await settled
+                found = await self._store.outbox_message(sent.message_id)
+        finally:
+            if settled in waiters:
+                waiters.remove(settled)
+            if not waiters:
+                self._settling.pop(sent.message_id, None)
+        return found is not None and found[0] == Delivery.SENT.value
 
     async def confirm_binding(self, username: str, device_id: DeviceId, code: str, attempt: Attempt, *,
                               actor: str | None = None) -> Device:

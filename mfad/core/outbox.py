@@ -257,7 +257,7 @@ class OutboxSender:
 
     def __init__(self, *, store: EmailStore, keyring: Keyring, clock: Clock, mailer: Mailer,
                  settings: OutboxSettings, metrics: EmailMetrics | None = None, owner: str | None = None,
-                 batch: int = CLAIM_BATCH) -> None:
+                 batch: int = CLAIM_BATCH, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._store = store
         self._keyring = keyring
         self._clock = clock
@@ -266,9 +266,16 @@ class OutboxSender:
         self._metrics = metrics or NullEmailMetrics()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._batch = batch
+        self._monotonic = monotonic  # elapsed time: the lease's budget, the janitor's interval
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._last_janitor = 0.0
+        self._settled: list[Callable[[int], None]] = []
+
+    def add_listener(self, settled: Callable[[int], None]) -> None:
+        """Called with a message's id after each attempt at it is recorded (sent, failed,
+        expired, cancelled or to be retried): ``EmailCodeService.message_settled``."""
+        self._settled.append(settled)
 
     def wake(self) -> None:
         """Something was queued in this process: look now rather than at the next poll."""
@@ -301,9 +308,9 @@ class OutboxSender:
         lease = self._settings.lease_seconds
         items = await self._store.claim_outbox(now, now + timedelta(seconds=lease), self.owner, self._batch)
         # Never start a send the lease might not cover: another instance would take the row over.
-        deadline = time.monotonic() + lease - self._settings.timeout_seconds * 3
+        deadline = self._monotonic() + lease - self._settings.timeout_seconds * 3
         for item in items:
-            if self._stop.is_set() or time.monotonic() > deadline:
+            if self._stop.is_set() or self._monotonic() > deadline:
                 await self._finish(item, Delivery.RETRY, None, next_at=self._clock.now())
                 continue
             await self._deliver(item)
@@ -355,13 +362,15 @@ class OutboxSender:
             log.warning("outbox: message %d was taken over by another instance (lease too short?)", item.id)
             return
         self._metrics.finished(delivery.value, seconds)
+        for settled in self._settled:
+            settled(item.id)
 
     async def _housekeeping(self) -> None:
         depth, oldest = await self._store.outbox_depth()
         now = self._clock.now()
         self._metrics.outbox(depth, max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
-        if time.monotonic() - self._last_janitor > JANITOR_SECONDS:
-            self._last_janitor = time.monotonic()
+        if self._monotonic() - self._last_janitor > JANITOR_SECONDS:
+            self._last_janitor = self._monotonic()
             await self._store.delete_old_email(now - KEEP_CODES, now - KEEP_FINISHED)
 
 

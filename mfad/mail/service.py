@@ -37,4 +37,5 @@ def outbox_service(mfa: Mfa, settings: SmtpSettings, mailer: ReloadableMailer | 
                           mailer=mailer if mailer is not None else ReloadableMailer(settings),
                           settings=settings.outbox, metrics=mfa.email.metrics)
     mfa.email.add_listener(sender.wake)
+    sender.add_listener(mfa.email.message_settled)  # an admin's bind answer waits for it (wait_sent)
     return sender

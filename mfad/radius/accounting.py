@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import Callable, Iterable
 from typing import Final, Protocol
@@ -50,10 +49,16 @@ from mfad.radius.codec import (
     decode_request,
     encode_reply,
 )
+from mfad.radius.errors import RadiusError
 from mfad.radius.limits import TokenBuckets
 from mfad.radius.metrics import UNKNOWN_CLIENT_LABEL, DropReason, NullMetrics, RadiusMetrics
-from mfad.radius.server import Address, RadiusProtocol, RadiusServerSettings, is_missing_message_authenticator, \
-    open_socket
+from mfad.radius.server import (
+    Address,
+    RadiusProtocol,
+    RadiusServerSettings,
+    UdpListeners,
+    is_missing_message_authenticator,
+)
 
 log = logging.getLogger("mfad.radius")
 
@@ -185,41 +190,26 @@ class AccountingServer:
         self._clock = clock
         self._cache = ReplyCache(ttl=settings.duplicate_ttl, max_entries=settings.max_cached_replies)
         self._limiter = TokenBuckets(rate=settings.client_rate, burst=settings.client_burst)
-        self._listeners: list[RadiusProtocol] = []
+        self._listeners = UdpListeners(self, "RADIUS accounting")
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = False
         self._closed = asyncio.Event()
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
-        bound = []
-        for listener in self._listeners:
-            if listener.transport is not None:
-                name = listener.transport.get_extra_info("sockname")
-                bound.append((str(name[0]), int(name[1])))
-        return bound
+        return self._listeners.addresses
 
     async def start(self) -> None:
         if self._listeners:
             return
-        loop = asyncio.get_running_loop()
-        sockets: list[socket.socket] = []
-        try:
-            for host, port in self.settings.listen:
-                sockets.append(open_socket(host, port, self.settings))
-            for sock in sockets:
-                _, protocol = await loop.create_datagram_endpoint(lambda: RadiusProtocol(self), sock=sock)
-                self._listeners.append(protocol)
-        except BaseException:
-            for sock in sockets[len(self._listeners):]:
-                sock.close()
-            await self._close_listeners()
-            raise
+        await self._listeners.bind(self.settings)
         self._accepting = True
         log.info("RADIUS accounting listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
 
     async def run(self) -> None:
-        await self.start()
+        """Serve until :meth:`aclose`; :meth:`start` binds first."""
+        if not self._listeners and not self._closed.is_set():
+            raise RadiusError("AccountingServer.run() before start()")
         await self._closed.wait()
 
     async def aclose(self) -> None:
@@ -228,19 +218,8 @@ class AccountingServer:
             _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.drain_timeout)
             for task in pending:
                 task.cancel()
-        await self._close_listeners()
+        await self._listeners.close()
         self._closed.set()
-
-    async def _close_listeners(self) -> None:
-        for listener in self._listeners:
-            if listener.transport is not None:
-                listener.transport.close()
-        try:
-            async with asyncio.timeout(2.0):
-                for listener in self._listeners:
-                    await listener.lost.wait()
-        except TimeoutError:
-            log.warning("RADIUS accounting sockets did not close within 2 s")
 
     def receive(self, listener: RadiusProtocol, data: bytes, addr: Address) -> None:
         metrics = self.metrics

@@ -65,6 +65,10 @@ def server_settings(radius: RadiusSettings, *, reuse_port: bool) -> RadiusServer
         reuse_port=reuse_port,
         max_in_flight=radius.max_in_flight,
         reject_delay=radius.reject_delay_seconds,
+        handler_timeout=radius.handler_timeout_seconds,
+        drain_timeout=radius.drain_timeout_seconds,
+        shared_cache_timeout=radius.shared_cache_timeout_seconds,
+        shared_wait=radius.shared_wait_seconds,
     )
 
 
@@ -190,6 +194,7 @@ class RadiusService:
             raise
 
     async def run(self) -> None:
+        """Serve what :meth:`start` bound until :meth:`aclose` (it binds nothing itself)."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self.server.run())
             for other in self._others:
@@ -314,6 +319,7 @@ def radsec_server(mfa: Mfa, config: Config, handler: SignInHandler, registry: Co
         listen=tuple(parse_listen_address(address) for address in radsec.listen), reuse_port=reuse_port,
         idle_timeout=radsec.idle_timeout_seconds, handshake_timeout=radsec.handshake_timeout_seconds,
         max_connections=radsec.max_connections, max_in_flight_per_connection=radsec.max_in_flight_per_connection,
-        reject_delay=radius.reject_delay_seconds)
+        reject_delay=radius.reject_delay_seconds, handler_timeout=radius.handler_timeout_seconds,
+        drain_timeout=radius.drain_timeout_seconds)
     return RadsecServer(settings, context, identities, handler, accounting, metrics=metrics,
                         connection_metrics=PrometheusRadsecMetrics(registry) if registry is not None else None)

@@ -12,10 +12,11 @@ without Prometheus; :class:`PrometheusRadiusMetrics` is what the daemon register
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol, Self
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client import Counter as PromCounter
@@ -95,10 +96,39 @@ class NullMetrics:
         pass
 
 
-class CountingMetrics:
+class WatchedCounters:
+    """Counters one can wait on: ``await metrics.until(lambda m: m.sent["Access-Accept"] == 1)``
+    returns once a change makes the predicate true (checked at each change, never polled)."""
+
+    def __init__(self) -> None:
+        # The predicates take the subclass's self (Self in until's signature).
+        self._waiters: list[tuple[Callable[[Any], bool], asyncio.Future[None]]] = []
+
+    def _changed(self) -> None:
+        for entry in list(self._waiters):
+            predicate, done = entry
+            if not done.done() and predicate(self):
+                done.set_result(None)
+                self._waiters.remove(entry)
+
+    async def until(self, predicate: Callable[[Self], bool], timeout: float = 10.0) -> None:
+        if predicate(self):
+            return
+        entry = (predicate, asyncio.get_running_loop().create_future())
+        self._waiters.append(entry)
+        try:
+            async with asyncio.timeout(timeout):
+                await entry[1]
+        finally:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+
+
+class CountingMetrics(WatchedCounters):
     """In-memory counters: ``received["Access-Request"]``, ``dropped[DropReason.MALFORMED]`` …"""
 
     def __init__(self) -> None:
+        super().__init__()
         self.received: Counter[str] = Counter()
         self.sent: Counter[str] = Counter()
         self.dropped: Counter[DropReason] = Counter()
@@ -109,19 +139,24 @@ class CountingMetrics:
 
     def packet_received(self, code: str) -> None:
         self.received[code] += 1
+        self._changed()
 
     def packet_sent(self, code: str) -> None:
         self.sent[code] += 1
+        self._changed()
 
     def packet_dropped(self, reason: DropReason, client: str) -> None:
         self.dropped[reason] += 1
         self.dropped_by_client[(client, reason)] += 1
+        self._changed()
 
     def reply_decided(self, mode: ClientMode, outcome: Outcome) -> None:
         self.decided[(mode, outcome)] += 1
+        self._changed()
 
     def request_shed(self, client: str, reason: DropReason) -> None:
         self.shed[(client, reason)] += 1
+        self._changed()
 
     def request_latency(self, seconds: float) -> None:
         if len(self.latencies) < 100_000:

@@ -62,9 +62,9 @@ from mfad.radius.codec import (
     decode_request,
     encode_reply,
 )
-from mfad.radius.errors import RadiusBindError, RadiusConfigError, RadiusEncodeError
+from mfad.radius.errors import RadiusBindError, RadiusConfigError, RadiusEncodeError, RadiusError
 from mfad.radius.handler import Decision, NoReply, Outcome, RadiusHandler
-from mfad.radius.metrics import DropReason, NullMetrics, RadiusMetrics
+from mfad.radius.metrics import DropReason, NullMetrics, RadiusMetrics, WatchedCounters
 from mfad.radius.server import is_missing_message_authenticator
 
 log = logging.getLogger("mfad.radius")
@@ -103,16 +103,19 @@ class RadsecMetrics(Protocol):
     def disconnect(self, reason: str) -> None: ...
 
 
-class CountingRadsecMetrics:
+class CountingRadsecMetrics(WatchedCounters):
     def __init__(self) -> None:
+        super().__init__()
         self.connections: dict[str, int] = dict.fromkeys(ConnectionResult.ALL, 0)
         self.disconnects: dict[str, int] = dict.fromkeys(CloseReason.ALL, 0)
 
     def connection(self, result: str) -> None:
         self.connections[result] += 1
+        self._changed()
 
     def disconnect(self, reason: str) -> None:
         self.disconnects[reason] += 1
+        self._changed()
 
 
 class PrometheusRadsecMetrics:
@@ -317,7 +320,9 @@ class RadsecServer:
         log.info("RadSec listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
 
     async def run(self) -> None:
-        await self.start()
+        """Serve until :meth:`aclose`; :meth:`start` binds first."""
+        if not self._servers and not self._closing:
+            raise RadiusError("RadsecServer.run() before start()")
         await self._closed.wait()
 
     async def aclose(self) -> None:

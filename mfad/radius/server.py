@@ -21,8 +21,9 @@ Guarantees:
   (the NAS fails over); nothing but a handler's Decision.accept produces an
   Access-Accept to an Access-Request.
 - With a shared cache, a request another instance already answered gets that reply;
-  with a claiming one, a request another instance is deciding gets its reply when it
-  comes within ``shared_wait``, or silence — never a second decision.
+  with a claiming one, a request another instance is deciding gets the reply that
+  instance saved by the end of ``shared_wait`` (one look then, or at shutdown — no
+  polling of the store), or silence — never a second decision.
 - Access-Rejects leave after ``reject_delay`` through ``loop.call_later``: the
   waiting holds no task and no in-flight slot, and a retransmission during the wait
   does not get the reject early.
@@ -38,6 +39,7 @@ Nothing here logs a secret, a password or packet contents.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
@@ -96,8 +98,9 @@ class RadiusServerSettings:
     max_cached_replies: int = 100_000
     shared_cache_timeout: float = 0.5
     shared_wait: float = 1.0
-    """Seconds a retransmission waits for another instance that is deciding its request."""
-    shared_poll: float = 0.02
+    """Seconds a retransmission waits for another instance that is deciding its request,
+    then looks for that instance's reply once. Shorter than a NAS's retransmission
+    interval (3 s and more), so the reply still beats the NAS's next try."""
     receive_buffer: int = 4 * 1024 * 1024
     """SO_RCVBUF asked for (the kernel may cap it): absorbs bursts while the loop is busy."""
     drain_timeout: float = 5.0
@@ -116,7 +119,6 @@ class RadiusServerSettings:
                 ("max_cached_replies", self.max_cached_replies >= 1),
                 ("shared_cache_timeout", self.shared_cache_timeout > 0),
                 ("shared_wait", self.shared_wait >= 0),
-                ("shared_poll", self.shared_poll > 0),
                 ("drain_timeout", self.drain_timeout >= 0),
             )
             if not ok
@@ -199,6 +201,57 @@ class RadiusProtocol(asyncio.DatagramProtocol):
         self._server.metrics.packet_sent(code_name(packet[0]))
 
 
+class UdpListeners:
+    """The bound UDP sockets of one listener (authentication or accounting), all or none."""
+
+    def __init__(self, sink: DatagramSink, what: str) -> None:
+        self._sink = sink
+        self._what = what
+        self._protocols: list[RadiusProtocol] = []
+
+    def __len__(self) -> int:
+        return len(self._protocols)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The bound (host, port) of each socket, in ``listen`` order."""
+        bound = []
+        for listener in self._protocols:
+            if listener.transport is not None:
+                name = listener.transport.get_extra_info("sockname")
+                bound.append((str(name[0]), int(name[1])))
+        return bound
+
+    async def bind(self, settings: RadiusServerSettings) -> None:
+        """Bind every ``settings.listen`` address, or none (raises :class:`RadiusBindError`)."""
+        loop = asyncio.get_running_loop()
+        sockets: list[socket.socket] = []
+        try:
+            for host, port in settings.listen:
+                sockets.append(_open_socket(host, port, settings))
+            for sock in sockets:
+                _, protocol = await loop.create_datagram_endpoint(lambda: RadiusProtocol(self._sink), sock=sock)
+                self._protocols.append(protocol)
+        except BaseException:
+            for sock in sockets[len(self._protocols):]:
+                sock.close()
+            await self.close()
+            self._protocols.clear()
+            raise
+
+    async def close(self) -> None:
+        for listener in self._protocols:
+            if listener.transport is not None:
+                listener.transport.close()
+        # The port is free only once the transports have really let go of it.
+        try:
+            async with asyncio.timeout(_SOCKET_CLOSE_TIMEOUT):
+                for listener in self._protocols:
+                    await listener.lost.wait()
+        except TimeoutError:
+            log.warning("%s sockets did not close within %.0f s", self._what, _SOCKET_CLOSE_TIMEOUT)
+
+
 class RadiusServer:
     """The RADIUS listener service: ``start()``/``run()`` and ``aclose()``."""
 
@@ -224,13 +277,14 @@ class RadiusServer:
         )
         self._limiter, self._share = self._client_limits(clients)
         self._in_flight_of: dict[str, int] = {}
-        self._listeners: list[RadiusProtocol] = []
+        self._listeners = UdpListeners(self, "RADIUS")
         self._tasks: set[asyncio.Task[None]] = set()
         self._delayed: dict[int, tuple[asyncio.TimerHandle, RadiusProtocol, bytes, Address]] = {}
         self._next_delayed = 0
         self._in_flight = 0
         self._accepting = False
         self._closing = False
+        self._stopping = asyncio.Event()  # aclose() began: waits for peers end early
         self._closed = asyncio.Event()
 
     def _client_limits(self, clients: ClientTable) -> tuple[TokenBuckets, int]:
@@ -256,12 +310,7 @@ class RadiusServer:
     @property
     def addresses(self) -> list[tuple[str, int]]:
         """The bound (host, port) of each listener, in ``settings.listen`` order."""
-        bound = []
-        for listener in self._listeners:
-            if listener.transport is not None:
-                name = listener.transport.get_extra_info("sockname")
-                bound.append((str(name[0]), int(name[1])))
-        return bound
+        return self._listeners.addresses
 
     def protocol(self) -> RadiusProtocol:
         """A protocol feeding this server, for a transport the caller provides."""
@@ -275,35 +324,17 @@ class RadiusServer:
         if self._listeners:
             return
         self._warn_about_clients()
-        loop = asyncio.get_running_loop()
-        sockets: list[socket.socket] = []
-        try:
-            for host, port in self.settings.listen:
-                sockets.append(_open_socket(host, port, self.settings))
-        except BaseException:
-            for sock in sockets:
-                sock.close()
-            raise
-        try:
-            for sock in sockets:
-                _, protocol = await loop.create_datagram_endpoint(
-                    lambda: RadiusProtocol(self), sock=sock
-                )
-                self._listeners.append(protocol)
-        except BaseException:
-            for sock in sockets[len(self._listeners) :]:
-                sock.close()
-            await self._close_listeners()
-            self._listeners.clear()
-            raise
+        await self._listeners.bind(self.settings)
         self._accepting = True
         log.info("RADIUS listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
         if not len(self.clients):
             log.warning("no [[radius.clients]] configured: every RADIUS request is dropped (unknown client)")
 
     async def run(self) -> None:
-        """Serve until :meth:`aclose` is called."""
-        await self.start()
+        """Serve until :meth:`aclose` is called; :meth:`start` binds first (it raises, this
+        does not bind)."""
+        if not self._listeners and not self._closing:
+            raise RadiusError("RadiusServer.run() before start()")
         await self._closed.wait()
 
     async def aclose(self) -> None:
@@ -312,6 +343,7 @@ class RadiusServer:
             return
         self._closing = True
         self._accepting = False
+        self._stopping.set()
         try:
             if self._tasks:
                 _, pending = await asyncio.wait(
@@ -330,20 +362,8 @@ class RadiusServer:
                 listener.send(packet, addr)
             self._delayed.clear()
         finally:
-            await self._close_listeners()
+            await self._listeners.close()
             self._closed.set()
-
-    async def _close_listeners(self) -> None:
-        for listener in self._listeners:
-            if listener.transport is not None:
-                listener.transport.close()
-        # The port is free only once the transports have really let go of it.
-        try:
-            async with asyncio.timeout(_SOCKET_CLOSE_TIMEOUT):
-                for listener in self._listeners:
-                    await listener.lost.wait()
-        except TimeoutError:
-            log.warning("RADIUS sockets did not close within %.0f s", _SOCKET_CLOSE_TIMEOUT)
 
     # The per-datagram path. Synchronous up to the task, so garbage costs no task.
 
@@ -528,19 +548,21 @@ class RadiusServer:
             return None
 
     async def _wait_for_peer(self, key: RequestKey) -> bytes | None:
+        """The reply of the instance deciding ``key``, looked for once: after ``shared_wait``
+        or when shutdown begins. Another instance's save gives this process no signal (a
+        NOTIFY on every saved reply would cost each request a commit-time lock), and a
+        poll would cost the store a read every few milliseconds per waiting request."""
         assert self._shared is not None
-        deadline = self._clock() + self.settings.shared_wait
-        while self._clock() < deadline and not self._closing:
-            await asyncio.sleep(self.settings.shared_poll)
-            try:
-                async with asyncio.timeout(self.settings.shared_cache_timeout):
-                    reply = await self._shared.load_reply(key)
-            except Exception as exc:
-                log.warning("shared RADIUS reply cache lookup failed: %s", type(exc).__name__)
-                return None
-            if reply is not None:
-                return reply
-        return None
+        if self.settings.shared_wait > 0 and not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.shared_wait):
+                    await self._stopping.wait()
+        try:
+            async with asyncio.timeout(self.settings.shared_cache_timeout):
+                return await self._shared.load_reply(key)
+        except Exception as exc:
+            log.warning("shared RADIUS reply cache lookup failed: %s", type(exc).__name__)
+            return None
 
     async def _release_shared(self, key: RequestKey) -> None:
         shared = self._shared
@@ -633,7 +655,3 @@ def _open_socket(host: str, port: int, settings: RadiusServerSettings) -> socket
         sock.close()
         raise
     return sock
-
-
-open_socket = _open_socket
-"""A bound, non-blocking UDP socket for ``host:port`` with ``settings``' options (also the accounting port's)."""

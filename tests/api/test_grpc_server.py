@@ -16,6 +16,7 @@ from grpc_doubles import SERVICE_TOKEN, StartServer, always_ready, bearer
 from grpc_doubles import VALID_CODE, Observed, TokenTable
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from loopback import free_port
 
 from mfad._proto.mfad.v1 import mfad_pb2 as pb
 from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
@@ -84,6 +85,7 @@ async def test_run_publishes_health_and_returns_after_aclose(
         authenticator=tokens,
         readiness=always_ready,
     )
+    await server.start()
     runner = asyncio.create_task(server.run())
     try:
         for _ in range(100):
@@ -237,13 +239,6 @@ async def test_aclose_is_idempotent_and_safe_before_start(tokens: TokenTable) ->
     server = GrpcServer(GrpcServerSettings(listen=("127.0.0.1:0",)), services=[], authenticator=tokens, readiness=always_ready)
     await server.aclose()
     await server.aclose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def test_failed_bind_releases_the_addresses_already_bound(start_server: StartServer) -> None:

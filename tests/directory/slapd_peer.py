@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 from grpc_doubles import CertificateAuthority  # noqa: E402
 from peer_tools import find_tool  # noqa: E402
+from loopback import free_port  # noqa: F401  (also for this module's importers)
 
 SLAPD = "/usr/sbin/slapd"
 SUFFIX = "dc=example,dc=org"
@@ -52,12 +53,6 @@ PEOPLE = (
     Person("carol", "carol-directory-pw", "Carol Disabled", "carol@example.org", ("staff",), account_control=514),
     Person("dave", "dave-directory-pw", "Dave Staff", "dave@example.org", ("staff", "vpn-contractors")),
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def available() -> bool:

@@ -28,6 +28,7 @@ from typing import Any
 import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from loopback import free_port, free_udp_port  # noqa: F401  (also for this module's importers)
 
 from mfad.core import totp
 
@@ -53,19 +54,6 @@ async def health(address: str, credentials: grpc.ChannelCredentials | None = Non
         reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service),
                                                                  timeout=5)
     return int(reply.status)
-
-
-def free_port() -> int:
-    """A port free right now (the daemon needs known ports: its config names them)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def mfactl_argv() -> list[str]:

@@ -67,6 +67,7 @@ async def run_sender() -> AsyncIterator[Callable[..., Awaitable[OutboxSender]]]:
                               settings=settings.outbox, owner=owner, metrics=metrics)
         if wake:
             mfa.email.add_listener(sender.wake)
+            sender.add_listener(mfa.email.message_settled)
         running.append((sender, asyncio.create_task(sender.run())))
         return sender
 

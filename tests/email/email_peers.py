@@ -17,7 +17,6 @@ import email
 import email.policy
 import ipaddress
 import re
-import socket
 import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -29,6 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from loopback import free_port  # noqa: F401  (also for this module's importers)
 
 from mfad.config import SmtpSettings
 from mfad.core.outbox import MailContent
@@ -82,12 +82,6 @@ class _Handler:
         self.received.append(Received(str(envelope.mail_from), list(envelope.rcpt_tos), message))
         self.arrived.set()
         return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path, Path]:

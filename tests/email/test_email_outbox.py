@@ -243,3 +243,28 @@ async def test_a_message_whose_code_expired_is_dropped_not_sent(
             await asyncio.sleep(0.05)
     assert await outbox_states(db) == ["expired"] and mail_server.received == []
     assert await db.scalar("SELECT sealed_body FROM email_outbox") is None
+
+
+async def test_wait_sent_is_woken_by_this_process_sender_and_looks_once_at_another_instances(
+        store: Store, keyring: Keyring, running_clock: RunningClock, config: Config, run_sender: RunSender,
+        db: Any) -> None:
+    server = MailServer()
+    await server.start()
+    try:
+        smtp = smtp_for(server)
+        mfa = await core(store, keyring, running_clock, config, smtp)
+        await mfa.users.create("alice", "pw-alice-123")
+        await mfa.users.create("bob", "pw-bob-1234567")
+        await run_sender(mfa, smtp)
+        sent = await mfa.email.begin_binding("alice", "alice@example.com", PORTAL)
+        async with asyncio.timeout(10):  # far below `within`: the sender's settlement wakes the wait
+            assert await mfa.email.wait_sent(sent, within=600.0)
+
+        # A message another instance sends (this one's sender finds it within a poll): nothing
+        # wakes the waiting instance, which looks once when `within` is over — and finds it sent.
+        waiting = await core(store, keyring, running_clock, config, smtp)
+        sent = await waiting.email.begin_binding("bob", "bob@example.com", PORTAL)
+        assert await waiting.email.wait_sent(sent, within=3.0)
+        assert len(await server.wait_for(2)) == 2
+    finally:
+        await server.stop()

@@ -4,10 +4,10 @@ own directory."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from peer_tools import find_tool
+from loopback import free_udp_port  # noqa: F401  (also for this module's importers)
 
 FREERADIUS = find_tool("freeradius")
 
@@ -54,8 +54,3 @@ def radiusd_conf(directory: Path, body: str, *, cleanup_delay: int = 0) -> str:
     ``body``: its clients, modules, home servers and virtual server."""
     return _PREAMBLE.format(dir=directory, cleanup_delay=cleanup_delay) + body
 
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

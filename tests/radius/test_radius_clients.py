@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 from radius_peers import SECRET
@@ -211,3 +212,31 @@ def test_default_client_rates_follow_what_the_process_can_serve() -> None:
     assert derived == {"vpn": 60.0, "pam": 60.0, "proxy": OTP_ONLY_RATE}
     fixed = client_table(RadiusSettings(clients=entries, client_rate_per_second=250.0), 30.0)
     assert {c.rate_per_second for c in fixed} == {250.0}
+
+
+def test_the_listener_timeouts_are_radius_keys_and_bad_values_are_named(tmp_path: Path) -> None:
+    from mfad.config import load_config
+    from mfad.core.errors import ConfigError
+    from mfad.radius.daemon import server_settings
+
+    good = tmp_path / "good.toml"
+    good.write_text("[radius]\nhandler_timeout_seconds = 2.5\ndrain_timeout_seconds = 0\n"
+                    "shared_cache_timeout_seconds = 0.25\nshared_wait_seconds = 3\n", encoding="utf-8")
+    settings = server_settings(load_config(good, env={}).radius, reuse_port=False)
+    assert (settings.handler_timeout, settings.drain_timeout, settings.shared_cache_timeout,
+            settings.shared_wait) == (2.5, 0.0, 0.25, 3.0)
+    defaults = server_settings(load_config(None, env={}).radius, reuse_port=False)
+    assert (defaults.handler_timeout, defaults.drain_timeout, defaults.shared_cache_timeout,
+            defaults.shared_wait) == (5.0, 5.0, 0.5, 1.0)
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[radius]\nhandler_timeout_seconds = 0\ndrain_timeout_seconds = -1\n"
+                   "shared_cache_timeout_seconds = 11\nshared_wait_seconds = \"soon\"\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(bad, env={})
+    named = sorted(problem.split(":")[0] for problem in err.value.problems)
+    assert named == ["radius.drain_timeout_seconds", "radius.handler_timeout_seconds",
+                     "radius.shared_cache_timeout_seconds", "radius.shared_wait_seconds"]
+    with pytest.raises(ConfigError) as from_env:
+        load_config(None, env={"MFAD_RADIUS_HANDLER_TIMEOUT_SECONDS": "99"})
+    assert any("radius.handler_timeout_seconds" in p for p in from_env.value.problems)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -23,6 +22,7 @@ import pytest
 from radius_peers import RADCLIENT, SECRET, pyrad_request, radclient
 from signin_peers import StartDaemon, nas, service_of, start_daemon  # noqa: F401  (fixture)
 from tls_ca import TestCA
+from loopback import free_udp_port
 
 from mfad.config import RadiusClientSettings, RadsecGroupSettings, RadsecSettings, load_config
 from mfad.core.accounting import SESSION_EVENT
@@ -87,12 +87,6 @@ def connections(radsec: RadsecServer) -> CountingRadsecMetrics:
     return metrics
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.05)
-
-
 # --- radsecproxy in front ----------------------------------------------------------------------
 PROXY_CONF = """\
 ListenUDP 127.0.0.1:{udp_port}
@@ -120,12 +114,6 @@ realm * {{
     accountingServer mfad
 }}
 """
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -193,7 +181,7 @@ async def test_radsecproxy_with_a_certificate_of_another_ca_is_refused(
         result = await radclient("127.0.0.1", udp_port, ['User-Name = "alice"',
                                                         f'User-Password = "{PASSWORD}{alice.code(1)}"'])
         assert result.reply in (None, "Access-Reject")  # radsecproxy may reject when its server is down
-        await until(lambda: connections(radsec).connections["handshake_failed"] >= 1)
+        await connections(radsec).until(lambda m: m.connections["handshake_failed"] >= 1)
     assert connections(radsec).connections["accepted"] == 0
     assert not await accepted_sign_ins(mfa, alice)
 
@@ -270,7 +258,7 @@ async def test_a_certificate_of_another_ca_is_refused(start_daemon: StartDaemon,
     async with tls_client(pki, radsec.addresses[0][1], pki.forged) as (reader, writer):
         writer.write(pyrad_request(code=12, identifier=1, secret=b"radsec").RequestPacket())
         assert await closed_without_reply(reader)
-    await until(lambda: connections(radsec).connections["handshake_failed"] == 1)
+    await connections(radsec).until(lambda m: m.connections["handshake_failed"] == 1)
 
 
 async def test_an_address_no_radsec_client_may_use_is_closed_before_tls(start_daemon: StartDaemon,
@@ -291,7 +279,7 @@ async def test_tls_below_the_minimum_version_is_refused(start_daemon: StartDaemo
     with pytest.raises((ssl.SSLError, ConnectionError)):
         async with tls_client(pki, radsec.addresses[0][1], pki.berlin, max_version=ssl.TLSVersion.TLSv1_2):
             pass
-    await until(lambda: connections(radsec).connections["handshake_failed"] == 1)
+    await connections(radsec).until(lambda m: m.connections["handshake_failed"] == 1)
 
 
 async def test_tls_1_2_is_accepted_by_default(start_daemon: StartDaemon, pki: Pki) -> None:
@@ -318,7 +306,7 @@ async def test_a_framing_error_closes_the_connection(start_daemon: StartDaemon, 
     async with tls_client(pki, radsec.addresses[0][1], pki.berlin) as (reader, writer):
         writer.write(bytes([1, 1, 0, 5]) + bytes(16))  # Length 5: under a RADIUS header
         assert await closed_without_reply(reader)
-    await until(lambda: connections(radsec).disconnects["framing_error"] == 1)
+    await connections(radsec).until(lambda m: m.disconnects["framing_error"] == 1)
 
 
 # --- configuration -------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import pytest
 from radius_peers import (
@@ -33,6 +32,7 @@ from mfad.radius import (
     RequestKey,
     parse_network,
 )
+from mfad.radius.cache import Claim
 
 
 async def nas_for(server_address: tuple[str, int]) -> UdpNas:
@@ -252,20 +252,22 @@ async def test_reject_delay_holds_no_slot_and_is_not_skipped_by_retransmission(
     start_server: StartServer,
 ) -> None:
     policy = DemoPolicy()
-    server = await start_server(policy, reject_delay=0.5)
+    server = await start_server(policy, reject_delay=2.0)
+    metrics = counters(server)
     nas = await nas_for(server.addresses[0])
     raw = pyrad_request(user="mallory", password="guess").RequestPacket()
-    started = time.monotonic()
     nas.send(raw)
-    await asyncio.sleep(0.15)
-    assert server.in_flight == 0
+    await metrics.until(lambda m: m.decided[(ClientMode.CHALLENGE, Outcome.REJECT)] == 1)
+    assert server.in_flight == 0  # decided: the reject waits out its delay without a slot
+    assert metrics.sent == {}
     nas.send(raw)
-    reply = await nas.receive(timeout=2.0)
-    assert time.monotonic() - started >= 0.45
+    await metrics.until(lambda m: m.dropped[DropReason.DUPLICATE] == 1)
+    assert metrics.sent == {}  # the retransmission did not get the reject early
+    reply = await nas.receive(timeout=10.0)
     assert reply[0] == 3
-    await nas.silence(0.2)
+    assert metrics.sent == {"Access-Reject": 1}  # one reject for both copies
     nas.send(raw)
-    assert await nas.receive() == reply
+    assert await nas.receive() == reply  # after the delay, from the cache
     assert policy.calls == 1
     nas.close()
 
@@ -300,7 +302,7 @@ async def test_each_client_keeps_its_share_of_the_in_flight_cap(start_server: St
     quiet = await UdpNas.connect(host, port, local_host="127.0.0.2")
     for identifier in range(5):
         busy.send(pyrad_request(identifier=identifier).RequestPacket())
-    await asyncio.sleep(0.05)
+    await counters(server).until(lambda m: m.shed[("busy", DropReason.OVERLOAD)] == 3)  # busy's share is full
     for identifier in range(2):
         quiet.send(pyrad_request(identifier=identifier).RequestPacket())
     assert sorted([(await quiet.receive())[1] for _ in range(2)]) == [0, 1]
@@ -427,7 +429,7 @@ async def test_a_failing_shared_cache_does_not_decide(start_server: StartServer)
             raise ConnectionError("store down")
 
         async def save_reply(self, key: RequestKey, reply: bytes, ttl: float) -> None:
-            await asyncio.sleep(10)
+            await asyncio.Event().wait()  # hangs: only shared_cache_timeout ends it
 
     policy = DemoPolicy()
     server = await start_server(policy, shared_cache=Broken(), shared_cache_timeout=0.1)
@@ -482,16 +484,17 @@ async def test_close_lets_requests_in_flight_answer(start_server: StartServer) -
 
 
 async def test_close_bounds_the_drain_and_flushes_delayed_rejects(
-    start_server: StartServer,
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     slow = DemoPolicy(delay=30.0)
     server = await start_server(slow, drain_timeout=0.2, reject_delay=5.0)
     nas = await nas_for(server.addresses[0])
     nas.send(pyrad_request().RequestPacket())
     await slow.called.wait()
-    started = time.monotonic()
-    await server.aclose()
-    assert time.monotonic() - started < 2
+    with caplog.at_level(logging.WARNING, logger="mfad.radius"):
+        async with asyncio.timeout(15):  # the decision would take 30 s: only the drain bound ends it
+            await server.aclose()
+    assert "RADIUS shutdown cancelled 1 requests still being decided" in caplog.text
     await nas.silence(0.2)
     nas.close()
 
@@ -523,3 +526,77 @@ async def test_a_closed_server_does_not_start_again(start_server: StartServer) -
     await server.aclose()  # idempotent
     with pytest.raises(RadiusError):
         await server.start()
+
+
+async def test_run_serves_what_start_bound_and_never_binds_itself() -> None:
+    from mfad.radius import ClientTable, RadiusServer, RadiusServerSettings
+
+    server = RadiusServer(RadiusServerSettings(listen=(("127.0.0.1", 0),)), ClientTable(loopback_clients()),
+                          DemoPolicy())
+    with pytest.raises(RadiusError, match="before start"):
+        await server.run()
+    assert server.addresses == []
+    await server.start()
+    bound = server.addresses
+    runner = asyncio.create_task(server.run())
+    await server.start()  # a second start binds nothing more
+    assert server.addresses == bound
+    await server.aclose()
+    async with asyncio.timeout(10):
+        await runner
+
+
+class PeerDeciding:
+    """A claiming shared cache whose every request another instance is deciding."""
+
+    def __init__(self) -> None:
+        self.claimed = asyncio.Event()
+        self.loads = 0
+        self.reply: bytes | None = None
+
+    async def claim_reply(self, key: RequestKey, hold: float) -> bytes | Claim:
+        self.claimed.set()
+        return Claim.IN_FLIGHT
+
+    async def load_reply(self, key: RequestKey) -> bytes | None:
+        self.loads += 1
+        return self.reply
+
+    async def save_reply(self, key: RequestKey, reply: bytes, ttl: float) -> None:
+        raise AssertionError("a request another instance decides is not saved here")
+
+    async def release_reply(self, key: RequestKey) -> None:
+        raise AssertionError("nothing claimed here")
+
+
+async def test_a_request_another_instance_decides_gets_its_reply_after_one_look(start_server: StartServer) -> None:
+    peer = PeerDeciding()
+    policy = DemoPolicy()
+    server = await start_server(policy, shared_cache=peer, shared_wait=0.3)
+    nas = await nas_for(server.addresses[0])
+    nas.send(pyrad_request(identifier=1).RequestPacket())
+    await peer.claimed.wait()
+    peer.reply = b"the other instance's reply"  # saved there while this one waits
+    assert await nas.receive() == b"the other instance's reply"
+    assert (peer.loads, policy.calls) == (1, 0)  # looked once, never decided here
+
+    peer.claimed.clear()
+    peer.reply = None
+    nas.send(pyrad_request(identifier=2).RequestPacket())
+    await peer.claimed.wait()
+    await nas.silence()
+    assert (peer.loads, policy.calls) == (2, 0)
+    assert counters(server).dropped == {DropReason.DUPLICATE: 2}
+    nas.close()
+
+
+async def test_shutdown_ends_the_wait_for_another_instance(start_server: StartServer) -> None:
+    peer = PeerDeciding()
+    server = await start_server(DemoPolicy(), shared_cache=peer, shared_wait=10.0, drain_timeout=30.0)
+    nas = await nas_for(server.addresses[0])
+    nas.send(pyrad_request().RequestPacket())
+    await peer.claimed.wait()
+    async with asyncio.timeout(5):  # far less than shared_wait: aclose ends the wait
+        await server.aclose()
+    assert peer.loads == 1  # looked once more, not cancelled by the drain bound
+    nas.close()

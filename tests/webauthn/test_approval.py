@@ -272,7 +272,7 @@ async def test_pam_radius_auth_in_challenge_mode_completes_an_approval(
     settings = RadiusSettings(listen=["127.0.0.1:0"], reject_delay_seconds=0.0, clients=[RadiusClientSettings(
         name="ssh", address="127.0.0.1", secret=SECRET.decode(), require_message_authenticator=False)])
     service = radius_service(wa.mfa, dataclasses.replace(config, radius=settings), None, metrics=CountingMetrics())
-    await service.server.start()
+    await service.start()
     task = asyncio.create_task(service.run())
     try:
         with pam_service(tmp_path) as (name, conf):

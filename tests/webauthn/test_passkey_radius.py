@@ -38,7 +38,7 @@ async def radius(wa: Relying, config: Any) -> AsyncIterator[Start]:
                                                                 secret=SECRET.decode())])
         service = radius_service(wa.mfa, dataclasses.replace(config, radius=settings), None,
                                  metrics=CountingMetrics())
-        await service.server.start()
+        await service.start()
         running.append((service, asyncio.create_task(service.run())))
         host, port = service.server.addresses[0]
         return host, port
