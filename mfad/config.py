@@ -126,6 +126,10 @@ class RadiusClientSettings:
     #: Who checks this client's passwords: local, ldap[:NAME], radius[:NAME] (unset: [radius]
     #: first_factor); otp_only clients checked it themselves (none).
     first_factor: str | None = None
+    #: With an upstream RADIUS first factor: the attributes of its Access-Accept that this
+    #: client's Access-Accept carries too (e.g. Class, Filter-Id, Framed-IP-Address); every
+    #: other one is dropped.
+    upstream_reply_attributes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -420,7 +424,8 @@ class UpstreamRadiusSettings:
     send_message_authenticator: bool = True
     #: Ignore replies without a valid Message-Authenticator (BlastRADIUS, CVE-2024-3596). Servers
     #: older than the 2024 fixes (FreeRADIUS before 3.2.5, as in Debian 12) do not sign replies.
-    require_message_authenticator: bool = True
+    #: "auto": required from a server once it has sent one (remembered per server, per process).
+    require_message_authenticator: Literal[True, False, "auto"] = True
     #: NAS-Identifier sent upstream.
     nas_identifier: str = field(default="mfad", metadata=check(short_text))
     #: Reply attributes of an Access-Accept that become the user's groups (e.g. Class, Filter-Id).

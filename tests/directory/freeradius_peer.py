@@ -19,6 +19,8 @@ SECRET = "upstream-shared-secret-0123"
 USERS = {
     "erin": ("erin-upstream-pw", 'Class := "vpn-contractors", Filter-Id := "vpn-acl", Reply-Message := "hello"'),
     "frank": ("frank-upstream-pw", 'Class := "staff"'),
+    # FreeRADIUS before 3.2.5 signs a reply only when told to (its BlastRADIUS advice).
+    "grace": ("grace-upstream-pw", 'Class := "staff", Message-Authenticator := 0x00'),
 }
 
 CONF = """\

@@ -89,6 +89,28 @@ async def test_unsigned_replies_are_ignored_by_default(upstream: StartUpstream) 
             "frank", "frank-upstream-pw")
 
 
+async def test_auto_requires_message_authenticator_once_a_server_has_sent_one(upstream: StartUpstream) -> None:
+    server = await upstream()
+    directory = UpstreamRadius(settings(server.address, require_message_authenticator="auto"))
+    # Never signed yet: an unsigned Accept counts (an old server keeps working).
+    assert (await directory.authenticate("frank", "frank-upstream-pw")).accepted
+    assert (await directory.authenticate("grace", "grace-upstream-pw")).accepted  # signed
+    # From now on this server's unsigned replies are ignored, as a forgery would be.
+    with pytest.raises(Unavailable):
+        await directory.authenticate("frank", "frank-upstream-pw")
+    assert (await directory.authenticate("grace", "grace-upstream-pw")).accepted
+    # Another directory (another process) has not seen a signed reply yet.
+    assert (await UpstreamRadius(settings(server.address, require_message_authenticator="auto")).authenticate(
+        "frank", "frank-upstream-pw")).accepted
+
+
+async def test_a_signed_reply_counts_when_required(upstream: StartUpstream) -> None:
+    server = await upstream()
+    found = await UpstreamRadius(settings(server.address, require_message_authenticator=True)).authenticate(
+        "grace", "grace-upstream-pw")
+    assert found.accepted and found.entry is not None and found.entry.groups == ("staff",)
+
+
 async def test_a_wrong_secret_is_no_answer(upstream: StartUpstream) -> None:
     server = await upstream()
     with pytest.raises(Unavailable):
