@@ -116,7 +116,8 @@ class RadiusClientSettings:
     secret_file: str | None = None
     mode: Literal["challenge", "append", "otp_only"] | None = None
     trust_calling_station_id: bool = False
-    require_message_authenticator: bool | None = None
+    #: true, false or "auto" (required once this NAS has sent one; docs/radius.md).
+    require_message_authenticator: Literal[True, False, "auto"] | None = None
     limit_proxy_state: bool = True
     #: RadSec (RFC 6614): this client connects over TLS with a certificate issued by the CA of
     #: this ``[[radsec.groups]]`` entry; it is then not a UDP client, and its secret is "radsec".
@@ -161,7 +162,7 @@ class RadsecSettings:
 class RadiusSettings:
     listen: list[str] = field(default_factory=lambda: ["127.0.0.1:1812"], metadata=check(_addresses))
     mode: Literal["challenge", "append", "otp_only"] = "challenge"
-    require_message_authenticator: bool = True
+    require_message_authenticator: Literal[True, False, "auto"] = True
     workers: int = field(default=1, metadata=check(between(1, 64)))
     max_in_flight: int = field(default=256, metadata=check(positive))
     #: Requests/s per client. Unset: derived from what this process can serve (the password
