@@ -94,32 +94,27 @@ async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 # --- radsecproxy in front ----------------------------------------------------------------------
-PROXY_CONF = """\
-ListenUDP 127.0.0.1:{udp_port}
-LogLevel 4
-LogDestination file://{dir}/radsecproxy.log
-tls mfad {{
-    CACertificateFile {ca}
-    CertificateFile {cert}
-    CertificateKeyFile {key}
-}}
-client radclient {{
-    host 127.0.0.1
-    type udp
-    secret {secret}
-}}
-server mfad {{
-    host 127.0.0.1
-    port {port}
-    type tls
-    tls mfad
-    CertificateNameCheck on
-}}
-realm * {{
-    server mfad
-    accountingServer mfad
-}}
-"""
+SHIPPED_PROXY_CONF = Path(__file__).resolve().parents[2] / "clients" / "nas" / "radsecproxy" / "radsecproxy.conf"
+
+
+def proxy_conf(**values: str) -> str:
+    """The shipped radsecproxy.conf with its site-specific values replaced: every other line
+    is run as shipped. Each value replaced must be there (the test follows the file)."""
+    text = SHIPPED_PROXY_CONF.read_text()
+    for shipped, value in (("ListenUDP 10.1.0.2:1812\nListenUDP 10.1.0.2:1813", f"ListenUDP 127.0.0.1:{values['udp_port']}"),
+                           ("LogLevel 3", "LogLevel 4"),
+                           ("file:///var/log/radsecproxy/radsecproxy.log", f"file://{values['dir']}/radsecproxy.log"),
+                           ("/etc/radsecproxy/mfad-ca.pem", values["ca"]),
+                           ("/etc/radsecproxy/nas-berlin.pem", values["cert"]),
+                           ("/etc/radsecproxy/nas-berlin.key", values["key"]),
+                           ("host 10.1.0.0/24", "host 127.0.0.1"),
+                           ("a-long-random-secret-for-the-branch-lan", values["secret"]),
+                           # mfad's test certificate is for "localhost"
+                           ("host mfad.example.net", "host localhost"),
+                           ("port 2083", f"port {values['port']}")):
+        assert shipped in text, f"{shipped!r} is no longer in {SHIPPED_PROXY_CONF}"
+        text = text.replace(shipped, value)
+    return text
 
 
 def free_udp_port() -> int:
@@ -135,8 +130,8 @@ def radsecproxy(directory: Path, port: int, ca: Path, cert: tuple[Path, Path]) -
     assert RADSECPROXY is not None
     udp_port = free_udp_port()
     conf = directory / "radsecproxy.conf"
-    conf.write_text(PROXY_CONF.format(udp_port=udp_port, dir=directory, ca=ca, cert=cert[0], key=cert[1],
-                                      secret=SECRET.decode(), port=port))
+    conf.write_text(proxy_conf(udp_port=str(udp_port), dir=str(directory), ca=str(ca), cert=str(cert[0]),
+                               key=str(cert[1]), secret=SECRET.decode(), port=str(port)))
     process = subprocess.Popen([RADSECPROXY, "-f", "-c", str(conf)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
