@@ -297,7 +297,7 @@ class PolicyRuleStore(Protocol):
 
 class Store(AuditStore, UserStore, DeviceStore, RetentionStore, SealedSecretStore, SignInStore, PolicyStore,
             CallerStore, SessionStore, WebauthnStore, EmailStore, ReplyStore, RecoveryStore, DirectoryUserStore,
-            PolicyRuleStore, ApprovalStore, Protocol):
+            PolicyRuleStore, ApprovalStore, SignedClientStore, Protocol):
     """The whole store, as the engines implement it; each service is typed to its slices."""
 
     engine: str

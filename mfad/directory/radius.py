@@ -53,6 +53,8 @@ class _Waiter(asyncio.DatagramProtocol):
         self.require_ma = require_ma
         self.answer = answer
         self.ignored = 0
+        #: Replies that verified but carried no Message-Authenticator while one was required.
+        self.unsigned = 0
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         reply = decode_reply(data, self.secret, self.identifier, self.authenticator)
@@ -61,6 +63,8 @@ class _Waiter(asyncio.DatagramProtocol):
                 self.answer.set_result(reply)
         else:
             self.ignored += 1  # forged, for another request, or unsigned: keep waiting
+            if isinstance(reply, RadiusReply):
+                self.unsigned += 1
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP port unreachable and the like: the timeout decides
@@ -85,9 +89,15 @@ class UpstreamRadius:
         if not password:
             raise InvalidInput("password", "must not be empty")
         for host, port in self._servers:
-            reply = await self._ask(host, port, username, password)
+            reply, unsigned = await self._ask(host, port, username, password)
             if reply is None:
-                log.warning("directory %s: %s:%d did not answer; trying the next server", self.name, host, port)
+                if unsigned:
+                    log.warning("directory %s: %s:%d answered without Message-Authenticator, which "
+                                "require_message_authenticator asks for: ignored; trying the next server (a server "
+                                "before FreeRADIUS 3.2.5 signs only when its reply sets Message-Authenticator)",
+                                self.name, host, port)
+                else:
+                    log.warning("directory %s: %s:%d did not answer; trying the next server", self.name, host, port)
                 continue
             if reply.has_message_authenticator and self._s.require_message_authenticator == "auto" \
                     and (host, port) not in self._signed:
@@ -113,7 +123,8 @@ class UpstreamRadius:
     async def aclose(self) -> None:
         pass
 
-    async def _ask(self, host: str, port: int, username: str, password: str) -> RadiusReply | None:
+    async def _ask(self, host: str, port: int, username: str, password: str) -> tuple[RadiusReply | None, int]:
+        """The verified reply (None: none came in time) and how many unsigned ones were ignored."""
         loop = asyncio.get_running_loop()
         identifier = secrets.randbelow(256)
         authenticator = secrets.token_bytes(16)
@@ -128,18 +139,17 @@ class UpstreamRadius:
         answer: asyncio.Future[RadiusReply] = loop.create_future()
         required = self._s.require_message_authenticator
         require_ma = (host, port) in self._signed if required == "auto" else bool(required)
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Waiter(identifier, authenticator, self._secret, require_ma, answer),
-            remote_addr=(host, port))
+        waiter = _Waiter(identifier, authenticator, self._secret, require_ma, answer)
+        transport, _ = await loop.create_datagram_endpoint(lambda: waiter, remote_addr=(host, port))
         try:
             for _ in range(self._s.retries):
                 transport.sendto(packet)  # a retransmission is the same packet (RFC 5080 §2.2.1)
                 try:
                     async with asyncio.timeout(self._s.timeout_seconds):
-                        return await asyncio.shield(answer)
+                        return await asyncio.shield(answer), 0
                 except TimeoutError:
                     continue
-            return None
+            return None, waiter.unsigned
         finally:
             transport.close()
 

@@ -10,6 +10,7 @@ timeouts and framing errors. The test CA and certificates are made by the test."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import contextlib
 import socket
 import ssl
@@ -117,6 +118,23 @@ def proxy_conf(**values: str) -> str:
     return text
 
 
+SHIPPED_MFAD_CONF = SHIPPED_PROXY_CONF.parent / "mfad.toml"
+
+
+def shipped_radsec(directory: Path, pki: Pki) -> tuple[RadsecSettings, RadiusClientSettings]:
+    """mfad's side of the shipped example, read by mfad's own loader with this test's
+    certificates in place of its /etc/mfad files; only the listen address changes."""
+    text = SHIPPED_MFAD_CONF.read_text()
+    for shipped, path in (("/etc/mfad/radsec-server.pem", pki.server[0]), ("/etc/mfad/radsec-server.key", pki.server[1]),
+                          ("/etc/mfad/branch-ca.pem", pki.ca.cert_path)):
+        assert shipped in text, f"{shipped!r} is no longer in {SHIPPED_MFAD_CONF}"
+        text = text.replace(shipped, str(path))
+    (directory / "mfad.toml").write_text(text)
+    config = load_config(directory / "mfad.toml", env={})
+    (client,) = config.radius.clients
+    return dataclasses.replace(config.radsec, listen=["127.0.0.1:0"]), client
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -159,7 +177,8 @@ async def through_proxy(udp_port: int, lines: list[str], command: str = "auth") 
 async def test_radsecproxy_forwards_sign_in_and_accounting_over_tls(
         start_daemon: StartDaemon, enrol: Enrol, pki: Pki, mfa: Mfa, tmp_path: Path) -> None:
     alice = await enrol("alice", password=PASSWORD)
-    server = await start_daemon(clients=[nas(), berlin()], radsec=radsec_settings(pki))
+    radsec_conf, berlin_client = shipped_radsec(tmp_path, pki)  # clients/nas/radsecproxy/mfad.toml
+    server = await start_daemon(clients=[nas(), berlin_client], radsec=radsec_conf)
     radsec = radsec_of(server)
     with radsecproxy(tmp_path, radsec.addresses[0][1], pki.ca.cert_path, pki.berlin) as udp_port:
         accepted = await through_proxy(udp_port, ['User-Name = "alice"',
