@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests" / "directory"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "tests" / "directory"), str(ROOT / "tests"), str(ROOT)]
 from slapd_peer import PEOPLE_BASE, SERVICE_DN, SERVICE_PASSWORD, Slapd  # noqa: E402
 
 from mfad.config import (  # noqa: E402

@@ -77,7 +77,8 @@ async def open_core(config: Config, registry: CollectorRegistry | None = None, *
         directories = build_directories(config)
         mfa = Mfa(settings=config.core, store=store, keyring=keyring, metrics=core_metrics, email_metrics=email_metrics,
                   directories=directories.by_name, first_factor_by_client=directories.by_client,
-                  first_factor_by_protocol=directories.by_protocol)
+                  first_factor_by_protocol=directories.by_protocol,
+                  upstream_reply_attributes=directories.reply_allowed)
         try:
             await mfa.start()
             yield mfa

@@ -116,7 +116,8 @@ class RadiusClientSettings:
     secret_file: str | None = None
     mode: Literal["challenge", "append", "otp_only"] | None = None
     trust_calling_station_id: bool = False
-    require_message_authenticator: bool | None = None
+    #: true, false or "auto" (required once this NAS has sent one; docs/radius.md).
+    require_message_authenticator: Literal[True, False, "auto"] | None = None
     limit_proxy_state: bool = True
     #: RadSec (RFC 6614): this client connects over TLS with a certificate issued by the CA of
     #: this ``[[radsec.groups]]`` entry; it is then not a UDP client, and its secret is "radsec".
@@ -126,6 +127,10 @@ class RadiusClientSettings:
     #: Who checks this client's passwords: local, ldap[:NAME], radius[:NAME] (unset: [radius]
     #: first_factor); otp_only clients checked it themselves (none).
     first_factor: str | None = None
+    #: With an upstream RADIUS first factor: the attributes of its Access-Accept that this
+    #: client's Access-Accept carries too (e.g. Class, Filter-Id, Framed-IP-Address); every
+    #: other one is dropped.
+    upstream_reply_attributes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -157,7 +162,7 @@ class RadsecSettings:
 class RadiusSettings:
     listen: list[str] = field(default_factory=lambda: ["127.0.0.1:1812"], metadata=check(_addresses))
     mode: Literal["challenge", "append", "otp_only"] = "challenge"
-    require_message_authenticator: bool = True
+    require_message_authenticator: Literal[True, False, "auto"] = True
     workers: int = field(default=1, metadata=check(between(1, 64)))
     max_in_flight: int = field(default=256, metadata=check(positive))
     #: Requests/s per client. Unset: derived from what this process can serve (the password
@@ -431,7 +436,8 @@ class UpstreamRadiusSettings:
     send_message_authenticator: bool = True
     #: Ignore replies without a valid Message-Authenticator (BlastRADIUS, CVE-2024-3596). Servers
     #: older than the 2024 fixes (FreeRADIUS before 3.2.5, as in Debian 12) do not sign replies.
-    require_message_authenticator: bool = True
+    #: "auto": required from a server once it has sent one (remembered per server, per process).
+    require_message_authenticator: Literal[True, False, "auto"] = True
     #: NAS-Identifier sent upstream.
     nas_identifier: str = field(default="mfad", metadata=check(short_text))
     #: Reply attributes of an Access-Accept that become the user's groups (e.g. Class, Filter-Id).

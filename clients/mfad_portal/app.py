@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 
 from mfad.config import PortalSettings
 from mfad_client import MfadClient
-from mfad_portal import approve, console, console_audit, console_policy, console_tokens, console_users, messages, security_info, signin
+from mfad_portal import approve, console, console_audit, console_policy, console_rules, console_tokens, console_users, messages, security_info, signin
 from mfad_portal.sessions import Sessions
 from mfad_portal.web import Ctx, Guard, Portal, PortalMetrics, environments, view
 
@@ -71,7 +71,7 @@ def create_app(client: MfadClient, settings: PortalSettings, registry: Collector
         *security_info.routes(portal),
         *approve.routes(portal),
         *console.routes(portal), *console_users.routes(portal), *console_policy.routes(portal),
-        *console_audit.routes(portal), *console_tokens.routes(portal),
+        *console_audit.routes(portal), *console_tokens.routes(portal), *console_rules.routes(portal),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     if serve_metrics:

@@ -30,7 +30,8 @@ from mfad_portal.web import Ctx, Portal, View, view
 ADMIN = "/admin"
 #: The console's pages, in the order of its navigation, with the permission each needs.
 PAGES = (("/admin", N_("Overview"), "console"), ("/admin/users", N_("Users"), "view_users"),
-         ("/admin/policy", N_("Policy"), "view_policy"), ("/admin/audit", N_("Audit"), "view_audit"),
+         ("/admin/policy", N_("Policy"), "view_policy"), ("/admin/rules", N_("Group rules"), "view_policy"),
+         ("/admin/audit", N_("Audit"), "view_audit"),
          ("/admin/tokens", N_("Caller tokens"), "view_tokens"))
 
 #: Loads what a page shows, as the signed-in user.

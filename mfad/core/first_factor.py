@@ -80,7 +80,11 @@ class FirstFactorRouter:
     directory propagates: never an accept."""
 
     def __init__(self, local: FirstFactorCheck, directories: Mapping[str, Directory], *,
-                 by_client: Mapping[str, str], by_protocol: Mapping[str, str]) -> None:
+                 by_client: Mapping[str, str], by_protocol: Mapping[str, str],
+                 reply_allowed: Mapping[str, frozenset[str]] | None = None) -> None:
+        """``reply_allowed``: per RADIUS client name, the upstream reply attributes its
+        sign-ins may carry on (``upstream_reply_attributes``); every other one is dropped
+        here, before anything is stored."""
         for source in (*by_client.values(), *by_protocol.values()):
             if source not in (LOCAL, NONE) and source not in directories:
                 raise ValueError(f"first factor {source!r} names no directory")
@@ -88,6 +92,7 @@ class FirstFactorRouter:
         self._directories = dict(directories)
         self._by_client = dict(by_client)
         self._by_protocol = dict(by_protocol)
+        self._reply_allowed = dict(reply_allowed or {})
 
     def source(self, client: str | None, protocol: str) -> str:
         if client is not None and client in self._by_client:
@@ -100,5 +105,7 @@ class FirstFactorRouter:
         if directory is None:
             return await self._local.check(username, user, password, lane=lane, client=client, protocol=protocol)
         found = await directory.authenticate(username, password)
+        allowed = self._reply_allowed.get(client or "", frozenset())
+        reply = tuple((name, value) for name, value in found.reply if name in allowed) if found.accepted else ()
         return FirstFactorVerdict(ok=found.accepted, directory=directory.name, entry=found.entry,
-                                  reason=None if found.accepted else found.reason, reply=found.reply)
+                                  reason=None if found.accepted else found.reason, reply=reply)

@@ -273,6 +273,9 @@ class Challenge:
     source: str | None
     protocol: str
     consumed: bool = False
+    #: What the first factor's upstream RADIUS server answered that the client's allow-list
+    #: names ((attribute name, octets), opaque to the core): the final accept carries it.
+    first_factor_reply: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

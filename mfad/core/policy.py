@@ -102,6 +102,7 @@ class PolicyService:
 
     async def get_rule(self, name: str) -> tuple[int, PolicyRule]:
         """The rule of that name and its position, as stored now (NotFound)."""
+        _rule_name(name)
         for i, rule in enumerate(await self._store.load_policy_rules()):
             if rule.name == name:
                 return i, rule
@@ -132,6 +133,7 @@ class PolicyService:
         return await self.set_rule(rule, position=position, actor=actor)
 
     async def delete_rule(self, name: str, *, actor: str | None) -> bool:
+        _rule_name(name)
         rules = await self._store.load_policy_rules()
         kept = [r for r in rules if r.name != name]
         if len(kept) == len(rules):
@@ -185,9 +187,15 @@ def _describe(p: Policy) -> str:
             f"require_backup_method={p.require_backup_method}")
 
 
-def _validated_rule(rule: PolicyRule) -> PolicyRule:
-    if not rule.name or len(rule.name) > 64 or not rule.name.isprintable():
+def _rule_name(name: str) -> str:
+    """A rule name as a request names it: never empty (that names no rule; say so)."""
+    if not name or len(name) > 64 or not name.isprintable():
         raise InvalidInput("name", "must be 1 to 64 printable characters")
+    return name
+
+
+def _validated_rule(rule: PolicyRule) -> PolicyRule:
+    _rule_name(rule.name)
     for field_name, items in (("groups", rule.groups), ("clients", rule.clients)):
         if len(items) > 50 or any(not item or len(item) > 256 or not item.isprintable() for item in items):
             raise InvalidInput(field_name, "must be at most 50 names of 1 to 256 printable characters")

@@ -211,6 +211,15 @@ class ReplyStore(Protocol):
     async def delete_expired_radius_requests(self, now: float, limit: int) -> int: ...
 
 
+class SignedClientStore(Protocol):
+    """NASes (client name, source address) that have sent a Message-Authenticator, for
+    ``require_message_authenticator = "auto"``: once in, never out (an operator deletes a row
+    to forget one)."""
+
+    async def load_radius_signed_clients(self) -> set[tuple[str, str]]: ...
+    async def save_radius_signed_client(self, client: str, address: str, now: float) -> None: ...
+
+
 class RecoveryCheck(StrEnum):
     """What the store found for a typed recovery code."""
 
@@ -288,7 +297,7 @@ class PolicyRuleStore(Protocol):
 
 class Store(AuditStore, UserStore, DeviceStore, RetentionStore, SealedSecretStore, SignInStore, PolicyStore,
             CallerStore, SessionStore, WebauthnStore, EmailStore, ReplyStore, RecoveryStore, DirectoryUserStore,
-            PolicyRuleStore, ApprovalStore, Protocol):
+            PolicyRuleStore, ApprovalStore, SignedClientStore, Protocol):
     """The whole store, as the engines implement it; each service is typed to its slices."""
 
     engine: str

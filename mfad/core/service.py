@@ -43,6 +43,7 @@ class Mfa:
                  email_metrics: EmailMetrics | None = None, directories: Mapping[str, Directory] | None = None,
                  first_factor_by_client: Mapping[str, str] | None = None,
                  first_factor_by_protocol: Mapping[str, str] | None = None,
+                 upstream_reply_attributes: Mapping[str, frozenset[str]] | None = None,
                  monotonic: Callable[[], float] | None = None) -> None:
         self.store = store
         self.keyring = keyring
@@ -63,7 +64,8 @@ class Mfa:
         self.directories: dict[str, Directory] = dict(directories or {})
         first_factor = FirstFactorRouter(LocalPasswordCheck(self.passwords), self.directories,
                                          by_client=first_factor_by_client or {},
-                                         by_protocol=first_factor_by_protocol or {})
+                                         by_protocol=first_factor_by_protocol or {},
+                                         reply_allowed=upstream_reply_attributes)
         self.signin = SignInService(store=store, keyring=keyring, clock=self.clock, passwords=self.passwords,
                                     policy=self.policy, totp_settings=settings.totp, limits=settings.limits,
                                     metrics=self.metrics, usernames=self.users.usernames, first_factor=first_factor)

@@ -104,6 +104,8 @@ class _Passed:
     usable: frozenset[Method]
     #: The subject as the first factor left it (a directory user just provisioned).
     subject: Subject
+    #: The allow-listed reply attributes of an upstream RADIUS first factor.
+    reply: tuple[tuple[str, bytes], ...] = ()
 
 
 
@@ -180,7 +182,8 @@ class SignInService:
             return await self._open_challenge(subject, attempt, passed.now, "enrol", methods,
                                               Outcome.ENROLMENT_REQUIRED, Reason.NO_DEVICE, ttl, tries)
         return await self._open_challenge(subject, attempt, passed.now, "signin", passed.usable,
-                                          Outcome.SECOND_FACTOR_REQUIRED, Reason.SECOND_FACTOR, ttl, tries)
+                                          Outcome.SECOND_FACTOR_REQUIRED, Reason.SECOND_FACTOR, ttl, tries,
+                                          reply=passed.reply)
 
     async def _first_factor(self, subject: Subject, username: str, password: str | None, attempt: Attempt,
                             started: float, *,
@@ -202,6 +205,7 @@ class SignInService:
         else:
             ok = user is not None
         policy = await self._policy.effective(user, attempt.client)
+        reply = verdict.reply if verdict is not None and ok else ()
 
         refusal = self._refusal(subject, now, password_ok=ok)
         if refusal is Reason.WRONG_PASSWORD and verdict is not None and verdict.reason in _DIRECTORY_GONE:
@@ -221,7 +225,7 @@ class SignInService:
                                                      and not enrolled):
             reason = Reason.MFA_OFF if policy.mfa_required is MfaRequired.OFF else Reason.NOT_ENROLLED_ALLOWED
             await self._store.append_audit(now, [self._event("signin", reason, subject, attempt, outcome="allowed")])
-            return SignInResult(outcome=Outcome.ALLOWED, reason=reason, user=user)
+            return SignInResult(outcome=Outcome.ALLOWED, reason=reason, user=user, first_factor_reply=reply)
 
         if remembered_token and policy.remember_device and usable:
             rotated = await self._use_remembered(user, remembered_token, attempt, now)
@@ -229,14 +233,15 @@ class SignInService:
                 await self._store.append_audit(now, [self._event("signin", Reason.REMEMBERED, subject, attempt,
                                                                  outcome="allowed")])
                 return SignInResult(outcome=Outcome.ALLOWED, reason=Reason.REMEMBERED, user=user,
-                                    remembered_token=rotated)
+                                    remembered_token=rotated, first_factor_reply=reply)
 
         if station and policy.remember_device and usable:
             series = remembered.station_series(user.id, attempt.client, station)
             event = self._event("signin", Reason.REMEMBERED, subject, attempt, outcome="allowed")
             if await self._store.update_remembered_station(user.id, series, now, [event]):
-                return SignInResult(outcome=Outcome.ALLOWED, reason=Reason.REMEMBERED, user=user)
-        return _Passed(now=now, policy=policy, usable=usable, subject=subject)
+                return SignInResult(outcome=Outcome.ALLOWED, reason=Reason.REMEMBERED, user=user,
+                                    first_factor_reply=reply)
+        return _Passed(now=now, policy=policy, usable=usable, subject=subject, reply=reply)
 
     async def _provisioned(self, subject: Subject, username: str, directory: str, entry: DirectoryEntry,
                            attempt: Attempt, now: datetime) -> Subject:
@@ -281,14 +286,14 @@ class SignInService:
 
     async def _open_challenge(self, subject: Subject, attempt: Attempt, now: datetime, purpose: str,
                               methods: frozenset[Method], outcome: Outcome, reason: Reason, ttl: int | None,
-                              tries: int | None) -> SignInResult:
+                              tries: int | None, *, reply: tuple[tuple[str, bytes], ...] = ()) -> SignInResult:
         assert subject.user is not None
         challenge_id = secrets.token_urlsafe(CHALLENGE_ID_BYTES)
         expires = now + timedelta(seconds=ttl or self._limits.challenge_ttl_seconds)
         challenge = Challenge(id_hash=challenge_hash(challenge_id), user_id=subject.user.id, purpose=purpose,
                               methods=methods, created_at=now, expires_at=expires,
                               tries_left=tries or self._limits.challenge_tries, source=attempt.source,
-                              protocol=attempt.protocol)
+                              protocol=attempt.protocol, first_factor_reply=reply)
         await self._store.insert_challenge(challenge, [self._event("signin", reason, subject, attempt,
                                                                    outcome=outcome.value)])
         return SignInResult(outcome=outcome, reason=reason, user=subject.user, challenge_id=challenge_id,
@@ -352,6 +357,8 @@ class SignInService:
             spent = 0 if result.reason in _WAITING else 1
             return VerifyResult(accepted=False, reason=result.reason,
                                 tries_left=max(0, challenge.tries_left - spent))
+        if challenge.first_factor_reply:
+            return dataclasses.replace(result, first_factor_reply=challenge.first_factor_reply)
         return result
 
     async def _check_code(self, username: str, request: SignInRequest) -> SignInResult:
@@ -397,7 +404,7 @@ class SignInService:
         if not result.accepted:
             return SignInResult(outcome=Outcome.REFUSED, reason=result.reason)
         return SignInResult(outcome=Outcome.ALLOWED, reason=Reason.ACCEPTED, user=user, method=Method.TOTP,
-                            methods=frozenset({Method.TOTP}))
+                            methods=frozenset({Method.TOTP}), first_factor_reply=passed.reply)
 
     @staticmethod
     def _as_sign_in(verified: VerifyResult) -> SignInResult:

@@ -95,6 +95,9 @@ class SignInResult:
     remembered_token: str | None = None
     #: The second factor this call checked, if it checked one.
     method: Method | None = None
+    #: With an allowed sign-in whose first factor was an upstream RADIUS server: the reply
+    #: attributes of its Access-Accept that the RADIUS client's allow-list names.
+    first_factor_reply: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
 
     @property
     def allowed(self) -> bool:
@@ -115,6 +118,8 @@ class VerifyResult:
     remembered_token: str | None = None
     #: Tries left on the challenge after a refusal (0 when it is spent or unknown).
     tries_left: int = 0
+    #: As ``SignInResult.first_factor_reply``, kept with the challenge (only when accepted).
+    first_factor_reply: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -57,6 +57,9 @@ class RadiusClient:
     secret: bytes = field(repr=False)
     mode: ClientMode = ClientMode.CHALLENGE
     require_message_authenticator: bool = True
+    #: "auto": not required until this NAS (name, source address) has sent one; then always
+    #: (``mfad.radius.signed``). Meaningful only while ``require_message_authenticator`` is off.
+    learn_message_authenticator: bool = False
     trust_calling_station_id: bool = False
     limit_proxy_state: bool = True
     #: Requests per second this client may send (None: the server-wide ``client_rate``).

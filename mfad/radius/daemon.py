@@ -35,6 +35,7 @@ from mfad.radius.accounting import (
     accounting_listen,
 )
 from mfad.radius.cache import Claim, RequestKey
+from mfad.radius.signed import SignedClients
 from mfad.radius.clients import RADSEC_SECRET, ClientMode, ClientTable, RadiusClient, parse_network
 from mfad.radius.errors import RadiusConfigError
 from mfad.radius.metrics import PrometheusRadiusMetrics, RadiusMetrics
@@ -91,15 +92,16 @@ def make_client(radius: RadiusSettings, entry: RadiusClientSettings, password_ca
     if entry.secret is None and not over_tls:
         raise RadiusConfigError("no secret")
     mode = ClientMode(entry.mode or radius.mode)
+    required = (radius.require_message_authenticator if entry.require_message_authenticator is None
+                else entry.require_message_authenticator)
     return RadiusClient(
         name=entry.name,
         network=parse_network(entry.address),
         secret=RADSEC_SECRET if over_tls else (entry.secret or "").encode("utf-8"),
         mode=mode,
         rate_per_second=client_rate(radius, mode, password_capacity),
-        require_message_authenticator=not over_tls and (radius.require_message_authenticator
-                                                        if entry.require_message_authenticator is None
-                                                        else entry.require_message_authenticator),
+        require_message_authenticator=not over_tls and required is True,
+        learn_message_authenticator=not over_tls and required == "auto",
         trust_calling_station_id=entry.trust_calling_station_id,
         limit_proxy_state=entry.limit_proxy_state and not over_tls,
         over_tls=over_tls,
@@ -185,6 +187,8 @@ class RadiusService:
 
     async def start(self) -> None:
         """Bind the listeners (or raise): the daemon says READY only after this."""
+        if self.server.signed is not None:
+            await self.server.signed.load()  # NASes that must sign, before the first request
         await self.server.start()
         try:
             for other in self._others:
@@ -201,6 +205,8 @@ class RadiusService:
                 group.create_task(other.run())
             if self._cache is not None:
                 group.create_task(self._purge())
+            if self.server.signed is not None:
+                group.create_task(self.server.signed.run())
 
     async def _purge(self) -> None:
         assert self._cache is not None
@@ -243,6 +249,8 @@ class RadiusService:
     async def aclose(self) -> None:
         self._stop.set()
         await self.server.aclose()
+        if self.server.signed is not None:
+            await self.server.signed.aclose()
         for other in self._others:
             await other.aclose()
 
@@ -263,7 +271,8 @@ def radius_service(mfa: Mfa, config: Config, registry: CollectorRegistry | None,
     handler = SignInHandler(mfa.signin, challenge_ttl=config.limits.challenge_ttl_seconds,
                             approve_url=config.portal.approve_url)
     settings = server_settings(radius, reuse_port=reuse_port)
-    server = RadiusServer(settings, clients, handler, metrics=metrics, shared_cache=cache)
+    signed = SignedClients(mfa.store, timeout=config.storage.timeout_seconds)
+    server = RadiusServer(settings, clients, handler, metrics=metrics, shared_cache=cache, signed=signed)
     reports = PrometheusAccountingMetrics(registry) if registry is not None else None
     accounting = accounting_server(mfa, radius, settings, clients, reports, metrics)
     radsec = None

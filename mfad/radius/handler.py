@@ -25,6 +25,7 @@ from mfad.radius.attributes import (
     RESERVED_IN_REPLIES,
     Attr,
     AttributeValue,
+    attribute_code,
     attribute_name,
     encode_value,
 )
@@ -54,13 +55,16 @@ class Decision:
     ``message`` becomes Reply-Message attributes (split at 253 octets on character
     boundaries; note that pam_radius_auth shows only the first, so keep prompts under
     253 octets). ``attributes`` are extra ``(dictionary name, value)`` pairs such as
-    ``("Session-Timeout", 120)``.
+    ``("Session-Timeout", 120)``. ``copied`` are ``(dictionary name, octets)`` pairs taken as
+    they are from another server's reply (an upstream RADIUS first factor's allow-listed
+    attributes), placed after the others.
     """
 
     outcome: Outcome
     message: str = ""
     state: bytes = b""
     attributes: tuple[tuple[str, AttributeValue], ...] = ()
+    copied: tuple[tuple[str, bytes], ...] = ()
     encoded: tuple[tuple[int, bytes], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -80,13 +84,21 @@ class Decision:
                     f"{attribute_name(number)} is set by the server, not a handler"
                 )
             encoded.append((number, octets))
+        for name, octets in self.copied:
+            number = attribute_code(name)
+            if number in RESERVED_IN_REPLIES:
+                raise RadiusEncodeError(f"{name} is set by the server, not copied")
+            if len(octets) > MAX_VALUE_LENGTH:
+                raise RadiusEncodeError(f"value of RADIUS attribute {name} is over {MAX_VALUE_LENGTH} octets")
+            encoded.append((number, octets))
         object.__setattr__(self, "encoded", tuple(encoded))
 
     @classmethod
     def accept(
-        cls, message: str = "", *, attributes: Iterable[tuple[str, AttributeValue]] = ()
+        cls, message: str = "", *, attributes: Iterable[tuple[str, AttributeValue]] = (),
+        copied: Iterable[tuple[str, bytes]] = (),
     ) -> Decision:
-        return cls(outcome=Outcome.ACCEPT, message=message, attributes=tuple(attributes))
+        return cls(outcome=Outcome.ACCEPT, message=message, attributes=tuple(attributes), copied=tuple(copied))
 
     @classmethod
     def reject(

@@ -51,6 +51,7 @@ from typing import Any, Final, Protocol, cast
 from mfad.net import parse_address
 from mfad.radius.attributes import Attr
 from mfad.radius.cache import Claim, ClaimingReplyCache, ReplyCache, RequestKey, SharedReplyCache
+from mfad.radius.signed import SignedClients
 from mfad.radius.clients import ClientTable, RadiusClient
 from mfad.radius.codec import (
     HEADER_LENGTH,
@@ -264,12 +265,15 @@ class RadiusServer:
         metrics: RadiusMetrics | None = None,
         shared_cache: SharedReplyCache | None = None,
         clock: Callable[[], float] = time.monotonic,
+        signed: SignedClients | None = None,
     ) -> None:
         self.settings: Final = settings
         self.clients: Final = clients
         self.metrics: Final[RadiusMetrics] = metrics if metrics is not None else NullMetrics()
         self._handler = handler
         self._shared = shared_cache
+        #: NASes that have sent a Message-Authenticator (their clients' "auto").
+        self.signed: Final = signed
         self._clock = clock
         self._drop_log = DropLog(clock)
         self._cache = ReplyCache(
@@ -421,6 +425,12 @@ class RadiusServer:
         if is_missing_message_authenticator(request, client):
             self._drop(DropReason.MISSING_MESSAGE_AUTHENTICATOR, host, client)
             return None
+        if client.learn_message_authenticator and self.signed is not None:
+            if request.has_message_authenticator:
+                self.signed.signed(client.name, host)
+            elif self.signed.requires(client.name, host):
+                self._drop(DropReason.MISSING_MESSAGE_AUTHENTICATOR, host, client)
+                return None
         return request
 
     def _has_room(self, name: str) -> bool:
@@ -605,6 +615,10 @@ class RadiusServer:
     def _warn_about_clients(self) -> None:
         for client in self.clients:
             if client.require_message_authenticator:
+                continue
+            if client.learn_message_authenticator:
+                log.info("RADIUS client %s: Message-Authenticator required once it has sent one (auto)",
+                         client.name)
                 continue
             if client.limit_proxy_state:
                 log.warning(

@@ -22,6 +22,10 @@ RADIUS is only a translation here: every Access-Request without a State becomes 
 
 Guarantees:
 
+- An Access-Accept after an upstream RADIUS first factor also carries the attributes of
+  the upstream's Access-Accept that the client's ``upstream_reply_attributes`` names
+  (the core keeps them with the challenge between the two rounds); nothing else of the
+  upstream reply reaches the NAS.
 - Only a core result that says *allowed* becomes an Access-Accept. The store
   unavailable (:class:`~mfad.core.errors.Unavailable`) becomes no reply at all, so the
   NAS fails over; input that can never be valid (:class:`~mfad.core.errors.InvalidInput`)
@@ -233,7 +237,7 @@ class SignInHandler:
     def _translate(self, result: SignInResult, client: RadiusClient, username: str = "") -> Decision:
         """The one table from a sign-in result to a reply."""
         if result.outcome is Outcome.ALLOWED:
-            return Decision.accept()
+            return Decision.accept(copied=result.first_factor_reply)
         if result.outcome is Outcome.REFUSED:
             return self._denied(client)
         if client.mode is ClientMode.OTP_ONLY:
@@ -269,7 +273,7 @@ class SignInHandler:
             if result.user is None or result.user.username != username:
                 log.warning("RADIUS challenge answered with another User-Name (client %s)", attempt.client)
                 return Decision.reject(DENIED)
-            return Decision.accept()
+            return Decision.accept(copied=result.first_factor_reply)
         if result.tries_left > 0 and result.reason in _RETRY_REASONS:
             email = state_offers_email(state)
             again = ENTER_CODE_OR_EMAIL if email and method is Method.TOTP else _again(method)
@@ -297,7 +301,7 @@ class SignInHandler:
             if result.user is None or result.user.username != username:
                 log.warning("RADIUS challenge answered with another User-Name (client %s)", attempt.client)
                 return Decision.reject(DENIED)
-            return Decision.accept()
+            return Decision.accept(copied=result.first_factor_reply)
         if result.reason is Reason.APPROVAL_PENDING:
             return self._approval_challenge(NOT_APPROVED_YET, number, also, challenge_id, username)
         if result.tries_left > 0 and result.reason in _RETRY_REASONS:

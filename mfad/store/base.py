@@ -60,6 +60,7 @@ from mfad.store.sql import (
     dt,
     dt_req,
     limits_from,
+    reply_to_text,
     ts,
     user_from,
 )
@@ -416,10 +417,11 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, Direct
     async def insert_challenge(self, challenge: Challenge, audit: Sequence[AuditEvent]) -> None:
         async with self._timed("insert_challenge", write=True) as tx:
             await tx.execute(
-                f"INSERT INTO challenges ({CHALLENGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)",
+                f"INSERT INTO challenges ({CHALLENGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10)",
                 challenge.id_hash, challenge.user_id, challenge.purpose,
                 ",".join(sorted(challenge.methods)), challenge.created_at.timestamp(),
-                challenge.expires_at.timestamp(), challenge.tries_left, challenge.source, challenge.protocol)
+                challenge.expires_at.timestamp(), challenge.tries_left, challenge.source, challenge.protocol,
+                reply_to_text(challenge.first_factor_reply))
             await self._audit(tx, challenge.created_at, audit)
 
     async def load_challenge(self, id_hash: str) -> Challenge | None:

@@ -68,6 +68,16 @@ class RadiusSql(SqlParts):
                 "ON CONFLICT (request_key) DO UPDATE SET reply = excluded.reply, expires_at = excluded.expires_at",
                 key, reply, now + ttl)
 
+    async def load_radius_signed_clients(self) -> set[tuple[str, str]]:
+        async with self._timed("load_radius_signed_clients", write=False) as tx:
+            rows = await tx.fetch("SELECT client, address FROM radius_signed_clients")
+        return {(str(r["client"]), str(r["address"])) for r in rows}
+
+    async def save_radius_signed_client(self, client: str, address: str, now: float) -> None:
+        async with self._timed("save_radius_signed_client", write=True) as tx:
+            await tx.execute("INSERT INTO radius_signed_clients (client, address, first_seen) VALUES ($1, $2, $3) "
+                             "ON CONFLICT (client, address) DO NOTHING", client, address, now)
+
     async def delete_radius_claim(self, key: bytes) -> None:
         """Give up a claim that got no reply, so a retransmission is decided afresh."""
         one = self.dialect.get("delete_radius_claim")

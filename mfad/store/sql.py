@@ -10,6 +10,7 @@ it; it imports none of them.
 from __future__ import annotations
 
 import abc
+import base64
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -64,7 +65,8 @@ DEVICE_COLUMNS = ("id, user_id, method, name, state, created_at, confirmed_at, l
                   "sealed_secret, digits, period, algorithm, last_step, drift, data")
 #: The device columns of ``devices d`` named ``d_<column>``, for a join with the user's row.
 PREFIXED_DEVICE_COLUMNS = ", ".join(f"d.{c} AS d_{c}" for c in DEVICE_COLUMNS.split(", "))
-CHALLENGE_COLUMNS = "id_hash, user_id, purpose, methods, created_at, expires_at, tries_left, source, protocol, consumed"
+CHALLENGE_COLUMNS = ("id_hash, user_id, purpose, methods, created_at, expires_at, tries_left, source, protocol, consumed, "
+                     "first_factor_reply")
 LIMIT_COLUMNS = "failures, total_failures, lockouts, locked_until, hard_locked, last_wrong_hash"
 
 INSERT_AUDIT = ("INSERT INTO audit (at, event, outcome, user_id, username, method, protocol, source, reason, "
@@ -128,7 +130,20 @@ def challenge_from(row: Row) -> Challenge:
                      methods=frozenset(Method(m) for m in row["methods"].split(",") if m),
                      created_at=dt_req(row["created_at"]), expires_at=dt_req(row["expires_at"]),
                      tries_left=row["tries_left"], source=row["source"], protocol=row["protocol"],
-                     consumed=bool(row["consumed"]))
+                     consumed=bool(row["consumed"]), first_factor_reply=reply_from_text(row["first_factor_reply"]))
+
+
+def reply_to_text(reply: tuple[tuple[str, bytes], ...]) -> str | None:
+    """A challenge's carried RADIUS attributes as stored: JSON [[name, base64]] (None: none)."""
+    if not reply:
+        return None
+    return json.dumps([[name, base64.b64encode(value).decode("ascii")] for name, value in reply])
+
+
+def reply_from_text(text: str | None) -> tuple[tuple[str, bytes], ...]:
+    if not text:
+        return ()
+    return tuple((str(name), base64.b64decode(value)) for name, value in json.loads(text))
 
 
 def email_of(row: Any) -> str | None:

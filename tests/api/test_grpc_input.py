@@ -30,7 +30,7 @@ OK, INVALID, UNIMPLEMENTED = grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMEN
 VALID_WHEN_EMPTY = {"Admin/ListUsers", "Admin/GetPolicy", "Admin/SetPolicy", "Admin/QueryAudit",
                     "Admin/ListCallerTokens", "Enrollment/ListDevices", "Enrollment/ListRemembered",
                     "Enrollment/EndSession", "Enrollment/GenerateRecoveryCodes", "Enrollment/GetRecoveryStatus",
-                    "Enrollment/ListPendingApprovals", "Admin/GetOverview",
+                    "Enrollment/ListPendingApprovals", "Admin/GetOverview", "Admin/ListPolicyRules",
                     # Empty: list (without disabling) the users no configured directory knows.
                     "Admin/PruneDirectoryUsers"}
 #: Either is right: an empty BeginSignIn is a usernameless passkey sign-in where passkeys are

@@ -19,6 +19,8 @@ SECRET = "upstream-shared-secret-0123"
 USERS = {
     "erin": ("erin-upstream-pw", 'Class := "vpn-contractors", Filter-Id := "vpn-acl", Reply-Message := "hello"'),
     "frank": ("frank-upstream-pw", 'Class := "staff"'),
+    # FreeRADIUS before 3.2.5 signs a reply only when told to (its BlastRADIUS advice).
+    "grace": ("grace-upstream-pw", 'Class := "staff", Message-Authenticator := 0x00'),
 }
 
 CONF = """\
@@ -49,7 +51,22 @@ server default {{
       pap
     }}
   }}
-}}
+{post_auth}}}
+"""
+
+#: What docs/directory.md tells operators of FreeRADIUS before 3.2.5 to add so that every
+#: reply (accepts and rejects) is signed.
+SIGN_REPLIES = """\
+  post-auth {{
+    update reply {{
+      &Message-Authenticator := 0x00
+    }}
+    Post-Auth-Type REJECT {{
+      update reply {{
+        &Message-Authenticator := 0x00
+      }}
+    }}
+  }}
 """
 
 
@@ -80,14 +97,16 @@ def _users_file() -> str:
     return "\n".join(lines)
 
 
-async def start_upstream(root: Path, *, require_message_authenticator: bool = True) -> Upstream:
+async def start_upstream(root: Path, *, require_message_authenticator: bool = True,
+                         sign_replies: bool = False) -> Upstream:
     assert FREERADIUS is not None
     root.mkdir(parents=True, exist_ok=True)
     port = free_udp_port()
     (root / "users").write_text(_users_file())
     require_ma = "yes" if require_message_authenticator else "no"
+    post_auth = SIGN_REPLIES.replace("{{", "{").replace("}}", "}") if sign_replies else ""
     (root / "radiusd.conf").write_text(radiusd_conf(root, CONF.format(dir=root, port=port, secret=SECRET,
-                                                                      require_ma=require_ma)))
+                                                                      require_ma=require_ma, post_auth=post_auth)))
     process = subprocess.Popen([FREERADIUS, "-f", "-d", str(root)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.STDOUT)
     upstream = Upstream(port, process, root)

@@ -81,12 +81,47 @@ async def test_an_upstream_requiring_message_authenticator_drops_requests_withou
             "frank", "frank-upstream-pw")
 
 
-async def test_unsigned_replies_are_ignored_by_default(upstream: StartUpstream) -> None:
-    """The default requires a signed reply; FreeRADIUS 3.2.1 sends none, so nothing counts."""
+async def test_unsigned_replies_are_ignored_by_default(upstream: StartUpstream,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """The default requires a signed reply; FreeRADIUS 3.2.1 sends none, so nothing counts —
+    and the log says why, rather than "did not answer"."""
     server = await upstream()
-    with pytest.raises(Unavailable):
+    with pytest.raises(Unavailable), caplog.at_level("WARNING", logger="mfad.directory.radius"):
         await UpstreamRadius(settings(server.address, require_message_authenticator=True)).authenticate(
             "frank", "frank-upstream-pw")
+    assert "answered without Message-Authenticator" in caplog.text, caplog.text
+
+
+async def test_auto_requires_message_authenticator_once_a_server_has_sent_one(upstream: StartUpstream) -> None:
+    server = await upstream()
+    directory = UpstreamRadius(settings(server.address, require_message_authenticator="auto"))
+    # Never signed yet: an unsigned Accept counts (an old server keeps working).
+    assert (await directory.authenticate("frank", "frank-upstream-pw")).accepted
+    assert (await directory.authenticate("grace", "grace-upstream-pw")).accepted  # signed
+    # From now on this server's unsigned replies are ignored, as a forgery would be.
+    with pytest.raises(Unavailable):
+        await directory.authenticate("frank", "frank-upstream-pw")
+    assert (await directory.authenticate("grace", "grace-upstream-pw")).accepted
+    # Another directory (another process) has not seen a signed reply yet.
+    assert (await UpstreamRadius(settings(server.address, require_message_authenticator="auto")).authenticate(
+        "frank", "frank-upstream-pw")).accepted
+
+
+async def test_a_freeradius_told_to_sign_every_reply_is_usable_with_the_default(upstream: StartUpstream) -> None:
+    """docs/directory.md's post-auth lines for FreeRADIUS before 3.2.5: accepts and rejects
+    are both signed, so a wrong password is a refusal, not a server that does not answer."""
+    server = await upstream(sign_replies=True)
+    directory = UpstreamRadius(settings(server.address, require_message_authenticator=True))
+    assert (await directory.authenticate("frank", "frank-upstream-pw")).accepted
+    refused = await directory.authenticate("frank", "wrong")
+    assert (refused.check, refused.reason) == (Check.REFUSED, DirectoryReason.WRONG_PASSWORD)
+
+
+async def test_a_signed_reply_counts_when_required(upstream: StartUpstream) -> None:
+    server = await upstream()
+    found = await UpstreamRadius(settings(server.address, require_message_authenticator=True)).authenticate(
+        "grace", "grace-upstream-pw")
+    assert found.accepted and found.entry is not None and found.entry.groups == ("staff",)
 
 
 async def test_a_wrong_secret_is_no_answer(upstream: StartUpstream) -> None:

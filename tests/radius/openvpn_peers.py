@@ -93,41 +93,44 @@ def namespaces() -> Iterator[Namespaces]:
             _ip("link", "del", root_end)  # gone with the namespace already, normally
 
 
-SERVER_CONF = """\
-dev tun
-proto udp
-local {vpn_address}
-port 1194
-topology subnet
-server {tunnel_network} 255.255.255.0
-ca {ca}
-cert {cert}
-key {key}
-dh none
-verify-client-cert none
-username-as-common-name
-plugin {plugin} {dir}/radiusplugin.cnf
-client-config-dir {dir}/ccd
-status {dir}/status.log 1
-tmp-dir {dir}
-keepalive 2 20
-reneg-sec {reneg_sec}
-hand-window 5
-{token}
-verb 3
-log {dir}/server.log
-"""
+#: The shipped examples: the test runs them with only site-specific values changed.
+SHIPPED = Path(__file__).resolve().parents[2] / "clients" / "nas" / "openvpn"
 
-RADIUSPLUGIN_CONF = """\
-NAS-Identifier=openvpn
-Service-Type=5
-Framed-Protocol=1
-NAS-Port-Type=5
-NAS-IP-Address={nas_address}
-OpenVPNConfig={dir}/server.conf
-subnet=255.255.255.0
-overwriteccfiles=true
-nonfatalaccounting=false
+
+def shipped_conf(text: str, replace: dict[str, str | None], add: list[str], *, separator: str = " ") -> str:
+    """``text`` (an OpenVPN or radiusplugin file) with the value of each directive named in
+    ``replace`` changed (None: the line dropped) and ``add`` appended. Every other
+    directive stays as shipped: a change to the shipped file changes what the test runs."""
+    out = []
+    for line in text.splitlines():
+        key = line.split(separator, 1)[0].strip()
+        if line.startswith("#") or not line.strip() or key not in replace:
+            out.append(line)
+        elif replace[key] is not None:
+            out.append(f"{key}{separator}{replace[key]}")
+    return "\n".join([*out, *add]) + "\n"
+
+
+def server_conf(*, vpn_address: str, tunnel_network: str, ca: Path, cert: Path, key: Path, plugin: str,
+                dir: Path, reneg_sec: int) -> str:
+    return shipped_conf((SHIPPED / "server.conf").read_text(), {
+        "server": f"{tunnel_network} 255.255.255.0", "ca": str(ca), "cert": str(cert), "key": str(key),
+        "plugin": f"{plugin} {dir}/radiusplugin.cnf", "client-config-dir": f"{dir}/ccd",
+        "status": f"{dir}/status.log 1", "keepalive": "2 20", "reneg-sec": str(reneg_sec)},
+        [f"local {vpn_address}", f"tmp-dir {dir}", "hand-window 5", f"log {dir}/server.log"])
+
+
+def radiusplugin_conf(*, nas_address: str, dir: Path, acct_port: int, auth_port: int, mfad_address: str,
+                      secret: str) -> str:
+    shipped = (SHIPPED / "radiusplugin.cnf").read_text().split("server\n{", 1)[0]  # the servers are the site's
+    header = shipped_conf(shipped, {"NAS-IP-Address": nas_address, "OpenVPNConfig": f"{dir}/server.conf",
+                                    # the test proves accounting is answered: an unanswered one fails
+                                    "nonfatalaccounting": "false"}, [], separator="=")
+    return header + RADIUSPLUGIN_SERVER.format(acct_port=acct_port, auth_port=auth_port, mfad_address=mfad_address,
+                                               secret=secret)
+
+
+RADIUSPLUGIN_SERVER = """\
 server
 {{
 \tacctport={acct_port}
@@ -177,11 +180,12 @@ async def openvpn_server(ns: Namespaces, directory: Path, ca: TestCA, *, auth_po
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "ccd").mkdir(exist_ok=True)
     cert, key = ca.issue("openvpn-server", server=True)
-    (directory / "server.conf").write_text(SERVER_CONF.format(
-        vpn_address=ns.vpn_address, tunnel_network=ns.tunnel_network, ca=ca.cert_path, cert=cert, key=key,
-        plugin=RADIUSPLUGIN, dir=directory, reneg_sec=reneg_sec,
-        token="auth-gen-token 0" if auth_gen_token else ""))
-    (directory / "radiusplugin.cnf").write_text(RADIUSPLUGIN_CONF.format(
+    conf = server_conf(vpn_address=ns.vpn_address, tunnel_network=ns.tunnel_network, ca=ca.cert_path, cert=cert,
+                       key=key, plugin=RADIUSPLUGIN, dir=directory, reneg_sec=reneg_sec)
+    if not auth_gen_token:
+        conf = shipped_conf(conf, {"auth-gen-token": None}, [])
+    (directory / "server.conf").write_text(conf)
+    (directory / "radiusplugin.cnf").write_text(radiusplugin_conf(
         nas_address=ns.nas_address, dir=directory, acct_port=acct_port, auth_port=auth_port,
         mfad_address=ns.mfad_address, secret=secret.decode()))
     process = await asyncio.create_subprocess_exec(IP, "netns", "exec", ns.server, OPENVPN, "--config",

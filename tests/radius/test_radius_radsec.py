@@ -10,6 +10,7 @@ timeouts and framing errors. The test CA and certificates are made by the test."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import contextlib
 import ssl
 import subprocess
@@ -88,32 +89,44 @@ def connections(radsec: RadsecServer) -> CountingRadsecMetrics:
 
 
 # --- radsecproxy in front ----------------------------------------------------------------------
-PROXY_CONF = """\
-ListenUDP 127.0.0.1:{udp_port}
-LogLevel 4
-LogDestination file://{dir}/radsecproxy.log
-tls mfad {{
-    CACertificateFile {ca}
-    CertificateFile {cert}
-    CertificateKeyFile {key}
-}}
-client radclient {{
-    host 127.0.0.1
-    type udp
-    secret {secret}
-}}
-server mfad {{
-    host 127.0.0.1
-    port {port}
-    type tls
-    tls mfad
-    CertificateNameCheck on
-}}
-realm * {{
-    server mfad
-    accountingServer mfad
-}}
-"""
+SHIPPED_PROXY_CONF = Path(__file__).resolve().parents[2] / "clients" / "nas" / "radsecproxy" / "radsecproxy.conf"
+
+
+def proxy_conf(**values: str) -> str:
+    """The shipped radsecproxy.conf with its site-specific values replaced: every other line
+    is run as shipped. Each value replaced must be there (the test follows the file)."""
+    text = SHIPPED_PROXY_CONF.read_text()
+    for shipped, value in (("ListenUDP 10.1.0.2:1812\nListenUDP 10.1.0.2:1813", f"ListenUDP 127.0.0.1:{values['udp_port']}"),
+                           ("LogLevel 3", "LogLevel 4"),
+                           ("file:///var/log/radsecproxy/radsecproxy.log", f"file://{values['dir']}/radsecproxy.log"),
+                           ("/etc/radsecproxy/mfad-ca.pem", values["ca"]),
+                           ("/etc/radsecproxy/nas-berlin.pem", values["cert"]),
+                           ("/etc/radsecproxy/nas-berlin.key", values["key"]),
+                           ("host 10.1.0.0/24", "host 127.0.0.1"),
+                           ("a-long-random-secret-for-the-branch-lan", values["secret"]),
+                           # mfad's test certificate is for "localhost"
+                           ("host mfad.example.net", "host localhost"),
+                           ("port 2083", f"port {values['port']}")):
+        assert shipped in text, f"{shipped!r} is no longer in {SHIPPED_PROXY_CONF}"
+        text = text.replace(shipped, value)
+    return text
+
+
+SHIPPED_MFAD_CONF = SHIPPED_PROXY_CONF.parent / "mfad.toml"
+
+
+def shipped_radsec(directory: Path, pki: Pki) -> tuple[RadsecSettings, RadiusClientSettings]:
+    """mfad's side of the shipped example, read by mfad's own loader with this test's
+    certificates in place of its /etc/mfad files; only the listen address changes."""
+    text = SHIPPED_MFAD_CONF.read_text()
+    for shipped, path in (("/etc/mfad/radsec-server.pem", pki.server[0]), ("/etc/mfad/radsec-server.key", pki.server[1]),
+                          ("/etc/mfad/branch-ca.pem", pki.ca.cert_path)):
+        assert shipped in text, f"{shipped!r} is no longer in {SHIPPED_MFAD_CONF}"
+        text = text.replace(shipped, str(path))
+    (directory / "mfad.toml").write_text(text)
+    config = load_config(directory / "mfad.toml", env={})
+    (client,) = config.radius.clients
+    return dataclasses.replace(config.radsec, listen=["127.0.0.1:0"]), client
 
 
 @contextlib.contextmanager
@@ -123,8 +136,8 @@ def radsecproxy(directory: Path, port: int, ca: Path, cert: tuple[Path, Path]) -
     assert RADSECPROXY is not None
     udp_port = free_udp_port()
     conf = directory / "radsecproxy.conf"
-    conf.write_text(PROXY_CONF.format(udp_port=udp_port, dir=directory, ca=ca, cert=cert[0], key=cert[1],
-                                      secret=SECRET.decode(), port=port))
+    conf.write_text(proxy_conf(udp_port=str(udp_port), dir=str(directory), ca=str(ca), cert=str(cert[0]),
+                               key=str(cert[1]), secret=SECRET.decode(), port=str(port)))
     process = subprocess.Popen([RADSECPROXY, "-f", "-c", str(conf)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
@@ -152,7 +165,8 @@ async def through_proxy(udp_port: int, lines: list[str], command: str = "auth") 
 async def test_radsecproxy_forwards_sign_in_and_accounting_over_tls(
         start_daemon: StartDaemon, enrol: Enrol, pki: Pki, mfa: Mfa, tmp_path: Path) -> None:
     alice = await enrol("alice", password=PASSWORD)
-    server = await start_daemon(clients=[nas(), berlin()], radsec=radsec_settings(pki))
+    radsec_conf, berlin_client = shipped_radsec(tmp_path, pki)  # clients/nas/radsecproxy/mfad.toml
+    server = await start_daemon(clients=[nas(), berlin_client], radsec=radsec_conf)
     radsec = radsec_of(server)
     with radsecproxy(tmp_path, radsec.addresses[0][1], pki.ca.cert_path, pki.berlin) as udp_port:
         accepted = await through_proxy(udp_port, ['User-Name = "alice"',

@@ -38,7 +38,7 @@ def shipped_client(directory: Path, name: str) -> RadiusClientSettings:
     directory.mkdir(exist_ok=True)
     (directory / "mfad.toml").write_text((SHIPPED_NAS / "mfad.toml").read_text()
                                          .replace("/etc/mfad/", f"{directory}/"))
-    for secret in ("freeradius", "hosts", "vpn"):
+    for secret in ("freeradius", "hosts", "vpn", "openvpn"):
         (directory / f"{secret}.secret").write_text(SECRET.decode() + "\n")
         (directory / f"{secret}.secret").chmod(0o600)
     (client,) = [c for c in load_config(directory / "mfad.toml", env={}).radius.clients if c.name == name]

@@ -64,3 +64,29 @@ async def test_policy_rules_are_replaced_whole_and_read_in_order(store: Store, s
     assert [r.name for r in await store.load_policy_rules()] == ["lab", "contractors"]
     await store.save_policy_rules([], clock.now(), [])
     assert await other.load_policy_rules() == []
+
+
+# --- fitting into RADIUS networks (migration 0016) -----------------------------------------
+async def test_a_challenge_keeps_the_upstream_reply_attributes_byte_for_byte(store: Store, clock: Clock) -> None:
+    from datetime import timedelta
+
+    from mfad.core.model import Challenge
+
+    now = clock.now()
+    user = await store.create_user("erin", None, now, lambda uid: [])
+    carried = (("Filter-Id", b"vpn-acl"), ("Class", bytes(range(256))[:253]), ("Class", b""))
+    for id_hash, reply in (("a" * 64, carried), ("b" * 64, ())):
+        await store.insert_challenge(Challenge(id_hash=id_hash, user_id=user.id, purpose="signin",
+                                               methods=frozenset({Method.TOTP}), created_at=now,
+                                               expires_at=now + timedelta(minutes=2), tries_left=3, source=None,
+                                               protocol="radius", first_factor_reply=reply), [])
+        loaded = await store.load_challenge(id_hash)
+        assert loaded is not None and loaded.first_factor_reply == reply
+
+
+async def test_signed_radius_clients_are_remembered_once(store: Store) -> None:
+    assert await store.load_radius_signed_clients() == set()
+    await store.save_radius_signed_client("vpn", "10.0.0.5", 1.0)
+    await store.save_radius_signed_client("vpn", "10.0.0.5", 2.0)  # again: no conflict
+    await store.save_radius_signed_client("vpn", "10.0.0.6", 3.0)
+    assert await store.load_radius_signed_clients() == {("vpn", "10.0.0.5"), ("vpn", "10.0.0.6")}
