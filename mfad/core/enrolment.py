@@ -154,7 +154,10 @@ class EnrolmentService:
         return ProofStarted(proof=owed, sent=sent)
 
     async def present(self, session: UserSession, typed: str, attempt: Attempt) -> bool:
-        """The owed proof: True when accepted (the session may now bind a first device)."""
+        """The owed proof: True when accepted (the session may now bind a first device), or
+        when none is owed."""
+        if not typed.strip():
+            raise InvalidInput("code", "must not be empty")
         owed, user = await self._owing(session)
         if owed is EnrolmentProof.NONE:
             return True
@@ -182,11 +185,12 @@ class EnrolmentService:
         return check is EnrolmentCheck.ACCEPTED
 
     async def _owing(self, session: UserSession) -> tuple[EnrolmentProof, User]:
-        if session.scope is not SessionScope.ENROLMENT:
-            raise PreconditionFailed("only a first-sign-in enrolment session presents an enrolment proof")
+        """The proof the session owes (a full session owes none) and its user."""
         user = await self._store.load_user(session.user_id)
         if user is None or user.disabled:
             raise Unauthenticated("the user session is missing, expired or revoked: sign in again")
+        if session.scope is not SessionScope.ENROLMENT:
+            return EnrolmentProof.NONE, user
         return session.proof_owed or EnrolmentProof.NONE, user
 
     @staticmethod
