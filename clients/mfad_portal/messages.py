@@ -91,7 +91,6 @@ _BY_OPERATION: dict[tuple[str, Code], Said] = {
            ". _ - @ +, at most 64 characters."), 400),
     ("admin_enrolment_code", Code.NOT_FOUND): Said(N_("There is no such user. Check the name and search again."), 404),
     ("admin_enrolment_code", Code.PERMISSION_DENIED): Said(CONSOLE_DENIED, 403),
-    ("admin_enrolment_code", Code.INVALID_ARGUMENT): Said(N_("Enter how many hours the code is valid: 1 to 720."), 400),
     ("admin_user", Code.NOT_FOUND): Said(N_("There is no such user. Check the name and search again."), 404),
     ("admin_user", Code.PERMISSION_DENIED): Said(CONSOLE_DENIED, 403),
     ("console_token_revoke", Code.NOT_FOUND): Said(N_("There is no caller token of that name."), 404),
