@@ -8,8 +8,10 @@ password alone. Every refusal is the same ``False``.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -162,3 +164,30 @@ def test_policy_refuses_an_unknown_proof() -> None:
 
     with pytest.raises(InvalidInput, match="enrolment_proof"):
         _validated(Policy(enrolment_proof="password"))  # type: ignore[arg-type]
+
+
+def test_the_initial_policy_comes_from_the_config(tmp_path: Path) -> None:
+    from mfad.config import load_config
+    from mfad.core.errors import ConfigError
+
+    path = tmp_path / "mfad.toml"
+    path.write_text('[policy]\nenrolment_proof = "access_code"\n')
+    assert load_config(path, env={}).policy.to_policy().enrolment_proof is EnrolmentProof.ACCESS_CODE
+    path.write_text('[policy]\nenrolment_proof = "password"\n')
+    with pytest.raises(ConfigError, match="policy.enrolment_proof"):
+        load_config(path, env={})
+
+
+async def test_racing_instances_accept_one_code_once(mfa: Mfa, password: str, mfa_factory: Any,
+                                                     store_opener: Any, db: Any) -> None:
+    await mfa.policy.update(actor="test", enrolment_proof="access_code")
+    await mfa.users.create("newbie", password)
+    issued = await mfa.enrolment.issue("newbie", 0, ATTEMPT, actor="user:boss")
+    second = await mfa_factory(store=await store_opener())
+    tokens = [await enrolment_session(mfa, "newbie", password) for _ in range(4)]
+    results = await asyncio.gather(*(m.selfservice.present_enrolment_proof(token, "portal", issued.code, ATTEMPT)
+                                     for m in (mfa, second) for token in tokens))
+    assert results.count(True) == 1
+    assert await db.scalar("SELECT count(*) FROM enrolment_codes WHERE used_at IS NOT NULL") == 1
+    assert await db.scalar("SELECT count(*) FROM user_sessions WHERE proof_owed IS NULL") == 1
+    assert await db.scalar("SELECT count(*) FROM audit WHERE event = 'enrolment_proof' AND outcome = 'used'") == 1
