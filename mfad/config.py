@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mfad.core.errors import ConfigError
-from mfad.core.model import Method, MfaRequired, Policy, Role
+from mfad.core.model import EnrolmentProof, Method, MfaRequired, Policy, Role
 from mfad.core.settings import (
     WEBAUTHN_ATTESTATION_FORMATS,
     CoreSettings,
@@ -268,13 +268,15 @@ class PolicySettings:
     remember_days: int = field(default=7, metadata=check(between(1, 365)))
     sensitive_reauth_seconds: int = field(default=300, metadata=check(between(30, 86400)))
     require_backup_method: bool = False
+    enrolment_proof: EnrolmentProof = EnrolmentProof.NONE
 
     def to_policy(self) -> Policy:
         return Policy(mfa_required=self.mfa_required, allowed_methods=frozenset(self.allowed_methods),
                       self_service=self.self_service, remember_device=self.remember_device,
                       remember_days=self.remember_days,
                       sensitive_reauth_seconds=self.sensitive_reauth_seconds,
-                      require_backup_method=self.require_backup_method)
+                      require_backup_method=self.require_backup_method,
+                      enrolment_proof=self.enrolment_proof)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,6 +26,7 @@ from mfad_client.errors import (
 from mfad_client.types import (
     ApprovalOutcome,
     ClientInfo,
+    EnrolmentProof,
     Method,
     MfaRequired,
     PolicyRule,
@@ -43,6 +44,7 @@ __all__ = [
     "ApprovalOutcome",
     "ClientError",
     "ClientInfo",
+    "EnrolmentProof",
     "FailedPrecondition",
     "InvalidArgument",
     "Method",

@@ -117,7 +117,8 @@ def _policy_lines(p: t.Policy) -> list[str]:
             f"remember_device:          {str(p.remember_device).lower()}",
             f"remember_days:            {p.remember_days}",
             f"sensitive_reauth_seconds: {p.sensitive_reauth_seconds}",
-            f"require_backup_method:    {str(p.require_backup_method).lower()}"]
+            f"require_backup_method:    {str(p.require_backup_method).lower()}",
+            f"enrolment_proof:          {p.enrolment_proof}"]
 
 
 def _audit_line(e: t.AuditEvent) -> str:
@@ -393,11 +394,13 @@ async def policy_get(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
 async def policy_set(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     changes = {name: getattr(a, name) for name in ("mfa_required", "allowed_methods", "self_service",
                                                     "remember_device", "remember_days", "sensitive_reauth_seconds",
-                                                    "require_backup_method")}
+                                                    "require_backup_method", "enrolment_proof")}
     if all(v is None for v in changes.values()):
         raise UsageError("policy set: give at least one setting to change (see mfactl policy set --help)")
     if changes["mfa_required"] is not None:
         changes["mfa_required"] = t.MfaRequired(changes["mfa_required"])
+    if changes["enrolment_proof"] is not None:
+        changes["enrolment_proof"] = t.EnrolmentProof(changes["enrolment_proof"])
     policy = await c.admin.set_policy(**changes)
     out.emit(policy, _policy_lines(policy))
     return EXIT_OK
@@ -562,6 +565,14 @@ async def recovery_status(c: MfadClient, a: argparse.Namespace, out: Output) -> 
         lines = [f"{a.username}: {status.codes_left} recovery code(s) left",
                  f"generated: {_when(status.created_at)}", f"last used: {_when(status.last_used_at)}"]
     out.emit(status, lines)
+    return EXIT_OK
+
+
+async def enrolment_code_issue(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
+    issued = await c.admin.issue_enrolment_code(a.username, a.hours)
+    lines = [f"enrolment code for {a.username}: {issued.code}", f"valid until: {_when(issued.expires_at)}",
+             "single use; shown only now." + (" The older unused code no longer works." if issued.replaced else "")]
+    out.emit(issued, lines)
     return EXIT_OK
 
 
@@ -855,6 +866,10 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
                    help="how recent a second factor must be for unbinding and other sensitive operations")
     p.add_argument("--require-backup-method", type=_bool, metavar="BOOL",
                    help="users must bind a second method type before they are done")
+    p.add_argument("--enrolment-proof", choices=[m.value for m in t.EnrolmentProof],
+                   help="what a user with no device presents before binding the first one: none (the password "
+                        "alone), access_code (an enrolment code from an administrator; recommended) or "
+                        "email_code (a code mailed to the user)")
 
     rule = policy.add_parser("rule", help="group rules on top of the global policy (first match wins)",
                              parents=[common]).add_subparsers(dest="rule_command", required=True, metavar="COMMAND")
@@ -926,6 +941,11 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     command(lockout, "reset", lockout_reset, "clear a user's lock-out").add_argument("username")
     codes = group("recovery", "users' recovery codes")
     command(codes, "status", recovery_status, "how many recovery codes a user has left").add_argument("username")
+    enrolment = group("enrolment-code", "one-time enrolment codes (a temporary access pass)")
+    p = command(enrolment, "issue", enrolment_code_issue,
+                "issue a code a user with no device presents before binding one (printed once)")
+    p.add_argument("username")
+    p.add_argument("--hours", type=int, default=24, metavar="N", help="how long it is valid (1-720, default 24)")
 
     tokens = group("token", "gRPC caller tokens")
     p = command(tokens, "create", token_create, "create a token (printed once)")

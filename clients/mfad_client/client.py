@@ -54,6 +54,9 @@ _STAFF_ROLE_BACK = {v: k for k, v in _STAFF_ROLE.items()}
 _MFA = {t.MfaRequired.ALL: pb.MFA_REQUIRED_ALL, t.MfaRequired.ENROLLED: pb.MFA_REQUIRED_ENROLLED,
         t.MfaRequired.OFF: pb.MFA_REQUIRED_OFF}
 _MFA_BACK = {v: k for k, v in _MFA.items()}
+_PROOF = {t.EnrolmentProof.NONE: pb.ENROLMENT_PROOF_NONE, t.EnrolmentProof.ACCESS_CODE: pb.ENROLMENT_PROOF_ACCESS_CODE,
+          t.EnrolmentProof.EMAIL_CODE: pb.ENROLMENT_PROOF_EMAIL_CODE}
+_PROOF_BACK = {v: k for k, v in _PROOF.items()}
 _SCOPE = {pb.SESSION_SCOPE_FULL: t.SessionScope.FULL, pb.SESSION_SCOPE_ENROLMENT: t.SessionScope.ENROLMENT}
 
 R = TypeVar("R")
@@ -136,7 +139,8 @@ def _policy(m: pb.Policy) -> t.Policy:
     return t.Policy(mfa_required=_MFA_BACK.get(m.mfa_required), allowed_methods=_methods(m.allowed_methods),
                     self_service=m.self_service, remember_device=m.remember_device, remember_days=m.remember_days,
                     sensitive_reauth_seconds=m.sensitive_reauth_seconds,
-                    require_backup_method=m.require_backup_method)
+                    require_backup_method=m.require_backup_method,
+                    enrolment_proof=_PROOF_BACK.get(m.enrolment_proof, t.EnrolmentProof.NONE))
 
 
 def _rule(m: pb.PolicyRule) -> t.PolicyRule:
@@ -176,7 +180,9 @@ def _session(m: pb.UserSession, present: bool) -> t.Session | None:
     if not present:
         return None
     return t.Session(token=m.token, scope=_SCOPE.get(m.scope), expires_at=_time(m.expires_at, m.HasField("expires_at")),
-                     console_role=_STAFF_ROLE_BACK.get(m.console_role))
+                     console_role=_STAFF_ROLE_BACK.get(m.console_role),
+                     proof_owed=None if m.proof_owed in (pb.ENROLMENT_PROOF_UNSPECIFIED, pb.ENROLMENT_PROOF_NONE)
+                     else _PROOF_BACK.get(m.proof_owed))
 
 
 def _remembered_token(m: pb.RememberedToken, present: bool) -> t.RememberedToken | None:
@@ -392,6 +398,21 @@ class Enrollment:
         m = await self._call(self._stub.GetRecoveryStatus, pb.GetRecoveryStatusRequest(), session=session)
         return _recovery(m.status)
 
+    async def start_enrolment_proof(self, session: str,
+                                    client: t.ClientInfo | None = None) -> t.EnrolmentProofStarted:
+        """What the enrolment session owes; for an email code, the code is mailed now."""
+        m = await self._call(self._stub.StartEnrolmentProof, pb.StartEnrolmentProofRequest(client=_client(client)),
+                             session=session)
+        return t.EnrolmentProofStarted(proof=_PROOF_BACK.get(m.proof, t.EnrolmentProof.NONE),
+                                       masked_email=m.masked_email,
+                                       expires_at=_time(m.expires_at, m.HasField("expires_at")))
+
+    async def present_enrolment_proof(self, session: str, code: str, client: t.ClientInfo | None = None) -> bool:
+        """The enrolment code or the mailed code; True: the session may now bind a first device."""
+        m = await self._call(self._stub.PresentEnrolmentProof, pb.PresentEnrolmentProofRequest(
+            code=code, client=_client(client)), session=session)
+        return m.accepted
+
     async def list_remembered(self, session: str) -> tuple[t.RememberedDevice, ...]:
         m = await self._call(self._stub.ListRemembered, pb.ListRememberedRequest(), session=session)
         return _remembered(m.remembered)
@@ -570,9 +591,12 @@ class Admin:
                          allowed_methods: Iterable[t.Method] | None = None, self_service: bool | None = None,
                          remember_device: bool | None = None, remember_days: int | None = None,
                          sensitive_reauth_seconds: int | None = None,
-                         require_backup_method: bool | None = None) -> t.Policy:
+                         require_backup_method: bool | None = None,
+                         enrolment_proof: t.EnrolmentProof | None = None) -> t.Policy:
         """Change the given fields; the others keep their values."""
         request = pb.SetPolicyRequest()
+        if enrolment_proof is not None:
+            request.enrolment_proof = _PROOF[enrolment_proof]
         if mfa_required is not None:
             request.mfa_required = _MFA[mfa_required]
         if allowed_methods is not None:
@@ -632,6 +656,13 @@ class Admin:
     async def recovery_status(self, username: str) -> t.RecoveryStatus:
         m = await self._call(self._stub.GetUserRecoveryStatus, pb.GetUserRecoveryStatusRequest(username=username))
         return _recovery(m.status)
+
+    async def issue_enrolment_code(self, username: str, hours: int = 0) -> t.EnrolmentCode:
+        """A one-time enrolment code for ``username`` (0 hours: 24), shown once; replaces an older one."""
+        m = await self._call(self._stub.IssueEnrolmentCode, pb.IssueEnrolmentCodeRequest(username=username,
+                                                                                         hours=hours))
+        return t.EnrolmentCode(code=m.code, expires_at=_time(m.expires_at, m.HasField("expires_at")),
+                               replaced=m.replaced)
 
     async def reset_lockout(self, username: str) -> t.Lockout:
         m = await self._call(self._stub.ResetLockout, pb.ResetLockoutRequest(username=username))

@@ -67,6 +67,14 @@ class MfaRequired(StrEnum):
     OFF = "off"
 
 
+class EnrolmentProof(StrEnum):
+    """What a user with no device must present before binding the first one."""
+
+    NONE = "none"
+    ACCESS_CODE = "access_code"
+    EMAIL_CODE = "email_code"
+
+
 class SessionScope(StrEnum):
     FULL = "full"
     ENROLMENT = "enrolment"
@@ -238,6 +246,26 @@ class Policy:
     remember_days: int
     sensitive_reauth_seconds: int
     require_backup_method: bool
+    enrolment_proof: EnrolmentProof = EnrolmentProof.NONE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnrolmentCode:
+    """A new one-time enrolment code, shown once."""
+
+    code: str = field(repr=False)
+    expires_at: datetime | None
+    #: An unused older code was replaced.
+    replaced: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnrolmentProofStarted:
+    """What an enrolment session must present; for an email code, where it went."""
+
+    proof: EnrolmentProof
+    masked_email: str = ""
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -288,6 +316,8 @@ class Session:
     expires_at: datetime | None
     #: The user's console role when the session was issued (a hint: mfad checks it on every call).
     console_role: StaffRole | None = None
+    #: An enrolment session: the proof it must present before binding (None: nothing owed).
+    proof_owed: EnrolmentProof | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

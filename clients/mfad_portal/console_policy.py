@@ -28,15 +28,20 @@ class Field:
     name: str
     label: str
     help: str
-    #: "choice" (mfa_required), "methods", "flag" or "number".
+    #: "choice" (one of ``choices``), "methods", "flag" or "number".
     kind: str
     low: int = 0
     high: int = 0
+    choices: tuple[str, ...] = ()
 
 
+CHOICES = tuple(m.value for m in MfaRequired)
+PROOFS = tuple(p.value for p in t.EnrolmentProof)
+METHODS = tuple(m.value for m in Method)
 FIELDS = (
     Field("mfa_required", N_("MFA required"),
-          N_("all: every user needs a second factor; enrolled: only users with a device; off: nobody."), "choice"),
+          N_("all: every user needs a second factor; enrolled: only users with a device; off: nobody."), "choice",
+          choices=CHOICES),
     Field("allowed_methods", N_("Allowed methods"), N_("The second factors users may bind and sign in with."),
           "methods"),
     Field("self_service", N_("Self-service"), N_("Users may bind and remove their own devices on the portal."),
@@ -50,9 +55,14 @@ FIELDS = (
           "number", 30, 86400),
     Field("require_backup_method", N_("Require a backup method"),
           N_("Users must bind a second method type so that one lost device does not lock them out."), "flag"),
+    Field("enrolment_proof", N_("Enrolment proof"),
+          N_("What a user with no device must show before binding the first one: none (the password alone), "
+             "access_code (an enrolment code from an administrator; recommended) or email_code (a mailed code)."),
+          "choice", choices=PROOFS),
 )
-CHOICES = tuple(m.value for m in MfaRequired)
-METHODS = tuple(m.value for m in Method)
+#: How a refused choice is worded, by field.
+BAD_CHOICE = {"mfa_required": N_("Choose all, enrolled or off for MFA required."),
+              "enrolment_proof": N_("Choose none, access_code or email_code for the enrolment proof.")}
 
 
 class Unreadable(Exception):
@@ -71,7 +81,8 @@ def as_text(p: t.Policy) -> dict[str, str]:
             "allowed_methods": ",".join(m.value for m in p.allowed_methods),
             "self_service": str(p.self_service).lower(), "remember_device": str(p.remember_device).lower(),
             "remember_days": str(p.remember_days), "sensitive_reauth_seconds": str(p.sensitive_reauth_seconds),
-            "require_backup_method": str(p.require_backup_method).lower()}
+            "require_backup_method": str(p.require_backup_method).lower(),
+            "enrolment_proof": p.enrolment_proof.value}
 
 
 def read_form(form: Mapping[str, str]) -> dict[str, str]:
@@ -86,8 +97,8 @@ def read_form(form: Mapping[str, str]) -> dict[str, str]:
                 raise Unreadable(N_("Allow at least one method."))
             values[f.name] = ",".join(chosen)
         elif f.kind == "choice":
-            if raw not in CHOICES:
-                raise Unreadable(N_("Choose all, enrolled or off for MFA required."))
+            if raw not in f.choices:
+                raise Unreadable(BAD_CHOICE[f.name])
             values[f.name] = raw
         else:
             if not (raw.isascii() and raw.isdigit()) or not f.low <= int(raw) <= f.high:
@@ -107,6 +118,8 @@ def as_call(values: Mapping[str, str]) -> dict[str, Any]:
             out[f.name] = value == "true"
         elif f.kind == "methods":
             out[f.name] = [Method(m) for m in value.split(",")]
+        elif f.name == "enrolment_proof":
+            out[f.name] = t.EnrolmentProof(value)
         elif f.kind == "choice":
             out[f.name] = MfaRequired(value)
         else:
@@ -115,7 +128,7 @@ def as_call(values: Mapping[str, str]) -> dict[str, Any]:
 
 
 async def current(admin: Admin) -> Mapping[str, Any]:
-    return {"values": as_text(await admin.get_policy()), "fields": FIELDS, "choices": CHOICES, "methods": METHODS}
+    return {"values": as_text(await admin.get_policy()), "fields": FIELDS, "methods": METHODS}
 
 
 def as_typed(form: Mapping[str, str]) -> dict[str, str]:

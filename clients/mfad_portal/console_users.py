@@ -1,6 +1,7 @@
 """The console's users: search by prefix, paging, create, and one user's page (enable or
 disable, set the password, unbind a lost device with a reason, reset a lock-out, revoke
-remembered devices, recovery codes left, that user's audit trail)."""
+remembered devices, recovery codes left, issue a one-time enrolment code — offered at once
+after the user's last device is unbound —, that user's audit trail)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,20 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mfad_client import ClientError
+from mfad_client import types as t
 from mfad_client.client import Admin
 from mfad_portal import step_up
-from mfad_portal.console import change, route, sensitive, show
+from mfad_portal.console import change, route, sensitive, show, staff
 from mfad_portal.i18n import N_
 from mfad_portal.web import BadRequest, Ctx, Portal
 
 USERS = "/admin/users"
+ENROLMENT_HOURS = 24
+UNBOUND = N_("The device is unbound. The user's sessions are ended.")
 PAGE_SIZE = 25
 TRAIL = 20
 
@@ -37,6 +42,7 @@ def routes(portal: Portal) -> list[Route]:
         route(portal, "/admin/user/unbind", "admin_user_unbind", unbind, "POST"),
         route(portal, "/admin/user/lockout", "admin_user_lockout", reset_lockout, "POST"),
         route(portal, "/admin/user/remembered", "admin_user_remembered", revoke_remembered, "POST"),
+        route(portal, "/admin/user/enrolment-code", "admin_user_enrolment_code", issue_enrolment_code, "POST"),
     ]
 
 
@@ -73,7 +79,9 @@ async def create(ctx: Ctx) -> Response:
 
 
 # --- one user ----------------------------------------------------------------------------------
-async def user(ctx: Ctx, error: str = "", status: int = 200, username: str | None = None) -> Response:
+async def user(ctx: Ctx, error: str = "", status: int = 200, username: str | None = None,
+               issued: t.EnrolmentCode | None = None) -> Response:
+    """One user's page; ``issued``: an enrolment code just issued, shown in this answer only."""
     name = username if username is not None else ctx.request.query_params.get("name", "")
     if not name:
         raise BadRequest(400)
@@ -86,7 +94,8 @@ async def user(ctx: Ctx, error: str = "", status: int = 200, username: str | Non
                 "audit_url": "/admin/audit?" + urlencode({"user": name})}
 
     return await show(ctx, "console_user.html", load, error=error, status=status, operation="admin_user",
-                      username=name)
+                      username=name, issued=issued, hours_default=ENROLMENT_HOURS,
+                      offer_code=ctx.request.query_params.get("unbound") == "last")
 
 
 async def target(ctx: Ctx) -> str:
@@ -149,10 +158,31 @@ async def unbind(ctx: Ctx) -> Response:
     return await step_up.begin(ctx, "console_unbind", username=name, device_id=device_id, reason=reason)
 
 
-async def unbinding(ctx: Ctx, admin: Admin, values: dict[str, str]) -> None:
-    await admin.unbind_device(values["username"], values["device_id"], values["reason"])
+async def issue_enrolment_code(ctx: Ctx) -> Response:
+    name = await target(ctx)
+    typed = (await ctx.field("hours")).strip() or str(ENROLMENT_HOURS)
+    if not (typed.isascii() and typed.isdigit()) or not 1 <= int(typed) <= 720:
+        return await user(ctx, N_("Enter how many hours the code is valid: 1 to 720."), 400, name)
+    try:
+        issued = await staff(ctx).issue_enrolment_code(name, int(typed))
+    except ClientError as exc:
+        return await ctx.failure("admin_enrolment_code", exc,
+                                 page=lambda text, status: user(ctx, text, status, name))
+    return await user(ctx, username=name, issued=issued)
+
+
+async def unbinding(ctx: Ctx, admin: Admin, values: dict[str, str]) -> Response | None:
+    listing = await admin.unbind_device(values["username"], values["device_id"], values["reason"])
+    if any(d.state is t.DeviceState.ACTIVE for d in listing.devices):
+        return None
+    # The last device is gone: the user's page offers an enrolment code at once.
+    back = user_url(values["username"]) + "&unbound=last"
+    if ctx.wants_json:
+        ctx.session.flash = UNBOUND
+        return JSONResponse({"redirect": back})
+    return ctx.redirect(back, UNBOUND)
 
 
 sensitive("console_unbind", operation="unbind_device", why=N_("Unbinding a user's device needs a fresh second step."),
           cancel=USERS, call=unbinding, back=lambda values: user_url(values["username"]),
-          done=N_("The device is unbound. The user's sessions are ended."))
+          done=UNBOUND)

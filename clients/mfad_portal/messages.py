@@ -29,6 +29,11 @@ PASSKEY_FAILED = N_("The passkey was not created. Try again, or use another meth
 NOT_FOUND_PAGE = N_("There is no such page.")
 HTTPS_ONLY = N_("This site is served over https only.")
 CONSOLE_DENIED = N_("Your console role does not allow this.")
+#: An enrolment proof refused (wrong, expired, used, none issued: the same words), by "is a mailed code".
+PROOF_REFUSED = {
+    False: N_("The enrolment code was not accepted. Check it, or ask your administrator for a new one."),
+    True: N_("The code was not accepted. Enter the code from the latest email, or send a new one."),
+}
 CODE_WAIT = N_("A code was sent a moment ago. Wait a minute before you ask for another.")
 
 
@@ -63,6 +68,10 @@ _BY_OPERATION: dict[tuple[str, Code], Said] = {
     ("bind_email", Code.INVALID_ARGUMENT): Said(N_("Enter a valid email address."), 400),
     ("bind_email", Code.RESOURCE_EXHAUSTED): Said(CODE_WAIT, 429),
     ("send_code", Code.RESOURCE_EXHAUSTED): Said(CODE_WAIT, 429),
+    ("enrolment_proof_email", Code.RESOURCE_EXHAUSTED): Said(CODE_WAIT, 429),
+    ("enrolment_proof_email", Code.FAILED_PRECONDITION): Said(
+        N_("No email address is known for your account. Ask your administrator for an enrolment code."), 409),
+    ("enrolment_proof", Code.INVALID_ARGUMENT): Said(PROOF_REFUSED[False], 400),
     ("passkey", Code.INVALID_ARGUMENT): Said(PASSKEY_FAILED, 400),
     ("passkey", Code.FAILED_PRECONDITION): Said(PASSKEY_FAILED, 400),
     ("upgrade", Code.FAILED_PRECONDITION): Said(
@@ -80,6 +89,8 @@ _BY_OPERATION: dict[tuple[str, Code], Said] = {
     ("admin_create_user", Code.INVALID_ARGUMENT): Said(
         N_("That username cannot be used: it starts with a letter or a digit, then has only letters, digits and "
            ". _ - @ +, at most 64 characters."), 400),
+    ("admin_enrolment_code", Code.NOT_FOUND): Said(N_("There is no such user. Check the name and search again."), 404),
+    ("admin_enrolment_code", Code.PERMISSION_DENIED): Said(CONSOLE_DENIED, 403),
     ("admin_user", Code.NOT_FOUND): Said(N_("There is no such user. Check the name and search again."), 404),
     ("admin_user", Code.PERMISSION_DENIED): Said(CONSOLE_DENIED, 403),
     ("console_token_revoke", Code.NOT_FOUND): Said(N_("There is no caller token of that name."), 404),

@@ -41,6 +41,9 @@ def routes(portal: Portal) -> list[Route]:
         r("/signin/verify/passkey/options", "verify_passkey_options", verify_passkey_options, "POST"),
         r("/signin/verify/passkey", "verify_passkey", verify_passkey, "POST"),
         r("/signin/passkey/options", "usernameless_options", usernameless_options, "POST"),
+        r("/signin/proof", "proof", show_proof, "GET", "enrolling"),
+        r("/signin/proof", "proof", present_proof, "POST", "enrolling"),
+        r("/signin/proof/email", "proof_email", send_proof_email, "POST", "enrolling"),
         r("/signin/bind", "bind", show_bind, "GET", "enrolling"),
         r("/signin/bind/totp", "bind_totp", bind_totp, "POST", "enrolling"),
         r("/signin/bind/totp/confirm", "bind_totp_confirm", bind_totp_confirm, "POST", "enrolling"),
@@ -82,6 +85,10 @@ def first_factor_passed(ctx: Ctx, begun: t.SignIn, username: str) -> Response:
     if begun.outcome is SignInOutcome.ENROLMENT_REQUIRED and begun.session is not None:
         signed_in(ctx, username, begun.session)
         ctx.session.pending = {"bind_methods": [m.value for m in begun.methods]}
+        if begun.session.proof_owed is not None:
+            # mfad refuses a binding until the proof is in; the page asks for it first.
+            ctx.session.pending["proof"] = begun.session.proof_owed.value
+            return ctx.redirect("/signin/proof")
         return ctx.redirect("/signin/bind")
     # Approval is for sign-ins elsewhere (a VPN); here the passkey itself is used.
     methods = [m.value for m in begun.methods if m is not Method.APPROVAL]
@@ -213,7 +220,50 @@ async def usernameless_options(ctx: Ctx) -> Response:
 
 
 # --- binding at first sign-in ------------------------------------------------------------------
+# --- the proof before a first device (policy enrolment_proof) -------------------------------------
+async def show_proof(ctx: Ctx) -> Response:
+    if "proof" not in ctx.session.pending:
+        return ctx.redirect("/signin/bind")
+    return proof_page(ctx)
+
+
+def proof_page(ctx: Ctx, error: str = "", status: int = 200) -> Response:
+    pending = ctx.session.pending
+    return ctx.render("enrolment_proof.html", status=status, error=error, proof=pending.get("proof", ""),
+                      masked_email=pending.get("proof_email", ""))
+
+
+async def send_proof_email(ctx: Ctx) -> Response:
+    if ctx.session.pending.get("proof") != "email_code":
+        raise BadRequest(400)
+    try:
+        started = await ctx.portal.client.enrollment.start_enrolment_proof(ctx.session.token or "",
+                                                                           client=ctx.client_info())
+    except ClientError as exc:
+        return await ctx.failure("enrolment_proof_email", exc, page=lambda text, status: proof_page(ctx, text, status))
+    ctx.session.pending["proof_email"] = started.masked_email
+    return ctx.redirect("/signin/proof")
+
+
+async def present_proof(ctx: Ctx) -> Response:
+    if "proof" not in ctx.session.pending:
+        raise BadRequest(400)
+    code = await ctx.field("code")
+    try:
+        accepted = await ctx.portal.client.enrollment.present_enrolment_proof(ctx.session.token or "", code,
+                                                                              client=ctx.client_info())
+    except ClientError as exc:
+        return await ctx.failure("enrolment_proof", exc, page=lambda text, status: proof_page(ctx, text, status))
+    if not accepted:
+        return proof_page(ctx, messages.PROOF_REFUSED[ctx.session.pending["proof"] == "email_code"], 400)
+    for key in ("proof", "proof_email"):
+        ctx.session.pending.pop(key, None)
+    return ctx.redirect("/signin/bind")
+
+
 async def show_bind(ctx: Ctx) -> Response:
+    if "proof" in ctx.session.pending:
+        return ctx.redirect("/signin/proof")
     return bind_page(ctx)
 
 

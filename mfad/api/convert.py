@@ -21,6 +21,7 @@ from mfad.core.model import (
     AuditRecord,
     CallerToken,
     Device,
+    EnrolmentProof,
     DeviceId,
     DeviceState,
     LimitState,
@@ -84,6 +85,12 @@ MFA_REQUIRED_TO_PB: Mapping[MfaRequired, pb.MfaRequired] = {
     MfaRequired.OFF: pb.MFA_REQUIRED_OFF,
 }
 MFA_REQUIRED_FROM_PB: Mapping[int, MfaRequired] = {v: k for k, v in MFA_REQUIRED_TO_PB.items()}
+ENROLMENT_PROOF_TO_PB: Mapping[EnrolmentProof, pb.EnrolmentProof] = {
+    EnrolmentProof.NONE: pb.ENROLMENT_PROOF_NONE,
+    EnrolmentProof.ACCESS_CODE: pb.ENROLMENT_PROOF_ACCESS_CODE,
+    EnrolmentProof.EMAIL_CODE: pb.ENROLMENT_PROOF_EMAIL_CODE,
+}
+ENROLMENT_PROOF_FROM_PB: Mapping[int, EnrolmentProof] = {v: k for k, v in ENROLMENT_PROOF_TO_PB.items()}
 
 _MAX_DEVICE_ID_DIGITS = 19  # a BIGINT
 
@@ -135,6 +142,14 @@ def staff_role(value: int, field: str = "role") -> StaffRole | None:
     found = STAFF_ROLE_FROM_PB.get(value)
     if found is None:
         raise InvalidInput(field, "must be USER_ROLE_UNSPECIFIED, USER_ROLE_ADMIN, USER_ROLE_HELPDESK or USER_ROLE_AUDITOR")
+    return found
+
+
+def enrolment_proof(value: int, field: str = "enrolment_proof") -> EnrolmentProof:
+    found = ENROLMENT_PROOF_FROM_PB.get(value)
+    if found is None:
+        raise InvalidInput(field, "must be ENROLMENT_PROOF_NONE, ENROLMENT_PROOF_ACCESS_CODE or "
+                                  "ENROLMENT_PROOF_EMAIL_CODE")
     return found
 
 
@@ -200,7 +215,8 @@ def policy(p: Policy) -> pb.Policy:
                      allowed_methods=sorted(METHOD_TO_PB[m] for m in p.allowed_methods),
                      self_service=p.self_service, remember_device=p.remember_device,
                      remember_days=p.remember_days, sensitive_reauth_seconds=p.sensitive_reauth_seconds,
-                     require_backup_method=p.require_backup_method)
+                     require_backup_method=p.require_backup_method,
+                     enrolment_proof=ENROLMENT_PROOF_TO_PB[p.enrolment_proof])
 
 
 def policy_rule(r: PolicyRule) -> pb.PolicyRule:

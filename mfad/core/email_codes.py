@@ -218,6 +218,26 @@ class EmailCodeService:
         return await self._issue(user, device.email or "", CodePurpose.SIGNIN, challenge.id_hash, attempt, now,
                                  expires)
 
+    # --- codes proving an enrolment session (policy ``enrolment_proof = email_code``) ------------
+    async def send_enrolment_code(self, user: User, address: str, session_hash: str, attempt: Attempt) -> CodeSent:
+        """Mail a code that lets the enrolment session ``session_hash`` go on to bind a first device."""
+        now = self._clock.now()
+        expires = now + timedelta(seconds=self.settings.code_ttl_seconds)
+        return await self._issue(user, address, CodePurpose.ENROLMENT, session_hash, attempt, now, expires)
+
+    async def accept_enrolment_code(self, user: User, session_hash: str, code: str, attempt: Attempt,
+                                    audit: Sequence[AuditEvent]) -> CodeCheck:
+        """Check a code mailed by :meth:`send_enrolment_code`; a match clears the session's owed
+        proof with ``audit``, in one transaction. Malformed input is a wrong code (never an error)."""
+        digits = self.settings.code_digits
+        if len(code) != digits or not (code.isascii() and code.isdigit()):
+            self.dummy_check(code)
+            return CodeCheck.WRONG
+        purpose = CodePurpose.ENROLMENT
+        return await self._store.accept_email_code(
+            user.id, purpose, session_hash, self._clock.now(), self._matches(code),
+            [self._code_event(user, "used", purpose, attempt), *audit], self._refusal(user, purpose, attempt, None))
+
     async def accept(self, ctx: VerifyContext, code: str, compared: list[int] | None = None) -> CodeCheck:
         """Check ``code`` for the context's challenge and commit a success with everything the
         sign-in service prepared, atomically. The ids of the codes it was compared with are
@@ -347,6 +367,8 @@ _PURPOSE_TEXT = {
     CodePurpose.SIGNIN: ("sign-in code", "Enter it to finish signing in."),
     CodePurpose.BINDING: ("code to confirm your security email",
                           "Enter it to confirm this address as the security email of your account."),
+    CodePurpose.ENROLMENT: ("code to bind your first MFA device",
+                            "Enter it on the sign-in page to go on and bind your first MFA device."),
 }
 
 

@@ -58,6 +58,14 @@ class MfaRequired(StrEnum):
     OFF = "off"
 
 
+class EnrolmentProof(StrEnum):
+    """What a user with no device must present before binding the first one at sign-in."""
+
+    NONE = "none"  # the first factor alone (the password)
+    ACCESS_CODE = "access_code"  # a one-time enrolment code an administrator issued
+    EMAIL_CODE = "email_code"  # a code mailed to the user's security or profile email
+
+
 class Role(StrEnum):
     ADMIN = "admin"
     SERVICE = "service"
@@ -186,6 +194,7 @@ class Policy:
     remember_days: int = 7
     sensitive_reauth_seconds: int = 300
     require_backup_method: bool = False
+    enrolment_proof: EnrolmentProof = EnrolmentProof.NONE
 
     def allows(self, method: Method) -> bool:
         return method in self.allowed_methods

@@ -62,6 +62,7 @@ class CodePurpose(StrEnum):
 
     SIGNIN = "signin"  # a sign-in challenge (ref = the challenge's id hash)
     BINDING = "binding"  # proving a pending security email (ref = the device id)
+    ENROLMENT = "enrolment"  # the proof before binding a first device (ref = the enrolment session's hash)
 
 
 class IssueOutcome(StrEnum):

@@ -18,7 +18,7 @@ from typing import Any
 
 from mfad.core.clock import Clock
 from mfad.core.errors import AlreadyExists, InvalidInput, NotFound
-from mfad.core.model import AuditEvent, Method, MfaRequired, Policy, PolicyRule, User
+from mfad.core.model import AuditEvent, EnrolmentProof, Method, MfaRequired, Policy, PolicyRule, User
 from mfad.core.ports import PolicyRuleStore, PolicyStore
 
 CACHE_SECONDS = 2.0  # bounds how stale another instance's policy change can be
@@ -177,14 +177,33 @@ def _validated(p: Policy) -> Policy:
         raise InvalidInput("remember_days", "must be between 1 and 365")
     if not 30 <= p.sensitive_reauth_seconds <= 86400:
         raise InvalidInput("sensitive_reauth_seconds", "must be between 30 and 86400")
-    return dataclasses.replace(p, mfa_required=mfa, allowed_methods=methods)
+    try:
+        proof = EnrolmentProof(p.enrolment_proof)
+    except ValueError:
+        raise InvalidInput("enrolment_proof", "must be none, access_code or email_code") from None
+    return dataclasses.replace(p, mfa_required=mfa, allowed_methods=methods, enrolment_proof=proof)
 
 
 def _describe(p: Policy) -> str:
     return (f"mfa_required={p.mfa_required} allowed_methods={','.join(sorted(p.allowed_methods))} "
             f"self_service={p.self_service} remember_device={p.remember_device} remember_days={p.remember_days} "
             f"sensitive_reauth_seconds={p.sensitive_reauth_seconds} "
-            f"require_backup_method={p.require_backup_method}")
+            f"require_backup_method={p.require_backup_method} enrolment_proof={p.enrolment_proof}")
+
+
+#: One line per policy field saying what it does (the console and ``mfactl policy get`` show them).
+FIELD_HELP: dict[str, str] = {
+    "mfa_required": "who must give a second factor: all users, only enrolled ones, or nobody",
+    "allowed_methods": "which second factors may be used and bound",
+    "self_service": "whether users may manage their own devices on the Security Information page",
+    "remember_device": "whether a user may tick \"remember this device\" to skip the second factor there",
+    "remember_days": "how many days a remembered device skips the second factor",
+    "sensitive_reauth_seconds": "how recent a second factor must be for sensitive changes",
+    "require_backup_method": "whether users must keep a second method type against lock-out",
+    "enrolment_proof": ("what a user with no device must present before binding the first one: "
+                        "nothing more than the password (none), a one-time enrolment code from an "
+                        "administrator (access_code), or a code mailed to the user (email_code)"),
+}
 
 
 def _rule_name(name: str) -> str:

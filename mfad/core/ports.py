@@ -276,6 +276,55 @@ class RecoveryStore(Protocol):
         ...
 
 
+class EnrolmentCheck(StrEnum):
+    """What the store found for a typed enrolment code."""
+
+    ACCEPTED = "accepted"
+    #: A live code exists and this is not it (a try was spent).
+    WRONG = "wrong"
+    #: No live code: none issued, expired, used, or its tries spent.
+    NO_CODE = "no_code"
+    #: It matched, but the enrolment session ended meanwhile: nothing changed.
+    SESSION_GONE = "session_gone"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnrolmentCode:
+    """A user's enrolment code as stored (never the code itself)."""
+
+    id: int
+    created_at: datetime
+    expires_at: datetime
+    tries_left: int
+    issued_by: str | None
+    used_at: datetime | None
+
+    def is_live(self, now: datetime) -> bool:
+        return self.used_at is None and self.tries_left > 0 and self.expires_at > now
+
+
+class EnrolmentCodeStore(Protocol):
+    """The store's part for one-time enrolment codes (``mfad.store.enrolment``): at most one
+    per user, kept as a keyed hash bound to its row."""
+
+    async def replace_enrolment_code(self, user_id: UserId, now: datetime, expires_at: datetime, tries: int,
+                                     issued_by: str | None, mac: Callable[[int], str],
+                                     audit: Callable[[EnrolmentCode | None], Sequence[AuditEvent]]) -> EnrolmentCode:
+        """In one transaction: delete the user's code (``audit`` is given it, or None), insert a
+        new one whose MAC is ``mac(row_id)``, write the audit rows."""
+        ...
+
+    async def load_enrolment_code(self, user_id: UserId) -> EnrolmentCode | None: ...
+
+    async def accept_enrolment_code(self, user_id: UserId, session_hash: str, now: datetime,
+                                    matches: Callable[[int, str], bool], audit: Sequence[AuditEvent],
+                                    refusal_audit: Callable[[EnrolmentCheck], Sequence[AuditEvent]]) -> EnrolmentCheck:
+        """Spend a try of the user's live code (a conditional update, before comparing); on a
+        match mark it used and clear the session's owed proof, with ``audit``, in one
+        transaction; a refusal commits the spent try with ``refusal_audit``."""
+        ...
+
+
 class DirectoryUserStore(Protocol):
     """Users provisioned from a directory (``mfad.store.directory``)."""
 
@@ -297,7 +346,7 @@ class PolicyRuleStore(Protocol):
 
 class Store(AuditStore, UserStore, DeviceStore, RetentionStore, SealedSecretStore, SignInStore, PolicyStore,
             CallerStore, SessionStore, WebauthnStore, EmailStore, ReplyStore, RecoveryStore, DirectoryUserStore,
-            PolicyRuleStore, ApprovalStore, SignedClientStore, Protocol):
+            PolicyRuleStore, ApprovalStore, SignedClientStore, EnrolmentCodeStore, Protocol):
     """The whole store, as the engines implement it; each service is typed to its slices."""
 
     engine: str

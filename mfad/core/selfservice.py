@@ -13,7 +13,9 @@ Guarantees:
   unknown, expired, revoked or presented by another caller than the one it
   was issued to;
 - an enrolment session may only list devices and bind a TOTP device or a
-  passkey, and only while its user has no active device the policy allows;
+  passkey, and only while its user has no active device the policy allows; when
+  the policy's ``enrolment_proof`` asked for one at issue, it may bind only after
+  presenting it (:mod:`mfad.core.enrolment`) — a password alone binds nothing;
 - with ``self_service = false`` a full session may only look (list its
   devices) and end itself; anything else is ``PermissionDenied``;
 - binding the first device with an enrolment session completes the sign-in:
@@ -36,8 +38,19 @@ from mfad.core import remembered
 from mfad.core.addresses import mask_address
 from mfad.core.clock import Clock
 from mfad.core.devices import DeviceListing, DeviceService, TotpBinding
+from mfad.core.enrolment import EnrolmentService, ProofStarted
 from mfad.core.errors import InvalidInput, NotFound, PermissionDenied, PreconditionFailed, Unauthenticated
-from mfad.core.model import AuditEvent, Device, DeviceId, Method, RememberedDevice, StaffRole, User, UserId
+from mfad.core.model import (
+    AuditEvent,
+    Device,
+    DeviceId,
+    EnrolmentProof,
+    Method,
+    RememberedDevice,
+    StaffRole,
+    User,
+    UserId,
+)
 from mfad.core.policy import PolicyService
 from mfad.core.ports import AuditStore, DeviceStore, RecoverySet, SignInStore, UserStore
 from mfad.core.recovery import RecoveryCodes, RecoveryService
@@ -59,6 +72,11 @@ from mfad.core.verification import (
 SESSION_REFUSED = "the user session is missing, expired or revoked: sign in again"
 #: Who the audit log names for changes a user makes through a session.
 SELF_ACTOR = "user"
+#: Why an enrolment session may not bind yet, by the proof it owes.
+PROOF_OWED = {
+    EnrolmentProof.ACCESS_CODE: "first present the enrolment code an administrator issued for you",
+    EnrolmentProof.EMAIL_CODE: "first present the code mailed to your email address",
+}
 MAX_LABEL = 100
 _OPERATION = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
@@ -80,6 +98,8 @@ class IssuedSession:
     expires_at: datetime
     #: The user's console role at issue (a hint for the portal's link; checked again on every call).
     console_role: StaffRole | None = None
+    #: An enrolment session: the proof it must present before binding (None: nothing owed).
+    proof_owed: EnrolmentProof | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,8 +151,10 @@ class SelfServiceStore(UserStore, DeviceStore, SessionStore, SignInStore, AuditS
 
 class SelfService:
     def __init__(self, *, store: SelfServiceStore, clock: Clock, policy: PolicyService, signin: SignInService,
-                 devices: DeviceService, recovery: RecoveryService, session_ttl_seconds: int) -> None:
+                 devices: DeviceService, recovery: RecoveryService, enrolment: EnrolmentService,
+                 session_ttl_seconds: int) -> None:
         self._store = store
+        self._enrolment = enrolment
         self._recovery = recovery
         self._clock = clock
         self._policy = policy
@@ -158,8 +180,10 @@ class SelfService:
                 expires = await self._remembered_expiry(result.user, result.remembered_token)
             return SignIn(result=result, session=session, remembered_expires_at=expires)
         if result.outcome is Outcome.ENROLMENT_REQUIRED:
+            proof = (await self._policy.current()).enrolment_proof
             session = await self._issue(result.user, SessionScope.ENROLMENT, caller, attempt,
-                                        second_factor_at=None, how=result.reason.value)
+                                        second_factor_at=None, how=result.reason.value,
+                                        proof_owed=None if proof is EnrolmentProof.NONE else proof)
             return SignIn(result=result, session=session)
         if result.outcome is Outcome.SECOND_FACTOR_REQUIRED:
             policy = await self._policy.current()
@@ -257,6 +281,8 @@ class SelfService:
             devices = await self._store.load_devices(session.user_id)
             if any(d.is_active and policy.allows(d.method) for d in devices):
                 raise Unauthenticated(SESSION_REFUSED)  # enrolment is over: sign in with the new device
+            if use is Use.ENROL and session.proof_owed is not None:
+                raise PermissionDenied(PROOF_OWED[session.proof_owed])
             return session
         if not policy.self_service and use is not Use.VIEW:
             raise PermissionDenied("the MFA policy does not allow users to manage their own devices")
@@ -301,16 +327,29 @@ class SelfService:
         return session
 
     async def _issue(self, user: User, scope: SessionScope, caller: str, attempt: Attempt, *,
-                     second_factor_at: datetime | None, how: str) -> IssuedSession:
+                     second_factor_at: datetime | None, how: str,
+                     proof_owed: EnrolmentProof | None = None) -> IssuedSession:
         token, id_hash = new_token()
         now = self._clock.now()
         session = UserSession(id_hash=id_hash, user_id=user.id, username=user.username, scope=scope, caller=caller,
-                              created_at=now, expires_at=now + self._ttl, second_factor_at=second_factor_at)
+                              created_at=now, expires_at=now + self._ttl, second_factor_at=second_factor_at,
+                              proof_owed=proof_owed)
+        owed = f" proof_owed={proof_owed}" if proof_owed is not None else ""
         await self._store.insert_session(session, [AuditEvent(
             event="session_created", outcome="ok", user_id=user.id, username=user.username,
-            protocol=attempt.protocol, source=attempt.source, actor=caller, detail=f"scope={scope} via={how}")])
+            protocol=attempt.protocol, source=attempt.source, actor=caller,
+            detail=f"scope={scope} via={how}{owed}")])
         return IssuedSession(token=token, scope=scope, expires_at=session.expires_at,
-                             console_role=user.role if scope is SessionScope.FULL else None)
+                             console_role=user.role if scope is SessionScope.FULL else None, proof_owed=proof_owed)
+
+    # --- the proof before a first device ----------------------------------------------------
+    async def start_enrolment_proof(self, token: str | None, caller: str, attempt: Attempt) -> ProofStarted:
+        """What the enrolment session owes (an email code is mailed now)."""
+        return await self._enrolment.start(await self.resolve(token, caller), attempt)
+
+    async def present_enrolment_proof(self, token: str | None, caller: str, code: str, attempt: Attempt) -> bool:
+        """The owed proof; True: the session may now bind a first device. Every refusal is False."""
+        return await self._enrolment.present(await self.resolve(token, caller), code, attempt)
 
     async def _remembered_expiry(self, user: User, token: str) -> datetime | None:
         parsed = remembered.parse(token)

@@ -16,6 +16,7 @@ from mfad.core.callers import CallerService
 from mfad.core.clock import Clock, SystemClock
 from mfad.core.devices import DeviceService
 from mfad.core.email_codes import EmailCodeService, EmailVerifier
+from mfad.core.enrolment import EnrolmentService
 from mfad.core.errors import NotFound
 from mfad.core.keyring import Keyring, aad_for
 from mfad.core.model import AuditEvent, AuditRecord, LimitState
@@ -85,8 +86,10 @@ class Mfa:
         approval_metrics = self.metrics if isinstance(self.metrics, ApprovalMetrics) else NullApprovalMetrics()
         self.signin.register(ApprovalVerifier(store, approval_metrics))
         self.approvals = ApprovalService(store=store, clock=self.clock, signin=self.signin, metrics=approval_metrics)
+        self.enrolment = EnrolmentService(store=store, keyring=keyring, clock=self.clock, users=self.users,
+                                          email=self.email)
         self.selfservice = SelfService(store=store, clock=self.clock, policy=self.policy, signin=self.signin,
-                                       devices=self.devices, recovery=self.recovery,
+                                       devices=self.devices, recovery=self.recovery, enrolment=self.enrolment,
                                        session_ttl_seconds=settings.session_ttl_seconds)
         self.admin = AdminService(store=store, clock=self.clock, users=self.users, devices=self.devices)
         self.staff = StaffService(store=store, clock=self.clock, users=self.users, selfservice=self.selfservice)

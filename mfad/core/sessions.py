@@ -22,7 +22,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from mfad.core.model import AuditEvent, StaffRole, UserId
+from mfad.core.model import AuditEvent, EnrolmentProof, StaffRole, UserId
 
 TOKEN_PREFIX = "mfs1_"
 #: Well above a generated token (5 + 43 characters); bounds the hash input.
@@ -51,6 +51,8 @@ class UserSession:
     second_factor_at: datetime | None = None
     #: Filled in by the store when the session is loaded: the user's console role now.
     role: StaffRole | None = None
+    #: An enrolment session that must still present this proof before binding (None: nothing owed).
+    proof_owed: EnrolmentProof | None = None
 
 
 def new_token() -> tuple[str, str]:

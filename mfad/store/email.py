@@ -162,6 +162,14 @@ class EmailSql(SqlParts):
             found = await self._spend_try(tx, user_id, purpose, ref, now, matches, refusal_audit)
             if found is not CodeCheck.ACCEPTED:
                 return found
+            if purpose is CodePurpose.ENROLMENT:
+                proved = await tx.fetchrow("UPDATE user_sessions SET proof_owed = NULL WHERE id_hash = $1 "
+                                           "AND user_id = $2 AND expires_at > $3 RETURNING id_hash",
+                                           ref, user_id, now.timestamp())
+                if proved is None:
+                    raise Rollback()  # the enrolment session ended meanwhile: nothing happened
+                await self._audit(tx, now, audit)
+                return CodeCheck.ACCEPTED
             if purpose is CodePurpose.SIGNIN and not await self._consume_challenge(tx, ref, now):
                 raise Rollback()  # another method completed the challenge first: nothing happened
             await tx.execute("UPDATE devices SET last_used_at = $2 WHERE user_id = $1 AND method = 'email' "

@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from mfad.core.model import AuditEvent, StaffRole, UserId
+from mfad.core.model import AuditEvent, EnrolmentProof, StaffRole, UserId
 from mfad.core.sessions import SessionScope, UserSession
 from mfad.store.sql import SqlParts, Tx
 
 _COLUMNS = ("s.id_hash, s.user_id, u.username, u.role, s.scope, s.caller, s.created_at, s.expires_at, "
-            "s.second_factor_at")
+            "s.second_factor_at, s.proof_owed")
 
 
 def _dt(value: float | None) -> datetime | None:
@@ -29,7 +29,8 @@ def _session_from(row: Any) -> UserSession:
                        created_at=datetime.fromtimestamp(row["created_at"], UTC),
                        expires_at=datetime.fromtimestamp(row["expires_at"], UTC),
                        second_factor_at=_dt(row["second_factor_at"]),
-                       role=StaffRole(row["role"]) if row["role"] else None)
+                       role=StaffRole(row["role"]) if row["role"] else None,
+                       proof_owed=EnrolmentProof(row["proof_owed"]) if row["proof_owed"] else None)
 
 
 class SessionSql(SqlParts):
@@ -43,10 +44,11 @@ class SessionSql(SqlParts):
                              session.user_id, now)
             await tx.execute(
                 "INSERT INTO user_sessions (id_hash, user_id, scope, caller, created_at, expires_at, "
-                "second_factor_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "second_factor_at, proof_owed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 session.id_hash, session.user_id, session.scope.value, session.caller, now,
                 session.expires_at.timestamp(),
-                None if session.second_factor_at is None else session.second_factor_at.timestamp())
+                None if session.second_factor_at is None else session.second_factor_at.timestamp(),
+                None if session.proof_owed is None else session.proof_owed.value)
             await self._audit(tx, session.created_at, audit)
 
     async def load_session(self, id_hash: str) -> UserSession | None:

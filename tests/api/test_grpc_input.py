@@ -31,6 +31,8 @@ VALID_WHEN_EMPTY = {"Admin/ListUsers", "Admin/GetPolicy", "Admin/SetPolicy", "Ad
                     "Admin/ListCallerTokens", "Enrollment/ListDevices", "Enrollment/ListRemembered",
                     "Enrollment/EndSession", "Enrollment/GenerateRecoveryCodes", "Enrollment/GetRecoveryStatus",
                     "Enrollment/ListPendingApprovals", "Admin/GetOverview", "Admin/ListPolicyRules",
+                    # Empty, with a full session: nothing is owed.
+                    "Enrollment/StartEnrolmentProof",
                     # Empty: list (without disabling) the users no configured directory knows.
                     "Admin/PruneDirectoryUsers"}
 #: Either is right: an empty BeginSignIn is a usernameless passkey sign-in where passkeys are

@@ -43,7 +43,7 @@ from chromium import chromium  # noqa: E402, F401
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from e2e_daemon import Running, StartDaemon, mfad_daemon  # noqa: E402, F401
-from e2e_support import AuthenticatorApp, free_port  # noqa: E402
+from e2e_support import AuthenticatorApp, DaemonClock, free_port  # noqa: E402
 from email_peers import MailServer  # noqa: E402
 from playwright.async_api import Browser, BrowserContext, CDPSession, Page  # noqa: E402
 
@@ -200,7 +200,7 @@ async def site(mfad_daemon: StartDaemon, tmp_path: Path) -> AsyncIterator[StartS
 
     async def start(*, policy: dict[str, Any] | None = None, https: bool = False,
                     radius: dict[str, Any] | None = None, limits: dict[str, Any] | None = None,
-                    **portal: Any) -> Site:
+                    clock: DaemonClock | None = None, **portal: Any) -> Site:
         mail = MailServer()
         await mail.start()
         mails.append(mail)
@@ -221,7 +221,7 @@ async def site(mfad_daemon: StartDaemon, tmp_path: Path) -> AsyncIterator[StartS
             "radius": radius or {},
             "limits": limits or {},
         }
-        running = await mfad_daemon(sections=sections)
+        running = await mfad_daemon(sections=sections, clock=clock)
         made = Site(mfad=running, url=f"{scheme}://localhost:{port}", mail=mail, admin=running.client("ops"),
                     shots=screenshots_dir(tmp_path))
         started.append(made)

@@ -19,8 +19,10 @@ from mfad_client import ClientError, Role, StaffRole
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("engine", ["sqlite", "postgres"])]
 
 CHANGES = ("user_created", "user_disabled", "user_enabled", "password_set", "device_unbound", "lockout_reset",
-           "remembered_revoked", "policy_changed", "caller_token_created", "caller_token_revoked", "role_set")
-POLICY_FORM = {"mfa_required": "off", "remember_days": "9", "sensitive_reauth_seconds": "300", "method_totp": "on"}
+           "remembered_revoked", "policy_changed", "caller_token_created", "caller_token_revoked", "role_set",
+           "enrolment_code")
+POLICY_FORM = {"mfa_required": "off", "remember_days": "9", "sensitive_reauth_seconds": "300", "method_totp": "on",
+               "enrolment_proof": "access_code"}
 
 
 async def staff(s: Site, username: str, role: StaffRole | None) -> Visitor:
@@ -90,6 +92,7 @@ def forms(ids: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
             ("/admin/user/unbind", {"username": "lee", "device_id": ids["device"], "reason": "phone lost"}),
             ("/admin/user/lockout", {"username": "lee"}),
             ("/admin/user/remembered", {"username": "lee", "id": ""}),
+            ("/admin/user/enrolment-code", {"username": "dis", "hours": "24"}),
             ("/admin/policy", POLICY_FORM),
             ("/admin/policy/save", {}),
             ("/admin/tokens", {"name": "new-one", "role": "service", "days": ""}),
@@ -123,7 +126,8 @@ async def test_helpdesk_and_auditor_are_refused_where_their_role_ends_and_nothin
     auditor = await staff(s, "aldo", StaffRole.AUDITOR)
     plain = await staff(s, "paul", None)
     before = await state(s)
-    allowed_to_helpdesk = {"/admin/user/unbind", "/admin/user/lockout", "/admin/user/remembered"}
+    allowed_to_helpdesk = {"/admin/user/unbind", "/admin/user/lockout", "/admin/user/remembered",
+                           "/admin/user/enrolment-code"}
     for path, form in forms(ids):
         for who, visitor in (("helpdesk", helpdesk), ("auditor", auditor), ("no role", plain)):
             if who == "helpdesk" and path in allowed_to_helpdesk:
@@ -175,6 +179,11 @@ async def test_bad_input_on_every_console_form_is_answered_clearly_and_changes_n
         ("/admin/user/unbind", "reason", "  "): "Say why the device is unbound (for the audit log).",
         ("/admin/tokens", "name", " "): "Enter a name and choose a role.",
         ("/admin/tokens/revoke", "name", ""): "Choose a token to revoke.",
+        ("/admin/user/enrolment-code", "hours", "0"): "Enter how many hours the code is valid: 1 to 720.",
+        ("/admin/user/enrolment-code", "hours", "721"): "Enter how many hours the code is valid: 1 to 720.",
+        ("/admin/user/enrolment-code", "hours", "a day"): "Enter how many hours the code is valid: 1 to 720.",
+        ("/admin/policy", "enrolment_proof", "password"):
+            "Choose none, access_code or email_code for the enrolment proof.",
     }
     for (path, name, value), words in empty.items():
         form = dict(forms(ids))[path]

@@ -94,6 +94,7 @@ PERMISSIONS: Mapping[str, Permission] = {
     "GetUserRecoveryStatus": P.VIEW_USERS, "ResetLockout": P.RESET_LOCKOUT, "QueryAudit": P.VIEW_AUDIT,
     "CreateCallerToken": P.MANAGE_TOKENS, "ListCallerTokens": P.VIEW_TOKENS, "RevokeCallerToken": P.MANAGE_TOKENS,
     "ListUserRemembered": P.VIEW_USERS, "RevokeUserRemembered": P.REVOKE_REMEMBERED,
+    "IssueEnrolmentCode": P.ISSUE_ENROLMENT_CODE,
 }
 
 #: The console user the current call acts for (None: a ROLE_ADMIN caller).
@@ -264,6 +265,8 @@ class AdminServicer(U2fAdmin, pb_grpc.AdminServicer):
                      "require_backup_method"):
             if request.HasField(name):
                 changes[name] = getattr(request, name)
+        if request.HasField("enrolment_proof"):
+            changes["enrolment_proof"] = convert.enrolment_proof(request.enrolment_proof)
         policy = await self._mfa.policy.update(actor=_actor(), **changes) if changes \
             else await self._mfa.policy.current()
         return pb.SetPolicyResponse(policy=convert.policy(policy))
@@ -312,6 +315,12 @@ class AdminServicer(U2fAdmin, pb_grpc.AdminServicer):
                                     context: Context) -> pb.GetUserRecoveryStatusResponse:
         status = await self._mfa.recovery.status(request.username)
         return pb.GetUserRecoveryStatusResponse(status=convert.recovery_status(status))
+
+    async def IssueEnrolmentCode(self, request: pb.IssueEnrolmentCodeRequest,
+                                 context: Context) -> pb.IssueEnrolmentCodeResponse:
+        issued = await self._mfa.enrolment.issue(request.username, request.hours, _admin_attempt(), actor=_actor())
+        return pb.IssueEnrolmentCodeResponse(code=issued.code, expires_at=convert.timestamp(issued.expires_at),
+                                             replaced=issued.replaced)
 
     async def ResetLockout(self, request: pb.ResetLockoutRequest, context: Context) -> pb.ResetLockoutResponse:
         await self._mfa.reset_lockout(request.username, actor=_actor())

@@ -105,7 +105,9 @@ def user_session(issued: IssuedSession) -> pb.UserSession:
     return pb.UserSession(token=issued.token, scope=convert.SCOPE_TO_PB[issued.scope],
                           expires_at=convert.timestamp(issued.expires_at),
                           console_role=convert.STAFF_ROLE_TO_PB[issued.console_role] if issued.console_role
-                          else pb.USER_ROLE_UNSPECIFIED)
+                          else pb.USER_ROLE_UNSPECIFIED,
+                          proof_owed=convert.ENROLMENT_PROOF_TO_PB[issued.proof_owed] if issued.proof_owed
+                          else pb.ENROLMENT_PROOF_UNSPECIFIED)
 
 
 def attempt(client: pb.ClientInfo | None) -> Attempt:

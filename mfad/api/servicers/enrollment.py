@@ -102,6 +102,22 @@ class EnrollmentServicer(PasskeyEnrollment, ApprovalEnrollment, pb_grpc.Enrollme
         status = await self._mfa.selfservice.recovery_status(session)
         return pb.GetRecoveryStatusResponse(status=convert.recovery_status(status))
 
+    async def StartEnrolmentProof(self, request: pb.StartEnrolmentProofRequest,
+                                  context: Context) -> pb.StartEnrolmentProofResponse:
+        started = await self._mfa.selfservice.start_enrolment_proof(session_of(context), current_caller().name,
+                                                                    attempt(request.client))
+        out = pb.StartEnrolmentProofResponse(proof=convert.ENROLMENT_PROOF_TO_PB[started.proof])
+        if started.sent is not None:
+            out.masked_email = started.sent.masked_address
+            out.expires_at.FromDatetime(started.sent.expires_at)
+        return out
+
+    async def PresentEnrolmentProof(self, request: pb.PresentEnrolmentProofRequest,
+                                    context: Context) -> pb.PresentEnrolmentProofResponse:
+        accepted = await self._mfa.selfservice.present_enrolment_proof(
+            session_of(context), current_caller().name, request.code, attempt(request.client))
+        return pb.PresentEnrolmentProofResponse(accepted=accepted)
+
     async def RevokeRemembered(self, request: pb.RevokeRememberedRequest,
                                context: Context) -> pb.RevokeRememberedResponse:
         series = remembered_target(request.id, request.all)

@@ -62,6 +62,13 @@ class UserRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     USER_ROLE_HELPDESK: _ClassVar[UserRole]
     USER_ROLE_AUDITOR: _ClassVar[UserRole]
 
+class EnrolmentProof(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENROLMENT_PROOF_UNSPECIFIED: _ClassVar[EnrolmentProof]
+    ENROLMENT_PROOF_NONE: _ClassVar[EnrolmentProof]
+    ENROLMENT_PROOF_ACCESS_CODE: _ClassVar[EnrolmentProof]
+    ENROLMENT_PROOF_EMAIL_CODE: _ClassVar[EnrolmentProof]
+
 class MfaRequired(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     MFA_REQUIRED_UNSPECIFIED: _ClassVar[MfaRequired]
@@ -119,6 +126,10 @@ USER_ROLE_UNSPECIFIED: UserRole
 USER_ROLE_ADMIN: UserRole
 USER_ROLE_HELPDESK: UserRole
 USER_ROLE_AUDITOR: UserRole
+ENROLMENT_PROOF_UNSPECIFIED: EnrolmentProof
+ENROLMENT_PROOF_NONE: EnrolmentProof
+ENROLMENT_PROOF_ACCESS_CODE: EnrolmentProof
+ENROLMENT_PROOF_EMAIL_CODE: EnrolmentProof
 MFA_REQUIRED_UNSPECIFIED: MfaRequired
 MFA_REQUIRED_ALL: MfaRequired
 MFA_REQUIRED_ENROLLED: MfaRequired
@@ -145,16 +156,18 @@ class ClientInfo(_message.Message):
     def __init__(self, ip: _Optional[str] = ..., user_agent: _Optional[str] = ...) -> None: ...
 
 class UserSession(_message.Message):
-    __slots__ = ("token", "scope", "expires_at", "console_role")
+    __slots__ = ("token", "scope", "expires_at", "console_role", "proof_owed")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     CONSOLE_ROLE_FIELD_NUMBER: _ClassVar[int]
+    PROOF_OWED_FIELD_NUMBER: _ClassVar[int]
     token: str
     scope: SessionScope
     expires_at: _timestamp_pb2.Timestamp
     console_role: UserRole
-    def __init__(self, token: _Optional[str] = ..., scope: _Optional[_Union[SessionScope, str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., console_role: _Optional[_Union[UserRole, str]] = ...) -> None: ...
+    proof_owed: EnrolmentProof
+    def __init__(self, token: _Optional[str] = ..., scope: _Optional[_Union[SessionScope, str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., console_role: _Optional[_Union[UserRole, str]] = ..., proof_owed: _Optional[_Union[EnrolmentProof, str]] = ...) -> None: ...
 
 class RememberedToken(_message.Message):
     __slots__ = ("token", "expires_at")
@@ -610,6 +623,36 @@ class GenerateRecoveryCodesResponse(_message.Message):
     status: RecoveryStatus
     def __init__(self, codes: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[RecoveryStatus, _Mapping]] = ...) -> None: ...
 
+class StartEnrolmentProofRequest(_message.Message):
+    __slots__ = ("client",)
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    client: ClientInfo
+    def __init__(self, client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
+
+class StartEnrolmentProofResponse(_message.Message):
+    __slots__ = ("proof", "masked_email", "expires_at")
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    MASKED_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    proof: EnrolmentProof
+    masked_email: str
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, proof: _Optional[_Union[EnrolmentProof, str]] = ..., masked_email: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PresentEnrolmentProofRequest(_message.Message):
+    __slots__ = ("code", "client")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    client: ClientInfo
+    def __init__(self, code: _Optional[str] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
+
+class PresentEnrolmentProofResponse(_message.Message):
+    __slots__ = ("accepted",)
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    def __init__(self, accepted: _Optional[bool] = ...) -> None: ...
+
 class GetRecoveryStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -1017,7 +1060,7 @@ class ImportU2FResponse(_message.Message):
     def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., devices: _Optional[_Union[DeviceList, _Mapping]] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method")
+    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method", "enrolment_proof")
     MFA_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_METHODS_FIELD_NUMBER: _ClassVar[int]
     SELF_SERVICE_FIELD_NUMBER: _ClassVar[int]
@@ -1025,6 +1068,7 @@ class Policy(_message.Message):
     REMEMBER_DAYS_FIELD_NUMBER: _ClassVar[int]
     SENSITIVE_REAUTH_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REQUIRE_BACKUP_METHOD_FIELD_NUMBER: _ClassVar[int]
+    ENROLMENT_PROOF_FIELD_NUMBER: _ClassVar[int]
     mfa_required: MfaRequired
     allowed_methods: _containers.RepeatedScalarFieldContainer[Method]
     self_service: bool
@@ -1032,7 +1076,8 @@ class Policy(_message.Message):
     remember_days: int
     sensitive_reauth_seconds: int
     require_backup_method: bool
-    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Iterable[_Union[Method, str]]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ...) -> None: ...
+    enrolment_proof: EnrolmentProof
+    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Iterable[_Union[Method, str]]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ..., enrolment_proof: _Optional[_Union[EnrolmentProof, str]] = ...) -> None: ...
 
 class GetPolicyRequest(_message.Message):
     __slots__ = ()
@@ -1051,7 +1096,7 @@ class MethodSet(_message.Message):
     def __init__(self, methods: _Optional[_Iterable[_Union[Method, str]]] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
-    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method")
+    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method", "enrolment_proof")
     MFA_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_METHODS_FIELD_NUMBER: _ClassVar[int]
     SELF_SERVICE_FIELD_NUMBER: _ClassVar[int]
@@ -1059,6 +1104,7 @@ class SetPolicyRequest(_message.Message):
     REMEMBER_DAYS_FIELD_NUMBER: _ClassVar[int]
     SENSITIVE_REAUTH_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REQUIRE_BACKUP_METHOD_FIELD_NUMBER: _ClassVar[int]
+    ENROLMENT_PROOF_FIELD_NUMBER: _ClassVar[int]
     mfa_required: MfaRequired
     allowed_methods: MethodSet
     self_service: bool
@@ -1066,7 +1112,8 @@ class SetPolicyRequest(_message.Message):
     remember_days: int
     sensitive_reauth_seconds: int
     require_backup_method: bool
-    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Union[MethodSet, _Mapping]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ...) -> None: ...
+    enrolment_proof: EnrolmentProof
+    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Union[MethodSet, _Mapping]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ..., enrolment_proof: _Optional[_Union[EnrolmentProof, str]] = ...) -> None: ...
 
 class SetPolicyResponse(_message.Message):
     __slots__ = ("policy",)
@@ -1209,6 +1256,24 @@ class GetUserRecoveryStatusRequest(_message.Message):
     USERNAME_FIELD_NUMBER: _ClassVar[int]
     username: str
     def __init__(self, username: _Optional[str] = ...) -> None: ...
+
+class IssueEnrolmentCodeRequest(_message.Message):
+    __slots__ = ("username", "hours")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    HOURS_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    hours: int
+    def __init__(self, username: _Optional[str] = ..., hours: _Optional[int] = ...) -> None: ...
+
+class IssueEnrolmentCodeResponse(_message.Message):
+    __slots__ = ("code", "expires_at", "replaced")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    expires_at: _timestamp_pb2.Timestamp
+    replaced: bool
+    def __init__(self, code: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replaced: _Optional[bool] = ...) -> None: ...
 
 class GetOverviewRequest(_message.Message):
     __slots__ = ()

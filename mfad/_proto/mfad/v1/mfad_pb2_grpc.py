@@ -360,6 +360,16 @@ class EnrollmentStub:
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetRecoveryStatusRequest.SerializeToString,
                 response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetRecoveryStatusResponse.FromString,
                 _registered_method=True)
+        self.StartEnrolmentProof = channel.unary_unary(
+                '/mfad.v1.Enrollment/StartEnrolmentProof',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.StartEnrolmentProofRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.StartEnrolmentProofResponse.FromString,
+                _registered_method=True)
+        self.PresentEnrolmentProof = channel.unary_unary(
+                '/mfad.v1.Enrollment/PresentEnrolmentProof',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.PresentEnrolmentProofRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.PresentEnrolmentProofResponse.FromString,
+                _registered_method=True)
         self.RevokeRemembered = channel.unary_unary(
                 '/mfad.v1.Enrollment/RevokeRemembered',
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.RevokeRememberedRequest.SerializeToString,
@@ -490,6 +500,22 @@ class EnrollmentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartEnrolmentProof(self, request, context):
+        """Enrolment session owing a proof: says which; for EMAIL_CODE mails the code now
+        (FAILED_PRECONDITION when no address is known: ask an administrator).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PresentEnrolmentProof(self, request, context):
+        """Enrolment session owing a proof: the enrolment code or the mailed code. accepted
+        = false for every refusal (wrong, expired, used, none issued, tries spent).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RevokeRemembered(self, request, context):
         """Revokes one or all of the user's remembered devices.
         """
@@ -590,6 +616,16 @@ def add_EnrollmentServicer_to_server(servicer, server):
                     servicer.GetRecoveryStatus,
                     request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetRecoveryStatusRequest.FromString,
                     response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetRecoveryStatusResponse.SerializeToString,
+            ),
+            'StartEnrolmentProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartEnrolmentProof,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.StartEnrolmentProofRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.StartEnrolmentProofResponse.SerializeToString,
+            ),
+            'PresentEnrolmentProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.PresentEnrolmentProof,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.PresentEnrolmentProofRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.PresentEnrolmentProofResponse.SerializeToString,
             ),
             'RevokeRemembered': grpc.unary_unary_rpc_method_handler(
                     servicer.RevokeRemembered,
@@ -979,6 +1015,60 @@ class Enrollment:
             _registered_method=True)
 
     @staticmethod
+    def StartEnrolmentProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Enrollment/StartEnrolmentProof',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.StartEnrolmentProofRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.StartEnrolmentProofResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PresentEnrolmentProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Enrollment/PresentEnrolmentProof',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.PresentEnrolmentProofRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.PresentEnrolmentProofResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def RevokeRemembered(request,
             target,
             options=(),
@@ -1251,6 +1341,11 @@ class AdminStub:
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetUserRecoveryStatusRequest.SerializeToString,
                 response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetUserRecoveryStatusResponse.FromString,
                 _registered_method=True)
+        self.IssueEnrolmentCode = channel.unary_unary(
+                '/mfad.v1.Admin/IssueEnrolmentCode',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.IssueEnrolmentCodeRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.IssueEnrolmentCodeResponse.FromString,
+                _registered_method=True)
         self.ResetLockout = channel.unary_unary(
                 '/mfad.v1.Admin/ResetLockout',
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ResetLockoutRequest.SerializeToString,
@@ -1514,6 +1609,13 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueEnrolmentCode(self, request, context):
+        """Issues a one-time enrolment code for a user (shown once; replaces an older one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ResetLockout(self, request, context):
         """Clears a user's failure counters and lock-out.
         """
@@ -1711,6 +1813,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.GetUserRecoveryStatus,
                     request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetUserRecoveryStatusRequest.FromString,
                     response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetUserRecoveryStatusResponse.SerializeToString,
+            ),
+            'IssueEnrolmentCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueEnrolmentCode,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.IssueEnrolmentCodeRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.IssueEnrolmentCodeResponse.SerializeToString,
             ),
             'ResetLockout': grpc.unary_unary_rpc_method_handler(
                     servicer.ResetLockout,
@@ -2541,6 +2648,33 @@ class Admin:
             '/mfad.v1.Admin/GetUserRecoveryStatus',
             mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetUserRecoveryStatusRequest.SerializeToString,
             mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.GetUserRecoveryStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueEnrolmentCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mfad.v1.Admin/IssueEnrolmentCode',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.IssueEnrolmentCodeRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.IssueEnrolmentCodeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,6 +63,8 @@ class EnrollmentStub:
     ListRemembered: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.ListRememberedRequest, mfad_pb2.ListRememberedResponse]
     GenerateRecoveryCodes: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GenerateRecoveryCodesRequest, mfad_pb2.GenerateRecoveryCodesResponse]
     GetRecoveryStatus: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GetRecoveryStatusRequest, mfad_pb2.GetRecoveryStatusResponse]
+    StartEnrolmentProof: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.StartEnrolmentProofRequest, mfad_pb2.StartEnrolmentProofResponse]
+    PresentEnrolmentProof: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.PresentEnrolmentProofRequest, mfad_pb2.PresentEnrolmentProofResponse]
     RevokeRemembered: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.RevokeRememberedRequest, mfad_pb2.RevokeRememberedResponse]
     ListPendingApprovals: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.ListPendingApprovalsRequest, mfad_pb2.ListPendingApprovalsResponse]
     DecideApproval: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.DecideApprovalRequest, mfad_pb2.DecideApprovalResponse]
@@ -134,6 +136,16 @@ class EnrollmentServicer:
         request: mfad_pb2.GetRecoveryStatusRequest,
         context: grpc.aio.ServicerContext[mfad_pb2.GetRecoveryStatusRequest, mfad_pb2.GetRecoveryStatusResponse],
     ) -> mfad_pb2.GetRecoveryStatusResponse: ...
+    async def StartEnrolmentProof(
+        self,
+        request: mfad_pb2.StartEnrolmentProofRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.StartEnrolmentProofRequest, mfad_pb2.StartEnrolmentProofResponse],
+    ) -> mfad_pb2.StartEnrolmentProofResponse: ...
+    async def PresentEnrolmentProof(
+        self,
+        request: mfad_pb2.PresentEnrolmentProofRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.PresentEnrolmentProofRequest, mfad_pb2.PresentEnrolmentProofResponse],
+    ) -> mfad_pb2.PresentEnrolmentProofResponse: ...
     async def RevokeRemembered(
         self,
         request: mfad_pb2.RevokeRememberedRequest,
@@ -188,6 +200,7 @@ class AdminStub:
     DeletePolicyRule: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.DeletePolicyRuleRequest, mfad_pb2.DeletePolicyRuleResponse]
     GetLockout: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GetLockoutRequest, mfad_pb2.GetLockoutResponse]
     GetUserRecoveryStatus: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.GetUserRecoveryStatusRequest, mfad_pb2.GetUserRecoveryStatusResponse]
+    IssueEnrolmentCode: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.IssueEnrolmentCodeRequest, mfad_pb2.IssueEnrolmentCodeResponse]
     ResetLockout: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.ResetLockoutRequest, mfad_pb2.ResetLockoutResponse]
     QueryAudit: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.QueryAuditRequest, mfad_pb2.QueryAuditResponse]
     CreateCallerToken: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.CreateCallerTokenRequest, mfad_pb2.CreateCallerTokenResponse]
@@ -342,6 +355,11 @@ class AdminServicer:
         request: mfad_pb2.GetUserRecoveryStatusRequest,
         context: grpc.aio.ServicerContext[mfad_pb2.GetUserRecoveryStatusRequest, mfad_pb2.GetUserRecoveryStatusResponse],
     ) -> mfad_pb2.GetUserRecoveryStatusResponse: ...
+    async def IssueEnrolmentCode(
+        self,
+        request: mfad_pb2.IssueEnrolmentCodeRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.IssueEnrolmentCodeRequest, mfad_pb2.IssueEnrolmentCodeResponse],
+    ) -> mfad_pb2.IssueEnrolmentCodeResponse: ...
     async def ResetLockout(
         self,
         request: mfad_pb2.ResetLockoutRequest,
