@@ -252,13 +252,16 @@ class PolicySettings:
     remember_days: int = field(default=7, metadata=check(between(1, 365)))
     sensitive_reauth_seconds: int = field(default=300, metadata=check(between(30, 86400)))
     require_backup_method: bool = False
+    email_recovery: bool = False
+    roles_need_passkey: bool = False
 
     def to_policy(self) -> Policy:
         return Policy(mfa_required=self.mfa_required, allowed_methods=frozenset(self.allowed_methods),
                       self_service=self.self_service, remember_device=self.remember_device,
                       remember_days=self.remember_days,
                       sensitive_reauth_seconds=self.sensitive_reauth_seconds,
-                      require_backup_method=self.require_backup_method)
+                      require_backup_method=self.require_backup_method, email_recovery=self.email_recovery,
+                      roles_need_passkey=self.roles_need_passkey)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

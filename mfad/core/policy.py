@@ -175,6 +175,11 @@ def _validated(p: Policy) -> Policy:
         raise InvalidInput("remember_days", "must be between 1 and 365")
     if not 30 <= p.sensitive_reauth_seconds <= 86400:
         raise InvalidInput("sensitive_reauth_seconds", "must be between 30 and 86400")
+    for flag in ("self_service", "remember_device", "require_backup_method", "email_recovery", "roles_need_passkey"):
+        if not isinstance(getattr(p, flag), bool):
+            raise InvalidInput(flag, "must be true or false")
+    if p.roles_need_passkey and not p.allows(Method.PASSKEY):
+        raise InvalidInput("roles_need_passkey", "needs passkey among the allowed methods")
     return dataclasses.replace(p, mfa_required=mfa, allowed_methods=methods)
 
 
@@ -182,7 +187,8 @@ def _describe(p: Policy) -> str:
     return (f"mfa_required={p.mfa_required} allowed_methods={','.join(sorted(p.allowed_methods))} "
             f"self_service={p.self_service} remember_device={p.remember_device} remember_days={p.remember_days} "
             f"sensitive_reauth_seconds={p.sensitive_reauth_seconds} "
-            f"require_backup_method={p.require_backup_method}")
+            f"require_backup_method={p.require_backup_method} email_recovery={p.email_recovery} "
+            f"roles_need_passkey={p.roles_need_passkey}")
 
 
 def _validated_rule(rule: PolicyRule) -> PolicyRule:

@@ -415,14 +415,20 @@ class ListDevicesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListDevicesResponse(_message.Message):
-    __slots__ = ("devices", "self_service", "allowed_methods")
+    __slots__ = ("devices", "self_service", "allowed_methods", "emergency_session", "lost_device_ids", "email_recovery")
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     SELF_SERVICE_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_METHODS_FIELD_NUMBER: _ClassVar[int]
+    EMERGENCY_SESSION_FIELD_NUMBER: _ClassVar[int]
+    LOST_DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_RECOVERY_FIELD_NUMBER: _ClassVar[int]
     devices: DeviceList
     self_service: bool
     allowed_methods: _containers.RepeatedScalarFieldContainer[Method]
-    def __init__(self, devices: _Optional[_Union[DeviceList, _Mapping]] = ..., self_service: _Optional[bool] = ..., allowed_methods: _Optional[_Iterable[_Union[Method, str]]] = ...) -> None: ...
+    emergency_session: bool
+    lost_device_ids: _containers.RepeatedScalarFieldContainer[str]
+    email_recovery: bool
+    def __init__(self, devices: _Optional[_Union[DeviceList, _Mapping]] = ..., self_service: _Optional[bool] = ..., allowed_methods: _Optional[_Iterable[_Union[Method, str]]] = ..., emergency_session: _Optional[bool] = ..., lost_device_ids: _Optional[_Iterable[str]] = ..., email_recovery: _Optional[bool] = ...) -> None: ...
 
 class BeginTotpBindingRequest(_message.Message):
     __slots__ = ("name",)
@@ -1017,7 +1023,7 @@ class ImportU2FResponse(_message.Message):
     def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., devices: _Optional[_Union[DeviceList, _Mapping]] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method")
+    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method", "email_recovery", "roles_need_passkey")
     MFA_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_METHODS_FIELD_NUMBER: _ClassVar[int]
     SELF_SERVICE_FIELD_NUMBER: _ClassVar[int]
@@ -1025,6 +1031,8 @@ class Policy(_message.Message):
     REMEMBER_DAYS_FIELD_NUMBER: _ClassVar[int]
     SENSITIVE_REAUTH_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REQUIRE_BACKUP_METHOD_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_RECOVERY_FIELD_NUMBER: _ClassVar[int]
+    ROLES_NEED_PASSKEY_FIELD_NUMBER: _ClassVar[int]
     mfa_required: MfaRequired
     allowed_methods: _containers.RepeatedScalarFieldContainer[Method]
     self_service: bool
@@ -1032,7 +1040,9 @@ class Policy(_message.Message):
     remember_days: int
     sensitive_reauth_seconds: int
     require_backup_method: bool
-    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Iterable[_Union[Method, str]]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ...) -> None: ...
+    email_recovery: bool
+    roles_need_passkey: bool
+    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Iterable[_Union[Method, str]]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ..., email_recovery: _Optional[bool] = ..., roles_need_passkey: _Optional[bool] = ...) -> None: ...
 
 class GetPolicyRequest(_message.Message):
     __slots__ = ()
@@ -1051,7 +1061,7 @@ class MethodSet(_message.Message):
     def __init__(self, methods: _Optional[_Iterable[_Union[Method, str]]] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
-    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method")
+    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method", "email_recovery", "roles_need_passkey")
     MFA_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_METHODS_FIELD_NUMBER: _ClassVar[int]
     SELF_SERVICE_FIELD_NUMBER: _ClassVar[int]
@@ -1059,6 +1069,8 @@ class SetPolicyRequest(_message.Message):
     REMEMBER_DAYS_FIELD_NUMBER: _ClassVar[int]
     SENSITIVE_REAUTH_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REQUIRE_BACKUP_METHOD_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_RECOVERY_FIELD_NUMBER: _ClassVar[int]
+    ROLES_NEED_PASSKEY_FIELD_NUMBER: _ClassVar[int]
     mfa_required: MfaRequired
     allowed_methods: MethodSet
     self_service: bool
@@ -1066,7 +1078,9 @@ class SetPolicyRequest(_message.Message):
     remember_days: int
     sensitive_reauth_seconds: int
     require_backup_method: bool
-    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Union[MethodSet, _Mapping]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ...) -> None: ...
+    email_recovery: bool
+    roles_need_passkey: bool
+    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Union[MethodSet, _Mapping]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ..., email_recovery: _Optional[bool] = ..., roles_need_passkey: _Optional[bool] = ...) -> None: ...
 
 class SetPolicyResponse(_message.Message):
     __slots__ = ("policy",)
