@@ -50,6 +50,12 @@ FIELDS = (
           "number", 30, 86400),
     Field("require_backup_method", N_("Require a backup method"),
           N_("Users must bind a second method type so that one lost device does not lock them out."), "flag"),
+    Field("email_recovery", N_("Recovery with the security email"),
+          N_("After an emergency sign-in with their security email, users may remove their lost devices "
+             "themselves. Off: an administrator removes them."), "flag"),
+    Field("roles_need_passkey", N_("Console needs a passkey"),
+          N_("Administrators, helpdesk and auditors can use the console only after signing in with a passkey, "
+             "and confirm sensitive changes with it."), "flag"),
 )
 CHOICES = tuple(m.value for m in MfaRequired)
 METHODS = tuple(m.value for m in Method)
@@ -71,7 +77,8 @@ def as_text(p: t.Policy) -> dict[str, str]:
             "allowed_methods": ",".join(m.value for m in p.allowed_methods),
             "self_service": str(p.self_service).lower(), "remember_device": str(p.remember_device).lower(),
             "remember_days": str(p.remember_days), "sensitive_reauth_seconds": str(p.sensitive_reauth_seconds),
-            "require_backup_method": str(p.require_backup_method).lower()}
+            "require_backup_method": str(p.require_backup_method).lower(),
+            "email_recovery": str(p.email_recovery).lower(), "roles_need_passkey": str(p.roles_need_passkey).lower()}
 
 
 def read_form(form: Mapping[str, str]) -> dict[str, str]:
