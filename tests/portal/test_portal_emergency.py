@@ -133,6 +133,9 @@ async def test_the_console_needs_a_passkey_sign_in_and_a_passkey_step_up(site: S
     assert await tab.heading() == "Console overview"
 
     await page.get_by_role("link", name="Policy").click()
+    await expect(page.get_by_label("Console needs a passkey")).to_be_checked()
+    await expect(page.get_by_label("Recovery with the security email")).not_to_be_checked()
+    await expect(page.get_by_text("After an emergency sign-in with their security email")).to_be_visible()
     await asyncio.sleep(31)  # past the policy's 30 s: the sign-in's passkey is no longer fresh
     await page.get_by_label("Remember for (days)").fill("9")
     await page.get_by_role("button", name="Review the change").click()
