@@ -269,6 +269,8 @@ class PolicySettings:
     sensitive_reauth_seconds: int = field(default=300, metadata=check(between(30, 86400)))
     require_backup_method: bool = False
     enrolment_proof: EnrolmentProof = EnrolmentProof.NONE
+    email_recovery: bool = False
+    roles_need_passkey: bool = False
 
     def to_policy(self) -> Policy:
         return Policy(mfa_required=self.mfa_required, allowed_methods=frozenset(self.allowed_methods),
@@ -276,7 +278,8 @@ class PolicySettings:
                       remember_days=self.remember_days,
                       sensitive_reauth_seconds=self.sensitive_reauth_seconds,
                       require_backup_method=self.require_backup_method,
-                      enrolment_proof=self.enrolment_proof)
+                      enrolment_proof=self.enrolment_proof, email_recovery=self.email_recovery,
+                      roles_need_passkey=self.roles_need_passkey)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

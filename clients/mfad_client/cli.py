@@ -118,7 +118,9 @@ def _policy_lines(p: t.Policy) -> list[str]:
             f"remember_days:            {p.remember_days}",
             f"sensitive_reauth_seconds: {p.sensitive_reauth_seconds}",
             f"require_backup_method:    {str(p.require_backup_method).lower()}",
-            f"enrolment_proof:          {p.enrolment_proof}"]
+            f"enrolment_proof:          {p.enrolment_proof}",
+            f"email_recovery:           {str(p.email_recovery).lower()}",
+            f"roles_need_passkey:       {str(p.roles_need_passkey).lower()}"]
 
 
 def _audit_line(e: t.AuditEvent) -> str:
@@ -394,7 +396,8 @@ async def policy_get(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
 async def policy_set(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     changes = {name: getattr(a, name) for name in ("mfa_required", "allowed_methods", "self_service",
                                                     "remember_device", "remember_days", "sensitive_reauth_seconds",
-                                                    "require_backup_method", "enrolment_proof")}
+                                                    "require_backup_method", "enrolment_proof", "email_recovery",
+                                                    "roles_need_passkey")}
     if all(v is None for v in changes.values()):
         raise UsageError("policy set: give at least one setting to change (see mfactl policy set --help)")
     if changes["mfa_required"] is not None:
@@ -870,6 +873,12 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
                    help="what a user with no device presents before binding the first one: none (the password "
                         "alone), access_code (an enrolment code from an administrator; recommended) or "
                         "email_code (a code mailed to the user)")
+    p.add_argument("--email-recovery", type=_bool, metavar="BOOL",
+                   help="after an emergency sign-in with the security email, users may remove their lost devices "
+                        "themselves (default false: an administrator removes them)")
+    p.add_argument("--roles-need-passkey", type=_bool, metavar="BOOL",
+                   help="console roles work only in a session signed in with a passkey, and sensitive console "
+                        "changes need a passkey step-up")
 
     rule = policy.add_parser("rule", help="group rules on top of the global policy (first match wins)",
                              parents=[common]).add_subparsers(dest="rule_command", required=True, metavar="COMMAND")

@@ -140,7 +140,9 @@ def _policy(m: pb.Policy) -> t.Policy:
                     self_service=m.self_service, remember_device=m.remember_device, remember_days=m.remember_days,
                     sensitive_reauth_seconds=m.sensitive_reauth_seconds,
                     require_backup_method=m.require_backup_method,
-                    enrolment_proof=_PROOF_BACK.get(m.enrolment_proof, t.EnrolmentProof.NONE))
+                    enrolment_proof=_PROOF_BACK.get(m.enrolment_proof, t.EnrolmentProof.NONE),
+                    email_recovery=m.email_recovery,
+                    roles_need_passkey=m.roles_need_passkey)
 
 
 def _rule(m: pb.PolicyRule) -> t.PolicyRule:
@@ -331,7 +333,8 @@ class Enrollment:
         """The listing with the policy's word on it (read-only when ``self_service`` is False)."""
         m = await self._call(self._stub.ListDevices, pb.ListDevicesRequest(), session=session)
         return t.Devices(listing=_device_list(m.devices), self_service=m.self_service,
-                         allowed_methods=_methods(m.allowed_methods))
+                         allowed_methods=_methods(m.allowed_methods), emergency_session=m.emergency_session,
+                         lost_device_ids=tuple(m.lost_device_ids), email_recovery=m.email_recovery)
 
     async def pending_approvals(self, session: str) -> tuple[t.PendingApproval, ...]:
         m = await self._call(self._stub.ListPendingApprovals, pb.ListPendingApprovalsRequest(), session=session)
@@ -592,7 +595,8 @@ class Admin:
                          remember_device: bool | None = None, remember_days: int | None = None,
                          sensitive_reauth_seconds: int | None = None,
                          require_backup_method: bool | None = None,
-                         enrolment_proof: t.EnrolmentProof | None = None) -> t.Policy:
+                         enrolment_proof: t.EnrolmentProof | None = None, email_recovery: bool | None = None,
+                         roles_need_passkey: bool | None = None) -> t.Policy:
         """Change the given fields; the others keep their values."""
         request = pb.SetPolicyRequest()
         if enrolment_proof is not None:
@@ -603,7 +607,8 @@ class Admin:
             request.allowed_methods.CopyFrom(pb.MethodSet(methods=[_METHOD[m] for m in allowed_methods]))
         optional: Mapping[str, bool | int | None] = {
             "self_service": self_service, "remember_device": remember_device, "remember_days": remember_days,
-            "sensitive_reauth_seconds": sensitive_reauth_seconds, "require_backup_method": require_backup_method}
+            "sensitive_reauth_seconds": sensitive_reauth_seconds, "require_backup_method": require_backup_method,
+            "email_recovery": email_recovery, "roles_need_passkey": roles_need_passkey}
         for name, value in optional.items():
             if value is not None:
                 setattr(request, name, value)

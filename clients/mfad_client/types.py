@@ -178,6 +178,12 @@ class Devices:
     self_service: bool
     #: Strongest first.
     allowed_methods: tuple[Method, ...]
+    #: The session signed in with the security email (an emergency sign-in).
+    emergency_session: bool = False
+    #: With ``emergency_session``: the devices presumed lost (their ids).
+    lost_device_ids: tuple[str, ...] = ()
+    #: The policy lets an emergency session remove devices (else an administrator does).
+    email_recovery: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -247,6 +253,8 @@ class Policy:
     sensitive_reauth_seconds: int
     require_backup_method: bool
     enrolment_proof: EnrolmentProof = EnrolmentProof.NONE
+    email_recovery: bool = False
+    roles_need_passkey: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -59,6 +59,12 @@ FIELDS = (
           N_("What a user with no device must show before binding the first one: none (the password alone), "
              "access_code (an enrolment code from an administrator; recommended) or email_code (a mailed code)."),
           "choice", choices=PROOFS),
+    Field("email_recovery", N_("Recovery with the security email"),
+          N_("After an emergency sign-in with their security email, users may remove their lost devices "
+             "themselves. Off: an administrator removes them."), "flag"),
+    Field("roles_need_passkey", N_("Console needs a passkey"),
+          N_("Administrators, helpdesk and auditors can use the console only after signing in with a passkey, "
+             "and confirm sensitive changes with it."), "flag"),
 )
 #: How a refused choice is worded, by field.
 BAD_CHOICE = {"mfa_required": N_("Choose all, enrolled or off for MFA required."),
@@ -82,7 +88,8 @@ def as_text(p: t.Policy) -> dict[str, str]:
             "self_service": str(p.self_service).lower(), "remember_device": str(p.remember_device).lower(),
             "remember_days": str(p.remember_days), "sensitive_reauth_seconds": str(p.sensitive_reauth_seconds),
             "require_backup_method": str(p.require_backup_method).lower(),
-            "enrolment_proof": p.enrolment_proof.value}
+            "enrolment_proof": p.enrolment_proof.value,
+            "email_recovery": str(p.email_recovery).lower(), "roles_need_passkey": str(p.roles_need_passkey).lower()}
 
 
 def read_form(form: Mapping[str, str]) -> dict[str, str]:

@@ -34,6 +34,9 @@ PROOF_REFUSED = {
     False: N_("The enrolment code was not accepted. Check it, or ask your administrator for a new one."),
     True: N_("The code was not accepted. Enter the code from the latest email, or send a new one."),
 }
+#: After a step-up mfad still wants a fresh factor: only a passkey counts (the policy's roles_need_passkey).
+CONSOLE_PASSKEY = N_("Your administrator requires your passkey to confirm console changes. Try again and use "
+                     "your passkey.")
 CODE_WAIT = N_("A code was sent a moment ago. Wait a minute before you ask for another.")
 
 
@@ -81,8 +84,13 @@ _BY_OPERATION: dict[tuple[str, Code], Said] = {
         N_("The key was not upgraded. It keeps working as a security key."), 400),
     ("remove", Code.FAILED_PRECONDITION): Said(
         N_("This device cannot be removed now. Your administrator may require it."), 409),
+    ("remove", Code.PERMISSION_DENIED): Said(
+        N_("You cannot remove devices yourself now (for example after signing in with your security email). "
+           "Ask your administrator to remove a lost device."), 403),
     ("recovery", Code.PERMISSION_DENIED): Said(N_("Your administrator does not allow recovery codes."), 403),
-    ("console", Code.PERMISSION_DENIED): Said(CONSOLE_DENIED, 403),
+    ("console", Code.PERMISSION_DENIED): Said(N_(
+        "Your console role does not allow this. If your administrator requires a passkey for the console, "
+        "sign out, then sign in with your passkey."), 403),
     ("console_policy", Code.INVALID_ARGUMENT): Said(
         N_("The policy was not changed: a value is not allowed. Check it and try again."), 400),
     ("admin_create_user", Code.ALREADY_EXISTS): Said(N_("A user with that name exists already."), 409),
@@ -94,6 +102,10 @@ _BY_OPERATION: dict[tuple[str, Code], Said] = {
     ("admin_user", Code.NOT_FOUND): Said(N_("There is no such user. Check the name and search again."), 404),
     ("admin_user", Code.PERMISSION_DENIED): Said(CONSOLE_DENIED, 403),
     ("console_token_revoke", Code.NOT_FOUND): Said(N_("There is no caller token of that name."), 404),
+    ("console_policy", Code.FAILED_PRECONDITION): Said(CONSOLE_PASSKEY, 409),
+    ("console_token_create", Code.FAILED_PRECONDITION): Said(CONSOLE_PASSKEY, 409),
+    ("console_token_revoke", Code.FAILED_PRECONDITION): Said(CONSOLE_PASSKEY, 409),
+    ("console_unbind", Code.FAILED_PRECONDITION): Said(CONSOLE_PASSKEY, 409),
     ("step_up", Code.INVALID_ARGUMENT): Said(STEP_UP_REFUSED, 400),
     ("step_up", Code.FAILED_PRECONDITION): Said(STEP_UP_REFUSED, 400),
 }

@@ -2,7 +2,8 @@
 email, U2F keys, recovery codes and remembered devices — bind, remove, upgrade, generate, revoke.
 
 mfad decides what may be done (``self_service``, the methods allowed, the re-auth window
-for removals and new recovery codes); the page shows the answer. Removing a device and
+for removals and new recovery codes, whether a session signed in with the security email
+may remove the devices it presumes lost); the page shows the answer. Removing a device and
 making new recovery codes ask mfad first: when mfad wants a fresh second factor
 (FAILED_PRECONDITION), the page asks for one inline (:mod:`mfad_portal.step_up`) and
 then does it. New recovery codes are shown once, in that one answer, with *Download*
@@ -74,10 +75,14 @@ async def page(ctx: Ctx, error: str = "", status: int = 200) -> Response:
     except ClientError as exc:
         return await ctx.failure("security", exc)
     by_method: dict[str, list[dict[str, Any]]] = {m.value: [] for m in Method}
+    lost = set(seen.lost_device_ids)
     for d in seen.listing.devices:
         if d.method is not None:
-            by_method[d.method.value].append(device_view(d))
+            by_method[d.method.value].append({**device_view(d), "lost": d.id in lost})
+    # mfad refuses the removal itself; the page only leaves out the buttons it would refuse.
+    may_remove = seen.self_service and (not seen.emergency_session or seen.email_recovery)
     return ctx.render("security.html", status=status, error=error, manage=seen.self_service,
+                      emergency=seen.emergency_session, may_remove=may_remove, any_lost=bool(lost),
                       allowed=[m.value for m in seen.allowed_methods], lockout_risk=seen.listing.lockout_risk,
                       passkeys=by_method["passkey"], totp=by_method["totp"], email=by_method["email"],
                       u2f=by_method["u2f"], remembered=remembered, recovery=recovery,

@@ -131,8 +131,13 @@ def verify_page(ctx: Ctx, method: str, error: str = "", status: int = 200) -> Re
     methods: list[str] = pending["methods"]
     if method not in methods:
         method = methods[0] if methods else "totp"
+    # The security email is the way back when the usual device is lost ("Lost your device?"),
+    # offered apart from the other methods whenever the user has one of those too.
+    emergency = "email" in methods and any(m != "email" for m in methods)
     return ctx.render("verify.html", status=status, error=error, method=method,
-                      others=[m for m in methods if m != method], method_names=METHOD_NAMES,
+                      others=[m for m in methods if m != method and not (emergency and m == "email")],
+                      method_names=METHOD_NAMES, lost_offer=emergency and method != "email",
+                      emergency=emergency and method == "email",
                       remember_days=pending["remember_days"],
                       masked_email=pending.get("masked_email", "") if method == "email" else "",
                       email_to=pending.get("email_to", ""))

@@ -195,6 +195,12 @@ class Policy:
     sensitive_reauth_seconds: int = 300
     require_backup_method: bool = False
     enrolment_proof: EnrolmentProof = EnrolmentProof.NONE
+    #: A session signed in with the security email (an emergency sign-in) may remove the
+    #: user's devices; off: an administrator removes a lost device.
+    email_recovery: bool = False
+    #: Console roles (admin, helpdesk, auditor) work only in a session signed in with a
+    #: passkey, and their sensitive changes need a passkey step-up.
+    roles_need_passkey: bool = False
 
     def allows(self, method: Method) -> bool:
         return method in self.allowed_methods

@@ -181,6 +181,11 @@ def _validated(p: Policy) -> Policy:
         proof = EnrolmentProof(p.enrolment_proof)
     except ValueError:
         raise InvalidInput("enrolment_proof", "must be none, access_code or email_code") from None
+    for flag in ("self_service", "remember_device", "require_backup_method", "email_recovery", "roles_need_passkey"):
+        if not isinstance(getattr(p, flag), bool):
+            raise InvalidInput(flag, "must be true or false")
+    if p.roles_need_passkey and not p.allows(Method.PASSKEY):
+        raise InvalidInput("roles_need_passkey", "needs passkey among the allowed methods")
     return dataclasses.replace(p, mfa_required=mfa, allowed_methods=methods, enrolment_proof=proof)
 
 
@@ -188,7 +193,8 @@ def _describe(p: Policy) -> str:
     return (f"mfa_required={p.mfa_required} allowed_methods={','.join(sorted(p.allowed_methods))} "
             f"self_service={p.self_service} remember_device={p.remember_device} remember_days={p.remember_days} "
             f"sensitive_reauth_seconds={p.sensitive_reauth_seconds} "
-            f"require_backup_method={p.require_backup_method} enrolment_proof={p.enrolment_proof}")
+            f"require_backup_method={p.require_backup_method} enrolment_proof={p.enrolment_proof} "
+            f"email_recovery={p.email_recovery} roles_need_passkey={p.roles_need_passkey}")
 
 
 #: One line per policy field saying what it does (the console and ``mfactl policy get`` show them).
@@ -203,6 +209,10 @@ FIELD_HELP: dict[str, str] = {
     "enrolment_proof": ("what a user with no device must present before binding the first one: "
                         "nothing more than the password (none), a one-time enrolment code from an "
                         "administrator (access_code), or a code mailed to the user (email_code)"),
+    "email_recovery": ("whether a user who signed in with the security email (lost device) may remove "
+                       "their devices themselves, instead of an administrator"),
+    "roles_need_passkey": ("whether console roles work only in sessions signed in with a passkey, with "
+                           "passkey step-up for sensitive changes"),
 }
 
 

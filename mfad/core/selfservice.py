@@ -21,6 +21,9 @@ Guarantees:
 - binding the first device with an enrolment session completes the sign-in:
   the device was just proved, so the enrolment session is replaced by a full
   one (its second factor recorded at that moment);
+- a session signed in with the security email (an emergency sign-in, see
+  :mod:`mfad.core.emergency`) cannot unbind a device unless the policy's
+  ``email_recovery`` allows it;
 - unbinding and generating recovery codes need a second factor not older than
   the policy's ``sensitive_reauth_seconds`` (``PreconditionFailed`` otherwise);
   :meth:`SelfService.step_up` records a fresh one on the session.
@@ -39,6 +42,7 @@ from mfad.core.addresses import mask_address
 from mfad.core.clock import Clock
 from mfad.core.devices import DeviceListing, DeviceService, TotpBinding
 from mfad.core.enrolment import EnrolmentService, ProofStarted
+from mfad.core.emergency import ASK_ADMIN, EmergencySignIns
 from mfad.core.errors import InvalidInput, NotFound, PermissionDenied, PreconditionFailed, Unauthenticated
 from mfad.core.model import (
     AuditEvent,
@@ -152,9 +156,10 @@ class SelfServiceStore(UserStore, DeviceStore, SessionStore, SignInStore, AuditS
 class SelfService:
     def __init__(self, *, store: SelfServiceStore, clock: Clock, policy: PolicyService, signin: SignInService,
                  devices: DeviceService, recovery: RecoveryService, enrolment: EnrolmentService,
-                 session_ttl_seconds: int) -> None:
+                 session_ttl_seconds: int, emergency: EmergencySignIns | None = None) -> None:
         self._store = store
         self._enrolment = enrolment
+        self._emergency = emergency
         self._recovery = recovery
         self._clock = clock
         self._policy = policy
@@ -174,7 +179,7 @@ class SelfService:
             return SignIn(result=result)
         if result.outcome is Outcome.ALLOWED:
             session = await self._issue(result.user, SessionScope.FULL, caller, attempt, second_factor_at=None,
-                                        how=result.reason.value)
+                                        how=result.reason.value, signed_in_with=result.reason.value)
             expires = None
             if result.remembered_token is not None:
                 expires = await self._remembered_expiry(result.user, result.remembered_token)
@@ -200,7 +205,7 @@ class SelfService:
             return Completion(result=result)
         now = self._clock.now()
         session = await self._issue(result.user, SessionScope.FULL, caller, attempt, second_factor_at=now,
-                                    how=f"second_factor:{method}")
+                                    how=f"second_factor:{method}", signed_in_with=method.value)
         expires = None
         if result.remembered_token is not None:
             expires = now + timedelta(days=(await self._policy.current()).remember_days)
@@ -263,7 +268,7 @@ class SelfService:
                             method=method.value, protocol=attempt.protocol, source=attempt.source,
                             actor=attempt.client, detail=f"operation={operation} session={session is not None}")]
         if session is not None:
-            if not await self._store.update_session_second_factor(session.id_hash, now, audit):
+            if not await self._store.update_session_second_factor(session.id_hash, now, audit, method.value):
                 raise Unauthenticated(SESSION_REFUSED)  # expired between the check and now
         else:
             await self._store.append_audit(now, audit)
@@ -305,16 +310,19 @@ class SelfService:
             event="session_ended", outcome="ok", user_id=session.user_id, username=session.username,
             protocol=attempt.protocol, source=attempt.source, actor=caller, detail=f"scope={session.scope}")])
 
-    async def finish_enrolment(self, session: UserSession, attempt: Attempt) -> IssuedSession | None:
+    async def finish_enrolment(self, session: UserSession, attempt: Attempt,
+                               method: Method | None = None) -> IssuedSession | None:
         """After a first device was bound with an enrolment session: the full session the sign-in
-        has now earned (the enrolment session ends). None for a full session (nothing changes)."""
+        has now earned (the enrolment session ends). None for a full session (nothing changes).
+        ``method``: the bound device's, proved by the binding — the session is signed in with it."""
         if session.scope is not SessionScope.ENROLMENT:
             return None
         user = await self._store.load_user(session.user_id)
         if user is None:
             raise Unauthenticated(SESSION_REFUSED)
         issued = await self._issue(user, SessionScope.FULL, session.caller, attempt,
-                                   second_factor_at=self._clock.now(), how="enrolment")
+                                   second_factor_at=self._clock.now(), how="enrolment",
+                                   signed_in_with=method.value if method is not None else "enrolment")
         await self._store.delete_session(session.id_hash, self._clock.now(), [])
         return issued
 
@@ -328,17 +336,31 @@ class SelfService:
 
     async def _issue(self, user: User, scope: SessionScope, caller: str, attempt: Attempt, *,
                      second_factor_at: datetime | None, how: str,
-                     proof_owed: EnrolmentProof | None = None) -> IssuedSession:
+                     proof_owed: EnrolmentProof | None = None,
+                     signed_in_with: str | None = None) -> IssuedSession:
         token, id_hash = new_token()
         now = self._clock.now()
+        second_factor_with = signed_in_with if second_factor_at is not None else None
         session = UserSession(id_hash=id_hash, user_id=user.id, username=user.username, scope=scope, caller=caller,
                               created_at=now, expires_at=now + self._ttl, second_factor_at=second_factor_at,
-                              proof_owed=proof_owed)
+                              proof_owed=proof_owed,
+                              signed_in_with=signed_in_with if scope is SessionScope.FULL else None,
+                              second_factor_with=second_factor_with)
         owed = f" proof_owed={proof_owed}" if proof_owed is not None else ""
-        await self._store.insert_session(session, [AuditEvent(
+        audit = [AuditEvent(
             event="session_created", outcome="ok", user_id=user.id, username=user.username,
             protocol=attempt.protocol, source=attempt.source, actor=caller,
-            detail=f"scope={scope} via={how}{owed}")])
+            detail=f"scope={scope} via={how}{owed}")]
+        notice = None
+        emergency = self._emergency if session.is_emergency and scope is SessionScope.FULL else None
+        if emergency is not None:
+            devices = await self._store.load_devices(user.id)
+            policy = await self._policy.current()
+            audit.append(emergency.audit(user, devices, attempt, policy.email_recovery))
+            notice = emergency.notice(user, devices, attempt, now)
+        await self._store.insert_session(session, audit, notice)
+        if emergency is not None:
+            emergency.done(notice is not None)
         return IssuedSession(token=token, scope=scope, expires_at=session.expires_at,
                              console_role=user.role if scope is SessionScope.FULL else None, proof_owed=proof_owed)
 
@@ -381,6 +403,8 @@ class SelfService:
         return at
 
     async def unbind(self, session: UserSession, device_id: DeviceId) -> DeviceListing:
+        if session.is_emergency and not (await self._policy.current()).email_recovery:
+            raise PermissionDenied(ASK_ADMIN)
         at = await self.fresh_second_factor(session, "unbinding")
         await self._devices.unbind(session.username, device_id, actor=SELF_ACTOR, as_admin=False,
                                    second_factor_at=at)

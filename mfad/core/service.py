@@ -17,6 +17,7 @@ from mfad.core.clock import Clock, SystemClock
 from mfad.core.devices import DeviceService
 from mfad.core.email_codes import EmailCodeService, EmailVerifier
 from mfad.core.enrolment import EnrolmentService
+from mfad.core.emergency import EmergencyMetrics, EmergencySignIns
 from mfad.core.errors import NotFound
 from mfad.core.keyring import Keyring, aad_for
 from mfad.core.model import AuditEvent, AuditRecord, LimitState
@@ -90,9 +91,14 @@ class Mfa:
                                           email=self.email)
         self.selfservice = SelfService(store=store, clock=self.clock, policy=self.policy, signin=self.signin,
                                        devices=self.devices, recovery=self.recovery, enrolment=self.enrolment,
-                                       session_ttl_seconds=settings.session_ttl_seconds)
+                                       session_ttl_seconds=settings.session_ttl_seconds,
+                                       emergency=EmergencySignIns(
+                                           keyring=keyring, email=self.email,
+                                           metrics=self.metrics if isinstance(self.metrics, EmergencyMetrics)
+                                           else None))
         self.admin = AdminService(store=store, clock=self.clock, users=self.users, devices=self.devices)
-        self.staff = StaffService(store=store, clock=self.clock, users=self.users, selfservice=self.selfservice)
+        self.staff = StaffService(store=store, clock=self.clock, users=self.users, selfservice=self.selfservice,
+                                  policy=self.policy)
 
     async def start(self) -> None:
         await self.policy.seed()

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from mfad.core.model import AuditEvent, EnrolmentProof, StaffRole, UserId
+from mfad.core.model import AuditEvent, EnrolmentProof, Method, StaffRole, UserId
 
 TOKEN_PREFIX = "mfs1_"
 #: Well above a generated token (5 + 43 characters); bounds the hash input.
@@ -53,6 +53,29 @@ class UserSession:
     role: StaffRole | None = None
     #: An enrolment session that must still present this proof before binding (None: nothing owed).
     proof_owed: EnrolmentProof | None = None
+    #: How the sign-in passed: the second factor's method (``passkey``, ``email`` …) or,
+    #: without one, why none was needed (``remembered``, ``mfa_off``, ``enrolment`` …).
+    #: Fixed for the session's life; None for sessions older than schema v13.
+    signed_in_with: str | None = None
+    #: The method of the session's latest second factor (the sign-in's, then each step-up's).
+    second_factor_with: str | None = None
+
+    @property
+    def is_emergency(self) -> bool:
+        """Signed in with the security email: the way back when the usual device is lost."""
+        return self.signed_in_with == Method.EMAIL.value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionNotice:
+    """A mail to queue with a new session (the emergency sign-in notice)."""
+
+    user_id: UserId
+    #: ``seal(message_id)`` → the sealed body (its AAD names the message row).
+    seal: Callable[[int], str]
+    expires_at: datetime
+    #: ``audit(message_id)`` → the rows recording the queued notice.
+    audit: Callable[[int], Sequence[AuditEvent]]
 
 
 def new_token() -> tuple[str, str]:
@@ -72,17 +95,20 @@ def is_token_shaped(token: str) -> bool:
 class SessionStore(Protocol):
     """The store's part for sessions (implemented by ``mfad.store.sessions``)."""
 
-    async def insert_session(self, session: UserSession, audit: Sequence[AuditEvent]) -> None:
-        """Store a new session (and drop the user's expired ones) with its audit rows."""
+    async def insert_session(self, session: UserSession, audit: Sequence[AuditEvent],
+                             notice: SessionNotice | None = None) -> None:
+        """Store a new session (and drop the user's expired ones) with its audit rows and,
+        when given, the mail ``notice`` queued in the outbox — all in one transaction."""
         ...
 
     async def load_session(self, id_hash: str) -> UserSession | None:
         """The session with its user's current name, expired or not (the core decides); None when unknown."""
         ...
 
-    async def update_session_second_factor(self, id_hash: str, at: datetime,
-                                           audit: Sequence[AuditEvent]) -> bool:
-        """Record a fresh second factor on a live session; False when it is gone or expired."""
+    async def update_session_second_factor(self, id_hash: str, at: datetime, audit: Sequence[AuditEvent],
+                                           method: str | None = None) -> bool:
+        """Record a fresh second factor (of ``method``) on a live session; False when it is gone
+        or expired."""
         ...
 
     async def delete_session(self, id_hash: str, now: datetime, audit: Sequence[AuditEvent]) -> bool:

@@ -12,6 +12,10 @@ Guarantees:
 - sensitive permissions (policy, roles, caller tokens, unbinding) also need a second
   factor within the policy's ``sensitive_reauth_seconds`` on that session
   (``PreconditionFailed`` otherwise: step up, then call again);
+- with the policy's ``roles_need_passkey``, a role works only in a session that signed in
+  with a passkey (``PermissionDenied`` otherwise, audited like any other refusal), and a
+  sensitive call also needs the session's latest second factor to be a passkey (a TOTP
+  or email step-up does not count: ``PreconditionFailed``);
 - every refusal for want of a role or permission is audited (``console_denied``) and
   answered ``PermissionDenied`` with the same words whatever was missing; an unknown,
   expired or foreign session is ``Unauthenticated`` as for self-service;
@@ -25,8 +29,9 @@ from enum import StrEnum
 from typing import Protocol
 
 from mfad.core.clock import Clock
-from mfad.core.errors import PermissionDenied, Unauthenticated
-from mfad.core.model import AuditEvent, StaffRole, User
+from mfad.core.errors import PermissionDenied, PreconditionFailed, Unauthenticated
+from mfad.core.model import AuditEvent, Method, StaffRole, User
+from mfad.core.policy import PolicyService
 from mfad.core.ports import AuditStore, UserStore
 from mfad.core.selfservice import SESSION_REFUSED, SelfService
 from mfad.core.sessions import SessionScope, UserSession
@@ -93,8 +98,10 @@ class StaffStore(UserStore, AuditStore, Protocol):
 
 
 class StaffService:
-    def __init__(self, *, store: StaffStore, clock: Clock, users: UserService, selfservice: SelfService) -> None:
+    def __init__(self, *, store: StaffStore, clock: Clock, users: UserService, selfservice: SelfService,
+                 policy: PolicyService) -> None:
         self._store = store
+        self._policy = policy
         self._clock = clock
         self._users = users
         self._selfservice = selfservice
@@ -106,15 +113,22 @@ class StaffService:
         session = await self._selfservice.resolve(token, caller)
         if session.scope is not SessionScope.FULL:
             raise Unauthenticated(SESSION_REFUSED)
+        policy = await self._policy.current()
+        reason = None
         if session.role is None or permission is None or permission not in ROLE_PERMISSIONS[session.role]:
+            reason = f"role={session.role or 'none'} needs={permission or 'nothing grants it'}"
+        elif policy.roles_need_passkey and session.signed_in_with != Method.PASSKEY.value:
+            reason = f"role={session.role} needs=passkey_sign_in signed_in_with={session.signed_in_with or 'unknown'}"
+        if reason is not None:
             await self._store.append_audit(self._clock.now(), [AuditEvent(
                 event="console_denied", outcome="refused", user_id=session.user_id, username=session.username,
-                protocol=protocol, source=source, actor=caller,
-                reason=f"role={session.role or 'none'} needs={permission or 'nothing grants it'}",
-                detail=f"operation={operation}")])
+                protocol=protocol, source=source, actor=caller, reason=reason, detail=f"operation={operation}")])
             raise PermissionDenied(DENIED)
+        assert session.role is not None and permission is not None
         if permission in SENSITIVE:
             await self._selfservice.fresh_second_factor(session, operation)
+            if policy.roles_need_passkey and session.second_factor_with != Method.PASSKEY.value:
+                raise PreconditionFailed(f"{operation} needs a fresh passkey: step up with your passkey first")
         return Staff(username=session.username, role=session.role, session=session)
 
     async def set_role(self, username: str, role: StaffRole | None, *, actor: str | None) -> User:

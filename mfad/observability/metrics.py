@@ -39,6 +39,12 @@ class CorePrometheusMetrics:
                                   "(requested, approved, wrong_number, denied, reported, used, refused).",
                                   ["result"], registry=registry)
 
+        self._emergency = Counter("mfad_emergency_signins", "Sign-ins completed with the security email in place "
+                                  "of the usual device (the lost-device path).", registry=registry)
+
+    def emergency_signin(self) -> None:
+        self._emergency.inc()
+
     def approval(self, result: str) -> None:
         self._approvals.labels(result).inc()
 

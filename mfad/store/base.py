@@ -501,24 +501,26 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, Direct
                       self_service=bool(row["self_service"]), remember_device=bool(row["remember_device"]),
                       remember_days=row["remember_days"], sensitive_reauth_seconds=row["sensitive_reauth_seconds"],
                       require_backup_method=bool(row["require_backup_method"]),
-                      enrolment_proof=EnrolmentProof(row["enrolment_proof"]))
+                      enrolment_proof=EnrolmentProof(row["enrolment_proof"]),
+                      email_recovery=bool(row["email_recovery"]),
+                      roles_need_passkey=bool(row["roles_need_passkey"]))
 
     async def save_policy(self, policy: Policy, now: datetime, audit: Sequence[AuditEvent], *,
                           only_if_absent: bool = False, revoke_remembered: bool = False) -> bool:
+        values = {"mfa_required": policy.mfa_required.value,
+                  "allowed_methods": ",".join(sorted(policy.allowed_methods)),
+                  "self_service": int(policy.self_service), "remember_device": int(policy.remember_device),
+                  "remember_days": policy.remember_days, "sensitive_reauth_seconds": policy.sensitive_reauth_seconds,
+                  "require_backup_method": int(policy.require_backup_method),
+                  "enrolment_proof": policy.enrolment_proof.value, "email_recovery": int(policy.email_recovery),
+                  "roles_need_passkey": int(policy.roles_need_passkey), "updated_at": now.timestamp()}
         conflict = "DO NOTHING" if only_if_absent else (
-            "DO UPDATE SET mfa_required = excluded.mfa_required, allowed_methods = excluded.allowed_methods, "
-            "self_service = excluded.self_service, remember_device = excluded.remember_device, "
-            "remember_days = excluded.remember_days, sensitive_reauth_seconds = excluded.sensitive_reauth_seconds, "
-            "require_backup_method = excluded.require_backup_method, enrolment_proof = excluded.enrolment_proof, "
-            "updated_at = excluded.updated_at")
+            "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in values))
+        placeholders = ", ".join(f"${n}" for n in range(1, len(values) + 1))
         async with self._timed("save_policy", write=True) as tx:
             row = await tx.fetchrow(
-                "INSERT INTO policy (id, mfa_required, allowed_methods, self_service, remember_device, "
-                "remember_days, sensitive_reauth_seconds, require_backup_method, updated_at, enrolment_proof) "
-                f"VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) {conflict} RETURNING id",
-                policy.mfa_required.value, ",".join(sorted(policy.allowed_methods)), int(policy.self_service),
-                int(policy.remember_device), policy.remember_days, policy.sensitive_reauth_seconds,
-                int(policy.require_backup_method), now.timestamp(), policy.enrolment_proof.value)
+                f"INSERT INTO policy (id, {', '.join(values)}) VALUES (1, {placeholders}) "
+                f"ON CONFLICT (id) {conflict} RETURNING id", *values.values())
             if row is None:
                 return False
             if revoke_remembered:

@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mfad.core.model import AuditEvent, EnrolmentProof, StaffRole, UserId
-from mfad.core.sessions import SessionScope, UserSession
+from mfad.core.sessions import SessionNotice, SessionScope, UserSession
 from mfad.store.sql import SqlParts, Tx
 
 _COLUMNS = ("s.id_hash, s.user_id, u.username, u.role, s.scope, s.caller, s.created_at, s.expires_at, "
-            "s.second_factor_at, s.proof_owed")
+            "s.second_factor_at, s.proof_owed, s.signed_in_with, s.second_factor_with")
 
 
 def _dt(value: float | None) -> datetime | None:
@@ -30,13 +30,15 @@ def _session_from(row: Any) -> UserSession:
                        expires_at=datetime.fromtimestamp(row["expires_at"], UTC),
                        second_factor_at=_dt(row["second_factor_at"]),
                        role=StaffRole(row["role"]) if row["role"] else None,
-                       proof_owed=EnrolmentProof(row["proof_owed"]) if row["proof_owed"] else None)
+                       proof_owed=EnrolmentProof(row["proof_owed"]) if row["proof_owed"] else None,
+                       signed_in_with=row["signed_in_with"], second_factor_with=row["second_factor_with"])
 
 
 class SessionSql(SqlParts):
     """Implements the core's session store on ``SqlParts``."""
 
-    async def insert_session(self, session: UserSession, audit: Sequence[AuditEvent]) -> None:
+    async def insert_session(self, session: UserSession, audit: Sequence[AuditEvent],
+                             notice: SessionNotice | None = None) -> None:
         now = session.created_at.timestamp()
         async with self._timed("insert_session", write=True) as tx:
             # The user's dead sessions go now: the table holds live ones plus the janitor's backlog.
@@ -44,12 +46,24 @@ class SessionSql(SqlParts):
                              session.user_id, now)
             await tx.execute(
                 "INSERT INTO user_sessions (id_hash, user_id, scope, caller, created_at, expires_at, "
-                "second_factor_at, proof_owed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "second_factor_at, proof_owed, signed_in_with, second_factor_with) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 session.id_hash, session.user_id, session.scope.value, session.caller, now,
                 session.expires_at.timestamp(),
                 None if session.second_factor_at is None else session.second_factor_at.timestamp(),
-                None if session.proof_owed is None else session.proof_owed.value)
+                None if session.proof_owed is None else session.proof_owed.value,
+                session.signed_in_with, session.second_factor_with)
             await self._audit(tx, session.created_at, audit)
+            if notice is not None:
+                row = await tx.fetchrow(
+                    "INSERT INTO email_outbox (code_id, user_id, created_at, expires_at, next_attempt_at, kind) "
+                    "VALUES (NULL, $1, $2, $3, $2, 'notice') RETURNING id", notice.user_id, now,
+                    notice.expires_at.timestamp())
+                assert row is not None
+                message_id = int(row["id"])
+                await tx.execute("UPDATE email_outbox SET sealed_body = $2 WHERE id = $1", message_id,
+                                 notice.seal(message_id))
+                await self._audit(tx, session.created_at, notice.audit(message_id))
 
     async def load_session(self, id_hash: str) -> UserSession | None:
         async with self._timed("load_session", write=False) as tx:
@@ -57,12 +71,12 @@ class SessionSql(SqlParts):
                                     "WHERE s.id_hash = $1", id_hash)
         return None if row is None else _session_from(row)
 
-    async def update_session_second_factor(self, id_hash: str, at: datetime,
-                                           audit: Sequence[AuditEvent]) -> bool:
+    async def update_session_second_factor(self, id_hash: str, at: datetime, audit: Sequence[AuditEvent],
+                                           method: str | None = None) -> bool:
         async with self._timed("update_session", write=True) as tx:
-            row = await tx.fetchrow("UPDATE user_sessions SET second_factor_at = $2 "
+            row = await tx.fetchrow("UPDATE user_sessions SET second_factor_at = $2, second_factor_with = $3 "
                                     "WHERE id_hash = $1 AND expires_at > $2 RETURNING id_hash",
-                                    id_hash, at.timestamp())
+                                    id_hash, at.timestamp(), method)
             if row is None:
                 return False
             await self._audit(tx, at, audit)

@@ -94,7 +94,7 @@ async def test_first_sign_in_binds_a_virtual_mfa_device_then_email_remember_and_
     await expect(page.get_by_label("Verification code")).to_be_visible()
     await expect(page.get_by_label("Remember this device for 7 days")).to_be_visible()
     await tab.shot("verify-totp")
-    await page.get_by_role("link", name="Security email").click()
+    await page.get_by_role("link", name="Sign in with your security email").click()
     await s.resend_allowed()
     await page.get_by_role("button", name="Send a code to a***@example.com").click()
     await expect(page.get_by_text("We sent a code to a***@example.com")).to_be_visible()

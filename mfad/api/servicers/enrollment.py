@@ -19,6 +19,7 @@ from mfad.api import convert
 from mfad.api.auth import current_caller, session_of
 from mfad.api.servicers import email
 from mfad.api.servicers.approval import ApprovalEnrollment
+from mfad.core.emergency import lost_devices
 from mfad.api.servicers.base import attempt, strongest_first, user_session
 from mfad.api.servicers.passkeys import PasskeyEnrollment
 from mfad.core.errors import InvalidInput
@@ -42,8 +43,11 @@ class EnrollmentServicer(PasskeyEnrollment, ApprovalEnrollment, pb_grpc.Enrollme
         session = await self.session(context, Use.VIEW)
         listing = await self._mfa.selfservice.list_devices(session)
         policy = await self._mfa.policy.current()
+        lost = lost_devices(listing.devices) if session.is_emergency else []
         return pb.ListDevicesResponse(devices=convert.device_list(listing), self_service=policy.self_service,
-                                      allowed_methods=strongest_first(policy.allowed_methods))
+                                      allowed_methods=strongest_first(policy.allowed_methods),
+                                      emergency_session=session.is_emergency,
+                                      lost_device_ids=[str(d.id) for d in lost], email_recovery=policy.email_recovery)
 
     async def BeginTotpBinding(self, request: pb.BeginTotpBindingRequest,
                                context: Context) -> pb.BeginTotpBindingResponse:
@@ -58,7 +62,7 @@ class EnrollmentServicer(PasskeyEnrollment, ApprovalEnrollment, pb_grpc.Enrollme
         device, listing = await self._mfa.selfservice.confirm_totp(session, convert.device_id(request.device_id),
                                                                    request.code)
         out = pb.ConfirmTotpBindingResponse(device=convert.device(device), devices=convert.device_list(listing))
-        issued = await self._mfa.selfservice.finish_enrolment(session, attempt(request.client))
+        issued = await self._mfa.selfservice.finish_enrolment(session, attempt(request.client), device.method)
         if issued is not None:
             out.session.CopyFrom(user_session(issued))
         return out

@@ -54,7 +54,7 @@ class PasskeyEnrollment:
         listing = await self._mfa.devices.list(session.username)
         out = pb.CompletePasskeyBindingResponse(device=convert.device(done.device),
                                                 devices=convert.device_list(listing))
-        issued = await self._mfa.selfservice.finish_enrolment(session, attempt(request.client))
+        issued = await self._mfa.selfservice.finish_enrolment(session, attempt(request.client), done.device.method)
         if issued is not None:
             out.session.CopyFrom(user_session(issued))
         return out

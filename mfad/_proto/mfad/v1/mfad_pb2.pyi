@@ -428,14 +428,20 @@ class ListDevicesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListDevicesResponse(_message.Message):
-    __slots__ = ("devices", "self_service", "allowed_methods")
+    __slots__ = ("devices", "self_service", "allowed_methods", "emergency_session", "lost_device_ids", "email_recovery")
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     SELF_SERVICE_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_METHODS_FIELD_NUMBER: _ClassVar[int]
+    EMERGENCY_SESSION_FIELD_NUMBER: _ClassVar[int]
+    LOST_DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_RECOVERY_FIELD_NUMBER: _ClassVar[int]
     devices: DeviceList
     self_service: bool
     allowed_methods: _containers.RepeatedScalarFieldContainer[Method]
-    def __init__(self, devices: _Optional[_Union[DeviceList, _Mapping]] = ..., self_service: _Optional[bool] = ..., allowed_methods: _Optional[_Iterable[_Union[Method, str]]] = ...) -> None: ...
+    emergency_session: bool
+    lost_device_ids: _containers.RepeatedScalarFieldContainer[str]
+    email_recovery: bool
+    def __init__(self, devices: _Optional[_Union[DeviceList, _Mapping]] = ..., self_service: _Optional[bool] = ..., allowed_methods: _Optional[_Iterable[_Union[Method, str]]] = ..., emergency_session: _Optional[bool] = ..., lost_device_ids: _Optional[_Iterable[str]] = ..., email_recovery: _Optional[bool] = ...) -> None: ...
 
 class BeginTotpBindingRequest(_message.Message):
     __slots__ = ("name",)
@@ -1060,7 +1066,7 @@ class ImportU2FResponse(_message.Message):
     def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., devices: _Optional[_Union[DeviceList, _Mapping]] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method", "enrolment_proof")
+    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method", "enrolment_proof", "email_recovery", "roles_need_passkey")
     MFA_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_METHODS_FIELD_NUMBER: _ClassVar[int]
     SELF_SERVICE_FIELD_NUMBER: _ClassVar[int]
@@ -1069,6 +1075,8 @@ class Policy(_message.Message):
     SENSITIVE_REAUTH_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REQUIRE_BACKUP_METHOD_FIELD_NUMBER: _ClassVar[int]
     ENROLMENT_PROOF_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_RECOVERY_FIELD_NUMBER: _ClassVar[int]
+    ROLES_NEED_PASSKEY_FIELD_NUMBER: _ClassVar[int]
     mfa_required: MfaRequired
     allowed_methods: _containers.RepeatedScalarFieldContainer[Method]
     self_service: bool
@@ -1077,7 +1085,9 @@ class Policy(_message.Message):
     sensitive_reauth_seconds: int
     require_backup_method: bool
     enrolment_proof: EnrolmentProof
-    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Iterable[_Union[Method, str]]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ..., enrolment_proof: _Optional[_Union[EnrolmentProof, str]] = ...) -> None: ...
+    email_recovery: bool
+    roles_need_passkey: bool
+    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Iterable[_Union[Method, str]]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ..., enrolment_proof: _Optional[_Union[EnrolmentProof, str]] = ..., email_recovery: _Optional[bool] = ..., roles_need_passkey: _Optional[bool] = ...) -> None: ...
 
 class GetPolicyRequest(_message.Message):
     __slots__ = ()
@@ -1096,7 +1106,7 @@ class MethodSet(_message.Message):
     def __init__(self, methods: _Optional[_Iterable[_Union[Method, str]]] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
-    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method", "enrolment_proof")
+    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method", "enrolment_proof", "email_recovery", "roles_need_passkey")
     MFA_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_METHODS_FIELD_NUMBER: _ClassVar[int]
     SELF_SERVICE_FIELD_NUMBER: _ClassVar[int]
@@ -1105,6 +1115,8 @@ class SetPolicyRequest(_message.Message):
     SENSITIVE_REAUTH_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REQUIRE_BACKUP_METHOD_FIELD_NUMBER: _ClassVar[int]
     ENROLMENT_PROOF_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_RECOVERY_FIELD_NUMBER: _ClassVar[int]
+    ROLES_NEED_PASSKEY_FIELD_NUMBER: _ClassVar[int]
     mfa_required: MfaRequired
     allowed_methods: MethodSet
     self_service: bool
@@ -1113,7 +1125,9 @@ class SetPolicyRequest(_message.Message):
     sensitive_reauth_seconds: int
     require_backup_method: bool
     enrolment_proof: EnrolmentProof
-    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Union[MethodSet, _Mapping]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ..., enrolment_proof: _Optional[_Union[EnrolmentProof, str]] = ...) -> None: ...
+    email_recovery: bool
+    roles_need_passkey: bool
+    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Union[MethodSet, _Mapping]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ..., enrolment_proof: _Optional[_Union[EnrolmentProof, str]] = ..., email_recovery: _Optional[bool] = ..., roles_need_passkey: _Optional[bool] = ...) -> None: ...
 
 class SetPolicyResponse(_message.Message):
     __slots__ = ("policy",)
