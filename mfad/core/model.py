@@ -186,6 +186,10 @@ class Policy:
     remember_days: int = 7
     sensitive_reauth_seconds: int = 300
     require_backup_method: bool = False
+    #: RADIUS hold mode (docs/approval.md): an append/otp_only client with
+    #: ``approval_hold_seconds`` may keep a request unanswered until it is approved. It
+    #: gives up number matching; False forbids it everywhere.
+    approval_hold: bool = True
 
     def allows(self, method: Method) -> bool:
         return method in self.allowed_methods

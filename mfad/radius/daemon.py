@@ -99,6 +99,7 @@ def make_client(radius: RadiusSettings, entry: RadiusClientSettings, password_ca
         trust_calling_station_id=entry.trust_calling_station_id,
         limit_proxy_state=entry.limit_proxy_state and not over_tls,
         over_tls=over_tls,
+        approval_hold_seconds=0 if over_tls or mode is ClientMode.CHALLENGE else entry.approval_hold_seconds,
     )
 
 
