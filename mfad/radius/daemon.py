@@ -37,6 +37,7 @@ from mfad.radius.accounting import (
 from mfad.radius.cache import Claim, RequestKey
 from mfad.radius.clients import RADSEC_SECRET, ClientMode, ClientTable, RadiusClient, parse_network
 from mfad.radius.errors import RadiusConfigError
+from mfad.radius.hold import HeldSignIns
 from mfad.radius.metrics import PrometheusRadiusMetrics, RadiusMetrics
 from mfad.radius.radsec import (
     Identities,
@@ -157,6 +158,10 @@ class StoreReplyCache:
     async def release_reply(self, key: RequestKey) -> None:
         await self._store.delete_radius_claim(key.digest())
 
+    async def extend_claim(self, key: RequestKey, seconds: float) -> None:
+        """Keep this instance's claim (no reply yet) for ``seconds`` from now: a held request."""
+        await self._store.update_radius_claim(key.digest(), self._clock() + seconds)
+
     async def purge(self) -> int:
         """Expired claims and replies, in bounded batches."""
         now = self._clock()
@@ -169,8 +174,10 @@ class RadiusService:
 
     def __init__(self, server: RadiusServer, cache: StoreReplyCache | None, *, purge_interval: float = 30.0,
                  accounting: AccountingServer | None = None, radsec: RadsecServer | None = None,
-                 radius: RadiusSettings | None = None, password_capacity: float = 20.0) -> None:
+                 radius: RadiusSettings | None = None, password_capacity: float = 20.0,
+                 holds: HeldSignIns | None = None) -> None:
         self.server = server
+        self.holds = holds
         self._radius = radius
         self._capacity = password_capacity
         self.accounting = accounting
@@ -238,7 +245,9 @@ class RadiusService:
 
     async def aclose(self) -> None:
         self._stop.set()
-        await self.server.aclose()
+        await self.server.aclose()  # held requests are abandoned there (their NAS fails over)
+        if self.holds is not None:
+            await self.holds.aclose()
         for other in self._others:
             await other.aclose()
 
@@ -257,7 +266,7 @@ def radius_service(mfa: Mfa, config: Config, registry: CollectorRegistry | None,
     if shares_replies(radius, mfa.store.engine):
         cache = StoreReplyCache(mfa.store)
     handler = SignInHandler(mfa.signin, challenge_ttl=config.limits.challenge_ttl_seconds,
-                            approve_url=config.portal.approve_url)
+                            approve_url=config.portal.approve_url, holds=HeldSignIns(mfa.signin, mfa.approvals))
     settings = server_settings(radius, reuse_port=reuse_port)
     server = RadiusServer(settings, clients, handler, metrics=metrics, shared_cache=cache)
     reports = PrometheusAccountingMetrics(registry) if registry is not None else None
@@ -267,7 +276,7 @@ def radius_service(mfa: Mfa, config: Config, registry: CollectorRegistry | None,
         radsec = radsec_server(mfa, config, handler, registry, metrics, reports, reuse_port=reuse_port)
     return RadiusService(server, cache, purge_interval=config.storage.prune_interval_seconds,
                          accounting=accounting, radsec=radsec, radius=radius,
-                         password_capacity=mfa.passwords.capacity)
+                         password_capacity=mfa.passwords.capacity, holds=handler.holds)
 
 
 def accounting_server(mfa: Mfa, radius: RadiusSettings, settings: RadiusServerSettings, clients: ClientTable,

@@ -124,7 +124,8 @@ class ApprovalSql(SqlParts):
         committed by this process, and (PostgreSQL) by every other instance."""
         listeners: list[DecisionListener] | None = getattr(self, "_decision_listeners", None)
         if listeners is None:
-            listeners = self._decision_listeners = []
+            listeners = []
+            self._decision_listeners = listeners
         listeners.append(listener)
         self._start_decision_feed()
 
