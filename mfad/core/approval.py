@@ -256,7 +256,8 @@ class ApprovalService:
                     async with asyncio.timeout(left):
                         await woken.wait()
                 except TimeoutError:
-                    pass
+                    if loop.time() >= deadline:
+                        return  # the caller's time is up: the stream ends quietly
         finally:
             waiter.cancel()
 
