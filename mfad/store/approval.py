@@ -6,7 +6,10 @@ Guarantees:
 - every move is ``UPDATE … WHERE state = <the state it leaves> AND expires_at > now
   RETURNING``, so a decision is taken once and a used approval is never used again;
 - refusing an approval consumes its challenge and taking one consumes it too, in the same
-  transaction as the move, the counters and the audit rows.
+  transaction as the move, the counters and the audit rows;
+- a decision is announced (``mfad.core.approval_waits.DecisionFeed``) only once committed:
+  inside the deciding transaction for other instances (PostgreSQL ``NOTIFY``, delivered at
+  commit), and to this process's listeners after the commit.
 """
 
 from __future__ import annotations
