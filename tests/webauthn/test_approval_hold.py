@@ -114,7 +114,9 @@ async def test_deny_rejects_a_held_request_and_the_policy_can_forbid_hold_mode(
     portal = wa_grpc.portal
     session = await portal_session(portal, "alice", key)
     async with hold_radius(wa.mfa, config, "otp_only", hold=60) as service:
-        nas = await radclient_started(*service.server.addresses[0], pap("alice", "approve"), retries=20)
+        # One transmission, a long wait: only the store's wake-up can answer it in time.
+        nas = await radclient_started(*service.server.addresses[0], pap("alice", "approve"), retries=1,
+                                      timeout=40)
         pending = await pending_of(portal, session)
         assert await portal.enrollment.deny(session, pending.id) is ApprovalOutcome.DENIED
         done = await radclient_result(nas)
@@ -223,7 +225,8 @@ async def test_bad_input_to_held_approvals_and_watches_changes_nothing(
     with pytest.raises(InvalidArgument):
         [s async for s in service.auth.watch_challenge("A" * 22, timeout_seconds=601)]
     async with hold_radius(wa.mfa, config, "append", hold=60) as server:
-        nas = await radclient_started(*server.server.addresses[0], pap("alice", PASSWORD + "approve"), retries=20)
+        nas = await radclient_started(*server.server.addresses[0], pap("alice", PASSWORD + "approve"), retries=1,
+                                      timeout=40)
         pending = await pending_of(portal, alices)
         # bob cannot approve or deny alice's held sign-in, whatever he knows of it.
         assert await grpc_approve(portal, bobs, bobs_key, pending.id) is ApprovalOutcome.REFUSED
