@@ -56,6 +56,10 @@ from mfad.core.verification import Attempt, ChallengeStarted, MethodOutcome, Rea
 NUMBERS = range(10, 100)
 CHOICES = 3
 APPROVAL_ID_BYTES = 16
+#: A held approval outlives its hold by this much, so that the transport's last look at
+#: the hold's end still finds it open and refuses it (``expire_hold``) rather than meeting
+#: an expired one, which would count as a failure of the user's.
+HOLD_GRACE_SECONDS = 10
 
 
 @runtime_checkable
@@ -151,7 +155,8 @@ class ApprovalVerifier:
         if ctx.hold_seconds is not None:
             if not ctx.policy.approval_hold:
                 raise PermissionDenied("policy: approval hold mode is not allowed")
-            expires, number = min(expires, ctx.now + timedelta(seconds=ctx.hold_seconds)), 0
+            expires = min(expires, ctx.now + timedelta(seconds=ctx.hold_seconds + HOLD_GRACE_SECONDS))
+            number = 0
         approval = Approval(id=secrets.token_urlsafe(APPROVAL_ID_BYTES), user_id=ctx.user.id,
                             challenge_hash=challenge.id_hash, number=number,
                             client=ctx.attempt.client, source=challenge.source or ctx.attempt.source,

@@ -94,6 +94,10 @@ async def test_a_held_request_is_rejected_when_the_hold_ends(wa: Relying, enrol:
     alice, key, _ = await passkey_user(wa, enrol, "alice")
     async with hold_radius(wa.mfa, config, "otp_only", hold=4) as service:
         nas = await radclient_started(*service.server.addresses[0], pap("alice", "approve"), retries=5)
+        async with asyncio.timeout(20):
+            while not await wa.mfa.approvals.list_pending(alice):
+                await asyncio.sleep(0.05)
+        wa.clock.advance(4)  # the wall clock moves with the hold: its end finds the approval still open
         done = await radclient_result(nas)
         assert done.reply == "Access-Reject", done.output
         assert service.server.held == 0
