@@ -131,6 +131,10 @@ class RadiusClientSettings:
     #: client's Access-Accept carries too (e.g. Class, Filter-Id, Framed-IP-Address); every
     #: other one is dropped.
     upstream_reply_attributes: list[str] = field(default_factory=list)
+    #: Hold mode (append/otp_only clients, docs/approval.md): typing ``approve`` keeps the
+    #: request unanswered for at most this many seconds while the user approves it on the
+    #: portal. 0: off.
+    approval_hold_seconds: int = field(default=0, metadata=check(between(0, 600)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -271,6 +275,8 @@ class PolicySettings:
     enrolment_proof: EnrolmentProof = EnrolmentProof.NONE
     email_recovery: bool = False
     roles_need_passkey: bool = False
+    #: RADIUS hold mode may be used by clients that set approval_hold_seconds (docs/approval.md).
+    approval_hold: bool = True
 
     def to_policy(self) -> Policy:
         return Policy(mfa_required=self.mfa_required, allowed_methods=frozenset(self.allowed_methods),
@@ -279,7 +285,7 @@ class PolicySettings:
                       sensitive_reauth_seconds=self.sensitive_reauth_seconds,
                       require_backup_method=self.require_backup_method,
                       enrolment_proof=self.enrolment_proof, email_recovery=self.email_recovery,
-                      roles_need_passkey=self.roles_need_passkey)
+                      roles_need_passkey=self.roles_need_passkey, approval_hold=self.approval_hold)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -703,6 +709,7 @@ def _validate(loader: _Loader, config: Config, *, origins_set: bool = True) -> C
     for i, client in enumerate(config.radius.clients):
         path = f"radius.clients[{i}]"
         secret = client.secret
+        _validate_hold(loader, path, client, config)
         if client.radsec_group is not None or client.certificate_name is not None:
             _validate_radsec_client(loader, path, client, groups)
             if client.name in names:
@@ -750,6 +757,25 @@ def _validate(loader: _Loader, config: Config, *, origins_set: bool = True) -> C
     _validate_portal(loader, config.portal, webauthn, origins_set=origins_set)
     return dataclasses.replace(config, radius=dataclasses.replace(config.radius, clients=clients), smtp=smtp,
                                webauthn=webauthn, radsec=radsec, directory=directory)
+
+
+def _validate_hold(loader: _Loader, path: str, client: RadiusClientSettings, config: Config) -> None:
+    """``approval_hold_seconds``: only where the NAS cannot show a challenge, within the
+    challenge's life (the approval lives as long), and with a portal to approve on."""
+    hold = client.approval_hold_seconds
+    if not hold:
+        return
+    key = f"{path}.approval_hold_seconds"
+    mode = client.mode or config.radius.mode
+    if mode == "challenge":
+        loader.fail(key, "hold mode is for append and otp_only clients (a challenge client is asked to press "
+                    "Enter instead)")
+    if client.radsec_group is not None or client.certificate_name is not None:
+        loader.fail(key, "hold mode is for UDP clients (not RadSec yet)")
+    if hold > config.limits.challenge_ttl_seconds:
+        loader.fail(key, f"must not exceed limits.challenge_ttl_seconds ({config.limits.challenge_ttl_seconds})")
+    if config.portal.approve_url is None:
+        loader.fail(key, "needs the portal's Approve sign-in page: set portal.enabled or portal.public_url")
 
 
 def _validate_radsec_client(loader: _Loader, path: str, client: RadiusClientSettings, groups: set[str]) -> None:

@@ -25,6 +25,7 @@ from mfad_client.errors import (
 )
 from mfad_client.types import (
     ApprovalOutcome,
+    ApprovalStatus,
     ClientInfo,
     EnrolmentProof,
     Method,
@@ -42,6 +43,7 @@ from mfad_client.types import (
 __all__ = [
     "AlreadyExists",
     "ApprovalOutcome",
+    "ApprovalStatus",
     "ClientError",
     "ClientInfo",
     "EnrolmentProof",

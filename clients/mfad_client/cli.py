@@ -120,7 +120,8 @@ def _policy_lines(p: t.Policy) -> list[str]:
             f"require_backup_method:    {str(p.require_backup_method).lower()}",
             f"enrolment_proof:          {p.enrolment_proof}",
             f"email_recovery:           {str(p.email_recovery).lower()}",
-            f"roles_need_passkey:       {str(p.roles_need_passkey).lower()}"]
+            f"roles_need_passkey:       {str(p.roles_need_passkey).lower()}",
+            f"approval_hold:            {str(p.approval_hold).lower()}"]
 
 
 def _audit_line(e: t.AuditEvent) -> str:
@@ -397,7 +398,7 @@ async def policy_set(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     changes = {name: getattr(a, name) for name in ("mfa_required", "allowed_methods", "self_service",
                                                     "remember_device", "remember_days", "sensitive_reauth_seconds",
                                                     "require_backup_method", "enrolment_proof", "email_recovery",
-                                                    "roles_need_passkey")}
+                                                    "roles_need_passkey", "approval_hold")}
     if all(v is None for v in changes.values()):
         raise UsageError("policy set: give at least one setting to change (see mfactl policy set --help)")
     if changes["mfa_required"] is not None:
@@ -879,6 +880,8 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--roles-need-passkey", type=_bool, metavar="BOOL",
                    help="console roles work only in a session signed in with a passkey, and sensitive console "
                         "changes need a passkey step-up")
+    p.add_argument("--approval-hold", type=_bool, metavar="BOOL",
+                   help="allow RADIUS hold mode for clients with approval_hold_seconds (docs/approval.md)")
 
     rule = policy.add_parser("rule", help="group rules on top of the global policy (first match wins)",
                              parents=[common]).add_subparsers(dest="rule_command", required=True, metavar="COMMAND")

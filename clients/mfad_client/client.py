@@ -12,7 +12,7 @@ subclass; refusals are outcomes, not exceptions.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +34,10 @@ DEFAULT_TOTP_NAME = "authenticator app"
 
 _METHOD = {t.Method.TOTP: pb.METHOD_TOTP, t.Method.EMAIL: pb.METHOD_EMAIL, t.Method.PASSKEY: pb.METHOD_PASSKEY,
            t.Method.U2F: pb.METHOD_U2F, t.Method.RECOVERY: pb.METHOD_RECOVERY, t.Method.APPROVAL: pb.METHOD_APPROVAL}
+_APPROVAL_STATUS = {pb.APPROVAL_STATUS_UNKNOWN: t.ApprovalStatus.UNKNOWN, pb.APPROVAL_STATUS_PENDING: t.ApprovalStatus.PENDING,
+                    pb.APPROVAL_STATUS_APPROVED: t.ApprovalStatus.APPROVED, pb.APPROVAL_STATUS_USED: t.ApprovalStatus.USED,
+                    pb.APPROVAL_STATUS_REFUSED: t.ApprovalStatus.REFUSED,
+                    pb.APPROVAL_STATUS_EXPIRED: t.ApprovalStatus.EXPIRED}
 _APPROVAL_OUTCOME = {pb.APPROVAL_OUTCOME_APPROVED: t.ApprovalOutcome.APPROVED,
                      pb.APPROVAL_OUTCOME_DENIED: t.ApprovalOutcome.DENIED,
                      pb.APPROVAL_OUTCOME_ACCOUNT_LOCKED: t.ApprovalOutcome.ACCOUNT_LOCKED}
@@ -142,7 +146,7 @@ def _policy(m: pb.Policy) -> t.Policy:
                     require_backup_method=m.require_backup_method,
                     enrolment_proof=_PROOF_BACK.get(m.enrolment_proof, t.EnrolmentProof.NONE),
                     email_recovery=m.email_recovery,
-                    roles_need_passkey=m.roles_need_passkey)
+                    roles_need_passkey=m.roles_need_passkey, approval_hold=m.approval_hold)
 
 
 def _rule(m: pb.PolicyRule) -> t.PolicyRule:
@@ -249,6 +253,15 @@ class _Calls:
         except grpc.aio.AioRpcError as exc:
             raise error_for(exc.code(), exc.details()) from None
 
+    async def stream(self, rpc: Callable[..., Any], request: Any, *, timeout: float) -> AsyncIterator[Any]:
+        """A server-streaming call's messages, with its own deadline."""
+        metadata = (("authorization", f"Bearer {self._token}"),) if self._token else ()
+        try:
+            async for message in rpc(request, metadata=metadata, timeout=timeout):
+                yield message
+        except grpc.aio.AioRpcError as exc:
+            raise error_for(exc.code(), exc.details()) from None
+
 
 class Authentication:
     """Signing users in (callers of any role)."""
@@ -276,6 +289,16 @@ class Authentication:
         m = await self._call(self._stub.StartChallenge, pb.StartChallengeRequest(
             challenge_id=challenge_id, method=_METHOD[method], client=_client(client)))
         return _challenge(m.challenge)
+
+    async def watch_challenge(self, challenge_id: str, *, timeout_seconds: int = 0) -> AsyncIterator[t.ApprovalStatus]:
+        """The challenge's approval now and at each change, until it is decided or expired (or
+        ``timeout_seconds``, 0: the most mfad allows, runs out): no polling needed. After
+        ``APPROVED``, ``complete_challenge(challenge_id, Method.APPROVAL)`` signs in."""
+        request = pb.WatchChallengeRequest(challenge_id=challenge_id, timeout_seconds=timeout_seconds)
+        # The deadline leaves the server room to end the stream itself.
+        async for m in self._call.stream(self._stub.WatchChallenge, request,
+                                          timeout=(timeout_seconds or 600) + 5.0):
+            yield _APPROVAL_STATUS.get(m.status, t.ApprovalStatus.UNKNOWN)
 
     async def complete_challenge(self, challenge_id: str, method: t.Method, *, code: str | None = None,
                                  assertion_json: str | None = None, remember_device: bool = False,
@@ -341,7 +364,7 @@ class Enrollment:
         return tuple(t.PendingApproval(id=a.id, client=a.client, source=a.source, protocol=a.protocol,
                                        created_at=_time(a.created_at, a.HasField("created_at")),
                                        expires_at=_time(a.expires_at, a.HasField("expires_at")),
-                                       choices=tuple(a.choices)) for a in m.approvals)
+                                       choices=tuple(a.choices), held=a.held) for a in m.approvals)
 
     async def approve(self, session: str, approval_id: str, number: int, *, challenge_id: str, assertion_json: str,
                       client: t.ClientInfo | None = None) -> t.ApprovalOutcome:
@@ -596,7 +619,7 @@ class Admin:
                          sensitive_reauth_seconds: int | None = None,
                          require_backup_method: bool | None = None,
                          enrolment_proof: t.EnrolmentProof | None = None, email_recovery: bool | None = None,
-                         roles_need_passkey: bool | None = None) -> t.Policy:
+                         roles_need_passkey: bool | None = None, approval_hold: bool | None = None) -> t.Policy:
         """Change the given fields; the others keep their values."""
         request = pb.SetPolicyRequest()
         if enrolment_proof is not None:
@@ -608,7 +631,8 @@ class Admin:
         optional: Mapping[str, bool | int | None] = {
             "self_service": self_service, "remember_device": remember_device, "remember_days": remember_days,
             "sensitive_reauth_seconds": sensitive_reauth_seconds, "require_backup_method": require_backup_method,
-            "email_recovery": email_recovery, "roles_need_passkey": roles_need_passkey}
+            "email_recovery": email_recovery, "roles_need_passkey": roles_need_passkey,
+            "approval_hold": approval_hold}
         for name, value in optional.items():
             if value is not None:
                 setattr(request, name, value)

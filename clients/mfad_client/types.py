@@ -255,6 +255,7 @@ class Policy:
     enrolment_proof: EnrolmentProof = EnrolmentProof.NONE
     email_recovery: bool = False
     roles_need_passkey: bool = False
+    approval_hold: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -463,8 +464,21 @@ class PendingApproval:
     protocol: str
     created_at: datetime | None
     expires_at: datetime | None
-    #: Three numbers, one of them the one the sign-in's prompt shows.
+    #: Three numbers, one of them the one the sign-in's prompt shows (none when held).
     choices: tuple[int, ...]
+    #: Hold mode: the NAS shows nothing, so there is no number; approve with the passkey alone.
+    held: bool = False
+
+
+class ApprovalStatus(StrEnum):
+    """Where a challenge's approval stands (``watch_challenge``)."""
+
+    UNKNOWN = "unknown"
+    PENDING = "pending"
+    APPROVED = "approved"
+    USED = "used"
+    REFUSED = "refused"
+    EXPIRED = "expired"
 
 
 class ApprovalOutcome(StrEnum):

@@ -61,11 +61,14 @@ async def page(ctx: Ctx, error: str = "", status: int = 200) -> Response:
 
 
 async def passkey_options(ctx: Ctx) -> Response:
-    """The passkey request for approving ``approval_id`` with ``number`` (kept for the answer)."""
+    """The passkey request for approving ``approval_id`` with ``number`` (kept for the answer).
+    A held approval (hold mode: the NAS shows no number) is approved without one."""
     body = await ctx.json()
     approval_id, number = str(body.get("approval_id", "")), str(body.get("number", ""))
     if not approval_id or len(approval_id) > 64:
         raise BadRequest(400)
+    if not number and await _is_held(ctx, approval_id):
+        number = "00"
     if not (number.isascii() and number.isdigit() and len(number) == 2):
         return JSONResponse({"error": ctx.t(CHOOSE)}, status_code=400)
     try:
@@ -78,6 +81,14 @@ async def passkey_options(ctx: Ctx) -> Response:
     ctx.session.pending["approval"] = {"id": approval_id, "number": int(number),
                                        "challenge": started.challenge.challenge_id}
     return JSONResponse({"options": json.loads(started.challenge.request_options_json)})
+
+
+async def _is_held(ctx: Ctx, approval_id: str) -> bool:
+    try:
+        pending = await ctx.portal.client.enrollment.pending_approvals(step_up.token(ctx))
+    except ClientError:
+        return False
+    return any(p.id == approval_id and p.held for p in pending)
 
 
 async def approve(ctx: Ctx) -> Response:

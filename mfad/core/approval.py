@@ -20,32 +20,46 @@ Guarantees:
   "not found", like one that never existed);
 - every step writes an audit row in the transaction that makes it, and is counted in the
   ``approval`` metric (result ``requested``, ``approved``, ``wrong_number``, ``denied``,
-  ``reported``, ``used``, ``refused``).
+  ``reported``, ``used``, ``refused``, ``expired``).
+
+Hold mode (``start`` with ``ctx.hold_seconds``): the transport keeps its request unanswered
+while the approval waits, so nothing can show a number; the approval is then *held*
+(``number`` 0, no choices on the page, approved with the passkey alone), lives only as
+long as the hold, and is allowed only while the policy's ``approval_hold`` is on.
+``ApprovalService.watch`` and the transports' held requests learn of a decision from
+``mfad.core.approval_waits`` (no polling).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from mfad.core.approval_records import Approval, ApprovalState, ApprovalStore
 from mfad.core.clock import Clock
-from mfad.core.errors import InvalidInput
+from mfad.core.approval_waits import ApprovalWaiters
+from mfad.core.errors import InvalidInput, PermissionDenied
 from mfad.core.model import AuditEvent, Challenge, Method, User
 from mfad.core.ports import AuditStore
 from mfad.core.signin import SignInService
-from mfad.core.verification import Attempt, ChallengeStarted, MethodOutcome, Reason, VerifyContext
+from mfad.core.verification import Attempt, ChallengeStarted, MethodOutcome, Reason, VerifyContext, challenge_hash
 
 #: Two digits: easy to read off a VPN prompt and to find among three on a phone; one
 #: guess in three succeeds at random, and a wrong guess ends the sign-in.
 NUMBERS = range(10, 100)
 CHOICES = 3
 APPROVAL_ID_BYTES = 16
+#: A held approval outlives its hold by this much, so that the transport's last look at
+#: the hold's end still finds it open and refuses it (``expire_hold``) rather than meeting
+#: an expired one, which would count as a failure of the user's.
+HOLD_GRACE_SECONDS = 10
 
 
 @runtime_checkable
@@ -61,6 +75,8 @@ class NullApprovalMetrics:
 class ApprovalServiceStore(ApprovalStore, AuditStore, Protocol):
     """The store as the approval service uses it."""
 
+    async def load_challenge(self, id_hash: str) -> Challenge | None: ...
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PendingSignIn:
@@ -72,8 +88,25 @@ class PendingSignIn:
     protocol: str
     created_at: datetime
     expires_at: datetime
-    #: The number the prompt shows and two others, in ascending order.
+    #: The number the prompt shows and two others, in ascending order (none when held).
     choices: tuple[int, ...]
+    #: Hold mode: a NAS waits for it without showing anything; there is no number to match.
+    held: bool = False
+
+
+class ApprovalStatus(StrEnum):
+    """Where a sign-in's approval stands, as a watching caller learns it."""
+
+    #: No approval for that challenge (never started, replaced by a newer sign-in, or unknown).
+    UNKNOWN = "unknown"
+    PENDING = "pending"
+    #: Approved: the sign-in may now take it (``complete``), once.
+    APPROVED = "approved"
+    #: The sign-in took it.
+    USED = "used"
+    #: Denied, a wrong number, or the sign-in ended another way.
+    REFUSED = "refused"
+    EXPIRED = "expired"
 
 
 class Decided(StrEnum):
@@ -115,15 +148,24 @@ class ApprovalVerifier:
         self._metrics = metrics
 
     async def start(self, ctx: VerifyContext, challenge: Challenge) -> ChallengeStarted:
-        """The user's approval for this challenge, replacing any other: its number is ``shown``."""
+        """The user's approval for this challenge, replacing any other: its number is ``shown``
+        (held: nothing is shown, and it lives only as long as the hold)."""
+        held = ctx.hold_seconds is not None
+        expires, number = challenge.expires_at, NUMBERS[secrets.randbelow(len(NUMBERS))]
+        if ctx.hold_seconds is not None:
+            if not ctx.policy.approval_hold:
+                raise PermissionDenied("policy: approval hold mode is not allowed")
+            expires = min(expires, ctx.now + timedelta(seconds=ctx.hold_seconds + HOLD_GRACE_SECONDS))
+            number = 0
         approval = Approval(id=secrets.token_urlsafe(APPROVAL_ID_BYTES), user_id=ctx.user.id,
-                            challenge_hash=challenge.id_hash, number=NUMBERS[secrets.randbelow(len(NUMBERS))],
+                            challenge_hash=challenge.id_hash, number=number,
                             client=ctx.attempt.client, source=challenge.source or ctx.attempt.source,
-                            protocol=challenge.protocol, created_at=ctx.now, expires_at=challenge.expires_at)
+                            protocol=challenge.protocol, created_at=ctx.now, expires_at=expires, held=held)
         await self._store.replace_approval(approval, [_event("approval", "pending", ctx.user, ctx.attempt,
-                                                             approval=approval)])
+                                                             "held" if held else None, approval=approval)])
         self._metrics.approval("requested")
-        return ChallengeStarted(method=self.method, shown=f"{approval.number:02d}", expires_at=approval.expires_at)
+        return ChallengeStarted(method=self.method, shown=None if held else f"{approval.number:02d}",
+                                expires_at=approval.expires_at)
 
     async def verify(self, ctx: VerifyContext, response: str) -> MethodOutcome:
         """Whatever was typed: the approval decides (the response is only "I pressed Enter")."""
@@ -155,17 +197,91 @@ class ApprovalService:
     """What the Approve sign-in page does, on behalf of a signed-in user."""
 
     def __init__(self, *, store: ApprovalServiceStore, clock: Clock, signin: SignInService,
-                 metrics: ApprovalMetrics) -> None:
+                 metrics: ApprovalMetrics, waiters: ApprovalWaiters) -> None:
         self._store = store
         self._clock = clock
         self._signin = signin
         self._metrics = metrics
+        self.waiters = waiters
 
     async def list_pending(self, user: User) -> list[PendingSignIn]:
         found = await self._store.list_open_approvals(user.id, self._clock.now())
         return [PendingSignIn(approval_id=a.id, client=a.client, source=a.source, protocol=a.protocol,
-                              created_at=a.created_at, expires_at=a.expires_at, choices=choices_for(a))
+                              created_at=a.created_at, expires_at=a.expires_at,
+                              choices=() if a.held else choices_for(a), held=a.held)
                 for a in found]
+
+    # --- for the sign-in's side: what the waiting caller learns ---------------------------
+    async def status(self, challenge_id: str) -> ApprovalStatus:
+        """Where the approval of the sign-in ``challenge_id`` stands (nothing changed)."""
+        if not challenge_id or len(challenge_id) > 64:
+            raise InvalidInput("challenge_id", "is not a challenge id")
+        status, _ = await self._status(challenge_hash(challenge_id))
+        return status
+
+    async def _status(self, id_hash: str) -> tuple[ApprovalStatus, datetime | None]:
+        approval = await self._store.load_approval_for_challenge(id_hash)
+        if approval is None:
+            return ApprovalStatus.UNKNOWN, None
+        if approval.state is not ApprovalState.PENDING:
+            return ApprovalStatus(approval.state.value), None
+        if self._clock.now() >= approval.expires_at:
+            return ApprovalStatus.EXPIRED, None
+        challenge = await self._store.load_challenge(id_hash)
+        if challenge is None or challenge.consumed:
+            return ApprovalStatus.REFUSED, None  # the sign-in ended another way (a code at the same prompt)
+        return ApprovalStatus.PENDING, approval.expires_at
+
+    async def watch(self, challenge_id: str, *, timeout: float) -> AsyncIterator[ApprovalStatus]:
+        """The approval's status now, then each change until it is decided or expires, for at
+        most ``timeout`` seconds (then the stream just ends). Woken by the store's decision
+        feed, on whichever instance the decision is made; no polling."""
+        if not challenge_id or len(challenge_id) > 64:
+            raise InvalidInput("challenge_id", "is not a challenge id")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        woken = asyncio.Event()
+        waiter = self.waiters.wait(challenge_id, woken.set)  # before the first read: no decision falls between
+        last: ApprovalStatus | None = None
+        try:
+            while True:
+                woken.clear()
+                status, expires = await self._status(waiter.key)
+                if status is not last:
+                    yield status
+                    last = status
+                if status is not ApprovalStatus.PENDING or expires is None:
+                    return
+                left = min(deadline - loop.time(), (expires - self._clock.now()).total_seconds())
+                if left <= 0:
+                    if deadline <= loop.time():
+                        return
+                    continue  # expired now: the next read says so
+                try:
+                    async with asyncio.timeout(left):
+                        await woken.wait()
+                except TimeoutError:
+                    if loop.time() >= deadline:
+                        return  # the caller's time is up: the stream ends quietly
+        finally:
+            waiter.cancel()
+
+    async def expire_hold(self, challenge_id: str, attempt: Attempt) -> None:
+        """A held sign-in's hold ran out (its request is refused): its approval, if still
+        pending, is refused — not counted as a failure (the user did nothing) — and audited."""
+        id_hash = challenge_hash(challenge_id)
+        approval = await self._store.load_approval_for_challenge(id_hash)
+        if approval is None or not approval.held or approval.state is not ApprovalState.PENDING:
+            return
+        now = self._clock.now()
+        event = AuditEvent(event="approval", outcome="refused", user_id=approval.user_id,
+                           method=Method.APPROVAL.value, protocol=attempt.protocol, source=attempt.source,
+                           reason="approval_hold_expired", actor=attempt.client,
+                           detail=f"held approval for {approval.protocol} sign-in via {approval.client or '-'}")
+        if not await self._store.decide_approval(approval.id, approval.user_id, now, ApprovalState.REFUSED,
+                                                 [event]):
+            await self._store.append_audit(now, [event])  # already past its expiry: nothing left to change
+        self._metrics.approval("expired")
 
     async def approve(self, user: User, approval_id: str, number: int, proof: Proof, attempt: Attempt) -> Decided:
         """Approve the user's pending sign-in ``approval_id`` if ``number`` is the one its
@@ -175,7 +291,8 @@ class ApprovalService:
         approval = await self._open(user, approval_id, attempt)
         if approval is None:
             return Decided.REFUSED
-        if not hmac.compare_digest(f"{number:02d}".encode(), f"{approval.number:02d}".encode()):
+        # A held approval has no number to match (the NAS shows nothing): the passkey alone.
+        if not approval.held and not hmac.compare_digest(f"{number:02d}".encode(), f"{approval.number:02d}".encode()):
             event = _event("approval", "refused", user, attempt, "approval_wrong_number", approval)
             if await self._store.decide_approval(approval.id, user.id, self._clock.now(), ApprovalState.REFUSED,
                                                  [event]):

@@ -9,7 +9,7 @@ so of two instances racing, exactly one moves it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -43,9 +43,16 @@ class Approval:
     expires_at: datetime
     state: ApprovalState = ApprovalState.PENDING
     decided_at: datetime | None = None
+    #: Hold mode: a RADIUS request waits unanswered for it; no number is shown (``number`` 0).
+    held: bool = False
 
     def is_open(self, now: datetime) -> bool:
         return self.state is ApprovalState.PENDING and now < self.expires_at
+
+
+#: Told the challenge hash of each decided approval, or None: "decisions may have been
+#: missed, look again" (see ``mfad.core.approval_waits``).
+DecisionListener = Callable[[str | None], None]
 
 
 class ApprovalStore(Protocol):
@@ -81,4 +88,9 @@ class ApprovalStore(Protocol):
 
     async def update_hard_lock(self, user_id: UserId, now: datetime, audit: Sequence[AuditEvent]) -> None:
         """Lock the user out until an administrator resets it (the user asked for it)."""
+        ...
+
+    def listen_decisions(self, listener: DecisionListener) -> None:
+        """Tell ``listener`` of every approval decided from now on by any instance sharing
+        the store (``mfad.core.approval_waits.DecisionFeed``)."""
         ...

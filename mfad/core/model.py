@@ -201,6 +201,10 @@ class Policy:
     #: Console roles (admin, helpdesk, auditor) work only in a session signed in with a
     #: passkey, and their sensitive changes need a passkey step-up.
     roles_need_passkey: bool = False
+    #: RADIUS hold mode (docs/approval.md): an append/otp_only client with
+    #: ``approval_hold_seconds`` may keep a request unanswered until it is approved. It
+    #: gives up number matching; False forbids it everywhere.
+    approval_hold: bool = True
 
     def allows(self, method: Method) -> bool:
         return method in self.allowed_methods

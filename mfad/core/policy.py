@@ -194,7 +194,8 @@ def _describe(p: Policy) -> str:
             f"self_service={p.self_service} remember_device={p.remember_device} remember_days={p.remember_days} "
             f"sensitive_reauth_seconds={p.sensitive_reauth_seconds} "
             f"require_backup_method={p.require_backup_method} enrolment_proof={p.enrolment_proof} "
-            f"email_recovery={p.email_recovery} roles_need_passkey={p.roles_need_passkey}")
+            f"email_recovery={p.email_recovery} roles_need_passkey={p.roles_need_passkey} "
+            f"approval_hold={p.approval_hold}")
 
 
 #: One line per policy field saying what it does (the console and ``mfactl policy get`` show them).
@@ -213,6 +214,8 @@ FIELD_HELP: dict[str, str] = {
                        "their devices themselves, instead of an administrator"),
     "roles_need_passkey": ("whether console roles work only in sessions signed in with a passkey, with "
                            "passkey step-up for sensitive changes"),
+    "approval_hold": ("whether RADIUS clients with approval_hold_seconds may hold a sign-in unanswered "
+                      "until the user approves it on the portal (no number matching)"),
 }
 
 

@@ -473,11 +473,13 @@ class SignInService:
         await self._fail(subject, attempt, now, method, found.reason, found.repeat_key, pending.challenge_hash)
         return self._refused(found.reason, method, attempt, started)
 
-    async def start_challenge(self, challenge_id: str, method: Method, attempt: Attempt) -> ChallengeStarted:
+    async def start_challenge(self, challenge_id: str, method: Method, attempt: Attempt, *,
+                              hold_seconds: int | None = None) -> ChallengeStarted:
         """Prepare ``method`` for an open challenge (e.g. mail a code): what to show, the
         response's expiry and (email) when another code may be asked for. Raises NotFound
         for an unknown, spent or expired challenge and PreconditionFailed for a method
-        the challenge does not offer."""
+        the challenge does not offer. ``hold_seconds``: the approval method in hold mode
+        (PermissionDenied when the policy forbids it)."""
         if not challenge_id or len(challenge_id) > 64:
             raise InvalidInput("challenge_id", "is not a challenge id")
         challenge = await self._store.load_challenge(challenge_hash(challenge_id))
@@ -497,7 +499,7 @@ class SignInService:
             raise NotFound("challenge not found or expired")
         ctx = VerifyContext(subject=subject, attempt=attempt, now=now,
                             policy=await self._policy.effective(subject.user, attempt.client),
-                            pending=Pending(challenge_hash=challenge.id_hash))
+                            pending=Pending(challenge_hash=challenge.id_hash), hold_seconds=hold_seconds)
         return await verifier.start(ctx, challenge)
 
     async def _audit_refusal(self, challenge: Challenge | None, reason: Reason, method: Method, attempt: Attempt,

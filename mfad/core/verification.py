@@ -245,6 +245,9 @@ class VerifyContext:
     now: datetime
     policy: Policy
     pending: Pending
+    #: ``start`` of the approval method in hold mode: the transport keeps its request
+    #: unanswered for at most this many seconds (None: not held).
+    hold_seconds: int | None = None
 
     @property
     def user(self) -> User:

@@ -36,7 +36,8 @@ class CorePrometheusMetrics:
                                       "imports by result.", ["kind", "result"], registry=registry)
 
         self._approvals = Counter("mfad_approvals", "Out-of-band sign-in approvals by step and result "
-                                  "(requested, approved, wrong_number, denied, reported, used, refused).",
+                                  "(requested, approved, wrong_number, denied, reported, used, refused, "
+                                  "expired: a hold ran out).",
                                   ["result"], registry=registry)
 
         self._emergency = Counter("mfad_emergency_signins", "Sign-ins completed with the security email in place "

@@ -66,6 +66,9 @@ class RadiusClient:
     rate_per_second: float | None = None
     #: A RadSec client (RFC 6614): TLS carries it, and its secret is the fixed ``radsec``.
     over_tls: bool = False
+    #: Hold mode (append/otp_only, docs/approval.md): seconds a request that typed ``approve``
+    #: may wait unanswered for its approval; 0 is off.
+    approval_hold_seconds: int = 0
 
     def __post_init__(self) -> None:
         if not self.name:

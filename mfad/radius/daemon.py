@@ -38,6 +38,7 @@ from mfad.radius.cache import Claim, RequestKey
 from mfad.radius.signed import SignedClients
 from mfad.radius.clients import RADSEC_SECRET, ClientMode, ClientTable, RadiusClient, parse_network
 from mfad.radius.errors import RadiusConfigError
+from mfad.radius.hold import HeldSignIns
 from mfad.radius.metrics import PrometheusRadiusMetrics, RadiusMetrics
 from mfad.radius.radsec import (
     Identities,
@@ -105,6 +106,7 @@ def make_client(radius: RadiusSettings, entry: RadiusClientSettings, password_ca
         trust_calling_station_id=entry.trust_calling_station_id,
         limit_proxy_state=entry.limit_proxy_state and not over_tls,
         over_tls=over_tls,
+        approval_hold_seconds=0 if over_tls or mode is ClientMode.CHALLENGE else entry.approval_hold_seconds,
     )
 
 
@@ -162,6 +164,10 @@ class StoreReplyCache:
     async def release_reply(self, key: RequestKey) -> None:
         await self._store.delete_radius_claim(key.digest())
 
+    async def extend_claim(self, key: RequestKey, seconds: float) -> None:
+        """Keep this instance's claim (no reply yet) for ``seconds`` from now: a held request."""
+        await self._store.update_radius_claim(key.digest(), self._clock() + seconds)
+
     async def purge(self) -> int:
         """Expired claims and replies, in bounded batches."""
         now = self._clock()
@@ -174,8 +180,10 @@ class RadiusService:
 
     def __init__(self, server: RadiusServer, cache: StoreReplyCache | None, *, purge_interval: float = 30.0,
                  accounting: AccountingServer | None = None, radsec: RadsecServer | None = None,
-                 radius: RadiusSettings | None = None, password_capacity: float = 20.0) -> None:
+                 radius: RadiusSettings | None = None, password_capacity: float = 20.0,
+                 holds: HeldSignIns | None = None) -> None:
         self.server = server
+        self.holds = holds
         self._radius = radius
         self._capacity = password_capacity
         self.accounting = accounting
@@ -248,9 +256,11 @@ class RadiusService:
 
     async def aclose(self) -> None:
         self._stop.set()
-        await self.server.aclose()
+        await self.server.aclose()  # held requests are abandoned there (their NAS fails over)
         if self.server.signed is not None:
             await self.server.signed.aclose()
+        if self.holds is not None:
+            await self.holds.aclose()
         for other in self._others:
             await other.aclose()
 
@@ -269,7 +279,7 @@ def radius_service(mfa: Mfa, config: Config, registry: CollectorRegistry | None,
     if shares_replies(radius, mfa.store.engine):
         cache = StoreReplyCache(mfa.store)
     handler = SignInHandler(mfa.signin, challenge_ttl=config.limits.challenge_ttl_seconds,
-                            approve_url=config.portal.approve_url)
+                            approve_url=config.portal.approve_url, holds=HeldSignIns(mfa.signin, mfa.approvals))
     settings = server_settings(radius, reuse_port=reuse_port)
     signed = SignedClients(mfa.store, timeout=config.storage.timeout_seconds)
     server = RadiusServer(settings, clients, handler, metrics=metrics, shared_cache=cache, signed=signed)
@@ -280,7 +290,7 @@ def radius_service(mfa: Mfa, config: Config, registry: CollectorRegistry | None,
         radsec = radsec_server(mfa, config, handler, registry, metrics, reports, reuse_port=reuse_port)
     return RadiusService(server, cache, purge_interval=config.storage.prune_interval_seconds,
                          accounting=accounting, radsec=radsec, radius=radius,
-                         password_capacity=mfa.passwords.capacity)
+                         password_capacity=mfa.passwords.capacity, holds=handler.holds)
 
 
 def accounting_server(mfa: Mfa, radius: RadiusSettings, settings: RadiusServerSettings, clients: ClientTable,

@@ -4,7 +4,10 @@ The server hands a verified :class:`~mfad.radius.codec.RadiusRequest` and its
 :class:`~mfad.radius.clients.RadiusClient` to a :class:`RadiusHandler` and turns the
 answer into packets: a :class:`Decision` becomes an Access-Accept, -Reject or
 -Challenge; :data:`NO_REPLY` sends nothing, so the NAS fails over to another server
-(the answer while the store is unavailable — never an accept).
+(the answer while the store is unavailable — never an accept). A :class:`Deferred`
+says "no answer yet" (hold mode, docs/approval.md): the server keeps the request —
+no task, no in-flight slot — until the handler settles it, and meanwhile answers
+nothing to its retransmissions.
 
 Guarantee: a Decision that exists can be encoded. Its attributes are checked and
 encoded against the dictionary when it is built, a challenge always carries a State,
@@ -15,7 +18,8 @@ be smuggled in as extras.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Final, Protocol
@@ -132,6 +136,53 @@ class NoReply(Enum):
 NO_REPLY: Final = NoReply.NO_REPLY
 
 
+class Deferred:
+    """The answer to a request comes later (hold mode). The handler keeps the object and
+    calls :meth:`settle` once; the server :meth:`attach` es what sends the reply, and
+    calls :meth:`retransmitted` for each retransmission it swallows meanwhile and
+    :meth:`abandon` when it gives the request up (shutdown)."""
+
+    __slots__ = ("hold_seconds", "_finish", "_early", "_on_retransmit", "_on_abandon", "__weakref__")
+
+    def __init__(self, hold_seconds: float, *, on_retransmit: Callable[[], None] | None = None,
+                 on_abandon: Callable[[], None] | None = None) -> None:
+        #: How long the request may stay unanswered (a shared claim on it is kept as long).
+        self.hold_seconds = hold_seconds
+        self._finish: Callable[[Decision | NoReply], Coroutine[Any, Any, None]] | None = None
+        self._early: Decision | NoReply | None = None
+        self._on_retransmit = on_retransmit
+        self._on_abandon = on_abandon
+
+    def attach(self, finish: Callable[[Decision | NoReply], Coroutine[Any, Any, None]]) -> Coroutine[Any, Any, None] | None:
+        """The server's part; returns the reply's sending when the handler settled already."""
+        self._finish = finish
+        if self._early is not None:
+            early, self._early = self._early, None
+            return finish(early)
+        return None
+
+    async def settle(self, decision: Decision | NoReply) -> None:
+        """The handler's part, once: send ``decision`` (or nothing) to the held request."""
+        finish, self._finish = self._finish, None
+        self._on_retransmit = self._on_abandon = None
+        if finish is None:
+            self._early = decision
+            return
+        await finish(decision)
+
+    def retransmitted(self) -> None:
+        if self._on_retransmit is not None:
+            self._on_retransmit()
+
+    def abandon(self) -> None:
+        """Given up: nothing will be sent; the handler forgets it."""
+        self._finish = None
+        on_abandon, self._on_abandon = self._on_abandon, None
+        self._on_retransmit = None
+        if on_abandon is not None:
+            on_abandon()
+
+
 class RadiusHandler(Protocol):
     """Decides one verified Access-Request. Must not raise for expected refusals.
 
@@ -141,4 +192,4 @@ class RadiusHandler(Protocol):
 
     async def __call__(
         self, request: RadiusRequest, client: RadiusClient
-    ) -> Decision | NoReply: ...
+    ) -> Decision | NoReply | Deferred: ...

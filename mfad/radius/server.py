@@ -24,6 +24,11 @@ Guarantees:
   with a claiming one, a request another instance is deciding gets the reply that
   instance saved by the end of ``shared_wait`` (one look then, or at shutdown — no
   polling of the store), or silence — never a second decision.
+- A request the handler defers (:class:`~mfad.radius.handler.Deferred`, hold mode) is
+  kept without a task or an in-flight slot until the handler settles it; its
+  retransmissions get nothing meanwhile (the handler is told of each), then the very
+  reply it got. With a claiming shared cache its claim is kept for the hold, so no
+  other instance decides it either.
 - Access-Rejects leave after ``reject_delay`` through ``loop.call_later``: the
   waiting holds no task and no in-flight slot, and a retransmission during the wait
   does not get the reject early.
@@ -63,7 +68,7 @@ from mfad.radius.codec import (
     encode_reply,
 )
 from mfad.radius.errors import RadiusBindError, RadiusConfigError, RadiusEncodeError, RadiusError
-from mfad.radius.handler import Decision, NoReply, Outcome, RadiusHandler
+from mfad.radius.handler import Decision, Deferred, NoReply, Outcome, RadiusHandler
 from mfad.radius.limits import TokenBuckets
 from mfad.radius.drops import DropLog
 from mfad.radius.metrics import SHED_REASONS, UNKNOWN_CLIENT_LABEL, DropReason, NullMetrics, RadiusMetrics
@@ -284,6 +289,8 @@ class RadiusServer:
         self._listeners = UdpListeners(self, "RADIUS")
         self._tasks: set[asyncio.Task[None]] = set()
         self._delayed: dict[int, tuple[asyncio.TimerHandle, RadiusProtocol, bytes, Address]] = {}
+        #: Requests deferred by the handler (hold mode), by their cache key.
+        self._held: dict[tuple[str, int, int, bytes], Deferred] = {}
         self._next_delayed = 0
         self._in_flight = 0
         self._accepting = False
@@ -310,6 +317,11 @@ class RadiusServer:
     @property
     def in_flight(self) -> int:
         return self._in_flight
+
+    @property
+    def held(self) -> int:
+        """Requests the handler deferred and has not answered yet (hold mode)."""
+        return len(self._held)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -365,6 +377,7 @@ class RadiusServer:
                 handle.cancel()
                 listener.send(packet, addr)
             self._delayed.clear()
+            await self._abandon_held()
         finally:
             await self._listeners.close()
             self._closed.set()
@@ -399,6 +412,10 @@ class RadiusServer:
             self._drop(DropReason.DUPLICATE, host, client)
             if isinstance(cached, bytes):
                 listener.send(cached, addr)
+            elif self._held:
+                deferred = self._held.get((key[0], key[1], key[2], key[3]))
+                if deferred is not None:
+                    deferred.retransmitted()
             return
         if not self._has_room(client.name):
             self._drop(DropReason.OVERLOAD, host, client)
@@ -471,7 +488,12 @@ class RadiusServer:
         if answer is None:
             self._cache.forget(key)
             return
-        packet, send_at = answer
+        if isinstance(answer, Deferred):
+            self._hold(answer, listener, request, client, key, addr, received_at)
+            return
+        self._send(listener, addr, *answer)
+
+    def _send(self, listener: RadiusProtocol, addr: Address, packet: bytes, send_at: float) -> None:
         delay = send_at - self._clock()
         if delay <= 0:
             listener.send(packet, addr)
@@ -481,9 +503,49 @@ class RadiusServer:
         handle = asyncio.get_running_loop().call_later(delay, self._send_delayed, ident)
         self._delayed[ident] = (handle, listener, packet, addr)
 
+    def _hold(self, deferred: Deferred, listener: RadiusProtocol, request: RadiusRequest, client: RadiusClient,
+              key: RequestKey, addr: Address, received_at: float) -> None:
+        """Keep a deferred request until its handler settles it (no task, no slot)."""
+        plain = (key[0], key[1], key[2], key[3])
+        self._held[plain] = deferred
+
+        async def finish(decision: Decision | NoReply) -> None:
+            if self._held.pop(plain, None) is None:
+                return  # abandoned meanwhile (shutdown)
+            # Latency from the decision's arrival: the hold itself is the user's time, not mfad's.
+            answer = await self._reply(request, client, key, self._clock(), decision)
+            if answer is None:
+                self._cache.forget(key)
+                if self._shared is not None:
+                    await self._release_shared(key)
+                return
+            self._send(listener, addr, *answer)
+
+        early = deferred.attach(finish)
+        if early is not None:
+            self._track(asyncio.get_running_loop().create_task(early))
+        elif isinstance(self._shared, ClaimingReplyCache):
+            # Keep the claim for the hold, so that no other instance decides the request meanwhile.
+            self._track(asyncio.get_running_loop().create_task(self._extend_shared(key, deferred.hold_seconds)))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _abandon_held(self) -> None:
+        held, self._held = self._held, {}
+        for plain, deferred in held.items():
+            deferred.abandon()
+            key = RequestKey(*plain)
+            self._cache.forget(key)
+            if self._shared is not None:  # another server may decide it afresh
+                await self._release_shared(key)
+        if held:
+            log.warning("RADIUS shutdown left %d held requests unanswered", len(held))
+
     async def _answer(
         self, request: RadiusRequest, client: RadiusClient, key: RequestKey, received_at: float
-    ) -> tuple[bytes, float] | None:
+    ) -> tuple[bytes, float] | Deferred | None:
         """The reply and when to send it, or None for silence (already counted)."""
         claimed = False
         if self._shared is not None:
@@ -507,7 +569,7 @@ class RadiusServer:
 
     async def _answer_here(
         self, request: RadiusRequest, client: RadiusClient, key: RequestKey, received_at: float
-    ) -> tuple[bytes, float] | None:
+    ) -> tuple[bytes, float] | Deferred | None:
         try:
             async with asyncio.timeout(self.settings.handler_timeout):
                 decision = await self._handler(request, client)
@@ -520,6 +582,13 @@ class RadiusServer:
             )
             self._drop(DropReason.HANDLER_ERROR, key.host, client)
             return None
+        if isinstance(decision, Deferred):
+            return decision
+        return await self._reply(request, client, key, received_at, decision)
+
+    async def _reply(self, request: RadiusRequest, client: RadiusClient, key: RequestKey, received_at: float,
+                     decision: Decision | NoReply) -> tuple[bytes, float] | None:
+        """The handler's decision as the reply to send and when (cached and shared), or None."""
         if isinstance(decision, NoReply):
             self._drop(DropReason.NO_REPLY, key.host, client)
             return None
@@ -573,6 +642,17 @@ class RadiusServer:
         except Exception as exc:
             log.warning("shared RADIUS reply cache lookup failed: %s", type(exc).__name__)
             return None
+
+    async def _extend_shared(self, key: RequestKey, seconds: float) -> None:
+        shared = self._shared
+        extend = getattr(shared, "extend_claim", None)
+        if extend is None:
+            return
+        try:
+            async with asyncio.timeout(self.settings.shared_cache_timeout):
+                await extend(key, seconds + self.settings.handler_timeout)
+        except Exception as exc:  # then another instance may decide a retransmission afresh
+            log.warning("shared RADIUS claim not extended for a held request: %s", type(exc).__name__)
 
     async def _release_shared(self, key: RequestKey) -> None:
         shared = self._shared

@@ -19,6 +19,13 @@ RADIUS is only a translation here: every Access-Request without a State becomes 
 - ``append``: User-Password is the password followed by the code (``PasswordThenCode``:
   the core splits them by the device's digits).
 - ``otp_only``: the NAS checked the password (``VOUCHED``); User-Password is the code.
+- hold mode (``append``/``otp_only`` clients with ``approval_hold_seconds``): the password
+  followed by ``approve`` (append) or just ``approve`` (otp_only) opens a *held* approval
+  for a user with a passkey, and the request gets no reply until it is approved
+  (Access-Accept), denied or refused, or the hold ends (Access-Reject) — kept by
+  :mod:`mfad.radius.hold`, without a task; its retransmissions are answered by the
+  server's duplicate cache. Where the policy forbids hold mode, or the user has no
+  passkey, the request is refused at once.
 
 Guarantees:
 
@@ -53,7 +60,7 @@ import logging
 from typing import Final
 
 from mfad.core import recovery
-from mfad.core.errors import InvalidInput, NotFound, PreconditionFailed, RateLimited, Unavailable
+from mfad.core.errors import InvalidInput, NotFound, PermissionDenied, PreconditionFailed, RateLimited, Unavailable
 from mfad.core.model import Method
 from mfad.core.signin import SignInService
 from mfad.core.verification import (
@@ -68,7 +75,8 @@ from mfad.core.verification import (
 )
 from mfad.radius.clients import ClientMode, RadiusClient
 from mfad.radius.codec import PasswordIssue, RadiusRequest
-from mfad.radius.handler import NO_REPLY, Decision, NoReply
+from mfad.radius.handler import NO_REPLY, Decision, Deferred, NoReply
+from mfad.radius.hold import HeldSignIns
 
 log = logging.getLogger("mfad.radius")
 
@@ -111,6 +119,8 @@ APPROVE_OR: Final = {
     frozenset({Method.EMAIL}): ". Or type email to get a code by email: ",
 }
 NOT_APPROVED_YET: Final = "Not approved yet. "
+#: What a hold-mode user types (after the password, for append clients) to approve on the portal.
+HOLD_WORD: Final = "approve"
 
 STATE_PREFIX: Final = b"mfad1"
 _STATE_METHOD: Final = {Method.TOTP: b"t", Method.EMAIL: b"e", Method.RECOVERY: b"r", Method.APPROVAL: b"a"}
@@ -177,14 +187,17 @@ def nas_source(client: RadiusClient, request: RadiusRequest) -> str:
 class SignInHandler:
     """The :class:`~mfad.radius.handler.RadiusHandler` that asks the core."""
 
-    def __init__(self, signin: SignInService, *, challenge_ttl: int, approve_url: str | None = None) -> None:
+    def __init__(self, signin: SignInService, *, challenge_ttl: int, approve_url: str | None = None,
+                 holds: HeldSignIns | None = None) -> None:
         """``challenge_ttl``: the core's challenge lifetime, sent as an Access-Challenge's Session-Timeout;
-        ``approve_url``: the portal's Approve sign-in page (None: approval is not offered over RADIUS)."""
+        ``approve_url``: the portal's Approve sign-in page (None: approval is not offered over RADIUS);
+        ``holds``: where hold-mode requests wait (None: hold mode off)."""
         self._signin = signin
         self._ttl = challenge_ttl
         self._approve_url = approve_url
+        self.holds = holds
 
-    async def __call__(self, request: RadiusRequest, client: RadiusClient) -> Decision | NoReply:
+    async def __call__(self, request: RadiusRequest, client: RadiusClient) -> Decision | NoReply | Deferred:
         try:
             return await self._decide(request, client)
         except Unavailable as exc:
@@ -194,7 +207,7 @@ class SignInHandler:
             log.debug("RADIUS request from client %s refused: %s", client.name, exc.field)
             return self._denied(client)
 
-    async def _decide(self, request: RadiusRequest, client: RadiusClient) -> Decision:
+    async def _decide(self, request: RadiusRequest, client: RadiusClient) -> Decision | Deferred:
         username = request.user_name
         typed = request.password
         if typed is PasswordIssue.ABSENT and request.state is not None:
@@ -206,11 +219,52 @@ class SignInHandler:
         state = request.state
         if state is not None:
             return await self._answer_challenge(state, username, typed, attempt, trusted)
+        if client.approval_hold_seconds and self.holds is not None and self._approve_url:
+            hold = self._hold_request(client.mode, username, typed, attempt, trusted)
+            if hold is not None:
+                return await self._held_sign_in(hold, client, attempt, username, trusted)
         result = await self._signin.sign_in(self._request(client.mode, username, typed, attempt, trusted))
         if (client.mode is ClientMode.CHALLENGE and result.outcome is Outcome.SECOND_FACTOR_REQUIRED
                 and Method.APPROVAL in result.methods and result.challenge_id and self._approve_url):
             return await self._offer_approval(result.challenge_id, result.methods, attempt, username)
         return self._translate(result, client, username)
+
+    @staticmethod
+    def _hold_request(mode: ClientMode, username: str, typed: str, attempt: Attempt,
+                      station: str | None) -> SignInRequest | None:
+        """The sign-in of a request that asks to be held (``approve`` typed), else None."""
+        if mode is ClientMode.APPEND and len(typed) > len(HOLD_WORD) and typed[-len(HOLD_WORD):].lower() == HOLD_WORD:
+            return SignInRequest(username=username, first_factor=Password(typed[:-len(HOLD_WORD)]), attempt=attempt,
+                                 station=station)
+        if mode is ClientMode.OTP_ONLY and typed.strip().lower() == HOLD_WORD:
+            return SignInRequest(username=username, first_factor=VOUCHED, attempt=attempt, station=station)
+        return None
+
+    async def _held_sign_in(self, request: SignInRequest, client: RadiusClient, attempt: Attempt, username: str,
+                            station: str | None) -> Decision | Deferred:
+        """The first factor, then a held approval: no reply until it is decided or the hold ends."""
+        assert self.holds is not None
+        result = await self._signin.sign_in(request)
+        if result.outcome is Outcome.ALLOWED:
+            return Decision.accept()  # nothing owed (a remembered station, MFA off for the user)
+        if not (result.outcome is Outcome.SECOND_FACTOR_REQUIRED and Method.APPROVAL in result.methods
+                and result.challenge_id):
+            return self._denied(client)
+        deferred = self.holds.hold(result.challenge_id, username, attempt, station, client.approval_hold_seconds,
+                                   self._denied(client))
+        if deferred is None:
+            return self._denied(client)
+        try:
+            await self._signin.start_challenge(result.challenge_id, Method.APPROVAL, attempt,
+                                               hold_seconds=client.approval_hold_seconds)
+        except (PermissionDenied, NotFound, PreconditionFailed) as exc:
+            self.holds.forget(deferred)
+            log.info("RADIUS hold refused for client %s: %s", client.name, exc)
+            return self._denied(client)
+        except BaseException:
+            self.holds.forget(deferred)
+            raise
+        return deferred
 
     async def _offer_approval(self, challenge_id: str, methods: frozenset[Method], attempt: Attempt,
                               username: str) -> Decision:

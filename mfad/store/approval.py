@@ -6,18 +6,24 @@ Guarantees:
 - every move is ``UPDATE … WHERE state = <the state it leaves> AND expires_at > now
   RETURNING``, so a decision is taken once and a used approval is never used again;
 - refusing an approval consumes its challenge and taking one consumes it too, in the same
-  transaction as the move, the counters and the audit rows.
+  transaction as the move, the counters and the audit rows;
+- a decision is announced (``mfad.core.approval_waits.DecisionFeed``) only once committed:
+  inside the deciding transaction for other instances (PostgreSQL ``NOTIFY``, delivered at
+  commit), and to this process's listeners after the commit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+import logging
 from typing import Any
 
-from mfad.core.approval_records import Approval, ApprovalState
+from mfad.core.approval_records import Approval, ApprovalState, DecisionListener
 from mfad.core.model import AuditEvent, RememberedDevice, UserId
 from mfad.store.sql import Rollback, SqlParts, dt, dt_req
+
+log = logging.getLogger("mfad.store")
 
 #: An approval is open while pending, unexpired and its sign-in not finished another way
 #: (a TOTP code typed at the same prompt consumed the challenge).
@@ -25,7 +31,7 @@ def _open(now: str) -> str:
     return (f"state = 'pending' AND expires_at > {now} AND EXISTS (SELECT 1 FROM challenges c "
             "WHERE c.id_hash = approvals.challenge_hash AND c.consumed = 0)")
 _COLUMNS = ("id, user_id, challenge_hash, number, client, source, protocol, created_at, expires_at, state, "
-            "decided_at")
+            "decided_at, held")
 
 
 def _approval_from(row: Any) -> Approval:
@@ -33,7 +39,7 @@ def _approval_from(row: Any) -> Approval:
                     number=int(row["number"]), client=row["client"], source=row["source"],
                     protocol=row["protocol"], created_at=dt_req(row["created_at"]),
                     expires_at=dt_req(row["expires_at"]), state=ApprovalState(row["state"]),
-                    decided_at=dt(row["decided_at"]))
+                    decided_at=dt(row["decided_at"]), held=bool(row["held"]))
 
 
 class ApprovalSql(SqlParts):
@@ -41,13 +47,13 @@ class ApprovalSql(SqlParts):
         a = approval
         async with self._timed("replace_approval", write=True) as tx:
             await tx.execute(
-                f"INSERT INTO approvals ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL) "
+                f"INSERT INTO approvals ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11) "
                 "ON CONFLICT (user_id) DO UPDATE SET id = excluded.id, challenge_hash = excluded.challenge_hash, "
                 "number = excluded.number, client = excluded.client, source = excluded.source, "
                 "protocol = excluded.protocol, created_at = excluded.created_at, expires_at = excluded.expires_at, "
-                "state = excluded.state, decided_at = NULL",
+                "state = excluded.state, decided_at = NULL, held = excluded.held",
                 a.id, a.user_id, a.challenge_hash, a.number, a.client, a.source, a.protocol,
-                a.created_at.timestamp(), a.expires_at.timestamp(), a.state.value)
+                a.created_at.timestamp(), a.expires_at.timestamp(), a.state.value, int(a.held))
             await self._audit(tx, a.created_at, audit)
 
     async def load_approval(self, approval_id: str) -> Approval | None:
@@ -115,9 +121,28 @@ class ApprovalSql(SqlParts):
                              user_id, now.timestamp())
             await self._audit(tx, now, audit)
 
-    # --- telling waiters (the engines override) --------------------------------------------
+    # --- telling waiters ------------------------------------------------------------------
+    def listen_decisions(self, listener: DecisionListener) -> None:
+        """``mfad.core.approval_waits.DecisionFeed``: ``listener`` hears of every decision
+        committed by this process, and (PostgreSQL) by every other instance."""
+        listeners: list[DecisionListener] | None = getattr(self, "_decision_listeners", None)
+        if listeners is None:
+            listeners = []
+            self._decision_listeners = listeners
+        listeners.append(listener)
+        self._start_decision_feed()
+
+    def _start_decision_feed(self) -> None:
+        """Engines that hear other instances' decisions start listening here (PostgreSQL)."""
+
     async def _announce_decision(self, tx: Any, challenge_hash: str) -> None:
         """Inside the deciding transaction: tell other instances (PostgreSQL NOTIFY)."""
 
-    def _decision_committed(self, challenge_hash: str) -> None:
-        """After the commit: wake this process's waiters."""
+    def _decision_committed(self, challenge_hash: str | None) -> None:
+        """After the commit (or from another instance's notice): wake this process's waiters.
+        None: decisions may have been missed, every waiter looks again."""
+        for listener in tuple(getattr(self, "_decision_listeners", ())):
+            try:
+                listener(challenge_hash)
+            except Exception:  # a listener's bug must not undo a committed decision
+                log.exception("approval decision listener failed")

@@ -503,7 +503,8 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, Direct
                       require_backup_method=bool(row["require_backup_method"]),
                       enrolment_proof=EnrolmentProof(row["enrolment_proof"]),
                       email_recovery=bool(row["email_recovery"]),
-                      roles_need_passkey=bool(row["roles_need_passkey"]))
+                      roles_need_passkey=bool(row["roles_need_passkey"]),
+                      approval_hold=bool(row["approval_hold"]))
 
     async def save_policy(self, policy: Policy, now: datetime, audit: Sequence[AuditEvent], *,
                           only_if_absent: bool = False, revoke_remembered: bool = False) -> bool:
@@ -513,7 +514,8 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, Direct
                   "remember_days": policy.remember_days, "sensitive_reauth_seconds": policy.sensitive_reauth_seconds,
                   "require_backup_method": int(policy.require_backup_method),
                   "enrolment_proof": policy.enrolment_proof.value, "email_recovery": int(policy.email_recovery),
-                  "roles_need_passkey": int(policy.roles_need_passkey), "updated_at": now.timestamp()}
+                  "roles_need_passkey": int(policy.roles_need_passkey), "approval_hold": int(policy.approval_hold),
+                  "updated_at": now.timestamp()}
         conflict = "DO NOTHING" if only_if_absent else (
             "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in values))
         placeholders = ", ".join(f"${n}" for n in range(1, len(values) + 1))

@@ -5,6 +5,13 @@ on a connection; the reset measured ~2× a query's cost). Conditional updates
 and ``SELECT … FOR UPDATE`` inside transactions keep security state race-free
 across instances. Migrations take an advisory lock so instances starting
 together migrate once.
+
+Approval decisions reach every instance (``mfad.core.approval_waits``): the deciding
+transaction runs ``pg_notify`` on the store's channel, which PostgreSQL delivers only
+when that transaction commits; each instance LISTENs on one dedicated connection
+outside the pool. When that connection is lost it is opened again (backing off up to
+``LISTEN_BACKOFF_MAX`` seconds), and after every (re)connection the waiters are told to
+look again, since notifications sent meanwhile are gone.
 """
 
 from __future__ import annotations
@@ -13,6 +20,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
+
+import asyncio
+import contextlib
+import logging
 
 import asyncpg
 
@@ -25,6 +36,14 @@ from mfad.store.sql import Rollback, Row
 from mfad.store.migrations import migrations
 
 T = TypeVar("T")
+
+log = logging.getLogger("mfad.store")
+
+#: The channel approval decisions are announced on (one per schema: stores in other
+#: schemas of the same database are other installations).
+DECISION_CHANNEL = "mfad_approvals"
+LISTEN_BACKOFF_MAX = 5.0
+"""Seconds between attempts to reopen a lost LISTEN connection, at most."""
 
 _AUDIT_FIELDS = ("event", "outcome", "user_id", "username", "method", "protocol", "source", "reason", "actor",
                  "detail")
@@ -92,10 +111,18 @@ class PostgresStore(SqlStore):
     engine = "postgres"
     dialect = ONE_STATEMENT_REPLIES
 
-    def __init__(self, pool: asyncpg.Pool, timeout: float, metrics: StoreMetrics | None) -> None:
+    def __init__(self, pool: asyncpg.Pool, timeout: float, metrics: StoreMetrics | None, *,
+                 dsn: str | None = None, settings: dict[str, str] | None = None) -> None:
         super().__init__(metrics)
         self._pool = pool
         self._timeout = timeout
+        self._dsn = dsn
+        self._settings = dict(settings or {})
+        schema = self._settings.get("search_path")
+        self.decision_channel = f"{DECISION_CHANNEL}.{schema}" if schema else DECISION_CHANNEL
+        self._listener: asyncio.Task[None] | None = None
+        #: Set while the LISTEN connection is up (tests and /readyz-like checks wait on it).
+        self.listening = asyncio.Event()
 
     @classmethod
     async def open(cls, dsn: str, *, pool_size: int = 10, timeout: float = 5.0, schema: str | None = None,
@@ -112,7 +139,7 @@ class PostgresStore(SqlStore):
         except _UNAVAILABLE as exc:
             raise Unavailable(f"postgres: cannot connect: {exc}") from exc
         assert pool is not None
-        return cls(pool, timeout, metrics)
+        return cls(pool, timeout, metrics, dsn=dsn, settings=settings)
 
     async def accept_totp(self, device_id: DeviceId, user_id: UserId, step: int, drift: int, now: datetime,
                           challenge_hash: str | None, audit: Sequence[AuditEvent],
@@ -129,6 +156,52 @@ class PostgresStore(SqlStore):
         async with self._timed("accept_totp", write=False) as tx:
             row = await tx.fetchrow(_ACCEPT_TOTP, device_id, step, drift, now.timestamp(), user_id, *columns)
         return row is not None and row["won"] == 1
+
+    # --- approval decisions across instances ---------------------------------------------
+    async def _announce_decision(self, tx: Any, challenge_hash: str) -> None:
+        await tx.execute("SELECT pg_notify($1, $2)", self.decision_channel, challenge_hash)
+
+    def _start_decision_feed(self) -> None:
+        if self._listener is not None or self._dsn is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): nothing can wait here anyway
+            return
+        self._listener = loop.create_task(self._listen(), name="mfad-approval-listener")
+
+    async def _listen(self) -> None:
+        """Keep one connection LISTENing on the channel, reopening it when it is lost."""
+        assert self._dsn is not None
+        backoff = 0.25
+        while True:
+            conn: asyncpg.Connection | None = None
+            lost = asyncio.Event()
+            try:
+                settings = {**self._settings, "application_name": "mfad-listen"}
+                settings.pop("default_transaction_read_only", None)
+                conn = await asyncpg.connect(self._dsn, timeout=self._timeout, server_settings=settings)
+                conn.add_termination_listener(lambda _conn: lost.set())
+                await conn.add_listener(self.decision_channel, self._notified)
+                backoff = 0.25
+                self.listening.set()
+                # Whatever was decided while nobody listened is not announced again.
+                self._decision_committed(None)
+                await lost.wait()
+                log.warning("the approval LISTEN connection was lost; reconnecting")
+            except asyncio.CancelledError:
+                raise
+            except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
+                log.warning("cannot LISTEN for approval decisions (retrying in %.1f s): %s", backoff, exc)
+            finally:
+                self.listening.clear()
+                if conn is not None:
+                    conn.terminate()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, LISTEN_BACKOFF_MAX)
+
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self._decision_committed(payload or None)
 
     @asynccontextmanager
     async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
@@ -188,4 +261,9 @@ class PostgresStore(SqlStore):
                 raise Unavailable(f"postgres: {exc}") from exc
 
     async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
         await self._pool.close()

@@ -89,6 +89,13 @@ class RadiusSql(SqlParts):
             await self._relax_commit(tx)
             await tx.execute("DELETE FROM radius_requests WHERE request_key = $1 AND reply IS NULL", key)
 
+    async def update_radius_claim(self, key: bytes, expires_at: float) -> None:
+        """Move the expiry of an unanswered claim (a request held for its approval)."""
+        async with self._timed("update_radius_claim", write=True) as tx:
+            await self._relax_commit(tx)
+            await tx.execute("UPDATE radius_requests SET expires_at = $2 WHERE request_key = $1 AND reply IS NULL",
+                             key, expires_at)
+
     async def delete_expired_radius_requests(self, now: float, limit: int) -> int:
         """Up to ``limit`` expired claims and replies (the janitor calls it until none is left)."""
         async with self._timed("delete_expired_radius_requests", write=True) as tx:

@@ -325,3 +325,78 @@ def test_addresses(address: str, parsed: tuple[str, int]) -> None:
 def test_bad_addresses(address: str) -> None:
     with pytest.raises(ValueError):
         parse_address(address)
+
+
+def test_approval_hold_seconds_is_checked_and_named(tmp_path: Path) -> None:
+    """Hold mode (docs/approval.md): off by default; only for append/otp_only UDP clients,
+    within the challenge's life, with a portal to approve on; bad values named by key."""
+    secret = 'secret = "0123456789abcdef0123"'
+    path = write(tmp_path, f"""
+[[radius.clients]]
+name = "vpn"
+address = "10.0.0.1"
+{secret}
+mode = "append"
+approval_hold_seconds = 60
+
+[[radius.clients]]
+name = "challenger"
+address = "10.0.0.2"
+{secret}
+approval_hold_seconds = 60
+
+[[radius.clients]]
+name = "too-long"
+address = "10.0.0.3"
+{secret}
+mode = "otp_only"
+approval_hold_seconds = 301
+
+[[radius.clients]]
+name = "negative"
+address = "10.0.0.4"
+{secret}
+mode = "otp_only"
+approval_hold_seconds = -1
+""")
+    found = problems(path)
+    assert not any(p.startswith("radius.clients[0]") for p in found), found
+    assert any(p.startswith("radius.clients[1].approval_hold_seconds: hold mode is for append and otp_only")
+               for p in found), found
+    assert "radius.clients[2].approval_hold_seconds: must be between 0 and 600" in found or \
+        "radius.clients[2].approval_hold_seconds: must not exceed limits.challenge_ttl_seconds (300)" in found, found
+    assert "radius.clients[3].approval_hold_seconds: must be between 0 and 600" in found, found
+
+    no_portal = write(tmp_path, f"""
+[portal]
+enabled = false
+
+[[radius.clients]]
+name = "vpn"
+address = "10.0.0.1"
+{secret}
+mode = "append"
+approval_hold_seconds = 60
+""", "no-portal.toml")
+    assert any(p.startswith("radius.clients[0].approval_hold_seconds: needs the portal")
+               for p in problems(no_portal))
+
+    good = write(tmp_path, f"""
+[policy]
+approval_hold = false
+
+[[radius.clients]]
+name = "vpn"
+address = "10.0.0.1"
+{secret}
+mode = "otp_only"
+approval_hold_seconds = 90
+
+[[radius.clients]]
+name = "plain"
+address = "10.0.0.2"
+{secret}
+""", "good-hold.toml")
+    config = load_config(good, env={})
+    assert [c.approval_hold_seconds for c in config.radius.clients] == [90, 0]
+    assert config.policy.to_policy().approval_hold is False

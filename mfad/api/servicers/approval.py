@@ -27,7 +27,7 @@ _OUTCOME = {Decided.APPROVED: pb.APPROVAL_OUTCOME_APPROVED, Decided.DENIED: pb.A
 def pending_approval(p: PendingSignIn) -> pb.PendingApproval:
     return pb.PendingApproval(id=p.approval_id, client=p.client or "", source=p.source or "", protocol=p.protocol,
                               created_at=convert.timestamp(p.created_at), expires_at=convert.timestamp(p.expires_at),
-                              choices=list(p.choices))
+                              choices=list(p.choices), held=p.held)
 
 
 class ApprovalEnrollment:

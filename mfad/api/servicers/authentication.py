@@ -9,6 +9,7 @@ Step-ups with a passkey, U2F key or email code take two VerifySensitive calls
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc.aio
@@ -18,12 +19,21 @@ from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
 from mfad.api import convert
 from mfad.api.auth import current_caller, session_of
 from mfad.api.servicers.base import attempt, strongest_first, user_agent, user_session
+from mfad.core.approval import ApprovalStatus
 from mfad.core.errors import InvalidInput, PermissionDenied, PreconditionFailed
 from mfad.core.model import Method, Role
 from mfad.core.service import Mfa
 from mfad.core.verification import VOUCHED, Outcome, SignInRequest
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+#: The longest WatchChallenge (a challenge lives 300 s by default; a stream is not for ever).
+MAX_WATCH_SECONDS = 600
+_APPROVAL_STATUS = {
+    ApprovalStatus.UNKNOWN: pb.APPROVAL_STATUS_UNKNOWN, ApprovalStatus.PENDING: pb.APPROVAL_STATUS_PENDING,
+    ApprovalStatus.APPROVED: pb.APPROVAL_STATUS_APPROVED, ApprovalStatus.USED: pb.APPROVAL_STATUS_USED,
+    ApprovalStatus.REFUSED: pb.APPROVAL_STATUS_REFUSED, ApprovalStatus.EXPIRED: pb.APPROVAL_STATUS_EXPIRED,
+}
 
 
 class AuthenticationServicer(pb_grpc.AuthenticationServicer):
@@ -68,6 +78,16 @@ class AuthenticationServicer(pb_grpc.AuthenticationServicer):
         if method is Method.APPROVAL:
             details.approval_url = self._approve_url or ""
         return pb.StartChallengeResponse(challenge=details)
+
+    async def WatchChallenge(self, request: pb.WatchChallengeRequest,
+                             context: Context) -> AsyncIterator[pb.ChallengeStatus]:
+        """The approval's status now and at each change (``ApprovalService.watch``), for at
+        most ``timeout_seconds`` (and never past the call's deadline: gRPC cancels it)."""
+        seconds = request.timeout_seconds or MAX_WATCH_SECONDS
+        if seconds > MAX_WATCH_SECONDS:
+            raise InvalidInput("timeout_seconds", f"must be between 1 and {MAX_WATCH_SECONDS} (0: the most)")
+        async for status in self._mfa.approvals.watch(request.challenge_id, timeout=float(seconds)):
+            yield pb.ChallengeStatus(status=_APPROVAL_STATUS[status])
 
     async def CompleteChallenge(self, request: pb.CompleteChallengeRequest,
                                 context: Context) -> pb.CompleteChallengeResponse:

@@ -72,6 +72,23 @@ def _checked(method: Callable[..., Any], name: str, admit: Admit | None) -> Call
     return behaviour
 
 
+def _checked_stream(method: Callable[..., Any], name: str, admit: Admit | None) -> Callable[..., Any]:
+    """As :func:`_checked`, for a server-streaming method (an async generator)."""
+    async def behaviour(request: Message | Undecodable, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if isinstance(request, Undecodable):
+            raise InvalidInput("request", "is not a valid message (string fields must be valid UTF-8)")
+        check_request(request)
+        if admit is None:
+            async for item in method(request, context):
+                yield item
+            return
+        async with await admit(name, context):
+            async for item in method(request, context):
+                yield item
+
+    return behaviour
+
+
 def binding(servicer: object, service: str) -> ServiceBinding:
     """A ServiceBinding serving every method of mfad.v1 ``service`` ("Admin") from ``servicer``.
     A servicer with an ``admit`` method has it decide every call first (:data:`Admit`)."""
@@ -81,6 +98,13 @@ def binding(servicer: object, service: str) -> ServiceBinding:
     for method in descriptor.methods:
         request_cls = GetMessageClass(method.input_type)
         response_cls = GetMessageClass(method.output_type)
+        if method.server_streaming:
+            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
+                _checked_stream(getattr(servicer, method.name), method.name, admit),
+                request_deserializer=_lenient(request_cls),
+                response_serializer=response_cls.SerializeToString,
+            )
+            continue
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             _checked(getattr(servicer, method.name), method.name, admit),
             request_deserializer=_lenient(request_cls),

@@ -82,6 +82,16 @@ class SessionScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SESSION_SCOPE_FULL: _ClassVar[SessionScope]
     SESSION_SCOPE_ENROLMENT: _ClassVar[SessionScope]
 
+class ApprovalStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    APPROVAL_STATUS_UNSPECIFIED: _ClassVar[ApprovalStatus]
+    APPROVAL_STATUS_UNKNOWN: _ClassVar[ApprovalStatus]
+    APPROVAL_STATUS_PENDING: _ClassVar[ApprovalStatus]
+    APPROVAL_STATUS_APPROVED: _ClassVar[ApprovalStatus]
+    APPROVAL_STATUS_USED: _ClassVar[ApprovalStatus]
+    APPROVAL_STATUS_REFUSED: _ClassVar[ApprovalStatus]
+    APPROVAL_STATUS_EXPIRED: _ClassVar[ApprovalStatus]
+
 class ApprovalDecision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     APPROVAL_DECISION_UNSPECIFIED: _ClassVar[ApprovalDecision]
@@ -137,6 +147,13 @@ MFA_REQUIRED_OFF: MfaRequired
 SESSION_SCOPE_UNSPECIFIED: SessionScope
 SESSION_SCOPE_FULL: SessionScope
 SESSION_SCOPE_ENROLMENT: SessionScope
+APPROVAL_STATUS_UNSPECIFIED: ApprovalStatus
+APPROVAL_STATUS_UNKNOWN: ApprovalStatus
+APPROVAL_STATUS_PENDING: ApprovalStatus
+APPROVAL_STATUS_APPROVED: ApprovalStatus
+APPROVAL_STATUS_USED: ApprovalStatus
+APPROVAL_STATUS_REFUSED: ApprovalStatus
+APPROVAL_STATUS_EXPIRED: ApprovalStatus
 APPROVAL_DECISION_UNSPECIFIED: ApprovalDecision
 APPROVAL_DECISION_APPROVE: ApprovalDecision
 APPROVAL_DECISION_DENY: ApprovalDecision
@@ -296,6 +313,20 @@ class DeviceList(_message.Message):
     devices: _containers.RepeatedCompositeFieldContainer[Device]
     lockout_risk: bool
     def __init__(self, devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., lockout_risk: _Optional[bool] = ...) -> None: ...
+
+class WatchChallengeRequest(_message.Message):
+    __slots__ = ("challenge_id", "timeout_seconds")
+    CHALLENGE_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    challenge_id: str
+    timeout_seconds: int
+    def __init__(self, challenge_id: _Optional[str] = ..., timeout_seconds: _Optional[int] = ...) -> None: ...
+
+class ChallengeStatus(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: ApprovalStatus
+    def __init__(self, status: _Optional[_Union[ApprovalStatus, str]] = ...) -> None: ...
 
 class BeginSignInRequest(_message.Message):
     __slots__ = ("username", "password", "remembered_token", "client")
@@ -698,7 +729,7 @@ class ListPendingApprovalsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class PendingApproval(_message.Message):
-    __slots__ = ("id", "client", "source", "protocol", "created_at", "expires_at", "choices")
+    __slots__ = ("id", "client", "source", "protocol", "created_at", "expires_at", "choices", "held")
     ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -706,6 +737,7 @@ class PendingApproval(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     CHOICES_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
     id: str
     client: str
     source: str
@@ -713,7 +745,8 @@ class PendingApproval(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     expires_at: _timestamp_pb2.Timestamp
     choices: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, id: _Optional[str] = ..., client: _Optional[str] = ..., source: _Optional[str] = ..., protocol: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., choices: _Optional[_Iterable[int]] = ...) -> None: ...
+    held: bool
+    def __init__(self, id: _Optional[str] = ..., client: _Optional[str] = ..., source: _Optional[str] = ..., protocol: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., choices: _Optional[_Iterable[int]] = ..., held: _Optional[bool] = ...) -> None: ...
 
 class ListPendingApprovalsResponse(_message.Message):
     __slots__ = ("approvals",)
@@ -1066,7 +1099,7 @@ class ImportU2FResponse(_message.Message):
     def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., devices: _Optional[_Union[DeviceList, _Mapping]] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method", "enrolment_proof", "email_recovery", "roles_need_passkey")
+    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method", "enrolment_proof", "email_recovery", "roles_need_passkey", "approval_hold")
     MFA_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_METHODS_FIELD_NUMBER: _ClassVar[int]
     SELF_SERVICE_FIELD_NUMBER: _ClassVar[int]
@@ -1077,6 +1110,7 @@ class Policy(_message.Message):
     ENROLMENT_PROOF_FIELD_NUMBER: _ClassVar[int]
     EMAIL_RECOVERY_FIELD_NUMBER: _ClassVar[int]
     ROLES_NEED_PASSKEY_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_HOLD_FIELD_NUMBER: _ClassVar[int]
     mfa_required: MfaRequired
     allowed_methods: _containers.RepeatedScalarFieldContainer[Method]
     self_service: bool
@@ -1087,7 +1121,8 @@ class Policy(_message.Message):
     enrolment_proof: EnrolmentProof
     email_recovery: bool
     roles_need_passkey: bool
-    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Iterable[_Union[Method, str]]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ..., enrolment_proof: _Optional[_Union[EnrolmentProof, str]] = ..., email_recovery: _Optional[bool] = ..., roles_need_passkey: _Optional[bool] = ...) -> None: ...
+    approval_hold: bool
+    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Iterable[_Union[Method, str]]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ..., enrolment_proof: _Optional[_Union[EnrolmentProof, str]] = ..., email_recovery: _Optional[bool] = ..., roles_need_passkey: _Optional[bool] = ..., approval_hold: _Optional[bool] = ...) -> None: ...
 
 class GetPolicyRequest(_message.Message):
     __slots__ = ()
@@ -1106,7 +1141,7 @@ class MethodSet(_message.Message):
     def __init__(self, methods: _Optional[_Iterable[_Union[Method, str]]] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
-    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method", "enrolment_proof", "email_recovery", "roles_need_passkey")
+    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method", "enrolment_proof", "email_recovery", "roles_need_passkey", "approval_hold")
     MFA_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_METHODS_FIELD_NUMBER: _ClassVar[int]
     SELF_SERVICE_FIELD_NUMBER: _ClassVar[int]
@@ -1117,6 +1152,7 @@ class SetPolicyRequest(_message.Message):
     ENROLMENT_PROOF_FIELD_NUMBER: _ClassVar[int]
     EMAIL_RECOVERY_FIELD_NUMBER: _ClassVar[int]
     ROLES_NEED_PASSKEY_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_HOLD_FIELD_NUMBER: _ClassVar[int]
     mfa_required: MfaRequired
     allowed_methods: MethodSet
     self_service: bool
@@ -1127,7 +1163,8 @@ class SetPolicyRequest(_message.Message):
     enrolment_proof: EnrolmentProof
     email_recovery: bool
     roles_need_passkey: bool
-    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Union[MethodSet, _Mapping]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ..., enrolment_proof: _Optional[_Union[EnrolmentProof, str]] = ..., email_recovery: _Optional[bool] = ..., roles_need_passkey: _Optional[bool] = ...) -> None: ...
+    approval_hold: bool
+    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Union[MethodSet, _Mapping]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ..., enrolment_proof: _Optional[_Union[EnrolmentProof, str]] = ..., email_recovery: _Optional[bool] = ..., roles_need_passkey: _Optional[bool] = ..., approval_hold: _Optional[bool] = ...) -> None: ...
 
 class SetPolicyResponse(_message.Message):
     __slots__ = ("policy",)

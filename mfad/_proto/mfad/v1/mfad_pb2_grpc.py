@@ -60,6 +60,11 @@ class AuthenticationStub:
                 request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.VerifySensitiveRequest.SerializeToString,
                 response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.VerifySensitiveResponse.FromString,
                 _registered_method=True)
+        self.WatchChallenge = channel.unary_stream(
+                '/mfad.v1.Authentication/WatchChallenge',
+                request_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.WatchChallengeRequest.SerializeToString,
+                response_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ChallengeStatus.FromString,
+                _registered_method=True)
 
 
 class AuthenticationServicer:
@@ -105,6 +110,18 @@ class AuthenticationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchChallenge(self, request, context):
+        """Watches the approval of a challenge (after StartChallenge with
+        METHOD_APPROVAL): a first message with where it stands now, then one per
+        change, ending once it is decided or expired — or when `timeout_seconds`
+        (or the call's deadline) runs out first, whichever is sooner. The
+        decision may be made on any instance sharing the store. After APPROVED,
+        take the approval with CompleteChallenge(METHOD_APPROVAL) (once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthenticationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +149,11 @@ def add_AuthenticationServicer_to_server(servicer, server):
                     servicer.VerifySensitive,
                     request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.VerifySensitiveRequest.FromString,
                     response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.VerifySensitiveResponse.SerializeToString,
+            ),
+            'WatchChallenge': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchChallenge,
+                    request_deserializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.WatchChallengeRequest.FromString,
+                    response_serializer=mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ChallengeStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -270,6 +292,33 @@ class Authentication:
             '/mfad.v1.Authentication/VerifySensitive',
             mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.VerifySensitiveRequest.SerializeToString,
             mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.VerifySensitiveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchChallenge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mfad.v1.Authentication/WatchChallenge',
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.WatchChallengeRequest.SerializeToString,
+            mfad_dot___proto_dot_mfad_dot_v1_dot_mfad__pb2.ChallengeStatus.FromString,
             options,
             channel_credentials,
             insecure,

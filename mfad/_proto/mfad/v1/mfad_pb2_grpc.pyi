@@ -18,6 +18,7 @@ class AuthenticationStub:
     CompleteChallenge: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.CompleteChallengeRequest, mfad_pb2.CompleteChallengeResponse]
     VerifyCode: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.VerifyCodeRequest, mfad_pb2.VerifyCodeResponse]
     VerifySensitive: grpc.aio.UnaryUnaryMultiCallable[mfad_pb2.VerifySensitiveRequest, mfad_pb2.VerifySensitiveResponse]
+    WatchChallenge: grpc.aio.UnaryStreamMultiCallable[mfad_pb2.WatchChallengeRequest, mfad_pb2.ChallengeStatus]
 
 class AuthenticationServicer:
     async def BeginSignIn(
@@ -45,6 +46,11 @@ class AuthenticationServicer:
         request: mfad_pb2.VerifySensitiveRequest,
         context: grpc.aio.ServicerContext[mfad_pb2.VerifySensitiveRequest, mfad_pb2.VerifySensitiveResponse],
     ) -> mfad_pb2.VerifySensitiveResponse: ...
+    def WatchChallenge(
+        self,
+        request: mfad_pb2.WatchChallengeRequest,
+        context: grpc.aio.ServicerContext[mfad_pb2.WatchChallengeRequest, mfad_pb2.ChallengeStatus],
+    ) -> AsyncIterator[mfad_pb2.ChallengeStatus]: ...
 
 def add_AuthenticationServicer_to_server(servicer: AuthenticationServicer, server: grpc.aio.Server) -> None: ...
 
