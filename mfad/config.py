@@ -252,13 +252,17 @@ class PolicySettings:
     remember_days: int = field(default=7, metadata=check(between(1, 365)))
     sensitive_reauth_seconds: int = field(default=300, metadata=check(between(30, 86400)))
     require_backup_method: bool = False
+    approval_with_totp: bool = False
+    approval_email_notice: bool = False
 
     def to_policy(self) -> Policy:
         return Policy(mfa_required=self.mfa_required, allowed_methods=frozenset(self.allowed_methods),
                       self_service=self.self_service, remember_device=self.remember_device,
                       remember_days=self.remember_days,
                       sensitive_reauth_seconds=self.sensitive_reauth_seconds,
-                      require_backup_method=self.require_backup_method)
+                      require_backup_method=self.require_backup_method,
+                      approval_with_totp=self.approval_with_totp,
+                      approval_email_notice=self.approval_email_notice)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -479,7 +483,8 @@ class Config:
         """The core's sections, built from this file's."""
         return CoreSettings(passwords=self.passwords, users=self.users, totp=self.totp, limits=self.limits,
                             webauthn=self.webauthn, email_codes=self.smtp.email_codes,
-                            initial_policy=self.policy.to_policy(), session_ttl_seconds=self.grpc.session_ttl_seconds)
+                            initial_policy=self.policy.to_policy(), session_ttl_seconds=self.grpc.session_ttl_seconds,
+                            approve_url=self.portal.approve_url)
 
 
 #: TOML keys that are Python keywords or clearer under another field name.

@@ -117,7 +117,9 @@ def _policy_lines(p: t.Policy) -> list[str]:
             f"remember_device:          {str(p.remember_device).lower()}",
             f"remember_days:            {p.remember_days}",
             f"sensitive_reauth_seconds: {p.sensitive_reauth_seconds}",
-            f"require_backup_method:    {str(p.require_backup_method).lower()}"]
+            f"require_backup_method:    {str(p.require_backup_method).lower()}",
+            f"approval_with_totp:       {str(p.approval_with_totp).lower()}",
+            f"approval_email_notice:    {str(p.approval_email_notice).lower()}"]
 
 
 def _audit_line(e: t.AuditEvent) -> str:
@@ -393,7 +395,8 @@ async def policy_get(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
 async def policy_set(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     changes = {name: getattr(a, name) for name in ("mfa_required", "allowed_methods", "self_service",
                                                     "remember_device", "remember_days", "sensitive_reauth_seconds",
-                                                    "require_backup_method")}
+                                                    "require_backup_method", "approval_with_totp",
+                                                    "approval_email_notice")}
     if all(v is None for v in changes.values()):
         raise UsageError("policy set: give at least one setting to change (see mfactl policy set --help)")
     if changes["mfa_required"] is not None:
@@ -855,6 +858,10 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
                    help="how recent a second factor must be for unbinding and other sensitive operations")
     p.add_argument("--require-backup-method", type=_bool, metavar="BOOL",
                    help="users must bind a second method type before they are done")
+    p.add_argument("--approval-with-totp", type=_bool, metavar="BOOL",
+                   help="the Approve sign-in page may take a TOTP code instead of a passkey")
+    p.add_argument("--approval-email-notice", type=_bool, metavar="BOOL",
+                   help="mail users that a sign-in waits for their approval (a link only; one per 15 minutes)")
 
     rule = policy.add_parser("rule", help="group rules on top of the global policy (first match wins)",
                              parents=[common]).add_subparsers(dest="rule_command", required=True, metavar="COMMAND")

@@ -136,7 +136,8 @@ def _policy(m: pb.Policy) -> t.Policy:
     return t.Policy(mfa_required=_MFA_BACK.get(m.mfa_required), allowed_methods=_methods(m.allowed_methods),
                     self_service=m.self_service, remember_device=m.remember_device, remember_days=m.remember_days,
                     sensitive_reauth_seconds=m.sensitive_reauth_seconds,
-                    require_backup_method=m.require_backup_method)
+                    require_backup_method=m.require_backup_method, approval_with_totp=m.approval_with_totp,
+                    approval_email_notice=m.approval_email_notice)
 
 
 def _rule(m: pb.PolicyRule) -> t.PolicyRule:
@@ -328,11 +329,16 @@ class Enrollment:
                          allowed_methods=_methods(m.allowed_methods))
 
     async def pending_approvals(self, session: str) -> tuple[t.PendingApproval, ...]:
+        return (await self.approvals(session)).approvals
+
+    async def approvals(self, session: str) -> t.PendingApprovals:
+        """The session user's waiting sign-ins and how they may approve them."""
         m = await self._call(self._stub.ListPendingApprovals, pb.ListPendingApprovalsRequest(), session=session)
-        return tuple(t.PendingApproval(id=a.id, client=a.client, source=a.source, protocol=a.protocol,
-                                       created_at=_time(a.created_at, a.HasField("created_at")),
-                                       expires_at=_time(a.expires_at, a.HasField("expires_at")),
-                                       choices=tuple(a.choices)) for a in m.approvals)
+        pending = tuple(t.PendingApproval(id=a.id, client=a.client, source=a.source, protocol=a.protocol,
+                                          created_at=_time(a.created_at, a.HasField("created_at")),
+                                          expires_at=_time(a.expires_at, a.HasField("expires_at")),
+                                          choices=tuple(a.choices)) for a in m.approvals)
+        return t.PendingApprovals(approvals=pending, proof_methods=_methods(m.proof_methods))
 
     async def approve(self, session: str, approval_id: str, number: int, *, challenge_id: str, assertion_json: str,
                       client: t.ClientInfo | None = None) -> t.ApprovalOutcome:
@@ -341,6 +347,14 @@ class Enrollment:
         return await self._decide(session, pb.DecideApprovalRequest(
             approval_id=approval_id, decision=pb.APPROVAL_DECISION_APPROVE, number=number, challenge_id=challenge_id,
             assertion_json=assertion_json, client=_client(client)))
+
+    async def approve_with_code(self, session: str, approval_id: str, number: int, code: str, *,
+                                client: t.ClientInfo | None = None) -> t.ApprovalOutcome:
+        """Approve a pending sign-in with the number and a TOTP code (where the policy's
+        ``approval_with_totp`` allows it; PERMISSION_DENIED otherwise)."""
+        return await self._decide(session, pb.DecideApprovalRequest(
+            approval_id=approval_id, decision=pb.APPROVAL_DECISION_APPROVE, number=number, code=code,
+            client=_client(client)))
 
     async def deny(self, session: str, approval_id: str, *, client: t.ClientInfo | None = None) -> t.ApprovalOutcome:
         """"This wasn't me": the sign-in is refused."""
@@ -570,7 +584,8 @@ class Admin:
                          allowed_methods: Iterable[t.Method] | None = None, self_service: bool | None = None,
                          remember_device: bool | None = None, remember_days: int | None = None,
                          sensitive_reauth_seconds: int | None = None,
-                         require_backup_method: bool | None = None) -> t.Policy:
+                         require_backup_method: bool | None = None, approval_with_totp: bool | None = None,
+                         approval_email_notice: bool | None = None) -> t.Policy:
         """Change the given fields; the others keep their values."""
         request = pb.SetPolicyRequest()
         if mfa_required is not None:
@@ -579,7 +594,8 @@ class Admin:
             request.allowed_methods.CopyFrom(pb.MethodSet(methods=[_METHOD[m] for m in allowed_methods]))
         optional: Mapping[str, bool | int | None] = {
             "self_service": self_service, "remember_device": remember_device, "remember_days": remember_days,
-            "sensitive_reauth_seconds": sensitive_reauth_seconds, "require_backup_method": require_backup_method}
+            "sensitive_reauth_seconds": sensitive_reauth_seconds, "require_backup_method": require_backup_method,
+            "approval_with_totp": approval_with_totp, "approval_email_notice": approval_email_notice}
         for name, value in optional.items():
             if value is not None:
                 setattr(request, name, value)

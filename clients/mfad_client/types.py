@@ -238,6 +238,8 @@ class Policy:
     remember_days: int
     sensitive_reauth_seconds: int
     require_backup_method: bool
+    approval_with_totp: bool = False
+    approval_email_notice: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -427,6 +429,15 @@ class PendingApproval:
     expires_at: datetime | None
     #: Three numbers, one of them the one the sign-in's prompt shows.
     choices: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingApprovals:
+    """The Approve sign-in page's listing."""
+
+    approvals: tuple[PendingApproval, ...]
+    #: PASSKEY, and TOTP where the policy lets the page take a TOTP code.
+    proof_methods: tuple[Method, ...]
 
 
 class ApprovalOutcome(StrEnum):

@@ -50,6 +50,11 @@ FIELDS = (
           "number", 30, 86400),
     Field("require_backup_method", N_("Require a backup method"),
           N_("Users must bind a second method type so that one lost device does not lock them out."), "flag"),
+    Field("approval_with_totp", N_("Approve sign-ins with a TOTP code"),
+          N_("The Approve sign-in page also takes a code from the authenticator app instead of a passkey."), "flag"),
+    Field("approval_email_notice", N_("Mail that an approval is waiting"),
+          N_("Users get a mail linking to the Approve sign-in page when a sign-in waits for them "
+             "(at most one every 15 minutes; it cannot approve anything)."), "flag"),
 )
 CHOICES = tuple(m.value for m in MfaRequired)
 METHODS = tuple(m.value for m in Method)
@@ -71,7 +76,9 @@ def as_text(p: t.Policy) -> dict[str, str]:
             "allowed_methods": ",".join(m.value for m in p.allowed_methods),
             "self_service": str(p.self_service).lower(), "remember_device": str(p.remember_device).lower(),
             "remember_days": str(p.remember_days), "sensitive_reauth_seconds": str(p.sensitive_reauth_seconds),
-            "require_backup_method": str(p.require_backup_method).lower()}
+            "require_backup_method": str(p.require_backup_method).lower(),
+            "approval_with_totp": str(p.approval_with_totp).lower(),
+            "approval_email_notice": str(p.approval_email_notice).lower()}
 
 
 def read_form(form: Mapping[str, str]) -> dict[str, str]:

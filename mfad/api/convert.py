@@ -200,7 +200,8 @@ def policy(p: Policy) -> pb.Policy:
                      allowed_methods=sorted(METHOD_TO_PB[m] for m in p.allowed_methods),
                      self_service=p.self_service, remember_device=p.remember_device,
                      remember_days=p.remember_days, sensitive_reauth_seconds=p.sensitive_reauth_seconds,
-                     require_backup_method=p.require_backup_method)
+                     require_backup_method=p.require_backup_method, approval_with_totp=p.approval_with_totp,
+                     approval_email_notice=p.approval_email_notice)
 
 
 def policy_rule(r: PolicyRule) -> pb.PolicyRule:

@@ -186,6 +186,10 @@ class Policy:
     remember_days: int = 7
     sensitive_reauth_seconds: int = 300
     require_backup_method: bool = False
+    #: The Approve sign-in page may take a TOTP code instead of a passkey (docs/approval.md).
+    approval_with_totp: bool = False
+    #: Mail the user's security email that a sign-in waits for approval (a link, never an approval).
+    approval_email_notice: bool = False
 
     def allows(self, method: Method) -> bool:
         return method in self.allowed_methods

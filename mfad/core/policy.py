@@ -182,7 +182,8 @@ def _describe(p: Policy) -> str:
     return (f"mfa_required={p.mfa_required} allowed_methods={','.join(sorted(p.allowed_methods))} "
             f"self_service={p.self_service} remember_device={p.remember_device} remember_days={p.remember_days} "
             f"sensitive_reauth_seconds={p.sensitive_reauth_seconds} "
-            f"require_backup_method={p.require_backup_method}")
+            f"require_backup_method={p.require_backup_method} approval_with_totp={p.approval_with_totp} "
+            f"approval_email_notice={p.approval_email_notice}")
 
 
 def _validated_rule(rule: PolicyRule) -> PolicyRule:

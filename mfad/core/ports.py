@@ -267,6 +267,28 @@ class RecoveryStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalNotice:
+    """The mail telling a user a sign-in waits for approval (``mfad.core.approval_notice``):
+    ``seal(message_id)`` → the sealed body (its AAD names the outbox row),
+    ``audit(message_id)`` → the rows recording it."""
+
+    seal: Callable[[int], str]
+    expires_at: datetime
+    audit: Callable[[int], Sequence[AuditEvent]]
+
+
+class ApprovalNoticeStore(Protocol):
+    """The store's part for that mail (``mfad.store.approval_notice``)."""
+
+    async def queue_approval_notice(self, user_id: UserId, now: datetime, last_before: datetime,
+                                    notice: ApprovalNotice) -> int | None:
+        """Queue ``notice`` in the outbox with its audit rows — if the user's last approval
+        notice was queued before ``last_before`` (or never): that time moves to ``now`` by one
+        conditional upsert in the same transaction. The message id, or None (nothing written)."""
+        ...
+
+
 class DirectoryUserStore(Protocol):
     """Users provisioned from a directory (``mfad.store.directory``)."""
 
@@ -288,7 +310,7 @@ class PolicyRuleStore(Protocol):
 
 class Store(AuditStore, UserStore, DeviceStore, RetentionStore, SealedSecretStore, SignInStore, PolicyStore,
             CallerStore, SessionStore, WebauthnStore, EmailStore, ReplyStore, RecoveryStore, DirectoryUserStore,
-            PolicyRuleStore, ApprovalStore, Protocol):
+            PolicyRuleStore, ApprovalStore, ApprovalNoticeStore, Protocol):
     """The whole store, as the engines implement it; each service is typed to its slices."""
 
     engine: str

@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable, Mapping
 
 from mfad.core.admin import AdminService
-from mfad.core.approval import ApprovalMetrics, ApprovalService, ApprovalVerifier, NullApprovalMetrics
+from mfad.core.approval import ApprovalMetrics, ApprovalService, NullApprovalMetrics
+from mfad.core.approval_notice import NoticingApprovalVerifier
 from mfad.core.callers import CallerService
 from mfad.core.clock import Clock, SystemClock
 from mfad.core.devices import DeviceService
@@ -81,8 +82,10 @@ class Mfa:
         self.signin.register_usernameless(PasskeyVerifier(self.webauthn))
         self.signin.register(U2fVerifier(self.webauthn))
         approval_metrics = self.metrics if isinstance(self.metrics, ApprovalMetrics) else NullApprovalMetrics()
-        self.signin.register(ApprovalVerifier(store, approval_metrics))
-        self.approvals = ApprovalService(store=store, clock=self.clock, signin=self.signin, metrics=approval_metrics)
+        self.signin.register(NoticingApprovalVerifier(store, approval_metrics, keyring=keyring, email=self.email,
+                                                      approve_url=settings.approve_url))
+        self.approvals = ApprovalService(store=store, clock=self.clock, signin=self.signin, metrics=approval_metrics,
+                                         policy=self.policy)
         self.selfservice = SelfService(store=store, clock=self.clock, policy=self.policy, signin=self.signin,
                                        devices=self.devices, recovery=self.recovery,
                                        session_ttl_seconds=settings.session_ttl_seconds)

@@ -198,3 +198,6 @@ class CoreSettings:
     initial_policy: Policy = field(default_factory=Policy)
     #: Lifetime of a signed-in user's session for self-service calls.
     session_ttl_seconds: int = 900
+    #: The portal's Approve sign-in page, linked from the "an approval is waiting" mail
+    #: (None: no portal is known, no such mail).
+    approve_url: str | None = None

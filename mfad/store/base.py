@@ -64,9 +64,11 @@ from mfad.store.sql import (
     user_from,
 )
 from mfad.store.webauthn import WebauthnSql
+from mfad.store.approval_notice import ApprovalNoticeSql
 
 
-class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, DirectorySql, ApprovalSql):
+class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, DirectorySql, ApprovalSql,
+               ApprovalNoticeSql):
     """The core's Store over an engine's ``transaction()`` and ``read()`` primitives."""
 
     async def append_audit(self, now: datetime, events: Sequence[AuditEvent]) -> None:
@@ -496,7 +498,9 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, Direct
                       allowed_methods=frozenset(Method(m) for m in row["allowed_methods"].split(",") if m),
                       self_service=bool(row["self_service"]), remember_device=bool(row["remember_device"]),
                       remember_days=row["remember_days"], sensitive_reauth_seconds=row["sensitive_reauth_seconds"],
-                      require_backup_method=bool(row["require_backup_method"]))
+                      require_backup_method=bool(row["require_backup_method"]),
+                      approval_with_totp=bool(row["approval_with_totp"]),
+                      approval_email_notice=bool(row["approval_email_notice"]))
 
     async def save_policy(self, policy: Policy, now: datetime, audit: Sequence[AuditEvent], *,
                           only_if_absent: bool = False, revoke_remembered: bool = False) -> bool:
@@ -504,15 +508,18 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, Direct
             "DO UPDATE SET mfa_required = excluded.mfa_required, allowed_methods = excluded.allowed_methods, "
             "self_service = excluded.self_service, remember_device = excluded.remember_device, "
             "remember_days = excluded.remember_days, sensitive_reauth_seconds = excluded.sensitive_reauth_seconds, "
-            "require_backup_method = excluded.require_backup_method, updated_at = excluded.updated_at")
+            "require_backup_method = excluded.require_backup_method, approval_with_totp = excluded.approval_with_totp, "
+            "approval_email_notice = excluded.approval_email_notice, updated_at = excluded.updated_at")
         async with self._timed("save_policy", write=True) as tx:
             row = await tx.fetchrow(
                 "INSERT INTO policy (id, mfa_required, allowed_methods, self_service, remember_device, "
-                "remember_days, sensitive_reauth_seconds, require_backup_method, updated_at) "
-                f"VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) {conflict} RETURNING id",
+                "remember_days, sensitive_reauth_seconds, require_backup_method, approval_with_totp, "
+                "approval_email_notice, updated_at) "
+                f"VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) {conflict} RETURNING id",
                 policy.mfa_required.value, ",".join(sorted(policy.allowed_methods)), int(policy.self_service),
                 int(policy.remember_device), policy.remember_days, policy.sensitive_reauth_seconds,
-                int(policy.require_backup_method), now.timestamp())
+                int(policy.require_backup_method), int(policy.approval_with_totp),
+                int(policy.approval_email_notice), now.timestamp())
             if row is None:
                 return False
             if revoke_remembered:

@@ -261,7 +261,7 @@ class AdminServicer(U2fAdmin, pb_grpc.AdminServicer):
                                     for m in request.allowed_methods.methods}
             changes["allowed_methods"] = frozenset(methods)
         for name in ("self_service", "remember_device", "remember_days", "sensitive_reauth_seconds",
-                     "require_backup_method"):
+                     "require_backup_method", "approval_with_totp", "approval_email_notice"):
             if request.HasField(name):
                 changes[name] = getattr(request, name)
         policy = await self._mfa.policy.update(actor=_actor(), **changes) if changes \
