@@ -341,12 +341,13 @@ class Enrollment:
         return t.PendingApprovals(approvals=pending, proof_methods=_methods(m.proof_methods))
 
     async def approve(self, session: str, approval_id: str, number: int, *, challenge_id: str, assertion_json: str,
-                      client: t.ClientInfo | None = None) -> t.ApprovalOutcome:
+                      client: t.ClientInfo | None = None, code: str = "") -> t.ApprovalOutcome:
         """Approve a pending sign-in: the number its prompt shows and a passkey assertion for a
-        step-up challenge of this session (``auth.verify_sensitive(..., operation="approve_signin")``)."""
+        step-up challenge of this session (``auth.verify_sensitive(..., operation="approve_signin")``).
+        (``code`` is sent as well when given; mfad refuses a decision with both.)"""
         return await self._decide(session, pb.DecideApprovalRequest(
             approval_id=approval_id, decision=pb.APPROVAL_DECISION_APPROVE, number=number, challenge_id=challenge_id,
-            assertion_json=assertion_json, client=_client(client)))
+            assertion_json=assertion_json, client=_client(client), code=code))
 
     async def approve_with_code(self, session: str, approval_id: str, number: int, code: str, *,
                                 client: t.ClientInfo | None = None) -> t.ApprovalOutcome:
