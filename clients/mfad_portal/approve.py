@@ -30,6 +30,8 @@ OPERATION = "approve_signin"
 APPROVED = N_("Approved. Go back to your VPN and press Enter to finish signing in.")
 NOT_APPROVED = N_("The sign-in was not approved: the number or the passkey did not match, or it expired. "
                   "If it was you, start the sign-in again.")
+NOT_APPROVED_CODE = N_("The sign-in was not approved: the number or the code did not match, or it expired. "
+                       "If it was you, wait for the next code and try again.")
 DENIED = N_("The sign-in is refused.")
 LOCKED = N_("Your account is locked and your administrator is told. Ask them to unlock it when it is safe.")
 CHOOSE = N_("Choose the number your VPN shows.")
@@ -117,7 +119,7 @@ async def approve_code(ctx: Ctx) -> Response:
     except ClientError as exc:
         return await ctx.failure("approve", exc)
     if outcome is not ApprovalOutcome.APPROVED:
-        return await page(ctx, NOT_APPROVED, 400)
+        return await page(ctx, NOT_APPROVED_CODE, 400)
     return ctx.redirect(PAGE, APPROVED)
 
 
