@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, expect
-from portal_support import OathApp, Site, StartSite, Tab, chromium, mfad_daemon, site  # noqa: F401
+from portal_support import PASSWORD, OathApp, Site, StartSite, Tab, chromium, mfad_daemon, site  # noqa: F401
 from test_portal_approval import Vpn, approval_rows, vpn_client, with_passkey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "radius"))
@@ -124,3 +124,50 @@ async def test_the_user_is_mailed_once_that_an_approval_waits(site: StartSite, c
     await tab.open("/approve")
     card = page.get_by_role("region", name="Sign-in through office-vpn")
     await expect(card.get_by_label(number, exact=True)).to_be_visible()
+
+
+async def test_pam_radius_auth_in_challenge_mode_completes_an_approval_made_in_the_browser(
+        site: StartSite, chromium: Browser, tmp_path: Path) -> None:
+    """pamtester + pam_radius_auth 2.0 (no Message-Authenticator) against ``mfad serve``: the
+    prompt shows the number; the user approves in the browser meanwhile, then presses Enter."""
+    import asyncio
+
+    from pam_peers import PAMTESTER, pam_service
+    from radius_peers import SECRET
+
+    s = await site(radius={"reject_delay_seconds": 0.0, "clients": [
+        {"name": "ssh-host", "address": "127.0.0.1", "secret": SECRET.decode(), "mode": "challenge",
+         "require_message_authenticator": False}]})
+    tab = await with_passkey(s, chromium, "ivan")
+    page = tab.page
+    with pam_service(tmp_path) as (service, conf):
+        conf.write_text(f"127.0.0.1:{s.mfad.radius_port} {SECRET.decode()} 3\n")
+        conf.chmod(0o600)
+        assert PAMTESTER is not None
+        process = await asyncio.create_subprocess_exec(
+            PAMTESTER, "-v", service, "ivan", "authenticate", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(f"{PASSWORD}\n".encode())
+        await process.stdin.drain()
+        shown = b""
+        async with asyncio.timeout(20):  # until pam_radius_auth shows the approval prompt
+            while not (found := re.search(rb"and choose (\d\d), then press Enter", shown)):
+                chunk = await process.stdout.read(256)
+                assert chunk, shown.decode(errors="replace")
+                shown += chunk
+        number = found.group(1).decode()
+        assert f"Approve this sign-in at {s.url}/approve".encode() in shown
+
+        await tab.open("/approve")
+        card = page.get_by_role("region", name="Sign-in through ssh-host")
+        await card.get_by_label(number, exact=True).check()
+        await card.get_by_role("button", name="Approve with my passkey").click()
+        await expect(page.get_by_role("status")).to_have_text(re.compile("^Approved"))
+
+        async with asyncio.timeout(30):
+            rest, _ = await process.communicate(b"\n")  # Enter at the prompt
+        text = (shown + rest).decode(errors="replace")
+        assert process.returncode == 0, text
+        assert "successfully authenticated" in text
+    assert ("approved", "passkey") in await approval_rows(s, "ivan")
