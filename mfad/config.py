@@ -79,6 +79,10 @@ def _mail_address(value: Any) -> str | None:
     return None
 
 
+def _optional_mail_address(value: Any) -> str | None:
+    return None if value == "" else _mail_address(value)
+
+
 def _network(value: Any) -> str | None:
     try:
         ipaddress.ip_network(value, strict=False)
@@ -216,6 +220,8 @@ class SmtpSettings:
     password: str | None = field(default=None, repr=False)
     password_file: str | None = None
     sender: str = field(default=_CODES.sender, metadata=check(_mail_address))
+    #: Administrators' address for security events (docs/approval.md); empty: none.
+    security_alerts_to: str = field(default="", metadata=check(_optional_mail_address))
     site_name: str = field(default=_CODES.site_name, metadata=check(short_text))
     timeout_seconds: float = field(default=_OUTBOX.timeout_seconds, metadata=check(positive))
     code_digits: int = field(default=_CODES.code_digits, metadata=check(between(6, 8)))
@@ -232,7 +238,8 @@ class SmtpSettings:
     def email_codes(self) -> EmailCodeSettings:
         return EmailCodeSettings(sender=self.sender, site_name=self.site_name, code_digits=self.code_digits,
                                  code_ttl_seconds=self.code_ttl_seconds, code_tries=self.code_tries,
-                                 resend_seconds=self.resend_seconds, hourly_limit=self.hourly_limit)
+                                 resend_seconds=self.resend_seconds, hourly_limit=self.hourly_limit,
+                                 security_alerts_to=self.security_alerts_to)
 
     @property
     def outbox(self) -> OutboxSettings:

@@ -14,6 +14,10 @@ Guarantees:
   (a late mail would point at nothing);
 - sent only to the user's bound security email (the proven address), never to a profile
   address; a user without one gets no mail.
+
+When a user denies a sign-in and locks their account ("this wasn't me"), the
+administrators' address (``[smtp] security_alerts_to``, when set) is mailed too — once per
+lock: a user whose account is locked already sends no second mail.
 """
 
 from __future__ import annotations
@@ -25,15 +29,20 @@ from email.utils import format_datetime
 from typing import Protocol
 
 from mfad.core.addresses import mask_address
-from mfad.core.approval import ApprovalMetrics, ApprovalVerifier
+from mfad.core.approval import ApprovalMetrics, ApprovalService, ApprovalServiceStore, ApprovalVerifier
 from mfad.core.approval_records import ApprovalStore
+from mfad.core.clock import Clock
 from mfad.core.email_codes import EmailCodeService, active_email
 from mfad.core.keyring import Keyring
 from mfad.core.model import AuditEvent, Challenge, Method, User
 from mfad.core.outbox import MailContent, seal_body
-from mfad.core.ports import ApprovalNotice, ApprovalNoticeStore
+from mfad.core.policy import PolicyService
+from mfad.core.ports import ApprovalNotice, ApprovalNoticeStore, SignInStore
+from mfad.core.signin import SignInService
 from mfad.core.verification import Attempt, ChallengeStarted, VerifyContext
 
+#: A mail to the administrators about a locked account is news for a day.
+REPORT_TTL = timedelta(days=1)
 #: One mail per user per quarter of an hour: enough to say "look at the page", too few for
 #: prompt bombing to fill a mailbox (the page shows the newest approval anyway).
 NOTICE_INTERVAL = timedelta(minutes=15)
@@ -82,6 +91,64 @@ class NoticingApprovalVerifier(ApprovalVerifier):
                                actor=attempt.client, detail=f"message={message_id} address={mask_address(address)}")]
 
         return ApprovalNotice(seal=seal, expires_at=challenge.expires_at, audit=audit)
+
+
+class ReportStore(ApprovalServiceStore, ApprovalNoticeStore, SignInStore, Protocol):
+    """The store as the reporting approval service uses it."""
+
+
+class ReportingApprovalService(ApprovalService):
+    """The approval service, which also mails the administrators when a user locks their
+    account after denying a sign-in (``security_alerts_to`` in the email settings)."""
+
+    def __init__(self, *, store: ReportStore, clock: Clock, signin: SignInService, metrics: ApprovalMetrics,
+                 policy: PolicyService | None, keyring: Keyring, email: EmailCodeService) -> None:
+        super().__init__(store=store, clock=clock, signin=signin, metrics=metrics, policy=policy)
+        self._reports = store
+        self._now = clock.now
+        self._keyring = keyring
+        self._email = email
+
+    async def report(self, user: User, attempt: Attempt) -> None:
+        address = self._email.settings.security_alerts_to
+        was_locked = (await self._reports.load_limits(user.id)).hard_locked
+        await super().report(user, attempt)
+        if not address or was_locked:
+            return
+        now, settings = self._now(), self._email.settings
+
+        def seal(message_id: int) -> str:
+            return seal_body(self._keyring, compose_report(user=user, address=address, attempt=attempt, now=now,
+                                                           site=settings.site_name, sender=settings.sender,
+                                                           message_id=message_id), message_id)
+
+        def audit(message_id: int) -> list[AuditEvent]:
+            return [AuditEvent(event="approval_reported_notice", outcome="queued", user_id=user.id,
+                               username=user.username, method=Method.APPROVAL.value, protocol=attempt.protocol,
+                               source=attempt.source, actor=attempt.client,
+                               detail=f"message={message_id} address={mask_address(address)}")]
+
+        await self._reports.queue_notice(user.id, now, ApprovalNotice(seal=seal, expires_at=now + REPORT_TTL,
+                                                                       audit=audit))
+        self._email.mail_queued("approval_reported")
+
+
+def compose_report(*, user: User, address: str, attempt: Attempt, now: datetime, site: str, sender: str,
+                   message_id: int) -> MailContent:
+    """The administrators' mail: who locked their account, when, what to do."""
+    when = now.strftime("%Y-%m-%d %H:%M:%S UTC")
+    lines = [f"The {site} user {user.username} denied a sign-in they did not start and locked their account "
+             f"at {when}.",
+             "Someone who knows their password may be trying to sign in. The audit log names the NAS and the "
+             f"source: mfactl audit tail --user {user.username} --event approval",
+             f"Have the user change their password, then unlock the account: mfactl lockout reset {user.username}"]
+    text = "\n\n".join(lines) + "\n"
+    body = ("<!DOCTYPE html><html><body style=\"font-family: sans-serif\">"
+            + "".join(f"<p>{html.escape(line)}</p>" for line in lines) + "</body></html>")
+    domain = sender.rpartition("@")[2]
+    return MailContent(to=address, subject=f"{site}: {user.username} locked their account after a sign-in "
+                                           "they did not start", text=text, html=body,
+                       message_id=f"<mfad.{message_id}.{secrets.token_hex(8)}@{domain}>", date=format_datetime(now))
 
 
 def compose_approval_notice(*, user: User, address: str, attempt: Attempt, source: str | None, now: datetime,

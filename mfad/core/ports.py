@@ -288,6 +288,10 @@ class ApprovalNoticeStore(Protocol):
         conditional upsert in the same transaction. The message id, or None (nothing written)."""
         ...
 
+    async def queue_notice(self, user_id: UserId, now: datetime, notice: ApprovalNotice) -> int:
+        """Queue ``notice`` (about ``user_id``) in the outbox with its audit rows; the message id."""
+        ...
+
 
 class DirectoryUserStore(Protocol):
     """Users provisioned from a directory (``mfad.store.directory``)."""

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 from mfad.core.admin import AdminService
 from mfad.core.approval import ApprovalMetrics, ApprovalService, NullApprovalMetrics
-from mfad.core.approval_notice import NoticingApprovalVerifier
+from mfad.core.approval_notice import NoticingApprovalVerifier, ReportingApprovalService
 from mfad.core.callers import CallerService
 from mfad.core.clock import Clock, SystemClock
 from mfad.core.devices import DeviceService
@@ -84,8 +84,9 @@ class Mfa:
         approval_metrics = self.metrics if isinstance(self.metrics, ApprovalMetrics) else NullApprovalMetrics()
         self.signin.register(NoticingApprovalVerifier(store, approval_metrics, keyring=keyring, email=self.email,
                                                       approve_url=settings.approve_url))
-        self.approvals = ApprovalService(store=store, clock=self.clock, signin=self.signin, metrics=approval_metrics,
-                                         policy=self.policy)
+        self.approvals: ApprovalService = ReportingApprovalService(
+            store=store, clock=self.clock, signin=self.signin, metrics=approval_metrics, policy=self.policy,
+            keyring=keyring, email=self.email)
         self.selfservice = SelfService(store=store, clock=self.clock, policy=self.policy, signin=self.signin,
                                        devices=self.devices, recovery=self.recovery,
                                        session_ttl_seconds=settings.session_ttl_seconds)

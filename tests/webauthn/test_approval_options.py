@@ -8,6 +8,7 @@ SMTP server. (The page in Chromium is tests/portal/test_portal_approval.py.)"""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +34,7 @@ from mfad.core.errors import InvalidInput, PermissionDenied
 from mfad.core.model import Method, Role
 from mfad.core.outbox import OutboxSender, open_body
 from mfad.core.ports import ApprovalNotice
+from mfad.core.service import Mfa
 from mfad.mail.smtp import SmtpMailer
 
 
@@ -209,3 +211,39 @@ async def test_the_interval_is_taken_once_when_instances_race(wa: Relying, enrol
                                      for _ in range(16)))
     assert sum(r is not None for r in results) == 1
     assert await notices(wa) == 1
+
+
+async def queued_mails(wa: Relying) -> list[Any]:
+    async with wa.store.read() as tx:  # type: ignore[attr-defined]
+        rows = await tx.fetch("SELECT id, sealed_body FROM email_outbox WHERE kind = 'notice' ORDER BY id")
+    return [open_body(wa.mfa.keyring, r["sealed_body"], int(r["id"])) for r in rows]
+
+
+async def test_locking_the_account_mails_the_administrators_once_per_lock(
+        wa: Relying, enrol: Any, radius: Any, config: Any, store: Any, keyring: Any) -> None:  # noqa: F811
+    alice, _, _ = await passkey_user(wa, enrol, "alice")
+    await wa.mfa.approvals.report(alice, PAGE)  # no address configured: audited and counted, no mail
+    assert await notices(wa) == 0
+    assert await wa.mfa.reset_lockout("alice", actor="admin")
+
+    smtp = dataclasses.replace(config.smtp, security_alerts_to="secops@example.com")
+    mfa = Mfa(settings=dataclasses.replace(config, smtp=smtp).core, store=store, keyring=keyring, clock=wa.clock)
+    try:
+        vpn = Vpn(*await radius("challenge"))
+        await prompted(vpn, "alice")
+        [pending] = await mfa.approvals.list_pending(alice)
+        assert await mfa.approvals.deny(alice, pending.approval_id, PAGE) is Decided.DENIED
+        await mfa.approvals.report(alice, PAGE)
+        [mail] = await queued_mails(wa)
+        assert mail.to == "secops@example.com"
+        assert "alice locked their account" in mail.subject
+        assert "mfactl lockout reset alice" in mail.text and "--user alice --event approval" in mail.text
+        assert [e.event.outcome for e in await wa.audit("approval_reported_notice")] == ["queued"]
+        # Locked already: locking again tells nobody twice.
+        await mfa.approvals.report(alice, PAGE)
+        assert len(await queued_mails(wa)) == 1
+        assert await mfa.reset_lockout("alice", actor="admin")
+        await mfa.approvals.report(alice, PAGE)
+        assert len(await queued_mails(wa)) == 2
+    finally:
+        mfa.close()
