@@ -79,6 +79,10 @@ def _mail_address(value: Any) -> str | None:
     return None
 
 
+def _optional_mail_address(value: Any) -> str | None:
+    return None if value == "" else _mail_address(value)
+
+
 def _network(value: Any) -> str | None:
     try:
         ipaddress.ip_network(value, strict=False)
@@ -236,6 +240,8 @@ class SmtpSettings:
     password: str | None = field(default=None, repr=False)
     password_file: str | None = None
     sender: str = field(default=_CODES.sender, metadata=check(_mail_address))
+    #: Administrators' address for security events (docs/approval.md); empty: none.
+    security_alerts_to: str = field(default="", metadata=check(_optional_mail_address))
     site_name: str = field(default=_CODES.site_name, metadata=check(short_text))
     timeout_seconds: float = field(default=_OUTBOX.timeout_seconds, metadata=check(positive))
     code_digits: int = field(default=_CODES.code_digits, metadata=check(between(6, 8)))
@@ -252,7 +258,8 @@ class SmtpSettings:
     def email_codes(self) -> EmailCodeSettings:
         return EmailCodeSettings(sender=self.sender, site_name=self.site_name, code_digits=self.code_digits,
                                  code_ttl_seconds=self.code_ttl_seconds, code_tries=self.code_tries,
-                                 resend_seconds=self.resend_seconds, hourly_limit=self.hourly_limit)
+                                 resend_seconds=self.resend_seconds, hourly_limit=self.hourly_limit,
+                                 security_alerts_to=self.security_alerts_to)
 
     @property
     def outbox(self) -> OutboxSettings:
@@ -277,6 +284,8 @@ class PolicySettings:
     roles_need_passkey: bool = False
     #: RADIUS hold mode may be used by clients that set approval_hold_seconds (docs/approval.md).
     approval_hold: bool = True
+    approval_with_totp: bool = False
+    approval_email_notice: bool = False
 
     def to_policy(self) -> Policy:
         return Policy(mfa_required=self.mfa_required, allowed_methods=frozenset(self.allowed_methods),
@@ -285,7 +294,9 @@ class PolicySettings:
                       sensitive_reauth_seconds=self.sensitive_reauth_seconds,
                       require_backup_method=self.require_backup_method,
                       enrolment_proof=self.enrolment_proof, email_recovery=self.email_recovery,
-                      roles_need_passkey=self.roles_need_passkey, approval_hold=self.approval_hold)
+                      roles_need_passkey=self.roles_need_passkey, approval_hold=self.approval_hold,
+                      approval_with_totp=self.approval_with_totp,
+                      approval_email_notice=self.approval_email_notice)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -507,7 +518,8 @@ class Config:
         """The core's sections, built from this file's."""
         return CoreSettings(passwords=self.passwords, users=self.users, totp=self.totp, limits=self.limits,
                             webauthn=self.webauthn, email_codes=self.smtp.email_codes,
-                            initial_policy=self.policy.to_policy(), session_ttl_seconds=self.grpc.session_ttl_seconds)
+                            initial_policy=self.policy.to_policy(), session_ttl_seconds=self.grpc.session_ttl_seconds,
+                            approve_url=self.portal.approve_url)
 
 
 #: TOML keys that are Python keywords or clearer under another field name.

@@ -67,6 +67,8 @@ KNOWN_VALUES: dict[tuple[str, str], set[str]] = {
     ("mfad_verifications", "result"): {"accepted", "refused", "locked"} | {r.value for r in Reason},
     ("mfad_verifications", "method"): {m.value for m in Method} | {"password"},
     ("mfad_webauthn_clone_warnings", "method"): {m.value for m in Method},
+    # mfad.core.approval's results (docs/approval.md)
+    ("mfad_approvals", "result"): {"requested", "approved", "wrong_number", "denied", "reported", "used", "refused"},
 }
 
 
@@ -106,6 +108,7 @@ def _touched_registry() -> CollectorRegistry:
     core = CorePrometheusMetrics(registry)
     core.verification("radius", "totp", "accepted", 0.01)
     core.clone_warning("passkey")
+    core.approval("reported")
     core.registration("passkey", "ok")
     core.lockout()
     core.rate_limited("locked")

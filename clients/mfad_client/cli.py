@@ -121,7 +121,9 @@ def _policy_lines(p: t.Policy) -> list[str]:
             f"enrolment_proof:          {p.enrolment_proof}",
             f"email_recovery:           {str(p.email_recovery).lower()}",
             f"roles_need_passkey:       {str(p.roles_need_passkey).lower()}",
-            f"approval_hold:            {str(p.approval_hold).lower()}"]
+            f"approval_hold:            {str(p.approval_hold).lower()}",
+            f"approval_with_totp:       {str(p.approval_with_totp).lower()}",
+            f"approval_email_notice:    {str(p.approval_email_notice).lower()}"]
 
 
 def _audit_line(e: t.AuditEvent) -> str:
@@ -398,7 +400,8 @@ async def policy_set(c: MfadClient, a: argparse.Namespace, out: Output) -> int:
     changes = {name: getattr(a, name) for name in ("mfa_required", "allowed_methods", "self_service",
                                                     "remember_device", "remember_days", "sensitive_reauth_seconds",
                                                     "require_backup_method", "enrolment_proof", "email_recovery",
-                                                    "roles_need_passkey", "approval_hold")}
+                                                    "roles_need_passkey", "approval_hold", "approval_with_totp",
+                                                    "approval_email_notice")}
     if all(v is None for v in changes.values()):
         raise UsageError("policy set: give at least one setting to change (see mfactl policy set --help)")
     if changes["mfa_required"] is not None:
@@ -882,6 +885,10 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
                         "changes need a passkey step-up")
     p.add_argument("--approval-hold", type=_bool, metavar="BOOL",
                    help="allow RADIUS hold mode for clients with approval_hold_seconds (docs/approval.md)")
+    p.add_argument("--approval-with-totp", type=_bool, metavar="BOOL",
+                   help="the Approve sign-in page may take a TOTP code instead of a passkey")
+    p.add_argument("--approval-email-notice", type=_bool, metavar="BOOL",
+                   help="mail users that a sign-in waits for their approval (a link only; one per 15 minutes)")
 
     rule = policy.add_parser("rule", help="group rules on top of the global policy (first match wins)",
                              parents=[common]).add_subparsers(dest="rule_command", required=True, metavar="COMMAND")

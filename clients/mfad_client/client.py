@@ -146,7 +146,9 @@ def _policy(m: pb.Policy) -> t.Policy:
                     require_backup_method=m.require_backup_method,
                     enrolment_proof=_PROOF_BACK.get(m.enrolment_proof, t.EnrolmentProof.NONE),
                     email_recovery=m.email_recovery,
-                    roles_need_passkey=m.roles_need_passkey, approval_hold=m.approval_hold)
+                    roles_need_passkey=m.roles_need_passkey, approval_hold=m.approval_hold,
+                    approval_with_totp=m.approval_with_totp,
+                    approval_email_notice=m.approval_email_notice)
 
 
 def _rule(m: pb.PolicyRule) -> t.PolicyRule:
@@ -360,19 +362,33 @@ class Enrollment:
                          lost_device_ids=tuple(m.lost_device_ids), email_recovery=m.email_recovery)
 
     async def pending_approvals(self, session: str) -> tuple[t.PendingApproval, ...]:
+        return (await self.approvals(session)).approvals
+
+    async def approvals(self, session: str) -> t.PendingApprovals:
+        """The session user's waiting sign-ins and how they may approve them."""
         m = await self._call(self._stub.ListPendingApprovals, pb.ListPendingApprovalsRequest(), session=session)
-        return tuple(t.PendingApproval(id=a.id, client=a.client, source=a.source, protocol=a.protocol,
-                                       created_at=_time(a.created_at, a.HasField("created_at")),
-                                       expires_at=_time(a.expires_at, a.HasField("expires_at")),
-                                       choices=tuple(a.choices), held=a.held) for a in m.approvals)
+        pending = tuple(t.PendingApproval(id=a.id, client=a.client, source=a.source, protocol=a.protocol,
+                                          created_at=_time(a.created_at, a.HasField("created_at")),
+                                          expires_at=_time(a.expires_at, a.HasField("expires_at")),
+                                          choices=tuple(a.choices), held=a.held) for a in m.approvals)
+        return t.PendingApprovals(approvals=pending, proof_methods=_methods(m.proof_methods))
 
     async def approve(self, session: str, approval_id: str, number: int, *, challenge_id: str, assertion_json: str,
-                      client: t.ClientInfo | None = None) -> t.ApprovalOutcome:
+                      client: t.ClientInfo | None = None, code: str = "") -> t.ApprovalOutcome:
         """Approve a pending sign-in: the number its prompt shows and a passkey assertion for a
-        step-up challenge of this session (``auth.verify_sensitive(..., operation="approve_signin")``)."""
+        step-up challenge of this session (``auth.verify_sensitive(..., operation="approve_signin")``).
+        (``code`` is sent as well when given; mfad refuses a decision with both.)"""
         return await self._decide(session, pb.DecideApprovalRequest(
             approval_id=approval_id, decision=pb.APPROVAL_DECISION_APPROVE, number=number, challenge_id=challenge_id,
-            assertion_json=assertion_json, client=_client(client)))
+            assertion_json=assertion_json, client=_client(client), code=code))
+
+    async def approve_with_code(self, session: str, approval_id: str, number: int, code: str, *,
+                                client: t.ClientInfo | None = None) -> t.ApprovalOutcome:
+        """Approve a pending sign-in with the number and a TOTP code (where the policy's
+        ``approval_with_totp`` allows it; PERMISSION_DENIED otherwise)."""
+        return await self._decide(session, pb.DecideApprovalRequest(
+            approval_id=approval_id, decision=pb.APPROVAL_DECISION_APPROVE, number=number, code=code,
+            client=_client(client)))
 
     async def deny(self, session: str, approval_id: str, *, client: t.ClientInfo | None = None) -> t.ApprovalOutcome:
         """"This wasn't me": the sign-in is refused."""
@@ -619,7 +635,9 @@ class Admin:
                          sensitive_reauth_seconds: int | None = None,
                          require_backup_method: bool | None = None,
                          enrolment_proof: t.EnrolmentProof | None = None, email_recovery: bool | None = None,
-                         roles_need_passkey: bool | None = None, approval_hold: bool | None = None) -> t.Policy:
+                         roles_need_passkey: bool | None = None, approval_hold: bool | None = None,
+                         approval_with_totp: bool | None = None,
+                         approval_email_notice: bool | None = None) -> t.Policy:
         """Change the given fields; the others keep their values."""
         request = pb.SetPolicyRequest()
         if enrolment_proof is not None:
@@ -632,7 +650,8 @@ class Admin:
             "self_service": self_service, "remember_device": remember_device, "remember_days": remember_days,
             "sensitive_reauth_seconds": sensitive_reauth_seconds, "require_backup_method": require_backup_method,
             "email_recovery": email_recovery, "roles_need_passkey": roles_need_passkey,
-            "approval_hold": approval_hold}
+            "approval_hold": approval_hold,
+            "approval_with_totp": approval_with_totp, "approval_email_notice": approval_email_notice}
         for name, value in optional.items():
             if value is not None:
                 setattr(request, name, value)

@@ -256,6 +256,8 @@ class Policy:
     email_recovery: bool = False
     roles_need_passkey: bool = False
     approval_hold: bool = True
+    approval_with_totp: bool = False
+    approval_email_notice: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -479,6 +481,15 @@ class ApprovalStatus(StrEnum):
     USED = "used"
     REFUSED = "refused"
     EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingApprovals:
+    """The Approve sign-in page's listing."""
+
+    approvals: tuple[PendingApproval, ...]
+    #: PASSKEY, and TOTP where the policy lets the page take a TOTP code.
+    proof_methods: tuple[Method, ...]
 
 
 class ApprovalOutcome(StrEnum):

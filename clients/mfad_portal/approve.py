@@ -4,7 +4,8 @@ showed "approve this sign-in at … and choose 47"), docs/approval.md.
 For each one the page shows where and when it comes from and three numbers; the user picks
 the one their VPN shows and confirms with their passkey — a fresh assertion for a step-up
 challenge of this session, handed to mfad together with the number in one
-``DecideApproval``. **Deny — this wasn't me** refuses it, and then offers to lock the
+``DecideApproval`` — or, where mfad says the policy allows it (``proof_methods``), a code
+from their authenticator app typed on the page (a plain form, no JavaScript). **Deny — this wasn't me** refuses it, and then offers to lock the
 account (mfad audits it for the administrators). mfad decides everything: which numbers,
 whether the number and the passkey are right, whether the approval is still open.
 """
@@ -29,9 +30,12 @@ OPERATION = "approve_signin"
 APPROVED = N_("Approved. Go back to your VPN and press Enter to finish signing in.")
 NOT_APPROVED = N_("The sign-in was not approved: the number or the passkey did not match, or it expired. "
                   "If it was you, start the sign-in again.")
+NOT_APPROVED_CODE = N_("The sign-in was not approved: the number or the code did not match, or it expired. "
+                       "If it was you, wait for the next code and try again.")
 DENIED = N_("The sign-in is refused.")
 LOCKED = N_("Your account is locked and your administrator is told. Ask them to unlock it when it is safe.")
 CHOOSE = N_("Choose the number your VPN shows.")
+ENTER_CODE = N_("Enter the code from your authenticator app.")
 
 
 def routes(portal: Portal) -> list[Route]:
@@ -42,6 +46,7 @@ def routes(portal: Portal) -> list[Route]:
         r(PAGE, "approve", show, "GET"),
         r(f"{PAGE}/passkey/options", "approve_options", passkey_options),
         r(f"{PAGE}/passkey", "approve_passkey", approve),
+        r(f"{PAGE}/code", "approve_code", approve_code),
         r(f"{PAGE}/deny", "approve_deny", deny),
         r(f"{PAGE}/lock", "approve_lock", lock),
     ]
@@ -54,10 +59,11 @@ async def show(ctx: Ctx) -> Response:
 
 async def page(ctx: Ctx, error: str = "", status: int = 200) -> Response:
     try:
-        pending = await ctx.portal.client.enrollment.pending_approvals(step_up.token(ctx))
+        listing = await ctx.portal.client.enrollment.approvals(step_up.token(ctx))
     except ClientError as exc:
         return await ctx.failure("approve", exc)
-    return ctx.render("approve.html", status=status, error=error, pending=pending)
+    return ctx.render("approve.html", status=status, error=error, pending=listing.approvals,
+                      with_code=Method.TOTP in listing.proof_methods)
 
 
 async def passkey_options(ctx: Ctx) -> Response:
@@ -106,6 +112,26 @@ async def approve(ctx: Ctx) -> Response:
         return JSONResponse({"error": ctx.t(NOT_APPROVED)}, status_code=400)
     ctx.session.flash = APPROVED
     return JSONResponse({"redirect": PAGE})
+
+
+async def approve_code(ctx: Ctx) -> Response:
+    """The number and a TOTP code, as a plain form (mfad checks the policy, the code and the number)."""
+    approval_id, number = await ctx.field("approval_id"), await ctx.field("number")
+    code = (await ctx.field("code")).strip()
+    if not approval_id or len(approval_id) > 64:
+        raise BadRequest(400)
+    if not (number.isascii() and number.isdigit() and len(number) == 2):
+        return await page(ctx, CHOOSE, 400)
+    if not (code.isascii() and code.isdigit() and len(code) <= 10):  # mfad checks the rest
+        return await page(ctx, ENTER_CODE, 400)
+    try:
+        outcome = await ctx.portal.client.enrollment.approve_with_code(
+            step_up.token(ctx), approval_id, int(number), code, client=ctx.client_info())
+    except ClientError as exc:
+        return await ctx.failure("approve", exc)
+    if outcome is not ApprovalOutcome.APPROVED:
+        return await page(ctx, NOT_APPROVED_CODE, 400)
+    return ctx.redirect(PAGE, APPROVED)
 
 
 async def deny(ctx: Ctx) -> Response:

@@ -65,6 +65,11 @@ FIELDS = (
     Field("roles_need_passkey", N_("Console needs a passkey"),
           N_("Administrators, helpdesk and auditors can use the console only after signing in with a passkey, "
              "and confirm sensitive changes with it."), "flag"),
+    Field("approval_with_totp", N_("Approve sign-ins with a TOTP code"),
+          N_("The Approve sign-in page also takes a code from the authenticator app instead of a passkey."), "flag"),
+    Field("approval_email_notice", N_("Mail that an approval is waiting"),
+          N_("Users get a mail linking to the Approve sign-in page when a sign-in waits for them "
+             "(at most one every 15 minutes; it cannot approve anything)."), "flag"),
 )
 #: How a refused choice is worded, by field.
 BAD_CHOICE = {"mfa_required": N_("Choose all, enrolled or off for MFA required."),
@@ -89,7 +94,9 @@ def as_text(p: t.Policy) -> dict[str, str]:
             "remember_days": str(p.remember_days), "sensitive_reauth_seconds": str(p.sensitive_reauth_seconds),
             "require_backup_method": str(p.require_backup_method).lower(),
             "enrolment_proof": p.enrolment_proof.value,
-            "email_recovery": str(p.email_recovery).lower(), "roles_need_passkey": str(p.roles_need_passkey).lower()}
+            "email_recovery": str(p.email_recovery).lower(), "roles_need_passkey": str(p.roles_need_passkey).lower(),
+            "approval_with_totp": str(p.approval_with_totp).lower(),
+            "approval_email_notice": str(p.approval_email_notice).lower()}
 
 
 def read_form(form: Mapping[str, str]) -> dict[str, str]:

@@ -217,7 +217,9 @@ def policy(p: Policy) -> pb.Policy:
                      remember_days=p.remember_days, sensitive_reauth_seconds=p.sensitive_reauth_seconds,
                      require_backup_method=p.require_backup_method,
                      enrolment_proof=ENROLMENT_PROOF_TO_PB[p.enrolment_proof], email_recovery=p.email_recovery,
-                     roles_need_passkey=p.roles_need_passkey, approval_hold=p.approval_hold)
+                     roles_need_passkey=p.roles_need_passkey, approval_hold=p.approval_hold,
+                     approval_with_totp=p.approval_with_totp,
+                     approval_email_notice=p.approval_email_notice)
 
 
 def policy_rule(r: PolicyRule) -> pb.PolicyRule:

@@ -4,7 +4,9 @@ A passkey cannot be typed at a VPN prompt. Instead the sign-in's challenge offer
 ``approval`` method: :class:`ApprovalVerifier` ``start`` makes the user's one pending
 approval with a two-digit number that the transport shows ("approve at … and choose
 47"); on the portal's Approve sign-in page the user picks that number among three and
-proves it is them with a fresh passkey assertion (user verification required), and
+proves it is them with a fresh passkey assertion (user verification required) — or, where
+the policy's ``approval_with_totp`` allows, a TOTP code (spent by the replay guard, a wrong
+one counted as a failure, like any code of a step-up) — and
 :class:`ApprovalService` records the decision; the sign-in then takes the approval
 through the ordinary ``SignInService.complete`` (``verify``): accepted once approved,
 *pending* — neither a failure nor a spent try — while it waits.
@@ -47,8 +49,10 @@ from mfad.core.clock import Clock
 from mfad.core.approval_waits import ApprovalWaiters
 from mfad.core.errors import InvalidInput, PermissionDenied
 from mfad.core.model import AuditEvent, Challenge, Method, User
-from mfad.core.ports import AuditStore
+from mfad.core.policy import PolicyService
+from mfad.core.ports import AuditStore, DeviceStore
 from mfad.core.signin import SignInService
+from mfad.core.totp import check_code_input
 from mfad.core.verification import Attempt, ChallengeStarted, MethodOutcome, Reason, VerifyContext, challenge_hash
 
 #: Two digits: easy to read off a VPN prompt and to find among three on a phone; one
@@ -72,7 +76,7 @@ class NullApprovalMetrics:
         pass
 
 
-class ApprovalServiceStore(ApprovalStore, AuditStore, Protocol):
+class ApprovalServiceStore(ApprovalStore, AuditStore, DeviceStore, Protocol):
     """The store as the approval service uses it."""
 
     async def load_challenge(self, id_hash: str) -> Challenge | None: ...
@@ -186,7 +190,8 @@ class ApprovalVerifier:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Proof:
     """The user's fresh proof on the page: a passkey assertion (user verification required)
-    for a challenge opened for it (a step-up challenge of the same user)."""
+    for a challenge opened for it (a step-up challenge of the same user), or a TOTP code
+    (``challenge_id`` unused: the service opens the step-up itself)."""
 
     method: Method
     response: str
@@ -197,12 +202,22 @@ class ApprovalService:
     """What the Approve sign-in page does, on behalf of a signed-in user."""
 
     def __init__(self, *, store: ApprovalServiceStore, clock: Clock, signin: SignInService,
-                 metrics: ApprovalMetrics, waiters: ApprovalWaiters) -> None:
+                 metrics: ApprovalMetrics, waiters: ApprovalWaiters, policy: PolicyService | None = None) -> None:
         self._store = store
         self._clock = clock
         self._signin = signin
         self._metrics = metrics
         self.waiters = waiters
+        self._policy = policy
+
+    async def proof_methods(self, user: User) -> frozenset[Method]:
+        """How ``user`` may prove an approval on the page: a passkey; also a TOTP code when
+        the policy's ``approval_with_totp`` is on and the user has an active TOTP device."""
+        if self._policy is None or not (await self._policy.current()).approval_with_totp:
+            return frozenset({Method.PASSKEY})
+        devices = await self._store.load_devices(user.id)
+        has_totp = any(d.method is Method.TOTP and d.is_active for d in devices)
+        return frozenset({Method.PASSKEY, Method.TOTP}) if has_totp else frozenset({Method.PASSKEY})
 
     async def list_pending(self, user: User) -> list[PendingSignIn]:
         found = await self._store.list_open_approvals(user.id, self._clock.now())
@@ -286,8 +301,13 @@ class ApprovalService:
     async def approve(self, user: User, approval_id: str, number: int, proof: Proof, attempt: Attempt) -> Decided:
         """Approve the user's pending sign-in ``approval_id`` if ``number`` is the one its
         prompt shows and ``proof`` verifies. A wrong number refuses the sign-in for good."""
-        if proof.method is not Method.PASSKEY:
-            raise InvalidInput("method", "an approval is proven with a passkey")
+        if proof.method not in (Method.PASSKEY, Method.TOTP):
+            raise InvalidInput("method", "an approval is proven with a passkey or a TOTP code")
+        if proof.method is Method.TOTP and (self._policy is None
+                                            or not (await self._policy.current()).approval_with_totp):
+            raise PermissionDenied("the policy does not allow approving a sign-in with a TOTP code")
+        if proof.method is Method.TOTP:
+            check_code_input(proof.response)  # before anything is read or opened
         approval = await self._open(user, approval_id, attempt)
         if approval is None:
             return Decided.REFUSED
@@ -348,5 +368,11 @@ class ApprovalService:
         return approval
 
     async def _proven(self, user: User, proof: Proof, attempt: Attempt) -> bool:
-        done = await self._signin.complete(proof.challenge_id, proof.method, proof.response, attempt)
+        challenge_id = proof.challenge_id
+        if proof.method is Method.TOTP:  # a step-up of one TOTP code: replay guard, failures, audit
+            opened = await self._signin.open_step_up(user.username, Method.TOTP, attempt)
+            if opened.challenge_id is None:
+                return False
+            challenge_id = opened.challenge_id
+        done = await self._signin.complete(challenge_id, proof.method, proof.response, attempt)
         return done.accepted and done.user is not None and done.user.id == user.id

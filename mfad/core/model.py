@@ -205,6 +205,10 @@ class Policy:
     #: ``approval_hold_seconds`` may keep a request unanswered until it is approved. It
     #: gives up number matching; False forbids it everywhere.
     approval_hold: bool = True
+    #: The Approve sign-in page may take a TOTP code instead of a passkey (docs/approval.md).
+    approval_with_totp: bool = False
+    #: Mail the user's security email that a sign-in waits for approval (a link, never an approval).
+    approval_email_notice: bool = False
 
     def allows(self, method: Method) -> bool:
         return method in self.allowed_methods

@@ -195,7 +195,8 @@ def _describe(p: Policy) -> str:
             f"sensitive_reauth_seconds={p.sensitive_reauth_seconds} "
             f"require_backup_method={p.require_backup_method} enrolment_proof={p.enrolment_proof} "
             f"email_recovery={p.email_recovery} roles_need_passkey={p.roles_need_passkey} "
-            f"approval_hold={p.approval_hold}")
+            f"approval_hold={p.approval_hold} approval_with_totp={p.approval_with_totp} "
+            f"approval_email_notice={p.approval_email_notice}")
 
 
 #: One line per policy field saying what it does (the console and ``mfactl policy get`` show them).
@@ -216,6 +217,9 @@ FIELD_HELP: dict[str, str] = {
                            "passkey step-up for sensitive changes"),
     "approval_hold": ("whether RADIUS clients with approval_hold_seconds may hold a sign-in unanswered "
                       "until the user approves it on the portal (no number matching)"),
+    "approval_with_totp": "whether the Approve sign-in page also takes a TOTP code instead of a passkey",
+    "approval_email_notice": ("whether users get a mail linking to the Approve sign-in page when a sign-in "
+                              "waits for them (at most one every 15 minutes)"),
 }
 
 

@@ -323,6 +323,29 @@ class EnrolmentCodeStore(Protocol):
         """Spend a try of the user's live code (a conditional update, before comparing); on a
         match mark it used and clear the session's owed proof, with ``audit``, in one
         transaction; a refusal commits the spent try with ``refusal_audit``."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalNotice:
+    """The mail telling a user a sign-in waits for approval (``mfad.core.approval_notice``):
+    ``seal(message_id)`` → the sealed body (its AAD names the outbox row),
+    ``audit(message_id)`` → the rows recording it."""
+
+    seal: Callable[[int], str]
+    expires_at: datetime
+    audit: Callable[[int], Sequence[AuditEvent]]
+
+
+class ApprovalNoticeStore(Protocol):
+    """The store's part for that mail (``mfad.store.approval_notice``)."""
+
+    async def queue_approval_notice(self, user_id: UserId, now: datetime, last_before: datetime,
+                                    notice: ApprovalNotice) -> int | None:
+        """Queue ``notice`` in the outbox with its audit rows — if the user's last approval
+        notice was queued before ``last_before`` (or never): that time moves to ``now`` by one
+        conditional upsert in the same transaction. The message id, or None (nothing written)."""
+        ...
+
+    async def queue_notice(self, user_id: UserId, now: datetime, notice: ApprovalNotice) -> int:
+        """Queue ``notice`` (about ``user_id``) in the outbox with its audit rows; the message id."""
         ...
 
 
@@ -347,7 +370,7 @@ class PolicyRuleStore(Protocol):
 
 class Store(AuditStore, UserStore, DeviceStore, RetentionStore, SealedSecretStore, SignInStore, PolicyStore,
             CallerStore, SessionStore, WebauthnStore, EmailStore, ReplyStore, RecoveryStore, DirectoryUserStore,
-            PolicyRuleStore, ApprovalStore, SignedClientStore, EnrolmentCodeStore, Protocol):
+            PolicyRuleStore, ApprovalStore, SignedClientStore, EnrolmentCodeStore, ApprovalNoticeStore, Protocol):
     """The whole store, as the engines implement it; each service is typed to its slices."""
 
     engine: str

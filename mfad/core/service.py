@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable, Mapping
 
 from mfad.core.admin import AdminService
-from mfad.core.approval import ApprovalMetrics, ApprovalService, ApprovalVerifier, NullApprovalMetrics
+from mfad.core.approval import ApprovalMetrics, ApprovalService, NullApprovalMetrics
 from mfad.core.approval_waits import ApprovalWaiters
+from mfad.core.approval_notice import NoticingApprovalVerifier, ReportingApprovalService
 from mfad.core.callers import CallerService
 from mfad.core.clock import Clock, SystemClock
 from mfad.core.devices import DeviceService
@@ -86,11 +87,13 @@ class Mfa:
         self.signin.register_usernameless(PasskeyVerifier(self.webauthn))
         self.signin.register(U2fVerifier(self.webauthn))
         approval_metrics = self.metrics if isinstance(self.metrics, ApprovalMetrics) else NullApprovalMetrics()
-        self.signin.register(ApprovalVerifier(store, approval_metrics))
         self.enrolment = EnrolmentService(store=store, keyring=keyring, clock=self.clock, users=self.users,
                                           email=self.email)
-        self.approvals = ApprovalService(store=store, clock=self.clock, signin=self.signin, metrics=approval_metrics,
-                                         waiters=ApprovalWaiters(store))
+        self.signin.register(NoticingApprovalVerifier(store, approval_metrics, keyring=keyring, email=self.email,
+                                                      approve_url=settings.approve_url))
+        self.approvals: ApprovalService = ReportingApprovalService(
+            store=store, clock=self.clock, signin=self.signin, metrics=approval_metrics,
+            waiters=ApprovalWaiters(store), policy=self.policy, keyring=keyring, email=self.email)
         self.selfservice = SelfService(store=store, clock=self.clock, policy=self.policy, signin=self.signin,
                                        devices=self.devices, recovery=self.recovery, enrolment=self.enrolment,
                                        session_ttl_seconds=settings.session_ttl_seconds,

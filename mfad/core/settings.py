@@ -168,6 +168,9 @@ class EmailCodeSettings:
     code_tries: int = 3
     resend_seconds: int = 60
     hourly_limit: int = 10
+    #: Where mail about security events goes (a user locked their account after denying a
+    #: sign-in they did not start); empty: no such mail (the audit log and alerts remain).
+    security_alerts_to: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -198,3 +201,6 @@ class CoreSettings:
     initial_policy: Policy = field(default_factory=Policy)
     #: Lifetime of a signed-in user's session for self-service calls.
     session_ttl_seconds: int = 900
+    #: The portal's Approve sign-in page, linked from the "an approval is waiting" mail
+    #: (None: no portal is known, no such mail).
+    approve_url: str | None = None

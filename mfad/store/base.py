@@ -67,9 +67,11 @@ from mfad.store.sql import (
 )
 from mfad.store.enrolment import EnrolmentSql
 from mfad.store.webauthn import WebauthnSql
+from mfad.store.approval_notice import ApprovalNoticeSql
 
 
-class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, DirectorySql, ApprovalSql, EnrolmentSql):
+class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, DirectorySql, ApprovalSql, EnrolmentSql,
+               ApprovalNoticeSql):
     """The core's Store over an engine's ``transaction()`` and ``read()`` primitives."""
 
     async def append_audit(self, now: datetime, events: Sequence[AuditEvent]) -> None:
@@ -504,7 +506,9 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, Direct
                       enrolment_proof=EnrolmentProof(row["enrolment_proof"]),
                       email_recovery=bool(row["email_recovery"]),
                       roles_need_passkey=bool(row["roles_need_passkey"]),
-                      approval_hold=bool(row["approval_hold"]))
+                      approval_hold=bool(row["approval_hold"]),
+                      approval_with_totp=bool(row["approval_with_totp"]),
+                      approval_email_notice=bool(row["approval_email_notice"]))
 
     async def save_policy(self, policy: Policy, now: datetime, audit: Sequence[AuditEvent], *,
                           only_if_absent: bool = False, revoke_remembered: bool = False) -> bool:
@@ -515,7 +519,8 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, Direct
                   "require_backup_method": int(policy.require_backup_method),
                   "enrolment_proof": policy.enrolment_proof.value, "email_recovery": int(policy.email_recovery),
                   "roles_need_passkey": int(policy.roles_need_passkey), "approval_hold": int(policy.approval_hold),
-                  "updated_at": now.timestamp()}
+                  "approval_with_totp": int(policy.approval_with_totp),
+                  "approval_email_notice": int(policy.approval_email_notice), "updated_at": now.timestamp()}
         conflict = "DO NOTHING" if only_if_absent else (
             "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in values))
         placeholders = ", ".join(f"${n}" for n in range(1, len(values) + 1))

@@ -74,6 +74,7 @@ async def test_an_admin_changes_the_policy_with_step_up_creates_a_user_and_a_tok
     await tab.shot("console-policy")
     await page.get_by_label("Remember for (days)").fill("14")
     await page.get_by_label("Require a backup method").check()
+    await page.get_by_label("Approve sign-ins with a TOTP code").check()
     await page.get_by_role("button", name="Review the change").click()
     assert await tab.heading() == "Confirm the policy change"
     await expect(page.get_by_role("row", name="Remember for (days) 7 14")).to_be_visible()
@@ -85,6 +86,7 @@ async def test_an_admin_changes_the_policy_with_step_up_creates_a_user_and_a_tok
     await expect(page.get_by_role("status")).to_have_text("The policy is changed.")
     changed = await s.admin.admin.get_policy()
     assert changed.remember_days == 14 and changed.require_backup_method
+    assert changed.approval_with_totp and not changed.approval_email_notice
     changes = (await s.admin.admin.query_audit(event="policy_changed")).events
     assert [e.actor for e in changes if e.actor.startswith("user:")] == ["user:root"]
 

@@ -284,7 +284,7 @@ async def test_policy_round_trip(store: Store, clock: Any) -> None:
     now = clock.now()
     assert await store.load_policy() is None
     first = Policy(mfa_required=MfaRequired.ENROLLED, allowed_methods=frozenset({Method.TOTP, Method.PASSKEY}),
-                   remember_device=True, remember_days=30)
+                   remember_device=True, remember_days=30, approval_with_totp=True, approval_email_notice=True)
     assert await store.save_policy(first, now, [event("policy_changed")], only_if_absent=True)
     assert not await store.save_policy(Policy(), now, [event("policy_changed")], only_if_absent=True)
     assert await store.load_policy() == first

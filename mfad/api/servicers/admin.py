@@ -262,7 +262,8 @@ class AdminServicer(U2fAdmin, pb_grpc.AdminServicer):
                                     for m in request.allowed_methods.methods}
             changes["allowed_methods"] = frozenset(methods)
         for name in ("self_service", "remember_device", "remember_days", "sensitive_reauth_seconds",
-                     "require_backup_method", "email_recovery", "roles_need_passkey", "approval_hold"):
+                     "require_backup_method", "email_recovery", "roles_need_passkey", "approval_hold",
+                     "approval_with_totp", "approval_email_notice"):
             if request.HasField(name):
                 changes[name] = getattr(request, name)
         if request.HasField("enrolment_proof"):

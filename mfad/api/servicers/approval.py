@@ -47,17 +47,16 @@ class ApprovalEnrollment:
                                    context: Context) -> pb.ListPendingApprovalsResponse:
         user = await self._approver(context)
         pending = await self._mfa.approvals.list_pending(user)
-        return pb.ListPendingApprovalsResponse(approvals=[pending_approval(p) for p in pending])
+        proofs = await self._mfa.approvals.proof_methods(user)
+        return pb.ListPendingApprovalsResponse(approvals=[pending_approval(p) for p in pending],
+                                               proof_methods=sorted(convert.METHOD_TO_PB[m] for m in proofs))
 
     async def DecideApproval(self, request: pb.DecideApprovalRequest, context: Context) -> pb.DecideApprovalResponse:
         user = await self._approver(context)
         where = attempt(request.client)
         approvals = self._mfa.approvals
         if request.decision == pb.APPROVAL_DECISION_APPROVE:
-            if not request.challenge_id or not request.assertion_json:
-                raise InvalidInput("assertion_json", "an approval needs the passkey step-up's challenge and assertion")
-            proof = Proof(method=Method.PASSKEY, challenge_id=request.challenge_id, response=request.assertion_json)
-            decided = await approvals.approve(user, request.approval_id, request.number, proof, where)
+            decided = await approvals.approve(user, request.approval_id, request.number, _proof(request), where)
         elif request.decision == pb.APPROVAL_DECISION_DENY:
             decided = await approvals.deny(user, request.approval_id, where)
         elif request.decision == pb.APPROVAL_DECISION_LOCK_ACCOUNT:
@@ -66,3 +65,15 @@ class ApprovalEnrollment:
         else:
             raise InvalidInput("decision", "must be APPROVE, DENY or LOCK_ACCOUNT")
         return pb.DecideApprovalResponse(outcome=_OUTCOME[decided])
+
+
+def _proof(request: pb.DecideApprovalRequest) -> Proof:
+    """A passkey assertion for its step-up challenge, or a TOTP code (never both)."""
+    if request.code:
+        if request.challenge_id or request.assertion_json:
+            raise InvalidInput("code", "give a TOTP code or a passkey assertion, not both")
+        return Proof(method=Method.TOTP, response=request.code)
+    if not request.challenge_id or not request.assertion_json:
+        raise InvalidInput("assertion_json", "an approval needs the passkey step-up's challenge and assertion, "
+                                             "or a TOTP code")
+    return Proof(method=Method.PASSKEY, challenge_id=request.challenge_id, response=request.assertion_json)

@@ -749,26 +749,30 @@ class PendingApproval(_message.Message):
     def __init__(self, id: _Optional[str] = ..., client: _Optional[str] = ..., source: _Optional[str] = ..., protocol: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., choices: _Optional[_Iterable[int]] = ..., held: _Optional[bool] = ...) -> None: ...
 
 class ListPendingApprovalsResponse(_message.Message):
-    __slots__ = ("approvals",)
+    __slots__ = ("approvals", "proof_methods")
     APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    PROOF_METHODS_FIELD_NUMBER: _ClassVar[int]
     approvals: _containers.RepeatedCompositeFieldContainer[PendingApproval]
-    def __init__(self, approvals: _Optional[_Iterable[_Union[PendingApproval, _Mapping]]] = ...) -> None: ...
+    proof_methods: _containers.RepeatedScalarFieldContainer[Method]
+    def __init__(self, approvals: _Optional[_Iterable[_Union[PendingApproval, _Mapping]]] = ..., proof_methods: _Optional[_Iterable[_Union[Method, str]]] = ...) -> None: ...
 
 class DecideApprovalRequest(_message.Message):
-    __slots__ = ("approval_id", "decision", "number", "challenge_id", "assertion_json", "client")
+    __slots__ = ("approval_id", "decision", "number", "challenge_id", "assertion_json", "client", "code")
     APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     CHALLENGE_ID_FIELD_NUMBER: _ClassVar[int]
     ASSERTION_JSON_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
     approval_id: str
     decision: ApprovalDecision
     number: int
     challenge_id: str
     assertion_json: str
     client: ClientInfo
-    def __init__(self, approval_id: _Optional[str] = ..., decision: _Optional[_Union[ApprovalDecision, str]] = ..., number: _Optional[int] = ..., challenge_id: _Optional[str] = ..., assertion_json: _Optional[str] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
+    code: str
+    def __init__(self, approval_id: _Optional[str] = ..., decision: _Optional[_Union[ApprovalDecision, str]] = ..., number: _Optional[int] = ..., challenge_id: _Optional[str] = ..., assertion_json: _Optional[str] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ..., code: _Optional[str] = ...) -> None: ...
 
 class DecideApprovalResponse(_message.Message):
     __slots__ = ("outcome",)
@@ -1099,7 +1103,7 @@ class ImportU2FResponse(_message.Message):
     def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., devices: _Optional[_Union[DeviceList, _Mapping]] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method", "enrolment_proof", "email_recovery", "roles_need_passkey", "approval_hold")
+    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method", "enrolment_proof", "email_recovery", "roles_need_passkey", "approval_hold", "approval_with_totp", "approval_email_notice")
     MFA_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_METHODS_FIELD_NUMBER: _ClassVar[int]
     SELF_SERVICE_FIELD_NUMBER: _ClassVar[int]
@@ -1111,6 +1115,8 @@ class Policy(_message.Message):
     EMAIL_RECOVERY_FIELD_NUMBER: _ClassVar[int]
     ROLES_NEED_PASSKEY_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_HOLD_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_WITH_TOTP_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_EMAIL_NOTICE_FIELD_NUMBER: _ClassVar[int]
     mfa_required: MfaRequired
     allowed_methods: _containers.RepeatedScalarFieldContainer[Method]
     self_service: bool
@@ -1122,7 +1128,9 @@ class Policy(_message.Message):
     email_recovery: bool
     roles_need_passkey: bool
     approval_hold: bool
-    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Iterable[_Union[Method, str]]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ..., enrolment_proof: _Optional[_Union[EnrolmentProof, str]] = ..., email_recovery: _Optional[bool] = ..., roles_need_passkey: _Optional[bool] = ..., approval_hold: _Optional[bool] = ...) -> None: ...
+    approval_with_totp: bool
+    approval_email_notice: bool
+    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Iterable[_Union[Method, str]]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ..., enrolment_proof: _Optional[_Union[EnrolmentProof, str]] = ..., email_recovery: _Optional[bool] = ..., roles_need_passkey: _Optional[bool] = ..., approval_hold: _Optional[bool] = ..., approval_with_totp: _Optional[bool] = ..., approval_email_notice: _Optional[bool] = ...) -> None: ...
 
 class GetPolicyRequest(_message.Message):
     __slots__ = ()
@@ -1141,7 +1149,7 @@ class MethodSet(_message.Message):
     def __init__(self, methods: _Optional[_Iterable[_Union[Method, str]]] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
-    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method", "enrolment_proof", "email_recovery", "roles_need_passkey", "approval_hold")
+    __slots__ = ("mfa_required", "allowed_methods", "self_service", "remember_device", "remember_days", "sensitive_reauth_seconds", "require_backup_method", "enrolment_proof", "email_recovery", "roles_need_passkey", "approval_hold", "approval_with_totp", "approval_email_notice")
     MFA_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_METHODS_FIELD_NUMBER: _ClassVar[int]
     SELF_SERVICE_FIELD_NUMBER: _ClassVar[int]
@@ -1153,6 +1161,8 @@ class SetPolicyRequest(_message.Message):
     EMAIL_RECOVERY_FIELD_NUMBER: _ClassVar[int]
     ROLES_NEED_PASSKEY_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_HOLD_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_WITH_TOTP_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_EMAIL_NOTICE_FIELD_NUMBER: _ClassVar[int]
     mfa_required: MfaRequired
     allowed_methods: MethodSet
     self_service: bool
@@ -1164,7 +1174,9 @@ class SetPolicyRequest(_message.Message):
     email_recovery: bool
     roles_need_passkey: bool
     approval_hold: bool
-    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Union[MethodSet, _Mapping]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ..., enrolment_proof: _Optional[_Union[EnrolmentProof, str]] = ..., email_recovery: _Optional[bool] = ..., roles_need_passkey: _Optional[bool] = ..., approval_hold: _Optional[bool] = ...) -> None: ...
+    approval_with_totp: bool
+    approval_email_notice: bool
+    def __init__(self, mfa_required: _Optional[_Union[MfaRequired, str]] = ..., allowed_methods: _Optional[_Union[MethodSet, _Mapping]] = ..., self_service: _Optional[bool] = ..., remember_device: _Optional[bool] = ..., remember_days: _Optional[int] = ..., sensitive_reauth_seconds: _Optional[int] = ..., require_backup_method: _Optional[bool] = ..., enrolment_proof: _Optional[_Union[EnrolmentProof, str]] = ..., email_recovery: _Optional[bool] = ..., roles_need_passkey: _Optional[bool] = ..., approval_hold: _Optional[bool] = ..., approval_with_totp: _Optional[bool] = ..., approval_email_notice: _Optional[bool] = ...) -> None: ...
 
 class SetPolicyResponse(_message.Message):
     __slots__ = ("policy",)

@@ -581,7 +581,8 @@ class EnrollmentServicer:
 
     def DecideApproval(self, request, context):
         """Approves one of them (the number its prompt shows and a fresh passkey
-        assertion), denies it ("this wasn't me"), or — after a denial — locks the
+        assertion, or a TOTP code where the policy's approval_with_totp allows it:
+        PERMISSION_DENIED otherwise), denies it ("this wasn't me"), or — after a denial — locks the
         account until an administrator resets the lock-out. Refusals are an OK
         answer with outcome REFUSED, the same for every reason (unknown, another
         user's, decided, expired, wrong number, a proof that did not verify).
