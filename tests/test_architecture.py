@@ -327,6 +327,9 @@ POLLING_ALLOWED = {
     # BEGIN IMMEDIATE while another process holds SQLite's file lock: SQLite offers no
     # notification, its own busy handler sleeps too (in the commit thread, not the loop).
     ("mfad/store/sqlite.py", "_begin_waiting"),
+    # Reconnecting the approval LISTEN connection after it was lost: the wait between tries
+    # is a back-off, not a look at state (while connected it waits on the lost event).
+    ("mfad/store/postgres.py", "_listen"),
 }
 
 

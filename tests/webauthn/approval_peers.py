@@ -131,7 +131,7 @@ async def hold_radius(mfa: Mfa, config: Any, mode: str, hold: int,
                               clients=[RadiusClientSettings(name="lo", address="127.0.0.1", secret=SECRET.decode(),
                                                             approval_hold_seconds=hold)])
     service = radius_service(mfa, dataclasses.replace(config, radius=settings), None, metrics=CountingMetrics())
-    await service.server.start()
+    await service.start()
     task = asyncio.create_task(service.run())
     try:
         yield service

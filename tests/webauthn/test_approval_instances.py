@@ -104,7 +104,7 @@ async def test_challenge_mode_and_watch_challenge_across_instances(wa: Relying, 
                                             _clients(config)])
     service_b = radius_service(instance_b.relying.mfa, dataclasses.replace(config, radius=settings), None,
                                metrics=CountingMetrics())
-    await service_b.server.start()
+    await service_b.start()
     task = asyncio.create_task(service_b.run())
     try:
         host, port = service_b.server.addresses[0]
