@@ -65,8 +65,8 @@ DEVICE_COLUMNS = ("id, user_id, method, name, state, created_at, confirmed_at, l
                   "sealed_secret, digits, period, algorithm, last_step, drift, data")
 #: The device columns of ``devices d`` named ``d_<column>``, for a join with the user's row.
 PREFIXED_DEVICE_COLUMNS = ", ".join(f"d.{c} AS d_{c}" for c in DEVICE_COLUMNS.split(", "))
-CHALLENGE_COLUMNS = ("id_hash, user_id, purpose, methods, created_at, expires_at, tries_left, source, protocol, consumed, "
-                     "first_factor_reply")
+CHALLENGE_COLUMNS = ("id_hash, user_id, purpose, methods, created_at, expires_at, tries_left, source, protocol, "
+                     "consumed, first_factor_reply")
 LIMIT_COLUMNS = "failures, total_failures, lockouts, locked_until, hard_locked, last_wrong_hash"
 
 INSERT_AUDIT = ("INSERT INTO audit (at, event, outcome, user_id, username, method, protocol, source, reason, "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 from playwright.async_api import Browser, expect
-from portal_support import PASSWORD, PHONE, Site, StartSite, Tab, chromium, mfad_daemon, site  # noqa: F401
+from portal_support import PHONE, OathApp, Site, StartSite, Tab, chromium, mfad_daemon, site  # noqa: F401
 
 from mfad_client import Method, MfaRequired, StaffRole
 from mfad_client import types as t
@@ -25,7 +25,7 @@ async def post(tab: Tab, path: str, form: dict[str, str], *, csrf: bool = True) 
     return answer.status
 
 
-async def staff(s: Site, tab: Tab, username: str, role: StaffRole, *, remember: bool = False):  # type: ignore[no-untyped-def]
+async def staff(s: Site, tab: Tab, username: str, role: StaffRole, *, remember: bool = False) -> OathApp:
     app = await s.user_with_app(username)
     await s.admin.admin.set_role(username, role)
     await tab.sign_in(username)
@@ -83,7 +83,8 @@ async def test_an_admin_adds_moves_edits_and_removes_group_rules(site: StartSite
     await page.get_by_role("button", name="Add the rule").click()
     await expect(page.get_by_role("status")).to_have_text("The rule is added.")
     assert await names(s) == ["staff", "contractors"]
-    await expect(page.get_by_role("row", name="2 contractors vpn-contractors any global totp, passkey no")).to_be_visible()
+    contractors = page.get_by_role("row", name="2 contractors vpn-contractors any global totp, passkey no")
+    await expect(contractors).to_be_visible()
     await tab.shot("console-rules")
 
     await page.get_by_role("button", name="Move contractors up").click()

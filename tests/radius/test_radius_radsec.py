@@ -96,7 +96,8 @@ def proxy_conf(**values: str) -> str:
     """The shipped radsecproxy.conf with its site-specific values replaced: every other line
     is run as shipped. Each value replaced must be there (the test follows the file)."""
     text = SHIPPED_PROXY_CONF.read_text()
-    for shipped, value in (("ListenUDP 10.1.0.2:1812\nListenUDP 10.1.0.2:1813", f"ListenUDP 127.0.0.1:{values['udp_port']}"),
+    listen = f"ListenUDP 127.0.0.1:{values['udp_port']}"
+    for shipped, value in (("ListenUDP 10.1.0.2:1812\nListenUDP 10.1.0.2:1813", listen),
                            ("LogLevel 3", "LogLevel 4"),
                            ("file:///var/log/radsecproxy/radsecproxy.log", f"file://{values['dir']}/radsecproxy.log"),
                            ("/etc/radsecproxy/mfad-ca.pem", values["ca"]),
@@ -119,7 +120,8 @@ def shipped_radsec(directory: Path, pki: Pki) -> tuple[RadsecSettings, RadiusCli
     """mfad's side of the shipped example, read by mfad's own loader with this test's
     certificates in place of its /etc/mfad files; only the listen address changes."""
     text = SHIPPED_MFAD_CONF.read_text()
-    for shipped, path in (("/etc/mfad/radsec-server.pem", pki.server[0]), ("/etc/mfad/radsec-server.key", pki.server[1]),
+    for shipped, path in (("/etc/mfad/radsec-server.pem", pki.server[0]),
+                          ("/etc/mfad/radsec-server.key", pki.server[1]),
                           ("/etc/mfad/branch-ca.pem", pki.ca.cert_path)):
         assert shipped in text, f"{shipped!r} is no longer in {SHIPPED_MFAD_CONF}"
         text = text.replace(shipped, str(path))
