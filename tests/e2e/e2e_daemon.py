@@ -111,7 +111,8 @@ async def mfad_daemon(store_location: Any, store_opener: Callable[..., Awaitable
             "passwords": dict(FAST_PASSWORDS),
             "grpc": {"listen": [f"127.0.0.1:{free_port()}"], "shutdown_grace_seconds": 5.0},
             "metrics": {"listen": [f"127.0.0.1:{free_port()}"]},
-            "radius": {"listen": [f"127.0.0.1:{free_udp_port()}"]},
+            # Accounting on a port of its own: the default (the RADIUS port + 1) may be taken.
+            "radius": {"listen": [f"127.0.0.1:{free_udp_port()}"], "accounting_listen": [f"127.0.0.1:{free_udp_port()}"]},
             # Off unless a test turns it on (tests/portal): these tests make their own caller tokens.
             "portal": {"enabled": False, "listen": ["127.0.0.1:0"], "token_file": str(workdir / "portal.token")},
         }
