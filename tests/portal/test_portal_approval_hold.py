@@ -48,6 +48,8 @@ async def test_a_held_sign_in_is_approved_with_the_passkey_alone(site: StartSite
             await asyncio.sleep(0.2)
     await expect(card.get_by_text("198.51.100.9")).to_be_visible()
     assert await card.get_by_role("radio").count() == 0  # held: no number to match
+    assert await card.get_by_role("group", name="Which number does your VPN show?").count() == 0
+    await expect(card.get_by_text("shows no number: approve only if the place and time above are yours")).to_be_visible()
     await card.get_by_role("button", name="Approve with my passkey").click()
     await expect(page.get_by_role("status")).to_have_text(
         "Approved. Go back to your VPN and press Enter to finish signing in.")
