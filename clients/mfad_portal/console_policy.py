@@ -70,6 +70,9 @@ FIELDS = (
     Field("approval_email_notice", N_("Mail that an approval is waiting"),
           N_("Users get a mail linking to the Approve sign-in page when a sign-in waits for them "
              "(at most one every 15 minutes; it cannot approve anything)."), "flag"),
+    Field("approval_hold", N_("Hold mode for VPN approvals"),
+          N_("RADIUS clients with approval_hold_seconds may keep a sign-in unanswered until the user approves it "
+             "on the portal (no number matching). Off forbids it for every client."), "flag"),
 )
 #: How a refused choice is worded, by field.
 BAD_CHOICE = {"mfa_required": N_("Choose all, enrolled or off for MFA required."),
@@ -96,7 +99,8 @@ def as_text(p: t.Policy) -> dict[str, str]:
             "enrolment_proof": p.enrolment_proof.value,
             "email_recovery": str(p.email_recovery).lower(), "roles_need_passkey": str(p.roles_need_passkey).lower(),
             "approval_with_totp": str(p.approval_with_totp).lower(),
-            "approval_email_notice": str(p.approval_email_notice).lower()}
+            "approval_email_notice": str(p.approval_email_notice).lower(),
+            "approval_hold": str(p.approval_hold).lower()}
 
 
 def read_form(form: Mapping[str, str]) -> dict[str, str]:
