@@ -284,7 +284,9 @@ async def create_users(store_url: str, key_file: Path, count: int, schema: str |
     # user's phone, not stored state: skip rendering it, or 20,000 users take 17 minutes.
     totp.qr_png = lambda uri, scale=5: b""  # type: ignore[assignment]
     totp.qr_svg = lambda uri, scale=5: ""  # type: ignore[assignment]
-    storage = StorageSettings(url=store_url, pool_size=20)
+    # A long store timeout: on a busy shared machine 200 concurrent set-up tasks can wait
+    # for a pooled connection past the daemon's default of a few seconds.
+    storage = StorageSettings(url=store_url, pool_size=20, timeout_seconds=60.0)
     config = Config(storage=storage, passwords=PasswordSettings(time_cost=1, memory_kib=64, parallelism=1))
     store = await open_store(storage, schema=schema)
     await store.migrate()
