@@ -71,7 +71,7 @@ def without_stamps(text: str) -> list[str]:
 
 async def test_the_fast_line_is_the_logging_line(records: RecordCount) -> None:
     stream = io.StringIO()
-    setup_logging("info", "text", stream=stream)
+    decisions.use_line_writer(setup_logging("info", "text", stream=stream))
     await decide()
     await decide("bob smith", "station 'x'")  # quoted fields
     assert records.count == 0  # written without a LogRecord
@@ -96,7 +96,7 @@ async def test_the_fast_line_is_the_logging_line(records: RecordCount) -> None:
 
 async def test_another_handler_gets_the_record(records: RecordCount) -> None:
     stream = io.StringIO()
-    setup_logging("info", "text", stream=stream)
+    decisions.use_line_writer(setup_logging("info", "text", stream=stream))
     captured: list[logging.LogRecord] = []
     extra = logging.Handler()
     extra.emit = captured.append  # type: ignore[method-assign]  # a capture handler, as caplog adds
@@ -113,11 +113,11 @@ async def test_another_handler_gets_the_record(records: RecordCount) -> None:
 
 async def test_json_and_quiet_levels_take_the_ordinary_path(records: RecordCount) -> None:
     stream = io.StringIO()
-    setup_logging("info", "json", stream=stream)
+    decisions.use_line_writer(setup_logging("info", "json", stream=stream))
     await decide()
     assert records.count == 1 and '"user": "alice"' in stream.getvalue()
     lines = stream.getvalue().count("\n")
-    setup_logging("warning", "text", stream=stream)
+    decisions.use_line_writer(setup_logging("warning", "text", stream=stream))
     await decide()
     assert records.count == 1 and stream.getvalue().count("\n") == lines  # INFO off: nothing written
 

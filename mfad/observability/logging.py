@@ -19,8 +19,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from mfad.core import decisions
-
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -37,7 +35,7 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextLineWriter:
-    """A :data:`mfad.core.decisions.LineWriter` for ``handler`` with ``formatter``
+    """A line writer (``mfad.core.decisions.LineWriter``) for ``handler`` with ``formatter``
     (:data:`TEXT_FORMAT`): the INFO line as ``formatter`` would make it, written under the
     handler's lock and flushed as ``StreamHandler.emit`` does, or False when the logging
     configuration is not the one it was made for."""
@@ -94,15 +92,18 @@ class TextLineWriter:
         return True
 
 
-def setup_logging(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> None:
+def setup_logging(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> TextLineWriter | None:
+    """The root logger's one handler; returns the writer of pre-formatted lines for it (None
+    for JSON), which the caller hands to ``mfad.core.decisions.use_line_writer``."""
     handler = logging.StreamHandler(sys.stderr if stream is None else stream)
+    writer = None
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
-        decisions.use_line_writer(None)
     else:
         formatter = logging.Formatter(TEXT_FORMAT)
         handler.setFormatter(formatter)
-        decisions.use_line_writer(TextLineWriter(handler, formatter))
+        writer = TextLineWriter(handler, formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    return writer
