@@ -22,6 +22,7 @@ from mfad.config import Config, find_config, load_config
 from mfad.core.errors import ConfigError, InvalidInput, MfadError, SchemaError, SecretsError, Unavailable
 from mfad.core.model import Role
 from mfad.importers import BadImportFile, add_import_arguments
+from mfad.core import decisions
 from mfad.observability.logging import setup_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"mfad: config: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    setup_logging(config.logging.level, config.logging.format)
+    decisions.use_line_writer(setup_logging(config.logging.level, config.logging.format))
     source = str(path) if path is not None else "built-in defaults"
     if args.command == "check-config":
         return _check_config(config, source)

@@ -27,6 +27,7 @@ from mfad.core.errors import ConfigError
 from mfad.mail.service import RELOADABLE_KEYS as SMTP_KEYS
 from mfad.mail.service import ReloadableMailer
 from mfad.observability import systemd
+from mfad.core import decisions
 from mfad.observability.logging import setup_logging
 
 log = logging.getLogger("mfad")
@@ -136,7 +137,7 @@ def logging_part(current: Config) -> Reloadable:
             return None, []
 
         def apply() -> None:
-            setup_logging(new.logging.level, new.logging.format)
+            decisions.use_line_writer(setup_logging(new.logging.level, new.logging.format))
             state["logging"] = new.logging
             log.info("logging reloaded: level %s, format %s", new.logging.level, new.logging.format)
 

@@ -8,6 +8,11 @@ names it), the protocol, the client (NAS or gRPC caller), the source, the step, 
 method, the outcome, the reason and the latency. Never the code, the password, a token or
 a secret: only those fields are read, never the arguments that carry them. The same
 fields ride along as ``record.fields`` for the JSON log format.
+
+The line is written for every decision, so the logging set-up may install a
+:data:`LineWriter` (:func:`use_line_writer`) that writes the pre-formatted line itself
+when that gives exactly what the logging machinery would (the text format, one handler,
+no filters); when it cannot, the line goes through ``logging`` as usual.
 """
 
 from __future__ import annotations
@@ -25,6 +30,18 @@ log = logging.getLogger("mfad.signin")
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+LineWriter = Callable[[logging.Logger, str], bool]
+"""Writes an INFO ``message`` of ``logger`` as the configured handler would, or returns False
+(then the message goes through ``logging``)."""
+
+_writer: LineWriter | None = None
+
+
+def use_line_writer(writer: LineWriter | None) -> None:
+    """Install (or, with None, remove) the fast writer of decision lines."""
+    global _writer
+    _writer = writer
 
 
 def logged(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
@@ -78,18 +95,17 @@ def _line(args: tuple[Any, ...], result: Any, outcome: str, reason: str | None, 
     if user is not None:
         username = user.username
     method = str(getattr(result, "method", None) or method or "-")
-    fields = {
-        "user": username or "-",
-        "protocol": getattr(attempt, "protocol", "-"),
-        "client": getattr(attempt, "client", None) or "-",
-        "source": getattr(attempt, "source", None) or "-",
-        "step": step,
-        "method": method,
-        "outcome": outcome,
-        "reason": reason or "-",
-        "latency_ms": round((time.perf_counter() - started) * 1000, 1),
-    }
-    log.info("sign-in %s", " ".join(f"{k}={_quoted(v)}" for k, v in fields.items()), extra={"fields": fields})
+    values = (username or "-", getattr(attempt, "protocol", "-"), getattr(attempt, "client", None) or "-",
+              getattr(attempt, "source", None) or "-", step, method, outcome, reason or "-",
+              round((time.perf_counter() - started) * 1000, 1))
+    body = " ".join([f"{k}={_quoted(v)}" for k, v in zip(_FIELDS, values)])
+    writer = _writer
+    if writer is not None and writer(log, "sign-in " + body):
+        return
+    log.info("sign-in %s", body, extra={"fields": dict(zip(_FIELDS, values))})
+
+
+_FIELDS = ("user", "protocol", "client", "source", "step", "method", "outcome", "reason", "latency_ms")
 
 
 #: A character that needs quoting in a ``key=value`` field: whitespace, ``=`` or a quote

@@ -136,6 +136,17 @@ _METHOD_OF_STATE: Final = {**{ord(v): k for k, v in _STATE_METHOD.items()}, ord(
 _MAX_CHALLENGE_ID: Final = 64
 _TAG_BYTES: Final = 8
 _RETRY_REASONS: Final = frozenset({Reason.WRONG_CODE, Reason.REPLAY})
+# The replies without per-request content, built (and their attributes encoded) once:
+# a Decision is immutable.
+_ACCEPT: Final = Decision.accept()
+_REJECT: Final = Decision.reject(DENIED)
+_OTP_ONLY_REJECT: Final = Decision.reject(OTP_ONLY_DENIED)
+
+
+def _accept(copied: tuple[tuple[str, bytes], ...]) -> Decision:
+    """The Access-Accept: the prebuilt one, unless an upstream first factor's allowed
+    attributes go with it."""
+    return Decision.accept(copied=copied) if copied else _ACCEPT
 
 
 def user_tag(username: str) -> bytes:
@@ -291,11 +302,11 @@ class SignInHandler:
     def _translate(self, result: SignInResult, client: RadiusClient, username: str = "") -> Decision:
         """The one table from a sign-in result to a reply."""
         if result.outcome is Outcome.ALLOWED:
-            return Decision.accept(copied=result.first_factor_reply)
+            return _accept(result.first_factor_reply)
         if result.outcome is Outcome.REFUSED:
             return self._denied(client)
         if client.mode is ClientMode.OTP_ONLY:
-            return Decision.reject(OTP_ONLY_DENIED)
+            return _OTP_ONLY_REJECT
         if result.outcome is Outcome.ENROLMENT_REQUIRED:
             return Decision.reject(ENROL_FIRST)
         prompt = _prompt(result.methods)
@@ -310,13 +321,13 @@ class SignInHandler:
                                 station: str | None) -> Decision:
         decoded = decode_state(state)
         if decoded is None:
-            return Decision.reject(DENIED)
+            return _REJECT
         method, challenge_id, tag = decoded
         if not hmac.compare_digest(tag, user_tag(username)):
             # The State is a bearer token made for one User-Name: another one gets nowhere
             # near the challenge (no try spent, no failure counted against its user).
             log.warning("RADIUS challenge answered with another User-Name (client %s)", attempt.client)
-            return Decision.reject(DENIED)
+            return _REJECT
         if method is Method.APPROVAL:
             return await self._answer_approval(challenge_id, username, typed, attempt, station)
         if typed.strip().lower() == EMAIL_WORD:
@@ -326,20 +337,20 @@ class SignInHandler:
         if result.accepted:
             if result.user is None or result.user.username != username:
                 log.warning("RADIUS challenge answered with another User-Name (client %s)", attempt.client)
-                return Decision.reject(DENIED)
-            return Decision.accept(copied=result.first_factor_reply)
+                return _REJECT
+            return _accept(result.first_factor_reply)
         if result.tries_left > 0 and result.reason in _RETRY_REASONS:
             email = state_offers_email(state)
             again = ENTER_CODE_OR_EMAIL if email and method is Method.TOTP else _again(method)
             return self._challenge(WRONG_CODE + again, method, challenge_id, username, email_offered=email)
-        return Decision.reject(DENIED)
+        return _REJECT
 
     async def _answer_approval(self, body: str, username: str, typed: str, attempt: Attempt,
                                station: str | None) -> Decision:
         """Enter (or any text) asks whether the sign-in was approved; a code is checked as a code."""
         found = approval_of_state(body)
         if found is None:
-            return Decision.reject(DENIED)
+            return _REJECT
         number, also, challenge_id = found
         code = typed.strip()
         if code.lower() == EMAIL_WORD:
@@ -354,19 +365,19 @@ class SignInHandler:
         if result.accepted:
             if result.user is None or result.user.username != username:
                 log.warning("RADIUS challenge answered with another User-Name (client %s)", attempt.client)
-                return Decision.reject(DENIED)
-            return Decision.accept(copied=result.first_factor_reply)
+                return _REJECT
+            return _accept(result.first_factor_reply)
         if result.reason is Reason.APPROVAL_PENDING:
             return self._approval_challenge(NOT_APPROVED_YET, number, also, challenge_id, username)
         if result.tries_left > 0 and result.reason in _RETRY_REASONS:
             return self._approval_challenge(WRONG_CODE, number, also, challenge_id, username)
-        return Decision.reject(DENIED)
+        return _REJECT
 
     async def _start_email(self, challenge_id: str, attempt: Attempt, username: str) -> Decision:
         try:
             started = await self._signin.start_challenge(challenge_id, Method.EMAIL, attempt)
         except NotFound:
-            return Decision.reject(DENIED)
+            return _REJECT
         except PreconditionFailed:
             # Not offered (or not available yet): the State stays valid for the app's code.
             return self._challenge(EMAIL_UNAVAILABLE + ENTER_CODE, Method.TOTP, challenge_id, username)
@@ -384,7 +395,7 @@ class SignInHandler:
 
     @staticmethod
     def _denied(client: RadiusClient) -> Decision:
-        return Decision.reject(OTP_ONLY_DENIED if client.mode is ClientMode.OTP_ONLY else DENIED)
+        return _OTP_ONLY_REJECT if client.mode is ClientMode.OTP_ONLY else _REJECT
 
 
 def _prompt(methods: frozenset[Method]) -> str | None:

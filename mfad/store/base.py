@@ -58,16 +58,29 @@ from mfad.store.sql import (
     Row,
     challenge_from,
     device_from,
+    device_from_values,
     dt,
     dt_req,
     limits_from,
+    limits_from_values,
     reply_to_text,
     ts,
     user_from,
+    user_from_values,
 )
 from mfad.store.enrolment import EnrolmentSql
 from mfad.store.webauthn import WebauthnSql
 from mfad.store.approval_notice import ApprovalNoticeSql
+
+
+#: load_subject's columns, in this order: the user's (USER_COLUMNS), the user's limits
+#: (LIMIT_COLUMNS) and the source's failures, the source's bucket, a device's (DEVICE_COLUMNS).
+_SUBJECT_USER = ", ".join(f"u.{c}" for c in USER_COLUMNS.split(", "))
+_SUBJECT_LIMITS = ", ".join(f"l.{c}" for c in LIMIT_COLUMNS.split(", ")) + ", s.failures, s.blocked_until"
+_SUBJECT_DEVICE = ", ".join(f"d.{c}" for c in DEVICE_COLUMNS.split(", "))
+_LIMITS_AT = len(USER_COLUMNS.split(", "))
+_BUCKET_AT = _LIMITS_AT + len(LIMIT_COLUMNS.split(", ")) + 2
+_DEVICE_AT = _BUCKET_AT + 2
 
 
 class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, DirectorySql, ApprovalSql, EnrolmentSql,
@@ -187,12 +200,9 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, Direct
         PostgreSQL), a row per device, the user's columns repeated on each."""
         by = "u.id = $1" if isinstance(user, int) else "u.username = $1"
         async with self._timed("load_subject", write=False) as tx:
-            rows = await tx.fetch((
-                "SELECT u.id, u.username, u.password_hash, u.disabled, u.created_at, u.role, u.directory, "
-                "u.display_name, u.profile_email, u.groups, "
-                "l.failures, l.total_failures, l.lockouts, l.locked_until, l.hard_locked, l.last_wrong_hash, "
-                "s.failures AS s_failures, s.blocked_until AS s_blocked_until, "
-                f"b.tokens AS b_tokens, b.updated_at AS b_updated_at, {PREFIXED_DEVICE_COLUMNS} "
+            # Plain rows read by position (see _SUBJECT_* below): this runs for every verification.
+            rows = await tx.fetch_values((
+                f"SELECT {_SUBJECT_USER}, {_SUBJECT_LIMITS}, b.tokens, b.updated_at, {_SUBJECT_DEVICE} "
                 "FROM (SELECT 1 AS one) AS one "
                 f"LEFT JOIN users u ON {by} "
                 "LEFT JOIN user_limits l ON l.user_id = u.id "
@@ -201,10 +211,11 @@ class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, Direct
                 "LEFT JOIN devices d ON d.user_id = u.id "
                 "ORDER BY d.id"), user, source or "")
         row = rows[0]
-        found = user_from(row) if row["id"] is not None else None
-        devices = [device_from(Prefixed(r, "d_")) for r in rows if r["d_id"] is not None]
-        bucket = None if row["b_tokens"] is None else (row["b_tokens"], dt_req(row["b_updated_at"]))
-        return Subject(user=found, devices=devices, limits=limits_from(row, row), bucket=bucket)
+        found = user_from_values(row) if row[0] is not None else None
+        devices = [device_from_values(r, _DEVICE_AT) for r in rows if r[_DEVICE_AT] is not None]
+        tokens = row[_BUCKET_AT]
+        bucket = None if tokens is None else (tokens, dt_req(row[_BUCKET_AT + 1]))
+        return Subject(user=found, devices=devices, limits=limits_from_values(row, _LIMITS_AT), bucket=bucket)
 
     # --- devices -------------------------------------------------------------------------
     async def load_devices(self, user_id: UserId) -> list[Device]:

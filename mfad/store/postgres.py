@@ -99,6 +99,9 @@ class _PgTx:
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return list(await self._run(self._conn.fetch, sql, args))
 
+    async def fetch_values(self, sql: str, *args: Any) -> list[Sequence[Any]]:
+        return list(await self._run(self._conn.fetch, sql, args))  # a Record is read by position too
+
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         row: Row | None = await self._run(self._conn.fetchrow, sql, args)
         return row

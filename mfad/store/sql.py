@@ -43,6 +43,9 @@ class Row(Protocol):
 
 class Tx(Protocol):
     async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
+    async def fetch_values(self, sql: str, *args: Any) -> list[Sequence[Any]]:
+        """Rows as plain sequences, read by position: the hot path's rows, without a name lookup per column."""
+        ...
     async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
     async def execute(self, sql: str, *args: Any) -> None: ...
 
@@ -92,6 +95,60 @@ def user_from(row: Row) -> User:
                 role=StaffRole(row["role"]) if row["role"] else None,
                 directory=row["directory"], display_name=row["display_name"], profile_email=row["profile_email"],
                 groups=tuple(json.loads(row["groups"] or "[]")))
+
+
+def user_from_values(row: Sequence[Any], at: int = 0) -> User:
+    """``user_from`` of the :data:`USER_COLUMNS` at position ``at`` of a plain row."""
+    (user_id, username, password_hash, disabled, created_at, role, directory, display_name, profile_email,
+     groups) = row[at:at + 10]
+    return User(id=UserId(user_id), username=username, disabled=bool(disabled), created_at=dt_req(created_at),
+                password_hash=password_hash, role=StaffRole(role) if role else None, directory=directory,
+                display_name=display_name, profile_email=profile_email,
+                groups=tuple(json.loads(groups)) if groups else ())
+
+
+_METHODS = {m.value: m for m in Method}
+_STATES = {s.value: s for s in DeviceState}
+_ALGORITHMS = {a.value: a for a in HashAlgorithm}
+
+
+def device_from_values(row: Sequence[Any], at: int = 0) -> Device:
+    """``device_from`` of the :data:`DEVICE_COLUMNS` at position ``at`` of a plain row."""
+    (device_id, user_id, method_text, name, state, created_at, confirmed_at, last_used_at, expires_at,
+     sealed_secret, digits, period, algorithm, last_step, drift, data) = row[at:at + 16]
+    method = _METHODS.get(method_text) or Method(method_text)
+    totp = None
+    if method is Method.TOTP:
+        totp = TotpParams(digits=digits, period=period,
+                          algorithm=_ALGORITHMS.get(algorithm) or HashAlgorithm(algorithm))
+    email = None
+    if method is Method.EMAIL and data:
+        address = json.loads(data).get("address")
+        email = address if isinstance(address, str) else None
+    return Device(id=DeviceId(device_id), user_id=UserId(user_id), method=method, name=name,
+                  state=_STATES.get(state) or DeviceState(state), created_at=dt_req(created_at),
+                  confirmed_at=dt(confirmed_at), last_used_at=dt(last_used_at), expires_at=dt(expires_at),
+                  sealed_secret=sealed_secret, totp=totp, last_step=last_step, drift=drift,
+                  webauthn=WebauthnInfo.from_json(data) if method in (Method.PASSKEY, Method.U2F) and data else None,
+                  email=email)
+
+
+def limits_from_values(row: Sequence[Any], at: int) -> LimitState:
+    """The user's :data:`LIMIT_COLUMNS` at ``at``, then the source's failures and blocked-until
+    (None when the user, or the source, has no row)."""
+    (failures, total_failures, lockouts, locked_until, hard_locked, last_wrong_hash, source_failures,
+     source_blocked_until) = row[at:at + 8]
+    if failures is None and source_failures is None:
+        return LimitState()
+    if failures is None:
+        return LimitState(source_failures=source_failures, source_blocked_until=dt(source_blocked_until))
+    if source_failures is None:
+        return LimitState(failures=failures, total_failures=total_failures, lockouts=lockouts,
+                          locked_until=dt(locked_until), hard_locked=bool(hard_locked),
+                          last_wrong_hash=last_wrong_hash)
+    return LimitState(failures=failures, total_failures=total_failures, lockouts=lockouts,
+                      locked_until=dt(locked_until), hard_locked=bool(hard_locked), last_wrong_hash=last_wrong_hash,
+                      source_failures=source_failures, source_blocked_until=dt(source_blocked_until))
 
 
 def device_from(row: Row) -> Device:

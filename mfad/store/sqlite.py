@@ -33,7 +33,7 @@ import re
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -85,10 +85,18 @@ class _SqliteTx:
         return out
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return self._run(self._conn, sql, args)
+
+    async def fetch_values(self, sql: str, *args: Any) -> list[Sequence[Any]]:
+        cursor = self._conn.cursor()
+        cursor.row_factory = None  # tuples, not sqlite3.Row
+        return self._run(cursor, sql, args)
+
+    def _run(self, on: sqlite3.Connection | sqlite3.Cursor, sql: str, args: tuple[Any, ...]) -> list[Any]:
         if not self.live:
             raise Unavailable("sqlite: the transaction was abandoned (it outlived its time)")
         try:
-            return self._conn.execute(self._sql(sql), args).fetchall()
+            return on.execute(self._sql(sql), args).fetchall()
         except sqlite3.OperationalError as exc:
             raise Unavailable(f"sqlite: {exc}") from exc
         except sqlite3.IntegrityError as exc:
