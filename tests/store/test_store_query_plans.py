@@ -73,14 +73,14 @@ async def recorded_statements(store: Any, mfa: Any, enrol: Any) -> list[tuple[st
     return list(unique.items())
 
 
-async def test_the_hot_path_uses_indexes_on_sqlite(tmp_path: Any, mfa_factory: Any, clock: Any) -> None:
+async def test_the_hot_path_uses_indexes_on_sqlite(tmp_path: Any, mfa_factory: Any, enrol: Any) -> None:
     from mfad.store.sqlite import SqliteStore
 
     store = await SqliteStore.open(tmp_path / "mfad.db")
     try:
         await store.migrate()
         mfa = await mfa_factory(store=store)
-        statements = await recorded_statements(store, mfa, _enrol(mfa, clock))
+        statements = await recorded_statements(store, mfa, lambda name: enrol(name, on=mfa))
         assert sqlite_scans(store, "SELECT id FROM audit WHERE reason = 'x'")  # the check sees a scan
         scans = {sql: sqlite_scans(store, sql) for sql, _ in statements}
         assert not any(scans.values()), scans
@@ -88,7 +88,7 @@ async def test_the_hot_path_uses_indexes_on_sqlite(tmp_path: Any, mfa_factory: A
         await store.aclose()
 
 
-async def test_the_hot_path_uses_indexes_on_postgres(pg_database: str, mfa_factory: Any, clock: Any) -> None:
+async def test_the_hot_path_uses_indexes_on_postgres(pg_database: str, mfa_factory: Any, enrol: Any) -> None:
     from mfad.store.postgres import PostgresStore
 
     schema = f"t_{secrets.token_hex(8)}"
@@ -98,7 +98,7 @@ async def test_the_hot_path_uses_indexes_on_postgres(pg_database: str, mfa_facto
     try:
         await store.migrate()
         mfa = await mfa_factory(store=store)
-        statements = await recorded_statements(store, mfa, _enrol(mfa, clock))
+        statements = await recorded_statements(store, mfa, lambda name: enrol(name, on=mfa))
         await admin.execute(f'SET search_path TO "{schema}"')
         await admin.execute("SET enable_seqscan = off")
         assert await postgres_scans(admin, "SELECT id FROM audit WHERE reason = $1", ("x",))  # a scan is seen
@@ -128,20 +128,3 @@ def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     for child in plan.get("Plans", []):
         out.extend(_nodes(child))
     return out
-
-
-def _enrol(mfa: Any, clock: Any) -> Any:
-    """The conftest's ``enrol`` for an Mfa made here (its fixture is bound to the default store)."""
-    from conftest import Enrolled, key_from_base32
-
-    async def make(username: str) -> Any:
-        user = await mfa.users.create(username, "correct horse battery staple")
-        binding = await mfa.devices.begin_totp(username)
-        key = key_from_base32(binding.secret_base32)
-        enrolled = Enrolled(user=user, device=binding.device, key=key, params=binding.device.totp,
-                            password="correct horse battery staple", clock=clock)
-        device = await mfa.devices.confirm_totp(username, binding.device.id, enrolled.code(-1))
-        enrolled.device = device
-        return enrolled
-
-    return make
