@@ -34,13 +34,4 @@ class ApprovalNoticeSql(SqlParts):
             return await self._insert_outbox_notice(tx, user_id, now, notice)
 
     async def _insert_outbox_notice(self, tx: Tx, user_id: UserId, now: datetime, notice: ApprovalNotice) -> int:
-        at = now.timestamp()
-        msg = await tx.fetchrow(
-            "INSERT INTO email_outbox (code_id, user_id, created_at, expires_at, next_attempt_at, kind) "
-            "VALUES (NULL, $1, $2, $3, $2, 'notice') RETURNING id", user_id, at, notice.expires_at.timestamp())
-        assert msg is not None
-        message_id = int(msg["id"])
-        await tx.execute("UPDATE email_outbox SET sealed_body = $2 WHERE id = $1", message_id,
-                         notice.seal(message_id))
-        await self._audit(tx, now, notice.audit(message_id))
-        return message_id
+        return await self._queue_notice_mail(tx, user_id, now, notice.expires_at, notice.seal, notice.audit)

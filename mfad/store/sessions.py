@@ -55,15 +55,8 @@ class SessionSql(SqlParts):
                 session.signed_in_with, session.second_factor_with)
             await self._audit(tx, session.created_at, audit)
             if notice is not None:
-                row = await tx.fetchrow(
-                    "INSERT INTO email_outbox (code_id, user_id, created_at, expires_at, next_attempt_at, kind) "
-                    "VALUES (NULL, $1, $2, $3, $2, 'notice') RETURNING id", notice.user_id, now,
-                    notice.expires_at.timestamp())
-                assert row is not None
-                message_id = int(row["id"])
-                await tx.execute("UPDATE email_outbox SET sealed_body = $2 WHERE id = $1", message_id,
-                                 notice.seal(message_id))
-                await self._audit(tx, session.created_at, notice.audit(message_id))
+                await self._queue_notice_mail(tx, notice.user_id, session.created_at, notice.expires_at,
+                                              notice.seal, notice.audit)
 
     async def load_session(self, id_hash: str) -> UserSession | None:
         async with self._timed("load_session", write=False) as tx:

@@ -13,7 +13,7 @@ import abc
 import base64
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -258,6 +258,19 @@ class SqlParts(abc.ABC):
         for e in events:
             await tx.execute(INSERT_AUDIT, now.timestamp(), e.event, e.outcome, e.user_id, e.username,
                              e.method, e.protocol, e.source, e.reason, e.actor, e.detail)
+
+    async def _queue_notice_mail(self, tx: Tx, user_id: UserId, now: datetime, expires_at: datetime,
+                                 seal: Callable[[int], str], audit: Callable[[int], Iterable[AuditEvent]]) -> int:
+        """Queue a notice mail (no code) in the outbox in ``tx``: its body is ``seal(id)`` (the
+        AAD names the row, so the row is written first), its audit rows ``audit(id)``."""
+        row = await tx.fetchrow(
+            "INSERT INTO email_outbox (code_id, user_id, created_at, expires_at, next_attempt_at, kind) "
+            "VALUES (NULL, $1, $2, $3, $2, 'notice') RETURNING id", user_id, now.timestamp(), expires_at.timestamp())
+        assert row is not None
+        message_id = int(row["id"])
+        await tx.execute("UPDATE email_outbox SET sealed_body = $2 WHERE id = $1", message_id, seal(message_id))
+        await self._audit(tx, now, audit(message_id))
+        return message_id
 
     async def _after_success(self, tx: Tx, user_id: UserId, now: datetime, audit: Sequence[AuditEvent],
                              remember: RememberedDevice | None, remember_hash: str | None) -> None:

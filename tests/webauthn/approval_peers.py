@@ -19,7 +19,7 @@ from softauthn import SoftAuthenticator
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "radius"))
 from radius_peers import _ATTRIBUTE, _RECEIVED, RADCLIENT, SECRET, RadclientResult  # noqa: E402
 
-from mfad_client import ApprovalOutcome, MfadClient
+from mfad_client import ApprovalOutcome, ApprovalStatus, MfadClient, SignInOutcome
 from mfad_client import Method as M
 
 from mfad.config import RadiusClientSettings, RadiusSettings
@@ -167,3 +167,21 @@ async def pending_of(portal: MfadClient, session: str, limit: float = 20) -> Any
             await asyncio.sleep(0.05)
     [pending] = found
     return pending
+
+
+async def approve_while_watched(service: MfadClient, portal: MfadClient, session: str, key: SoftAuthenticator,
+                                username: str = "alice") -> None:
+    """A service's sign-in of ``username`` waiting on ``WatchChallenge``, approved through
+    the portal's session: the stream learns of it at once (a wake, not the stream's end) and
+    the challenge then completes, once."""
+    begun = await service.auth.begin_sign_in(username, PASSWORD)
+    started = await service.auth.start_challenge(begun.challenge_id, M.APPROVAL)
+    stream = service.auth.watch_challenge(begun.challenge_id, timeout_seconds=60)
+    assert await anext(stream) is ApprovalStatus.PENDING
+    pending = await pending_of(portal, session)
+    assert await grpc_approve(portal, session, key, pending.id, int(started.approval_number)) \
+        is ApprovalOutcome.APPROVED
+    async with asyncio.timeout(20):  # well before the stream's own end of 60 s
+        assert [s async for s in stream] == [ApprovalStatus.APPROVED]
+    assert (await service.auth.complete_challenge(begun.challenge_id, M.APPROVAL, code="")).outcome \
+        is SignInOutcome.ALLOWED

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 from approval_peers import (
+    approve_while_watched,
     grpc_approve,
     hold_radius,
     pap,
@@ -29,7 +30,7 @@ from prometheus_client import CollectorRegistry
 from relying import PASSWORD, GrpcRelying, Relying, webauthn_settings
 from test_approval import PROMPT, WITH_MA, passkey_user
 
-from mfad_client import ApprovalOutcome, ApprovalStatus, SignInOutcome
+from mfad_client import ApprovalOutcome
 from mfad_client import Method as M
 
 from mfad.api.daemon import grpc_service
@@ -124,18 +125,7 @@ async def test_challenge_mode_and_watch_challenge_across_instances(wa: Relying, 
         await asyncio.wait_for(task, 10)
 
     # WatchChallenge on B: the stream learns of A's decision (nothing else wakes it).
-    service = instance_b.grpc.client(Role.SERVICE)
-    begun = await service.auth.begin_sign_in("alice", PASSWORD)
-    started = await service.auth.start_challenge(begun.challenge_id, M.APPROVAL)
-    stream = service.auth.watch_challenge(begun.challenge_id, timeout_seconds=60)
-    assert await anext(stream) is ApprovalStatus.PENDING
-    pending = await pending_of(portal, session)
-    assert await grpc_approve(portal, session, key, pending.id, int(started.approval_number)) \
-        is ApprovalOutcome.APPROVED
-    async with asyncio.timeout(20):  # well before the stream's own end: a wake, not a re-read
-        assert [s async for s in stream] == [ApprovalStatus.APPROVED]
-    assert (await service.auth.complete_challenge(begun.challenge_id, M.APPROVAL, code="")).outcome \
-        is SignInOutcome.ALLOWED
+    await approve_while_watched(instance_b.grpc.client(Role.SERVICE), portal, session, key)
 
 
 async def test_the_listen_connection_comes_back_and_nothing_is_missed(wa: Relying, enrol: Any, wa_grpc: Any,
@@ -155,16 +145,7 @@ async def test_the_listen_connection_comes_back_and_nothing_is_missed(wa: Relyin
                 await asyncio.sleep(0.01)
         # Decided while B may not be listening: B's waiter must still hear of it (the
         # reconnection tells every waiter to look again).
-        service = instance_b.grpc.client(Role.SERVICE)
-        begun = await service.auth.begin_sign_in("alice", PASSWORD)
-        started = await service.auth.start_challenge(begun.challenge_id, M.APPROVAL)
-        stream = service.auth.watch_challenge(begun.challenge_id, timeout_seconds=60)
-        assert await anext(stream) is ApprovalStatus.PENDING
-        pending = await pending_of(portal, session)
-        assert await grpc_approve(portal, session, key, pending.id, int(started.approval_number)) \
-            is ApprovalOutcome.APPROVED
-        async with asyncio.timeout(20):  # well before the stream's own end: a wake, not a re-read
-            assert [s async for s in stream] == [ApprovalStatus.APPROVED]
+        await approve_while_watched(instance_b.grpc.client(Role.SERVICE), portal, session, key)
         async with asyncio.timeout(10):
             await store_b.listening.wait()  # type: ignore[attr-defined]
         after = await conn.fetch(f"SELECT pid FROM pg_stat_activity WHERE {LISTENERS}")
