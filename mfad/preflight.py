@@ -150,14 +150,14 @@ def tls_problems(config: Config) -> list[str]:
     problems: list[str] = []
     grpc, portal, radsec = config.grpc, config.portal, config.radsec
     if grpc.tls_cert and grpc.tls_key:
-        problems += _pair("grpc.tls_cert", grpc.tls_cert, grpc.tls_key)
+        problems += _pair("grpc.tls_cert", grpc.tls_cert, "grpc.tls_key", grpc.tls_key)
     if grpc.client_ca:
         problems += _ca("grpc.client_ca", grpc.client_ca)
     if portal.enabled:
         problems += portal_tls_problems(portal)
     if radsec.listen:
         if radsec.tls_cert and radsec.tls_key:
-            problems += _pair("radsec.tls_cert", radsec.tls_cert, radsec.tls_key)
+            problems += _pair("radsec.tls_cert", radsec.tls_cert, "radsec.tls_key", radsec.tls_key)
         for i, group in enumerate(radsec.groups):
             problems += _ca(f"radsec.groups[{i}].ca_file", group.ca_file)
     return problems
@@ -168,30 +168,42 @@ def portal_tls_problems(portal: PortalSettings) -> list[str]:
     certificate with (``daemon_ca``) and its client certificate for mTLS to mfad."""
     problems: list[str] = []
     if portal.tls_cert and portal.tls_key:
-        problems += _pair("portal.tls_cert", portal.tls_cert, portal.tls_key)
+        problems += _pair("portal.tls_cert", portal.tls_cert, "portal.tls_key", portal.tls_key)
     if portal.daemon_ca:
         problems += _ca("portal.daemon_ca", portal.daemon_ca)
     if portal.daemon_cert and portal.daemon_key:
-        problems += _pair("portal.daemon_cert", portal.daemon_cert, portal.daemon_key)
+        problems += _pair("portal.daemon_cert", portal.daemon_cert, "portal.daemon_key", portal.daemon_key)
     return problems
 
 
-def _pair(key: str, cert: str, private_key: str) -> list[str]:
+def _pair(key: str, cert: str, key_key: str, private_key: str) -> list[str]:
+    """A certificate and its private key: they load together, the key is not readable by
+    every user (group-readable stays allowed: Debian's ssl-cert group), the certificate is
+    valid now."""
+    problems = []
+    try:
+        mode = Path(private_key).stat().st_mode & 0o777
+    except OSError:
+        mode = 0  # load_cert_chain names what is wrong with it
+    if mode & 0o004:
+        problems.append(f"{key_key}: {private_key} is readable by every user (mode {mode:04o}): chmod 600 it "
+                        "(or 640, its group one the daemon is in)")
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, private_key)
     except ssl.SSLError as exc:
         if exc.reason == "KEY_VALUES_MISMATCH":
-            return [f"{key}: {cert} and its key {private_key} do not go together (the key is another certificate's)"]
-        return [f"{key}: cannot load {cert} with {private_key}: {exc.reason or exc}"]
+            return [*problems, f"{key}: {cert} and its key {private_key} do not go together "
+                    "(the key is another certificate's)"]
+        return [*problems, f"{key}: cannot load {cert} with {private_key}: {exc.reason or exc}"]
     except OSError as exc:
-        return [f"{key}: cannot load {cert} with {private_key}: {exc.strerror or exc}"
+        return [*problems, f"{key}: cannot load {cert} with {private_key}: {exc.strerror or exc}"
                 + (f" ({exc.filename})" if exc.filename else "")]
     try:
         with open(cert, "rb") as f:
             leaf = x509.load_pem_x509_certificates(f.read())[:1]
     except (OSError, ValueError):
-        return []  # load_cert_chain accepted it; a format it reads that cryptography does not stays its call
-    return _validity(key, cert, leaf)
+        return problems  # load_cert_chain accepted it; a format it reads that cryptography does not stays its call
+    return problems + _validity(key, cert, leaf)
 
 
 def _ca(key: str, path: str) -> list[str]:

@@ -10,13 +10,14 @@ import secrets
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from test_cli import REPO, free_port, mfad, pg_database, write_config  # noqa: F401 (pg_database: a fresh database per test)
+from test_cli import REPO, free_port, mfad, pg_database, wait_ready, write_config  # noqa: F401 (pg_database: a fresh database per test)
 
 
 def _seal_a_device(cfg: Path) -> None:
@@ -300,7 +301,7 @@ ca_file = "{files['branch_ca']}"
 @pytest.mark.slow
 def test_check_config_and_serve_check_every_tls_file(tmp_path: Path) -> None:
     """Certificates made here, good and bad: a key of another certificate, expired CAs and
-    certificates, a CA file that holds no certificate — for gRPC, the portal's connection to
+    certificates, a world-readable private key, a CA file that holds no certificate — for gRPC, the portal's connection to
     the daemon and RadSec. All named at once; ``serve`` refuses before it makes a database;
     with every file good, ``check-config`` passes and ``serve`` starts with them."""
     import datetime as dt
@@ -317,6 +318,7 @@ def test_check_config_and_serve_check_every_tls_file(tmp_path: Path) -> None:
     radsec_cert, radsec_key = good.issue("radsec-server", server=True)
     old_radsec, old_radsec_key = good.issue("radsec-old", server=True, not_after=ended)
     nas_cert, nas_key = good.issue("nas1", server=False)
+    old_client_key.chmod(0o644)  # a private key every user of the machine may read
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
 
@@ -338,6 +340,8 @@ def test_check_config_and_serve_check_every_tls_file(tmp_path: Path) -> None:
         f"portal.daemon_ca: {junk} holds no PEM CA certificate that loads: Unable to load PEM file. See "
         "https://cryptography.io/en/latest/faq/#why-can-t-i-import-my-pem-file for more details. "
         "MalformedFraming",
+        f"portal.daemon_key: {old_client_key} is readable by every user (mode 0644): chmod 600 it (or 640, its "
+        "group one the daemon is in)",
         f"portal.daemon_cert: {old_client} expired on {when} (CN=portal-web-old)",
         f"radsec.tls_cert: {old_radsec} expired on {when} (CN=radsec-old)",
         f"radsec.groups[0].ca_file: {old.cert_path} expired on {when} (CN=old CA)",
@@ -359,15 +363,11 @@ def test_check_config_and_serve_check_every_tls_file(tmp_path: Path) -> None:
                              "campus_ca": good.cert_path, "branch_ca": good.cert_path})
     check = mfad("check-config", "--config", str(cfg), cwd=tmp_path)
     assert check.returncode == 0, check.stderr
-    from test_cli import wait_ready
-
     proc = subprocess.Popen([sys.executable, "-m", "mfad", "serve", "--config", str(cfg)], cwd=tmp_path,
-                            env={**os.environ, "PYTHONPATH": str(REPO), "MFAD_LOGGING_LEVEL": "debug"}, stdout=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         wait_ready(proc, ports["metrics"])
-        import ssl
-
         context = ssl.create_default_context(cafile=str(good.cert_path))
         context.load_cert_chain(nas_cert, nas_key)
         with socket.create_connection(("127.0.0.1", ports["radsec"]), timeout=10) as raw, \
@@ -378,5 +378,5 @@ def test_check_config_and_serve_check_every_tls_file(tmp_path: Path) -> None:
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
-            proc.terminate()
-        print("\n".join(proc.communicate(timeout=30)))
+            proc.kill()
+        proc.communicate(timeout=30)
