@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from peer_tools import find_tool
+from shipped_nas import SHIPPED_NAS, replaced
 from tls_ca import TestCA
 
 OPENVPN = find_tool("openvpn")
@@ -118,26 +119,19 @@ verb 3
 log {dir}/server.log
 """
 
-RADIUSPLUGIN_CONF = """\
-NAS-Identifier=openvpn
-Service-Type=5
-Framed-Protocol=1
-NAS-Port-Type=5
-NAS-IP-Address={nas_address}
-OpenVPNConfig={dir}/server.conf
-subnet=255.255.255.0
-overwriteccfiles=true
-nonfatalaccounting=false
-server
-{{
-\tacctport={acct_port}
-\tauthport={auth_port}
-\tname={mfad_address}
-\tretry=1
-\twait=3
-\tsharedsecret={secret}
-}}
-"""
+def shipped_radiusplugin(*, nas_address: str, directory: Path, auth_port: int, acct_port: int, mfad_address: str,
+                         secret: str) -> str:
+    """The shipped clients/nas/openvpn/radiusplugin.cnf as it is, its addresses, ports, paths
+    and secret made this test's (the second server, 192.0.2.2, stays: unreachable from the
+    namespace, used only if the first fails)."""
+    text = (SHIPPED_NAS / "openvpn" / "radiusplugin.cnf").read_text()
+    return replaced(text, [("NAS-IP-Address=192.0.2.10", f"NAS-IP-Address={nas_address}"),
+                           ("OpenVPNConfig=/etc/openvpn/server.conf", f"OpenVPNConfig={directory}/server.conf"),
+                           ("acctport=1813\n\tauthport=1812\n\tname=192.0.2.1",
+                            f"acctport={acct_port}\n\tauthport={auth_port}\n\tname={mfad_address}"),
+                           ("sharedsecret=the-secret-in-/etc/mfad/vpn.secret", f"sharedsecret={secret}")],
+                    "openvpn/radiusplugin.cnf")
+
 
 CLIENT_CONF = """\
 client
@@ -181,8 +175,8 @@ async def openvpn_server(ns: Namespaces, directory: Path, ca: TestCA, *, auth_po
         vpn_address=ns.vpn_address, tunnel_network=ns.tunnel_network, ca=ca.cert_path, cert=cert, key=key,
         plugin=RADIUSPLUGIN, dir=directory, reneg_sec=reneg_sec,
         token="auth-gen-token 0" if auth_gen_token else ""))
-    (directory / "radiusplugin.cnf").write_text(RADIUSPLUGIN_CONF.format(
-        nas_address=ns.nas_address, dir=directory, acct_port=acct_port, auth_port=auth_port,
+    (directory / "radiusplugin.cnf").write_text(shipped_radiusplugin(
+        nas_address=ns.nas_address, directory=directory, acct_port=acct_port, auth_port=auth_port,
         mfad_address=ns.mfad_address, secret=secret.decode()))
     process = await asyncio.create_subprocess_exec(IP, "netns", "exec", ns.server, OPENVPN, "--config",
                                                    str(directory / "server.conf"), stdout=subprocess.DEVNULL,

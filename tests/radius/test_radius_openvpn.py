@@ -2,9 +2,11 @@
 
 The OpenVPN server and client run in two network namespaces the test creates
 (``openvpn_peers``); mfad answers the plugin's Access-Requests and Accounting-Requests
-from the test's process. radiusplugin sends no Message-Authenticator, so its client
-entry has the per-client override, and it fails a connection whose accounting nobody
-answers (``nonfatalaccounting=false`` here): a tunnel that comes up proves both.
+from the test's process. Both sides are the shipped examples: clients/nas/openvpn/
+radiusplugin.cnf and the "vpn" entry of clients/nas/mfad.toml (addresses, ports and
+secret made the test's). radiusplugin sends no Message-Authenticator, so that entry has
+the per-client override, and it fails a connection whose accounting nobody answers
+(``nonfatalaccounting=false``): a tunnel that comes up proves both.
 
 Checked: the tunnel comes up with password and code typed together (``append``) and
 with the code alone (``otp_only``); a wrong code and the same code again (a replay)
@@ -13,6 +15,7 @@ mfad again (without it the plugin would re-send the spent code, which is a repla
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,8 @@ from typing import Any
 import pytest
 from openvpn_peers import Namespaces, can_run, namespaces, openvpn_client, openvpn_server, ping, wait_for_text
 from radius_peers import SECRET
-from signin_peers import StartDaemon, accounting_address, address, nas, start_daemon  # noqa: F401  (fixture)
+from shipped_nas import shipped_client
+from signin_peers import StartDaemon, accounting_address, address, start_daemon  # noqa: F401  (fixture)
 from tls_ca import TestCA
 
 from mfad.core.accounting import SESSION_EVENT
@@ -41,12 +45,13 @@ def netns() -> Iterator[Namespaces]:
         yield ns
 
 
-async def vpn_daemon(start_daemon: StartDaemon, ns: Namespaces, mode: str) -> RadiusServer:
-    # radiusplugin 2.1 sends no Message-Authenticator: the per-client override (docs/radius.md).
-    # It also reads only the first four digits of a port ("51107" is 5110): the usual ports,
-    # on the address of this test's own.
-    return await start_daemon(mode=mode, listen=[f"{ns.mfad_address}:1812"],
-                              clients=[nas("openvpn", address=ns.nas_address, require_message_authenticator=False)])
+async def vpn_daemon(start_daemon: StartDaemon, ns: Namespaces, mode: str, etc: Path) -> RadiusServer:
+    """mfad with the shipped "vpn" client of clients/nas/mfad.toml (its Message-Authenticator
+    override: radiusplugin 2.1 sends none), at the VPN server's address, in ``mode``.
+    radiusplugin reads only the first four digits of a port ("51107" is 5110): the usual
+    ports, on an address of this test's own."""
+    client = dataclasses.replace(shipped_client(etc, "vpn", address=ns.nas_address), mode=mode)
+    return await start_daemon(mode=mode, listen=[f"{ns.mfad_address}:1812"], clients=[client])
 
 
 def access_requests(server: RadiusServer) -> int:
@@ -63,7 +68,7 @@ async def session_reports(mfa: Mfa) -> list[str]:
 async def test_openvpn_append_mode_up_then_a_replay_and_a_wrong_code_refused(
         start_daemon: StartDaemon, enrol: Enrol, mfa: Mfa, netns: Namespaces, tmp_path: Path) -> None:
     alice = await enrol("alice", password=PASSWORD)
-    server = await vpn_daemon(start_daemon, netns, "append")
+    server = await vpn_daemon(start_daemon, netns, "append", tmp_path / "etc")
     ca = TestCA(tmp_path, "vpn CA")
     async with openvpn_server(netns, tmp_path / "vpn", ca, auth_port=address(server)[1],
                               acct_port=accounting_address(server)[1], secret=SECRET,
@@ -85,7 +90,7 @@ async def test_openvpn_append_mode_up_then_a_replay_and_a_wrong_code_refused(
 async def test_openvpn_code_only_survives_renegotiation_with_auth_gen_token(
         start_daemon: StartDaemon, enrol: Enrol, mfa: Mfa, netns: Namespaces, tmp_path: Path) -> None:
     alice = await enrol("alice", password=PASSWORD)
-    server = await vpn_daemon(start_daemon, netns, "otp_only")
+    server = await vpn_daemon(start_daemon, netns, "otp_only", tmp_path / "etc")
     ca = TestCA(tmp_path, "vpn CA")
     async with openvpn_server(netns, tmp_path / "vpn", ca, auth_port=address(server)[1],
                               acct_port=accounting_address(server)[1], secret=SECRET,
