@@ -146,7 +146,8 @@ def tls_problems(config: Config) -> list[str]:
     """Every TLS file the daemon would load: each certificate with its key (readable, the
     pair matching), each CA bundle (readable, PEM certificates); none of them expired or
     not yet valid. For gRPC, the portal (its own HTTPS and its client files to reach the
-    daemon) and RadSec (its certificate and every group's CA)."""
+    daemon), the mail server's and the LDAP directories' CA bundles, and RadSec (its
+    certificate and every group's CA)."""
     problems: list[str] = []
     grpc, portal, radsec = config.grpc, config.portal, config.radsec
     if grpc.tls_cert and grpc.tls_key:
@@ -155,6 +156,11 @@ def tls_problems(config: Config) -> list[str]:
         problems += _ca("grpc.client_ca", grpc.client_ca)
     if portal.enabled:
         problems += portal_tls_problems(portal)
+    if config.smtp.ca_file and config.smtp.security != "none":
+        problems += _ca("smtp.ca_file", config.smtp.ca_file)
+    for i, directory in enumerate(config.directory.ldap):
+        if directory.ca_file:
+            problems += _ca(f"directory.ldap[{i}].ca_file", directory.ca_file)
     if radsec.listen:
         if radsec.tls_cert and radsec.tls_key:
             problems += _pair("radsec.tls_cert", radsec.tls_cert, "radsec.tls_key", radsec.tls_key)

@@ -285,6 +285,13 @@ daemon_ca = "{files['daemon_ca']}"
 daemon_cert = "{files['daemon_cert']}"
 daemon_key = "{files['daemon_key']}"
 daemon_server_name = "localhost"
+[smtp]
+ca_file = "{files['smtp_ca']}"
+[[directory.ldap]]
+name = "corp"
+servers = ["ldaps://127.0.0.1:636"]
+base_dn = "dc=example,dc=com"
+ca_file = "{files['ldap_ca']}"
 [radsec]
 listen = ["127.0.0.1:{ports['radsec']}"]
 tls_cert = "{files['radsec_cert']}"
@@ -301,9 +308,10 @@ ca_file = "{files['branch_ca']}"
 @pytest.mark.slow
 def test_check_config_and_serve_check_every_tls_file(tmp_path: Path) -> None:
     """Certificates made here, good and bad: a key of another certificate, expired CAs and
-    certificates, a world-readable private key, a CA file that holds no certificate — for gRPC, the portal's connection to
-    the daemon and RadSec. All named at once; ``serve`` refuses before it makes a database;
-    with every file good, ``check-config`` passes and ``serve`` starts with them."""
+    certificates, a world-readable private key, a CA file that holds no certificate — for
+    gRPC, the portal's connection to the daemon, the mail server, an LDAP directory and
+    RadSec. All named at once; ``serve`` refuses before it makes a database; with every
+    file good, ``check-config`` passes and ``serve`` starts with them."""
     import datetime as dt
 
     from tls_ca import TestCA
@@ -327,7 +335,8 @@ def test_check_config_and_serve_check_every_tls_file(tmp_path: Path) -> None:
              "radsec": free_port()}
     bad = {"grpc_cert": grpc_cert, "grpc_key": other_key, "client_ca": old.cert_path, "daemon_ca": junk,
            "daemon_cert": old_client, "daemon_key": old_client_key, "radsec_cert": old_radsec,
-           "radsec_key": old_radsec_key, "campus_ca": old.cert_path, "branch_ca": junk}
+           "radsec_key": old_radsec_key, "campus_ca": old.cert_path, "branch_ca": junk, "smtp_ca": old.cert_path,
+           "ldap_ca": junk}
     _tls_config(cfg, ports, bad)
 
     check = mfad("check-config", "--config", str(cfg), cwd=tmp_path)
@@ -343,6 +352,10 @@ def test_check_config_and_serve_check_every_tls_file(tmp_path: Path) -> None:
         f"portal.daemon_key: {old_client_key} is readable by every user (mode 0644): chmod 600 it (or 640, its "
         "group one the daemon is in)",
         f"portal.daemon_cert: {old_client} expired on {when} (CN=portal-web-old)",
+        f"smtp.ca_file: {old.cert_path} expired on {when} (CN=old CA)",
+        f"directory.ldap[0].ca_file: {junk} holds no PEM CA certificate that loads: Unable to load PEM file. See "
+        "https://cryptography.io/en/latest/faq/#why-can-t-i-import-my-pem-file for more details. "
+        "MalformedFraming",
         f"radsec.tls_cert: {old_radsec} expired on {when} (CN=radsec-old)",
         f"radsec.groups[0].ca_file: {old.cert_path} expired on {when} (CN=old CA)",
         f"radsec.groups[1].ca_file: {junk} holds no PEM CA certificate that loads: Unable to load PEM file. See "
@@ -360,7 +373,8 @@ def test_check_config_and_serve_check_every_tls_file(tmp_path: Path) -> None:
     _tls_config(cfg, ports, {"grpc_cert": grpc_cert, "grpc_key": grpc_key, "client_ca": good.cert_path,
                              "daemon_ca": good.cert_path, "daemon_cert": daemon_cert, "daemon_key": daemon_key,
                              "radsec_cert": radsec_cert, "radsec_key": radsec_key,
-                             "campus_ca": good.cert_path, "branch_ca": good.cert_path})
+                             "campus_ca": good.cert_path, "branch_ca": good.cert_path, "smtp_ca": good.cert_path,
+                             "ldap_ca": good.cert_path})
     check = mfad("check-config", "--config", str(cfg), cwd=tmp_path)
     assert check.returncode == 0, check.stderr
     proc = subprocess.Popen([sys.executable, "-m", "mfad", "serve", "--config", str(cfg)], cwd=tmp_path,
