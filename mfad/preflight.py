@@ -20,9 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
-from mfad.config import Config, parse_address
+from cryptography import x509
+
+from mfad.config import Config, PortalSettings, parse_address
 from mfad.core.errors import SecretsError, Unavailable
 from mfad.core.keyring import Keyring
+from mfad.radius.accounting import accounting_listen
 from mfad.store import open_store
 from mfad.store.migrations import latest_version
 
@@ -136,40 +139,113 @@ def _keyring(config: Config, problems: list[str]) -> Keyring | None:
 
 
 def _tls(config: Config, problems: list[str]) -> None:
-    pairs = [("grpc", config.grpc.tls_cert, config.grpc.tls_key)]
-    if config.portal.enabled:
-        pairs.append(("portal", config.portal.tls_cert, config.portal.tls_key))
-    for section, cert, key in pairs:
-        if cert and key:
-            try:
-                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
-            except (OSError, ssl.SSLError) as exc:
-                problems.append(f"{section}.tls_cert: cannot load {cert} with {key}: "
-                                f"{getattr(exc, 'strerror', None) or exc}")
-                continue
-            _expiry(f"{section}.tls_cert", cert, problems)
-    if config.grpc.client_ca:
-        try:
-            ssl.create_default_context(cafile=config.grpc.client_ca)
-        except (OSError, ssl.SSLError) as exc:
-            problems.append(f"grpc.client_ca: cannot load {config.grpc.client_ca}: "
-                            f"{getattr(exc, 'strerror', None) or exc}")
+    problems.extend(tls_problems(config))
 
 
-def _expiry(key: str, path: str, problems: list[str]) -> None:
-    from cryptography import x509  # noqa: PLC0415 - only when a certificate is configured
+def tls_problems(config: Config) -> list[str]:
+    """Every TLS file the daemon would load: each certificate with its key (readable, the
+    pair matching), each CA bundle (readable, PEM certificates); none of them expired or
+    not yet valid. For gRPC, the portal (its own HTTPS and its client files to reach the
+    daemon), the mail server's and the LDAP directories' CA bundles, and RadSec (its
+    certificate and every group's CA)."""
+    problems: list[str] = []
+    grpc, portal, radsec = config.grpc, config.portal, config.radsec
+    if grpc.tls_cert and grpc.tls_key:
+        problems += _pair("grpc.tls_cert", grpc.tls_cert, "grpc.tls_key", grpc.tls_key)
+    if grpc.client_ca:
+        problems += _ca("grpc.client_ca", grpc.client_ca)
+    if portal.enabled:
+        problems += portal_tls_problems(portal)
+    if config.smtp.ca_file and config.smtp.security != "none":
+        problems += _ca("smtp.ca_file", config.smtp.ca_file)
+    for i, directory in enumerate(config.directory.ldap):
+        if directory.ca_file:
+            problems += _ca(f"directory.ldap[{i}].ca_file", directory.ca_file)
+    if radsec.listen:
+        if radsec.tls_cert and radsec.tls_key:
+            problems += _pair("radsec.tls_cert", radsec.tls_cert, "radsec.tls_key", radsec.tls_key)
+        for i, group in enumerate(radsec.groups):
+            problems += _ca(f"radsec.groups[{i}].ca_file", group.ca_file)
+    return problems
+
+
+def portal_tls_problems(portal: PortalSettings) -> list[str]:
+    """The portal's TLS files: its HTTPS certificate and key, the CA it checks mfad's gRPC
+    certificate with (``daemon_ca``) and its client certificate for mTLS to mfad."""
+    problems: list[str] = []
+    if portal.tls_cert and portal.tls_key:
+        problems += _pair("portal.tls_cert", portal.tls_cert, "portal.tls_key", portal.tls_key)
+    if portal.daemon_ca:
+        problems += _ca("portal.daemon_ca", portal.daemon_ca)
+    if portal.daemon_cert and portal.daemon_key:
+        problems += _pair("portal.daemon_cert", portal.daemon_cert, "portal.daemon_key", portal.daemon_key)
+    return problems
+
+
+def _pair(key: str, cert: str, key_key: str, private_key: str) -> list[str]:
+    """A certificate and its private key: they load together, the key is not readable by
+    every user (group-readable stays allowed: Debian's ssl-cert group), the certificate is
+    valid now."""
+    problems = []
+    try:
+        mode = Path(private_key).stat().st_mode & 0o777
+    except OSError:
+        mode = 0  # load_cert_chain names what is wrong with it
+    if mode & 0o004:
+        problems.append(f"{key_key}: {private_key} is readable by every user (mode {mode:04o}): chmod 600 it "
+                        "(or 640, its group one the daemon is in)")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, private_key)
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            return [*problems, f"{key}: {cert} and its key {private_key} do not go together "
+                    "(the key is another certificate's)"]
+        return [*problems, f"{key}: cannot load {cert} with {private_key}: {exc.reason or exc}"]
+    except OSError as exc:
+        return [*problems, f"{key}: cannot load {cert} with {private_key}: {exc.strerror or exc}"
+                + (f" ({exc.filename})" if exc.filename else "")]
+    try:
+        with open(cert, "rb") as f:
+            leaf = x509.load_pem_x509_certificates(f.read())[:1]
+    except (OSError, ValueError):
+        return problems  # load_cert_chain accepted it; a format it reads that cryptography does not stays its call
+    return problems + _validity(key, cert, leaf)
+
+
+def _ca(key: str, path: str) -> list[str]:
     try:
         with open(path, "rb") as f:
-            not_after = x509.load_pem_x509_certificate(f.read()).not_valid_after_utc
-    except (OSError, ValueError):
-        return  # load_cert_chain accepted it; a format it reads that cryptography does not stays its call
-    if not_after <= dt.datetime.now(dt.UTC):
-        problems.append(f"{key}: {path} expired on {not_after:%Y-%m-%d %H:%M} UTC")
+            data = f.read()
+        certificates = x509.load_pem_x509_certificates(data)
+        ssl.create_default_context(cadata=data.decode("ascii", "replace"))
+    except OSError as exc:
+        return [f"{key}: cannot read {path}: {exc.strerror or exc}"]
+    except (ValueError, ssl.SSLError) as exc:
+        return [f"{key}: {path} holds no PEM CA certificate that loads: {getattr(exc, 'reason', None) or exc}"]
+    return _validity(key, path, certificates)
+
+
+def _validity(key: str, path: str, certificates: list[x509.Certificate]) -> list[str]:
+    now = dt.datetime.now(dt.UTC)
+    problems = []
+    for certificate in certificates:
+        subject = certificate.subject.rfc4514_string() or "(no subject)"
+        if certificate.not_valid_after_utc <= now:
+            problems.append(f"{key}: {path} expired on {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC "
+                            f"({subject})")
+        elif certificate.not_valid_before_utc > now:
+            problems.append(f"{key}: {path} is not valid before {certificate.not_valid_before_utc:%Y-%m-%d %H:%M} "
+                            f"UTC ({subject}): check this machine's clock")
+    return problems
 
 
 def listeners(config: Config) -> Iterator[tuple[str, str, int]]:
     """(key, address, socket type) of every listener ``serve`` opens."""
     yield from (("radius.listen", a, socket.SOCK_DGRAM) for a in config.radius.listen)
+    accounting = accounting_listen(config.radius.accounting_listen,
+                                   [parse_address(a) for a in config.radius.listen])
+    yield from (("radius.accounting_listen", a, socket.SOCK_DGRAM) for a in accounting)
+    yield from (("radsec.listen", a, socket.SOCK_STREAM) for a in config.radsec.listen)
     yield from (("grpc.listen", a, socket.SOCK_STREAM) for a in config.grpc.listen)
     yield from (("metrics.listen", a, socket.SOCK_STREAM) for a in config.metrics.listen[:1])
     if config.portal.enabled and config.grpc.listen:

@@ -6,7 +6,9 @@ change under a running daemon is then applied between two packets, never droppin
 request in flight (a request being decided finishes with the settings it started with):
 the RADIUS clients and their secrets (``[[radius.clients]]`` over UDP), the log level and
 format (``[logging]``), the mail server (``[smtp]`` host, port, security, CA,
-credentials, sender), and gRPC's certificate renewed in place (for new connections). Every other changed key is named in one WARNING line as needing a
+credentials, sender), and gRPC's certificate renewed in place (for new connections).
+Every TLS file of the new configuration passes the pre-flight's checks first (loads, its key
+matches, not expired). Every other changed key is named in one WARNING line as needing a
 restart, and keeps its running value. ``[policy]`` holds the initial values of the
 policy stored in the database (``mfactl policy set`` changes it live), so a reload says
 so rather than pretending to apply it.
@@ -29,6 +31,7 @@ from mfad.mail.service import ReloadableMailer
 from mfad.observability import systemd
 from mfad.core import decisions
 from mfad.observability.logging import setup_logging
+from mfad.preflight import tls_problems
 
 log = logging.getLogger("mfad")
 
@@ -88,6 +91,9 @@ class Reloader:
         source = str(self._path) if self._path is not None else "the built-in defaults"
         try:
             new = self._transform(load_config(self._path))
+            expired = tls_problems(new)  # a renewed certificate that is expired or not its key's: kept out
+            if expired:
+                raise ConfigError(expired)
             prepared = [part(new) for part in self._parts]  # every check before the first change
         except ConfigError as exc:
             for problem in exc.problems:

@@ -78,7 +78,7 @@ complete_line() {
     ("mfactl user create alice --pass", "--password-stdin"),
     ("mfactl token create ci --role service --exp", "--expires-in"),
     ("mfactl --json policy set --remember-d", "--remember-device --remember-days"),
-    ("mfactl completion ", "--help --addr --token-file --tls-ca --tls-cert --tls-key --tls-server-name --timeout --json"),
+    ("mfactl completion ", "--help --addr --token-file --tls-ca --tls-cert --tls-key --tls-server-name --timeout --json bash zsh"),
 ])
 def test_bash_completion_completes_groups_commands_and_options(line: str, expected: str, tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO / 'clients'}:{REPO}"}
@@ -87,6 +87,44 @@ def test_bash_completion_completes_groups_commands_and_options(line: str, expect
                           text=True, timeout=60, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == expected
+
+
+#: A real interactive zsh in a pseudo-terminal (zsh/zpty): compinit, then the script that
+#: ``mfactl completion zsh`` prints, then the line and a Tab; a key bound to a widget writes
+#: the edited line to a file. What the user would see on the command line after Tab.
+ZSH_DRIVER = r"""
+zmodload zsh/zpty
+out=$1 line=$2; shift 2
+zpty -b z zsh -f -i
+zpty -w z "PS1=''; autoload -U compinit && compinit -u -D"
+zpty -w z "mfactl() { ${(j: :)${(q)@}} \"\$@\" }"
+zpty -w z 'eval "$(mfactl completion zsh)"'
+zpty -w z "dump() { print -r -- \"\$BUFFER\" > ${(q)out}; }; zle -N dump; bindkey '^X' dump"
+zpty -w -n z "$line"$'\t\x18'
+for i in {1..600}; do [[ -s $out ]] && break; sleep 0.1; done
+zpty -d z
+"""
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("mfactl us", "mfactl user "),
+    ("mfactl --addr 127.0.0.1:50051 user cr", "mfactl --addr 127.0.0.1:50051 user create "),
+    ("mfactl user create alice --pass", "mfactl user create alice --password-stdin "),
+    ("mfactl --json policy set --remember-de", "mfactl --json policy set --remember-device "),
+    ("mfactl completion z", "mfactl completion zsh "),
+    ("mfactl remembered rev", "mfactl remembered revoke "),
+])
+def test_zsh_completion_completes_in_a_real_zsh(line: str, expected: str, tmp_path: Path) -> None:
+    from peer_tools import need_tool
+
+    zsh = need_tool("zsh", "zsh")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO / 'clients'}:{REPO}", "HOME": str(tmp_path),
+           "TERM": "dumb"}
+    out = tmp_path / "line"
+    done = subprocess.run([zsh, "-f", "-c", ZSH_DRIVER, "zsh", str(out), line, sys.executable, "-m", "mfad_client"],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done
+    assert out.read_text().rstrip("\n") == expected
 
 
 def test_mfactl_names_the_walkthrough_pitfalls(tmp_path: Path) -> None:

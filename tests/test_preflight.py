@@ -7,15 +7,17 @@ import asyncio
 import base64
 import os
 import secrets
+import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from test_cli import REPO, free_port, mfad, pg_database, write_config  # noqa: F401 (pg_database: a fresh database per test)
+from test_cli import REPO, free_port, mfad, pg_database, wait_ready, write_config  # noqa: F401 (pg_database: a fresh database per test)
 
 
 def _seal_a_device(cfg: Path) -> None:
@@ -244,3 +246,151 @@ tls_key = "grpc.key"
     assert check.returncode == 2 and expected in check.stderr, check
     served = mfad("serve", "--config", str(cfg), cwd=tmp_path)
     assert served.returncode == 2 and expected in served.stderr, served
+
+
+def _tls_config(cfg: Path, ports: dict[str, int], files: dict[str, Path]) -> None:
+    """gRPC with TLS and mTLS, the portal reaching it with its own CA bundle and client
+    certificate, and RadSec with two client groups: every TLS file mfad loads."""
+    data = cfg.parent / "data"
+    cfg.write_text(f"""
+[storage]
+url = "sqlite:///{data}/mfad.db"
+[secrets]
+key_file = "{data}/secrets.key"
+[passwords]
+time_cost = 1
+memory_kib = 64
+parallelism = 1
+[metrics]
+listen = ["127.0.0.1:{ports['metrics']}"]
+[radius]
+listen = ["127.0.0.1:{ports['radius']}"]
+accounting_listen = []
+[[radius.clients]]
+name = "campus-nas"
+address = "127.0.0.1"
+radsec_group = "campus"
+certificate_name = "nas1"
+[grpc]
+listen = ["127.0.0.1:{ports['grpc']}"]
+tls_cert = "{files['grpc_cert']}"
+tls_key = "{files['grpc_key']}"
+client_ca = "{files['client_ca']}"
+[grpc.client_roles]
+portal-web = "portal"
+[portal]
+listen = ["127.0.0.1:0"]
+token_file = "{data}/portal.token"
+daemon_ca = "{files['daemon_ca']}"
+daemon_cert = "{files['daemon_cert']}"
+daemon_key = "{files['daemon_key']}"
+daemon_server_name = "localhost"
+[smtp]
+ca_file = "{files['smtp_ca']}"
+[[directory.ldap]]
+name = "corp"
+servers = ["ldaps://127.0.0.1:636"]
+base_dn = "dc=example,dc=com"
+ca_file = "{files['ldap_ca']}"
+[radsec]
+listen = ["127.0.0.1:{ports['radsec']}"]
+tls_cert = "{files['radsec_cert']}"
+tls_key = "{files['radsec_key']}"
+[[radsec.groups]]
+name = "campus"
+ca_file = "{files['campus_ca']}"
+[[radsec.groups]]
+name = "branch"
+ca_file = "{files['branch_ca']}"
+""")
+
+
+@pytest.mark.slow
+def test_check_config_and_serve_check_every_tls_file(tmp_path: Path) -> None:
+    """Certificates made here, good and bad: a key of another certificate, expired CAs and
+    certificates, a world-readable private key, a CA file that holds no certificate — for
+    gRPC, the portal's connection to the daemon, the mail server, an LDAP directory and
+    RadSec. All named at once; ``serve`` refuses before it makes a database; with every
+    file good, ``check-config`` passes and ``serve`` starts with them."""
+    import datetime as dt
+
+    from tls_ca import TestCA
+
+    ended = dt.datetime(2022, 3, 4, 5, 6, tzinfo=dt.UTC)
+    good = TestCA(tmp_path, "good CA")
+    old = TestCA(tmp_path, "old CA", not_after=ended)
+    grpc_cert, grpc_key = good.issue("grpc-server", server=True)
+    _, other_key = good.issue("another-server", server=True)
+    daemon_cert, daemon_key = good.issue("portal-web", server=False)
+    old_client, old_client_key = good.issue("portal-web-old", server=False, not_after=ended)
+    radsec_cert, radsec_key = good.issue("radsec-server", server=True)
+    old_radsec, old_radsec_key = good.issue("radsec-old", server=True, not_after=ended)
+    nas_cert, nas_key = good.issue("nas1", server=False)
+    old_client_key.chmod(0o644)  # a private key every user of the machine may read
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+
+    cfg = tmp_path / "mfad.toml"
+    ports = {"metrics": free_port(), "grpc": free_port(), "radius": free_port(socket.SOCK_DGRAM),
+             "radsec": free_port()}
+    bad = {"grpc_cert": grpc_cert, "grpc_key": other_key, "client_ca": old.cert_path, "daemon_ca": junk,
+           "daemon_cert": old_client, "daemon_key": old_client_key, "radsec_cert": old_radsec,
+           "radsec_key": old_radsec_key, "campus_ca": old.cert_path, "branch_ca": junk, "smtp_ca": old.cert_path,
+           "ldap_ca": junk}
+    _tls_config(cfg, ports, bad)
+
+    check = mfad("check-config", "--config", str(cfg), cwd=tmp_path)
+    assert check.returncode == 2, check
+    problems = [line.removeprefix("mfad: config: ") for line in check.stderr.splitlines()]
+    when = "2022-03-04 05:06 UTC"
+    assert problems == [
+        f"grpc.tls_cert: {grpc_cert} and its key {other_key} do not go together (the key is another certificate's)",
+        f"grpc.client_ca: {old.cert_path} expired on {when} (CN=old CA)",
+        f"portal.daemon_ca: {junk} holds no PEM CA certificate that loads: Unable to load PEM file. See "
+        "https://cryptography.io/en/latest/faq/#why-can-t-i-import-my-pem-file for more details. "
+        "MalformedFraming",
+        f"portal.daemon_key: {old_client_key} is readable by every user (mode 0644): chmod 600 it (or 640, its "
+        "group one the daemon is in)",
+        f"portal.daemon_cert: {old_client} expired on {when} (CN=portal-web-old)",
+        f"smtp.ca_file: {old.cert_path} expired on {when} (CN=old CA)",
+        f"directory.ldap[0].ca_file: {junk} holds no PEM CA certificate that loads: Unable to load PEM file. See "
+        "https://cryptography.io/en/latest/faq/#why-can-t-i-import-my-pem-file for more details. "
+        "MalformedFraming",
+        f"radsec.tls_cert: {old_radsec} expired on {when} (CN=radsec-old)",
+        f"radsec.groups[0].ca_file: {old.cert_path} expired on {when} (CN=old CA)",
+        f"radsec.groups[1].ca_file: {junk} holds no PEM CA certificate that loads: Unable to load PEM file. See "
+        "https://cryptography.io/en/latest/faq/#why-can-t-i-import-my-pem-file for more details. "
+        "MalformedFraming",
+    ], check.stderr
+    served = mfad("serve", "--config", str(cfg), cwd=tmp_path)
+    assert served.returncode == 2
+    for problem in problems:
+        assert f"refusing to start: {problem}" in served.stderr
+    assert not (tmp_path / "data").exists()  # refused before the store was made
+
+    # Every file good: check-config passes, and serve runs on them (RadSec answers a NAS's
+    # TLS handshake with its certificate).
+    _tls_config(cfg, ports, {"grpc_cert": grpc_cert, "grpc_key": grpc_key, "client_ca": good.cert_path,
+                             "daemon_ca": good.cert_path, "daemon_cert": daemon_cert, "daemon_key": daemon_key,
+                             "radsec_cert": radsec_cert, "radsec_key": radsec_key,
+                             "campus_ca": good.cert_path, "branch_ca": good.cert_path, "smtp_ca": good.cert_path,
+                             "ldap_ca": good.cert_path})
+    check = mfad("check-config", "--config", str(cfg), cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "mfad", "serve", "--config", str(cfg)], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(proc, ports["metrics"])
+        context = ssl.create_default_context(cafile=str(good.cert_path))
+        context.load_cert_chain(nas_cert, nas_key)
+        with socket.create_connection(("127.0.0.1", ports["radsec"]), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname="localhost") as tls:
+            der = tls.getpeercert(binary_form=True)
+        assert der == ssl.PEM_cert_to_DER_cert(radsec_cert.read_text())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)

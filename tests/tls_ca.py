@@ -26,13 +26,16 @@ class TestCA:
 
     __test__ = False  # not a test class
 
-    def __init__(self, directory: Path, cn: str = "mfad e2e CA") -> None:
+    def __init__(self, directory: Path, cn: str = "mfad e2e CA", *, not_after: dt.datetime | None = None) -> None:
+        """``not_after``: when the CA certificate ends (default: a day from now; a past time
+        makes an expired CA, valid for the 30 days before it)."""
         self.directory = directory
         self._key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.UTC)
+        now = min(dt.datetime.now(dt.UTC), not_after - dt.timedelta(days=30)) if not_after else dt.datetime.now(dt.UTC)
         self._cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
                       .public_key(self._key.public_key()).serial_number(x509.random_serial_number())
-                      .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+                      .not_valid_before(now - dt.timedelta(minutes=5))
+                      .not_valid_after(not_after or now + dt.timedelta(days=1))
                       .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
                       .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
                                                    key_encipherment=False, data_encipherment=False,
@@ -42,13 +45,15 @@ class TestCA:
         self.cert_path = directory / f"{cn.replace(' ', '_')}.crt"
         self.cert_path.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, cn: str, *, server: bool) -> tuple[Path, Path]:
+    def issue(self, cn: str, *, server: bool, not_after: dt.datetime | None = None) -> tuple[Path, Path]:
+        """A certificate and its key (0600) in ``cn.crt`` and ``cn.key``; ``not_after`` as for the CA."""
         key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.UTC)
+        now = min(dt.datetime.now(dt.UTC), not_after - dt.timedelta(days=30)) if not_after else dt.datetime.now(dt.UTC)
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
         builder = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(self._cert.subject)
                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+                   .not_valid_before(now - dt.timedelta(minutes=5))
+                   .not_valid_after(not_after or now + dt.timedelta(days=1))
                    .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                    .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
         if server:

@@ -699,6 +699,8 @@ def _completion_table(parser: argparse.ArgumentParser, key: str, table: dict[str
             words += [o for o in action.option_strings if o.startswith("--")]
             if action.nargs != 0:
                 takes_value.update(action.option_strings)
+        elif action.choices:  # a positional with fixed values (``completion bash|zsh``)
+            words += [str(choice) for choice in action.choices]
     table[key] = words
 
 

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from mfad.config import PortalSettings, load_portal_config
 from mfad.core.errors import ConfigError
+from mfad.preflight import portal_tls_problems
 from mfad_client import MfadClient, TlsFiles
 from mfad_portal.service import PortalService
 
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_portal_config(args.config)
+        problems = portal_tls_problems(settings)  # what mfad's pre-flight checks of these files
+        if problems:
+            raise ConfigError(problems)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"mfad-portal: config: {problem}", file=sys.stderr)

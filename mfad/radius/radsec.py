@@ -36,12 +36,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 import ssl
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -291,7 +292,8 @@ class RadsecServer:
         self._identities = identities
         self._handler = handler
         self._accounting = accounting
-        self._servers: list[asyncio.Server] = []
+        self._listeners: list[socket.socket] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._connections: set[_Connection] = set()
         self._handshakes = 0
         self._closing = False
@@ -299,24 +301,32 @@ class RadsecServer:
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
-        return [(str(sock.getsockname()[0]), int(sock.getsockname()[1]))
-                for server in self._servers for sock in server.sockets]
+        return [(str(sock.getsockname()[0]), int(sock.getsockname()[1])) for sock in self._listeners]
 
     async def start(self) -> None:
-        if self._servers:
+        """Bind every listener and accept on it. Connections are accepted here, not by an
+        ``asyncio.Server``: a stream's ``start_tls`` does not hand the TLS layer the bytes the
+        stream already read, so a client whose ClientHello arrived before the upgrade (most
+        send it at once) stalled until the handshake timeout. An accepted socket is given
+        to ``connect_accepted_socket`` with TLS from its first byte, after the address check."""
+        if self._listeners:
             return
         try:
             for host, port in self.settings.listen:
                 try:
-                    self._servers.append(await asyncio.start_server(
-                        self._accept, host, port, reuse_port=self.settings.reuse_port or None,
-                        limit=MAX_PACKET_LENGTH * 2))
+                    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                    listener = socket.create_server((host, port), family=family, backlog=1024,
+                                                    reuse_port=self.settings.reuse_port)
                 except OSError as exc:
                     raise RadiusBindError(exc.errno, f"cannot bind RadSec listener {host}:{port}: "
                                           f"{exc.strerror}") from None
+                listener.setblocking(False)
+                self._listeners.append(listener)
         except BaseException:
-            await self._close_servers()
+            self._close_listeners()
             raise
+        for listener in self._listeners:
+            self._track(self._accept_loop(listener))
         log.info("RadSec listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
 
     async def run(self) -> None:
@@ -331,7 +341,7 @@ class RadsecServer:
             return
         self._closing = True
         try:
-            await self._close_servers()
+            self._close_listeners()
             tasks = {task for connection in self._connections for task in connection.tasks}
             if tasks:
                 _, pending = await asyncio.wait(tasks, timeout=self.settings.drain_timeout)
@@ -339,27 +349,46 @@ class RadsecServer:
                     task.cancel()
             for connection in list(self._connections):
                 connection.writer.close()
+            await asyncio.sleep(0)  # the closed connections' tasks see their end
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=2.0)
         finally:
             self._closed.set()
 
-    async def _close_servers(self) -> None:
-        for server in self._servers:
-            server.close()
-        for server in self._servers:
+    def _close_listeners(self) -> None:
+        for task in list(self._tasks):
+            if task.get_name() == "radsec-accept":
+                task.cancel()
+        for listener in self._listeners:
+            listener.close()
+
+    def _track(self, coro: Coroutine[Any, Any, None], name: str = "radsec-accept") -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._closing:
             try:
-                async with asyncio.timeout(2.0):
-                    await server.wait_closed()
-            except TimeoutError:
-                pass
+                sock, peer = await loop.sock_accept(listener)
+            except OSError as exc:  # out of file descriptors, a connection reset before accept: go on
+                if self._closing:
+                    return
+                log.warning("RadSec accept failed: %s", exc.strerror or exc)
+                await asyncio.sleep(0.1)
+                continue
+            self._track(self._accept(sock, str(peer[0])), name="radsec-connection")
 
     # --- one connection -----------------------------------------------------------------------
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        host = str(writer.get_extra_info("peername")[0])
-        client = await self._handshake(writer, host)
-        if client is None:
-            writer.close()
+    async def _accept(self, sock: socket.socket, host: str) -> None:
+        accepted = await self._handshake(sock, host)
+        if accepted is None:
             return
+        client, reader, writer = accepted
         connection = _Connection(client=client, host=host, writer=writer)
         self._connections.add(connection)
         self.connection_metrics.connection(ConnectionResult.ACCEPTED)
@@ -372,32 +401,46 @@ class RadsecServer:
             self.connection_metrics.disconnect(reason)
             writer.close()
 
-    async def _handshake(self, writer: asyncio.StreamWriter, host: str) -> RadiusClient | None:
+    async def _handshake(self, sock: socket.socket, host: str
+                         ) -> tuple[RadiusClient, asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """The client this connection is, after its TLS handshake; None (the socket closed) when
+        refused: an address no client may use and too many connections before any TLS."""
         metrics = self.connection_metrics
         if self._closing:
+            sock.close()
             return None
         if not self._identities.may_connect(host):
             metrics.connection(ConnectionResult.REFUSED_ADDRESS)
+            sock.close()
             return None
         if len(self._connections) + self._handshakes >= self.settings.max_connections:
             metrics.connection(ConnectionResult.OVER_LIMIT)
+            sock.close()
             return None
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=MAX_PACKET_LENGTH * 2, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
         self._handshakes += 1
         try:
-            await writer.start_tls(self._context, ssl_handshake_timeout=self.settings.handshake_timeout)
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, sock, ssl=self._context, ssl_handshake_timeout=self.settings.handshake_timeout)
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
             metrics.connection(ConnectionResult.HANDSHAKE_FAILED)
             log.info("RadSec TLS handshake with %s failed: %s", host, type(exc).__name__)
+            sock.close()
             return None
         finally:
             self._handshakes -= 1
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         ssl_object = writer.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         client = self._identities.identify(der, host) if der else None
         if client is None:
             metrics.connection(ConnectionResult.UNKNOWN_CERTIFICATE)
             log.warning("RadSec connection from %s refused: its certificate names no client of its CA's group", host)
-        return client
+            writer.close()
+            return None
+        return client, reader, writer
 
     async def _serve(self, reader: asyncio.StreamReader, connection: _Connection) -> str:
         while not self._closing:

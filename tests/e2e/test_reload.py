@@ -5,6 +5,7 @@ force at once, a bad file changing nothing, what cannot be reloaded named in the
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 import signal
 from pathlib import Path
@@ -160,7 +161,17 @@ async def test_sighup_puts_a_renewed_grpc_certificate_in_force(mfad_daemon: Star
 
     key.write_bytes(ca.issue("mfad-other", server=True)[1].read_bytes())  # a key of another certificate
     await hangup(mfad, _reloads(mfad))
-    assert "reload refused, nothing changed: grpc.tls_cert: the new certificate and key do not load together" \
+    assert f"reload refused, nothing changed: grpc.tls_cert: {cert} and its key {key} do not go together" \
+        in mfad.daemon.log()
+    assert await asyncio.to_thread(_served_certificate, port, ca.cert_path) == second
+
+    # A "renewal" that is already expired (an old file copied back): refused, the running one stays.
+    ended = dt.datetime(2021, 5, 6, 7, 8, tzinfo=dt.UTC)
+    old_cert, old_key = ca.issue("mfad-server-old", server=True, not_after=ended)
+    cert.write_bytes(old_cert.read_bytes())
+    key.write_bytes(old_key.read_bytes())
+    await hangup(mfad, _reloads(mfad))
+    assert f"reload refused, nothing changed: grpc.tls_cert: {cert} expired on 2021-05-06 07:08 UTC" \
         in mfad.daemon.log()
     assert await asyncio.to_thread(_served_certificate, port, ca.cert_path) == second
     assert await mfad.daemon.stop() == 0

@@ -379,3 +379,71 @@ mode = "append"
     config = load_config(file, env={})
     assert config.radsec.listen == ["0.0.0.0:2083"]
     assert config.radius.clients[0].radsec_group == "branches"
+
+
+async def _client_hello_first(pki: Pki, address: tuple[str, int]) -> bytes:
+    """A TLS client whose ClientHello is in the socket before the server's event loop has even
+    accepted the connection (the connect and the send block the loop that runs this); then a
+    Status-Server. Returns the reply's first bytes."""
+    context = ssl.create_default_context(cafile=str(pki.ca.cert_path))
+    context.load_cert_chain(*pki.berlin)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    raw = socket.create_connection(address, timeout=5)  # blocking: the loop does not run meanwhile
+    loop = asyncio.get_running_loop()
+
+    async def receive() -> None:
+        data = await loop.sock_recv(raw, 65536)
+        assert data, "the server closed the connection"
+        incoming.write(data)
+
+    try:
+        raw.sendall(outgoing.read())  # the ClientHello
+        raw.setblocking(False)
+        async with asyncio.timeout(10):  # well under the handshake timeout: a stall fails here
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    await loop.sock_sendall(raw, outgoing.read())
+                    await receive()
+            tls.write(pyrad_request(code=12, identifier=7, secret=b"radsec").RequestPacket())
+            await loop.sock_sendall(raw, outgoing.read())  # the client's Finished and the request
+            reply = b""
+            while len(reply) < 2:
+                try:
+                    reply += tls.read(4096)
+                except ssl.SSLWantReadError:
+                    await receive()
+        return reply[:2]
+    finally:
+        raw.close()
+
+
+async def test_a_client_hello_sent_before_the_server_looks_is_answered(start_daemon: StartDaemon, pki: Pki) -> None:
+    """A NAS that sends its ClientHello at once. A stream upgraded with ``start_tls`` after it
+    began reading swallowed those bytes and stalled until the handshake timeout — on uvloop
+    (what ``mfad serve`` runs on), which starts reading as soon as a connection is made. Run
+    on this test's loop and on a uvloop of its own in a thread, with the same TLS settings."""
+    import dataclasses
+    import uvloop
+
+    server = await start_daemon(clients=[nas(), berlin()], radsec=radsec_settings(pki, handshake_timeout_seconds=30))
+    radsec = radsec_of(server)
+    assert await _client_hello_first(pki, radsec.addresses[0]) == bytes([2, 7])  # Access-Accept to Status-Server
+    assert connections(radsec).connections["accepted"] == 1
+
+    async def on_uvloop() -> tuple[bytes, int]:
+        own = RadsecServer(dataclasses.replace(radsec.settings, listen=(("127.0.0.1", 0),)), radsec._context,
+                           radsec._identities, radsec._handler)  # Status-Server is answered by the listener
+        await own.start()
+        try:
+            return (await _client_hello_first(pki, own.addresses[0]),
+                    connections(own).connections["accepted"])
+        finally:
+            await own.aclose()
+
+    assert await asyncio.to_thread(uvloop.run, on_uvloop()) == (bytes([2, 7]), 1)

@@ -1,12 +1,11 @@
 """Real RADIUS peers in front of the real sign-in: a Linux sign-in through
 ``pam_radius_auth`` driven by ``pamtester`` (challenge mode: password, then the code
 at the prompt), and FreeRADIUS as a proxy in front of mfad passing an ``otp_only``
-sign-in through (its config written by the test, FreeRADIUS on a port of its own)."""
+sign-in through (the shipped clients/nas/freeradius files, FreeRADIUS on a port of its own)."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -17,9 +16,9 @@ from freeradius_conf import FREERADIUS, free_udp_port, radiusd_conf
 from pam_peers import pam_service as pam_service_at
 from pam_peers import pamtester
 from radius_peers import SECRET, radclient
+from shipped_nas import SHIPPED_NAS, replaced, shipped_client
 from signin_peers import StartDaemon, address, start_daemon  # noqa: F401  (fixture)
 
-from mfad.config import RadiusClientSettings, load_config
 from mfad.radius.signin import ENTER_CODE
 from peer_tools import missing
 
@@ -27,22 +26,7 @@ Enrol = Callable[..., Awaitable[Any]]
 PASSWORD = "a password for radius tests"
 
 
-SHIPPED_NAS = Path(__file__).resolve().parents[2] / "clients" / "nas"
 SHIPPED_PAM = SHIPPED_NAS / "pam_radius_auth"
-
-
-def shipped_client(directory: Path, name: str) -> RadiusClientSettings:
-    """The client ``name`` of the shipped clients/nas/mfad.toml, read by mfad's own loader
-    (its /etc/mfad/*.secret files in ``directory``, holding the tests' secret), moved to
-    loopback: every other setting is the shipped one."""
-    directory.mkdir(exist_ok=True)
-    (directory / "mfad.toml").write_text((SHIPPED_NAS / "mfad.toml").read_text()
-                                         .replace("/etc/mfad/", f"{directory}/"))
-    for secret in ("freeradius", "hosts", "vpn", "openvpn"):
-        (directory / f"{secret}.secret").write_text(SECRET.decode() + "\n")
-        (directory / f"{secret}.secret").chmod(0o600)
-    (client,) = [c for c in load_config(directory / "mfad.toml", env={}).radius.clients if c.name == name]
-    return dataclasses.replace(client, address="127.0.0.1")
 
 
 def shipped_options(service_file: str) -> str:
@@ -83,60 +67,42 @@ async def test_pam_radius_auth_signs_in_with_password_then_code(
 
 
 # --- FreeRADIUS as a proxy in front of mfad ------------------------------------------------------
-PROXY_CONF = """\
+#: What a test adds around the shipped files: the NAS in front (radclient) as a client, and
+#: the ``ok`` module the stock FreeRADIUS has in mods-enabled/always.
+PROXY_FRAME = """\
 proxy_requests = yes
 client nas {{
   ipaddr = 127.0.0.1
   secret = {nas_secret}
-}}
-home_server mfad {{
-  type = auth
-  ipaddr = 127.0.0.1
-  port = {mfad_port}
-  secret = {mfad_secret}
-  response_window = 20
-  zombie_period = 40
-  status_check = status-server
-  check_interval = 30
-  num_answers_to_alive = 1
-}}
-home_server_pool mfad {{
-  type = fail-over
-  home_server = mfad
-}}
-realm mfad {{
-  auth_pool = mfad
-  nostrip
 }}
 modules {{
   always ok {{
     rcode = ok
   }}
 }}
-server default {{
-  listen {{
-    type = auth
-    ipaddr = 127.0.0.1
-    port = {port}
-  }}
-  authorize {{
-    # The NAS in front checked the password (LDAP, a users file ...); the code goes to mfad.
-    update control {{
-      &Proxy-To-Realm := "mfad"
-    }}
-  }}
-  authenticate {{
-  }}
-  post-proxy {{
-    ok
-  }}
-}}
 """
+
+
+def shipped_freeradius(*, port: int, mfad_port: int, dead_port: int, nas_secret: str, mfad_secret: str) -> str:
+    """The shipped clients/nas/freeradius/proxy.conf and sites-mfad as they are, only their
+    addresses, ports and secrets made this test's: home server mfad1 is the daemon under
+    test, mfad2 a port nothing answers on (the pool fails over to it only if mfad1 dies)."""
+    proxy = (SHIPPED_NAS / "freeradius" / "proxy.conf").read_text()
+    secret = 'secret = "the-secret-in-/etc/mfad/freeradius.secret"'
+    proxy = replaced(proxy, [("ipaddr = 192.0.2.1\n\tport = 1812", f"ipaddr = 127.0.0.1\n\tport = {mfad_port}"),
+                             (secret, f'secret = "{mfad_secret}"'),
+                             ("ipaddr = 192.0.2.2\n\tport = 1812", f"ipaddr = 127.0.0.1\n\tport = {dead_port}"),
+                             (secret, f'secret = "{mfad_secret}"')], "freeradius/proxy.conf")
+    site = replaced((SHIPPED_NAS / "freeradius" / "sites-mfad").read_text(),
+                    [("ipaddr = *\n\t\tport = 1812", f"ipaddr = 127.0.0.1\n\t\tport = {port}")],
+                    "freeradius/sites-mfad")
+    return PROXY_FRAME.format(nas_secret=nas_secret) + proxy + site
 
 
 @pytest.fixture
 async def freeradius_proxy(tmp_path: Path) -> AsyncIterator[Callable[[int], Awaitable[int]]]:
-    """``await freeradius_proxy(mfad_port)`` → the port of a FreeRADIUS proxying to mfad."""
+    """``await freeradius_proxy(mfad_port)`` → the port of a FreeRADIUS proxying to mfad with
+    the shipped clients/nas/freeradius files."""
     if FREERADIUS is None:
         pytest.skip(missing("freeradius"))
     processes: list[subprocess.Popen[bytes]] = []
@@ -145,9 +111,9 @@ async def freeradius_proxy(tmp_path: Path) -> AsyncIterator[Callable[[int], Awai
         directory = tmp_path / "freeradius"
         directory.mkdir()
         port = free_udp_port()
-        (directory / "radiusd.conf").write_text(radiusd_conf(directory, PROXY_CONF.format(
-            port=port, mfad_port=mfad_port, nas_secret="nas-to-proxy-secret-0123", mfad_secret=SECRET.decode()),
-            cleanup_delay=5))
+        (directory / "radiusd.conf").write_text(radiusd_conf(directory, shipped_freeradius(
+            port=port, mfad_port=mfad_port, dead_port=free_udp_port(), nas_secret="nas-to-proxy-secret-0123",
+            mfad_secret=SECRET.decode()), cleanup_delay=5))
         process = subprocess.Popen([FREERADIUS, "-f", "-d", str(directory)], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.STDOUT)
         processes.append(process)

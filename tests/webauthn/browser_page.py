@@ -102,6 +102,7 @@ def self_signed(directory: Path) -> ssl.SSLContext:
     (directory / "page.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                                            serialization.PrivateFormat.PKCS8,
                                                            serialization.NoEncryption()))
+    (directory / "page.key").chmod(0o600)  # mfad refuses a private key every user may read
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(directory / "page.crt", directory / "page.key")
     return context
