@@ -330,6 +330,9 @@ POLLING_ALLOWED = {
     # Reconnecting the approval LISTEN connection after it was lost: the wait between tries
     # is a back-off, not a look at state (while connected it waits on the lost event).
     ("mfad/store/postgres.py", "_listen"),
+    # An accept that failed (out of file descriptors): a short pause before the next accept
+    # keeps the loop from spinning; accepting itself waits on the socket.
+    ("mfad/radius/radsec.py", "_accept_loop"),
 }
 
 

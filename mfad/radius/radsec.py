@@ -331,7 +331,7 @@ class RadsecServer:
 
     async def run(self) -> None:
         """Serve until :meth:`aclose`; :meth:`start` binds first."""
-        if not self._servers and not self._closing:
+        if not self._listeners and not self._closing:
             raise RadiusError("RadsecServer.run() before start()")
         await self._closed.wait()
 

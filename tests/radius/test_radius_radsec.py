@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import contextlib
+import socket
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
