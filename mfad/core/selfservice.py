@@ -18,7 +18,8 @@ Guarantees:
   presenting it (:mod:`mfad.core.enrolment`) — a password alone binds nothing;
 - the same holds for a full session issued without a second factor (``mfa_required``
   ``enrolled`` or ``off``) to a user with no active device the policy allows: it owes
-  the policy's ``enrolment_proof`` and binds nothing before presenting it;
+  the policy's ``enrolment_proof`` and binds nothing (no security email either) before
+  presenting it;
 - with ``self_service = false`` a full session may only look (list its
   devices) and end itself; anything else is ``PermissionDenied``;
 - binding the first device with an enrolment session completes the sign-in:
@@ -93,7 +94,8 @@ class Use(StrEnum):
 
     VIEW = "view"  # list devices
     ENROL = "enrol"  # bind a TOTP device or a passkey (allowed with an enrolment session)
-    MANAGE = "manage"  # everything else: security email, unbinding, remembered devices, U2F upgrade
+    BIND_EMAIL = "bind_email"  # bind a security email (not with an enrolment session, nor before an owed proof)
+    MANAGE = "manage"  # everything else: unbinding, remembered devices, U2F upgrade
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -297,7 +299,7 @@ class SelfService:
         session = await self.resolve(token, caller)
         policy = await self._policy.current()
         if session.scope is SessionScope.ENROLMENT:
-            if use is Use.MANAGE:
+            if use is Use.MANAGE or use is Use.BIND_EMAIL:
                 raise PermissionDenied("an enrolment session may only bind a first passkey or TOTP device")
             devices = await self._store.load_devices(session.user_id)
             if any(d.is_active and policy.allows(d.method) for d in devices):
@@ -307,8 +309,8 @@ class SelfService:
             return session
         if not policy.self_service and use is not Use.VIEW:
             raise PermissionDenied("the MFA policy does not allow users to manage their own devices")
-        if use is Use.ENROL and session.proof_owed is not None:
-            raise PermissionDenied(PROOF_OWED[session.proof_owed])
+        if use in (Use.ENROL, Use.BIND_EMAIL) and session.proof_owed is not None:
+            raise PermissionDenied(PROOF_OWED[session.proof_owed])  # a security email is a factor too
         return session
 
     async def _masked_email(self, result: SignInResult) -> str:

@@ -207,12 +207,15 @@ async def test_a_full_session_without_a_device_owes_the_proof(mfa: Mfa, password
     token = begun.session.token
     await mfa.selfservice.authorize(token, "portal", Use.VIEW)  # it may still look
     assert not await can_bind(mfa, token)
+    with pytest.raises(PermissionDenied, match="enrolment code"):
+        await mfa.selfservice.authorize(token, "portal", Use.BIND_EMAIL)  # a security email is a factor too
     assert (await mfa.selfservice.start_enrolment_proof(token, "portal", ATTEMPT)).proof is EnrolmentProof.ACCESS_CODE
     assert not await mfa.selfservice.present_enrolment_proof(token, "portal", "ABCD-EFGH-JKMN", ATTEMPT)
     assert not await can_bind(mfa, token)
 
     issued = await mfa.enrolment.issue("newbie", 0, ATTEMPT, actor="user:boss")
     assert await mfa.selfservice.present_enrolment_proof(token, "portal", issued.code, ATTEMPT)
+    await mfa.selfservice.authorize(token, "portal", Use.BIND_EMAIL)
     assert await can_bind(mfa, token)
     assert ("used", None) in await audit(db, "enrolment_proof")
 
