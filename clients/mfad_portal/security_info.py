@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from mfad_client import ClientError, FailedPrecondition, Method
 from mfad_client import types as t
-from mfad_portal import step_up
+from mfad_portal import messages, step_up
 from mfad_portal.i18n import N_
 from mfad_portal.signin import (
     begin_totp,
@@ -50,6 +50,8 @@ def routes(portal: Portal) -> list[Route]:
         r("/security/u2f/options", "security_u2f_options", upgrade_options),
         r("/security/u2f", "security_u2f", upgrade),
         r("/security/devices/remove", "security_remove", remove),
+        r("/security/proof", "security_proof", present_proof),
+        r("/security/proof/email", "security_proof_email", send_proof_email),
         r(RECOVERY, "security_recovery", show_recovery, "GET"),
         r(RECOVERY, "security_recovery_new", new_recovery_codes),
         *step_up.routes(portal),
@@ -81,7 +83,11 @@ async def page(ctx: Ctx, error: str = "", status: int = 200) -> Response:
             by_method[d.method.value].append({**device_view(d), "lost": d.id in lost})
     # mfad refuses the removal itself; the page only leaves out the buttons it would refuse.
     may_remove = seen.self_service and (not seen.emergency_session or seen.email_recovery)
+    # mfad refuses a binding until the owed proof is in; the page asks for it first.
+    proof = ctx.session.proof_owed if seen.self_service else ""
     return ctx.render("security.html", status=status, error=error, manage=seen.self_service,
+                      bind=seen.self_service and not proof, proof=proof,
+                      masked_email=ctx.session.pending.get("proof_email", ""),
                       emergency=seen.emergency_session, may_remove=may_remove, any_lost=bool(lost),
                       allowed=[m.value for m in seen.allowed_methods], lockout_risk=seen.listing.lockout_risk,
                       passkeys=by_method["passkey"], totp=by_method["totp"], email=by_method["email"],
@@ -97,6 +103,35 @@ def device_view(d: t.Device) -> dict[str, Any]:
 async def failed(ctx: Ctx, operation: str, exc: ClientError) -> Response:
     """On a refusal: the Security Information page again, with mfad's words."""
     return await ctx.failure(operation, exc, page=lambda text, status: page(ctx, text, status))
+
+
+# --- the proof before a first device (policy enrolment_proof) -------------------------------------
+async def send_proof_email(ctx: Ctx) -> Response:
+    if ctx.session.proof_owed != "email_code":
+        raise BadRequest(400)
+    try:
+        started = await ctx.portal.client.enrollment.start_enrolment_proof(step_up.token(ctx),
+                                                                           client=ctx.client_info())
+    except ClientError as exc:
+        return await failed(ctx, "enrolment_proof_email", exc)
+    ctx.session.pending["proof_email"] = started.masked_email
+    return ctx.redirect(HOME + "#proof")
+
+
+async def present_proof(ctx: Ctx) -> Response:
+    if not ctx.session.proof_owed:
+        raise BadRequest(400)
+    code = await ctx.field("code")
+    try:
+        accepted = await ctx.portal.client.enrollment.present_enrolment_proof(step_up.token(ctx), code,
+                                                                              client=ctx.client_info())
+    except ClientError as exc:
+        return await failed(ctx, "enrolment_proof", exc)
+    if not accepted:
+        return await page(ctx, messages.PROOF_REFUSED[ctx.session.proof_owed == "email_code"], 400)
+    ctx.session.proof_owed = ""
+    ctx.session.pending.pop("proof_email", None)
+    return ctx.redirect(HOME, N_("Your code was accepted. You can now bind your first MFA device."))
 
 
 # --- virtual MFA device ------------------------------------------------------------------------

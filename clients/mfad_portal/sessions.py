@@ -34,6 +34,9 @@ class PortalSession:
     signed_in_at: float | None = None
     #: The console role mfad reported at sign-in: only whether to show the Console link.
     console_role: StaffRole | None = None
+    #: What a full session signed in without a device owes before binding one (mfad's
+    #: ``enrolment_proof``: "access_code" or "email_code"); "" when nothing is owed.
+    proof_owed: str = ""
     #: A step in progress: a sign-in challenge, a binding, a step-up (never a password).
     pending: dict[str, Any] = field(default_factory=dict, repr=False)
     #: A message for the next page ("Your passkey was created.").
@@ -88,6 +91,8 @@ class Sessions:
         fresh.username, fresh.token, fresh.scope = username, session.token, session.scope
         fresh.signed_in_at = fresh.created
         fresh.console_role = session.console_role
+        if session.scope is SessionScope.FULL and session.proof_owed is not None:
+            fresh.proof_owed = session.proof_owed.value
         return fresh
 
     def drop(self, session: PortalSession) -> None:

@@ -17,7 +17,9 @@ Guarantees:
   refusal are audited in the transaction that records them;
 - the proof is owed by the session (recorded when the sign-in issued it), so every
   transport that binds with an enrolment session — the portal, gRPC Enrollment — is
-  held by :meth:`mfad.core.selfservice.SelfService.authorize`; RADIUS never binds;
+  held by :meth:`mfad.core.selfservice.SelfService.authorize`; so is a full session
+  signed in without a second factor (``mfa_required`` ``enrolled`` or ``off``) by a user
+  with no active device, which owes the same proof; RADIUS never binds;
 - every refusal answers the same ``False`` (wrong, expired, used, none issued, tries
   spent, malformed): the reason is only in the audit log; comparisons are
   constant-time, and a path with nothing to compare does the work of one comparison.
@@ -38,7 +40,7 @@ from mfad.core.keyring import Keyring
 from mfad.core.model import AuditEvent, Device, EnrolmentProof, User
 from mfad.core.outbox import CodeCheck
 from mfad.core.ports import AuditStore, DeviceStore, EnrolmentCheck, EnrolmentCode, EnrolmentCodeStore, UserStore
-from mfad.core.sessions import SessionScope, UserSession
+from mfad.core.sessions import UserSession
 from mfad.core.users import UserService
 from mfad.core.verification import Attempt
 
@@ -185,12 +187,11 @@ class EnrolmentService:
         return check is EnrolmentCheck.ACCEPTED
 
     async def _owing(self, session: UserSession) -> tuple[EnrolmentProof, User]:
-        """The proof the session owes (a full session owes none) and its user."""
+        """The proof the session owes (recorded at issue: an enrolment session, or a full one
+        issued to a user with no device) and its user."""
         user = await self._store.load_user(session.user_id)
         if user is None or user.disabled:
             raise Unauthenticated("the user session is missing, expired or revoked: sign in again")
-        if session.scope is not SessionScope.ENROLMENT:
-            return EnrolmentProof.NONE, user
         return session.proof_owed or EnrolmentProof.NONE, user
 
     @staticmethod

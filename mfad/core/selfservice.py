@@ -16,6 +16,10 @@ Guarantees:
   passkey, and only while its user has no active device the policy allows; when
   the policy's ``enrolment_proof`` asked for one at issue, it may bind only after
   presenting it (:mod:`mfad.core.enrolment`) — a password alone binds nothing;
+- the same holds for a full session issued without a second factor (``mfa_required``
+  ``enrolled`` or ``off``) to a user with no active device the policy allows: it owes
+  the policy's ``enrolment_proof`` and binds nothing (no security email either) before
+  presenting it;
 - with ``self_service = false`` a full session may only look (list its
   devices) and end itself; anything else is ``PermissionDenied``;
 - binding the first device with an enrolment session completes the sign-in:
@@ -90,7 +94,8 @@ class Use(StrEnum):
 
     VIEW = "view"  # list devices
     ENROL = "enrol"  # bind a TOTP device or a passkey (allowed with an enrolment session)
-    MANAGE = "manage"  # everything else: security email, unbinding, remembered devices, U2F upgrade
+    BIND_EMAIL = "bind_email"  # bind a security email (not with an enrolment session, nor before an owed proof)
+    MANAGE = "manage"  # everything else: unbinding, remembered devices, U2F upgrade
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,7 +184,8 @@ class SelfService:
             return SignIn(result=result)
         if result.outcome is Outcome.ALLOWED:
             session = await self._issue(result.user, SessionScope.FULL, caller, attempt, second_factor_at=None,
-                                        how=result.reason.value, signed_in_with=result.reason.value)
+                                        how=result.reason.value, signed_in_with=result.reason.value,
+                                        proof_owed=await self._proof_owed_without_device(result.user))
             expires = None
             if result.remembered_token is not None:
                 expires = await self._remembered_expiry(result.user, result.remembered_token)
@@ -195,6 +201,18 @@ class SelfService:
             return SignIn(result=result, remember_days=policy.remember_days if policy.remember_device else 0,
                           masked_email=await self._masked_email(result))
         return SignIn(result=result)
+
+    async def _proof_owed_without_device(self, user: User) -> EnrolmentProof | None:
+        """The proof a full session issued without a second factor owes (``mfa_required`` is
+        ``enrolled`` or ``off``): the policy's ``enrolment_proof`` while the user has no active
+        device the policy allows — else a password alone could bind the first device."""
+        policy = await self._policy.current()
+        if policy.enrolment_proof is EnrolmentProof.NONE:
+            return None
+        devices = await self._store.load_devices(user.id)
+        if any(d.is_active and policy.allows(d.method) for d in devices):
+            return None
+        return policy.enrolment_proof
 
     async def complete(self, challenge_id: str, method: Method, response: str, attempt: Attempt, *, caller: str,
                        remember: bool = False, remember_label: str = "") -> Completion:
@@ -281,7 +299,7 @@ class SelfService:
         session = await self.resolve(token, caller)
         policy = await self._policy.current()
         if session.scope is SessionScope.ENROLMENT:
-            if use is Use.MANAGE:
+            if use is Use.MANAGE or use is Use.BIND_EMAIL:
                 raise PermissionDenied("an enrolment session may only bind a first passkey or TOTP device")
             devices = await self._store.load_devices(session.user_id)
             if any(d.is_active and policy.allows(d.method) for d in devices):
@@ -291,6 +309,8 @@ class SelfService:
             return session
         if not policy.self_service and use is not Use.VIEW:
             raise PermissionDenied("the MFA policy does not allow users to manage their own devices")
+        if use in (Use.ENROL, Use.BIND_EMAIL) and session.proof_owed is not None:
+            raise PermissionDenied(PROOF_OWED[session.proof_owed])  # a security email is a factor too
         return session
 
     async def _masked_email(self, result: SignInResult) -> str:

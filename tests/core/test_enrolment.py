@@ -191,3 +191,39 @@ async def test_racing_instances_accept_one_code_once(mfa: Mfa, password: str, mf
     assert await db.scalar("SELECT count(*) FROM enrolment_codes WHERE used_at IS NOT NULL") == 1
     assert await db.scalar("SELECT count(*) FROM user_sessions WHERE proof_owed IS NULL") == 1
     assert await db.scalar("SELECT count(*) FROM audit WHERE event = 'enrolment_proof' AND outcome = 'used'") == 1
+
+
+@pytest.mark.parametrize("required", ["enrolled", "off"])
+async def test_a_full_session_without_a_device_owes_the_proof(mfa: Mfa, password: str, db: Any,
+                                                              required: str) -> None:
+    """With ``mfa_required`` ``enrolled`` or ``off`` the password alone earns a full session;
+    for a user with no device it still binds nothing until the code is presented."""
+    await mfa.policy.update(actor="test", mfa_required=required, enrolment_proof="access_code")
+    await mfa.users.create("newbie", password)
+    begun = await mfa.selfservice.begin("newbie", password, ATTEMPT, caller="portal")
+    assert begun.result.outcome is Outcome.ALLOWED and begun.session is not None
+    assert begun.session.scope is SessionScope.FULL
+    assert begun.session.proof_owed is EnrolmentProof.ACCESS_CODE
+    token = begun.session.token
+    await mfa.selfservice.authorize(token, "portal", Use.VIEW)  # it may still look
+    assert not await can_bind(mfa, token)
+    with pytest.raises(PermissionDenied, match="enrolment code"):
+        await mfa.selfservice.authorize(token, "portal", Use.BIND_EMAIL)  # a security email is a factor too
+    assert (await mfa.selfservice.start_enrolment_proof(token, "portal", ATTEMPT)).proof is EnrolmentProof.ACCESS_CODE
+    assert not await mfa.selfservice.present_enrolment_proof(token, "portal", "ABCD-EFGH-JKMN", ATTEMPT)
+    assert not await can_bind(mfa, token)
+
+    issued = await mfa.enrolment.issue("newbie", 0, ATTEMPT, actor="user:boss")
+    assert await mfa.selfservice.present_enrolment_proof(token, "portal", issued.code, ATTEMPT)
+    await mfa.selfservice.authorize(token, "portal", Use.BIND_EMAIL)
+    assert await can_bind(mfa, token)
+    assert ("used", None) in await audit(db, "enrolment_proof")
+
+
+async def test_a_full_session_of_a_user_with_a_device_owes_nothing(mfa: Mfa, password: str, enrol: Any) -> None:
+    await mfa.policy.update(actor="test", mfa_required="off", enrolment_proof="access_code")
+    await enrol("old", password=password)
+    begun = await mfa.selfservice.begin("old", password, ATTEMPT, caller="portal")
+    assert begun.result.outcome is Outcome.ALLOWED and begun.session is not None
+    assert begun.session.proof_owed is None
+    await mfa.selfservice.authorize(begun.session.token, "portal", Use.ENROL)  # a second passkey: no proof

@@ -36,7 +36,7 @@ REFUSED = "The enrolment code was not accepted. Check it, or ask your administra
 
 
 async def enter_code(page: Page, code: str) -> None:
-    await page.get_by_label("Enrolment code").fill(code)
+    await page.get_by_role("textbox", name="Enrolment code").fill(code)
     await page.get_by_role("button", name="Continue").click()
 
 
@@ -113,3 +113,34 @@ async def test_a_first_device_needs_the_enrolment_code_once(site: StartSite, chr
     refusals = [e.reason for e in (await s.admin.admin.query_audit(username="nina", event="enrolment_proof")).events
                 if e.outcome == "refused"]
     assert refusals == ["no_code"] * 3  # none issued yet, used, expired: all alike to the user
+
+
+async def test_security_information_asks_for_the_code_before_a_first_device(site: StartSite, chromium: Browser,
+                                                                            tmp_path: Path) -> None:
+    """``mfa_required = enrolled``: a user with no device signs in with the password alone, and
+    the Security Information page asks for the enrolment code before offering to bind."""
+    s = await site(policy={"mfa_required": "enrolled", "enrolment_proof": "access_code"})
+    await s.admin.admin.create_user("omar", PASSWORD)
+    tab = await s.browser(chromium)
+    page = tab.page
+    await tab.sign_in("omar")
+    assert await tab.heading() == "Security Information"
+    await expect(page.get_by_role("heading", name="Enrolment code")).to_be_visible()
+    assert await page.get_by_role("button", name="Bind a virtual MFA device").count() == 0
+    assert await post(tab, "/security/totp", {}) == 403  # mfad refuses the binding itself
+    assert await post(tab, "/security/proof", {"code": "ABCD-EFGH-JKMN"}, csrf=False) == 403
+    await enter_code(page, "ABCD-EFGH-JKMN")
+    await expect(page.get_by_role("alert")).to_have_text(REFUSED)
+    assert (await s.admin.admin.list_devices("omar")).devices == ()
+
+    code = (await s.admin.admin.issue_enrolment_code("omar")).code
+    await enter_code(page, code)
+    await expect(page.get_by_role("status")).to_have_text(
+        "Your code was accepted. You can now bind your first MFA device.")
+    assert await page.get_by_role("heading", name="Enrolment code").count() == 0
+    await page.get_by_role("button", name="Bind a virtual MFA device").click()
+    uri = read_qr(await page.get_by_role("img", name="QR code for your authenticator app").screenshot(), tmp_path)
+    await page.get_by_label("Verification code").fill(await OathApp(secret_of(uri)).next_code())
+    await page.get_by_role("button", name="OK").click()
+    await expect(page.get_by_role("status")).to_have_text("Your virtual MFA device is bound.")
+    assert len((await s.admin.admin.list_devices("omar")).devices) == 1

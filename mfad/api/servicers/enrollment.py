@@ -69,15 +69,16 @@ class EnrollmentServicer(PasskeyEnrollment, ApprovalEnrollment, pb_grpc.Enrollme
 
     async def BeginEmailBinding(self, request: pb.BeginEmailBindingRequest,
                                 context: Context) -> pb.BeginEmailBindingResponse:
-        # MANAGE: an enrolment session is refused (only a passkey or TOTP at first sign-in).
-        session = await self.session(context, Use.MANAGE)
+        # An enrolment session is refused (only a passkey or TOTP at first sign-in), and so is a
+        # session that still owes the enrolment proof.
+        session = await self.session(context, Use.BIND_EMAIL)
         sent = await self._mfa.email.begin_binding(session.username, request.address, attempt(request.client),
                                                    enrolment=session.scope is SessionScope.ENROLMENT, actor="user")
         return pb.BeginEmailBindingResponse(sent=email.code_sent(sent))
 
     async def ConfirmEmailBinding(self, request: pb.ConfirmEmailBindingRequest,
                                   context: Context) -> pb.ConfirmEmailBindingResponse:
-        session = await self.session(context, Use.MANAGE)
+        session = await self.session(context, Use.BIND_EMAIL)
         device = await self._mfa.email.confirm_binding(session.username, convert.device_id(request.device_id),
                                                        request.code, attempt(request.client), actor="user")
         listing = await self._mfa.devices.list(session.username)
