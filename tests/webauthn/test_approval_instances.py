@@ -5,7 +5,7 @@ decision reaches B through LISTEN/NOTIFY only: the NAS here does not retransmit,
 nothing else could wake B. And B's LISTEN connection, killed, comes back.
 
 SQLite is one host (one process decides and waits, tests/webauthn/test_approval_hold.py):
-these tests need the shared PostgreSQL and are skipped on SQLite."""
+these tests need the shared PostgreSQL and run on it alone."""
 
 from __future__ import annotations
 
@@ -50,11 +50,15 @@ class InstanceB:
     grpc: GrpcRelying
 
 
+@pytest.fixture(params=["postgres"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """This module's tests run on PostgreSQL only (several instances share one store)."""
+    return str(request.param)
+
+
 @pytest.fixture
 async def instance_b(engine: str, store_opener: Any, mfa_factory: Any, config: Any, wa: Relying,
                      wa_grpc: GrpcRelying) -> AsyncIterator[InstanceB]:
-    if engine != "postgres":
-        pytest.skip("several instances share PostgreSQL (SQLite is one host)")
     cfg = dataclasses.replace(config, webauthn=webauthn_settings())
     store = await store_opener()
     mfa = await mfa_factory(store=store, config=cfg)
