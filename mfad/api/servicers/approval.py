@@ -4,6 +4,8 @@ passkey part; each RPC is one ``ApprovalService`` use case."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from typing import Any
 
 import grpc.aio
@@ -33,8 +35,8 @@ def pending_approval(p: PendingSignIn) -> pb.PendingApproval:
 class ApprovalEnrollment:
     _mfa: Mfa
 
-    async def session(self, context: Context, use: Use) -> UserSession:
-        raise NotImplementedError  # provided by EnrollmentServicer
+    #: The caller's session, checked for ``use`` (EnrollmentServicer's, this mixin's host).
+    session: Callable[[Context, Use], Awaitable[UserSession]]
 
     async def _approver(self, context: Context) -> User:
         # VIEW: deciding about one's own sign-in is not managing devices (self_service may be off).

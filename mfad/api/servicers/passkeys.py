@@ -10,6 +10,8 @@ browser's ``toJSON()``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from datetime import datetime
 from typing import Any
 
@@ -37,8 +39,8 @@ class PasskeyEnrollment:
 
     _mfa: Mfa
 
-    async def session(self, context: Context, use: Use) -> UserSession:
-        raise NotImplementedError  # provided by EnrollmentServicer
+    #: The caller's session, checked for ``use`` (EnrollmentServicer's, this mixin's host).
+    session: Callable[[Context, Use], Awaitable[UserSession]]
 
     async def BeginPasskeyBinding(self, request: pb.BeginPasskeyBindingRequest,
                                   context: Context) -> pb.BeginPasskeyBindingResponse:
