@@ -91,17 +91,24 @@ def _step(args: tuple[Any, ...]) -> tuple[str, Any, str | None, str | None]:
 
 def _line(args: tuple[Any, ...], result: Any, outcome: str, reason: str | None, started: float) -> None:
     step, attempt, username, method = _step(args)
-    user = getattr(result, "user", None)
-    if user is not None:
-        username = user.username
+    found = getattr(result, "user", None)
+    if found is not None:
+        username = found.username
     method = str(getattr(result, "method", None) or method or "-")
-    values = (username or "-", getattr(attempt, "protocol", "-"), getattr(attempt, "client", None) or "-",
-              getattr(attempt, "source", None) or "-", step, method, outcome, reason or "-",
-              round((time.perf_counter() - started) * 1000, 1))
-    body = " ".join([f"{k}={_quoted(v)}" for k, v in zip(_FIELDS, values)])
+    protocol = getattr(attempt, "protocol", "-")
+    client = getattr(attempt, "client", None) or "-"
+    source = getattr(attempt, "source", None) or "-"
+    latency = round((time.perf_counter() - started) * 1000, 1)
+    user = username or "-"
+    reason = reason or "-"
+    # Only the user, client and source come from outside; the other fields are mfad's own
+    # words (protocol, step, method, outcome and reason names), never in need of quotes.
+    body = (f"user={_quoted(user)} protocol={protocol} client={_quoted(client)} source={_quoted(source)} "
+            f"step={step} method={method} outcome={outcome} reason={reason} latency_ms={latency}")
     writer = _writer
     if writer is not None and writer(log, "sign-in " + body):
         return
+    values = (user, protocol, client, source, step, method, outcome, reason, latency)
     log.info("sign-in %s", body, extra={"fields": dict(zip(_FIELDS, values))})
 
 

@@ -49,6 +49,7 @@ from mfad.radius.codec import (
     decode_request,
     encode_reply,
 )
+from mfad.radius.deadlines import Deadlines
 from mfad.radius.errors import RadiusError
 from mfad.radius.limits import TokenBuckets
 from mfad.radius.metrics import UNKNOWN_CLIENT_LABEL, DropReason, NullMetrics, RadiusMetrics
@@ -191,6 +192,7 @@ class AccountingServer:
         self._cache = ReplyCache(ttl=settings.duplicate_ttl, max_entries=settings.max_cached_replies)
         self._limiter = TokenBuckets(rate=settings.client_rate, burst=settings.client_burst)
         self._listeners = UdpListeners(self, "RADIUS accounting")
+        self._deadlines = Deadlines(settings.handler_timeout)
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = False
         self._closed = asyncio.Event()
@@ -218,6 +220,7 @@ class AccountingServer:
             _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.drain_timeout)
             for task in pending:
                 task.cancel()
+        self._deadlines.close()
         await self._listeners.close()
         self._closed.set()
 
@@ -259,15 +262,18 @@ class AccountingServer:
     async def _answer(self, listener: RadiusProtocol, request: RadiusRequest, client: RadiusClient,
                       key: RequestKey, addr: Address) -> None:
         reply = None
+        watch = self._deadlines.watch()
         try:
-            async with asyncio.timeout(self.settings.handler_timeout):
-                reply = await self._handler.answer(request, client)
-        except TimeoutError:
+            reply = await self._handler.answer(request, client)
+        except asyncio.CancelledError:
+            if not watch.expired_now():
+                raise
             self.metrics.packet_dropped(DropReason.TIMEOUT, client.name)
         except Exception:
             log.exception("RADIUS accounting request of client %s could not be recorded", client.name)
             self.metrics.packet_dropped(DropReason.HANDLER_ERROR, client.name)
         finally:
+            watch.done()
             if reply is None:
                 self._cache.forget(key)
         if reply is None:

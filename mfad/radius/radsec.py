@@ -63,6 +63,7 @@ from mfad.radius.codec import (
     decode_request,
     encode_reply,
 )
+from mfad.radius.deadlines import Deadlines
 from mfad.radius.errors import RadiusBindError, RadiusConfigError, RadiusEncodeError, RadiusError
 from mfad.radius.handler import Decision, NoReply, Outcome, RadiusHandler
 from mfad.radius.metrics import DropReason, NullMetrics, RadiusMetrics, WatchedCounters
@@ -294,6 +295,7 @@ class RadsecServer:
         self._accounting = accounting
         self._listeners: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._deadlines = Deadlines(settings.handler_timeout)
         self._connections: set[_Connection] = set()
         self._handshakes = 0
         self._closing = False
@@ -355,6 +357,7 @@ class RadsecServer:
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=2.0)
         finally:
+            self._deadlines.close()
             self._closed.set()
 
     def _close_listeners(self) -> None:
@@ -494,20 +497,24 @@ class RadsecServer:
 
     async def _decide(self, request: RadiusRequest, connection: _Connection, received_at: float) -> None:
         client = connection.client
+        watch = self._deadlines.watch()
         try:
-            async with asyncio.timeout(self.settings.handler_timeout):
-                if request.code is RadiusCode.ACCOUNTING_REQUEST:
-                    packet = await self._account(request, client)
-                    delay = 0.0
-                else:
-                    packet, delay = await self._sign_in(request, client)
-        except TimeoutError:
+            if request.code is RadiusCode.ACCOUNTING_REQUEST:
+                packet = await self._account(request, client)
+                delay = 0.0
+            else:
+                packet, delay = await self._sign_in(request, client)
+        except asyncio.CancelledError:
+            if not watch.expired_now():
+                raise
             self.metrics.packet_dropped(DropReason.TIMEOUT, client.name)
             return
         except Exception:
             log.exception("RadSec request of client %s could not be decided", client.name)
             self.metrics.packet_dropped(DropReason.HANDLER_ERROR, client.name)
             return
+        finally:
+            watch.done()
         if packet is None:
             self.metrics.packet_dropped(DropReason.NO_REPLY, client.name)
             return

@@ -70,6 +70,7 @@ from mfad.radius.codec import (
 from mfad.radius.errors import RadiusBindError, RadiusConfigError, RadiusEncodeError, RadiusError
 from mfad.radius.handler import Decision, Deferred, NoReply, Outcome, RadiusHandler
 from mfad.radius.limits import TokenBuckets
+from mfad.radius.deadlines import Deadlines
 from mfad.radius.drops import DropLog
 from mfad.radius.metrics import SHED_REASONS, UNKNOWN_CLIENT_LABEL, DropReason, NullMetrics, RadiusMetrics
 
@@ -287,6 +288,7 @@ class RadiusServer:
         self._limiter, self._share = self._client_limits(clients)
         self._in_flight_of: dict[str, int] = {}
         self._listeners = UdpListeners(self, "RADIUS")
+        self._deadlines = Deadlines(settings.handler_timeout)
         self._tasks: set[asyncio.Task[None]] = set()
         self._delayed: dict[int, tuple[asyncio.TimerHandle, RadiusProtocol, bytes, Address]] = {}
         #: Requests deferred by the handler (hold mode), by their cache key.
@@ -379,6 +381,7 @@ class RadiusServer:
             self._delayed.clear()
             await self._abandon_held()
         finally:
+            self._deadlines.close()
             await self._listeners.close()
             self._closed.set()
 
@@ -570,10 +573,12 @@ class RadiusServer:
     async def _answer_here(
         self, request: RadiusRequest, client: RadiusClient, key: RequestKey, received_at: float
     ) -> tuple[bytes, float] | Deferred | None:
+        watch = self._deadlines.watch()
         try:
-            async with asyncio.timeout(self.settings.handler_timeout):
-                decision = await self._handler(request, client)
-        except TimeoutError:
+            decision = await self._handler(request, client)
+        except asyncio.CancelledError:
+            if not watch.expired_now():
+                raise
             self._drop(DropReason.TIMEOUT, key.host, client)
             return None
         except Exception:
@@ -582,6 +587,8 @@ class RadiusServer:
             )
             self._drop(DropReason.HANDLER_ERROR, key.host, client)
             return None
+        finally:
+            watch.done()
         if isinstance(decision, Deferred):
             return decision
         return await self._reply(request, client, key, received_at, decision)
