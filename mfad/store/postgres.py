@@ -17,7 +17,7 @@ look again, since notifications sent meanwhile are gone.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -110,6 +110,57 @@ class _PgTx:
         await self._run(self._conn.execute, sql, args)
 
 
+class _Lease(AbstractAsyncContextManager[asyncpg.Connection]):
+    """A pooled connection for one store call. While the store holds fewer connections than
+    the pool's size, one is free in the pool (or can be opened, under the connect timeout)
+    and is taken without arming a timer for a wait that cannot happen: asyncpg's acquire
+    timeout costs a timer on every call. Only a full pool's wait gets the store's timeout.
+    A class, not an ``asynccontextmanager``: it runs for every store call."""
+
+    __slots__ = ("_store", "_conn")
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        store = self._store
+        timeout = store._timeout if store._leased >= store._pool_size else None
+        try:
+            conn = await store._pool.acquire(timeout=timeout)
+        except _UNAVAILABLE as exc:
+            raise Unavailable(f"postgres: {exc}") from exc
+        store._leased += 1
+        self._conn = conn
+        return conn
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool | None:
+        store = self._store
+        try:
+            await store._pool.release(self._conn)
+        except _UNAVAILABLE as error:
+            raise Unavailable(f"postgres: {error}") from error
+        finally:
+            store._leased -= 1  # only now is the connection back in the pool's queue
+        if isinstance(exc, _UNAVAILABLE):  # the database went away during the call
+            raise Unavailable(f"postgres: {exc}") from exc
+        return False
+
+
+class _Read(AbstractAsyncContextManager[_PgTx]):
+    """``store.read()``: statements on a leased connection, each its own transaction."""
+
+    __slots__ = ("_lease",)
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._lease = _Lease(store)
+
+    async def __aenter__(self) -> _PgTx:
+        return _PgTx(await self._lease.__aenter__())
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool | None:
+        return await self._lease.__aexit__(kind, exc, tb)
+
+
 class PostgresStore(SqlStore):
     engine = "postgres"
     dialect = ONE_STATEMENT_REPLIES
@@ -119,6 +170,8 @@ class PostgresStore(SqlStore):
         super().__init__(metrics)
         self._pool = pool
         self._timeout = timeout
+        self._pool_size = pool.get_max_size()
+        self._leased = 0  # connections taken by _Lease and not yet given back
         self._dsn = dsn
         self._settings = dict(settings or {})
         schema = self._settings.get("search_path")
@@ -138,7 +191,10 @@ class PostgresStore(SqlStore):
         try:
             pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size, command_timeout=timeout,
                                              timeout=timeout, server_settings=settings,
-                                             reset=_no_session_state_reset)
+                                             reset=_no_session_state_reset,
+                                             # No idle timer re-armed on every release (a timer each
+                                             # time): the pool is small, its connections are kept.
+                                             max_inactive_connection_lifetime=0)
         except _UNAVAILABLE as exc:
             raise Unavailable(f"postgres: cannot connect: {exc}") from exc
         assert pool is not None
@@ -206,13 +262,8 @@ class PostgresStore(SqlStore):
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         self._decision_committed(payload or None)
 
-    @asynccontextmanager
-    async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        try:
-            async with self._pool.acquire(timeout=self._timeout) as conn:
-                yield conn
-        except _UNAVAILABLE as exc:
-            raise Unavailable(f"postgres: {exc}") from exc
+    def _acquire(self) -> _Lease:
+        return _Lease(self)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[_PgTx]:
@@ -223,10 +274,8 @@ class PostgresStore(SqlStore):
             except Rollback:
                 return
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[_PgTx]:
-        async with self._acquire() as conn:
-            yield _PgTx(conn)
+    def read(self) -> _Read:
+        return _Read(self)
 
     async def schema_version(self) -> int:
         async with self._acquire() as conn:
