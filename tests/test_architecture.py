@@ -174,7 +174,7 @@ ALLOWED = {
     "mfad.config": {"mfad.core", "mfad.net"},
     "mfad.store": {"mfad.core", "mfad.config"},
     "mfad.mail": {"mfad.core", "mfad.config"},
-    "mfad.radius": {"mfad.core", "mfad.config", "mfad.net"},
+    "mfad.radius": {"mfad.core", "mfad.config", "mfad.net", "mfad.observability"},
     "mfad.directory": {"mfad.core", "mfad.config", "mfad.net", "mfad.radius"},
     "mfad.api": {"mfad.core", "mfad.config", "mfad.net", "mfad.observability"},
     "mfad.lifecycle": {"mfad.observability"},

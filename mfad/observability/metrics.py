@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 
 import mfad
+from mfad.observability.lean import LeanCounter, LeanHistogram
 
 #: Seconds: a verification is one to a few store round trips (≈0.2–10 ms); a
 #: password check adds argon2id (≈50–200 ms); beyond 2.5 s something is wrong.
@@ -20,9 +21,10 @@ STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 
 class CorePrometheusMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._verifications = Counter("mfad_verifications", "Second-factor and sign-in verifications by outcome.",
+        # Lean families for the two that every verification changes (see mfad.observability.lean).
+        self._verifications = LeanCounter("mfad_verifications", "Second-factor and sign-in verifications by outcome.",
                                       ["protocol", "method", "result"], registry=registry)
-        self._latency = Histogram("mfad_verification_duration_seconds", "Time to decide a verification.",
+        self._latency = LeanHistogram("mfad_verification_duration_seconds", "Time to decide a verification.",
                                   ["protocol", "method"], buckets=LATENCY_BUCKETS, registry=registry)
         self._lockouts = Counter("mfad_lockouts", "Users locked out after repeated failures.", registry=registry)
         self._verification_children: dict[tuple[str, str, str], Any] = {}
@@ -76,9 +78,9 @@ class CorePrometheusMetrics:
 
 class StorePrometheusMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._latency = Histogram("mfad_store_operation_duration_seconds", "Store operations by name.",
+        self._latency = LeanHistogram("mfad_store_operation_duration_seconds", "Store operations by name.",
                                   ["operation"], buckets=STORE_BUCKETS, registry=registry)
-        self._errors = Counter("mfad_store_errors", "Store operations that failed.", ["operation"],
+        self._errors = LeanCounter("mfad_store_errors", "Store operations that failed.", ["operation"],
                                registry=registry)
         self._children: dict[str, Any] = {}
 

@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any, Protocol, Self
 
-from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client import Counter as PromCounter
+from prometheus_client import CollectorRegistry
+
+from mfad.observability.lean import LeanCounter, LeanHistogram
 
 from mfad.radius.clients import ClientMode
 from mfad.radius.codec import RadiusCode, code_name
@@ -179,22 +180,22 @@ class PrometheusRadiusMetrics:
     ``mfad_radius_request_duration_seconds``. Every label value is from a closed set (the
     client names from the configuration), and the expected series exist from the start
     (at 0) so that rates and alerts work before the first packet. Children are looked up
-    once: this runs per packet.
+    once, and they are :mod:`mfad.observability.lean` ones: this runs per packet.
     """
 
     def __init__(self, registry: CollectorRegistry, clients: Iterable[str] = ()) -> None:
         clients = tuple(clients)
-        received = PromCounter("mfad_radius_packets_received", "RADIUS packets received, by packet code.",
+        received = LeanCounter("mfad_radius_packets_received", "RADIUS packets received, by packet code.",
                            ["code"], registry=registry)
-        sent = PromCounter("mfad_radius_packets_sent", "RADIUS packets sent, by packet code.", ["code"],
+        sent = LeanCounter("mfad_radius_packets_sent", "RADIUS packets sent, by packet code.", ["code"],
                        registry=registry)
-        dropped = PromCounter("mfad_radius_packets_dropped",
+        dropped = LeanCounter("mfad_radius_packets_dropped",
                           "RADIUS packets that got no new answer, by client (\"unknown\" for every source "
                           "that is no configured client) and reason (a duplicate may be answered from the "
                           "reply cache).", ["client", "reason"], registry=registry)
-        replies = PromCounter("mfad_radius_replies", "Access-Request decisions, by client mode and outcome "
+        replies = LeanCounter("mfad_radius_replies", "Access-Request decisions, by client mode and outcome "
                           "(once per request, not per retransmission).", ["mode", "outcome"], registry=registry)
-        self._latency = Histogram("mfad_radius_request_duration_seconds",
+        self._latency = LeanHistogram("mfad_radius_request_duration_seconds",
                                   "Time from an Access-Request's arrival to its reply being ready "
                                   "(reject delay excluded).", buckets=LATENCY_BUCKETS, registry=registry)
         self._received = {code: received.labels(code) for code in _CODES}
@@ -204,7 +205,7 @@ class PrometheusRadiusMetrics:
                          for client in (*clients, UNKNOWN_CLIENT_LABEL) for reason in DropReason}
         self._replies = {(mode, outcome): replies.labels(mode.value, outcome.value)
                          for mode in ClientMode for outcome in Outcome}
-        shed = PromCounter("mfad_radius_requests_shed", "Access-Requests of a configured client left "
+        shed = LeanCounter("mfad_radius_requests_shed", "Access-Requests of a configured client left "
                            "unanswered for lack of capacity, by client and reason (rate_limited, overload, "
                            "timeout).", ["client", "reason"], registry=registry)
         self._shed_family = shed
