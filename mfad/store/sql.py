@@ -104,7 +104,7 @@ def user_from_values(row: Sequence[Any], at: int = 0) -> User:
     return User(id=UserId(user_id), username=username, disabled=bool(disabled), created_at=dt_req(created_at),
                 password_hash=password_hash, role=StaffRole(role) if role else None, directory=directory,
                 display_name=display_name, profile_email=profile_email,
-                groups=tuple(json.loads(groups)) if groups else ())
+                groups=tuple(json.loads(groups)) if groups and groups != "[]" else ())
 
 
 _METHODS = {m.value: m for m in Method}
