@@ -110,12 +110,26 @@ class _PgTx:
         await self._run(self._conn.execute, sql, args)
 
 
+def _reusable(conn: asyncpg.Connection) -> bool:
+    """Open, and not inside a transaction someone left behind."""
+    try:
+        return not conn.is_closed() and not conn.is_in_transaction()
+    except asyncpg.InterfaceError:  # the pool took it back when its connection closed
+        return False
+
+
 class _Lease(AbstractAsyncContextManager[asyncpg.Connection]):
-    """A pooled connection for one store call. While the store holds fewer connections than
-    the pool's size, one is free in the pool (or can be opened, under the connect timeout)
-    and is taken without arming a timer for a wait that cannot happen: asyncpg's acquire
-    timeout costs a timer on every call. Only a full pool's wait gets the store's timeout.
-    A class, not an ``asynccontextmanager``: it runs for every store call."""
+    """A connection for one store call, from the store's own free list when it has one.
+
+    asyncpg's ``acquire`` and ``release`` cost a timer and a task per call (the release's
+    ``shield``) and a reset that mfad does not need: a connection that comes back open and
+    outside a transaction goes onto the store's free list instead, and the next call takes
+    it from there. A connection that died (the database restarted) or was left inside a
+    transaction goes back to the pool, which closes or reopens it. While the store holds
+    fewer connections than the pool's size, the pool has one free (or can open one, under
+    the connect timeout): it is taken without the acquire timer; only a full pool's wait
+    gets the store's timeout. A class, not an ``asynccontextmanager``: it runs for every
+    store call."""
 
     __slots__ = ("_store", "_conn")
 
@@ -124,23 +138,37 @@ class _Lease(AbstractAsyncContextManager[asyncpg.Connection]):
 
     async def __aenter__(self) -> asyncpg.Connection:
         store = self._store
-        timeout = store._timeout if store._leased >= store._pool_size else None
-        try:
-            conn = await store._pool.acquire(timeout=timeout)
-        except _UNAVAILABLE as exc:
-            raise Unavailable(f"postgres: {exc}") from exc
+        free = store._free
+        while free:
+            conn = free.pop()
+            if _reusable(conn):
+                self._conn = conn
+                return conn
+            await store._give_back(conn)
+        # Counted before the wait: acquires still opening a connection take a place too.
+        full = store._leased >= store._pool_size
         store._leased += 1
+        store._waiting += full
+        try:
+            conn = await store._pool.acquire(timeout=store._timeout if full else None)
+        except BaseException as exc:
+            store._leased -= 1
+            if isinstance(exc, _UNAVAILABLE):
+                raise Unavailable(f"postgres: {exc}") from exc
+            raise
+        finally:
+            store._waiting -= full
         self._conn = conn
         return conn
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool | None:
         store = self._store
-        try:
-            await store._pool.release(self._conn)
-        except _UNAVAILABLE as error:
-            raise Unavailable(f"postgres: {error}") from error
-        finally:
-            store._leased -= 1  # only now is the connection back in the pool's queue
+        conn = self._conn
+        # A call waiting in the pool's queue is handed this connection through the pool.
+        if _reusable(conn) and not store._closing and not store._waiting:
+            store._free.append(conn)
+        else:
+            await store._give_back(conn)
         if isinstance(exc, _UNAVAILABLE):  # the database went away during the call
             raise Unavailable(f"postgres: {exc}") from exc
         return False
@@ -171,7 +199,10 @@ class PostgresStore(SqlStore):
         self._pool = pool
         self._timeout = timeout
         self._pool_size = pool.get_max_size()
-        self._leased = 0  # connections taken by _Lease and not yet given back
+        self._leased = 0  # connections taken or being taken from the pool, not given back (free ones too)
+        self._free: list[asyncpg.Connection] = []  # open connections between two store calls
+        self._waiting = 0  # calls waiting in the pool's queue for a connection (the pool was full)
+        self._closing = False
         self._dsn = dsn
         self._settings = dict(settings or {})
         schema = self._settings.get("search_path")
@@ -265,6 +296,15 @@ class PostgresStore(SqlStore):
     def _acquire(self) -> _Lease:
         return _Lease(self)
 
+    async def _give_back(self, conn: asyncpg.Connection) -> None:
+        """Return a leased connection to the pool (which resets, closes or reopens it)."""
+        try:
+            await self._pool.release(conn)
+        except _UNAVAILABLE as exc:
+            raise Unavailable(f"postgres: {exc}") from exc
+        finally:
+            self._leased -= 1  # only now is the connection back in the pool's queue
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[_PgTx]:
         async with self._acquire() as conn:
@@ -318,4 +358,9 @@ class PostgresStore(SqlStore):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
+        self._closing = True
+        free, self._free = self._free, []
+        for conn in free:
+            with contextlib.suppress(Unavailable):
+                await self._give_back(conn)
         await self._pool.close()

@@ -62,11 +62,11 @@ async def recorded_statements(store: Any, mfa: Any, enrol: Any) -> list[tuple[st
         def logged(query: Any) -> None:
             seen.append((query.query, tuple(query.args)))
 
-        async with store._pool.acquire() as conn:  # pool_size=1: the connection every statement uses
+        async with store._acquire() as conn:  # pool_size=1: the connection every statement uses
             conn.add_query_logger(logged)
         await hot_path(mfa, alice)
         await asyncio.sleep(0.1)  # the logger is called soon after each query
-        async with store._pool.acquire() as conn:
+        async with store._acquire() as conn:
             conn.remove_query_logger(logged)
     unique = {sql: args for sql, args in seen if _DML.match(sql)}
     assert len(unique) >= 6, unique  # the read, the guard, the failure, the challenge …
