@@ -57,11 +57,16 @@ def _lenient(cls: type[Message]) -> Callable[[bytes], Message | Undecodable]:
 Admit = Callable[[str, "grpc.aio.ServicerContext[Any, Any]"], Any]
 
 
+def _refuse_bad_input(request: Message | Undecodable) -> None:
+    """InvalidInput for a request that did not decode or breaks the bounds of :mod:`mfad.api.validation`."""
+    if isinstance(request, Undecodable):
+        raise InvalidInput("request", "is not a valid message (string fields must be valid UTF-8)")
+    check_request(request)
+
+
 def _checked(method: Callable[..., Any], name: str, admit: Admit | None) -> Callable[..., Any]:
     async def behaviour(request: Message | Undecodable, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        if isinstance(request, Undecodable):
-            raise InvalidInput("request", "is not a valid message (string fields must be valid UTF-8)")
-        check_request(request)
+        _refuse_bad_input(request)
         if admit is None:
             result = method(request, context)
             return await result if inspect.isawaitable(result) else result
@@ -75,9 +80,7 @@ def _checked(method: Callable[..., Any], name: str, admit: Admit | None) -> Call
 def _checked_stream(method: Callable[..., Any], name: str, admit: Admit | None) -> Callable[..., Any]:
     """As :func:`_checked`, for a server-streaming method (an async generator)."""
     async def behaviour(request: Message | Undecodable, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        if isinstance(request, Undecodable):
-            raise InvalidInput("request", "is not a valid message (string fields must be valid UTF-8)")
-        check_request(request)
+        _refuse_bad_input(request)
         if admit is None:
             async for item in method(request, context):
                 yield item
