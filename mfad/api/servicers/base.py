@@ -28,6 +28,8 @@ from mfad.api.validation import check_request, cut
 from mfad.core.errors import InvalidInput
 from mfad.core.model import SECURITY_LEVEL, Method
 from mfad.core.selfservice import IssuedSession
+from mfad.core.service import Mfa
+from mfad.core.sessions import UserSession
 from mfad.core.verification import Attempt
 
 PROTOCOL = "grpc"
@@ -135,6 +137,15 @@ def user_session(issued: IssuedSession) -> pb.UserSession:
                           else pb.USER_ROLE_UNSPECIFIED,
                           proof_owed=convert.ENROLMENT_PROOF_TO_PB[issued.proof_owed] if issued.proof_owed
                           else pb.ENROLMENT_PROOF_UNSPECIFIED)
+
+
+async def finish_enrolment(mfa: Mfa, session: UserSession, client: pb.ClientInfo, method: Method,
+                           into: pb.UserSession) -> None:
+    """After a device was bound in ``session``: when that ends an enrolment session, the full
+    session the sign-in has earned is written to ``into`` (which stays unset otherwise)."""
+    issued = await mfa.selfservice.finish_enrolment(session, attempt(client), method)
+    if issued is not None:
+        into.CopyFrom(user_session(issued))
 
 
 def attempt(client: pb.ClientInfo | None) -> Attempt:
