@@ -55,6 +55,7 @@ from mfad.core.outbox import (
     MailContent,
     NullEmailMetrics,
     PendingEmail,
+    mail_message_id,
     seal_body,
 )
 from mfad.core.policy import PolicyService
@@ -417,7 +418,5 @@ def compose(*, purpose: CodePurpose, code: str, user: User, address: str, attemp
             f"<p><strong>{e(not_you)}</strong></p>"
             f"<p>Nobody from {e(site)} will ever ask you for this code.</p>"
             f"</body></html>")
-    domain = settings.sender.rpartition("@")[2]
     return MailContent(to=address, subject=f"Your {site} {what}", text=text, html=body,
-                       message_id=f"<mfad.{message_id}.{secrets.token_hex(8)}@{domain}>",
-                       date=format_datetime(now))
+                       message_id=mail_message_id(settings.sender, message_id), date=format_datetime(now))
