@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from openvpn_peers import Namespaces, VpnServer, can_run, namespaces, openvpn_client, openvpn_server, ping, wait_for_text
+from openvpn_peers import Namespaces, VpnServer, can_run, namespaces, openvpn_client, openvpn_server, ping
+from openvpn_peers import wait_for_text
 from radius_peers import SECRET
 from signin_peers import StartDaemon, accounting_address, address, nas, start_daemon  # noqa: F401  (fixture)
 from tls_ca import TestCA
