@@ -19,20 +19,13 @@ import httpx
 import pytest
 from portal_support import mfad_daemon  # noqa: F401
 from e2e_daemon import StartDaemon
+from config_files import config_problems
 from e2e_support import child_env, free_port
 
 from mfad.config import load_config, load_portal_config
 from mfad.core.errors import ConfigError
 from mfad.core.service import Mfa
 from mfad.embedded_portal import portal_token
-
-
-def problems(text: str, tmp_path: Path) -> list[str]:
-    path = tmp_path / "mfad.toml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as refused:
-        load_config(path, env={})
-    return refused.value.problems
 
 
 def test_webauthn_takes_the_portals_origin_unless_told_otherwise(tmp_path: Path) -> None:
@@ -46,17 +39,18 @@ def test_webauthn_takes_the_portals_origin_unless_told_otherwise(tmp_path: Path)
 
 
 def test_check_config_refuses_a_portal_origin_webauthn_would_reject(tmp_path: Path) -> None:
-    found = problems('[portal]\npublic_url = "https://id.example.com"\ntls_cert = "c.pem"\ntls_key = "k.pem"\n'
-                     '[webauthn]\nrp_id = "example.com"\norigins = ["https://other.example.com"]\n', tmp_path)
+    found = config_problems(tmp_path, '[portal]\npublic_url = "https://id.example.com"\ntls_cert = "c.pem"\n'
+                            'tls_key = "k.pem"\n[webauthn]\nrp_id = "example.com"\n'
+                            'origins = ["https://other.example.com"]\n')
     assert any("portal.public_url" in p and "webauthn.origins" in p for p in found), found
-    found = problems('[portal]\npublic_url = "https://id.example.com"\ntrusted_proxies = ["10.0.0.1"]\n',
-                     tmp_path)
+    found = config_problems(tmp_path, '[portal]\npublic_url = "https://id.example.com"\n'
+                            'trusted_proxies = ["10.0.0.1"]\n')
     assert any("portal.public_url" in p and "webauthn.rp_id" in p for p in found), found
-    found = problems('[portal]\npublic_url = "http://id.example.com"\n[webauthn]\nrp_id = "example.com"\n',
-                     tmp_path)
+    found = config_problems(tmp_path, '[portal]\npublic_url = "http://id.example.com"\n'
+                            '[webauthn]\nrp_id = "example.com"\n')
     assert any("must be served over https" in p for p in found), found
-    found = problems('[portal]\npublic_url = "https://id.example.com"\n[webauthn]\nrp_id = "example.com"\n',
-                     tmp_path)
+    found = config_problems(tmp_path, '[portal]\npublic_url = "https://id.example.com"\n'
+                            '[webauthn]\nrp_id = "example.com"\n')
     assert any("portal.tls_cert" in p and "trusted_proxies" in p for p in found), found
     cli = subprocess.run([sys.executable, "-m", "mfad", "check-config", "--config", str(tmp_path / "mfad.toml")],
                          capture_output=True, text=True, env=child_env(), timeout=60)
