@@ -268,6 +268,7 @@ def key_from_base32(text: str) -> bytes:
     return base64.b32decode(text + "=" * (-len(text) % 8))
 
 
+@dataclass(kw_only=True)
 class _Authenticator:
     """What an authenticator app knows: the key, its parameters, and the (fixed) time."""
 
@@ -290,30 +291,24 @@ class _Authenticator:
                 yield candidate
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Pending(_Authenticator):
     """A started, unconfirmed TOTP binding and the key it showed."""
 
     binding: TotpBinding
-    key: bytes
-    params: TotpParams
-    clock: FixedClock
 
     @property
     def device(self) -> Device:
         return self.binding.device
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Enrolled(_Authenticator):
     """A user with a confirmed TOTP device, and what their authenticator app knows."""
 
     user: User
     device: Device
-    key: bytes
-    params: TotpParams
     password: str
-    clock: FixedClock
 
     @property
     def username(self) -> str:

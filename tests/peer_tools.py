@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,15 @@ def missing(tools: str, hint: str = "scripts/test installs it") -> str:
 def fails_in_ci(skip_text: str) -> bool:
     """Whether a skip with this text is a failure in this run."""
     return os.environ.get("CI") == "true" and MARK in skip_text
+
+
+def stop_peer(process: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float = 10) -> None:
+    """Stop a peer program: SIGTERM, and SIGKILL if it has not exited ``timeout`` seconds later."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -93,6 +94,7 @@ ENROLMENT_PROOF_TO_PB: Mapping[EnrolmentProof, pb.EnrolmentProof] = {
 ENROLMENT_PROOF_FROM_PB: Mapping[int, EnrolmentProof] = {v: k for k, v in ENROLMENT_PROOF_TO_PB.items()}
 
 _MAX_DEVICE_ID_DIGITS = 19  # a BIGINT
+_E = TypeVar("_E")
 
 
 def timestamp(when: datetime | None) -> Timestamp | None:
@@ -121,43 +123,39 @@ def from_timestamp(ts: Timestamp) -> datetime:
     return ts.ToDatetime(tzinfo=UTC)
 
 
-def method(value: int, field: str = "method") -> Method:
-    found = METHOD_FROM_PB.get(value)
+def _known(table: Mapping[int, _E], value: int, field: str, refusal: str) -> _E:
+    """``table``'s value for the wire value ``value``; a value it lacks (UNSPECIFIED, or one
+    from a newer client) is InvalidInput naming ``field``, with ``refusal`` as the reason."""
+    found = table.get(value)
     if found is None:
-        raise InvalidInput(field, "must name a method")
+        raise InvalidInput(field, refusal)
     return found
+
+
+def method(value: int, field: str = "method") -> Method:
+    return _known(METHOD_FROM_PB, value, field, "must name a method")
 
 
 def role(value: int, field: str = "role") -> Role:
-    found = ROLE_FROM_PB.get(value)
-    if found is None:
-        raise InvalidInput(field, "must be ROLE_ADMIN, ROLE_SERVICE or ROLE_PORTAL")
-    return found
+    return _known(ROLE_FROM_PB, value, field, "must be ROLE_ADMIN, ROLE_SERVICE or ROLE_PORTAL")
 
 
 def staff_role(value: int, field: str = "role") -> StaffRole | None:
     """A user's console role; USER_ROLE_UNSPECIFIED is None (no role)."""
     if value == pb.USER_ROLE_UNSPECIFIED:
         return None
-    found = STAFF_ROLE_FROM_PB.get(value)
-    if found is None:
-        raise InvalidInput(field, "must be USER_ROLE_UNSPECIFIED, USER_ROLE_ADMIN, USER_ROLE_HELPDESK or USER_ROLE_AUDITOR")
-    return found
+    return _known(STAFF_ROLE_FROM_PB, value, field,
+                  "must be USER_ROLE_UNSPECIFIED, USER_ROLE_ADMIN, USER_ROLE_HELPDESK or USER_ROLE_AUDITOR")
 
 
 def enrolment_proof(value: int, field: str = "enrolment_proof") -> EnrolmentProof:
-    found = ENROLMENT_PROOF_FROM_PB.get(value)
-    if found is None:
-        raise InvalidInput(field, "must be ENROLMENT_PROOF_NONE, ENROLMENT_PROOF_ACCESS_CODE or "
-                                  "ENROLMENT_PROOF_EMAIL_CODE")
-    return found
+    return _known(ENROLMENT_PROOF_FROM_PB, value, field,
+                  "must be ENROLMENT_PROOF_NONE, ENROLMENT_PROOF_ACCESS_CODE or ENROLMENT_PROOF_EMAIL_CODE")
 
 
 def mfa_required(value: int, field: str = "mfa_required") -> MfaRequired:
-    found = MFA_REQUIRED_FROM_PB.get(value)
-    if found is None:
-        raise InvalidInput(field, "must be MFA_REQUIRED_ALL, MFA_REQUIRED_ENROLLED or MFA_REQUIRED_OFF")
-    return found
+    return _known(MFA_REQUIRED_FROM_PB, value, field,
+                  "must be MFA_REQUIRED_ALL, MFA_REQUIRED_ENROLLED or MFA_REQUIRED_OFF")
 
 
 def device_id(text: str, field: str = "device_id") -> DeviceId:

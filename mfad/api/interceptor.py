@@ -79,6 +79,30 @@ def _metadata_values(metadata: Sequence[tuple[str, str | bytes]] | None, key: st
     return values
 
 
+_Guard = Callable[[_Call, "_Context"], contextlib.AbstractAsyncContextManager[None]]
+
+
+def _guarded_reply(behaviour: _Behaviour, guard: _Guard, call: _Call) -> _Behaviour:
+    """A single-reply behaviour (unary or client-streaming request) run inside ``guard``."""
+
+    async def guarded(request: Any, context: _Context) -> Any:
+        async with guard(call, context):
+            return await _maybe_await(behaviour(request, context))
+
+    return guarded
+
+
+def _guarded_stream(behaviour: _Behaviour, guard: _Guard, call: _Call) -> _Behaviour:
+    """A server-streaming behaviour (unary or streaming request) run inside ``guard``."""
+
+    async def guarded(request: Any, context: _Context) -> AsyncIterator[Any]:
+        async with guard(call, context):
+            async for item in behaviour(request, context):
+                yield item
+
+    return guarded
+
+
 class CallInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
         self,
@@ -119,39 +143,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         guard = self._guard
         des, ser = handler.request_deserializer, handler.response_serializer
         if handler.unary_unary is not None:
-            uu: _Behaviour = handler.unary_unary
-
-            async def unary_unary(request: Any, context: _Context) -> Any:
-                async with guard(call, context):
-                    return await _maybe_await(uu(request, context))
-
-            return grpc.unary_unary_rpc_method_handler(unary_unary, des, ser)
+            return grpc.unary_unary_rpc_method_handler(_guarded_reply(handler.unary_unary, guard, call), des, ser)
         if handler.stream_unary is not None:
-            su: _Behaviour = handler.stream_unary
-
-            async def stream_unary(requests: Any, context: _Context) -> Any:
-                async with guard(call, context):
-                    return await _maybe_await(su(requests, context))
-
-            return grpc.stream_unary_rpc_method_handler(stream_unary, des, ser)
+            return grpc.stream_unary_rpc_method_handler(_guarded_reply(handler.stream_unary, guard, call), des, ser)
         if handler.unary_stream is not None:
-            us: _Behaviour = handler.unary_stream
-
-            async def unary_stream(request: Any, context: _Context) -> AsyncIterator[Any]:
-                async with guard(call, context):
-                    async for item in us(request, context):
-                        yield item
-
-            return grpc.unary_stream_rpc_method_handler(unary_stream, des, ser)
+            return grpc.unary_stream_rpc_method_handler(_guarded_stream(handler.unary_stream, guard, call), des, ser)
         if handler.stream_stream is not None:
-            ss: _Behaviour = handler.stream_stream
-
-            async def stream_stream(requests: Any, context: _Context) -> AsyncIterator[Any]:
-                async with guard(call, context):
-                    async for item in ss(requests, context):
-                        yield item
-
-            return grpc.stream_stream_rpc_method_handler(stream_stream, des, ser)
+            return grpc.stream_stream_rpc_method_handler(_guarded_stream(handler.stream_stream, guard, call), des, ser)
         raise RuntimeError(f"method handler for {call.method} has no behaviour")
 
     @contextlib.asynccontextmanager

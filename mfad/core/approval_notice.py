@@ -22,10 +22,7 @@ lock: a user whose account is locked already sends no second mail.
 
 from __future__ import annotations
 
-import html
-import secrets
 from datetime import datetime, timedelta
-from email.utils import format_datetime
 from typing import Protocol
 
 from mfad.core.addresses import mask_address
@@ -36,7 +33,7 @@ from mfad.core.clock import Clock
 from mfad.core.email_codes import EmailCodeService, active_email
 from mfad.core.keyring import Keyring
 from mfad.core.model import AuditEvent, Challenge, Method, User
-from mfad.core.outbox import MailContent, seal_body
+from mfad.core.outbox import MailContent, paragraphs_mail, seal_body
 from mfad.core.policy import PolicyService
 from mfad.core.ports import ApprovalNotice, ApprovalNoticeStore, SignInStore
 from mfad.core.signin import SignInService
@@ -144,13 +141,9 @@ def compose_report(*, user: User, address: str, attempt: Attempt, now: datetime,
              "Someone who knows their password may be trying to sign in. The audit log names the NAS and the "
              f"source: mfactl audit tail --user {user.username} --event approval",
              f"Have the user change their password, then unlock the account: mfactl lockout reset {user.username}"]
-    text = "\n\n".join(lines) + "\n"
-    body = ("<!DOCTYPE html><html><body style=\"font-family: sans-serif\">"
-            + "".join(f"<p>{html.escape(line)}</p>" for line in lines) + "</body></html>")
-    domain = sender.rpartition("@")[2]
-    return MailContent(to=address, subject=f"{site}: {user.username} locked their account after a sign-in "
-                                           "they did not start", text=text, html=body,
-                       message_id=f"<mfad.{message_id}.{secrets.token_hex(8)}@{domain}>", date=format_datetime(now))
+    return paragraphs_mail(to=address, subject=f"{site}: {user.username} locked their account after a sign-in "
+                                               "they did not start",
+                           paragraphs=lines, sender=sender, message_id=message_id, now=now)
 
 
 def compose_approval_notice(*, user: User, address: str, attempt: Attempt, source: str | None, now: datetime,
@@ -164,9 +157,5 @@ def compose_approval_notice(*, user: User, address: str, attempt: Attempt, sourc
              f"If it is you, open {page} and choose the number your VPN shows. This message cannot approve it.",
              "If it is not you, open the same page and choose \"Deny — this wasn't me\": someone may know "
              "your password."]
-    text = "\n\n".join(lines) + "\n"
-    body = ("<!DOCTYPE html><html><body style=\"font-family: sans-serif\">"
-            + "".join(f"<p>{html.escape(line)}</p>" for line in lines) + "</body></html>")
-    domain = sender.rpartition("@")[2]
-    return MailContent(to=address, subject=f"A {site} sign-in is waiting for your approval", text=text, html=body,
-                       message_id=f"<mfad.{message_id}.{secrets.token_hex(8)}@{domain}>", date=format_datetime(now))
+    return paragraphs_mail(to=address, subject=f"A {site} sign-in is waiting for your approval", paragraphs=lines,
+                           sender=sender, message_id=message_id, now=now)

@@ -58,6 +58,18 @@ def lockout_risk(devices: list[Device]) -> bool:
     return len({d.method for d in devices if d.is_active}) < 2
 
 
+async def load_unconfirmed(store: DeviceStore, user: User, device_id: DeviceId, method: Method, *,
+                           confirmed: str) -> Device:
+    """``user``'s device ``device_id`` of ``method``, still to be confirmed. NotFound when it is
+    missing, another user's or another method's; PreconditionFailed(``confirmed``) when active."""
+    device = await store.load_device(device_id)
+    if device is None or device.user_id != user.id or device.method is not method:
+        raise NotFound("device not found")
+    if device.state is DeviceState.ACTIVE:
+        raise PreconditionFailed(confirmed)
+    return device
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExportedSecret:
     """An active TOTP device's secret in clear, for a migration out of mfad."""
@@ -173,12 +185,9 @@ class DeviceService:
         (wrong/expired code) — the binding stays pending and can be retried."""
         totp.check_code_input(code)
         user = await self._users.get(username)
-        device = await self._store.load_device(device_id)
+        device = await load_unconfirmed(self._store, user, device_id, Method.TOTP,
+                                        confirmed="the device is already confirmed")
         now = self._clock.now()
-        if device is None or device.user_id != user.id or device.method is not Method.TOTP:
-            raise NotFound("device not found")
-        if device.state is DeviceState.ACTIVE:
-            raise PreconditionFailed("the device is already confirmed")
         if device.expires_at is None or device.expires_at <= now or device.sealed_secret is None \
                 or device.totp is None:
             raise PreconditionFailed("the binding expired: start again")

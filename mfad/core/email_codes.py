@@ -40,10 +40,10 @@ from mfad.core.settings import EmailCodeSettings
 from mfad.core import totp
 from mfad.core.addresses import mask_address, normalize_address
 from mfad.core.clock import Clock
-from mfad.core.devices import MAX_DEVICE_NAME, lockout_risk
-from mfad.core.errors import InvalidInput, NotFound, PermissionDenied, PreconditionFailed, RateLimited
+from mfad.core.devices import MAX_DEVICE_NAME, load_unconfirmed, lockout_risk
+from mfad.core.errors import InvalidInput, PermissionDenied, PreconditionFailed, RateLimited
 from mfad.core.keyring import Keyring
-from mfad.core.model import AuditEvent, Challenge, Device, DeviceId, DeviceState, Method, User
+from mfad.core.model import AuditEvent, Challenge, Device, DeviceId, Method, User
 from mfad.core.outbox import (
     CodeCheck,
     CodePurpose,
@@ -55,6 +55,7 @@ from mfad.core.outbox import (
     MailContent,
     NullEmailMetrics,
     PendingEmail,
+    mail_message_id,
     seal_body,
 )
 from mfad.core.policy import PolicyService
@@ -189,12 +190,9 @@ class EmailCodeService:
         PreconditionFailed; the binding stays pending while its code has tries left."""
         check_code(code, self.settings.code_digits)
         user = await self._users.get(username)
-        device = await self._store.load_device(device_id)
+        device = await load_unconfirmed(self._store, user, device_id, Method.EMAIL,
+                                        confirmed="the security email is already confirmed")
         now = self._clock.now()
-        if device is None or device.user_id != user.id or device.method is not Method.EMAIL:
-            raise NotFound("device not found")
-        if device.state is DeviceState.ACTIVE:
-            raise PreconditionFailed("the security email is already confirmed")
         audit = [AuditEvent(event="device_bound", outcome="ok", user_id=user.id, username=user.username,
                             method="email", protocol=attempt.protocol, source=attempt.source, actor=actor,
                             detail=f"device={device.id} address={mask_address(device.email or '')}"),
@@ -420,7 +418,5 @@ def compose(*, purpose: CodePurpose, code: str, user: User, address: str, attemp
             f"<p><strong>{e(not_you)}</strong></p>"
             f"<p>Nobody from {e(site)} will ever ask you for this code.</p>"
             f"</body></html>")
-    domain = settings.sender.rpartition("@")[2]
     return MailContent(to=address, subject=f"Your {site} {what}", text=text, html=body,
-                       message_id=f"<mfad.{message_id}.{secrets.token_hex(8)}@{domain}>",
-                       date=format_datetime(now))
+                       message_id=mail_message_id(settings.sender, message_id), date=format_datetime(now))

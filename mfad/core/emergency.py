@@ -17,18 +17,15 @@ Guarantees:
 
 from __future__ import annotations
 
-import html
-import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from email.utils import format_datetime
 from typing import Protocol, runtime_checkable
 
 from mfad.core.addresses import mask_address
 from mfad.core.email_codes import EmailCodeService, active_email, describe_source
 from mfad.core.keyring import Keyring
 from mfad.core.model import AuditEvent, Device, Method, User
-from mfad.core.outbox import MailContent, seal_body
+from mfad.core.outbox import MailContent, paragraphs_mail, seal_body
 from mfad.core.sessions import SessionNotice
 from mfad.core.verification import Attempt
 
@@ -110,10 +107,5 @@ def compose_notice(*, user: User, address: str, attempt: Attempt, now: datetime,
              "and bind a new one.",
              "If this was not you, someone has your password and access to this mailbox: change both passwords "
              "and tell your administrator."]
-    text = "\n\n".join(lines) + "\n"
-    body = ("<!DOCTYPE html><html><body style=\"font-family: sans-serif\">"
-            + "".join(f"<p>{html.escape(line)}</p>" for line in lines) + "</body></html>")
-    domain = sender.rpartition("@")[2]
-    return MailContent(to=address, subject=f"Emergency sign-in to {site} with your security email", text=text,
-                       html=body, message_id=f"<mfad.{message_id}.{secrets.token_hex(8)}@{domain}>",
-                       date=format_datetime(now))
+    return paragraphs_mail(to=address, subject=f"Emergency sign-in to {site} with your security email",
+                           paragraphs=lines, sender=sender, message_id=message_id, now=now)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
 import logging
 import os
@@ -38,6 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from email.utils import format_datetime
 from enum import StrEnum
 from typing import Protocol
 
@@ -151,6 +153,22 @@ class MailContent:
     @classmethod
     def from_bytes(cls, data: bytes) -> MailContent:
         return cls(**json.loads(data))
+
+
+def mail_message_id(sender: str, message_id: int) -> str:
+    """The Message-ID of outbox row ``message_id``, in the sender's domain; its random part keeps
+    it unique beyond this store."""
+    return f"<mfad.{message_id}.{secrets.token_hex(8)}@{sender.rpartition('@')[2]}>"
+
+
+def paragraphs_mail(*, to: str, subject: str, paragraphs: Sequence[str], sender: str, message_id: int,
+                    now: datetime) -> MailContent:
+    """A message of plain ``paragraphs``, as text and as HTML (each paragraph escaped)."""
+    text = "\n\n".join(paragraphs) + "\n"
+    body = ("<!DOCTYPE html><html><body style=\"font-family: sans-serif\">"
+            + "".join(f"<p>{html.escape(line)}</p>" for line in paragraphs) + "</body></html>")
+    return MailContent(to=to, subject=subject, text=text, html=body, message_id=mail_message_id(sender, message_id),
+                       date=format_datetime(now))
 
 
 def seal_body(keyring: Keyring, content: MailContent, message_id: int) -> str:

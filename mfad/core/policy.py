@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from mfad.core.clock import Clock
@@ -162,17 +162,27 @@ class PolicyService:
         return new
 
 
-def _validated(p: Policy) -> Policy:
+def _mfa_required(value: str) -> MfaRequired:
     try:
-        mfa = MfaRequired(p.mfa_required)
+        return MfaRequired(value)
     except ValueError:
         raise InvalidInput("mfa_required", "must be all, enrolled or off") from None
+
+
+def _allowed_methods(values: Iterable[str]) -> frozenset[Method]:
+    """Known methods, at least one."""
     try:
-        methods = frozenset(Method(m) for m in p.allowed_methods)
+        methods = frozenset(Method(m) for m in values)
     except ValueError:
         raise InvalidInput("allowed_methods", "must be passkey, totp, email, u2f, recovery or approval") from None
     if not methods:
         raise InvalidInput("allowed_methods", "must allow at least one method")
+    return methods
+
+
+def _validated(p: Policy) -> Policy:
+    mfa = _mfa_required(p.mfa_required)
+    methods = _allowed_methods(p.allowed_methods)
     if not 1 <= p.remember_days <= 365:
         raise InvalidInput("remember_days", "must be between 1 and 365")
     if not 30 <= p.sensitive_reauth_seconds <= 86400:
@@ -236,20 +246,11 @@ def _validated_rule(rule: PolicyRule) -> PolicyRule:
         if len(items) > 50 or any(not item or len(item) > 256 or not item.isprintable() for item in items):
             raise InvalidInput(field_name, "must be at most 50 names of 1 to 256 printable characters")
     if rule.allowed_methods is not None:
-        try:
-            methods = frozenset(Method(m) for m in rule.allowed_methods)
-        except ValueError:
-            raise InvalidInput("allowed_methods", "must be passkey, totp, email, u2f, recovery or approval") from None
-        if not methods:
-            raise InvalidInput("allowed_methods", "must allow at least one method")
-        rule = dataclasses.replace(rule, allowed_methods=methods)
+        rule = dataclasses.replace(rule, allowed_methods=_allowed_methods(rule.allowed_methods))
     if rule.remember_days is not None and not 1 <= rule.remember_days <= 365:
         raise InvalidInput("remember_days", "must be between 1 and 365")
     if rule.mfa_required is not None:
-        try:
-            rule = dataclasses.replace(rule, mfa_required=MfaRequired(rule.mfa_required))
-        except ValueError:
-            raise InvalidInput("mfa_required", "must be all, enrolled or off") from None
+        rule = dataclasses.replace(rule, mfa_required=_mfa_required(rule.mfa_required))
     return rule
 
 

@@ -22,11 +22,9 @@ Guarantees:
 
 from __future__ import annotations
 
-import html
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import format_datetime
 from typing import Protocol
 
 from mfad.core.addresses import mask_address
@@ -35,7 +33,7 @@ from mfad.core.email_codes import EmailCodeService, active_email, describe_sourc
 from mfad.core.errors import PermissionDenied
 from mfad.core.keyring import Keyring
 from mfad.core.model import AuditEvent, Challenge, Device, Method, User
-from mfad.core.outbox import MailContent, seal_body
+from mfad.core.outbox import MailContent, paragraphs_mail, seal_body
 from mfad.core.policy import PolicyService
 from mfad.core.ports import AuditStore, RecoveryCheck, RecoveryNotice, RecoverySet, RecoveryStore
 from mfad.core.verification import Attempt, ChallengeStarted, MethodOutcome, Reason, VerifyContext
@@ -208,10 +206,5 @@ def compose_notice(*, user: User, address: str, attempt: Attempt, now: datetime,
     lines = [f"Hello {user.username},", f"a recovery code was used to sign in to {site} at {when} {source}.",
              f"You have {left}." + (" Generate new ones on the Security Information page." if codes_left < 3 else ""),
              not_you]
-    text = "\n\n".join(lines) + "\n"
-    body = ("<!DOCTYPE html><html><body style=\"font-family: sans-serif\">"
-            + "".join(f"<p>{html.escape(line)}</p>" for line in lines) + "</body></html>")
-    domain = sender.rpartition("@")[2]
-    return MailContent(to=address, subject=f"A {site} recovery code was used", text=text, html=body,
-                       message_id=f"<mfad.{message_id}.{secrets.token_hex(8)}@{domain}>",
-                       date=format_datetime(now))
+    return paragraphs_mail(to=address, subject=f"A {site} recovery code was used", paragraphs=lines,
+                           sender=sender, message_id=message_id, now=now)

@@ -104,13 +104,18 @@ async def test_mtls_rejects_a_client_without_certificate(start_server: StartServ
     assert err.value.code() is grpc.StatusCode.UNAVAILABLE
 
 
+async def verify_code_refusal(address: str, pki: Pki, client: Pem) -> grpc.StatusCode:
+    """The status VerifyCode fails with (no token sent) over TLS with ``client``'s certificate."""
+    async with tls_channel(address, pki, client) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await pb_grpc.AuthenticationStub(channel).VerifyCode(VERIFY, timeout=TIMEOUT)
+    return err.value.code()
+
+
 async def test_mtls_rejects_a_certificate_from_another_ca(start_server: StartServer, pki: Pki) -> None:
     address = await mtls_server(start_server, pki)
     rogue = pki.client("portal.internal", ca=CertificateAuthority("rogue CA"))
-    async with tls_channel(address, pki, rogue) as channel:
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            await pb_grpc.AuthenticationStub(channel).VerifyCode(VERIFY, timeout=TIMEOUT)
-    assert err.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert await verify_code_refusal(address, pki, rogue) is grpc.StatusCode.UNAVAILABLE
 
 
 async def test_mtls_certificate_cn_maps_to_its_role(
@@ -139,10 +144,7 @@ async def test_mtls_admin_certificate_reaches_admin(start_server: StartServer, p
 
 async def test_mtls_unmapped_cn_is_unauthenticated(start_server: StartServer, pki: Pki) -> None:
     address = await mtls_server(start_server, pki)
-    async with tls_channel(address, pki, pki.client("stranger.internal")) as channel:
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            await pb_grpc.AuthenticationStub(channel).VerifyCode(VERIFY, timeout=TIMEOUT)
-    assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert await verify_code_refusal(address, pki, pki.client("stranger.internal")) is grpc.StatusCode.UNAUTHENTICATED
 
 
 async def test_mtls_a_sent_token_decides_over_the_certificate(

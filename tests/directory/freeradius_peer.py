@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from freeradius_conf import FREERADIUS, free_udp_port, radiusd_conf
+from peer_tools import stop_peer
 
 SECRET = "upstream-shared-secret-0123"
 
@@ -81,13 +82,7 @@ class Upstream:
         return f"127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_peer(self.process)
 
 
 def _users_file() -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 from grpc_doubles import CertificateAuthority  # noqa: E402
-from peer_tools import find_tool  # noqa: E402
+from peer_tools import find_tool, stop_peer  # noqa: E402
 from loopback import free_port  # noqa: F401  (also for this module's importers)
 
 SLAPD = "/usr/sbin/slapd"
@@ -187,10 +187,5 @@ access to * by dn.exact="{SERVICE_DN}" read by self read by * none
                         f"uid={uid},{PEOPLE_BASE}"], check=True, capture_output=True, timeout=20)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop_peer(self.proc)

@@ -20,15 +20,13 @@ from mfad.core.service import Mfa
 from mfad.core.verification import Attempt, Outcome, Password, Reason, SignInRequest
 from mfad.directory.ldap import LdapDirectory
 from mfad.directory.radius import UpstreamRadius
-from mfad.radius import RadiusServer
 from peer_tools import missing
-from radius_peers import RADCLIENT, radclient
-from signin_peers import StartDaemon, address, nas, start_daemon  # noqa: F401  (fixture)
+from radius_peers import RADCLIENT
+from signin_peers import StartDaemon, nas, radclient_sign_in, start_daemon  # noqa: F401  (fixture)
 from slapd_peer import PEOPLE_BASE, SERVICE_DN, SERVICE_PASSWORD, Slapd
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(RADCLIENT is None, reason=missing("radclient", "freeradius-utils"))]
-WITH_MA = "Message-Authenticator = 0x00"
 MakeMfa = Callable[..., Awaitable[Mfa]]
 
 
@@ -48,14 +46,6 @@ async def directory_mfa(mfa_factory: MakeMfa, store: Store, slapd: Slapd) -> Asy
     await directory.aclose()
 
 
-async def radius(server: RadiusServer, username: str, password: str, state: str | None = None):  # type: ignore[no-untyped-def]
-    host, port = address(server)
-    lines = [f'User-Name = "{username}"', f'User-Password = "{password}"', WITH_MA]
-    if state is not None:
-        lines.append(f"State = {state}")
-    return await radclient(host, port, lines)
-
-
 async def enrol_totp(mfa: Mfa, username: str, bind: Callable[..., Awaitable[object]]) -> object:
     pending = await bind(username, on=mfa)
     await mfa.devices.confirm_totp(username, pending.device.id, pending.code())  # type: ignore[attr-defined]
@@ -66,7 +56,7 @@ async def test_radius_sign_in_with_the_directory_password_and_a_totp_code(
         directory_mfa: Mfa, start_daemon: StartDaemon, bind: Callable[..., Awaitable[object]], store: Store) -> None:
     server = await start_daemon(clients=[nas("vpn")], on=directory_mfa)
     # First sign-in: the directory accepts, mfad provisions dave (no device yet: enrol first).
-    first = await radius(server, "dave", "dave-directory-pw")
+    first = await radclient_sign_in(server, "dave", "dave-directory-pw")
     assert first.reply == "Access-Reject", first.output
     user = await directory_mfa.users.get("dave")
     assert (user.directory, user.display_name, user.profile_email, user.password_hash) == (
@@ -77,9 +67,9 @@ async def test_radius_sign_in_with_the_directory_password_and_a_totp_code(
     assert [(r.event.username, r.event.detail) for r in provisioned] == [("dave", "directory=corp")]
 
     pending = await enrol_totp(directory_mfa, "dave", bind)
-    challenge = await radius(server, "dave", "dave-directory-pw")
+    challenge = await radclient_sign_in(server, "dave", "dave-directory-pw")
     assert challenge.reply == "Access-Challenge", challenge.output
-    accepted = await radius(server, "dave", pending.code(1), challenge.first("State"))  # type: ignore[attr-defined]
+    accepted = await radclient_sign_in(server, "dave", pending.code(1), challenge.first("State"))  # type: ignore[attr-defined]
     assert accepted.reply == "Access-Accept", accepted.output
     # Still one provisioning row: the second sign-in found the record.
     assert len(await store.query_audit(AuditFilter(event="user_provisioned"))) == 1
@@ -94,9 +84,9 @@ async def test_refusals_read_the_same_and_provision_nobody(
         directory_mfa: Mfa, start_daemon: StartDaemon, store: Store, username: str, password: str,
         reason: Reason) -> None:
     server = await start_daemon(clients=[nas("vpn")], on=directory_mfa)
-    refused = await radius(server, username, password)
+    refused = await radclient_sign_in(server, username, password)
     assert refused.reply == "Access-Reject", refused.output
-    known = await radius(server, "alice", "wrong-password")
+    known = await radclient_sign_in(server, "alice", "wrong-password")
     assert refused.first("Reply-Message") == known.first("Reply-Message")
     assert await store.list_users(None, 10) == []
     rows = await store.query_audit(AuditFilter(event="signin"))
@@ -107,7 +97,7 @@ async def test_injection_in_the_username_is_refused(directory_mfa: Mfa, start_da
                                                     store: Store) -> None:
     server = await start_daemon(clients=[nas("vpn")], on=directory_mfa)
     for name in ("*", "*)(uid=*", "alice)(|(uid=*", "al*"):
-        refused = await radius(server, name, "alice-directory-pw")
+        refused = await radclient_sign_in(server, name, "alice-directory-pw")
         assert refused.reply == "Access-Reject", refused.output
     assert await store.list_users(None, 10) == []
 
@@ -133,7 +123,7 @@ async def test_an_unreachable_directory_is_no_reply_over_radius_and_unavailable_
     mfa = await mfa_factory(store=store, directories={"corp": down}, first_factor_by_client={"vpn": "corp"},
                             first_factor_by_protocol={"grpc": "corp"})
     server = await start_daemon(clients=[nas("vpn")], on=mfa)
-    silent = await radius(server, "dave", "dave-directory-pw")
+    silent = await radclient_sign_in(server, "dave", "dave-directory-pw")
     assert silent.reply is None, silent.output  # the NAS fails over to its next server
     with pytest.raises(Unavailable):
         await mfa.signin.sign_in(SignInRequest(username="dave", first_factor=Password("dave-directory-pw"),
@@ -146,8 +136,8 @@ async def test_other_clients_keep_the_local_first_factor(directory_mfa: Mfa, sta
                                                          enrol: Callable[..., Awaitable[object]]) -> None:
     await enrol("erin", password="erin-local-password-1", on=directory_mfa)
     server = await start_daemon(clients=[nas("lab")], on=directory_mfa)
-    assert (await radius(server, "erin", "erin-local-password-1")).reply == "Access-Challenge"
-    assert (await radius(server, "dave", "dave-directory-pw")).reply == "Access-Reject"
+    assert (await radclient_sign_in(server, "erin", "erin-local-password-1")).reply == "Access-Challenge"
+    assert (await radclient_sign_in(server, "dave", "dave-directory-pw")).reply == "Access-Reject"
 
 
 async def test_group_rules_give_two_users_different_methods_and_remembering(

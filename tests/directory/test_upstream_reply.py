@@ -18,12 +18,11 @@ from mfad.directory import build
 from mfad.directory.radius import UpstreamRadius
 from mfad.radius import RadiusServer
 from peer_tools import missing
-from radius_peers import RADCLIENT, radclient
-from signin_peers import StartDaemon, address, nas, start_daemon  # noqa: F401  (fixture)
+from radius_peers import RADCLIENT
+from signin_peers import StartDaemon, nas, radclient_sign_in, start_daemon  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(RADCLIENT is None, reason=missing("radclient", "freeradius-utils"))]
-WITH_MA = "Message-Authenticator = 0x00"
 MakeMfa = Callable[..., Awaitable[Mfa]]
 
 
@@ -48,17 +47,9 @@ async def upstream_mfa(mfa_factory: MakeMfa, store: Store, freeradius: Upstream)
                             upstream_reply_attributes={"vpn": allowed, "vpn-append": allowed})
 
 
-async def radius(server: RadiusServer, username: str, password: str, state: str | None = None):  # type: ignore[no-untyped-def]
-    host, port = address(server)
-    lines = [f'User-Name = "{username}"', f'User-Password = "{password}"', WITH_MA]
-    if state is not None:
-        lines.append(f"State = {state}")
-    return await radclient(host, port, lines)
-
-
 async def enrolled(mfa: Mfa, server: RadiusServer, bind: Callable[..., Awaitable[object]]) -> object:
     """erin signs in once (provisioned from the upstream), then binds an authenticator app."""
-    first = await radius(server, "erin", "erin-upstream-pw")
+    first = await radclient_sign_in(server, "erin", "erin-upstream-pw")
     assert first.reply == "Access-Reject", first.output  # no device yet
     pending = await bind("erin", on=mfa)
     await mfa.devices.confirm_totp("erin", pending.device.id, pending.code())  # type: ignore[attr-defined]
@@ -69,10 +60,10 @@ async def test_the_accept_after_the_code_carries_the_allowed_upstream_attributes
         upstream_mfa: Mfa, start_daemon: StartDaemon, bind: Callable[..., Awaitable[object]]) -> None:
     server = await start_daemon(clients=[nas("vpn")], on=upstream_mfa)
     pending = await enrolled(upstream_mfa, server, bind)
-    challenge = await radius(server, "erin", "erin-upstream-pw")
+    challenge = await radclient_sign_in(server, "erin", "erin-upstream-pw")
     assert challenge.reply == "Access-Challenge", challenge.output
     assert challenge.first("Filter-Id") is None  # only the final accept says what the session gets
-    accepted = await radius(server, "erin", pending.code(1), challenge.first("State"))  # type: ignore[attr-defined]
+    accepted = await radclient_sign_in(server, "erin", pending.code(1), challenge.first("State"))  # type: ignore[attr-defined]
     assert accepted.reply == "Access-Accept", accepted.output
     names = [name for name, _ in accepted.attributes]
     assert accepted.first("Filter-Id") == "vpn-acl", accepted.output
@@ -84,10 +75,10 @@ async def test_append_mode_carries_them_in_one_round(
         upstream_mfa: Mfa, start_daemon: StartDaemon, bind: Callable[..., Awaitable[object]]) -> None:
     server = await start_daemon(clients=[nas("vpn-append", mode="append")], on=upstream_mfa)
     pending = await enrolled(upstream_mfa, server, bind)
-    accepted = await radius(server, "erin", "erin-upstream-pw" + pending.code(1))  # type: ignore[attr-defined]
+    accepted = await radclient_sign_in(server, "erin", "erin-upstream-pw" + pending.code(1))  # type: ignore[attr-defined]
     assert accepted.reply == "Access-Accept", accepted.output
     assert accepted.first("Filter-Id") == "vpn-acl", accepted.output
-    wrong = await radius(server, "erin", "wrong-password" + pending.code(2))  # type: ignore[attr-defined]
+    wrong = await radclient_sign_in(server, "erin", "wrong-password" + pending.code(2))  # type: ignore[attr-defined]
     assert wrong.reply == "Access-Reject" and wrong.first("Filter-Id") is None, wrong.output
 
 
@@ -95,8 +86,8 @@ async def test_a_client_without_an_allow_list_gets_none_of_them(
         upstream_mfa: Mfa, start_daemon: StartDaemon, bind: Callable[..., Awaitable[object]]) -> None:
     server = await start_daemon(clients=[nas("plain")], on=upstream_mfa)
     pending = await enrolled(upstream_mfa, server, bind)
-    challenge = await radius(server, "erin", "erin-upstream-pw")
-    accepted = await radius(server, "erin", pending.code(1), challenge.first("State"))  # type: ignore[attr-defined]
+    challenge = await radclient_sign_in(server, "erin", "erin-upstream-pw")
+    accepted = await radclient_sign_in(server, "erin", pending.code(1), challenge.first("State"))  # type: ignore[attr-defined]
     assert accepted.reply == "Access-Accept", accepted.output
     names = [name for name, _ in accepted.attributes]
     assert "Filter-Id" not in names and "Class" not in names, accepted.output

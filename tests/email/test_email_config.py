@@ -8,19 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from config_files import config_problems
 
 from mfad.config import load_config
 from mfad.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def problems(tmp_path: Path, toml: str) -> list[str]:
-    file = tmp_path / "mfad.toml"
-    file.write_text(toml)
-    with pytest.raises(ConfigError) as info:
-        load_config(file, env={})
-    return info.value.problems
 
 
 def test_defaults_follow_the_design() -> None:
@@ -31,7 +24,7 @@ def test_defaults_follow_the_design() -> None:
 
 
 def test_every_bad_key_is_named_at_once(tmp_path: Path) -> None:
-    found = problems(tmp_path, """
+    found = config_problems(tmp_path, """
 [smtp]
 port = 70000
 security = "ssl"
@@ -61,9 +54,9 @@ def test_password_file_is_read_and_never_shown(tmp_path: Path) -> None:
 
 
 def test_password_rules(tmp_path: Path) -> None:
-    assert problems(tmp_path, '[smtp]\nusername = "mfad"\npassword_file = "missing"\n')[0].startswith(
+    assert config_problems(tmp_path, '[smtp]\nusername = "mfad"\npassword_file = "missing"\n')[0].startswith(
         "smtp.password_file: cannot read")
-    assert problems(tmp_path, '[smtp]\nhost = "smtp.example.com"\nsecurity = "none"\nusername = "u"\n'
+    assert config_problems(tmp_path, '[smtp]\nhost = "smtp.example.com"\nsecurity = "none"\nusername = "u"\n'
                               'password = "p"\n') == [
         "smtp.security: 'none' would send the password in clear to a remote host: use starttls or tls"]
     load_config(None, env={"MFAD_SMTP_SECURITY": "none", "MFAD_SMTP_USERNAME": "u", "MFAD_SMTP_PASSWORD": "p"})

@@ -132,7 +132,7 @@ async def test_pam_radius_auth_in_challenge_mode_completes_an_approval_made_in_t
     prompt shows the number; the user approves in the browser meanwhile, then presses Enter."""
     import asyncio
 
-    from pam_peers import PAMTESTER, pam_service
+    from pam_peers import pam_service, pamtester_started
     from radius_peers import SECRET
 
     s = await site(radius={"reject_delay_seconds": 0.0, "clients": [
@@ -143,13 +143,8 @@ async def test_pam_radius_auth_in_challenge_mode_completes_an_approval_made_in_t
     with pam_service(tmp_path) as (service, conf):
         conf.write_text(f"127.0.0.1:{s.mfad.radius_port} {SECRET.decode()} 3\n")
         conf.chmod(0o600)
-        assert PAMTESTER is not None
-        process = await asyncio.create_subprocess_exec(
-            PAMTESTER, "-v", service, "ivan", "authenticate", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        assert process.stdin is not None and process.stdout is not None
-        process.stdin.write(f"{PASSWORD}\n".encode())
-        await process.stdin.drain()
+        process = await pamtester_started(service, "ivan", PASSWORD)
+        assert process.stdout is not None
         shown = b""
         async with asyncio.timeout(20):  # until pam_radius_auth shows the approval prompt
             while not (found := re.search(rb"and choose (\d\d), then press Enter", shown)):

@@ -15,19 +15,11 @@ from pathlib import Path
 import grpc
 import pytest
 from playwright.async_api import Browser, expect
-from portal_support import PASSWORD, PHONE, Site, StartSite, Tab, chromium, mfad_daemon, site  # noqa: F401
+from portal_support import PASSWORD, PHONE, Site, StartSite, Tab, chromium, mfad_daemon, post_form, site  # noqa: F401
 
 from mfad_client import ClientError, Method, SignInOutcome, StaffRole
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("engine", ["sqlite", "postgres"])]
-
-
-async def post(tab: Tab, path: str, form: dict[str, str], *, csrf: bool = True) -> int:
-    """A console form sent as the browser would (its cookies, its Origin), with any values."""
-    token = await tab.page.locator('meta[name="csrf-token"]').get_attribute("content")
-    answer = await tab.page.request.post(tab.site.url + path, form={**form, **({"csrf": token or ""} if csrf else {})},
-                                         headers={"Origin": tab.site.url}, max_redirects=0)
-    return answer.status
 
 
 async def staff_with_app(s: Site, tab: Tab, username: str, role: StaffRole) -> None:
@@ -148,7 +140,7 @@ async def test_an_admin_changes_the_policy_with_step_up_creates_a_user_and_a_tok
            ("/admin/tokens/revoke", {"name": ""}),
            ("/admin/policy/save", {})]
     for path, form in bad:
-        assert await post(tab, path, form) == 400, (path, form)
+        assert await post_form(tab, path, form) == 400, (path, form)
     audit_page = await page.request.get(s.url + "/admin/audit?since=yesterday")
     assert audit_page.status == 400 and "YYYY-MM-DD" in await audit_page.text()
     after = await s.mfad.counts()
@@ -156,9 +148,9 @@ async def test_an_admin_changes_the_policy_with_step_up_creates_a_user_and_a_tok
     assert (await s.admin.admin.get_policy()).remember_days == 14
 
     # Without the CSRF token: 403, nothing done.
-    assert await post(tab, "/admin/users", {"username": "erin", "kind": "local", "password": PASSWORD},
+    assert await post_form(tab, "/admin/users", {"username": "erin", "kind": "local", "password": PASSWORD},
                       csrf=False) == 403
-    assert await post(tab, "/admin/user/disable", {"username": "lee"}, csrf=False) == 403
+    assert await post_form(tab, "/admin/user/disable", {"username": "lee"}, csrf=False) == 403
     with pytest.raises(ClientError):
         await s.admin.admin.get_user("erin")
     assert not (await s.admin.admin.get_user("lee")).user.disabled
@@ -206,7 +198,7 @@ async def test_helpdesk_unbinds_a_lost_device_never_the_policy_and_loses_the_con
 
     policy = await page.request.get(s.url + "/admin/policy")
     assert policy.status == 403 and "Your console role does not allow this." in await policy.text()
-    assert await post(tab, "/admin/policy", {"mfa_required": "off", "remember_days": "7",
+    assert await post_form(tab, "/admin/policy", {"mfa_required": "off", "remember_days": "7",
                                              "sensitive_reauth_seconds": "300", "method_totp": "on"}) == 403
     # The gRPC call behind the page, with the portal's token and a helpdesk session of its own.
     app = await s.user_with_app("hugo")
@@ -224,7 +216,7 @@ async def test_helpdesk_unbinds_a_lost_device_never_the_policy_and_loses_the_con
     await s.admin.admin.set_role("hana", None)
     again = await page.request.get(s.url + "/admin/users")
     assert again.status == 403
-    assert await post(tab, "/admin/user/lockout", {"username": "lost"}) == 403
+    assert await post_form(tab, "/admin/user/lockout", {"username": "lost"}) == 403
     denied = (await s.admin.admin.query_audit(event="console_denied", username="hana")).events
     assert len(denied) >= 2
 
@@ -256,5 +248,5 @@ async def test_an_auditor_reads_and_exports_the_audit_log_as_safe_csv(site: Star
     assert unbound["reason"] == "'=cmd|' /C calc'!A0" and unbound["actor"] == "ops"
     assert {"user_created", "device_bound"} <= {r["event"] for r in rows}
     # Read-only: the auditor changes nothing.
-    assert await post(tab, "/admin/user/lockout", {"username": "lost"}) == 403
-    assert await post(tab, "/admin/users", {"username": "x", "kind": "local", "password": PASSWORD}) == 403
+    assert await post_form(tab, "/admin/user/lockout", {"username": "lost"}) == 403
+    assert await post_form(tab, "/admin/users", {"username": "x", "kind": "local", "password": PASSWORD}) == 403

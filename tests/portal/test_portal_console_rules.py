@@ -10,19 +10,12 @@ from __future__ import annotations
 
 import pytest
 from playwright.async_api import Browser, expect
-from portal_support import PHONE, OathApp, Site, StartSite, Tab, chromium, mfad_daemon, site  # noqa: F401
+from portal_support import PHONE, OathApp, Site, StartSite, Tab, chromium, mfad_daemon, post_form, site  # noqa: F401
 
 from mfad_client import Method, MfaRequired, StaffRole
 from mfad_client import types as t
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("engine", ["sqlite", "postgres"])]
-
-
-async def post(tab: Tab, path: str, form: dict[str, str], *, csrf: bool = True) -> int:
-    token = await tab.page.locator('meta[name="csrf-token"]').get_attribute("content")
-    answer = await tab.page.request.post(tab.site.url + path, form={**form, **({"csrf": token or ""} if csrf else {})},
-                                         headers={"Origin": tab.site.url}, max_redirects=0)
-    return answer.status
 
 
 async def staff(s: Site, tab: Tab, username: str, role: StaffRole, *, remember: bool = False) -> OathApp:
@@ -135,9 +128,9 @@ async def test_an_admin_adds_moves_edits_and_removes_group_rules(site: StartSite
            ("/admin/rules/move", {"name": "staff", "to": "0"}),
            ("/admin/rules/remove", {"name": " "})]
     for path, form in bad:
-        assert await post(tab, path, form) == 400, (path, form)
-    assert await post(tab, "/admin/rules/remove", {"name": "staff"}, csrf=False) == 403
-    assert await post(tab, "/admin/rules/add", {"name": "x", "methods_global": "on"}, csrf=False) == 403
+        assert await post_form(tab, path, form) == 400, (path, form)
+    assert await post_form(tab, "/admin/rules/remove", {"name": "staff"}, csrf=False) == 403
+    assert await post_form(tab, "/admin/rules/add", {"name": "x", "methods_global": "on"}, csrf=False) == 403
     assert await s.admin.admin.list_policy_rules() == before
 
     # Chinese at phone width.
@@ -161,8 +154,8 @@ async def test_an_auditor_reads_the_rules_and_helpdesk_does_not_see_them(site: S
     await expect(page.get_by_role("button", name="Add the rule")).to_have_count(0)
     await expect(page.get_by_role("button", name="Remove contractors")).to_have_count(0)
     # The forms sent anyway: mfad refuses the role (PERMISSION_DENIED), nothing changes.
-    assert await post(tab, "/admin/rules/remove", {"name": "contractors"}) == 403
-    assert await post(tab, "/admin/rules/add", {"name": "x", "methods_global": "on"}) == 403
+    assert await post_form(tab, "/admin/rules/remove", {"name": "contractors"}) == 403
+    assert await post_form(tab, "/admin/rules/add", {"name": "x", "methods_global": "on"}) == 403
     assert await names(s) == ["contractors"]
 
     helpdesk = await s.browser(chromium)

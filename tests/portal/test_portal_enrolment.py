@@ -22,11 +22,12 @@ from portal_support import (  # noqa: F401
     Tab,
     chromium,
     mfad_daemon,
+    post_form,
     read_qr,
     secret_of,
     site,
 )
-from test_portal_console import post, staff_with_app
+from test_portal_console import staff_with_app
 
 from mfad_client import StaffRole
 
@@ -77,7 +78,7 @@ async def test_a_first_device_needs_the_enrolment_code_once(site: StartSite, chr
     await tab.shot("signin-enrolment-code")
     await tab.open("/signin/bind")
     assert await tab.heading() == "Enrolment code"  # the bind page sends it back
-    assert await post(tab, "/signin/bind/totp", {}) == 403
+    assert await post_form(tab, "/signin/bind/totp", {}) == 403
     await enter_code(page, "ABCD-EFGH-JKMN")
     await expect(page.get_by_role("alert")).to_have_text(REFUSED)
     assert (await s.admin.admin.list_devices("nina")).devices == ()
@@ -127,8 +128,8 @@ async def test_security_information_asks_for_the_code_before_a_first_device(site
     assert await tab.heading() == "Security Information"
     await expect(page.get_by_role("heading", name="Enrolment code")).to_be_visible()
     assert await page.get_by_role("button", name="Bind a virtual MFA device").count() == 0
-    assert await post(tab, "/security/totp", {}) == 403  # mfad refuses the binding itself
-    assert await post(tab, "/security/proof", {"code": "ABCD-EFGH-JKMN"}, csrf=False) == 403
+    assert await post_form(tab, "/security/totp", {}) == 403  # mfad refuses the binding itself
+    assert await post_form(tab, "/security/proof", {"code": "ABCD-EFGH-JKMN"}, csrf=False) == 403
     await enter_code(page, "ABCD-EFGH-JKMN")
     await expect(page.get_by_role("alert")).to_have_text(REFUSED)
     assert (await s.admin.admin.list_devices("omar")).devices == ()

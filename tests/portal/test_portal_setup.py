@@ -12,26 +12,20 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from portal_support import mfad_daemon  # noqa: F401
 from e2e_daemon import StartDaemon
+from config_files import config_problems
 from e2e_support import child_env, free_port
 
 from mfad.config import load_config, load_portal_config
 from mfad.core.errors import ConfigError
 from mfad.core.service import Mfa
 from mfad.embedded_portal import portal_token
-
-
-def problems(text: str, tmp_path: Path) -> list[str]:
-    path = tmp_path / "mfad.toml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as refused:
-        load_config(path, env={})
-    return refused.value.problems
 
 
 def test_webauthn_takes_the_portals_origin_unless_told_otherwise(tmp_path: Path) -> None:
@@ -45,17 +39,18 @@ def test_webauthn_takes_the_portals_origin_unless_told_otherwise(tmp_path: Path)
 
 
 def test_check_config_refuses_a_portal_origin_webauthn_would_reject(tmp_path: Path) -> None:
-    found = problems('[portal]\npublic_url = "https://id.example.com"\ntls_cert = "c.pem"\ntls_key = "k.pem"\n'
-                     '[webauthn]\nrp_id = "example.com"\norigins = ["https://other.example.com"]\n', tmp_path)
+    found = config_problems(tmp_path, '[portal]\npublic_url = "https://id.example.com"\ntls_cert = "c.pem"\n'
+                            'tls_key = "k.pem"\n[webauthn]\nrp_id = "example.com"\n'
+                            'origins = ["https://other.example.com"]\n')
     assert any("portal.public_url" in p and "webauthn.origins" in p for p in found), found
-    found = problems('[portal]\npublic_url = "https://id.example.com"\ntrusted_proxies = ["10.0.0.1"]\n',
-                     tmp_path)
+    found = config_problems(tmp_path, '[portal]\npublic_url = "https://id.example.com"\n'
+                            'trusted_proxies = ["10.0.0.1"]\n')
     assert any("portal.public_url" in p and "webauthn.rp_id" in p for p in found), found
-    found = problems('[portal]\npublic_url = "http://id.example.com"\n[webauthn]\nrp_id = "example.com"\n',
-                     tmp_path)
+    found = config_problems(tmp_path, '[portal]\npublic_url = "http://id.example.com"\n'
+                            '[webauthn]\nrp_id = "example.com"\n')
     assert any("must be served over https" in p for p in found), found
-    found = problems('[portal]\npublic_url = "https://id.example.com"\n[webauthn]\nrp_id = "example.com"\n',
-                     tmp_path)
+    found = config_problems(tmp_path, '[portal]\npublic_url = "https://id.example.com"\n'
+                            '[webauthn]\nrp_id = "example.com"\n')
     assert any("portal.tls_cert" in p and "trusted_proxies" in p for p in found), found
     cli = subprocess.run([sys.executable, "-m", "mfad", "check-config", "--config", str(tmp_path / "mfad.toml")],
                          capture_output=True, text=True, env=child_env(), timeout=60)
@@ -87,15 +82,7 @@ async def test_serve_provisions_the_portal_token_once_and_replaces_a_lost_one(mf
 @pytest.mark.parametrize("engine", ["sqlite"])
 async def test_mfad_portal_runs_alone_against_a_daemon(mfad_daemon: StartDaemon, tmp_path: Path) -> None:
     running = await mfad_daemon()  # its own portal off; this one runs beside it
-    token_file = tmp_path / "portal.token"
-    token_file.write_text(running.tokens["portal"])
-    port = free_port()
-    config = tmp_path / "portal.toml"
-    config.write_text(f'[portal]\nlisten = ["127.0.0.1:{port}"]\ndaemon_address = "{running.address}"\n'
-                      f'token_file = "{token_file}"\n')
-    proc = subprocess.Popen([sys.executable, "-m", "mfad_portal.cli", "--config", str(config)], env=child_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
+    with portal_alone(tmp_path, running.address, running.tokens["portal"]) as (proc, port):
         ready = await wait_for(f"http://127.0.0.1:{port}/readyz")
         assert ready == (200, "ready\n")
         status, page = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/signin")
@@ -108,12 +95,34 @@ async def test_mfad_portal_runs_alone_against_a_daemon(mfad_daemon: StartDaemon,
         assert (await asyncio.to_thread(get, f"http://127.0.0.1:{port}/healthz"))[0] == 200
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 20) == 0
+
+
+@contextlib.contextmanager
+def portal_alone(tmp_path: Path, daemon_address: str, token: str,
+                 extra: str = "") -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``mfad-portal`` in a process of its own on a free port, calling mfad at ``daemon_address``
+    with ``token`` (``extra``: more [portal] lines); stopped at the end if it still runs."""
+    token_file = tmp_path / "portal.token"
+    token_file.write_text(token)
+    port = free_port()
+    config = tmp_path / "portal.toml"
+    config.write_text(f'[portal]\nlisten = ["127.0.0.1:{port}"]\ndaemon_address = "{daemon_address}"\n'
+                      f'token_file = "{token_file}"\n{extra}')
+    proc = subprocess.Popen([sys.executable, "-m", "mfad_portal.cli", "--config", str(config)], env=child_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        yield proc, port
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
+        try:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            assert proc.stdout is not None
+            proc.stdout.close()
 
 
 def get(url: str) -> tuple[int, str]:
@@ -149,40 +158,25 @@ async def test_a_daemon_that_never_answers_costs_a_page_only_daemon_timeout_seco
 
     black_hole = await asyncio.start_server(silent, "127.0.0.1", 0)
     hole_port = black_hole.sockets[0].getsockname()[1]
-    token_file = tmp_path / "portal.token"
-    token_file.write_text("mfad_not-checked-by-anyone")
-    port = free_port()
-    config = tmp_path / "portal.toml"
-    config.write_text(f'[portal]\nlisten = ["127.0.0.1:{port}"]\ndaemon_address = "127.0.0.1:{hole_port}"\n'
-                      f'token_file = "{token_file}"\ndaemon_timeout_seconds = 1.5\n')
-    proc = subprocess.Popen([sys.executable, "-m", "mfad_portal.cli", "--config", str(config)], env=child_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://localhost:{port}"
     try:
-        async with httpx.AsyncClient(base_url=url, headers={"origin": url}, timeout=30) as http:
-            for _ in range(200):
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-            form = await http.get("/signin")
-            csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
-            assert csrf is not None
-            started = time.monotonic()
-            answer = await http.post("/signin", data={"csrf": csrf.group(1), "username": "alice", "password": "x"})
-            took = time.monotonic() - started
-        assert answer.status_code == 503 and "not available right now" in answer.text
-        assert 1.4 < took < 6, took  # the setting, not the 10 s default
+        with portal_alone(tmp_path, f"127.0.0.1:{hole_port}", "mfad_not-checked-by-anyone",
+                          "daemon_timeout_seconds = 1.5\n") as (_, port):
+            url = f"http://localhost:{port}"
+            async with httpx.AsyncClient(base_url=url, headers={"origin": url}, timeout=30) as http:
+                for _ in range(200):
+                    with contextlib.suppress(httpx.HTTPError):
+                        if (await http.get("/healthz")).status_code == 200:
+                            break
+                    await asyncio.sleep(0.1)
+                form = await http.get("/signin")
+                csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+                assert csrf is not None
+                started = time.monotonic()
+                answer = await http.post("/signin", data={"csrf": csrf.group(1), "username": "alice", "password": "x"})
+                took = time.monotonic() - started
+            assert answer.status_code == 503 and "not available right now" in answer.text
+            assert 1.4 < took < 6, took  # the setting, not the 10 s default
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            assert proc.stdout is not None
-            proc.stdout.close()
         for writer in held:
             writer.close()
         black_hole.close()

@@ -51,3 +51,16 @@ async def pamtester(service: str, user: str, answers: list[str]) -> tuple[int, s
         out, _ = await process.communicate("".join(f"{answer}\n" for answer in answers).encode())
     assert process.returncode is not None
     return process.returncode, out.decode(errors="replace")
+
+
+async def pamtester_started(service: str, user: str, password: str) -> asyncio.subprocess.Process:
+    """``pamtester`` authenticating ``user`` through ``service``, ``password`` typed at the first
+    prompt; the caller reads what follows and answers it."""
+    assert PAMTESTER is not None
+    process = await asyncio.create_subprocess_exec(
+        PAMTESTER, "-v", service, user, "authenticate", stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(f"{password}\n".encode())
+    await process.stdin.drain()
+    return process

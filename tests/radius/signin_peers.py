@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from radius_peers import SECRET
+from radius_peers import SECRET, RadclientResult, radclient
 
 from mfad.config import Config, RadiusClientSettings, RadiusSettings, RadsecSettings
 from mfad.core.service import Mfa
@@ -64,6 +64,17 @@ async def start_daemon(mfa: Mfa, config: Config,
 
 def address(server: RadiusServer) -> tuple[str, int]:
     return server.addresses[0]
+
+
+async def radclient_sign_in(server: RadiusServer, username: str, password: str,
+                            state: str | None = None) -> RadclientResult:
+    """One Access-Request from radclient to ``server``: the name, the password (or the code
+    that answers the challenge whose ``state`` is given) and a Message-Authenticator."""
+    host, port = address(server)
+    lines = [f'User-Name = "{username}"', f'User-Password = "{password}"', "Message-Authenticator = 0x00"]
+    if state is not None:
+        lines.append(f"State = {state}")
+    return await radclient(host, port, lines)
 
 
 def accounting_address(server: RadiusServer) -> tuple[str, int]:

@@ -88,25 +88,16 @@ def test_wrong_secret_without_message_authenticator_gives_not_text_never_garbage
     assert PasswordIssue.NOT_TEXT in outcomes
 
 
-def test_password_with_invalid_utf8_is_not_text() -> None:
+@pytest.mark.parametrize("password", [b"\xff\xfe123456", b"12\x003456"], ids=["invalid-utf8", "embedded-nul"])
+def test_a_password_of_invalid_utf8_or_with_a_nul_is_not_text(password: bytes) -> None:
     authenticator = os.urandom(16)
-    hidden = hide_password(b"\xff\xfe123456", SECRET, authenticator)
+    hidden = hide_password(password, SECRET, authenticator)
     data = encode_request(
         RadiusCode.ACCESS_REQUEST, 1, authenticator, SECRET, [(Attr.USER_PASSWORD, hidden)]
     )
     result = decode_request(data, SECRET)
     assert isinstance(result, RadiusRequest)
     assert result.password is PasswordIssue.NOT_TEXT
-
-
-def test_password_with_embedded_nul_is_not_text() -> None:
-    authenticator = os.urandom(16)
-    hidden = hide_password(b"12\x003456", SECRET, authenticator)
-    data = encode_request(
-        RadiusCode.ACCESS_REQUEST, 1, authenticator, SECRET, [(Attr.USER_PASSWORD, hidden)]
-    )
-    result = decode_request(data, SECRET)
-    assert isinstance(result, RadiusRequest) and result.password is PasswordIssue.NOT_TEXT
 
 
 def test_absent_password() -> None:

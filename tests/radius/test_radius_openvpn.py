@@ -13,12 +13,14 @@ mfad again (without it the plugin would re-send the spent code, which is a repla
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from openvpn_peers import Namespaces, can_run, namespaces, openvpn_client, openvpn_server, ping, wait_for_text
+from openvpn_peers import Namespaces, VpnServer, can_run, namespaces, openvpn_client, openvpn_server, ping
+from openvpn_peers import wait_for_text
 from radius_peers import SECRET
 from signin_peers import StartDaemon, accounting_address, address, nas, start_daemon  # noqa: F401  (fixture)
 from tls_ca import TestCA
@@ -50,6 +52,14 @@ async def vpn_daemon(start_daemon: StartDaemon, ns: Namespaces, mode: str) -> Ra
                               clients=[nas("openvpn", address=ns.nas_address, require_message_authenticator="auto")])
 
 
+def vpn_asking(server: RadiusServer, ns: Namespaces, tmp_path: Path,
+               **options: Any) -> contextlib.AbstractAsyncContextManager[VpnServer]:
+    """The OpenVPN server in ``ns`` (with ``auth-gen-token``, a CA of its own), asking mfad's
+    ``server`` for sign-ins and sending it accounting."""
+    return openvpn_server(ns, tmp_path / "vpn", TestCA(tmp_path, "vpn CA"), auth_port=address(server)[1],
+                          acct_port=accounting_address(server)[1], secret=SECRET, auth_gen_token=True, **options)
+
+
 def access_requests(server: RadiusServer) -> int:
     metrics = server.metrics
     assert isinstance(metrics, CountingMetrics)
@@ -65,10 +75,7 @@ async def test_openvpn_append_mode_up_then_a_replay_and_a_wrong_code_refused(
         start_daemon: StartDaemon, enrol: Enrol, mfa: Mfa, netns: Namespaces, tmp_path: Path) -> None:
     alice = await enrol("alice", password=PASSWORD)
     server = await vpn_daemon(start_daemon, netns, "append")
-    ca = TestCA(tmp_path, "vpn CA")
-    async with openvpn_server(netns, tmp_path / "vpn", ca, auth_port=address(server)[1],
-                              acct_port=accounting_address(server)[1], secret=SECRET,
-                              auth_gen_token=True) as vpn:
+    async with vpn_asking(server, netns, tmp_path) as vpn:
         code = alice.code(1)
         async with openvpn_client(vpn, "first", "alice", PASSWORD + code) as client:
             assert await client.outcome() == "up", client.log + vpn.log
@@ -87,10 +94,7 @@ async def test_openvpn_code_only_survives_renegotiation_with_auth_gen_token(
         start_daemon: StartDaemon, enrol: Enrol, mfa: Mfa, netns: Namespaces, tmp_path: Path) -> None:
     alice = await enrol("alice", password=PASSWORD)
     server = await vpn_daemon(start_daemon, netns, "otp_only")
-    ca = TestCA(tmp_path, "vpn CA")
-    async with openvpn_server(netns, tmp_path / "vpn", ca, auth_port=address(server)[1],
-                              acct_port=accounting_address(server)[1], secret=SECRET,
-                              auth_gen_token=True, reneg_sec=12) as vpn:
+    async with vpn_asking(server, netns, tmp_path, reneg_sec=12) as vpn:
         # The token comes from the shipped clients/nas/openvpn/server.conf, not from the test.
         assert "\nauth-gen-token 0\n" in (vpn.directory / "server.conf").read_text()
         async with openvpn_client(vpn, "first", "alice", alice.code(1)) as client:

@@ -33,7 +33,7 @@ from mfad.core.ports import AuditFilter
 from mfad.core.service import Mfa
 from mfad.radius import RadiusServer
 from mfad.radius.radsec import CountingRadsecMetrics, RadsecServer
-from peer_tools import find_tool, missing
+from peer_tools import find_tool, missing, stop_peer
 
 Enrol = Callable[..., Awaitable[Any]]
 PASSWORD = "a password for radsec tests"
@@ -146,12 +146,7 @@ def radsecproxy(directory: Path, port: int, ca: Path, cert: tuple[Path, Path]) -
     try:
         yield udp_port
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_peer(process)
 
 
 async def through_proxy(udp_port: int, lines: list[str], command: str = "auth") -> str | None:

@@ -20,7 +20,7 @@ from shipped_nas import SHIPPED_NAS, replaced, shipped_client
 from signin_peers import StartDaemon, address, start_daemon  # noqa: F401  (fixture)
 
 from mfad.radius.signin import ENTER_CODE
-from peer_tools import missing
+from peer_tools import missing, stop_peer
 
 Enrol = Callable[..., Awaitable[Any]]
 PASSWORD = "a password for radius tests"
@@ -130,11 +130,7 @@ async def freeradius_proxy(tmp_path: Path) -> AsyncIterator[Callable[[int], Awai
 
     yield start
     for process in processes:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_peer(process)
 
 
 async def test_freeradius_proxies_an_otp_only_sign_in(start_daemon: StartDaemon, enrol: Enrol, tmp_path: Path,

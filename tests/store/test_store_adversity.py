@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import secrets
 from typing import Any
 
-import asyncpg
 import pytest
 
 from mfad.core import totp
@@ -24,22 +22,6 @@ from signin_calls import begin, verify_code
 from tcp_proxy import TcpProxy
 
 ATTEMPT = Attempt(protocol="test")
-
-
-@pytest.fixture
-async def pg_schema(pg_database: str) -> Any:
-    schema = f"t_{secrets.token_hex(8)}"
-    conn = await asyncpg.connect(pg_database, timeout=10)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-    finally:
-        await conn.close()
-    yield schema
-    conn = await asyncpg.connect(pg_database, timeout=10)
-    try:
-        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-    finally:
-        await conn.close()
 
 
 async def test_dropped_connection_fails_closed_and_recovers(pg_database: str, pg_schema: str, mfa_factory: Any,

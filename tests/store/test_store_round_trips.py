@@ -9,11 +9,7 @@ SQLite has no wire (its accepts are batched into a group commit instead).
 from __future__ import annotations
 
 import base64
-import secrets
 from typing import Any
-
-import asyncpg
-import pytest
 
 from mfad.core.ports import AuditFilter
 from mfad.core.signin import Attempt, Outcome, Reason
@@ -22,22 +18,6 @@ from signin_calls import verify_code
 from tcp_proxy import TcpProxy
 
 ATTEMPT = Attempt(protocol="radius", source="nas:vpn/192.0.2.7", client="vpn")
-
-
-@pytest.fixture
-async def pg_schema(pg_database: str) -> Any:
-    schema = f"t_{secrets.token_hex(8)}"
-    conn = await asyncpg.connect(pg_database, timeout=10)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-    finally:
-        await conn.close()
-    yield schema
-    conn = await asyncpg.connect(pg_database, timeout=10)
-    try:
-        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-    finally:
-        await conn.close()
 
 
 async def test_an_accepted_code_takes_two_round_trips(pg_database: str, pg_schema: str, mfa_factory: Any,

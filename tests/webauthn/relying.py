@@ -14,17 +14,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import sys
-from pathlib import Path
-
+from grpc_front import RoleClients, start_grpc_front
 from prometheus_client import CollectorRegistry
+from signin_calls import begin
 from softauthn import SoftAuthenticator, SoftCredential, dumps
 
-from mfad.api.daemon import grpc_service
 from mfad.api.server import GrpcServer
-from mfad.config import GrpcSettings, WebauthnSettings
+from mfad.config import WebauthnSettings
 from mfad.core.clock import FixedClock
-from mfad.core.model import AuditRecord, Device, Method, Role, User
+from mfad.core.model import AuditRecord, Device, Method, User
 from mfad.core.ports import AuditFilter, Store
 from mfad.core.service import Mfa
 from mfad.core.verification import Attempt, Outcome, VerifyResult
@@ -98,45 +96,14 @@ def webauthn_settings(**changes: Any) -> WebauthnSettings:
     return dataclasses.replace(WebauthnSettings(rp_id=RP_ID, origins=[ORIGIN]), **changes)
 
 
-_CLIENTS = Path(__file__).resolve().parents[2] / "clients"
-if str(_CLIENTS) not in sys.path:  # not installed (a bare PYTHONPATH=. run): use the source tree
-    sys.path.insert(0, str(_CLIENTS))
-
-from mfad_client import MfadClient  # noqa: E402
-from signin_calls import begin
-
-
-@dataclass
-class GrpcRelying:
+@dataclass(kw_only=True)
+class GrpcRelying(RoleClients):
     """``wa`` behind the real gRPC front end, and typed clients for each caller role."""
 
     wa: Relying
-    address: str
-    tokens: dict[Role, str]
-    clients: list[MfadClient] = dataclasses.field(default_factory=list)
-
-    def client(self, role: Role) -> MfadClient:
-        c = MfadClient(self.address, token=self.tokens[role], timeout=10.0)
-        self.clients.append(c)
-        return c
-
-    @property
-    def admin(self) -> MfadClient:
-        return self.client(Role.ADMIN)
-
-    @property
-    def portal(self) -> MfadClient:
-        return self.client(Role.PORTAL)
-
-    async def close(self) -> None:
-        for c in self.clients:
-            await c.close()
 
 
 async def serve_grpc(wa: Relying, config: Any) -> tuple[GrpcServer, GrpcRelying]:
     """``wa`` behind the real gRPC servicers on 127.0.0.1:0 (started), with a token per role."""
-    cfg = dataclasses.replace(config, grpc=GrpcSettings(listen=["127.0.0.1:0"], shutdown_grace_seconds=1.0))
-    server = grpc_service(wa.mfa, cfg, CollectorRegistry())
-    await server.start()
-    tokens = {role: (await wa.mfa.callers.create(f"test-{role.value}", role, actor="test"))[1] for role in Role}
+    server, tokens = await start_grpc_front(wa.mfa, config, CollectorRegistry())
     return server, GrpcRelying(wa=wa, address=server.addresses[0], tokens=tokens)

@@ -262,7 +262,7 @@ async def test_pam_radius_auth_in_challenge_mode_completes_an_approval(
     import asyncio
     import dataclasses
 
-    from pam_peers import PAMTESTER, pam_service
+    from pam_peers import pam_service, pamtester_started
 
     from mfad.config import RadiusClientSettings, RadiusSettings
     from mfad.radius import CountingMetrics
@@ -279,13 +279,7 @@ async def test_pam_radius_auth_in_challenge_mode_completes_an_approval(
             host, port = service.server.addresses[0]
             conf.write_text(f"{host}:{port} {SECRET.decode()} 3\n")
             conf.chmod(0o600)
-            assert PAMTESTER is not None
-            process = await asyncio.create_subprocess_exec(
-                PAMTESTER, "-v", name, "alice", "authenticate", stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-            assert process.stdin is not None
-            process.stdin.write(f"{PASSWORD}\n".encode())
-            await process.stdin.drain()
+            process = await pamtester_started(name, "alice", PASSWORD)
             async with asyncio.timeout(20):  # until pam_radius_auth shows the approval prompt
                 while not (pending := await wa.mfa.approvals.list_pending(alice)):
                     await asyncio.sleep(0.1)

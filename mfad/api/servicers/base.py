@@ -28,6 +28,8 @@ from mfad.api.validation import check_request, cut
 from mfad.core.errors import InvalidInput
 from mfad.core.model import SECURITY_LEVEL, Method
 from mfad.core.selfservice import IssuedSession
+from mfad.core.service import Mfa
+from mfad.core.sessions import UserSession
 from mfad.core.verification import Attempt
 
 PROTOCOL = "grpc"
@@ -57,11 +59,16 @@ def _lenient(cls: type[Message]) -> Callable[[bytes], Message | Undecodable]:
 Admit = Callable[[str, "grpc.aio.ServicerContext[Any, Any]"], Any]
 
 
+def _refuse_bad_input(request: Message | Undecodable) -> None:
+    """InvalidInput for a request that did not decode or breaks the bounds of :mod:`mfad.api.validation`."""
+    if isinstance(request, Undecodable):
+        raise InvalidInput("request", "is not a valid message (string fields must be valid UTF-8)")
+    check_request(request)
+
+
 def _checked(method: Callable[..., Any], name: str, admit: Admit | None) -> Callable[..., Any]:
     async def behaviour(request: Message | Undecodable, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        if isinstance(request, Undecodable):
-            raise InvalidInput("request", "is not a valid message (string fields must be valid UTF-8)")
-        check_request(request)
+        _refuse_bad_input(request)
         if admit is None:
             result = method(request, context)
             return await result if inspect.isawaitable(result) else result
@@ -75,9 +82,7 @@ def _checked(method: Callable[..., Any], name: str, admit: Admit | None) -> Call
 def _checked_stream(method: Callable[..., Any], name: str, admit: Admit | None) -> Callable[..., Any]:
     """As :func:`_checked`, for a server-streaming method (an async generator)."""
     async def behaviour(request: Message | Undecodable, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        if isinstance(request, Undecodable):
-            raise InvalidInput("request", "is not a valid message (string fields must be valid UTF-8)")
-        check_request(request)
+        _refuse_bad_input(request)
         if admit is None:
             async for item in method(request, context):
                 yield item
@@ -132,6 +137,15 @@ def user_session(issued: IssuedSession) -> pb.UserSession:
                           else pb.USER_ROLE_UNSPECIFIED,
                           proof_owed=convert.ENROLMENT_PROOF_TO_PB[issued.proof_owed] if issued.proof_owed
                           else pb.ENROLMENT_PROOF_UNSPECIFIED)
+
+
+async def finish_enrolment(mfa: Mfa, session: UserSession, client: pb.ClientInfo, method: Method,
+                           into: pb.UserSession) -> None:
+    """After a device was bound in ``session``: when that ends an enrolment session, the full
+    session the sign-in has earned is written to ``into`` (which stays unset otherwise)."""
+    issued = await mfa.selfservice.finish_enrolment(session, attempt(client), method)
+    if issued is not None:
+        into.CopyFrom(user_session(issued))
 
 
 def attempt(client: pb.ClientInfo | None) -> Attempt:

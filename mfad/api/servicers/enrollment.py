@@ -20,7 +20,7 @@ from mfad.api.auth import current_caller, session_of
 from mfad.api.servicers import email
 from mfad.api.servicers.approval import ApprovalEnrollment
 from mfad.core.emergency import lost_devices
-from mfad.api.servicers.base import attempt, strongest_first, user_session
+from mfad.api.servicers.base import attempt, finish_enrolment, strongest_first
 from mfad.api.servicers.passkeys import PasskeyEnrollment
 from mfad.core.errors import InvalidInput
 from mfad.core.selfservice import Use
@@ -62,9 +62,7 @@ class EnrollmentServicer(PasskeyEnrollment, ApprovalEnrollment, pb_grpc.Enrollme
         device, listing = await self._mfa.selfservice.confirm_totp(session, convert.device_id(request.device_id),
                                                                    request.code)
         out = pb.ConfirmTotpBindingResponse(device=convert.device(device), devices=convert.device_list(listing))
-        issued = await self._mfa.selfservice.finish_enrolment(session, attempt(request.client), device.method)
-        if issued is not None:
-            out.session.CopyFrom(user_session(issued))
+        await finish_enrolment(self._mfa, session, request.client, device.method, into=out.session)
         return out
 
     async def BeginEmailBinding(self, request: pb.BeginEmailBindingRequest,

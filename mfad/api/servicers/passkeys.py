@@ -20,7 +20,7 @@ import grpc.aio
 from mfad._proto.mfad.v1 import mfad_pb2 as pb
 from mfad.api import convert
 from mfad.api.auth import current_caller
-from mfad.api.servicers.base import attempt, user_session
+from mfad.api.servicers.base import finish_enrolment
 from mfad.core.selfservice import SELF_ACTOR, Use
 from mfad.core.service import Mfa
 from mfad.core.sessions import UserSession
@@ -56,9 +56,7 @@ class PasskeyEnrollment:
         listing = await self._mfa.devices.list(session.username)
         out = pb.CompletePasskeyBindingResponse(device=convert.device(done.device),
                                                 devices=convert.device_list(listing))
-        issued = await self._mfa.selfservice.finish_enrolment(session, attempt(request.client), done.device.method)
-        if issued is not None:
-            out.session.CopyFrom(user_session(issued))
+        await finish_enrolment(self._mfa, session, request.client, done.device.method, into=out.session)
         return out
 
     async def BeginU2FUpgrade(self, request: pb.BeginU2FUpgradeRequest,

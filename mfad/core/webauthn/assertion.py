@@ -180,19 +180,25 @@ def _refused(reason: Reason) -> MethodOutcome:
 
 
 # --- the verifiers the sign-in service calls -----------------------------------------------------
-class PasskeyVerifier:
-    """Passkeys: UV required; also answers usernameless sign-in (discoverable credentials)."""
+class _AssertionVerifier:
+    """A second factor proved by an assertion of one of the user's ``method`` credentials."""
 
-    method = Method.PASSKEY
+    method: Method
 
     def __init__(self, service: SignIns) -> None:
         self._service = service
 
     async def start(self, ctx: VerifyContext, challenge: Challenge) -> ChallengeStarted:
-        return await self._service.start_signin(ctx, challenge, Method.PASSKEY)
+        return await self._service.start_signin(ctx, challenge, self.method)
 
     async def verify(self, ctx: VerifyContext, response: str) -> MethodOutcome:
-        return await self._service.verify_signin(ctx, response, Method.PASSKEY)
+        return await self._service.verify_signin(ctx, response, self.method)
+
+
+class PasskeyVerifier(_AssertionVerifier):
+    """Passkeys: UV required; also answers usernameless sign-in (discoverable credentials)."""
+
+    method = Method.PASSKEY
 
     async def open_usernameless(self, id_hash: str, now: datetime, audit: Sequence[AuditEvent]) -> datetime:
         return await self._service.open_usernameless(id_hash, now, audit)
@@ -207,16 +213,7 @@ class PasskeyVerifier:
         return await self._service.identify(id_hash, response, now)
 
 
-class U2fVerifier:
+class U2fVerifier(_AssertionVerifier):
     """Legacy U2F keys: assertions under their AppID (the ``appid`` extension), UP only."""
 
     method = Method.U2F
-
-    def __init__(self, service: SignIns) -> None:
-        self._service = service
-
-    async def start(self, ctx: VerifyContext, challenge: Challenge) -> ChallengeStarted:
-        return await self._service.start_signin(ctx, challenge, Method.U2F)
-
-    async def verify(self, ctx: VerifyContext, response: str) -> MethodOutcome:
-        return await self._service.verify_signin(ctx, response, Method.U2F)
