@@ -9,8 +9,22 @@ flight over one channel. Each user's codes go up one step per round (the replay
 guard refuses a step twice), the way an authenticator app's codes do. Prints the
 rate and the latency percentiles seen by the client.
 
+The yardstick: the same client, channel, concurrency and number of calls against a
+bare ``grpc.aio`` server (its own process, the same interpreter, uvloop and server
+options as mfad's) whose one unary method returns the request's bytes — a message
+the size of a ``VerifyCodeRequest``. It runs before and after every mfad run; the
+last lines print mfad's rate as a fraction of the mean of the two echo runs around
+it (``--no-echo`` skips it).
+
     PYTHONPATH=.:clients python bench/grpc_verify.py [--users 2000] [--rounds 3] [--concurrency 64]
-        [--engine sqlite|postgres] [--dsn postgresql://...] [--workdir DIR] [--profile py-spy]
+        [--engine sqlite|postgres] [--dsn postgresql://...] [--workdir DIR] [--profile PREFIX]
+        [--trees BEFORE_DIR,AFTER_DIR] [--no-echo]
+
+``--trees A,B`` serves ``mfad serve`` from each source tree in turn, each against a copy
+of the same provisioned store (export a tree with ``git archive <commit> | tar -x -C
+DIR``), so a change is measured before and after in one run. ``--profile PREFIX``
+records each mfad run with py-spy (``PREFIX.t<N>.txt``, raw collapsed stacks; ``.svg``
+for a flame graph when PREFIX ends in ``.svg``).
 
 SQLite lives in ``--workdir`` (a fresh temporary directory by default): say which
 file system that is when quoting figures (tmpfs makes fsync free).
@@ -22,6 +36,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -35,12 +50,14 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import grpc.aio
 
 from mfad._proto.mfad.v1 import mfad_pb2 as pb
 from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
+from mfad.api.server import DEFAULT_MAX_RECEIVE_BYTES, GrpcServerSettings
 from mfad.config import load_config
 from mfad.core import totp
 from mfad.core.keyring import Keyring
@@ -100,6 +117,10 @@ level = "warning"
 async def provision(config_path: Path, users: int, schema: str | None,
                     password: str | None = None) -> tuple[list[App], str]:
     """Users with confirmed TOTP devices (and ``password``) and a service token, made through the core."""
+    # The binding's QR codes are presentation for the user's phone, not stored state, and
+    # cost ≈50 ms of CPU per user: not rendered here.
+    totp.qr_png = lambda uri, scale=5: b""  # type: ignore[assignment]
+    totp.qr_svg = lambda uri, scale=5: ""  # type: ignore[assignment]
     config = load_config(config_path)
     store = await open_store(config.storage, schema=schema)
     await store.migrate()
@@ -145,14 +166,66 @@ def wait_ready(proc: subprocess.Popen[bytes], grpc_port: int, metrics_port: int,
     raise SystemExit("mfad did not become ready")
 
 
-async def drive(address: str, token: str, apps: list[App], rounds: int, concurrency: int) -> dict[str, object]:
+#: The bare server's one method: the request's bytes back (no parsing, no work).
+ECHO_SERVICE, ECHO_METHOD = "bench.Echo", "Echo"
+
+
+def echo_server_main(port: int) -> None:
+    """A bare grpc.aio server with mfad's server options; runs until killed."""
+    async def serve() -> None:
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0),
+                                          ("grpc.max_receive_message_length", DEFAULT_MAX_RECEIVE_BYTES)],
+                                 maximum_concurrent_rpcs=GrpcServerSettings().max_concurrent_rpcs)
+
+        async def echo(request: bytes, context: object) -> bytes:
+            return request
+
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            ECHO_SERVICE, {ECHO_METHOD: grpc.unary_unary_rpc_method_handler(echo)}),))
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    run_loop(serve())
+
+
+def run_loop(coro: Any) -> Any:
+    """On uvloop when it is there, as ``mfad serve`` runs."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+
+async def drive(address: str, token: str, apps: list[App], rounds: int, concurrency: int,
+                echo: bool = False) -> dict[str, Any]:
+    """``rounds`` calls per app, ``concurrency`` in flight over one channel: VerifyCode with
+    the app's next code, or (``echo``) the same request to the bare server's method."""
     metadata = (("authorization", f"Bearer {token}"),)
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
     skipped = 0
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = pb_grpc.AuthenticationStub(channel)
         await channel.channel_ready()
+        if echo:
+            method = channel.unary_unary(f"/{ECHO_SERVICE}/{ECHO_METHOD}",
+                                         request_serializer=pb.VerifyCodeRequest.SerializeToString,
+                                         response_deserializer=pb.VerifyCodeRequest.FromString)
+
+            async def call(app: App, code: str) -> str:
+                reply = await method(pb.VerifyCodeRequest(username=app.username, code=code),
+                                     metadata=metadata, timeout=30)
+                return "ECHOED" if reply.username == app.username else "WRONG_ECHO"
+        else:
+            stub = pb_grpc.AuthenticationStub(channel)
+
+            async def call(app: App, code: str) -> str:
+                reply = await stub.VerifyCode(pb.VerifyCodeRequest(username=app.username, code=code),
+                                              metadata=metadata, timeout=30)
+                return str(pb.VerifyOutcome.Name(reply.outcome))
+
         queue: asyncio.Queue[App] = asyncio.Queue()
         for _ in range(rounds):
             for app in apps:
@@ -165,15 +238,13 @@ async def drive(address: str, token: str, apps: list[App], rounds: int, concurre
                     app = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                code = app.next_code(time.time())
+                code = "000000" if echo else app.next_code(time.time())
                 if code is None:
                     skipped += 1
                     continue
                 started = time.perf_counter()
                 try:
-                    reply = await stub.VerifyCode(pb.VerifyCodeRequest(username=app.username, code=code),
-                                                  metadata=metadata, timeout=30)
-                    key = pb.VerifyOutcome.Name(reply.outcome)
+                    key = await call(app, code)
                 except grpc.aio.AioRpcError as exc:
                     key = exc.code().name
                 latencies.append(time.perf_counter() - started)
@@ -191,8 +262,76 @@ async def drive(address: str, token: str, apps: list[App], rounds: int, concurre
     }
 
 
+def wait_port(proc: subprocess.Popen[bytes], port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"echo server exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise SystemExit("echo server did not listen")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def measure_echo(apps: list[App], token: str, rounds: int, concurrency: int) -> dict[str, Any]:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, __file__, "echo-server", "--port", str(port)])
+    try:
+        wait_port(server, port)
+        return dict(run_loop(drive(f"127.0.0.1:{port}", token, apps, rounds, concurrency, echo=True)))
+    finally:
+        stop(server)
+
+
+def py_spy() -> str:
+    """py-spy from this interpreter's environment (pip installs it there), else from PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else "py-spy"
+
+
+def measure_mfad(tree: Path, config: Path, grpc_port: int, metrics_port: int, token: str, apps: list[App],
+                 args: argparse.Namespace, profile: str | None) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree), str(tree / "clients"),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    server = subprocess.Popen([sys.executable, "-m", "mfad", "serve", "--config", str(config)], env=env, cwd=tree)
+    profiler = None
+    try:
+        wait_ready(server, grpc_port, metrics_port)
+        if profile:
+            raw = [] if profile.endswith(".svg") else ["--format", "raw"]
+            profiler = subprocess.Popen([py_spy(), "record", "--pid", str(server.pid), "--output", profile,
+                                         "--rate", "200", "--nonblocking", *raw],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
+        return dict(run_loop(drive(f"127.0.0.1:{grpc_port}", token, apps, args.rounds, args.concurrency)))
+    finally:
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                profiler.wait(30)
+        stop(server)
+
+
+def describe(label: str, result: dict[str, Any]) -> str:
+    return (f"{label}: {result['calls']} calls, {result['rate']:.0f} calls/s over {result['seconds']:.2f} s; "
+            f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms; outcomes {result['outcomes']}"
+            + (f", skipped {result['skipped']} (code not yet acceptable)" if result["skipped"] else ""))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    echo_cmd = sub.add_parser("echo-server", help="(internal) the bare grpc.aio server")
+    echo_cmd.add_argument("--port", type=int, required=True)
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3, help="valid codes per user (one step apart)")
     parser.add_argument("--concurrency", type=int, default=64)
@@ -200,70 +339,97 @@ def main() -> int:
     parser.add_argument("--dsn", default=os.environ.get("MFAD_TEST_POSTGRES_DSN",
                                                         "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--workdir", type=Path, help="where the SQLite database and config go (default: a temp dir)")
-    parser.add_argument("--profile", metavar="SVG", help="record the server with py-spy into this flame graph")
+    parser.add_argument("--profile", metavar="PREFIX", help="record each mfad run with py-spy (PREFIX.t<N>.txt)")
+    parser.add_argument("--trees", type=lambda s: [Path(p).resolve() for p in s.split(",")], default=[ROOT],
+                        metavar="DIR,DIR", help="serve mfad from each source tree in turn (default: this tree)")
+    parser.add_argument("--no-echo", dest="echo", action="store_false", help="skip the bare grpc.aio server")
     args = parser.parse_args()
+    if args.command == "echo-server":
+        echo_server_main(args.port)
+        return 0
+    if len(args.trees) > 1 and args.engine != "sqlite":
+        parser.error("--trees needs --engine sqlite (each tree gets a copy of the store's file)")
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mfad-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    schema = None
+    schemas: list[str] = []
     if args.engine == "sqlite":
         url = f"sqlite:///{workdir / 'mfad.db'}"
+        schema = None
     else:
         schema = f"bench_{secrets.token_hex(4)}"
-        import asyncpg
-
-        async def create_schema() -> None:
-            conn = await asyncpg.connect(args.dsn)
-            await conn.execute(f'CREATE SCHEMA "{schema}"')
-            await conn.close()
-
-        asyncio.run(create_schema())
+        schemas.append(schema)
+        asyncio.run(pg_execute(args.dsn, f'CREATE SCHEMA "{schema}"'))
         url = f"{args.dsn}{'&' if '?' in args.dsn else '?'}search_path={schema}"
     config, grpc_port, metrics_port = write_config(workdir, url)
+    print(f"# python {sys.version.split()[0]}, {os.cpu_count()} cores, load average "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
 
     t0 = time.perf_counter()
     apps, token = asyncio.run(provision(config, args.users, schema))
-    print(f"provisioned {len(apps)} users with TOTP devices in {time.perf_counter() - t0:.1f} s ({workdir})")
-
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "clients"),
-                                                       os.environ.get("PYTHONPATH", "")]))
-    server = subprocess.Popen([sys.executable, "-m", "mfad", "serve", "--config", str(config)], env=env)
-    profiler = None
+    print(f"provisioned {len(apps)} users with TOTP devices in {time.perf_counter() - t0:.1f} s ({workdir})",
+          flush=True)
+    rates: list[tuple[Path, float, list[float]]] = []
+    failed = False
     try:
-        wait_ready(server, grpc_port, metrics_port)
-        if args.profile:
-            profiler = subprocess.Popen(["py-spy", "record", "--pid", str(server.pid), "--output", args.profile,
-                                         "--rate", "200", "--nonblocking"])
-            time.sleep(1.0)
-        try:
-            import uvloop
-        except ImportError:
-            result = asyncio.run(drive(f"127.0.0.1:{grpc_port}", token, apps, args.rounds, args.concurrency))
-        else:
-            result = uvloop.run(drive(f"127.0.0.1:{grpc_port}", token, apps, args.rounds, args.concurrency))
+        echo_rates = []
+        if args.echo:
+            first = measure_echo(apps, token, args.rounds, args.concurrency)
+            print(describe("bare grpc.aio echo", first), flush=True)
+            echo_rates.append(first["rate"])
+        for t, tree in enumerate(args.trees):
+            if t == 0:
+                tree_config = config
+            else:  # a copy of the provisioned store: the same users, their codes fresh again
+                tree_url = copy_store(url, workdir, f"t{t}")
+                tree_config = workdir / f"mfad-t{t}.toml"
+                tree_config.write_text(config.read_text().replace(json.dumps(url), json.dumps(tree_url)))
+            tree_apps = [dataclasses.replace(app) for app in apps]
+            profile = None
+            if args.profile:
+                profile = args.profile if args.profile.endswith(".svg") and len(args.trees) == 1 \
+                    else f"{args.profile}.t{t}.{'svg' if args.profile.endswith('.svg') else 'txt'}"
+            result = measure_mfad(tree, tree_config, grpc_port, metrics_port, token, tree_apps, args, profile)
+            print(describe(f"mfad VerifyCode [{tree}]", result), flush=True)
+            accepted = result["outcomes"].get("VERIFY_OUTCOME_ACCEPTED", 0)
+            failed = failed or accepted != result["calls"]
+            around = echo_rates[-1:]
+            if args.echo:
+                after = measure_echo(apps, token, args.rounds, args.concurrency)
+                print(describe("bare grpc.aio echo", after), flush=True)
+                echo_rates.append(after["rate"])
+                around.append(after["rate"])
+            rates.append((tree, result["rate"], around))
     finally:
-        if profiler is not None:
-            profiler.send_signal(signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                profiler.wait(30)
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
-        if schema is not None:
-            import asyncpg
+        for name in schemas:
+            asyncio.run(pg_execute(args.dsn, f'DROP SCHEMA "{name}" CASCADE'))
+    print(f"# engine {args.engine}, {args.concurrency} in flight, {args.users} users x {args.rounds} rounds; "
+          f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    for tree, rate, around in rates:
+        if around:
+            echo_rate = statistics.mean(around)
+            print(f"VerifyCode / bare echo [{tree}]: {rate:.0f} / {echo_rate:.0f} calls/s = {rate / echo_rate:.2f}x")
+    return 1 if failed else 0
 
-            async def drop_schema() -> None:
-                conn = await asyncpg.connect(args.dsn)
-                await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-                await conn.close()
 
-            asyncio.run(drop_schema())
-    print(f"engine {args.engine}: {result['calls']} VerifyCode calls with valid codes, {args.concurrency} in flight, "
-          f"{args.users} users x {args.rounds} rounds")
-    print(f"  {result['rate']:.0f} calls/s over {result['seconds']:.2f} s; "
-          f"latency p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms")
-    print(f"  outcomes {result['outcomes']}, skipped {result['skipped']} (code not yet acceptable)")
-    accepted = result["outcomes"].get("VERIFY_OUTCOME_ACCEPTED", 0)  # type: ignore[union-attr]
-    return 0 if accepted == result["calls"] else 1
+async def pg_execute(dsn: str, statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def copy_store(url: str, workdir: Path, tag: str) -> str:
+    """A copy of the provisioned SQLite store (its users' codes are fresh again there)."""
+    import sqlite3
+
+    target = workdir / f"mfad-{tag}.db"
+    with sqlite3.connect(url[len("sqlite:///"):]) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    return f"sqlite:///{target}"
 
 
 if __name__ == "__main__":
