@@ -18,12 +18,12 @@ it (``--no-echo`` skips it).
 
     PYTHONPATH=.:clients python bench/grpc_verify.py [--users 2000] [--rounds 3] [--concurrency 64]
         [--engine sqlite|postgres] [--dsn postgresql://...] [--workdir DIR] [--profile PREFIX]
-        [--trees BEFORE_DIR,AFTER_DIR] [--no-echo]
+        [--trees BEFORE_DIR,AFTER_DIR] [--repeat N] [--no-echo]
 
 ``--trees A,B`` serves ``mfad serve`` from each source tree in turn, each against a copy
 of the same provisioned store (export a tree with ``git archive <commit> | tar -x -C
 DIR``), so a change is measured before and after in one run. ``--profile PREFIX``
-records each mfad run with py-spy (``PREFIX.t<N>.txt``, raw collapsed stacks; ``.svg``
+records each mfad run with py-spy (``PREFIX.t<tree>r<repeat>.txt``, raw collapsed stacks; ``.svg``
 for a flame graph when PREFIX ends in ``.svg``).
 
 SQLite lives in ``--workdir`` (a fresh temporary directory by default): say which
@@ -119,8 +119,8 @@ async def provision(config_path: Path, users: int, schema: str | None,
     """Users with confirmed TOTP devices (and ``password``) and a service token, made through the core."""
     # The binding's QR codes are presentation for the user's phone, not stored state, and
     # cost ≈50 ms of CPU per user: not rendered here.
-    totp.qr_png = lambda uri, scale=5: b""  # type: ignore[assignment]
-    totp.qr_svg = lambda uri, scale=5: ""  # type: ignore[assignment]
+    totp.qr_png = lambda uri, scale=5: b""
+    totp.qr_svg = lambda uri, scale=5: ""
     config = load_config(config_path)
     store = await open_store(config.storage, schema=schema)
     await store.migrate()
@@ -192,6 +192,41 @@ def echo_server_main(port: int) -> None:
     run_loop(serve())
 
 
+def api_server_main(port: int, token: str) -> None:
+    """mfad's gRPC front end as ``mfad serve`` builds it (GrpcServer, the caller checks, the
+    caller cache, Prometheus metrics, the Authentication servicer and its input checks) over
+    a core whose ``sign_in`` accepts at once: what the gRPC layer costs alone."""
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry
+
+    from mfad.api.callers import CachedCallers
+    from mfad.api.metrics import PrometheusGrpcMetrics
+    from mfad.api.server import GrpcServer
+    from mfad.api.servicers import AuthenticationServicer, binding
+
+    class OneCaller:
+        async def authenticate(self, presented: str) -> Any:
+            return SimpleNamespace(name="bench", role=Role.SERVICE) if presented == token else None
+
+    async def accept(request: object) -> Any:
+        return SimpleNamespace(accepted=True)
+
+    async def ready() -> bool:
+        return True
+
+    async def serve() -> None:
+        mfa: Any = SimpleNamespace(signin=SimpleNamespace(sign_in=accept))
+        server = GrpcServer(GrpcServerSettings(listen=(f"127.0.0.1:{port}",)),
+                            services=[binding(AuthenticationServicer(mfa), "Authentication")],
+                            authenticator=CachedCallers(OneCaller()), readiness=ready,
+                            metrics=PrometheusGrpcMetrics(CollectorRegistry()))
+        await server.start()
+        await server.run()
+
+    run_loop(serve())
+
+
 def run_loop(coro: Any) -> Any:
     """On uvloop when it is there, as ``mfad serve`` runs."""
     try:
@@ -203,9 +238,10 @@ def run_loop(coro: Any) -> Any:
 
 
 async def drive(address: str, token: str, apps: list[App], rounds: int, concurrency: int,
-                echo: bool = False) -> dict[str, Any]:
+                echo: bool = False, fixed_code: bool = False) -> dict[str, Any]:
     """``rounds`` calls per app, ``concurrency`` in flight over one channel: VerifyCode with
-    the app's next code, or (``echo``) the same request to the bare server's method."""
+    the app's next code (or, ``fixed_code``, always the same one), or (``echo``) the same
+    request to the bare server's method."""
     metadata = (("authorization", f"Bearer {token}"),)
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
@@ -229,7 +265,8 @@ async def drive(address: str, token: str, apps: list[App], rounds: int, concurre
                                               metadata=metadata, timeout=30)
                 return str(pb.VerifyOutcome.Name(reply.outcome))
 
-        if not echo and 30 - time.time() % 30 < STEP_MARGIN:
+        fixed_code = fixed_code or echo
+        if not fixed_code and 30 - time.time() % 30 < STEP_MARGIN:
             await asyncio.sleep(30 - time.time() % 30 + 0.1)  # a run starts early in a step
         queue: asyncio.Queue[App] = asyncio.Queue()
         for _ in range(rounds):
@@ -243,7 +280,7 @@ async def drive(address: str, token: str, apps: list[App], rounds: int, concurre
                     app = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                code = "000000" if echo else app.next_code(time.time())
+                code = "000000" if fixed_code else app.next_code(time.time())
                 while code is None:  # the app shows it in a moment (a run is never skipped short)
                     skipped += 1
                     await asyncio.sleep(0.05)
@@ -312,6 +349,18 @@ def measure_echo(apps: list[App], token: str, rounds: int, concurrency: int) -> 
         stop(server)
 
 
+def measure_api(tree: Path, apps: list[App], token: str, rounds: int, concurrency: int) -> dict[str, Any]:
+    """VerifyCode against ``tree``'s gRPC layer over an accepting core (:func:`api_server_main`)."""
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree), str(tree / "clients")]))
+    server = subprocess.Popen([sys.executable, __file__, "api-server", "--port", str(port), "--token", token], env=env)
+    try:
+        wait_port(server, port)
+        return timed_drive(server, f"127.0.0.1:{port}", token, apps, rounds, concurrency, fixed_code=True)
+    finally:
+        stop(server)
+
+
 def py_spy() -> str:
     """py-spy from this interpreter's environment (pip installs it there), else from PATH."""
     beside = Path(sys.executable).parent / "py-spy"
@@ -355,6 +404,9 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command")
     echo_cmd = sub.add_parser("echo-server", help="(internal) the bare grpc.aio server")
     echo_cmd.add_argument("--port", type=int, required=True)
+    api_cmd = sub.add_parser("api-server", help="(internal) mfad's gRPC layer over an accepting core")
+    api_cmd.add_argument("--port", type=int, required=True)
+    api_cmd.add_argument("--token", required=True)
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3, help="valid codes per user (one step apart)")
     parser.add_argument("--concurrency", type=int, default=64)
@@ -362,16 +414,22 @@ def main() -> int:
     parser.add_argument("--dsn", default=os.environ.get("MFAD_TEST_POSTGRES_DSN",
                                                         "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--workdir", type=Path, help="where the SQLite database and config go (default: a temp dir)")
-    parser.add_argument("--profile", metavar="PREFIX", help="record each mfad run with py-spy (PREFIX.t<N>.txt)")
+    parser.add_argument("--profile", metavar="PREFIX", help="record each mfad run with py-spy (PREFIX.t<tree>r<repeat>.txt)")
     parser.add_argument("--trees", type=lambda s: [Path(p).resolve() for p in s.split(",")], default=[ROOT],
                         metavar="DIR,DIR", help="serve mfad from each source tree in turn (default: this tree)")
+    parser.add_argument("--api-only", action="store_true",
+                        help="measure each tree's gRPC layer over a core that accepts at once, not mfad serve")
+    parser.add_argument("--repeat", type=int, default=1, help="measure every tree this many times, in turn")
     parser.add_argument("--no-echo", dest="echo", action="store_false", help="skip the bare grpc.aio server")
     args = parser.parse_args()
     if args.command == "echo-server":
         echo_server_main(args.port)
         return 0
-    if len(args.trees) > 1 and args.engine != "sqlite":
-        parser.error("--trees needs --engine sqlite (each tree gets a copy of the store's file)")
+    if args.command == "api-server":
+        api_server_main(args.port, args.token)
+        return 0
+    if len(args.trees) * args.repeat > 1 and args.engine != "sqlite":
+        parser.error("--trees and --repeat need --engine sqlite (each run gets a copy of the store's file)")
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mfad-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -389,9 +447,12 @@ def main() -> int:
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
 
     t0 = time.perf_counter()
-    apps, token = asyncio.run(provision(config, args.users, schema))
-    print(f"provisioned {len(apps)} users with TOTP devices in {time.perf_counter() - t0:.1f} s ({workdir})",
-          flush=True)
+    if args.api_only:  # no store: the users are names, the token any token
+        apps, token = [App(f"bench-api-{i:05d}", b"", 0) for i in range(args.users)], secrets.token_urlsafe(32)
+    else:
+        apps, token = asyncio.run(provision(config, args.users, schema))
+        print(f"provisioned {len(apps)} users with TOTP devices in {time.perf_counter() - t0:.1f} s ({workdir})",
+              flush=True)
     rates: list[tuple[Path, float, list[float]]] = []
     failed = False
     try:
@@ -400,20 +461,25 @@ def main() -> int:
             first = measure_echo(apps, token, args.rounds, args.concurrency)
             print(describe("bare grpc.aio echo", first), flush=True)
             echo_rates.append(first["rate"])
-        for t, tree in enumerate(args.trees):
-            if t == 0:
-                tree_config = config
-            else:  # a copy of the provisioned store: the same users, their codes fresh again
-                tree_url = copy_store(url, workdir, f"t{t}")
-                tree_config = workdir / f"mfad-t{t}.toml"
-                tree_config.write_text(config.read_text().replace(json.dumps(url), json.dumps(tree_url)))
-            tree_apps = [dataclasses.replace(app) for app in apps]
-            profile = None
-            if args.profile:
-                profile = args.profile if args.profile.endswith(".svg") and len(args.trees) == 1 \
-                    else f"{args.profile}.t{t}.{'svg' if args.profile.endswith('.svg') else 'txt'}"
-            result = measure_mfad(tree, tree_config, grpc_port, metrics_port, token, tree_apps, args, profile)
-            print(describe(f"mfad VerifyCode [{tree}]", result), flush=True)
+        runs = [(r, t, tree) for r in range(args.repeat) for t, tree in enumerate(args.trees)]
+        configs = [config]
+        for n in range(1, 0 if args.api_only else len(runs)):  # copies of the provisioned store, made before any run spends codes
+            configs.append(workdir / f"mfad-{n}.toml")
+            configs[n].write_text(config.read_text().replace(json.dumps(url),
+                                                             json.dumps(copy_store(url, workdir, str(n)))))
+        for r, t, tree in runs:
+            if args.api_only:
+                result = measure_api(tree, apps, token, args.rounds, args.concurrency)
+                print(describe(f"mfad gRPC layer only, VerifyCode [{tree}]", result), flush=True)
+            else:
+                profile = None
+                if args.profile:
+                    profile = args.profile if args.profile.endswith(".svg") and len(runs) == 1 \
+                        else f"{args.profile}.t{t}r{r}.{'svg' if args.profile.endswith('.svg') else 'txt'}"
+                tree_apps = [dataclasses.replace(app) for app in apps]
+                result = measure_mfad(tree, configs[r * len(args.trees) + t], grpc_port, metrics_port, token,
+                                      tree_apps, args, profile)
+                print(describe(f"mfad VerifyCode [{tree}]", result), flush=True)
             accepted = result["outcomes"].get("VERIFY_OUTCOME_ACCEPTED", 0)
             failed = failed or accepted != result["calls"]
             around = echo_rates[-1:]
@@ -428,10 +494,11 @@ def main() -> int:
             asyncio.run(pg_execute(args.dsn, f'DROP SCHEMA "{name}" CASCADE'))
     print(f"# engine {args.engine}, {args.concurrency} in flight, {args.users} users x {args.rounds} rounds; "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    for tree, rate, around in rates:
-        if around:
-            echo_rate = statistics.mean(around)
-            print(f"VerifyCode / bare echo [{tree}]: {rate:.0f} / {echo_rate:.0f} calls/s = {rate / echo_rate:.2f}x")
+    for tree in args.trees:
+        ratios = [rate / statistics.mean(around) for t, rate, around in rates if t == tree and around]
+        if ratios:
+            print(f"{'gRPC layer only' if args.api_only else 'VerifyCode'} / bare echo [{tree}]: " + ", ".join(f"{x:.2f}x" for x in ratios)
+                  + (f"; mean {statistics.mean(ratios):.2f}x" if len(ratios) > 1 else ""))
     return 1 if failed else 0
 
 
