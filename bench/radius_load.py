@@ -94,8 +94,9 @@ class Sender:
     """Up to 256 requests in flight per socket; replies matched by (socket, identifier)."""
 
     def __init__(self, host: str, port: int, jobs: list[Job], in_flight: int, rate: float | None,
-                 timeout: float = 3.0) -> None:
+                 timeout: float = 3.0, source: str | None = None) -> None:
         self.host, self.port = host, port
+        self.source = source  # the address requests leave from (a NAS's), else the system's choice
         self.jobs = jobs
         self.in_flight = in_flight
         self.rate = rate
@@ -117,8 +118,9 @@ class Sender:
         loop = asyncio.get_running_loop()
         count = max(1, -(-self.in_flight // 256))
         for slot in range(count):
-            _, receiver = await loop.create_datagram_endpoint(lambda s=slot: _Receiver(self, s),
-                                                              remote_addr=(self.host, self.port))
+            _, receiver = await loop.create_datagram_endpoint(
+                lambda s=slot: _Receiver(self, s), remote_addr=(self.host, self.port),
+                local_addr=None if self.source is None else (self.source, 0))
             sock = receiver.transport.get_extra_info("socket")  # type: ignore[union-attr]
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             self.sockets.append(receiver)
