@@ -25,7 +25,7 @@ and in-flight share). Both by default.
 
     PYTHONPATH=. nice -n 5 .venv/bin/python bench/reject_flood.py [--rate 200] [--seconds 10]
         [--sources 4] [--flood-rate 10000] [--layout clients,network] [--log-level info]
-        [--py-spy PREFIX] [--keep DIR]
+        [--reject-delay S] [--client-rate R] [--flood-unknown] [--py-spy PREFIX] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -153,15 +153,21 @@ def valid_main(args: argparse.Namespace) -> int:
 
 # --- orchestration --------------------------------------------------------------------------------
 def config_text(store_url: str, key_file: Path, port: int, metrics_port: int, layout: str, sources: list[str],
-                log_level: str) -> str:
+                args: argparse.Namespace) -> str:
     if layout == "clients":
         # 127.0.0.1 is a client too: the readiness probe (Status-Server) comes from it.
-        hosts = [("probe", "127.0.0.1"), ("flood", FLOOD_SOURCE)] + [(f"nas{i}", s) for i, s in enumerate(sources)]
+        hosts = [("probe", "127.0.0.1")] + ([] if args.flood_unknown else [("flood", FLOOD_SOURCE)]) \
+            + [(f"nas{i}", s) for i, s in enumerate(sources)]
         clients = "".join(f'[[radius.clients]]\nname = "{name}"\naddress = "{address}"\nsecret = '
                           f'"{rl.SECRET.decode()}"\nmode = "otp_only"\n' for name, address in hosts)
     else:
+        if args.flood_unknown:
+            raise SystemExit("--flood-unknown needs --layout clients (the network holds the flood's address)")
         clients = (f'[[radius.clients]]\nname = "loopback"\naddress = "127.0.0.0/24"\nsecret = '
                    f'"{rl.SECRET.decode()}"\nmode = "otp_only"\n')
+    delay = "" if args.reject_delay is None else f"reject_delay_seconds = {args.reject_delay}\n"
+    if args.client_rate is not None:
+        delay += f"client_rate_per_second = {args.client_rate}\n"
     return f"""
 [storage]
 url = "{store_url}"
@@ -171,7 +177,7 @@ key_file = "{key_file}"
 [radius]
 listen = ["127.0.0.1:{port}"]
 workers = 1
-{clients}
+{delay}{clients}
 [grpc]
 listen = ["127.0.0.1:0"]
 [metrics]
@@ -179,7 +185,7 @@ listen = ["127.0.0.1:{metrics_port}"]
 [portal]
 enabled = false
 [logging]
-level = "{log_level}"
+level = "{args.log_level}"
 """
 
 
@@ -215,7 +221,7 @@ def measure(layout: str, store: rl.Store, users: list[str], flood_users: list[st
     port, metrics_port = rl.free_port(), rl.free_port(socket.SOCK_STREAM)
     sources = valid_sources(args.sources)
     config = work / f"mfad-{layout}.toml"
-    config.write_text(config_text(store.url, store.key_file, port, metrics_port, layout, sources, args.log_level))
+    config.write_text(config_text(store.url, store.key_file, port, metrics_port, layout, sources, args))
     per_phase = int(args.rate * args.seconds)
     step = rl.current_step()  # a code of this step is accepted for the next minute or more
     codes = dict(rl.codes_for({u: store.keys[u] for u in users}, step))
@@ -289,6 +295,11 @@ def main() -> int:
     parser.add_argument("--flood-users", type=int, default=200)
     parser.add_argument("--layout", type=lambda s: s.split(","), default=["clients", "network"])
     parser.add_argument("--log-level", default="info", help="mfad's [logging] level")
+    parser.add_argument("--reject-delay", type=float, default=None, help="mfad's reject_delay_seconds (default: its own)")
+    parser.add_argument("--client-rate", type=float, default=None,
+                        help="mfad's client_rate_per_second, every client's (default: its own, 500/s for otp_only)")
+    parser.add_argument("--flood-unknown", action="store_true",
+                        help="the flooding address is no configured client (its packets cost only their reception)")
     parser.add_argument("--target-ms", type=float, default=20.0)
     parser.add_argument("--keep", type=Path, default=None, help="keep the work directory here")
     parser.add_argument("--py-spy", type=Path, default=None, metavar="PREFIX",
