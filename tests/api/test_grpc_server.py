@@ -321,7 +321,10 @@ async def test_handlers_a_service_adds_by_either_way_are_guarded(tokens: TokenTa
     finally:
         await server.aclose()
 
-    binds = ServiceBinding(AUTHENTICATION_SERVICE, lambda s: s.add_insecure_port("127.0.0.1:0") and None)
+    def bind_a_port(s: grpc.aio.Server) -> None:
+        s.add_insecure_port("127.0.0.1:0")
+
+    binds = ServiceBinding(AUTHENTICATION_SERVICE, bind_a_port)
     other = GrpcServer(GrpcServerSettings(listen=("127.0.0.1:0",)), services=[binds], authenticator=tokens,
                        readiness=always_ready)
     with pytest.raises(AttributeError):
