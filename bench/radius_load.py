@@ -237,8 +237,23 @@ def send_main(args: argparse.Namespace) -> int:
 
 
 # --- set-up --------------------------------------------------------------------------------
+#: The ``[radius]`` settings of these runs after ``listen`` and ``workers``: no reject delay,
+#: the client rate lifted, one ``otp_only`` client.
+BENCH_RADIUS = f"""reject_delay_seconds = 0.0
+client_rate_per_second = 1000000.0
+max_in_flight = 1024
+[[radius.clients]]
+name = "bench"
+address = "127.0.0.1"
+secret = "{SECRET.decode()}"
+mode = "otp_only"
+"""
+
+
 def config_text(store_url: str, key_file: Path, port: int, metrics_port: int, workers: int,
-                log_level: str = "info") -> str:
+                log_level: str = "info", radius: str = BENCH_RADIUS) -> str:
+    """mfad's config for a run; ``radius``: the ``[radius]`` lines after ``listen`` and
+    ``workers`` (settings, then the ``[[radius.clients]]``)."""
     return f"""
 [storage]
 url = "{store_url}"
@@ -252,15 +267,7 @@ parallelism = 1
 [radius]
 listen = ["127.0.0.1:{port}"]
 workers = {workers}
-reject_delay_seconds = 0.0
-client_rate_per_second = 1000000.0
-max_in_flight = 1024
-[[radius.clients]]
-name = "bench"
-address = "127.0.0.1"
-secret = "{SECRET.decode()}"
-mode = "otp_only"
-[grpc]
+{radius}[grpc]
 listen = ["127.0.0.1:0"]
 [metrics]
 listen = ["127.0.0.1:{metrics_port}"]

@@ -165,28 +165,10 @@ def config_text(store_url: str, key_file: Path, port: int, metrics_port: int, la
             raise SystemExit("--flood-unknown needs --layout clients (the network holds the flood's address)")
         clients = (f'[[radius.clients]]\nname = "loopback"\naddress = "127.0.0.0/24"\nsecret = '
                    f'"{rl.SECRET.decode()}"\nmode = "otp_only"\n')
-    delay = "" if args.reject_delay is None else f"reject_delay_seconds = {args.reject_delay}\n"
+    settings = "" if args.reject_delay is None else f"reject_delay_seconds = {args.reject_delay}\n"
     if args.client_rate is not None:
-        delay += f"client_rate_per_second = {args.client_rate}\n"
-    return f"""
-[storage]
-url = "{store_url}"
-pool_size = 20
-[secrets]
-key_file = "{key_file}"
-[radius]
-listen = ["127.0.0.1:{port}"]
-workers = 1
-{delay}{clients}
-[grpc]
-listen = ["127.0.0.1:0"]
-[metrics]
-listen = ["127.0.0.1:{metrics_port}"]
-[portal]
-enabled = false
-[logging]
-level = "{args.log_level}"
-"""
+        settings += f"client_rate_per_second = {args.client_rate}\n"
+    return rl.config_text(store_url, key_file, port, metrics_port, 1, args.log_level, settings + clients)
 
 
 def drops(metrics_port: int) -> dict[str, float]:
