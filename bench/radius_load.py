@@ -94,8 +94,9 @@ class Sender:
     """Up to 256 requests in flight per socket; replies matched by (socket, identifier)."""
 
     def __init__(self, host: str, port: int, jobs: list[Job], in_flight: int, rate: float | None,
-                 timeout: float = 3.0) -> None:
+                 timeout: float = 3.0, source: str | None = None) -> None:
         self.host, self.port = host, port
+        self.source = source  # the address requests leave from (a NAS's), else the system's choice
         self.jobs = jobs
         self.in_flight = in_flight
         self.rate = rate
@@ -117,8 +118,9 @@ class Sender:
         loop = asyncio.get_running_loop()
         count = max(1, -(-self.in_flight // 256))
         for slot in range(count):
-            _, receiver = await loop.create_datagram_endpoint(lambda s=slot: _Receiver(self, s),
-                                                              remote_addr=(self.host, self.port))
+            _, receiver = await loop.create_datagram_endpoint(
+                lambda s=slot: _Receiver(self, s), remote_addr=(self.host, self.port),
+                local_addr=None if self.source is None else (self.source, 0))
             sock = receiver.transport.get_extra_info("socket")  # type: ignore[union-attr]
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             self.sockets.append(receiver)
@@ -235,8 +237,23 @@ def send_main(args: argparse.Namespace) -> int:
 
 
 # --- set-up --------------------------------------------------------------------------------
+#: The ``[radius]`` settings of these runs after ``listen`` and ``workers``: no reject delay,
+#: the client rate lifted, one ``otp_only`` client.
+BENCH_RADIUS = f"""reject_delay_seconds = 0.0
+client_rate_per_second = 1000000.0
+max_in_flight = 1024
+[[radius.clients]]
+name = "bench"
+address = "127.0.0.1"
+secret = "{SECRET.decode()}"
+mode = "otp_only"
+"""
+
+
 def config_text(store_url: str, key_file: Path, port: int, metrics_port: int, workers: int,
-                log_level: str = "info") -> str:
+                log_level: str = "info", radius: str = BENCH_RADIUS) -> str:
+    """mfad's config for a run; ``radius``: the ``[radius]`` lines after ``listen`` and
+    ``workers`` (settings, then the ``[[radius.clients]]``)."""
     return f"""
 [storage]
 url = "{store_url}"
@@ -250,15 +267,7 @@ parallelism = 1
 [radius]
 listen = ["127.0.0.1:{port}"]
 workers = {workers}
-reject_delay_seconds = 0.0
-client_rate_per_second = 1000000.0
-max_in_flight = 1024
-[[radius.clients]]
-name = "bench"
-address = "127.0.0.1"
-secret = "{SECRET.decode()}"
-mode = "otp_only"
-[grpc]
+{radius}[grpc]
 listen = ["127.0.0.1:0"]
 [metrics]
 listen = ["127.0.0.1:{metrics_port}"]

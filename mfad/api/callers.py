@@ -35,6 +35,13 @@ class CachedCallers:
         self._max = max_entries
         self._entries: OrderedDict[str, tuple[float, CallerIdentity | None]] = OrderedDict()
 
+    def known(self, token: str) -> tuple[bool, CallerIdentity | None]:
+        """(True, the cached answer) while one is fresh, else (False, None): no await, no store."""
+        hit = self._entries.get(hash_token(token))
+        if hit is not None and hit[0] > self._monotonic():
+            return True, hit[1]
+        return False, None
+
     async def authenticate(self, token: str) -> CallerIdentity | None:
         key = hash_token(token)
         now = self._monotonic()

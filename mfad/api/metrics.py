@@ -45,6 +45,14 @@ class PrometheusGrpcMetrics:
             registry=registry,
         )
 
+        #: The series of each (method, code) seen, looked up once (``labels()`` takes a lock and
+        #: builds a key on every call); as bounded as the labels.
+        self._series: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+
     def observe_call(self, method: str, code: str, seconds: float) -> None:
-        self._requests.labels(method=method, code=code).inc()
-        self._duration.labels(method=method).observe(seconds)
+        series = self._series.get((method, code))
+        if series is None:
+            series = self._series[(method, code)] = (self._requests.labels(method=method, code=code),
+                                                     self._duration.labels(method=method))
+        series[0].inc()
+        series[1].observe(seconds)

@@ -99,7 +99,10 @@ class GrpcServerSettings:
 
 @dataclass(frozen=True, slots=True)
 class ServiceBinding:
-    """A servicer to serve: its full proto name and how to add it to a server."""
+    """A servicer to serve: its full proto name and how to add it to a server.
+
+    ``register`` is handed a registry that takes only ``add_generic_rpc_handlers`` and
+    ``add_registered_method_handlers`` and puts the caller checks in front of each handler."""
 
     name: str  # e.g. "mfad.v1.Admin"
     register: Callable[[grpc.aio.Server], None]
@@ -169,15 +172,17 @@ class GrpcServer:
             raise RuntimeError("GrpcServer.start() after aclose()")
         s = self._settings
         server = grpc.aio.server(
-            interceptors=[self._interceptor],
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", s.max_receive_message_bytes),
             ],
             maximum_concurrent_rpcs=s.max_concurrent_rpcs,
         )
+        # Each mfad.v1 handler is guarded once, as it is registered (mfad.api.interceptor);
+        # health and reflection are added beside them, open.
+        guarded = self._interceptor.registry(server)
         for service in self._services:
-            service.register(server)
+            service.register(guarded)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (*(svc.name for svc in self._services), HEALTH_SERVICE, reflection.SERVICE_NAME), server

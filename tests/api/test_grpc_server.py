@@ -20,7 +20,8 @@ from loopback import free_port
 
 from mfad._proto.mfad.v1 import mfad_pb2 as pb
 from mfad._proto.mfad.v1 import mfad_pb2_grpc as pb_grpc
-from mfad.api import GrpcServer, GrpcServerSettings, ListenError
+from mfad.api import GrpcServer, GrpcServerSettings, ListenError, ServiceBinding
+from mfad.api.auth import AUTHENTICATION_SERVICE
 from mfad.core.errors import ConfigError
 
 TIMEOUT = 5.0
@@ -289,3 +290,43 @@ async def test_no_start_after_aclose(tokens: TokenTable) -> None:
     with pytest.raises(RuntimeError):
         await server.run()
     assert server.addresses == ()
+
+
+async def test_handlers_a_service_adds_by_either_way_are_guarded(tokens: TokenTable) -> None:
+    """A service sees only a registry that guards what it adds: a generic handler alone is
+    guarded too, and nothing but adding handlers can be done with it."""
+    seen: list[str] = []
+
+    async def verify(request: pb.VerifyCodeRequest, context: object) -> pb.VerifyCodeResponse:
+        seen.append(request.username)
+        return pb.VerifyCodeResponse(outcome=pb.VERIFY_OUTCOME_ACCEPTED)
+
+    handler = grpc.unary_unary_rpc_method_handler(verify, pb.VerifyCodeRequest.FromString,
+                                                  pb.VerifyCodeResponse.SerializeToString)
+    generic_only = ServiceBinding(AUTHENTICATION_SERVICE, lambda s: s.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(AUTHENTICATION_SERVICE, {"VerifyCode": handler}),)))
+    server = GrpcServer(GrpcServerSettings(listen=("127.0.0.1:0",), shutdown_grace=1.0), services=[generic_only],
+                        authenticator=tokens, readiness=always_ready)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+            stub = pb_grpc.AuthenticationStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.VerifyCode(pb.VerifyCodeRequest(username="alice"), timeout=TIMEOUT)
+            assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED
+            assert seen == []
+            reply = await stub.VerifyCode(pb.VerifyCodeRequest(username="bob"), metadata=bearer(SERVICE_TOKEN),
+                                          timeout=TIMEOUT)
+        assert reply.outcome == pb.VERIFY_OUTCOME_ACCEPTED and seen == ["bob"]
+    finally:
+        await server.aclose()
+
+    def bind_a_port(s: grpc.aio.Server) -> None:
+        s.add_insecure_port("127.0.0.1:0")
+
+    binds = ServiceBinding(AUTHENTICATION_SERVICE, bind_a_port)
+    other = GrpcServer(GrpcServerSettings(listen=("127.0.0.1:0",)), services=[binds], authenticator=tokens,
+                       readiness=always_ready)
+    with pytest.raises(AttributeError):
+        await other.start()
+    await other.aclose()

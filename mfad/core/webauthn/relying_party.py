@@ -53,8 +53,9 @@ class CeremonyStore(WebauthnStore, DeviceStore, AuditStore, Protocol):
 
 
 class RelyingParty:
-    """What both ceremonies share: the relying party's settings, its fido2 servers (the RP
-    id's and, for legacy U2F keys, one per AppID) and the ceremony lifetime."""
+    """What both ceremonies share: the relying party's settings, its fido2 server (options and
+    registrations; an assertion is checked by :mod:`mfad.core.webauthn.assertion`, for legacy U2F
+    keys under their AppID too) and the ceremony lifetime."""
 
     def __init__(self, *, store: CeremonyStore, clock: Clock, users: UserService, policy: PolicyService,
                  settings: WebauthnSettings, metrics: WebauthnMetrics | None = None) -> None:
@@ -71,7 +72,6 @@ class RelyingParty:
         self._rp_hash = sha256(settings.rp_id.encode("utf-8"))
         self._check_attestation = AttestationCheck(settings.attestation_formats, settings.attestation_roots_file)
         self._server = self._make_server(settings.rp_id)
-        self._app_servers: dict[str, Fido2Server] = {}
 
     def _make_server(self, rp_id: str) -> Fido2Server:
         direct = self._settings.attestation == "direct"
@@ -83,15 +83,6 @@ class RelyingParty:
         server.allowed_algorithms = [PublicKeyCredentialParameters(type=PublicKeyCredentialType.PUBLIC_KEY, alg=a)
                                      for a in self._algorithms]
         server.timeout = int(self._ttl.total_seconds() * 1000)  # type: ignore[assignment]  # fido2 annotates None
-        return server
-
-    def _app_server(self, app_id: str) -> Fido2Server:
-        """The second relying party for legacy U2F assertions made under an AppID."""
-        server = self._app_servers.get(app_id)
-        if server is None:
-            if len(self._app_servers) > 256:
-                self._app_servers.clear()
-            server = self._app_servers[app_id] = self._make_server(app_id)
         return server
 
     @property
