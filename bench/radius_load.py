@@ -37,7 +37,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import collections
 import contextlib
+import functools
 import gc
 import hashlib
 import json
@@ -52,7 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -102,7 +104,9 @@ class Sender:
         self.timeout = timeout
         self.next_job = 0
         self.pending: dict[tuple[int, int], tuple[float, bytes]] = {}
-        self.free: list[tuple[int, int]] = []
+        #: Identifiers free to send with, the longest free first: a server still finishing
+        #: a request (FreeRADIUS logs "conflicting packet") does not see its identifier again.
+        self.free: collections.deque[tuple[int, int]] = collections.deque()
         self.sockets: list[_Receiver] = []
         self.latencies: list[float] = []
         self.codes: dict[int, int] = {}
@@ -117,20 +121,19 @@ class Sender:
         loop = asyncio.get_running_loop()
         count = max(1, -(-self.in_flight // 256))
         for slot in range(count):
-            _, receiver = await loop.create_datagram_endpoint(lambda s=slot: _Receiver(self, s),
+            _, receiver = await loop.create_datagram_endpoint(functools.partial(_Receiver, self, slot),
                                                               remote_addr=(self.host, self.port))
             sock = receiver.transport.get_extra_info("socket")  # type: ignore[union-attr]
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             self.sockets.append(receiver)
             self.free.extend((slot, ident) for ident in range(256))
-        self.free.reverse()
 
     def send_one(self) -> bool:
         if self.next_job >= len(self.jobs) or not self.free:
             return False
         job = self.jobs[self.next_job]
         self.next_job += 1
-        slot, ident = self.free.pop()
+        slot, ident = self.free.popleft()
         authenticator = os.urandom(16)
         packet = encode_request(RadiusCode.ACCESS_REQUEST, ident, authenticator, SECRET, [
             (Attr.USER_NAME, job.user.encode()),
@@ -282,8 +285,8 @@ async def create_users(store_url: str, key_file: Path, count: int, schema: str |
 
     # The binding's QR code (PNG and SVG, ≈50 ms of CPU per user) is presentation for the
     # user's phone, not stored state: skip rendering it, or 20,000 users take 17 minutes.
-    totp.qr_png = lambda uri, scale=5: b""  # type: ignore[assignment]
-    totp.qr_svg = lambda uri, scale=5: ""  # type: ignore[assignment]
+    totp.qr_png = lambda uri, scale=5: b""
+    totp.qr_svg = lambda uri, scale=5: ""
     # A long store timeout: on a busy shared machine 200 concurrent set-up tasks can wait
     # for a pooled connection past the daemon's default of a few seconds.
     storage = StorageSettings(url=store_url, pool_size=20, timeout_seconds=60.0)
@@ -389,18 +392,37 @@ def wait_for_quiet() -> str:
         time.sleep(3.0)
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, every thread) used so far by ``pid``; 0 once it is gone."""
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 def tree_cpu(pid: int) -> float:
     """CPU seconds (user + system) used so far by ``pid`` and its children (the workers)."""
-    total = 0.0
-    ticks = os.sysconf("SC_CLK_TCK")
     pids = [pid]
     with contextlib.suppress(OSError):
         pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    for one in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+    return sum(process_cpu(one) for one in pids)
+
+
+def backend_cpu(admin_dsn: str, database: str) -> float:
+    """CPU seconds used so far by the PostgreSQL backends connected to ``database`` (the
+    server runs on this machine). The server's shared processes (WAL writer, checkpointer)
+    are not counted."""
+    import asyncpg
+
+    async def pids() -> list[int]:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", database)
+        finally:
+            await conn.close()
+        return [int(row["pid"]) for row in rows]
+
+    return sum(process_cpu(pid) for pid in asyncio.run(pids()))
 
 
 def run_sender(port: int, jobs: list[tuple[str, str]], in_flight: int, rate: float | None,
@@ -463,11 +485,7 @@ client bench {{
   secret = {secret}
 }}
 modules {{
-  pap {{
-  }}
-  files {{
-    filename = {dir}/users
-  }}
+{modules}
 }}
 server default {{
   listen {{
@@ -476,25 +494,40 @@ server default {{
     port = {port}
   }}
   authorize {{
-    files
-    pap
+{authorize}
   }}
   authenticate {{
-    Auth-Type PAP {{
-      pap
-    }}
+{authenticate}
   }}
 }}
 """
 
 
+@dataclass(frozen=True)
+class FreeradiusAuth:
+    """How FreeRADIUS checks the password: its modules, authorize and authenticate sections
+    (``{dir}`` is its config directory)."""
+    modules: str
+    authorize: str
+    authenticate: str
+
+
+#: PAP against the users file's Cleartext-Password.
+PAP = FreeradiusAuth(modules="  pap {\n  }\n  files {\n    filename = {dir}/users\n  }",
+                     authorize="    files\n    pap", authenticate="    Auth-Type PAP {\n      pap\n    }")
+
+
 @contextlib.contextmanager
-def freeradius_running(work: Path, users: list[tuple[str, str]], flag: str = "-f") -> Iterator[int]:
-    directory = work / "freeradius"
+def freeradius_running(work: Path, users: list[tuple[str, str]], flag: str = "-f", auth: FreeradiusAuth = PAP,
+                       name: str = "freeradius") -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """FreeRADIUS from a config directory ``work/name`` of its own: its port and process."""
+    directory = work / name
     directory.mkdir(exist_ok=True)
     port = free_port()
+    pieces = {key: getattr(auth, key).replace("{dir}", str(directory))
+              for key in ("modules", "authorize", "authenticate")}
     (directory / "radiusd.conf").write_text(FREERADIUS_CONF.format(dir=directory, port=port,
-                                                                   secret=SECRET.decode()))
+                                                                   secret=SECRET.decode(), **pieces))
     (directory / "users").write_text("".join(f'{user} Cleartext-Password := "{password}"\n'
                                              for user, password in users))
     process = subprocess.Popen(["freeradius", flag, "-d", str(directory)], stdout=subprocess.DEVNULL,
@@ -505,7 +538,7 @@ def freeradius_running(work: Path, users: list[tuple[str, str]], flag: str = "-f
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("FreeRADIUS did not start: " + (directory / "radius.log").read_text()[-2000:])
             time.sleep(0.1)
-        yield port
+        yield port, process
     finally:
         process.terminate()
         process.wait(10)
@@ -631,6 +664,36 @@ def drop_databases(stores: list[Store], pg_dsn: str) -> None:
     asyncio.run(drop())
 
 
+def totp_jobs(store: Store) -> Callable[[], list[tuple[str, str]]]:
+    """Each call: every user's code of a step inside the window that ``store`` has not spent."""
+    def jobs() -> list[tuple[str, str]]:
+        (step,) = fresh_steps(store, 1)
+        store.used_step = step
+        return codes_for(store.keys, step)
+    return jobs
+
+
+def measure(port: int, jobs: Callable[[], list[tuple[str, str]]], in_flight: int, work: Path,
+            cpu: Callable[[], float], db_cpu: Callable[[], float] | None = None,
+            on_peak: Callable[[], None] | None = None) -> dict[str, Any]:
+    """The maximum rate (closed loop, ``in_flight`` outstanding) with the server's CPU per
+    accept (``cpu`` and ``db_cpu`` return CPU seconds used so far), then the latency open
+    loop at half that rate. ``jobs`` is called after each wait for a quiet machine."""
+    note = wait_for_quiet()
+    top_jobs = jobs()
+    before = cpu(), db_cpu() if db_cpu else 0.0
+    top_run = run_sender(port, top_jobs, in_flight, None, work)
+    accepts = max(1, top_run["accepts"])
+    top_run["cpu_us"] = (cpu() - before[0]) / accepts * 1e6
+    if db_cpu is not None:
+        top_run["db_cpu_us"] = (db_cpu() - before[1]) / accepts * 1e6
+    if on_peak is not None:
+        on_peak()
+    note += wait_for_quiet()
+    half_run = run_sender(port, jobs(), in_flight * 4, top_run["rate"] / 2, work)
+    return {"max": top_run, "half": half_run, "note": note}
+
+
 def bench_mfad(store: Store, workers: int, args: argparse.Namespace, work: Path, tree: Path = REPO,
                tag: str = "") -> dict[str, Any]:
     port, metrics_port = free_port(), free_port(socket.SOCK_STREAM)
@@ -647,22 +710,17 @@ def bench_mfad(store: Store, workers: int, args: argparse.Namespace, work: Path,
                                     "-f", "raw", "-o", str(args.py_spy.with_suffix(f".{store.engine}{workers}{tag}.txt"))],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
-        note = wait_for_quiet()
-        (top,) = fresh_steps(store, 1)  # after the wait: the codes must still be in the window
-        jobs = codes_for(store.keys, top)
-        cpu_before = tree_cpu(process.pid)
-        top_run = run_sender(port, jobs, args.in_flight, None, work)
-        top_run["cpu_us"] = (tree_cpu(process.pid) - cpu_before) / max(1, top_run["accepts"]) * 1e6
-        store.used_step = top
-        if spy is not None:
-            spy.send_signal(signal.SIGINT)
-            spy.wait(30)
-        half_rate = top_run["rate"] / 2
-        note += wait_for_quiet()
-        (half_step,) = fresh_steps(store, 1)
-        half_run = run_sender(port, codes_for(store.keys, half_step), args.in_flight * 4, half_rate, work)
-        store.used_step = half_step
-    return {"engine": store.engine, "workers": workers, "max": top_run, "half": half_run, "note": note}
+
+        def stop_spy() -> None:
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(30)
+
+        database = store.url.rsplit("/", 1)[1]
+        db_cpu = (lambda: backend_cpu(args.pg_dsn, database)) if store.engine == "postgres" else None
+        result = measure(port, totp_jobs(store), args.in_flight, work, lambda: tree_cpu(process.pid), db_cpu,
+                         stop_spy)
+    return {"engine": store.engine, "workers": workers, **result}
 
 
 def _py_spy() -> str:
@@ -715,7 +773,7 @@ def main() -> int:
         pap_users = [(name, f"pw-{name}") for name in list(stores[0].keys)[:args.users]]
         baselines: dict[str, float] = {}
         for flag in args.freeradius:
-            with freeradius_running(work, pap_users, flag) as fr_port:
+            with freeradius_running(work, pap_users, flag) as (fr_port, _):
                 note = wait_for_quiet()
                 baselines[flag] = max(radclient_rate(fr_port, pap_users, 100_000, 64, work) for _ in range(2))
                 line = (f"FreeRADIUS PAP {flag} ({FREERADIUS_MODES.get(flag, flag)}): radclient -p 64 "

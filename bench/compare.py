@@ -1,0 +1,236 @@
+"""mfad against FreeRADIUS with google-authenticator through PAM, replay refused, in one run.
+
+All on this machine, on loopback, with the same user names, the same number of requests in
+flight and ``radius_load.py``'s sender, start-up and CPU accounting:
+
+1. FreeRADIUS PAP from a users file (``-f``, its thread pool): the floor, no second factor.
+2. FreeRADIUS ``rlm_pam`` with ``pam_google_authenticator`` (libpam-google-authenticator):
+   a secret file per user in a temporary directory (``secret=DIR/${USER} user=root``, no
+   ``nullok``), holding the mfad SQLite store's TOTP secret of that user with
+   ``TOTP_AUTH`` and ``DISALLOW_REUSE``: a code is accepted once, like mfad's replay guard.
+   The module rewrites the user's file on every sign-in, and FreeRADIUS calls ``rlm_pam``
+   one request at a time (the module is declared thread-unsafe). Linux-PAM reads services
+   only from ``/etc/pam.d``: a service ``mfad-bench-<random>`` is written there for the run
+   and removed after it (so the script runs as root).
+3. ``mfad serve`` (``otp_only`` client) on SQLite and on PostgreSQL
+   (``$MFAD_TEST_POSTGRES_DSN``, a fresh database, dropped afterwards).
+
+Every code sent is valid at send time and not yet spent on that server: one request per
+user and step. For each server: the maximum rate (closed loop), the CPU its process(es)
+used per accept (mfad on PostgreSQL: mfad plus the PostgreSQL backends serving it), then
+p50/p99 latency open loop at half that rate. Every answer is checked; anything but an
+Access-Accept is counted and printed, and a run with any makes the goals undecided.
+
+Prints one table and whether the goals are met: mfad on SQLite ≥ 20× FreeRADIUS +
+google-authenticator, mfad on PostgreSQL ≥ 5×.
+
+    PYTHONPATH=. nice -n 5 .venv/bin/python bench/compare.py [--users 2000] [--in-flight 64]
+        [--workers 1] [--quiet 0.5] [--keep DIR]
+
+Needs root, ``freeradius``, ``freeradius-utils`` and ``libpam-google-authenticator``
+(``apt-get install freeradius freeradius-utils libpam-google-authenticator``) and a
+PostgreSQL server on this machine (its backends' CPU is read from ``/proc``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import radius_load as load
+
+#: Where Debian and others install PAM modules.
+PAM_MODULE_DIRS = ("/lib/x86_64-linux-gnu/security", "/usr/lib/x86_64-linux-gnu/security",
+                   "/lib/security", "/usr/lib/security", "/lib64/security", "/usr/lib64/security")
+#: mfad's rate as a multiple of FreeRADIUS + google-authenticator's, per engine.
+GOALS = {"sqlite": 20.0, "postgres": 5.0}
+FR_GA = "FreeRADIUS + PAM google-authenticator"
+FR_PAP = "FreeRADIUS PAP (users file)"
+
+
+def check_prerequisites() -> None:
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("root (a PAM service is written to /etc/pam.d)")
+    if shutil.which("freeradius") is None:
+        missing.append("freeradius (apt-get install freeradius)")
+    if not any(Path(d, "pam_google_authenticator.so").exists() for d in PAM_MODULE_DIRS):
+        missing.append("pam_google_authenticator.so (apt-get install libpam-google-authenticator)")
+    if missing:
+        raise SystemExit("compare.py needs: " + "; ".join(missing))
+
+
+def write_secret_files(directory: Path, keys: dict[str, str]) -> None:
+    """One google-authenticator file per user: TOTP, ±1 step (its default window, like
+    mfad's), each step's code accepted once. Owned by root, 0600 (the module checks)."""
+    directory.mkdir(mode=0o700)
+    for name, key in keys.items():
+        path = directory / name
+        path.write_text(f'{key}\n" TOTP_AUTH\n" DISALLOW_REUSE\n')
+        path.chmod(0o600)
+
+
+@contextlib.contextmanager
+def pam_service(secret_dir: Path) -> Iterator[str]:
+    """A PAM service of the run's own, removed afterwards: its name."""
+    name = f"mfad-bench-{secrets.token_hex(4)}"
+    path = Path("/etc/pam.d") / name
+    path.write_text(f"auth required pam_google_authenticator.so secret={secret_dir}/${{USER}} user=root\n"
+                    "account required pam_permit.so\n")
+    try:
+        yield name
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def pam_auth(service: str) -> load.FreeradiusAuth:
+    return load.FreeradiusAuth(modules=f"  pam {{\n    pam_auth = {service}\n  }}",
+                               authorize="    update control {\n      &Auth-Type := PAM\n    }",
+                               authenticate="    Auth-Type PAM {\n      pam\n    }")
+
+
+def bench_freeradius(name: str, work: Path, users: list[tuple[str, str]], auth: load.FreeradiusAuth,
+                     jobs: Callable[[], list[tuple[str, str]]], in_flight: int) -> dict[str, Any]:
+    with load.freeradius_running(work, users, "-f", auth, name) as (port, process):
+        return load.measure(port, jobs, in_flight, work, lambda: load.process_cpu(process.pid))
+
+
+def versions(pg_dsn: str) -> str:
+    def run(*argv: str) -> str:
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+        except OSError:
+            return "?"
+
+    async def postgres() -> str:
+        import asyncpg
+
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            return str(await conn.fetchval("SHOW server_version"))
+        finally:
+            await conn.close()
+
+    commit = run("git", "-C", str(load.REPO), "rev-parse", "--short", "HEAD")
+    dirty = " (modified)" if run("git", "-C", str(load.REPO), "status", "--porcelain", "--untracked-files=no") else ""
+    return (f"FreeRADIUS {run('dpkg-query', '-W', '-f', '${Version}', 'freeradius')}, "
+            f"libpam-google-authenticator {run('dpkg-query', '-W', '-f', '${Version}', 'libpam-google-authenticator')}, "
+            f"PostgreSQL {asyncio.run(postgres())}, SQLite {sqlite3.sqlite_version}, "
+            f"Python {sys.version.split()[0]}, mfad {commit}{dirty}")
+
+
+def not_accepted(result: dict[str, Any]) -> int:
+    return sum(run[k] for run in (result["max"], result["half"])
+               for k in ("rejects", "others", "timeouts", "bad_replies"))
+
+
+def table(results: dict[str, dict[str, Any]]) -> list[str]:
+    def rate(label: str) -> float:
+        top = results[label]["max"]
+        return float(top["accepts"] / top["elapsed"])
+
+    def cpu(label: str) -> float:
+        top = results[label]["max"]
+        return float(top["cpu_us"] + top.get("db_cpu_us", 0.0))
+
+    header = (f"{'server':40} {'accepts/s':>10} {'CPU/accept':>11} {'p50 ms':>7} {'p99 ms':>7} "
+              f"{'not accepted':>14} {'x FR+GA':>8} {'x PAP':>7} {'CPU FR+GA/this':>15}")
+    lines = [header, "-" * len(header)]
+    for label, result in results.items():
+        half = result["half"]
+        sent = result["max"]["sent"] + half["sent"]
+        lines.append(f"{label:40} {rate(label):10,.0f} {cpu(label):9,.0f}us {half['p50_ms']:7.2f} "
+                     f"{half['p99_ms']:7.2f} {f'{not_accepted(result)} of {sent}':>14} "
+                     f"{rate(label) / rate(FR_GA):7.2f}x {rate(label) / rate(FR_PAP):6.2f}x "
+                     f"{cpu(FR_GA) / cpu(label):14.2f}x")
+    lines.append("(p50/p99 at half the maximum rate; CPU of the server's processes per accept at the maximum "
+                 "rate; mfad PostgreSQL's includes its PostgreSQL backends:")
+    pg = results.get("mfad PostgreSQL")
+    if pg is not None:
+        lines[-1] += f" mfad {pg['max']['cpu_us']:,.0f} us + backends {pg['max']['db_cpu_us']:,.0f} us)"
+    else:
+        lines[-1] += " not measured)"
+    return lines
+
+
+def goals(results: dict[str, dict[str, Any]]) -> list[str]:
+    lines = []
+    invalid = {label: not_accepted(r) for label, r in results.items() if not_accepted(r)}
+    ga = results[FR_GA]["max"]
+    for engine, goal in GOALS.items():
+        label = f"mfad {'SQLite' if engine == 'sqlite' else 'PostgreSQL'}"
+        top = results[label]["max"]
+        ratio = (top["accepts"] / top["elapsed"]) / (ga["accepts"] / ga["elapsed"])
+        verdict = "met" if ratio >= goal else "NOT MET"
+        if invalid:
+            verdict = "undecided (answers other than Access-Accept: " + ", ".join(
+                f"{k} {v}" for k, v in invalid.items()) + ")"
+        lines.append(f"goal: {label} >= {goal:g}x {FR_GA} (replay refused): {ratio:.2f}x, {verdict}")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--in-flight", type=int, default=64, help="outstanding requests at the maximum rate")
+    parser.add_argument("--workers", type=int, default=1, help="mfad serve --workers")
+    parser.add_argument("--pg-dsn", default=os.environ.get("MFAD_TEST_POSTGRES_DSN") or load.DEFAULT_PG)
+    parser.add_argument("--quiet", type=float, default=0.5, metavar="FRACTION",
+                        help="before each measurement wait (up to --quiet-wait s) until at most this much CPU "
+                             "is busy; the output says when it was not")
+    parser.add_argument("--quiet-wait", type=float, default=15.0)
+    parser.add_argument("--log-level", default="info", help="mfad's [logging] level")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the work directory here")
+    parser.set_defaults(engines=["sqlite", "postgres"], py_spy=None, py_spy_native=False)
+    args = parser.parse_args()
+    check_prerequisites()
+    load.QUIET.update(busy=args.quiet, timeout=args.quiet_wait)
+
+    work = Path(tempfile.mkdtemp(prefix="mfad-compare-")) if args.keep is None else args.keep
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"# {versions(args.pg_dsn)}", flush=True)
+    print(f"# {os.cpu_count()} cores, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; "
+          f"{args.users} users, {args.in_flight} in flight, mfad {args.workers} worker(s); work dir {work}",
+          flush=True)
+    stores = load.setup_stores(args, work)
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        sqlite_store = stores[0]
+        pap_users = [(name, f"pw-{name}") for name in sqlite_store.keys]
+        results[FR_PAP] = bench_freeradius("freeradius-pap", work, pap_users, load.PAP, lambda: pap_users,
+                                           args.in_flight)
+        print(f"# {FR_PAP} measured{results[FR_PAP]['note']}", flush=True)
+        secret_dir = work / "google-authenticator"
+        write_secret_files(secret_dir, sqlite_store.keys)
+        # Only the keys and the spent step are used: nothing is spent in the new files.
+        ga_store = load.Store("google-authenticator", "", secret_dir, sqlite_store.keys, used_step=0)
+        with pam_service(secret_dir) as service:
+            results[FR_GA] = bench_freeradius("freeradius-pam", work, [], pam_auth(service),
+                                              load.totp_jobs(ga_store), args.in_flight)
+        print(f"# {FR_GA} measured{results[FR_GA]['note']}", flush=True)
+        for store in stores:
+            label = f"mfad {'SQLite' if store.engine == 'sqlite' else 'PostgreSQL'}"
+            results[label] = load.bench_mfad(store, args.workers, args, work)
+            print(f"# {label} measured{results[label]['note']}", flush=True)
+        print("\n".join(["", *table(results), "", *goals(results)]))
+        print(f"# load average at the end {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
+    finally:
+        load.drop_databases(stores, args.pg_dsn)
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
