@@ -225,7 +225,7 @@ def send_main(args: argparse.Namespace) -> int:
     # The load generator's own pauses must not show up as the server's latency.
     gc.freeze()
     gc.disable()
-    sender = Sender(host, int(port), jobs, args.in_flight, args.rate)
+    sender = Sender(host, int(port), jobs, args.in_flight, args.rate, args.timeout)
     if args.trace:
         sender.trace = []
     result = uvloop.run(sender.run())
@@ -426,11 +426,11 @@ def backend_cpu(admin_dsn: str, database: str) -> float:
 
 
 def run_sender(port: int, jobs: list[tuple[str, str]], in_flight: int, rate: float | None,
-               work: Path) -> dict[str, Any]:
+               work: Path, timeout: float = 3.0) -> dict[str, Any]:
     spec = work / f"jobs-{secrets.token_hex(4)}.json"
     spec.write_text(json.dumps(jobs))
     argv = [sys.executable, __file__, "send", "--target", f"127.0.0.1:{port}", "--jobs", str(spec),
-            "--in-flight", str(in_flight)]
+            "--in-flight", str(in_flight), "--timeout", str(timeout)]
     if rate is not None:
         argv += ["--rate", str(rate)]
     out = subprocess.run(argv, check=True, capture_output=True, timeout=600).stdout
@@ -574,13 +574,16 @@ def current_step() -> int:
     return int(time.time()) // PERIOD
 
 
-def fresh_steps(store: Store, count: int) -> list[int]:
-    """``count`` steps inside the ±1 window that no earlier run on this store spent."""
+def fresh_steps(store: Store, count: int, margin: float = 20.0) -> list[int]:
+    """``count`` steps inside the ±1 window that no earlier run on this store spent, whose
+    codes stay accepted for at least ``margin`` more seconds (a run must end before its
+    step leaves the window; at most 60 s: the next step's codes are accepted 60-90 s)."""
+    margin = min(margin, 2 * PERIOD)
     while True:
-        now = current_step()
-        steps = [s for s in (now - 1, now, now + 1) if s > store.used_step]
-        # A run must end before its step leaves the window: keep ≥ 15 s of margin.
-        if len(steps) >= count and (now - 1 not in steps[:count] or time.time() % PERIOD < 10):
+        now = time.time()
+        step = int(now) // PERIOD
+        steps = [s for s in (step - 1, step, step + 1) if s > store.used_step and (s + 2) * PERIOD - now >= margin]
+        if len(steps) >= count:
             return steps[:count]
         time.sleep(1.0)
 
@@ -664,25 +667,31 @@ def drop_databases(stores: list[Store], pg_dsn: str) -> None:
     asyncio.run(drop())
 
 
-def totp_jobs(store: Store) -> Callable[[], list[tuple[str, str]]]:
+#: The requests of one run, called with the seconds their codes must stay accepted.
+Jobs = Callable[[float], list[tuple[str, str]]]
+
+
+def totp_jobs(store: Store) -> Jobs:
     """Each call: every user's code of a step inside the window that ``store`` has not spent."""
-    def jobs() -> list[tuple[str, str]]:
-        (step,) = fresh_steps(store, 1)
+    def jobs(margin: float) -> list[tuple[str, str]]:
+        (step,) = fresh_steps(store, 1, margin)
         store.used_step = step
         return codes_for(store.keys, step)
     return jobs
 
 
-def measure(port: int, jobs: Callable[[], list[tuple[str, str]]], in_flight: int, work: Path,
-            cpu: Callable[[], float], db_cpu: Callable[[], float] | None = None,
-            on_peak: Callable[[], None] | None = None) -> dict[str, Any]:
+def measure(port: int, jobs: Jobs, in_flight: int, work: Path, cpu: Callable[[], float],
+            db_cpu: Callable[[], float] | None = None, on_peak: Callable[[], None] | None = None,
+            timeout: float = 3.0, margin: float = 20.0) -> dict[str, Any]:
     """The maximum rate (closed loop, ``in_flight`` outstanding) with the server's CPU per
     accept (``cpu`` and ``db_cpu`` return CPU seconds used so far), then the latency open
-    loop at half that rate. ``jobs`` is called after each wait for a quiet machine."""
+    loop at half that rate. ``jobs`` is called after each wait for a quiet machine, with
+    ``margin`` for the first run and about twice the first run's time for the second; a
+    reply later than ``timeout`` seconds counts as a timeout."""
     note = wait_for_quiet()
-    top_jobs = jobs()
+    top_jobs = jobs(margin)
     before = cpu(), db_cpu() if db_cpu else 0.0
-    top_run = run_sender(port, top_jobs, in_flight, None, work)
+    top_run = run_sender(port, top_jobs, in_flight, None, work, timeout)
     accepts = max(1, top_run["accepts"])
     top_run["cpu_us"] = (cpu() - before[0]) / accepts * 1e6
     if db_cpu is not None:
@@ -690,7 +699,8 @@ def measure(port: int, jobs: Callable[[], list[tuple[str, str]]], in_flight: int
     if on_peak is not None:
         on_peak()
     note += wait_for_quiet()
-    half_run = run_sender(port, jobs(), in_flight * 4, top_run["rate"] / 2, work)
+    half_run = run_sender(port, jobs(max(margin, 2.5 * top_run["elapsed"] + 10)), in_flight * 4,
+                          top_run["rate"] / 2, work, timeout)
     return {"max": top_run, "half": half_run, "note": note}
 
 
@@ -719,7 +729,7 @@ def bench_mfad(store: Store, workers: int, args: argparse.Namespace, work: Path,
         database = store.url.rsplit("/", 1)[1]
         db_cpu = (lambda: backend_cpu(args.pg_dsn, database)) if store.engine == "postgres" else None
         result = measure(port, totp_jobs(store), args.in_flight, work, lambda: tree_cpu(process.pid), db_cpu,
-                         stop_spy)
+                         stop_spy, args.timeout, args.margin)
     return {"engine": store.engine, "workers": workers, **result}
 
 
@@ -737,11 +747,16 @@ def main() -> int:
     send.add_argument("--jobs", required=True)
     send.add_argument("--in-flight", type=int, default=64)
     send.add_argument("--rate", type=float, default=None)
+    send.add_argument("--timeout", type=float, default=3.0)
     send.add_argument("--trace", default=None, help="write 'send time, latency ms' per reply to this file")
     parser.add_argument("--users", type=int, default=20000)
     parser.add_argument("--engines", type=lambda s: s.split(","), default=["sqlite", "postgres"])
     parser.add_argument("--workers", type=lambda s: [int(n) for n in s.split(",")], default=[1, 2])
     parser.add_argument("--in-flight", type=int, default=64)
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds before an unanswered request "
+                        "counts as a timeout")
+    parser.add_argument("--margin", type=float, default=20.0, help="seconds the codes of a maximum-rate run "
+                        "stay accepted after it starts (at most 60)")
     parser.add_argument("--pg-dsn", default=os.environ.get("MFAD_TEST_POSTGRES_DSN") or DEFAULT_PG)
     parser.add_argument("--keep", type=Path, default=None, help="keep the work directory here")
     parser.add_argument("--quiet", type=float, default=0.15, metavar="FRACTION",
