@@ -21,11 +21,13 @@ used per accept (mfad on PostgreSQL: mfad plus the PostgreSQL backends serving i
 p50/p99 latency open loop at half that rate. Every answer is checked; anything but an
 Access-Accept is counted and printed, and a run with any makes the goals undecided.
 
+With ``--rounds N`` every server is measured N times in turn; the table gives the medians,
+the ratios are taken within each round (on a shared machine the load moves in minutes).
 Prints one table and whether the goals are met: mfad on SQLite ≥ 20× FreeRADIUS +
-google-authenticator, mfad on PostgreSQL ≥ 5×.
+google-authenticator's accepts/s, mfad on PostgreSQL ≥ 5×.
 
-    PYTHONPATH=. nice -n 5 .venv/bin/python bench/compare.py [--users 2000] [--in-flight 64]
-        [--workers 1] [--quiet 0.5] [--keep DIR]
+    PYTHONPATH=. nice -n 5 .venv/bin/python bench/compare.py [--users 2000] [--rounds 1]
+        [--in-flight 64] [--workers 1] [--quiet 0.5] [--timeout 10] [--margin 45] [--keep DIR]
 
 Needs root, ``freeradius``, ``freeradius-utils`` and ``libpam-google-authenticator``
 (``apt-get install freeradius freeradius-utils libpam-google-authenticator``) and a
@@ -37,14 +39,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
+import math
 import os
 import secrets
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +58,8 @@ import radius_load as load
 #: Where Debian and others install PAM modules.
 PAM_MODULE_DIRS = ("/lib/x86_64-linux-gnu/security", "/usr/lib/x86_64-linux-gnu/security",
                    "/lib/security", "/usr/lib/security", "/lib64/security", "/usr/lib64/security")
-#: mfad's rate as a multiple of FreeRADIUS + google-authenticator's, per engine.
-GOALS = {"sqlite": 20.0, "postgres": 5.0}
+#: mfad's rate as a multiple of FreeRADIUS + google-authenticator's.
+GOALS = {"mfad SQLite": 20.0, "mfad PostgreSQL": 5.0}
 FR_GA = "FreeRADIUS + PAM google-authenticator"
 FR_PAP = "FreeRADIUS PAP (users file)"
 
@@ -131,53 +136,76 @@ def versions(pg_dsn: str) -> str:
             f"Python {sys.version.split()[0]}, mfad {commit}{dirty}")
 
 
-def not_accepted(result: dict[str, Any]) -> int:
+Result = dict[str, Any]
+
+
+def not_accepted(result: Result) -> int:
     return sum(run[k] for run in (result["max"], result["half"])
                for k in ("rejects", "others", "timeouts", "bad_replies"))
 
 
-def table(results: dict[str, dict[str, Any]]) -> list[str]:
-    def rate(label: str) -> float:
-        top = results[label]["max"]
-        return float(top["accepts"] / top["elapsed"])
+def rate(result: Result) -> float:
+    return float(result["max"]["accepts"] / result["max"]["elapsed"])
 
-    def cpu(label: str) -> float:
-        top = results[label]["max"]
-        return float(top["cpu_us"] + top.get("db_cpu_us", 0.0))
+
+def cpu(result: Result) -> float:
+    """Microseconds of CPU per accept, PostgreSQL's backends included."""
+    return float(result["max"]["cpu_us"] + result["max"].get("db_cpu_us", 0.0))
+
+
+def ratios(results: dict[str, list[Result]], label: str, other: str, figure: Callable[[Result], float]) -> list[float]:
+    """``label``'s figure over ``other``'s, per round (measured minutes apart, not hours); NaN
+    over 0 (CPU time is counted in clock ticks: a run shorter than a few ticks may show none)."""
+    return [figure(mine) / figure(theirs) if figure(theirs) else math.nan
+            for mine, theirs in zip(results[label], results[other], strict=True)]
+
+
+def median(values: list[float]) -> float:
+    """The median of the figures that are numbers (NaN when none is)."""
+    numbers = [v for v in values if not math.isnan(v)]
+    return statistics.median(numbers) if numbers else math.nan
+
+
+def table(results: dict[str, list[Result]]) -> list[str]:
+    def of(label: str, figure: Callable[[Result], float]) -> float:
+        return median([figure(result) for result in results[label]])
 
     header = (f"{'server':40} {'accepts/s':>10} {'CPU/accept':>11} {'p50 ms':>7} {'p99 ms':>7} "
               f"{'not accepted':>14} {'x FR+GA':>8} {'x PAP':>7} {'CPU FR+GA/this':>15}")
     lines = [header, "-" * len(header)]
-    for label, result in results.items():
-        half = result["half"]
-        sent = result["max"]["sent"] + half["sent"]
-        lines.append(f"{label:40} {rate(label):10,.0f} {cpu(label):9,.0f}us {half['p50_ms']:7.2f} "
-                     f"{half['p99_ms']:7.2f} {f'{not_accepted(result)} of {sent}':>14} "
-                     f"{rate(label) / rate(FR_GA):7.2f}x {rate(label) / rate(FR_PAP):6.2f}x "
-                     f"{cpu(FR_GA) / cpu(label):14.2f}x")
-    lines.append("(p50/p99 at half the maximum rate; CPU of the server's processes per accept at the maximum "
-                 "rate; mfad PostgreSQL's includes its PostgreSQL backends:")
-    pg = results.get("mfad PostgreSQL")
-    if pg is not None:
-        lines[-1] += f" mfad {pg['max']['cpu_us']:,.0f} us + backends {pg['max']['db_cpu_us']:,.0f} us)"
-    else:
-        lines[-1] += " not measured)"
+    for label, runs in results.items():
+        sent = sum(r["max"]["sent"] + r["half"]["sent"] for r in runs)
+        failed = sum(not_accepted(r) for r in runs)
+        lines.append(
+            f"{label:40} {of(label, rate):10,.0f} {of(label, cpu):9,.0f}us "
+            f"{of(label, lambda r: r['half']['p50_ms']):7.2f} {of(label, lambda r: r['half']['p99_ms']):7.2f} "
+            f"{f'{failed} of {sent}':>14} {median(ratios(results, label, FR_GA, rate)):7.2f}x "
+            f"{median(ratios(results, label, FR_PAP, rate)):6.2f}x "
+            f"{median(ratios(results, FR_GA, label, cpu)):14.2f}x")
+    rounds = len(results[FR_GA])
+    lines.append(f"(median of {rounds} round{'s' if rounds > 1 else ''}; ratios per round, then their median; "
+                 "p50/p99 at half the maximum rate; CPU of the server's processes per accept at the maximum rate")
+    if "mfad PostgreSQL" in results:
+        lines[-1] += (f"; mfad PostgreSQL's includes its PostgreSQL backends: mfad "
+                      f"{of('mfad PostgreSQL', lambda r: r['max']['cpu_us']):,.0f} us + backends "
+                      f"{of('mfad PostgreSQL', lambda r: r['max']['db_cpu_us']):,.0f} us")
+    lines[-1] += ")"
     return lines
 
 
-def goals(results: dict[str, dict[str, Any]]) -> list[str]:
+def goals(results: dict[str, list[Result]]) -> list[str]:
     lines = []
-    invalid = {label: not_accepted(r) for label, r in results.items() if not_accepted(r)}
-    ga = results[FR_GA]["max"]
-    for engine, goal in GOALS.items():
-        label = f"mfad {'SQLite' if engine == 'sqlite' else 'PostgreSQL'}"
-        top = results[label]["max"]
-        ratio = (top["accepts"] / top["elapsed"]) / (ga["accepts"] / ga["elapsed"])
+    invalid = {label: n for label, runs in results.items() if (n := sum(not_accepted(r) for r in runs))}
+    for label, goal in GOALS.items():
+        per_round = ratios(results, label, FR_GA, rate)
+        ratio = median(per_round)
         verdict = "met" if ratio >= goal else "NOT MET"
         if invalid:
             verdict = "undecided (answers other than Access-Accept: " + ", ".join(
                 f"{k} {v}" for k, v in invalid.items()) + ")"
-        lines.append(f"goal: {label} >= {goal:g}x {FR_GA} (replay refused): {ratio:.2f}x, {verdict}")
+        rounds = f" (rounds: {', '.join(f'{r:.2f}x' for r in per_round)})" if len(per_round) > 1 else ""
+        lines.append(f"goal: {label} >= {goal:g}x {FR_GA} (replay refused) in accepts/s: {ratio:.2f}x{rounds}, "
+                     f"{verdict}; CPU per accept {median(ratios(results, FR_GA, label, cpu)):.2f}x less")
     return lines
 
 
@@ -190,6 +218,8 @@ def main() -> int:
     parser.add_argument("--margin", type=float, default=45.0,
                         help="seconds the codes of a maximum-rate run stay accepted after it starts (at most 60): "
                              "FreeRADIUS + google-authenticator answers 2,000 users in tens of seconds")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every server this many times, in turn (the table gives medians)")
     parser.add_argument("--workers", type=int, default=1, help="mfad serve --workers")
     parser.add_argument("--pg-dsn", default=os.environ.get("MFAD_TEST_POSTGRES_DSN") or load.DEFAULT_PG)
     parser.add_argument("--quiet", type=float, default=0.5, metavar="FRACTION",
@@ -210,25 +240,27 @@ def main() -> int:
           f"{args.users} users, {args.in_flight} in flight, mfad {args.workers} worker(s); work dir {work}",
           flush=True)
     stores = load.setup_stores(args, work)
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, list[Result]] = {}
     try:
         sqlite_store = stores[0]
         pap_users = [(name, f"pw-{name}") for name in sqlite_store.keys]
-        results[FR_PAP] = bench_freeradius("freeradius-pap", work, pap_users, load.PAP, lambda margin: pap_users,
-                                           args)
-        print(f"# {FR_PAP} measured{results[FR_PAP]['note']}", flush=True)
         secret_dir = work / "google-authenticator"
         write_secret_files(secret_dir, sqlite_store.keys)
         # Only the keys and the spent step are used: nothing is spent in the new files.
         ga_store = load.Store("google-authenticator", "", secret_dir, sqlite_store.keys, used_step=0)
         with pam_service(secret_dir) as service:
-            results[FR_GA] = bench_freeradius("freeradius-pam", work, [], pam_auth(service),
-                                              load.totp_jobs(ga_store), args)
-        print(f"# {FR_GA} measured{results[FR_GA]['note']}", flush=True)
-        for store in stores:
-            label = f"mfad {'SQLite' if store.engine == 'sqlite' else 'PostgreSQL'}"
-            results[label] = load.bench_mfad(store, args.workers, args, work)
-            print(f"# {label} measured{results[label]['note']}", flush=True)
+            servers: dict[str, Callable[[], Result]] = {
+                FR_PAP: lambda: bench_freeradius("freeradius-pap", work, pap_users, load.PAP,
+                                                 lambda margin: pap_users, args),
+                FR_GA: lambda: bench_freeradius("freeradius-pam", work, [], pam_auth(service),
+                                                load.totp_jobs(ga_store), args),
+                **{f"mfad {'SQLite' if store.engine == 'sqlite' else 'PostgreSQL'}":
+                   functools.partial(load.bench_mfad, store, args.workers, args, work) for store in stores},
+            }
+            for number in range(1, args.rounds + 1):
+                for label, bench in servers.items():
+                    results.setdefault(label, []).append(bench())
+                    print(f"# round {number}: {label} measured{results[label][-1]['note']}", flush=True)
         print("\n".join(["", *table(results), "", *goals(results)]))
         print(f"# load average at the end {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
     finally:
