@@ -48,7 +48,6 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -139,9 +138,11 @@ def versions(pg_dsn: str) -> str:
 Result = dict[str, Any]
 
 
+FAILURES = ("rejects", "others", "timeouts", "bad_replies")
+
+
 def not_accepted(result: Result) -> int:
-    return sum(run[k] for run in (result["max"], result["half"])
-               for k in ("rejects", "others", "timeouts", "bad_replies"))
+    return sum(run[k] for run in (result["max"], result["half"]) for k in FAILURES)
 
 
 def rate(result: Result) -> float:
@@ -166,6 +167,11 @@ def median(values: list[float]) -> float:
     return statistics.median(numbers) if numbers else math.nan
 
 
+def times(values: list[float]) -> str:
+    ratio = median(values)
+    return "n/a" if math.isnan(ratio) else f"{ratio:.2f}x"
+
+
 def table(results: dict[str, list[Result]]) -> list[str]:
     def of(label: str, figure: Callable[[Result], float]) -> float:
         return median([figure(result) for result in results[label]])
@@ -179,9 +185,8 @@ def table(results: dict[str, list[Result]]) -> list[str]:
         lines.append(
             f"{label:40} {of(label, rate):10,.0f} {of(label, cpu):9,.0f}us "
             f"{of(label, lambda r: r['half']['p50_ms']):7.2f} {of(label, lambda r: r['half']['p99_ms']):7.2f} "
-            f"{f'{failed} of {sent}':>14} {median(ratios(results, label, FR_GA, rate)):7.2f}x "
-            f"{median(ratios(results, label, FR_PAP, rate)):6.2f}x "
-            f"{median(ratios(results, FR_GA, label, cpu)):14.2f}x")
+            f"{f'{failed} of {sent}':>14} {times(ratios(results, label, FR_GA, rate)):>8} "
+            f"{times(ratios(results, label, FR_PAP, rate)):>7} {times(ratios(results, FR_GA, label, cpu)):>15}")
     rounds = len(results[FR_GA])
     lines.append(f"(median of {rounds} round{'s' if rounds > 1 else ''}; ratios per round, then their median; "
                  "p50/p99 at half the maximum rate; CPU of the server's processes per accept at the maximum rate")
@@ -190,13 +195,17 @@ def table(results: dict[str, list[Result]]) -> list[str]:
                       f"{of('mfad PostgreSQL', lambda r: r['max']['cpu_us']):,.0f} us + backends "
                       f"{of('mfad PostgreSQL', lambda r: r['max']['db_cpu_us']):,.0f} us")
     lines[-1] += ")"
+    for label, runs in results.items():
+        counts = {k: sum(r[run][k] for r in runs for run in ("max", "half")) for k in FAILURES}
+        if any(counts.values()):
+            lines.append(f"NOT ACCEPTED by {label}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
     return lines
 
 
 def goals(results: dict[str, list[Result]]) -> list[str]:
     lines = []
-    invalid = {label: n for label, runs in results.items() if (n := sum(not_accepted(r) for r in runs))}
     for label, goal in GOALS.items():
+        invalid = {k: n for k in (label, FR_GA) if (n := sum(not_accepted(r) for r in results[k]))}
         per_round = ratios(results, label, FR_GA, rate)
         ratio = median(per_round)
         verdict = "met" if ratio >= goal else "NOT MET"
@@ -233,8 +242,11 @@ def main() -> int:
     check_prerequisites()
     load.QUIET.update(busy=args.quiet, timeout=args.quiet_wait)
 
-    work = Path(tempfile.mkdtemp(prefix="mfad-compare-")) if args.keep is None else args.keep
-    work.mkdir(parents=True, exist_ok=True)
+    with load.work_directory(args.keep) as work:
+        return run(args, work)
+
+
+def run(args: argparse.Namespace, work: Path) -> int:
     print(f"# {versions(args.pg_dsn)}", flush=True)
     print(f"# {os.cpu_count()} cores, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; "
           f"{args.users} users, {args.in_flight} in flight, mfad {args.workers} worker(s); work dir {work}",
@@ -265,8 +277,6 @@ def main() -> int:
         print(f"# load average at the end {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
     finally:
         load.drop_databases(stores, args.pg_dsn)
-        if args.keep is None:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

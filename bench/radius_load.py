@@ -704,6 +704,18 @@ def measure(port: int, jobs: Jobs, in_flight: int, work: Path, cpu: Callable[[],
     return {"max": top_run, "half": half_run, "note": note}
 
 
+@contextlib.contextmanager
+def work_directory(keep: Path | None) -> Iterator[Path]:
+    """``keep`` (created if needed and left), else a temporary directory removed afterwards."""
+    work = Path(tempfile.mkdtemp(prefix="mfad-bench-")) if keep is None else keep
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        yield work
+    finally:
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def bench_mfad(store: Store, workers: int, args: argparse.Namespace, work: Path, tree: Path = REPO,
                tag: str = "") -> dict[str, Any]:
     port, metrics_port = free_port(), free_port(socket.SOCK_STREAM)
@@ -777,8 +789,11 @@ def main() -> int:
         return send_main(args)
     QUIET["busy"] = args.quiet
 
-    work = Path(tempfile.mkdtemp(prefix="mfad-bench-")) if args.keep is None else args.keep
-    work.mkdir(parents=True, exist_ok=True)
+    with work_directory(args.keep) as work:
+        return run(args, work)
+
+
+def run(args: argparse.Namespace, work: Path) -> int:
     print(f"# python {sys.version.split()[0]}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.2f}; work dir {work}", flush=True)
     stores = setup_stores(args, work)
@@ -826,8 +841,6 @@ def main() -> int:
                           f"{rate['postgres'] / rate['sqlite']:.2f}x", flush=True)
     finally:
         drop_databases(made, args.pg_dsn)
-        if args.keep is None:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
