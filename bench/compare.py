@@ -13,13 +13,15 @@ flight and ``radius_load.py``'s sender, start-up and CPU accounting:
    only from ``/etc/pam.d``: a service ``mfad-bench-<random>`` is written there for the run
    and removed after it (so the script runs as root).
 3. ``mfad serve`` (``otp_only`` client) on SQLite and on PostgreSQL
-   (``$MFAD_TEST_POSTGRES_DSN``, a fresh database, dropped afterwards).
+   (``$MFAD_TEST_POSTGRES_DSN``, a fresh database, dropped afterwards), each store set up
+   by ``radius_load.py`` (the same users; each store draws its own secrets).
 
 Every code sent is valid at send time and not yet spent on that server: one request per
 user and step. For each server: the maximum rate (closed loop), the CPU its process(es)
 used per accept (mfad on PostgreSQL: mfad plus the PostgreSQL backends serving it), then
 p50/p99 latency open loop at half that rate. Every answer is checked; anything but an
-Access-Accept is counted and printed, and a run with any makes the goals undecided.
+Access-Accept is counted and printed, and one from FreeRADIUS + google-authenticator or
+from an mfad makes that mfad's goal undecided.
 
 With ``--rounds N`` every server is measured N times in turn; the table gives the medians,
 the ratios are taken within each round (on a shared machine the load moves in minutes).
@@ -29,8 +31,8 @@ google-authenticator's accepts/s, mfad on PostgreSQL ≥ 5×.
     PYTHONPATH=. nice -n 5 .venv/bin/python bench/compare.py [--users 2000] [--rounds 1]
         [--in-flight 64] [--workers 1] [--quiet 0.5] [--timeout 10] [--margin 45] [--keep DIR]
 
-Needs root, ``freeradius``, ``freeradius-utils`` and ``libpam-google-authenticator``
-(``apt-get install freeradius freeradius-utils libpam-google-authenticator``) and a
+Needs root, ``freeradius`` and ``libpam-google-authenticator`` (``apt-get install
+freeradius libpam-google-authenticator``) and a
 PostgreSQL server on this machine (its backends' CPU is read from ``/proc``).
 """
 
@@ -129,8 +131,10 @@ def versions(pg_dsn: str) -> str:
 
     commit = run("git", "-C", str(load.REPO), "rev-parse", "--short", "HEAD")
     dirty = " (modified)" if run("git", "-C", str(load.REPO), "status", "--porcelain", "--untracked-files=no") else ""
-    return (f"FreeRADIUS {run('dpkg-query', '-W', '-f', '${Version}', 'freeradius')}, "
-            f"libpam-google-authenticator {run('dpkg-query', '-W', '-f', '${Version}', 'libpam-google-authenticator')}, "
+    def package(name: str) -> str:
+        return f"{name} {run('dpkg-query', '-W', '-f', '${Version}', name)}"
+
+    return (f"{package('freeradius')}, {package('libpam-google-authenticator')}, "
             f"PostgreSQL {asyncio.run(postgres())}, SQLite {sqlite3.sqlite_version}, "
             f"Python {sys.version.split()[0]}, mfad {commit}{dirty}")
 
