@@ -37,7 +37,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import collections
 import contextlib
+import functools
 import gc
 import hashlib
 import json
@@ -52,7 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -103,7 +105,9 @@ class Sender:
         self.timeout = timeout
         self.next_job = 0
         self.pending: dict[tuple[int, int], tuple[float, bytes]] = {}
-        self.free: list[tuple[int, int]] = []
+        #: Identifiers free to send with, the longest free first: a server still finishing
+        #: a request (FreeRADIUS logs "conflicting packet") does not see its identifier again.
+        self.free: collections.deque[tuple[int, int]] = collections.deque()
         self.sockets: list[_Receiver] = []
         self.latencies: list[float] = []
         self.codes: dict[int, int] = {}
@@ -119,20 +123,19 @@ class Sender:
         count = max(1, -(-self.in_flight // 256))
         for slot in range(count):
             _, receiver = await loop.create_datagram_endpoint(
-                lambda s=slot: _Receiver(self, s), remote_addr=(self.host, self.port),
+                functools.partial(_Receiver, self, slot), remote_addr=(self.host, self.port),
                 local_addr=None if self.source is None else (self.source, 0))
             sock = receiver.transport.get_extra_info("socket")  # type: ignore[union-attr]
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             self.sockets.append(receiver)
             self.free.extend((slot, ident) for ident in range(256))
-        self.free.reverse()
 
     def send_one(self) -> bool:
         if self.next_job >= len(self.jobs) or not self.free:
             return False
         job = self.jobs[self.next_job]
         self.next_job += 1
-        slot, ident = self.free.pop()
+        slot, ident = self.free.popleft()
         authenticator = os.urandom(16)
         packet = encode_request(RadiusCode.ACCESS_REQUEST, ident, authenticator, SECRET, [
             (Attr.USER_NAME, job.user.encode()),
@@ -224,7 +227,7 @@ def send_main(args: argparse.Namespace) -> int:
     # The load generator's own pauses must not show up as the server's latency.
     gc.freeze()
     gc.disable()
-    sender = Sender(host, int(port), jobs, args.in_flight, args.rate)
+    sender = Sender(host, int(port), jobs, args.in_flight, args.rate, args.timeout)
     if args.trace:
         sender.trace = []
     result = uvloop.run(sender.run())
@@ -291,8 +294,8 @@ async def create_users(store_url: str, key_file: Path, count: int, schema: str |
 
     # The binding's QR code (PNG and SVG, ≈50 ms of CPU per user) is presentation for the
     # user's phone, not stored state: skip rendering it, or 20,000 users take 17 minutes.
-    totp.qr_png = lambda uri, scale=5: b""  # type: ignore[assignment]
-    totp.qr_svg = lambda uri, scale=5: ""  # type: ignore[assignment]
+    totp.qr_png = lambda uri, scale=5: b""
+    totp.qr_svg = lambda uri, scale=5: ""
     # A long store timeout: on a busy shared machine 200 concurrent set-up tasks can wait
     # for a pooled connection past the daemon's default of a few seconds.
     storage = StorageSettings(url=store_url, pool_size=20, timeout_seconds=60.0)
@@ -398,26 +401,45 @@ def wait_for_quiet() -> str:
         time.sleep(3.0)
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, every thread) used so far by ``pid``; 0 once it is gone."""
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 def tree_cpu(pid: int) -> float:
     """CPU seconds (user + system) used so far by ``pid`` and its children (the workers)."""
-    total = 0.0
-    ticks = os.sysconf("SC_CLK_TCK")
     pids = [pid]
     with contextlib.suppress(OSError):
         pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    for one in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+    return sum(process_cpu(one) for one in pids)
+
+
+def backend_cpu(admin_dsn: str, database: str) -> float:
+    """CPU seconds used so far by the PostgreSQL backends connected to ``database`` (the
+    server runs on this machine). The server's shared processes (WAL writer, checkpointer)
+    are not counted."""
+    import asyncpg
+
+    async def pids() -> list[int]:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", database)
+        finally:
+            await conn.close()
+        return [int(row["pid"]) for row in rows]
+
+    return sum(process_cpu(pid) for pid in asyncio.run(pids()))
 
 
 def run_sender(port: int, jobs: list[tuple[str, str]], in_flight: int, rate: float | None,
-               work: Path) -> dict[str, Any]:
+               work: Path, timeout: float = 3.0) -> dict[str, Any]:
     spec = work / f"jobs-{secrets.token_hex(4)}.json"
     spec.write_text(json.dumps(jobs))
     argv = [sys.executable, __file__, "send", "--target", f"127.0.0.1:{port}", "--jobs", str(spec),
-            "--in-flight", str(in_flight)]
+            "--in-flight", str(in_flight), "--timeout", str(timeout)]
     if rate is not None:
         argv += ["--rate", str(rate)]
     out = subprocess.run(argv, check=True, capture_output=True, timeout=600).stdout
@@ -472,11 +494,7 @@ client bench {{
   secret = {secret}
 }}
 modules {{
-  pap {{
-  }}
-  files {{
-    filename = {dir}/users
-  }}
+{modules}
 }}
 server default {{
   listen {{
@@ -485,25 +503,40 @@ server default {{
     port = {port}
   }}
   authorize {{
-    files
-    pap
+{authorize}
   }}
   authenticate {{
-    Auth-Type PAP {{
-      pap
-    }}
+{authenticate}
   }}
 }}
 """
 
 
+@dataclass(frozen=True)
+class FreeradiusAuth:
+    """How FreeRADIUS checks the password: its modules, authorize and authenticate sections
+    (``{dir}`` is its config directory)."""
+    modules: str
+    authorize: str
+    authenticate: str
+
+
+#: PAP against the users file's Cleartext-Password.
+PAP = FreeradiusAuth(modules="  pap {\n  }\n  files {\n    filename = {dir}/users\n  }",
+                     authorize="    files\n    pap", authenticate="    Auth-Type PAP {\n      pap\n    }")
+
+
 @contextlib.contextmanager
-def freeradius_running(work: Path, users: list[tuple[str, str]], flag: str = "-f") -> Iterator[int]:
-    directory = work / "freeradius"
+def freeradius_running(work: Path, users: list[tuple[str, str]], flag: str = "-f", auth: FreeradiusAuth = PAP,
+                       name: str = "freeradius") -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """FreeRADIUS from a config directory ``work/name`` of its own: its port and process."""
+    directory = work / name
     directory.mkdir(exist_ok=True)
     port = free_port()
+    pieces = {key: getattr(auth, key).replace("{dir}", str(directory))
+              for key in ("modules", "authorize", "authenticate")}
     (directory / "radiusd.conf").write_text(FREERADIUS_CONF.format(dir=directory, port=port,
-                                                                   secret=SECRET.decode()))
+                                                                   secret=SECRET.decode(), **pieces))
     (directory / "users").write_text("".join(f'{user} Cleartext-Password := "{password}"\n'
                                              for user, password in users))
     process = subprocess.Popen(["freeradius", flag, "-d", str(directory)], stdout=subprocess.DEVNULL,
@@ -514,7 +547,7 @@ def freeradius_running(work: Path, users: list[tuple[str, str]], flag: str = "-f
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("FreeRADIUS did not start: " + (directory / "radius.log").read_text()[-2000:])
             time.sleep(0.1)
-        yield port
+        yield port, process
     finally:
         process.terminate()
         process.wait(10)
@@ -550,13 +583,16 @@ def current_step() -> int:
     return int(time.time()) // PERIOD
 
 
-def fresh_steps(store: Store, count: int) -> list[int]:
-    """``count`` steps inside the ±1 window that no earlier run on this store spent."""
+def fresh_steps(store: Store, count: int, margin: float = 20.0) -> list[int]:
+    """``count`` steps inside the ±1 window that no earlier run on this store spent, whose
+    codes stay accepted for at least ``margin`` more seconds (a run must end before its
+    step leaves the window; at most 60 s: the next step's codes are accepted 60-90 s)."""
+    margin = min(margin, 2 * PERIOD)
     while True:
-        now = current_step()
-        steps = [s for s in (now - 1, now, now + 1) if s > store.used_step]
-        # A run must end before its step leaves the window: keep ≥ 15 s of margin.
-        if len(steps) >= count and (now - 1 not in steps[:count] or time.time() % PERIOD < 10):
+        now = time.time()
+        step = int(now) // PERIOD
+        steps = [s for s in (step - 1, step, step + 1) if s > store.used_step and (s + 2) * PERIOD - now >= margin]
+        if len(steps) >= count:
             return steps[:count]
         time.sleep(1.0)
 
@@ -640,6 +676,55 @@ def drop_databases(stores: list[Store], pg_dsn: str) -> None:
     asyncio.run(drop())
 
 
+#: The requests of one run, called with the seconds their codes must stay accepted.
+Jobs = Callable[[float], list[tuple[str, str]]]
+
+
+def totp_jobs(store: Store) -> Jobs:
+    """Each call: every user's code of a step inside the window that ``store`` has not spent."""
+    def jobs(margin: float) -> list[tuple[str, str]]:
+        (step,) = fresh_steps(store, 1, margin)
+        store.used_step = step
+        return codes_for(store.keys, step)
+    return jobs
+
+
+def measure(port: int, jobs: Jobs, in_flight: int, work: Path, cpu: Callable[[], float],
+            db_cpu: Callable[[], float] | None = None, on_peak: Callable[[], None] | None = None,
+            timeout: float = 3.0, margin: float = 20.0) -> dict[str, Any]:
+    """The maximum rate (closed loop, ``in_flight`` outstanding) with the server's CPU per
+    accept (``cpu`` and ``db_cpu`` return CPU seconds used so far), then the latency open
+    loop at half that rate. ``jobs`` is called after each wait for a quiet machine, with
+    ``margin`` for the first run and about twice the first run's time for the second; a
+    reply later than ``timeout`` seconds counts as a timeout."""
+    note = wait_for_quiet()
+    top_jobs = jobs(margin)
+    before = cpu(), db_cpu() if db_cpu else 0.0
+    top_run = run_sender(port, top_jobs, in_flight, None, work, timeout)
+    accepts = max(1, top_run["accepts"])
+    top_run["cpu_us"] = (cpu() - before[0]) / accepts * 1e6
+    if db_cpu is not None:
+        top_run["db_cpu_us"] = (db_cpu() - before[1]) / accepts * 1e6
+    if on_peak is not None:
+        on_peak()
+    note += wait_for_quiet()
+    half_run = run_sender(port, jobs(max(margin, 2.5 * top_run["elapsed"] + 10)), in_flight * 4,
+                          top_run["rate"] / 2, work, timeout)
+    return {"max": top_run, "half": half_run, "note": note}
+
+
+@contextlib.contextmanager
+def work_directory(keep: Path | None) -> Iterator[Path]:
+    """``keep`` (created if needed and left), else a temporary directory removed afterwards."""
+    work = Path(tempfile.mkdtemp(prefix="mfad-bench-")) if keep is None else keep
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        yield work
+    finally:
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def bench_mfad(store: Store, workers: int, args: argparse.Namespace, work: Path, tree: Path = REPO,
                tag: str = "") -> dict[str, Any]:
     port, metrics_port = free_port(), free_port(socket.SOCK_STREAM)
@@ -656,22 +741,17 @@ def bench_mfad(store: Store, workers: int, args: argparse.Namespace, work: Path,
                                     "-f", "raw", "-o", str(args.py_spy.with_suffix(f".{store.engine}{workers}{tag}.txt"))],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
-        note = wait_for_quiet()
-        (top,) = fresh_steps(store, 1)  # after the wait: the codes must still be in the window
-        jobs = codes_for(store.keys, top)
-        cpu_before = tree_cpu(process.pid)
-        top_run = run_sender(port, jobs, args.in_flight, None, work)
-        top_run["cpu_us"] = (tree_cpu(process.pid) - cpu_before) / max(1, top_run["accepts"]) * 1e6
-        store.used_step = top
-        if spy is not None:
-            spy.send_signal(signal.SIGINT)
-            spy.wait(30)
-        half_rate = top_run["rate"] / 2
-        note += wait_for_quiet()
-        (half_step,) = fresh_steps(store, 1)
-        half_run = run_sender(port, codes_for(store.keys, half_step), args.in_flight * 4, half_rate, work)
-        store.used_step = half_step
-    return {"engine": store.engine, "workers": workers, "max": top_run, "half": half_run, "note": note}
+
+        def stop_spy() -> None:
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(30)
+
+        database = store.url.rsplit("/", 1)[1]
+        db_cpu = (lambda: backend_cpu(args.pg_dsn, database)) if store.engine == "postgres" else None
+        result = measure(port, totp_jobs(store), args.in_flight, work, lambda: tree_cpu(process.pid), db_cpu,
+                         stop_spy, args.timeout, args.margin)
+    return {"engine": store.engine, "workers": workers, **result}
 
 
 def _py_spy() -> str:
@@ -688,11 +768,16 @@ def main() -> int:
     send.add_argument("--jobs", required=True)
     send.add_argument("--in-flight", type=int, default=64)
     send.add_argument("--rate", type=float, default=None)
+    send.add_argument("--timeout", type=float, default=3.0)
     send.add_argument("--trace", default=None, help="write 'send time, latency ms' per reply to this file")
     parser.add_argument("--users", type=int, default=20000)
     parser.add_argument("--engines", type=lambda s: s.split(","), default=["sqlite", "postgres"])
     parser.add_argument("--workers", type=lambda s: [int(n) for n in s.split(",")], default=[1, 2])
     parser.add_argument("--in-flight", type=int, default=64)
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds before an unanswered request "
+                        "counts as a timeout")
+    parser.add_argument("--margin", type=float, default=20.0, help="seconds the codes of a maximum-rate run "
+                        "stay accepted after it starts (at most 60)")
     parser.add_argument("--pg-dsn", default=os.environ.get("MFAD_TEST_POSTGRES_DSN") or DEFAULT_PG)
     parser.add_argument("--keep", type=Path, default=None, help="keep the work directory here")
     parser.add_argument("--quiet", type=float, default=0.15, metavar="FRACTION",
@@ -713,8 +798,11 @@ def main() -> int:
         return send_main(args)
     QUIET["busy"] = args.quiet
 
-    work = Path(tempfile.mkdtemp(prefix="mfad-bench-")) if args.keep is None else args.keep
-    work.mkdir(parents=True, exist_ok=True)
+    with work_directory(args.keep) as work:
+        return run(args, work)
+
+
+def run(args: argparse.Namespace, work: Path) -> int:
     print(f"# python {sys.version.split()[0]}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.2f}; work dir {work}", flush=True)
     stores = setup_stores(args, work)
@@ -724,7 +812,7 @@ def main() -> int:
         pap_users = [(name, f"pw-{name}") for name in list(stores[0].keys)[:args.users]]
         baselines: dict[str, float] = {}
         for flag in args.freeradius:
-            with freeradius_running(work, pap_users, flag) as fr_port:
+            with freeradius_running(work, pap_users, flag) as (fr_port, _):
                 note = wait_for_quiet()
                 baselines[flag] = max(radclient_rate(fr_port, pap_users, 100_000, 64, work) for _ in range(2))
                 line = (f"FreeRADIUS PAP {flag} ({FREERADIUS_MODES.get(flag, flag)}): radclient -p 64 "
@@ -762,8 +850,6 @@ def main() -> int:
                           f"{rate['postgres'] / rate['sqlite']:.2f}x", flush=True)
     finally:
         drop_databases(made, args.pg_dsn)
-        if args.keep is None:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
