@@ -198,7 +198,8 @@ class SqliteStore(SqlStore):
     engine = "sqlite"
     # BEGIN IMMEDIATE already holds the whole database; synchronous is per connection.
     # No row locks (the write lock covers the database), no session setting to relax.
-    dialect = {"lock": "", "relaxed_commit": "", "skip_locked": "", "bytewise": ""}
+    dialect = {"lock": "", "relaxed_commit": "", "skip_locked": "", "bytewise": "",
+               "json_rows": "json_each(${n}) AS j"}
 
     def __init__(self, path: Path, writer: sqlite3.Connection, reader: sqlite3.Connection,
                  metrics: StoreMetrics | None, *, timeout: float = 5.0) -> None:
