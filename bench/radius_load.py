@@ -42,6 +42,7 @@ import gc
 import hashlib
 import json
 import os
+import random
 import re
 import secrets
 import shutil
@@ -51,6 +52,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -311,9 +313,32 @@ async def create_users(store_url: str, key_file: Path, count: int, schema: str |
     return keys
 
 
-def codes_for(keys: dict[str, str], step: int) -> list[tuple[str, str]]:
+def import_users(store_url: str, key_file: Path, count: int, work: Path) -> tuple[dict[str, str], float]:
+    """``count`` users with active TOTP devices, through ``mfad import otpauth --create-users``
+    (batched, docs/import.md) from a file of random secrets. Returns name → base32 key and the
+    import's wall time (the command's, schema creation excluded). No code is spent yet."""
+    keys = {f"u{i:07d}": base64.b32encode(secrets.token_bytes(20)).decode() for i in range(count)}
+    uris = work / f"import-{secrets.token_hex(4)}.txt"
+    fd = os.open(uris, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # secrets: the owner's only
+    with os.fdopen(fd, "w") as out:
+        out.writelines(f"otpauth://totp/bench:{name}?secret={b32}&issuer=bench\n" for name, b32 in keys.items())
+    config = work / f"import-{secrets.token_hex(4)}.toml"
+    config.write_text(config_text(store_url, key_file, free_port(), free_port(socket.SOCK_STREAM), 1))
+    mfad = [sys.executable, "-m", "mfad"]
+    subprocess.run([*mfad, "migrate", "--config", str(config)], check=True, capture_output=True, timeout=600)
+    started = time.perf_counter()
+    subprocess.run([*mfad, "import", "otpauth", "--create-users", "--config", str(config), str(uris)], check=True,
+                   capture_output=True, timeout=7200)
+    elapsed = time.perf_counter() - started
+    uris.unlink()
+    return keys, elapsed
+
+
+def codes_for(keys: dict[str, str], step: int, names: list[str] | None = None) -> list[tuple[str, str]]:
+    """The code of ``step`` for each of ``names`` (default: every user)."""
     out = []
-    for name, b32 in keys.items():
+    for name in keys if names is None else names:
+        b32 = keys[name]
         key = base64.b32decode(b32 + "=" * (-len(b32) % 8))
         out.append((name, totp.hotp(key, step)))
     return out
@@ -389,18 +414,55 @@ def wait_for_quiet() -> str:
         time.sleep(3.0)
 
 
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and its children (the workers)."""
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return pids
+
+
 def tree_cpu(pid: int) -> float:
     """CPU seconds (user + system) used so far by ``pid`` and its children (the workers)."""
     total = 0.0
     ticks = os.sysconf("SC_CLK_TCK")
-    pids = [pid]
-    with contextlib.suppress(OSError):
-        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    for one in pids:
+    for one in tree_pids(pid):
         with contextlib.suppress(OSError):
             fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / ticks
     return total
+
+
+class RssPeak:
+    """The highest resident set size (VmRSS, /proc) of each RADIUS worker while it runs:
+    ``pid`` itself with one worker, its children (not the supervisor) with several."""
+
+    def __init__(self, pid: int, workers: int, every: float = 0.2) -> None:
+        self.pid, self.workers, self.every = pid, workers, every
+        self.peak: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every):
+            pids = tree_pids(self.pid)
+            for one in pids[1:] if self.workers > 1 else pids[:1]:
+                with contextlib.suppress(OSError, StopIteration):
+                    line = next(ln for ln in Path(f"/proc/{one}/status").read_text().splitlines()
+                                if ln.startswith("VmRSS:"))
+                    self.peak[one] = max(self.peak.get(one, 0), int(line.split()[1]) * 1024)
+
+    def __enter__(self) -> RssPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def max_mib(self) -> float:
+        return max(self.peak.values(), default=0) / 2**20
 
 
 def run_sender(port: int, jobs: list[tuple[str, str]], in_flight: int, rate: float | None,
@@ -552,34 +614,60 @@ def fresh_steps(store: Store, count: int) -> list[int]:
         time.sleep(1.0)
 
 
+def setup_store(engine: str, users: int, args: argparse.Namespace, work: Path, tag: str = "") -> Store:
+    """A store of ``users`` users with TOTP devices: through the core, one by one (``--setup
+    core``), or through ``mfad import`` in batches (``--setup import``, what a million needs)."""
+    started = time.perf_counter()
+    key_file = work / f"{engine}{tag}.key"
+    if engine == "sqlite":
+        path = work / f"sqlite{tag}" / "mfad.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{path}"
+    else:
+        import asyncpg
+
+        name = f"mfad_bench_{secrets.token_hex(4)}"
+
+        async def create_db() -> None:
+            conn = await asyncpg.connect(args.pg_dsn)
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await conn.close()
+
+        asyncio.run(create_db())
+        url = re.sub(r"/[^/]*$", f"/{name}", args.pg_dsn)
+    how = args.setup or ("import" if users > 20000 else "core")
+    if how == "import":
+        keys, took = import_users(url, key_file, users, work)
+        note, step = f" (mfad import: {took:.1f} s)", current_step() - 2  # no code spent yet
+        if engine == "postgres":
+            note += f"; VACUUM ANALYZE {vacuum(url):.1f} s"
+    else:
+        keys, note, step = asyncio.run(create_users(url, key_file, users)), " (through the core)", current_step() - 1
+    print(f"# set up {users:,} users on {engine} in {time.perf_counter() - started:.1f} s{note}", flush=True)
+    return Store(engine, url, key_file, keys, step)
+
+
+def vacuum(url: str) -> float:
+    """VACUUM ANALYZE a freshly imported PostgreSQL store (its seconds): what autovacuum would
+    start on its own a little later, not during a measurement."""
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("VACUUM ANALYZE")
+        finally:
+            await conn.close()
+
+    started = time.perf_counter()
+    asyncio.run(run())
+    return time.perf_counter() - started
+
+
 def setup_stores(args: argparse.Namespace, work: Path) -> list[Store]:
-    stores = []
-    for engine in args.engines:
-        started = time.perf_counter()
-        key_file = work / f"{engine}.key"
-        if engine == "sqlite":
-            path = work / "sqlite" / "mfad.db"
-            url = f"sqlite:///{path}"
-            keys = asyncio.run(create_users(url, key_file, args.users))
-        else:
-            import asyncpg
-
-            name = f"mfad_bench_{secrets.token_hex(4)}"
-
-            async def create_db() -> None:
-                conn = await asyncpg.connect(args.pg_dsn)
-                try:
-                    await conn.execute(f'CREATE DATABASE "{name}"')
-                finally:
-                    await conn.close()
-
-            asyncio.run(create_db())
-            url = re.sub(r"/[^/]*$", f"/{name}", args.pg_dsn)
-            keys = asyncio.run(create_users(url, key_file, args.users))
-        step = current_step() - 1
-        print(f"# set up {args.users} users on {engine} in {time.perf_counter() - started:.1f} s", flush=True)
-        stores.append(Store(engine, url, key_file, keys, step))
-    return stores
+    return [setup_store(engine, args.users, args, work) for engine in args.engines]
 
 
 def copy_store(store: Store, work: Path, tag: str, pg_dsn: str) -> Store:
@@ -631,8 +719,14 @@ def drop_databases(stores: list[Store], pg_dsn: str) -> None:
     asyncio.run(drop())
 
 
+def sample_names(store: Store, count: int) -> list[str] | None:
+    """``count`` users picked at random across the whole store (None: every user), so that a
+    run reads rows all over the indexes, not a few cached pages."""
+    return None if count <= 0 or count >= len(store.keys) else random.sample(list(store.keys), count)
+
+
 def bench_mfad(store: Store, workers: int, args: argparse.Namespace, work: Path, tree: Path = REPO,
-               tag: str = "") -> dict[str, Any]:
+               tag: str = "", half_rate: float | None = None) -> dict[str, Any]:
     port, metrics_port = free_port(), free_port(socket.SOCK_STREAM)
     name = f"mfad-{store.engine}-{workers}{tag}"
     config = work / f"{name}.toml"
@@ -649,26 +743,65 @@ def bench_mfad(store: Store, workers: int, args: argparse.Namespace, work: Path,
             time.sleep(1.0)
         note = wait_for_quiet()
         (top,) = fresh_steps(store, 1)  # after the wait: the codes must still be in the window
-        jobs = codes_for(store.keys, top)
+        jobs = codes_for(store.keys, top, sample_names(store, args.requests))
         cpu_before = tree_cpu(process.pid)
-        top_run = run_sender(port, jobs, args.in_flight, None, work)
-        top_run["cpu_us"] = (tree_cpu(process.pid) - cpu_before) / max(1, top_run["accepts"]) * 1e6
-        store.used_step = top
-        if spy is not None:
-            spy.send_signal(signal.SIGINT)
-            spy.wait(30)
-        half_rate = top_run["rate"] / 2
-        note += wait_for_quiet()
-        (half_step,) = fresh_steps(store, 1)
-        half_run = run_sender(port, codes_for(store.keys, half_step), args.in_flight * 4, half_rate, work)
-        store.used_step = half_step
-    return {"engine": store.engine, "workers": workers, "max": top_run, "half": half_run, "note": note}
+        with RssPeak(process.pid, workers) as rss:
+            top_run = run_sender(port, jobs, args.in_flight, None, work)
+            top_run["cpu_us"] = (tree_cpu(process.pid) - cpu_before) / max(1, top_run["accepts"]) * 1e6
+            store.used_step = top
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(30)
+            half_rate = half_rate or top_run["rate"] * args.latency_rate
+            note += wait_for_quiet()
+            (half_step,) = fresh_steps(store, 1)
+            half_run = run_sender(port, codes_for(store.keys, half_step, sample_names(store, args.requests)),
+                                  args.in_flight * 4, half_rate, work)
+            store.used_step = half_step
+    return {"engine": store.engine, "workers": workers, "max": top_run, "half": half_run, "note": note,
+            "half_rate": half_rate, "rss_mib": rss.max_mib}
 
 
 def _py_spy() -> str:
     """py-spy from this interpreter's environment (pip installs it there), else from PATH."""
     beside = Path(sys.executable).parent / "py-spy"
     return str(beside) if beside.exists() else "py-spy"
+
+
+def result_line(result: dict[str, Any], ratios: str = "") -> str:
+    top, half = result["max"], result["half"]
+    problems = {k: top[k] + half[k] for k in ("rejects", "others", "timeouts", "bad_replies") if top[k] + half[k]}
+    return (f"{top['rate']:,.0f} req/s (p50 {top['p50_ms']:.2f} ms, p99 {top['p99_ms']:.2f} ms, "
+            f"{top['cpu_us']:.0f} us CPU/accept){ratios}; at {half['rate']:,.0f} req/s: p50 {half['p50_ms']:.2f} ms, "
+            f"p99 {half['p99_ms']:.2f} ms; worker RSS max {result['rss_mib']:.0f} MiB"
+            f"{'; NOT ACCEPTED: ' + str(problems) if problems else ''}{result['note']}")
+
+
+def run_sizes(args: argparse.Namespace, work: Path, made: list[Store]) -> None:
+    """Per engine, a store of each of ``--sizes`` users (set up in turn, each deleted after its
+    run), measured alike: ``--requests`` users picked at random across the store, the maximum
+    rate, then the latency at one open-loop rate for every size (``--latency-rate`` times the
+    first size's maximum); prints p50(largest) / p50(smallest)."""
+    workers = args.workers[0]
+    args.setup = args.setup or "import"  # every size alike
+    for engine in args.engines:
+        half_rate: float | None = None
+        p50: dict[int, tuple[float, float]] = {}
+        for size in args.sizes:
+            store = setup_store(engine, size, args, work, f"-{size}")
+            made.append(store)
+            result = bench_mfad(store, workers, args, work, tag=f"-{size}", half_rate=half_rate)
+            half_rate = result["half_rate"]
+            p50[size] = (result["max"]["p50_ms"], result["half"]["p50_ms"])
+            print(f"mfad {engine:8} {size:>9,} users, {workers} worker{'s' if workers > 1 else ''}: "
+                  f"{result_line(result)}", flush=True)
+            drop_databases([store], args.pg_dsn)
+            if engine == "sqlite":
+                shutil.rmtree(Path(store.url[len("sqlite:///"):]).parent, ignore_errors=True)
+        small, large = min(p50), max(p50)
+        print(f"{engine}: p50({large:,}) / p50({small:,}) = {p50[large][1] / p50[small][1]:.2f} at "
+              f"{half_rate:,.0f} req/s (maximum-rate runs: {p50[large][0] / p50[small][0]:.2f}); "
+              f"load average {os.getloadavg()[0]:.1f}", flush=True)
 
 
 def main() -> int:
@@ -699,6 +832,17 @@ def main() -> int:
                         help="profile mfad during the maximum-rate runs (raw py-spy output PREFIX.<engine><N>.txt)")
     parser.add_argument("--py-spy-native", action="store_true",
                         help="with --py-spy: also sample the C frames (the interpreter's, SQLite's, uvloop's)")
+    parser.add_argument("--setup", choices=("core", "import"), default=None,
+                        help="how the stores get their users: through the core one by one, or through "
+                        "'mfad import' in batches (default: import above 20,000 users)")
+    parser.add_argument("--requests", type=int, default=20000,
+                        help="users sent for per run, picked at random across the store (0: every user once)")
+    parser.add_argument("--latency-rate", type=float, default=0.5, metavar="FRACTION",
+                        help="the latency run's open-loop rate, a fraction of the maximum (with --sizes: of the "
+                        "first size's, for every size)")
+    parser.add_argument("--sizes", type=lambda s: [int(n) for n in s.split(",")], default=None,
+                        metavar="N,N", help="measure a store of each size in turn (the first of --workers, no "
+                        "FreeRADIUS) and print p50(largest) / p50(smallest) per engine")
     args = parser.parse_args()
     if args.command == "send":
         return send_main(args)
@@ -708,9 +852,18 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     print(f"# python {sys.version.split()[0]}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.2f}; work dir {work}", flush=True)
+    if args.sizes:
+        made: list[Store] = []
+        try:
+            run_sizes(args, work, made)
+        finally:
+            drop_databases(made, args.pg_dsn)
+            if args.keep is None:
+                shutil.rmtree(work, ignore_errors=True)
+        return 0
     stores = setup_stores(args, work)
     results = []
-    made: list[Store] = list(stores)
+    made = list(stores)
     try:
         pap_users = [(name, f"pw-{name}") for name in list(stores[0].keys)[:args.users]]
         baselines: dict[str, float] = {}
@@ -729,20 +882,17 @@ def main() -> int:
                 for t, tree in enumerate(args.trees)]
         for store, workers, t, tree in runs:
             tag = f"-t{t}" if len(args.trees) > 1 else ""
-            target = copy_store(store, work, f"w{workers}{tag.replace('-', '')}", args.pg_dsn)
-            made.append(target)
+            target = store  # one run: the set-up store itself (a copy of a million users costs minutes)
+            if len(args.workers) * len(args.trees) > 1:
+                target = copy_store(store, work, f"w{workers}{tag.replace('-', '')}", args.pg_dsn)
+                made.append(target)
             result = bench_mfad(target, workers, args, work, tree, tag)
             results.append(result)
-            top, half = result["max"], result["half"]
-            problems = {k: top[k] + half[k] for k in ("rejects", "others", "timeouts", "bad_replies")
-                        if top[k] + half[k]}
-            ratios = ", ".join(f"{top['rate'] / rate:.2f}x FreeRADIUS {flag}" for flag, rate in baselines.items())
+            ratios = "".join(f"{', ' if i else ' = '}{result['max']['rate'] / rate:.2f}x FreeRADIUS {flag}"
+                             for i, (flag, rate) in enumerate(baselines.items()))
             label = f" [{tree}]" if len(args.trees) > 1 else ""
             print(f"mfad {store.engine:8} {workers} worker{'s' if workers > 1 else ' '}{label}: "
-                  f"{top['rate']:,.0f} req/s (p50 {top['p50_ms']:.2f} ms, p99 {top['p99_ms']:.2f} ms, "
-                  f"{top['cpu_us']:.0f} us CPU/accept) = {ratios}; "
-                  f"at {half['rate']:,.0f} req/s: p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms"
-                  f"{'; NOT ACCEPTED: ' + str(problems) if problems else ''}{result['note']}", flush=True)
+                  f"{result_line(result, ratios)}", flush=True)
             result["tree"] = t
         for t, tree in enumerate(args.trees):
             for workers in args.workers:
