@@ -614,6 +614,20 @@ def fresh_steps(store: Store, count: int) -> list[int]:
         time.sleep(1.0)
 
 
+def next_step(store: Store, names: list[str] | None) -> int:
+    """The step whose codes the next run sends. Every user once (``names`` None): the freshest
+    step of the window (:func:`fresh_steps`). Users picked at random meet again from run to
+    run, and an accepted code moves a device's window (its drift) by up to a step: then the
+    current step, once it is newer than the last run's (at most a period's wait), which is
+    inside every device's window whatever its drift, for at least a period."""
+    if names is None:
+        (step,) = fresh_steps(store, 1)
+        return step
+    while current_step() <= store.used_step:
+        time.sleep(0.5)
+    return current_step()
+
+
 def setup_store(engine: str, users: int, args: argparse.Namespace, work: Path, tag: str = "") -> Store:
     """A store of ``users`` users with TOTP devices: through the core, one by one (``--setup
     core``), or through ``mfad import`` in batches (``--setup import``, what a million needs)."""
@@ -742,8 +756,9 @@ def bench_mfad(store: Store, workers: int, args: argparse.Namespace, work: Path,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
         note = wait_for_quiet()
-        (top,) = fresh_steps(store, 1)  # after the wait: the codes must still be in the window
-        jobs = codes_for(store.keys, top, sample_names(store, args.requests))
+        names = sample_names(store, args.requests)
+        top = next_step(store, names)  # after the wait: the codes must still be in the window
+        jobs = codes_for(store.keys, top, names)
         cpu_before = tree_cpu(process.pid)
         with RssPeak(process.pid, workers) as rss:
             top_run = run_sender(port, jobs, args.in_flight, None, work)
@@ -754,9 +769,9 @@ def bench_mfad(store: Store, workers: int, args: argparse.Namespace, work: Path,
                 spy.wait(30)
             half_rate = half_rate or top_run["rate"] * args.latency_rate
             note += wait_for_quiet()
-            (half_step,) = fresh_steps(store, 1)
-            half_run = run_sender(port, codes_for(store.keys, half_step, sample_names(store, args.requests)),
-                                  args.in_flight * 4, half_rate, work)
+            names = sample_names(store, args.requests)
+            half_step = next_step(store, names)
+            half_run = run_sender(port, codes_for(store.keys, half_step, names), args.in_flight * 4, half_rate, work)
             store.used_step = half_step
     return {"engine": store.engine, "workers": workers, "max": top_run, "half": half_run, "note": note,
             "half_rate": half_rate, "rss_mib": rss.max_mib}
@@ -778,29 +793,38 @@ def result_line(result: dict[str, Any], ratios: str = "") -> str:
 
 
 def run_sizes(args: argparse.Namespace, work: Path, made: list[Store]) -> None:
-    """Per engine, a store of each of ``--sizes`` users (set up in turn, each deleted after its
-    run), measured alike: ``--requests`` users picked at random across the store, the maximum
-    rate, then the latency at one open-loop rate for every size (``--latency-rate`` times the
-    first size's maximum); prints p50(largest) / p50(smallest)."""
+    """Per engine, a store of each of ``--sizes`` users (set up through ``mfad import``),
+    measured alike in ``--rounds`` rounds taking turns (a disturbance of the shared machine
+    falls on one run, not on one size): ``--requests`` users picked at random across the
+    store, the maximum rate, then the latency at one open-loop rate for every size and round
+    (``--latency-rate`` times the first maximum). Prints p50(largest) / p50(smallest), of the
+    median p50 of each size's rounds. Each engine's stores are deleted after its runs."""
     workers = args.workers[0]
     args.setup = args.setup or "import"  # every size alike
     for engine in args.engines:
+        stores = {size: setup_store(engine, size, args, work, f"-{size}") for size in args.sizes}
+        made += stores.values()
         half_rate: float | None = None
-        p50: dict[int, tuple[float, float]] = {}
-        for size in args.sizes:
-            store = setup_store(engine, size, args, work, f"-{size}")
-            made.append(store)
-            result = bench_mfad(store, workers, args, work, tag=f"-{size}", half_rate=half_rate)
-            half_rate = result["half_rate"]
-            p50[size] = (result["max"]["p50_ms"], result["half"]["p50_ms"])
-            print(f"mfad {engine:8} {size:>9,} users, {workers} worker{'s' if workers > 1 else ''}: "
-                  f"{result_line(result)}", flush=True)
-            drop_databases([store], args.pg_dsn)
+        p50: dict[int, list[tuple[float, float]]] = {size: [] for size in args.sizes}
+        for turn in range(args.rounds):
+            for size, store in stores.items():
+                result = bench_mfad(store, workers, args, work, tag=f"-{size}", half_rate=half_rate)
+                half_rate = result["half_rate"]
+                p50[size].append((result["max"]["p50_ms"], result["half"]["p50_ms"]))
+                print(f"mfad {engine:8} {size:>9,} users, {workers} worker{'s' if workers > 1 else ''}, "
+                      f"round {turn + 1}: {result_line(result)}", flush=True)
+        drop_databases(list(stores.values()), args.pg_dsn)
+        for store in stores.values():
             if engine == "sqlite":
                 shutil.rmtree(Path(store.url[len("sqlite:///"):]).parent, ignore_errors=True)
         small, large = min(p50), max(p50)
-        print(f"{engine}: p50({large:,}) / p50({small:,}) = {p50[large][1] / p50[small][1]:.2f} at "
-              f"{half_rate:,.0f} req/s (maximum-rate runs: {p50[large][0] / p50[small][0]:.2f}); "
+
+        def ratio(which: int) -> float:
+            return statistics.median(r[which] for r in p50[large]) / statistics.median(r[which] for r in p50[small])
+
+        assert half_rate is not None
+        print(f"{engine}: p50({large:,}) / p50({small:,}) = {ratio(1):.2f} at {half_rate:,.0f} req/s "
+              f"(maximum-rate runs: {ratio(0):.2f}; medians of {args.rounds} round(s)); "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)
 
 
@@ -837,6 +861,7 @@ def main() -> int:
                         "'mfad import' in batches (default: import above 20,000 users)")
     parser.add_argument("--requests", type=int, default=20000,
                         help="users sent for per run, picked at random across the store (0: every user once)")
+    parser.add_argument("--rounds", type=int, default=3, help="with --sizes: rounds of runs, the sizes taking turns")
     parser.add_argument("--latency-rate", type=float, default=0.5, metavar="FRACTION",
                         help="the latency run's open-loop rate, a fraction of the maximum (with --sizes: of the "
                         "first size's, for every size)")
