@@ -638,18 +638,8 @@ def setup_store(engine: str, users: int, args: argparse.Namespace, work: Path, t
         path.parent.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{path}"
     else:
-        import asyncpg
-
         name = f"mfad_bench_{secrets.token_hex(4)}"
-
-        async def create_db() -> None:
-            conn = await asyncpg.connect(args.pg_dsn)
-            try:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-            finally:
-                await conn.close()
-
-        asyncio.run(create_db())
+        pg_execute(args.pg_dsn, f'CREATE DATABASE "{name}"')
         url = re.sub(r"/[^/]*$", f"/{name}", args.pg_dsn)
     how = args.setup or ("import" if users > 20000 else "core")
     if how == "import":
@@ -663,20 +653,26 @@ def setup_store(engine: str, users: int, args: argparse.Namespace, work: Path, t
     return Store(engine, url, key_file, keys, step)
 
 
-def vacuum(url: str) -> float:
-    """VACUUM ANALYZE a freshly imported PostgreSQL store (its seconds): what autovacuum would
-    start on its own a little later, not during a measurement."""
+def pg_execute(dsn: str, *statements: str) -> None:
+    """Run ``statements`` on one connection to ``dsn`` (outside a transaction)."""
     import asyncpg
 
     async def run() -> None:
-        conn = await asyncpg.connect(url)
+        conn = await asyncpg.connect(dsn)
         try:
-            await conn.execute("VACUUM ANALYZE")
+            for statement in statements:
+                await conn.execute(statement)
         finally:
             await conn.close()
 
-    started = time.perf_counter()
     asyncio.run(run())
+
+
+def vacuum(url: str) -> float:
+    """VACUUM ANALYZE a freshly imported PostgreSQL store (its seconds): what autovacuum would
+    start on its own a little later, not during a measurement."""
+    started = time.perf_counter()
+    pg_execute(url, "VACUUM ANALYZE")
     return time.perf_counter() - started
 
 
@@ -693,18 +689,8 @@ def copy_store(store: Store, work: Path, tag: str, pg_dsn: str) -> Store:
         _sqlite_copy(source, target)
         url = f"sqlite:///{target}"
     else:
-        import asyncpg
-
         name = f"{store.url.rsplit('/', 1)[1]}_{tag}"
-
-        async def clone() -> None:
-            conn = await asyncpg.connect(pg_dsn)
-            try:
-                await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{store.url.rsplit("/", 1)[1]}"')
-            finally:
-                await conn.close()
-
-        asyncio.run(clone())
+        pg_execute(pg_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{store.url.rsplit("/", 1)[1]}"')
         url = re.sub(r"/[^/]*$", f"/{name}", store.url)
     return Store(store.engine, url, store.key_file, store.keys, store.used_step)
 
@@ -718,19 +704,9 @@ def _sqlite_copy(source: Path, target: Path) -> None:
 
 def drop_databases(stores: list[Store], pg_dsn: str) -> None:
     names = [s.url.rsplit("/", 1)[1] for s in stores if s.engine == "postgres"]
-    if not names:
-        return
-    import asyncpg
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(pg_dsn)
-        try:
-            for name in sorted(set(names), key=len, reverse=True):
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
+    if names:
+        pg_execute(pg_dsn, *(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+                             for name in sorted(set(names), key=len, reverse=True)))
 
 
 def sample_names(store: Store, count: int) -> list[str] | None:
