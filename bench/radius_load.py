@@ -749,8 +749,24 @@ def bench_mfad(store: Store, workers: int, args: argparse.Namespace, work: Path,
             half_step = next_step(store, names)
             half_run = run_sender(port, codes_for(store.keys, half_step, names), args.in_flight * 4, half_rate, work)
             store.used_step = half_step
+        store_ms = store_means(metrics_port)
     return {"engine": store.engine, "workers": workers, "max": top_run, "half": half_run, "note": note,
-            "half_rate": half_rate, "rss_mib": rss.max_mib}
+            "half_rate": half_rate, "rss_mib": rss.max_mib, "store_ms": store_ms}
+
+
+def store_means(metrics_port: int) -> dict[str, float]:
+    """Mean milliseconds of each store operation done more than 1,000 times, over the
+    server's life (``mfad_store_operation_duration_seconds`` on its metrics port; with several
+    workers, the one that answered)."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    sums: dict[tuple[str, str], float] = {}
+    for kind, op, value in re.findall(r'^mfad_store_operation_duration_seconds_(sum|count)\{operation="([^"]+)"\} '
+                                      r'(\S+)$', text, re.M):
+        sums[kind, op] = float(value)
+    return {op: 1000 * sums["sum", op] / count for (kind, op), count in sums.items()
+            if kind == "count" and count > 1000}
 
 
 def _py_spy() -> str:
@@ -764,7 +780,8 @@ def result_line(result: dict[str, Any], ratios: str = "") -> str:
     problems = {k: top[k] + half[k] for k in ("rejects", "others", "timeouts", "bad_replies") if top[k] + half[k]}
     return (f"{top['rate']:,.0f} req/s (p50 {top['p50_ms']:.2f} ms, p99 {top['p99_ms']:.2f} ms, "
             f"{top['cpu_us']:.0f} us CPU/accept){ratios}; at {half['rate']:,.0f} req/s: p50 {half['p50_ms']:.2f} ms, "
-            f"p99 {half['p99_ms']:.2f} ms; worker RSS max {result['rss_mib']:.0f} MiB"
+            f"p99 {half['p99_ms']:.2f} ms; worker RSS max {result['rss_mib']:.0f} MiB; store ms per call: "
+            f"{', '.join(f'{op} {ms:.2f}' for op, ms in sorted(result['store_ms'].items()))}"
             f"{'; NOT ACCEPTED: ' + str(problems) if problems else ''}{result['note']}")
 
 
