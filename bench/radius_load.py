@@ -745,7 +745,9 @@ def bench_mfad(store: Store, workers: int, args: argparse.Namespace, work: Path,
                 spy.wait(30)
             half_rate = half_rate or top_run["rate"] * args.latency_rate
             note += wait_for_quiet()
-            names = sample_names(store, args.requests)
+            # Picked users send the current step's code, good for at least two periods: the
+            # run must end within them (a run of every user once spends fresh steps instead).
+            names = sample_names(store, min(args.requests, int(half_rate * 1.6 * PERIOD)) if args.requests else 0)
             half_step = next_step(store, names)
             half_run = run_sender(port, codes_for(store.keys, half_step, names), args.in_flight * 4, half_rate, work)
             store.used_step = half_step
