@@ -4,10 +4,13 @@ What it does, all on this machine and on loopback:
 
 1. Sets up a store with ``--users`` users (default 20,000), each with a confirmed TOTP
    device, through the core (``Mfa.users.create``, ``devices.begin_totp`` and
-   ``confirm_totp``; only the QR-code rendering of the binding is skipped), on SQLite
-   and on PostgreSQL (``$MFAD_TEST_POSTGRES_DSN``, a fresh database). Copies of the
-   set-up store serve the 1- and 2-worker runs, and every code sent is one the replay
-   guard has not seen: one request per user and step.
+   ``confirm_totp``; only the QR-code rendering of the binding is skipped), or above
+   20,000 users through ``mfad import`` in batches (``--setup``), on SQLite and on
+   PostgreSQL (``$MFAD_TEST_POSTGRES_DSN``, a fresh database). Copies of the set-up store
+   serve the 1- and 2-worker runs, and every code sent is one the replay guard has not
+   seen: one request per user and step (``--requests``: that many users picked at random).
+   ``--sizes 10000,1000000`` measures a store of each size instead and prints the ratio of
+   their p50 latencies and each worker's RSS (bench/README.md).
 2. Starts FreeRADIUS answering PAP from a users file with the same user names, on
    another port, from a config directory of its own, in three modes: ``-X`` (full
    debug output, one thread), ``-f`` (its thread pool) and ``-s`` (one thread, no
