@@ -85,7 +85,7 @@ class BulkImportSql(SqlParts):
                         at):
                     users[made["username"]] = UserId(made["id"])
                 for index, row in enumerate(rows):  # created meanwhile by another instance
-                    if outcomes[index].created and row.username not in users:
+                    if not outcomes[index].missing and row.username not in users:
                         outcomes[index] = ImportOutcome(refused="a concurrent change conflicted with this one; "
                                                         "try again")
                         gets_device.pop(row.username, None)
