@@ -4,10 +4,13 @@ What it does, all on this machine and on loopback:
 
 1. Sets up a store with ``--users`` users (default 20,000), each with a confirmed TOTP
    device, through the core (``Mfa.users.create``, ``devices.begin_totp`` and
-   ``confirm_totp``; only the QR-code rendering of the binding is skipped), on SQLite
-   and on PostgreSQL (``$MFAD_TEST_POSTGRES_DSN``, a fresh database). Copies of the
-   set-up store serve the 1- and 2-worker runs, and every code sent is one the replay
-   guard has not seen: one request per user and step.
+   ``confirm_totp``; only the QR-code rendering of the binding is skipped), or above
+   20,000 users through ``mfad import`` in batches (``--setup``), on SQLite and on
+   PostgreSQL (``$MFAD_TEST_POSTGRES_DSN``, a fresh database). Copies of the set-up store
+   serve the 1- and 2-worker runs, and every code sent is one the replay guard has not
+   seen: one request per user and step (``--requests``: that many users picked at random).
+   ``--sizes 10000,1000000`` measures a store of each size instead and prints the ratio of
+   their p50 latencies and each worker's RSS (bench/README.md).
 2. Starts FreeRADIUS answering PAP from a users file with the same user names, on
    another port, from a config directory of its own, in three modes: ``-X`` (full
    debug output, one thread), ``-f`` (its thread pool) and ``-s`` (one thread, no
@@ -17,8 +20,9 @@ What it does, all on this machine and on loopback:
    the per-client rate limit lifted; defaults otherwise) and, in a separate process,
    this script's async sender: one Access-Request with Message-Authenticator per user
    with the user's current code, ``--in-flight`` outstanding (closed loop): the
-   maximum rate, with the CPU mfad used per accept; then the next step's codes, open
-   loop at half that rate: the latency there. Replies are checked (code, Response
+   maximum rate, with the CPU mfad used per accept (on PostgreSQL, its backends' too);
+   then the next step's codes, open loop at ``--latency-rate`` (half) of that rate: the
+   latency there; with each worker's peak RSS and the store's mean time per operation. Replies are checked (code, Response
    Authenticator); anything but an Access-Accept is reported.
 
 Prints requests/s, p50/p99 latency and the ratio mfad/FreeRADIUS for each mode. Every
@@ -30,6 +34,8 @@ absolute figures.
 
     PYTHONPATH=. python bench/radius_load.py [--users 20000] [--engines sqlite,postgres]
         [--workers 1,2] [--in-flight 64] [--freeradius=-X,-f,-s] [--keep DIR] [--py-spy PREFIX]
+        [--requests 20000] [--latency-rate 0.5] [--setup core|import] [--timeout 3] [--margin 20]
+    PYTHONPATH=. python bench/radius_load.py --sizes 10000,1000000 [--rounds 3] [--engines ...]
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import gc
 import hashlib
 import json
 import os
+import random
 import re
 import secrets
 import shutil
@@ -53,6 +60,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -323,9 +331,32 @@ async def create_users(store_url: str, key_file: Path, count: int, schema: str |
     return keys
 
 
-def codes_for(keys: dict[str, str], step: int) -> list[tuple[str, str]]:
+def import_users(store_url: str, key_file: Path, count: int, work: Path) -> tuple[dict[str, str], float]:
+    """``count`` users with active TOTP devices, through ``mfad import otpauth --create-users``
+    (batched, docs/import.md) from a file of random secrets. Returns name → base32 key and the
+    import's wall time (the command's, schema creation excluded). No code is spent yet."""
+    keys = {f"u{i:07d}": base64.b32encode(secrets.token_bytes(20)).decode() for i in range(count)}
+    uris = work / f"import-{secrets.token_hex(4)}.txt"
+    fd = os.open(uris, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # secrets: the owner's only
+    with os.fdopen(fd, "w") as out:
+        out.writelines(f"otpauth://totp/bench:{name}?secret={b32}&issuer=bench\n" for name, b32 in keys.items())
+    config = work / f"import-{secrets.token_hex(4)}.toml"
+    config.write_text(config_text(store_url, key_file, free_port(), free_port(socket.SOCK_STREAM), 1))
+    mfad = [sys.executable, "-m", "mfad"]
+    subprocess.run([*mfad, "migrate", "--config", str(config)], check=True, capture_output=True, timeout=600)
+    started = time.perf_counter()
+    subprocess.run([*mfad, "import", "otpauth", "--create-users", "--config", str(config), str(uris)], check=True,
+                   capture_output=True, timeout=7200)
+    elapsed = time.perf_counter() - started
+    uris.unlink()
+    return keys, elapsed
+
+
+def codes_for(keys: dict[str, str], step: int, names: list[str] | None = None) -> list[tuple[str, str]]:
+    """The code of ``step`` for each of ``names`` (default: every user)."""
     out = []
-    for name, b32 in keys.items():
+    for name in keys if names is None else names:
+        b32 = keys[name]
         key = base64.b32decode(b32 + "=" * (-len(b32) % 8))
         out.append((name, totp.hotp(key, step)))
     return out
@@ -409,12 +440,17 @@ def process_cpu(pid: int) -> float:
     return 0.0
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by ``pid`` and its children (the workers)."""
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and its children (the workers)."""
     pids = [pid]
     with contextlib.suppress(OSError):
         pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    return sum(process_cpu(one) for one in pids)
+    return pids
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its children (the workers)."""
+    return sum(process_cpu(one) for one in tree_pids(pid))
 
 
 def backend_cpu(admin_dsn: str, database: str) -> float:
@@ -432,6 +468,38 @@ def backend_cpu(admin_dsn: str, database: str) -> float:
         return [int(row["pid"]) for row in rows]
 
     return sum(process_cpu(pid) for pid in asyncio.run(pids()))
+
+
+class RssPeak:
+    """The highest resident set size (VmRSS, /proc) of each RADIUS worker while it runs:
+    ``pid`` itself with one worker, its children (not the supervisor) with several."""
+
+    def __init__(self, pid: int, workers: int, every: float = 0.2) -> None:
+        self.pid, self.workers, self.every = pid, workers, every
+        self.peak: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every):
+            pids = tree_pids(self.pid)
+            for one in pids[1:] if self.workers > 1 else pids[:1]:
+                with contextlib.suppress(OSError, StopIteration):
+                    line = next(ln for ln in Path(f"/proc/{one}/status").read_text().splitlines()
+                                if ln.startswith("VmRSS:"))
+                    self.peak[one] = max(self.peak.get(one, 0), int(line.split()[1]) * 1024)
+
+    def __enter__(self) -> RssPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def max_mib(self) -> float:
+        return max(self.peak.values(), default=0) / 2**20
 
 
 def run_sender(port: int, jobs: list[tuple[str, str]], in_flight: int, rate: float | None,
@@ -597,34 +665,71 @@ def fresh_steps(store: Store, count: int, margin: float = 20.0) -> list[int]:
         time.sleep(1.0)
 
 
-def setup_stores(args: argparse.Namespace, work: Path) -> list[Store]:
-    stores = []
-    for engine in args.engines:
-        started = time.perf_counter()
-        key_file = work / f"{engine}.key"
-        if engine == "sqlite":
-            path = work / "sqlite" / "mfad.db"
-            url = f"sqlite:///{path}"
-            keys = asyncio.run(create_users(url, key_file, args.users))
-        else:
-            import asyncpg
+def next_step(store: Store, names: list[str] | None, margin: float = 20.0) -> int:
+    """The step whose codes the next run sends. Every user once (``names`` None): the freshest
+    step of the window (:func:`fresh_steps`, ``margin``). Users picked at random meet again from run to
+    run, and an accepted code moves a device's window (its drift) by up to a step: then the
+    current step, once it is newer than the last run's (at most a period's wait), which is
+    inside every device's window whatever its drift, for at least a period."""
+    if names is None:
+        (step,) = fresh_steps(store, 1, margin)
+        return step
+    while current_step() <= store.used_step:
+        time.sleep(0.5)
+    return current_step()
 
-            name = f"mfad_bench_{secrets.token_hex(4)}"
 
-            async def create_db() -> None:
-                conn = await asyncpg.connect(args.pg_dsn)
-                try:
-                    await conn.execute(f'CREATE DATABASE "{name}"')
-                finally:
-                    await conn.close()
+def setup_store(engine: str, users: int, pg_dsn: str, work: Path, tag: str = "", how: str | None = None) -> Store:
+    """A store of ``users`` users with TOTP devices: through the core, one by one (``how``
+    "core"), or through ``mfad import`` in batches ("import", what a million needs; the
+    default above 20,000 users)."""
+    started = time.perf_counter()
+    key_file = work / f"{engine}{tag}.key"
+    if engine == "sqlite":
+        path = work / f"sqlite{tag}" / "mfad.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{path}"
+    else:
+        name = f"mfad_bench_{secrets.token_hex(4)}"
+        pg_execute(pg_dsn, f'CREATE DATABASE "{name}"')
+        url = re.sub(r"/[^/]*$", f"/{name}", pg_dsn)
+    if (how or ("import" if users > 20000 else "core")) == "import":
+        keys, took = import_users(url, key_file, users, work)
+        note, step = f" (mfad import: {took:.1f} s)", current_step() - 2  # no code spent yet
+        if engine == "postgres":
+            note += f"; VACUUM ANALYZE {vacuum(url):.1f} s"
+    else:
+        keys, note, step = asyncio.run(create_users(url, key_file, users)), " (through the core)", current_step() - 1
+    print(f"# set up {users:,} users on {engine} in {time.perf_counter() - started:.1f} s{note}", flush=True)
+    return Store(engine, url, key_file, keys, step)
 
-            asyncio.run(create_db())
-            url = re.sub(r"/[^/]*$", f"/{name}", args.pg_dsn)
-            keys = asyncio.run(create_users(url, key_file, args.users))
-        step = current_step() - 1
-        print(f"# set up {args.users} users on {engine} in {time.perf_counter() - started:.1f} s", flush=True)
-        stores.append(Store(engine, url, key_file, keys, step))
-    return stores
+
+def pg_execute(dsn: str, *statements: str) -> None:
+    """Run ``statements`` on one connection to ``dsn`` (outside a transaction)."""
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def vacuum(url: str) -> float:
+    """VACUUM ANALYZE a freshly imported PostgreSQL store (its seconds): what autovacuum would
+    start on its own a little later, not during a measurement."""
+    started = time.perf_counter()
+    pg_execute(url, "VACUUM ANALYZE")
+    return time.perf_counter() - started
+
+
+def setup_stores(args: argparse.Namespace, work: Path, how: str | None = None) -> list[Store]:
+    """A store of ``args.users`` users on each of ``args.engines`` (:func:`setup_store`)."""
+    return [setup_store(engine, args.users, args.pg_dsn, work, how=how) for engine in args.engines]
 
 
 def copy_store(store: Store, work: Path, tag: str, pg_dsn: str) -> Store:
@@ -636,18 +741,8 @@ def copy_store(store: Store, work: Path, tag: str, pg_dsn: str) -> Store:
         _sqlite_copy(source, target)
         url = f"sqlite:///{target}"
     else:
-        import asyncpg
-
         name = f"{store.url.rsplit('/', 1)[1]}_{tag}"
-
-        async def clone() -> None:
-            conn = await asyncpg.connect(pg_dsn)
-            try:
-                await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{store.url.rsplit("/", 1)[1]}"')
-            finally:
-                await conn.close()
-
-        asyncio.run(clone())
+        pg_execute(pg_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{store.url.rsplit("/", 1)[1]}"')
         url = re.sub(r"/[^/]*$", f"/{name}", store.url)
     return Store(store.engine, url, store.key_file, store.keys, store.used_step)
 
@@ -661,42 +756,51 @@ def _sqlite_copy(source: Path, target: Path) -> None:
 
 def drop_databases(stores: list[Store], pg_dsn: str) -> None:
     names = [s.url.rsplit("/", 1)[1] for s in stores if s.engine == "postgres"]
-    if not names:
-        return
-    import asyncpg
+    if names:
+        pg_execute(pg_dsn, *(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+                             for name in sorted(set(names), key=len, reverse=True)))
 
-    async def drop() -> None:
-        conn = await asyncpg.connect(pg_dsn)
-        try:
-            for name in sorted(set(names), key=len, reverse=True):
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
 
-    asyncio.run(drop())
+def sample_names(store: Store, count: int) -> list[str] | None:
+    """``count`` users picked at random across the whole store (None: every user), so that a
+    run reads rows all over the indexes, not a few cached pages."""
+    return None if count <= 0 or count >= len(store.keys) else random.sample(list(store.keys), count)
 
 
 #: The requests of one run, called with the seconds their codes must stay accepted.
 Jobs = Callable[[float], list[tuple[str, str]]]
 
 
-def totp_jobs(store: Store) -> Jobs:
-    """Each call: every user's code of a step inside the window that ``store`` has not spent."""
+#: The seconds the current step's codes of users picked at random stay accepted, at least
+#: (:func:`next_step`): a run of them must end within these.
+PICKED_LAST = 1.6 * PERIOD
+
+
+def totp_jobs(store: Store, requests: int = 0) -> Jobs:
+    """Each call: every user's code of a step inside the window that ``store`` has not spent,
+    or (``requests``) that many users picked at random (:func:`sample_names`), with the
+    current step's codes; when the codes must stay accepted longer than :data:`PICKED_LAST`,
+    proportionally fewer, for the run to end within it."""
     def jobs(margin: float) -> list[tuple[str, str]]:
-        (step,) = fresh_steps(store, 1, margin)
+        count = requests if margin <= PICKED_LAST else max(1, int(requests * PICKED_LAST / margin))
+        names = sample_names(store, count) if requests else None
+        step = next_step(store, names, margin)  # after the wait: the codes must still be in the window
         store.used_step = step
-        return codes_for(store.keys, step)
+        return codes_for(store.keys, step, names)
     return jobs
 
 
 def measure(port: int, jobs: Jobs, in_flight: int, work: Path, cpu: Callable[[], float],
             db_cpu: Callable[[], float] | None = None, on_peak: Callable[[], None] | None = None,
-            timeout: float = 3.0, margin: float = 20.0) -> dict[str, Any]:
+            timeout: float = 3.0, margin: float = 20.0, latency_rate: float = 0.5,
+            half_rate: float | None = None) -> dict[str, Any]:
     """The maximum rate (closed loop, ``in_flight`` outstanding) with the server's CPU per
     accept (``cpu`` and ``db_cpu`` return CPU seconds used so far), then the latency open
-    loop at half that rate. ``jobs`` is called after each wait for a quiet machine, with
-    ``margin`` for the first run and about twice the first run's time for the second; a
-    reply later than ``timeout`` seconds counts as a timeout."""
+    loop at ``half_rate``, by default ``latency_rate`` times the maximum (the result's
+    "half_rate"). ``jobs`` is called after each wait for a quiet machine, with ``margin``
+    for the first run and a quarter more than the second run's time at its rate (with as
+    many requests as the first) plus 10 s for the second; a reply later than ``timeout``
+    seconds counts as a timeout."""
     note = wait_for_quiet()
     top_jobs = jobs(margin)
     before = cpu(), db_cpu() if db_cpu else 0.0
@@ -707,10 +811,11 @@ def measure(port: int, jobs: Jobs, in_flight: int, work: Path, cpu: Callable[[],
         top_run["db_cpu_us"] = (db_cpu() - before[1]) / accepts * 1e6
     if on_peak is not None:
         on_peak()
+    half_rate = half_rate or top_run["rate"] * latency_rate
     note += wait_for_quiet()
-    half_run = run_sender(port, jobs(max(margin, 2.5 * top_run["elapsed"] + 10)), in_flight * 4,
-                          top_run["rate"] / 2, work, timeout)
-    return {"max": top_run, "half": half_run, "note": note}
+    half_run = run_sender(port, jobs(max(margin, 1.25 * len(top_jobs) / half_rate + 10)), in_flight * 4,
+                          half_rate, work, timeout)
+    return {"max": top_run, "half": half_run, "note": note, "half_rate": half_rate}
 
 
 @contextlib.contextmanager
@@ -726,7 +831,11 @@ def work_directory(keep: Path | None) -> Iterator[Path]:
 
 
 def bench_mfad(store: Store, workers: int, args: argparse.Namespace, work: Path, tree: Path = REPO,
-               tag: str = "") -> dict[str, Any]:
+               tag: str = "", requests: int = 0, latency_rate: float = 0.5,
+               half_rate: float | None = None) -> dict[str, Any]:
+    """:func:`measure` on ``mfad serve --workers N`` from ``tree`` on ``store``
+    (:func:`totp_jobs`: ``requests`` users picked at random, else every user), with each
+    worker's peak RSS and the store's mean time per operation."""
     port, metrics_port = free_port(), free_port(socket.SOCK_STREAM)
     name = f"mfad-{store.engine}-{workers}{tag}"
     config = work / f"{name}.toml"
@@ -749,15 +858,80 @@ def bench_mfad(store: Store, workers: int, args: argparse.Namespace, work: Path,
 
         database = store.url.rsplit("/", 1)[1]
         db_cpu = (lambda: backend_cpu(args.pg_dsn, database)) if store.engine == "postgres" else None
-        result = measure(port, totp_jobs(store), args.in_flight, work, lambda: tree_cpu(process.pid), db_cpu,
-                         stop_spy, args.timeout, args.margin)
-    return {"engine": store.engine, "workers": workers, **result}
+        with RssPeak(process.pid, workers) as rss:
+            result = measure(port, totp_jobs(store, requests), args.in_flight, work, lambda: tree_cpu(process.pid),
+                             db_cpu, stop_spy, args.timeout, args.margin, latency_rate, half_rate)
+        store_ms = store_means(metrics_port)
+    return {"engine": store.engine, "workers": workers, **result, "rss_mib": rss.max_mib, "store_ms": store_ms}
+
+
+def store_means(metrics_port: int) -> dict[str, float]:
+    """Mean milliseconds of each store operation done more than 1,000 times, over the
+    server's life (``mfad_store_operation_duration_seconds`` on its metrics port; with several
+    workers, the one that answered)."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    sums: dict[tuple[str, str], float] = {}
+    for kind, op, value in re.findall(r'^mfad_store_operation_duration_seconds_(sum|count)\{operation="([^"]+)"\} '
+                                      r'(\S+)$', text, re.M):
+        sums[kind, op] = float(value)
+    return {op: 1000 * sums["sum", op] / count for (kind, op), count in sums.items()
+            if kind == "count" and count > 1000}
 
 
 def _py_spy() -> str:
     """py-spy from this interpreter's environment (pip installs it there), else from PATH."""
     beside = Path(sys.executable).parent / "py-spy"
     return str(beside) if beside.exists() else "py-spy"
+
+
+def result_line(result: dict[str, Any], ratios: str = "") -> str:
+    top, half = result["max"], result["half"]
+    problems = {k: top[k] + half[k] for k in ("rejects", "others", "timeouts", "bad_replies") if top[k] + half[k]}
+    return (f"{top['rate']:,.0f} req/s (p50 {top['p50_ms']:.2f} ms, p99 {top['p99_ms']:.2f} ms, "
+            f"{top['cpu_us']:.0f} us CPU/accept){ratios}; at {half['rate']:,.0f} req/s: p50 {half['p50_ms']:.2f} ms, "
+            f"p99 {half['p99_ms']:.2f} ms; worker RSS max {result['rss_mib']:.0f} MiB; store ms per call: "
+            f"{', '.join(f'{op} {ms:.2f}' for op, ms in sorted(result['store_ms'].items()))}"
+            f"{'; NOT ACCEPTED: ' + str(problems) if problems else ''}{result['note']}")
+
+
+def run_sizes(args: argparse.Namespace, work: Path, made: list[Store]) -> None:
+    """Per engine, a store of each of ``--sizes`` users (set up through ``mfad import``),
+    measured alike in ``--rounds`` rounds taking turns (a disturbance of the shared machine
+    falls on one run, not on one size): ``--requests`` users picked at random across the
+    store, the maximum rate, then the latency at one open-loop rate for every size and round
+    (``--latency-rate`` times the first maximum). Prints p50(largest) / p50(smallest), of the
+    median p50 of each size's rounds. Each engine's stores are deleted after its runs."""
+    workers = args.workers[0]
+    for engine in args.engines:
+        # Every size alike: through mfad import unless told otherwise.
+        stores = {size: setup_store(engine, size, args.pg_dsn, work, f"-{size}", args.setup or "import")
+                  for size in args.sizes}
+        made += stores.values()
+        half_rate: float | None = None
+        p50: dict[int, list[tuple[float, float]]] = {size: [] for size in args.sizes}
+        for turn in range(args.rounds):
+            for size, store in stores.items():
+                result = bench_mfad(store, workers, args, work, tag=f"-{size}", requests=args.requests,
+                                    latency_rate=args.latency_rate, half_rate=half_rate)
+                half_rate = result["half_rate"]
+                p50[size].append((result["max"]["p50_ms"], result["half"]["p50_ms"]))
+                print(f"mfad {engine:8} {size:>9,} users, {workers} worker{'s' if workers > 1 else ''}, "
+                      f"round {turn + 1}: {result_line(result)}", flush=True)
+        drop_databases(list(stores.values()), args.pg_dsn)
+        for store in stores.values():
+            if engine == "sqlite":
+                shutil.rmtree(Path(store.url[len("sqlite:///"):]).parent, ignore_errors=True)
+        small, large = min(p50), max(p50)
+
+        def ratio(which: int) -> float:
+            return statistics.median(r[which] for r in p50[large]) / statistics.median(r[which] for r in p50[small])
+
+        assert half_rate is not None
+        print(f"{engine}: p50({large:,}) / p50({small:,}) = {ratio(1):.2f} at {half_rate:,.0f} req/s "
+              f"(maximum-rate runs: {ratio(0):.2f}; medians of {args.rounds} round(s)); "
+              f"load average {os.getloadavg()[0]:.1f}", flush=True)
 
 
 def main() -> int:
@@ -793,6 +967,18 @@ def main() -> int:
                         help="profile mfad during the maximum-rate runs (raw py-spy output PREFIX.<engine><N>.txt)")
     parser.add_argument("--py-spy-native", action="store_true",
                         help="with --py-spy: also sample the C frames (the interpreter's, SQLite's, uvloop's)")
+    parser.add_argument("--setup", choices=("core", "import"), default=None,
+                        help="how the stores get their users: through the core one by one, or through "
+                        "'mfad import' in batches (default: import above 20,000 users)")
+    parser.add_argument("--requests", type=int, default=20000,
+                        help="users sent for per run, picked at random across the store (0: every user once)")
+    parser.add_argument("--rounds", type=int, default=3, help="with --sizes: rounds of runs, the sizes taking turns")
+    parser.add_argument("--latency-rate", type=float, default=0.5, metavar="FRACTION",
+                        help="the latency run's open-loop rate, a fraction of the maximum (with --sizes: of the "
+                        "first size's, for every size)")
+    parser.add_argument("--sizes", type=lambda s: [int(n) for n in s.split(",")], default=None,
+                        metavar="N,N", help="measure a store of each size in turn (the first of --workers, no "
+                        "FreeRADIUS) and print p50(largest) / p50(smallest) per engine")
     args = parser.parse_args()
     if args.command == "send":
         return send_main(args)
@@ -805,9 +991,16 @@ def main() -> int:
 def run(args: argparse.Namespace, work: Path) -> int:
     print(f"# python {sys.version.split()[0]}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.2f}; work dir {work}", flush=True)
-    stores = setup_stores(args, work)
+    if args.sizes:
+        made: list[Store] = []
+        try:
+            run_sizes(args, work, made)
+        finally:
+            drop_databases(made, args.pg_dsn)
+        return 0
+    stores = setup_stores(args, work, args.setup)
     results = []
-    made: list[Store] = list(stores)
+    made = list(stores)
     try:
         pap_users = [(name, f"pw-{name}") for name in list(stores[0].keys)[:args.users]]
         baselines: dict[str, float] = {}
@@ -826,20 +1019,17 @@ def run(args: argparse.Namespace, work: Path) -> int:
                 for t, tree in enumerate(args.trees)]
         for store, workers, t, tree in runs:
             tag = f"-t{t}" if len(args.trees) > 1 else ""
-            target = copy_store(store, work, f"w{workers}{tag.replace('-', '')}", args.pg_dsn)
-            made.append(target)
-            result = bench_mfad(target, workers, args, work, tree, tag)
+            target = store  # one run: the set-up store itself (a copy of a million users costs minutes)
+            if len(args.workers) * len(args.trees) > 1:
+                target = copy_store(store, work, f"w{workers}{tag.replace('-', '')}", args.pg_dsn)
+                made.append(target)
+            result = bench_mfad(target, workers, args, work, tree, tag, args.requests, args.latency_rate)
             results.append(result)
-            top, half = result["max"], result["half"]
-            problems = {k: top[k] + half[k] for k in ("rejects", "others", "timeouts", "bad_replies")
-                        if top[k] + half[k]}
-            ratios = ", ".join(f"{top['rate'] / rate:.2f}x FreeRADIUS {flag}" for flag, rate in baselines.items())
+            ratios = "".join(f"{', ' if i else ' = '}{result['max']['rate'] / rate:.2f}x FreeRADIUS {flag}"
+                             for i, (flag, rate) in enumerate(baselines.items()))
             label = f" [{tree}]" if len(args.trees) > 1 else ""
             print(f"mfad {store.engine:8} {workers} worker{'s' if workers > 1 else ' '}{label}: "
-                  f"{top['rate']:,.0f} req/s (p50 {top['p50_ms']:.2f} ms, p99 {top['p99_ms']:.2f} ms, "
-                  f"{top['cpu_us']:.0f} us CPU/accept) = {ratios}; "
-                  f"at {half['rate']:,.0f} req/s: p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms"
-                  f"{'; NOT ACCEPTED: ' + str(problems) if problems else ''}{result['note']}", flush=True)
+                  f"{result_line(result, ratios)}", flush=True)
             result["tree"] = t
         for t, tree in enumerate(args.trees):
             for workers in args.workers:

@@ -265,12 +265,11 @@ async def _token_revoke(config: Config, args: argparse.Namespace) -> int:
 
 async def _import(config: Config, args: argparse.Namespace) -> int:
     from mfad.app import open_core
-    from mfad.importers import LocalTarget, apply, read_all, summary
+    from mfad.importers import apply_local, read_all, summary
 
     records = read_all(args.format, args.files, username=args.user, pskc_key_file=args.pskc_key_file)
     async with open_core(config) as mfa:
-        report = await apply(records, LocalTarget(mfa, actor="cli"), origin=args.format,
-                             create_users=args.create_users)
+        report = await apply_local(records, mfa, origin=args.format, create_users=args.create_users, actor="cli")
     for line in summary(report):
         print(line)
     return EXIT_FAILED if report.failed else EXIT_OK

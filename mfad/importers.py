@@ -10,8 +10,9 @@ AES key: :mod:`mfad.pskc`) and ``csv`` (a header ``username[,password]
 Guarantees: a file is parsed completely before anything is imported, and every
 problem is reported at once with its place (``users.csv:4: totp_secret: not
 base32``), so a bad file imports nothing; secrets are handed on as typed values
-and never appear in a message. Importing is left to an :class:`ImportTarget`
-(the local core or a running daemon), which seals each secret like a generated one.
+and never appear in a message. Importing is left to the local core in batches
+(:func:`apply_local`) or to an :class:`ImportTarget` (a running daemon), which seal each
+secret like a generated one.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ if TYPE_CHECKING:
     from mfad.core.service import Mfa
 
 FORMATS = ("otpauth", "google-authenticator", "pskc", "csv")
-__all__ = ["FORMATS", "BadImportFile", "ImportReport", "ImportTarget", "LocalTarget", "RecordRefused", "TotpRecord",
-           "UserRecord", "add_import_arguments", "apply", "read", "read_all", "summary"]
+__all__ = ["FORMATS", "BadImportFile", "ImportReport", "ImportTarget", "RecordRefused", "TotpRecord",
+           "UserRecord", "add_import_arguments", "apply", "apply_local", "read", "read_all", "summary"]
 _ALGORITHMS = {a.value: a for a in HashAlgorithm}
 
 
@@ -251,7 +252,7 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
 
 # --- applying -----------------------------------------------------------------------------------
 class ImportTarget(Protocol):
-    """Where records go: the local core (``mfad import``) or a daemon (``mfactl import``)."""
+    """Where records go one by one: a daemon (``mfactl import``)."""
 
     async def has_user(self, username: str) -> bool: ...
     async def create_user(self, record: UserRecord) -> None: ...
@@ -296,25 +297,34 @@ def summary(report: ImportReport) -> Iterable[str]:
         yield f"not imported: {line}"
 
 
-class LocalTarget:
-    """The local store, through the core (``mfad import``, no daemon needed)."""
+#: Records per transaction of ``mfad import`` (a few statements each, whatever the count).
+LOCAL_BATCH = 1000
 
-    def __init__(self, mfa: Mfa, actor: str = "import") -> None:
-        self._mfa = mfa
-        self._actor = actor
 
-    async def has_user(self, username: str) -> bool:
-        try:
-            await self._mfa.users.get(username)
-        except NotFound:
-            return False
-        return True
+async def apply_local(records: Sequence[UserRecord], mfa: Mfa, *, origin: str, create_users: bool,
+                      actor: str = "import") -> ImportReport:
+    """:func:`apply` on the local store, ``LOCAL_BATCH`` records per transaction
+    (:class:`mfad.core.imports.ImportService`): the same checks, refusals and audit rows."""
+    from mfad.core.imports import ImportRequest
+    from mfad.core.ports import ImportTotp
 
-    async def create_user(self, record: UserRecord) -> None:
-        await self._mfa.users.create(record.username, record.password, actor=self._actor)
-        if record.disabled:
-            await self._mfa.users.set_disabled(record.username, True, actor=self._actor, reason="imported disabled")
-
-    async def import_totp(self, record: TotpRecord, origin: str) -> None:
-        await self._mfa.devices.import_totp(record.username, record.secret, record.params, name=record.name,
-                                            origin=origin, actor=self._actor)
+    report = ImportReport()
+    create = create_users or origin == "csv"
+    for start in range(0, len(records), LOCAL_BATCH):
+        chunk = records[start:start + LOCAL_BATCH]
+        outcomes = await mfa.imports.import_batch([ImportRequest(
+            username=r.username, create=create, password=r.password, disabled=r.disabled,
+            totp=None if r.totp is None else ImportTotp(secret=r.totp.secret, params=r.totp.params, name=r.totp.name))
+            for r in chunk], origin=origin, actor=actor)
+        for record, outcome in zip(chunk, outcomes):
+            if outcome.missing:
+                report.failed.append(f"{record.username}: no such user (add --create-users)")
+                continue
+            report.users_created += outcome.created
+            if outcome.existed and origin == "csv" and (record.password or record.disabled):
+                report.failed.append(f"{record.username}: exists already; its password and state were left as "
+                                     "they are")
+            report.devices_imported += outcome.device
+            if outcome.refused is not None:
+                report.failed.append(f"{record.username}: {outcome.refused}")
+    return report

@@ -36,6 +36,19 @@ IMPORTABLE_DIGITS = (6, 8)
 IMPORTABLE_PERIODS = (30, 60)
 
 
+def check_imported_totp(secret: bytes, params: TotpParams, name: str) -> None:
+    """What an imported TOTP device must be (InvalidInput names what is not)."""
+    if not name or len(name) > MAX_DEVICE_NAME or not name.isprintable():
+        raise InvalidInput("name", f"must be 1 to {MAX_DEVICE_NAME} printable characters")
+    if not MIN_IMPORTED_SECRET_BYTES <= len(secret) <= MAX_IMPORTED_SECRET_BYTES:
+        raise InvalidInput("secret", f"must be {MIN_IMPORTED_SECRET_BYTES * 8} to "
+                                     f"{MAX_IMPORTED_SECRET_BYTES * 8} bits")
+    if params.digits not in IMPORTABLE_DIGITS:
+        raise InvalidInput("digits", "must be 6 or 8")
+    if params.period not in IMPORTABLE_PERIODS:
+        raise InvalidInput("period", "must be 30 or 60 seconds")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TotpBinding:
     device: Device
@@ -158,15 +171,7 @@ class DeviceService:
                           origin: str, actor: str | None = None) -> Device:
         """A TOTP device from another system, active at once: its user already has the secret
         in an app. Sealed like a generated one; ``origin`` (the format) goes to the audit row."""
-        if not name or len(name) > MAX_DEVICE_NAME or not name.isprintable():
-            raise InvalidInput("name", f"must be 1 to {MAX_DEVICE_NAME} printable characters")
-        if not MIN_IMPORTED_SECRET_BYTES <= len(secret) <= MAX_IMPORTED_SECRET_BYTES:
-            raise InvalidInput("secret", f"must be {MIN_IMPORTED_SECRET_BYTES * 8} to "
-                                         f"{MAX_IMPORTED_SECRET_BYTES * 8} bits")
-        if params.digits not in IMPORTABLE_DIGITS:
-            raise InvalidInput("digits", "must be 6 or 8")
-        if params.period not in IMPORTABLE_PERIODS:
-            raise InvalidInput("period", "must be 30 or 60 seconds")
+        check_imported_totp(secret, params, name)
         if not (await self._policy.current()).allows(Method.TOTP):
             raise PermissionDenied("the MFA policy does not allow TOTP devices")
         user = await self._users.get(username)

@@ -139,6 +139,49 @@ class RetentionStore(Protocol):
     async def delete_audit_before(self, before: datetime, limit: int, event: str | None = None) -> int: ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImportTotp:
+    """An imported TOTP device's secret (sealed by the store's caller) and settings."""
+
+    secret: bytes = field(repr=False)
+    params: TotpParams
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImportRow:
+    """One record of a bulk import: the user (normalised name), created when missing if
+    ``create``, and the TOTP device to give them (already checked by the core)."""
+
+    username: str
+    create: bool
+    password_hash: str | None = field(default=None, repr=False)
+    disabled: bool = False
+    totp: ImportTotp | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImportOutcome:
+    created: bool = False
+    existed: bool = False
+    device: bool = False
+    #: The user does not exist and the record may not create them.
+    missing: bool = False
+    #: Why the record (or its device) did not go in.
+    refused: str | None = None
+
+
+class BulkImportStore(Protocol):
+    async def import_rows(self, rows: Sequence[ImportRow], now: datetime,
+                          seal: Callable[[DeviceId, bytes], str],
+                          audit: Callable[[ImportRow, UserId, DeviceId | None, bool], Sequence[AuditEvent]],
+                          ) -> list[ImportOutcome]:
+        """The records in one transaction, decided in order (a later record of the same user
+        sees the earlier one's user and device); ``audit(row, user, device, created)`` gives
+        each record's audit rows."""
+        ...
+
+
 class SealedSecretStore(Protocol):
     async def load_sealed_secrets(self, not_kid: str, limit: int) -> list[tuple[DeviceId, str]]: ...
     async def update_sealed_secret(self, device_id: DeviceId, old: str, new: str) -> bool: ...
@@ -368,7 +411,7 @@ class PolicyRuleStore(Protocol):
                                 audit: Sequence[AuditEvent]) -> None: ...
 
 
-class Store(AuditStore, UserStore, DeviceStore, RetentionStore, SealedSecretStore, SignInStore, PolicyStore,
+class Store(AuditStore, UserStore, DeviceStore, BulkImportStore, RetentionStore, SealedSecretStore, SignInStore, PolicyStore,
             CallerStore, SessionStore, WebauthnStore, EmailStore, ReplyStore, RecoveryStore, DirectoryUserStore,
             PolicyRuleStore, ApprovalStore, SignedClientStore, EnrolmentCodeStore, ApprovalNoticeStore, Protocol):
     """The whole store, as the engines implement it; each service is typed to its slices."""

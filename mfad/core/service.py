@@ -17,6 +17,7 @@ from mfad.core.approval_notice import NoticingApprovalVerifier, ReportingApprova
 from mfad.core.callers import CallerService
 from mfad.core.clock import Clock, SystemClock
 from mfad.core.devices import DeviceService
+from mfad.core.imports import ImportService
 from mfad.core.email_codes import EmailCodeService, EmailVerifier
 from mfad.core.enrolment import EnrolmentService
 from mfad.core.emergency import EmergencyMetrics, EmergencySignIns
@@ -63,6 +64,8 @@ class Mfa:
                                  password_policy=settings.passwords.to_policy())
         self.devices = DeviceService(store=store, keyring=keyring, clock=self.clock, users=self.users,
                                      policy=self.policy, settings=settings.totp)
+        self.imports = ImportService(store=store, keyring=keyring, clock=self.clock, users=self.users,
+                                     policy=self.policy)
         self.callers = CallerService(store, self.clock)
         #: Directories that check first factors (LDAP, upstream RADIUS), by name.
         self.directories: dict[str, Directory] = dict(directories or {})

@@ -30,7 +30,7 @@ class UserService:
     def normalize(self, username: str, field: str = "username") -> str:
         return self.usernames.normalize(username, field)
 
-    async def _hash_new(self, username: str, password: str | None) -> str | None:
+    async def new_password_hash(self, username: str, password: str | None) -> str | None:
         if password is None:
             return None
         self._password_policy.check(password, username=username)
@@ -38,7 +38,7 @@ class UserService:
 
     async def create(self, username: str, password: str | None, *, actor: str | None = None) -> User:
         username = self.normalize(username)
-        password_hash = await self._hash_new(username, password)
+        password_hash = await self.new_password_hash(username, password)
 
         def audit(user_id: UserId) -> list[AuditEvent]:
             return [AuditEvent(event="user_created", outcome="ok", user_id=user_id, username=username, actor=actor)]
@@ -62,7 +62,7 @@ class UserService:
 
     async def set_password(self, username: str, password: str | None, *, actor: str | None = None) -> None:
         user = await self.get(username)
-        password_hash = await self._hash_new(user.username, password)
+        password_hash = await self.new_password_hash(user.username, password)
         await self._store.update_password(user.id, password_hash, self._clock.now(), [AuditEvent(
             event="password_set", outcome="ok" if password_hash else "cleared", user_id=user.id,
             username=user.username, actor=actor)])

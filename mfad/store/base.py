@@ -42,6 +42,7 @@ from mfad.core.model import (
 from mfad.core.keyring import KeySample
 from mfad.core.ports import AuditFilter, LimitChange, RotateResult, Subject, UserCounts
 from mfad.store.approval import ApprovalSql
+from mfad.store.bulk import BulkImportSql
 from mfad.store.directory import DirectorySql
 from mfad.store.email import EmailSql
 from mfad.store.radius import RadiusSql
@@ -84,7 +85,7 @@ _DEVICE_AT = _BUCKET_AT + 2
 
 
 class SqlStore(SessionSql, RadiusSql, WebauthnSql, EmailSql, RecoverySql, DirectorySql, ApprovalSql, EnrolmentSql,
-               ApprovalNoticeSql):
+               ApprovalNoticeSql, BulkImportSql):
     """The core's Store over an engine's ``transaction()`` and ``read()`` primitives."""
 
     async def append_audit(self, now: datetime, events: Sequence[AuditEvent]) -> None:

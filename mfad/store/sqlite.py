@@ -57,9 +57,12 @@ its head): the commits of that second share one checkpoint. An idle store does n
 READER_BUSY_MS: Final = 100
 """A WAL reader waits only for WAL recovery; past this the read fails as Unavailable."""
 
-CACHE_KIB: Final = 65536
-"""Page cache per connection (SQLite's default is 2 MiB): the hot path's rows for tens of
-thousands of users stay in memory instead of being read again through the OS."""
+CACHE_KIB: Final = 16384
+"""Page cache per connection (SQLite's default is 2 MiB): the hot path's index pages and the
+rows of the users signing in stay in memory. A store of a million users does not fit in any
+cache a worker can afford (measured: 64 MiB per connection took a worker to 157 MiB under
+load, two connections' caches full; bench/README.md); the rest is read through the OS's page
+cache, a few reads of a few microseconds per request."""
 
 T = TypeVar("T")
 
@@ -198,7 +201,8 @@ class SqliteStore(SqlStore):
     engine = "sqlite"
     # BEGIN IMMEDIATE already holds the whole database; synchronous is per connection.
     # No row locks (the write lock covers the database), no session setting to relax.
-    dialect = {"lock": "", "relaxed_commit": "", "skip_locked": "", "bytewise": ""}
+    dialect = {"lock": "", "relaxed_commit": "", "skip_locked": "", "bytewise": "",
+               "json_rows": "json_each(${n}) AS j"}
 
     def __init__(self, path: Path, writer: sqlite3.Connection, reader: sqlite3.Connection,
                  metrics: StoreMetrics | None, *, timeout: float = 5.0) -> None:
