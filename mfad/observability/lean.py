@@ -15,10 +15,11 @@ in one step, so a scrape never sees a count that disagrees with its buckets.
 
 from __future__ import annotations
 
+import abc
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
-from typing import cast
+from typing import Generic, TypeVar, cast
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -28,6 +29,9 @@ from prometheus_client.utils import floatToGoString
 
 #: How prometheus_client writes a bucket bound (its function is not typed).
 _bound_text = cast(Callable[[float], str], floatToGoString)
+
+
+C = TypeVar("C")
 
 
 class LeanCounterChild:
@@ -59,37 +63,46 @@ class LeanHistogramChild:
         return list(self._counts), self._sum
 
 
-class _LeanFamily(Collector):
+class _LeanFamily(Collector, Generic[C]):
+    """The children by label values (one without labels: made at once), and registration."""
+
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str],
                  registry: CollectorRegistry | None) -> None:
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
+        self._children: dict[tuple[str, ...], C] = {}
+        if not self.labelnames:
+            self._children[()] = self._new_child()
         if registry is not None:
             registry.register(self)
 
-    def describe(self) -> list[Metric]:
-        return list(self.collect())  # the names, so that the registry refuses a duplicate
+    @abc.abstractmethod
+    def _new_child(self) -> C:
+        """A child at zero (each family says what its children are)."""
 
-
-class LeanCounter(_LeanFamily):
-    """A counter family: ``labels(*values).inc()``, or ``inc()`` without labels."""
-
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = (), *,
-                 registry: CollectorRegistry | None = None) -> None:
-        self._children: dict[tuple[str, ...], LeanCounterChild] = {}
-        super().__init__(name, documentation, labelnames, registry)
-        if not self.labelnames:
-            self._children[()] = LeanCounterChild()
-
-    def labels(self, *values: str) -> LeanCounterChild:
+    def labels(self, *values: str) -> C:
         if len(values) != len(self.labelnames):
             raise ValueError(f"{self.name}: {len(self.labelnames)} label values expected")
         key = tuple(str(v) for v in values)
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = LeanCounterChild()
+            child = self._children[key] = self._new_child()
         return child
+
+    def describe(self) -> list[Metric]:
+        return list(self.collect())  # the names, so that the registry refuses a duplicate
+
+
+class LeanCounter(_LeanFamily[LeanCounterChild]):
+    """A counter family: ``labels(*values).inc()``, or ``inc()`` without labels."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = (), *,
+                 registry: CollectorRegistry | None = None) -> None:
+        super().__init__(name, documentation, labelnames, registry)
+
+    def _new_child(self) -> LeanCounterChild:
+        return LeanCounterChild()
 
     def inc(self, amount: float = 1.0) -> None:
         self._children[()].inc(amount)
@@ -101,7 +114,7 @@ class LeanCounter(_LeanFamily):
         yield family
 
 
-class LeanHistogram(_LeanFamily):
+class LeanHistogram(_LeanFamily[LeanHistogramChild]):
     """A histogram family with fixed ``buckets``: ``labels(*values).observe(x)``, or
     ``observe(x)`` without labels."""
 
@@ -110,20 +123,11 @@ class LeanHistogram(_LeanFamily):
         bounds = tuple(float(b) for b in buckets if b != float("inf"))
         if list(bounds) != sorted(set(bounds)) or not bounds:
             raise ValueError(f"{name}: buckets must be increasing")
-        self._bounds = bounds
-        self._children: dict[tuple[str, ...], LeanHistogramChild] = {}
+        self._bounds = bounds  # before the base makes a child or registers
         super().__init__(name, documentation, labelnames, registry)
-        if not self.labelnames:
-            self._children[()] = LeanHistogramChild(bounds)
 
-    def labels(self, *values: str) -> LeanHistogramChild:
-        if len(values) != len(self.labelnames):
-            raise ValueError(f"{self.name}: {len(self.labelnames)} label values expected")
-        key = tuple(str(v) for v in values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = LeanHistogramChild(self._bounds)
-        return child
+    def _new_child(self) -> LeanHistogramChild:
+        return LeanHistogramChild(self._bounds)
 
     def observe(self, amount: float) -> None:
         self._children[()].observe(amount)
