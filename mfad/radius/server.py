@@ -23,7 +23,8 @@ Guarantees:
 - With a shared cache, a request another instance already answered gets that reply;
   with a claiming one, a request another instance is deciding gets the reply that
   instance saved by the end of ``shared_wait`` (one look then, or at shutdown — no
-  polling of the store), or silence — never a second decision.
+  polling of the store), or silence — never a second decision. A reply decided here is
+  sent first and shared after (the NAS does not wait for the store's write).
 - A request the handler defers (:class:`~mfad.radius.handler.Deferred`, hold mode) is
   kept without a task or an in-flight slot until the handler settles it; its
   retransmissions get nothing meanwhile (the handler is told of each), then the very
@@ -51,7 +52,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, NamedTuple, Protocol, cast
 
 from mfad.net import parse_address
 from mfad.radius.attributes import Attr
@@ -257,6 +258,14 @@ class UdpListeners:
                     await listener.lost.wait()
         except TimeoutError:
             log.warning("%s sockets did not close within %.0f s", self._what, _SOCKET_CLOSE_TIMEOUT)
+
+
+class Answer(NamedTuple):
+    """A reply to send at ``send_at``; ``decided_here`` unless it came from the shared cache."""
+
+    packet: bytes
+    send_at: float
+    decided_here: bool
 
 
 class RadiusServer:
@@ -494,7 +503,7 @@ class RadiusServer:
         if isinstance(answer, Deferred):
             self._hold(answer, listener, request, client, key, addr, received_at)
             return
-        self._send(listener, addr, *answer)
+        await self._deliver(listener, addr, key, answer)
 
     def _send(self, listener: RadiusProtocol, addr: Address, packet: bytes, send_at: float) -> None:
         delay = send_at - self._clock()
@@ -522,7 +531,7 @@ class RadiusServer:
                 if self._shared is not None:
                     await self._release_shared(key)
                 return
-            self._send(listener, addr, *answer)
+            await self._deliver(listener, addr, key, answer)
 
         early = deferred.attach(finish)
         if early is not None:
@@ -548,7 +557,7 @@ class RadiusServer:
 
     async def _answer(
         self, request: RadiusRequest, client: RadiusClient, key: RequestKey, received_at: float
-    ) -> tuple[bytes, float] | Deferred | None:
+    ) -> Answer | Deferred | None:
         """The reply and when to send it, or None for silence (already counted)."""
         claimed = False
         if self._shared is not None:
@@ -563,7 +572,7 @@ class RadiusServer:
                 self._drop(DropReason.DUPLICATE, key.host, client)
                 now = self._clock()
                 self._cache.complete(key, shared, now)
-                return shared, now
+                return Answer(shared, now, decided_here=False)
             claimed = shared is Claim.OWNED
         answer = await self._answer_here(request, client, key, received_at)
         if answer is None and claimed:
@@ -572,7 +581,7 @@ class RadiusServer:
 
     async def _answer_here(
         self, request: RadiusRequest, client: RadiusClient, key: RequestKey, received_at: float
-    ) -> tuple[bytes, float] | Deferred | None:
+    ) -> Answer | Deferred | None:
         watch = self._deadlines.watch()
         try:
             decision = await self._handler(request, client)
@@ -594,8 +603,8 @@ class RadiusServer:
         return await self._reply(request, client, key, received_at, decision)
 
     async def _reply(self, request: RadiusRequest, client: RadiusClient, key: RequestKey, received_at: float,
-                     decision: Decision | NoReply) -> tuple[bytes, float] | None:
-        """The handler's decision as the reply to send and when (cached and shared), or None."""
+                     decision: Decision | NoReply) -> Answer | None:
+        """The handler's decision as the reply to send and when (cached here), or None."""
         if isinstance(decision, NoReply):
             self._drop(DropReason.NO_REPLY, key.host, client)
             return None
@@ -612,11 +621,17 @@ class RadiusServer:
         now = self._clock()
         send_at = now + (self.settings.reject_delay if decision.outcome is Outcome.REJECT else 0.0)
         self._cache.complete(key, packet, send_at)
-        if self._shared is not None:
-            await self._save_shared(key, packet)
         self.metrics.reply_decided(client.mode, decision.outcome)
         self.metrics.request_latency(now - received_at)
-        return packet, send_at
+        return Answer(packet, send_at, decided_here=True)
+
+    async def _deliver(self, listener: RadiusProtocol, addr: Address, key: RequestKey, answer: Answer) -> None:
+        """Send the reply, then share a reply decided here. The NAS does not wait for the
+        save: a retransmission that reaches another instance meanwhile finds this one's
+        claim and looks again after ``shared_wait``."""
+        self._send(listener, addr, answer.packet, answer.send_at)
+        if answer.decided_here and self._shared is not None:
+            await self._save_shared(key, answer.packet)
 
     async def _claim_shared(self, key: RequestKey) -> bytes | Claim | None:
         """The saved reply, a claim, or None (no shared answer: decide here)."""

@@ -8,11 +8,15 @@ is returned byte for byte until it expires. These rows guard no security state (
 replay guard does): PostgreSQL commits them without waiting for the WAL flush, and a
 crash that loses one only means a retransmission is decided afresh.
 
+Claims and replies come in batches (the RADIUS front end gathers those of the requests in
+flight, ``mfad.core.batches``): on PostgreSQL a batch is one statement, one round trip.
+
 Keys are opaque bytes (a digest); times are UNIX seconds from the caller.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from mfad.core.ports import RequestClaim
@@ -29,23 +33,36 @@ class RadiusSql(SqlParts):
         if statement:
             await tx.execute(statement)
 
-    async def claim_radius_request(self, key: bytes, now: float, hold: float) -> RequestClaim:
-        """Claim ``key`` for ``hold`` seconds unless an unexpired claim or reply exists."""
-        one = self.dialect.get("claim_radius_request")
+    async def claim_radius_requests(self, claims: Sequence[tuple[bytes, float]], now: float) -> list[RequestClaim]:
+        """For each (key, expires_at), in order: a claim on ``key`` until ``expires_at`` unless
+        an unexpired claim or reply exists. A key repeated in ``claims`` is claimed by its
+        first occurrence (the later ones find it being decided)."""
+        first = _first_occurrences(key for key, _ in claims)
+        unique = [claims[i] for i in first.values()]
+        one = self.dialect.get("claim_radius_requests")
         if one is not None:
-            async with self._timed("claim_radius_request", write=False) as tx:
-                row = await tx.fetchrow(one, key, now + hold, now)
-            assert row is not None
-            return RequestClaim(owned=bool(row["owned"]), reply=None if row["owned"] else _octets(row["reply"]))
-        async with self._timed("claim_radius_request", write=True) as tx:
-            await self._relax_commit(tx)
-            row = await tx.fetchrow(
-                "INSERT INTO radius_requests (request_key, reply, expires_at) VALUES ($1, NULL, $2) "
-                "ON CONFLICT (request_key) DO UPDATE SET reply = NULL, expires_at = excluded.expires_at "
-                "WHERE radius_requests.expires_at <= $3 RETURNING request_key", key, now + hold, now)
-            if row is not None:
-                return RequestClaim(owned=True)
-            found = await tx.fetchrow("SELECT reply FROM radius_requests WHERE request_key = $1", key)
+            async with self._timed("claim_radius_requests", write=False) as tx:
+                rows = await tx.fetch(one, [k for k, _ in unique], [e for _, e in unique], now)
+            found = {bytes(r["request_key"]): RequestClaim(owned=bool(r["owned"]),
+                                                           reply=None if r["owned"] else _octets(r["reply"]))
+                     for r in rows}
+        else:
+            found = {}
+            async with self._timed("claim_radius_requests", write=True) as tx:
+                await self._relax_commit(tx)
+                for key, expires_at in unique:
+                    found[key] = await self._claim_one(tx, key, expires_at, now)
+        return [found[key] if first[key] == i else RequestClaim(owned=False) for i, (key, _) in enumerate(claims)]
+
+    @staticmethod
+    async def _claim_one(tx: Any, key: bytes, expires_at: float, now: float) -> RequestClaim:
+        row = await tx.fetchrow(
+            "INSERT INTO radius_requests (request_key, reply, expires_at) VALUES ($1, NULL, $2) "
+            "ON CONFLICT (request_key) DO UPDATE SET reply = NULL, expires_at = excluded.expires_at "
+            "WHERE radius_requests.expires_at <= $3 RETURNING request_key", key, expires_at, now)
+        if row is not None:
+            return RequestClaim(owned=True)
+        found = await tx.fetchrow("SELECT reply FROM radius_requests WHERE request_key = $1", key)
         return RequestClaim(owned=False, reply=None if found is None else _octets(found["reply"]))
 
     async def load_radius_reply(self, key: bytes, now: float) -> bytes | None:
@@ -54,19 +71,22 @@ class RadiusSql(SqlParts):
                                     key, now)
         return None if row is None else _octets(row["reply"])
 
-    async def save_radius_reply(self, key: bytes, reply: bytes, now: float, ttl: float) -> None:
-        """Store the reply (over this instance's claim, or afresh) for ``ttl`` seconds."""
-        one = self.dialect.get("save_radius_reply")
+    async def save_radius_replies(self, replies: Sequence[tuple[bytes, bytes, float]]) -> None:
+        """Store each (key, reply, expires_at), over this instance's claim or afresh; of a
+        key given twice, the last reply is kept."""
+        last = {key: (reply, expires_at) for key, reply, expires_at in replies}
+        one = self.dialect.get("save_radius_replies")
         if one is not None:
-            async with self._timed("save_radius_reply", write=False) as tx:
-                await tx.execute(one, key, reply, now + ttl)
+            async with self._timed("save_radius_replies", write=False) as tx:
+                await tx.execute(one, list(last), [r for r, _ in last.values()], [e for _, e in last.values()])
             return
-        async with self._timed("save_radius_reply", write=True) as tx:
+        async with self._timed("save_radius_replies", write=True) as tx:
             await self._relax_commit(tx)
-            await tx.execute(
-                "INSERT INTO radius_requests (request_key, reply, expires_at) VALUES ($1, $2, $3) "
-                "ON CONFLICT (request_key) DO UPDATE SET reply = excluded.reply, expires_at = excluded.expires_at",
-                key, reply, now + ttl)
+            for key, (reply, expires_at) in last.items():
+                await tx.execute(
+                    "INSERT INTO radius_requests (request_key, reply, expires_at) VALUES ($1, $2, $3) "
+                    "ON CONFLICT (request_key) DO UPDATE SET reply = excluded.reply, expires_at = excluded.expires_at",
+                    key, reply, expires_at)
 
     async def load_radius_signed_clients(self) -> set[tuple[str, str]]:
         async with self._timed("load_radius_signed_clients", write=False) as tx:
@@ -110,23 +130,34 @@ class RadiusSql(SqlParts):
 # flush, as SET LOCAL would in an explicit one (see the module docstring).
 _RELAXED = "relaxed AS (SELECT set_config('synchronous_commit', 'off', true) AS setting)"
 
-#: PostgreSQL's forms, for its dialect table. The claim's SELECT sees the row as it was
-#: before the same statement's INSERT.
+#: PostgreSQL's forms, for its dialect table. The claim's SELECT sees the rows as they were
+#: before the same statement's INSERT (a reply another instance saved, or NULL).
 ONE_STATEMENT_REPLIES = {
-    "claim_radius_request": (
-        f"WITH {_RELAXED}, claimed AS (INSERT INTO radius_requests (request_key, reply, expires_at) "
-        "SELECT $1, NULL, $2 FROM relaxed ON CONFLICT (request_key) DO UPDATE SET reply = NULL, "
-        "expires_at = excluded.expires_at WHERE radius_requests.expires_at <= $3 RETURNING 1) "
-        "SELECT EXISTS (SELECT 1 FROM claimed) AS owned, "
-        "(SELECT reply FROM radius_requests WHERE request_key = $1) AS reply"),
-    "save_radius_reply": (
+    "claim_radius_requests": (
+        f"WITH {_RELAXED}, wanted AS (SELECT * FROM unnest($1::bytea[], $2::float8[]) AS w(request_key, expires_at)), "
+        "claimed AS (INSERT INTO radius_requests (request_key, reply, expires_at) "
+        "SELECT w.request_key, NULL, w.expires_at FROM wanted w, relaxed ON CONFLICT (request_key) DO UPDATE "
+        "SET reply = NULL, expires_at = excluded.expires_at WHERE radius_requests.expires_at <= $3 "
+        "RETURNING request_key) "
+        "SELECT w.request_key, c.request_key IS NOT NULL AS owned, r.reply FROM wanted w "
+        "LEFT JOIN claimed c ON c.request_key = w.request_key "
+        "LEFT JOIN radius_requests r ON r.request_key = w.request_key"),
+    "save_radius_replies": (
         f"WITH {_RELAXED} INSERT INTO radius_requests (request_key, reply, expires_at) "
-        "SELECT $1, $2, $3 FROM relaxed ON CONFLICT (request_key) DO UPDATE SET reply = excluded.reply, "
-        "expires_at = excluded.expires_at"),
+        "SELECT s.request_key, s.reply, s.expires_at FROM unnest($1::bytea[], $2::bytea[], $3::float8[]) "
+        "AS s(request_key, reply, expires_at), relaxed ON CONFLICT (request_key) DO UPDATE "
+        "SET reply = excluded.reply, expires_at = excluded.expires_at"),
     "delete_radius_claim": (
         f"WITH {_RELAXED} DELETE FROM radius_requests WHERE request_key = $1 "
         "AND reply IS NULL AND EXISTS (SELECT 1 FROM relaxed)"),
 }
+
+
+def _first_occurrences(keys: Iterable[bytes]) -> dict[bytes, int]:
+    first: dict[bytes, int] = {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    return first
 
 
 def _octets(value: Any) -> bytes | None:

@@ -28,7 +28,7 @@ from mfad.core.model import (
     TotpParams,
     UserId,
 )
-from mfad.core.ports import AuditFilter, LimitChange, Store
+from mfad.core.ports import AuditFilter, LimitChange, RequestClaim, Store
 from mfad.core.verification import Attempt, Reason
 from mfad.store.migrations import latest_version, migrations
 from signin_calls import verify_code
@@ -418,6 +418,25 @@ async def test_concurrent_failures_are_all_counted(mfa: Any, mfa_factory: Any, e
     assert (state.failures, state.total_failures, state.locked_until) == (9, 9, None)
     await verify_code(second.signin, "alice", next(codes), attempt)
     assert (await mfa.store.load_limits(alice.user.id)).locked_until is not None
+
+
+# --- RADIUS requests claimed and replies shared, in batches ----------------------------------
+async def test_a_batch_of_claims_answers_each_key_in_order(store: Store) -> None:
+    """New keys are owned; a key repeated in the batch, or claimed and unexpired, is being
+    decided; a saved reply is returned; an expired claim or reply can be claimed again."""
+    now = 1000.0
+    await store.save_radius_replies([(b"answered", b"old", now + 5), (b"answered", b"reply", now + 5),
+                                     (b"stale", b"gone", now - 1)])
+    assert await store.claim_radius_requests([(b"held", now + 5)], now) == [RequestClaim(owned=True)]
+    claims = await store.claim_radius_requests(
+        [(b"new", now + 5), (b"answered", now + 5), (b"held", now + 5), (b"new", now + 5), (b"stale", now + 5)], now)
+    assert claims == [RequestClaim(owned=True), RequestClaim(owned=False, reply=b"reply"),
+                      RequestClaim(owned=False), RequestClaim(owned=False), RequestClaim(owned=True)]
+    assert await store.claim_radius_requests([(b"held", now + 20)], now + 6) == [RequestClaim(owned=True)]
+    assert await store.load_radius_reply(b"answered", now) == b"reply"  # the last of a key given twice
+    assert await store.load_radius_reply(b"answered", now + 6) is None  # expired
+    assert await store.claim_radius_requests([], now) == []
+    await store.save_radius_replies([])
 
 
 # --- recovery codes -----------------------------------------------------------------------
