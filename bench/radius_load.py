@@ -386,8 +386,11 @@ def mfad_running(config: Path, port: int, workers: int, log: Path,
                  tree: Path = REPO) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     with log.open("wb") as out:
+        # In the tree: ``python -m`` puts the working directory ahead of PYTHONPATH, so run from
+        # another checkout it would import that checkout's mfad, not the tree's.
         process = subprocess.Popen([sys.executable, "-m", "mfad", "serve", "--config", str(config),
-                                    "--workers", str(workers)], stdout=out, stderr=subprocess.STDOUT, env=env)
+                                    "--workers", str(workers)], stdout=out, stderr=subprocess.STDOUT, env=env,
+                                   cwd=tree)
         try:
             deadline = time.monotonic() + 60
             while not status_ok(port):
