@@ -1,13 +1,11 @@
 """Calls that arrive together, made as one: a round trip for a batch instead of one each.
 
-``Batcher(run, concurrency=n)`` gathers the items submitted during one turn of the event
-loop and hands them to ``run`` as one list, which returns one result per item, in order.
-Up to ``n`` batches run at once; while all ``n`` are running, newly submitted items wait
-for one to end and then go together as the next batch (as a group commit does). At a low
-rate every batch holds one item and costs one loop turn more than a direct call; under
-load a batch holds what arrived during the running ones' round trips, so the cost of a
-round trip is shared by the requests in flight. More than one batch at a time keeps a
-request from waiting a whole round trip for the batch before it.
+``Batcher(run)`` gathers the items submitted during one turn of the event loop and
+hands them to ``run`` as one list, which returns one result per item, in order. While a
+batch is running, newly submitted items wait for it to end and then go together as the
+next batch (as a group commit does): at a low rate every batch holds one item and costs
+one loop turn more than a direct call; under load a batch holds what arrived during the
+previous round trip, so the cost of a round trip is shared by the requests in flight.
 
 Each submitter gets its own result, or the batch's exception. A submitter that stops
 waiting (cancelled, timed out) does not stop the batch: its item is still run, and its
@@ -27,39 +25,33 @@ R = TypeVar("R")
 class Batcher(Generic[T, R]):
     """``await batcher.submit(item)``: the result ``run`` gives ``item`` in its batch."""
 
-    __slots__ = ("_run", "_max_size", "_concurrency", "_waiting", "_running", "_scheduled")
+    __slots__ = ("_run", "_max_size", "_waiting", "_running", "_scheduled")
 
-    def __init__(self, run: Callable[[list[T]], Awaitable[Sequence[R]]], *, max_size: int = 256,
-                 concurrency: int = 1) -> None:
+    def __init__(self, run: Callable[[list[T]], Awaitable[Sequence[R]]], *, max_size: int = 256) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
         self._run = run
         self._max_size = max_size
-        self._concurrency = concurrency
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: asyncio.Task[None] | None = None
         self._scheduled = False
 
     def submit(self, item: T) -> asyncio.Future[R]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         self._waiting.append((item, future))
-        if len(self._running) < self._concurrency and not self._scheduled:
+        if self._running is None and not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._start)  # after the other callbacks of this turn have submitted
         return future
 
     def _start(self) -> None:
         self._scheduled = False
-        if len(self._running) >= self._concurrency or not self._waiting:
+        if self._running is not None or not self._waiting:
             return
         batch = self._waiting[:self._max_size]
         del self._waiting[:self._max_size]
-        task = asyncio.get_running_loop().create_task(self._make(batch))
-        self._running.add(task)
-        task.add_done_callback(self._finished)
+        self._running = asyncio.get_running_loop().create_task(self._make(batch))
 
     async def _make(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
@@ -78,8 +70,7 @@ class Batcher(Generic[T, R]):
             for (_, future), result in zip(batch, results):
                 if not future.done():
                     future.set_result(result)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
-        if self._waiting:
-            self._start()
+        finally:
+            self._running = None
+            if self._waiting:
+                self._start()

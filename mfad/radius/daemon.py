@@ -152,9 +152,8 @@ class StoreReplyCache:
     def __init__(self, store: ReplyStore, *, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._clock = clock  # wall-clock seconds: instances on several hosts compare them
-        # A few batches at once: a claim does not wait a whole round trip for the one before.
-        self._claims: Batcher[tuple[bytes, float], RequestClaim] = Batcher(self._claim_batch, concurrency=4)
-        self._saves: Batcher[tuple[bytes, bytes, float], None] = Batcher(self._save_batch, concurrency=4)
+        self._claims: Batcher[tuple[bytes, float], RequestClaim] = Batcher(self._claim_batch)
+        self._saves: Batcher[tuple[bytes, bytes, float], None] = Batcher(self._save_batch)
 
     async def claim_reply(self, key: RequestKey, hold: float) -> bytes | Claim:
         claim = await self._claims.submit((key.digest(), hold))

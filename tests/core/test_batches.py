@@ -88,24 +88,6 @@ async def test_a_submitter_that_gives_up_does_not_stop_the_batch() -> None:
     assert await other == 4 and recorder.batches == [[1], [2]]
 
 
-async def test_with_concurrency_a_new_batch_starts_while_another_runs_until_all_places_are_taken() -> None:
-    recorder = Recorder()
-    recorder.gate = asyncio.Event()
-    batcher = Batcher(recorder.double, concurrency=2)
-    first = batcher.submit(1)
-    await asyncio.sleep(0.01)
-    second = batcher.submit(2)
-    await asyncio.sleep(0.01)
-    rest = [batcher.submit(i) for i in (3, 4)]
-    await asyncio.sleep(0.01)
-    assert recorder.batches == [[1], [2]]  # two running; 3 and 4 wait for a place
-    recorder.gate.set()
-    assert [await first, await second, *await asyncio.gather(*rest)] == [2, 4, 6, 8]
-    assert recorder.batches == [[1], [2], [3, 4]]
-
-
-def test_max_size_and_concurrency_must_be_positive() -> None:
+def test_max_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_size"):
         Batcher(Recorder().double, max_size=0)
-    with pytest.raises(ValueError, match="concurrency"):
-        Batcher(Recorder().double, concurrency=0)
